@@ -1,0 +1,1 @@
+"""ftplay: the fine-tuning playbook a small team can actually run."""

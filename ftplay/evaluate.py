@@ -1,0 +1,433 @@
+"""One evaluation harness for every system: predictors, metrics with intervals, the gate."""
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    label: str | None      # None when a free-text answer is not a valid label
+    confidence: float      # probability of the chosen label (scoring) or 1.0/0.0 (generation)
+    raw: str = ""          # what the system said, for generation and endpoints
+
+
+# ---------------------------------------------------------------- prompts
+def build_messages(text, labels, system_prompt, shots=()):
+    """Chat messages for one ticket: system prompt, optional (text, label) shots, the ticket."""
+    msgs = [{"role": "system", "content": system_prompt.format(labels=", ".join(labels))}]
+    for shot_text, shot_label in shots:
+        msgs += [{"role": "user", "content": shot_text}, {"role": "assistant", "content": shot_label}]
+    msgs.append({"role": "user", "content": text})
+    return msgs
+
+
+class ShotPicker:
+    """Few-shot examples: `fixed` (one per label, same for every ticket) or `retrieved`
+    (the k nearest training tickets by TF-IDF cosine, per ticket)."""
+
+    def __init__(self, train_rows, labels, mode="fixed", k=4, seed=0):
+        self.mode, self.k = mode, k
+        rng = np.random.default_rng(seed)
+        by_label = {l: [r for r in train_rows if r["label"] == l] for l in labels}
+        self.fixed = [(rows[int(rng.integers(len(rows)))]["text"], l)
+                      for l, rows in by_label.items() if rows][:k]
+        if mode == "retrieved":
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            self.rows = train_rows
+            self.vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+            self.matrix = self.vec.fit_transform([r["text"] for r in train_rows])
+
+    def __call__(self, text):
+        if self.mode == "none":
+            return []
+        if self.mode == "fixed":
+            return self.fixed
+        sims = (self.matrix @ self.vec.transform([text]).T).toarray().ravel()
+        best = np.argsort(-sims, kind="stable")[: self.k][::-1]  # most similar last, nearest the ticket
+        return [(self.rows[i]["text"], self.rows[i]["label"]) for i in best]
+
+
+# ---------------------------------------------------------------- local predictors
+class LabelScorer:
+    """Constrained classification: the log-likelihood of each label (plus end-of-turn) after the
+    prompt. One forward pass per prompt; its KV cache is shared by all candidate labels, so a
+    9-label task costs one prompt pass plus one short pass over the candidates, not 9 passes."""
+
+    def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
+                 name="scoring"):
+        self.model, self.tok, self.labels = model, tokenizer, list(labels)
+        self.system_prompt, self.shots, self.bs, self.name = system_prompt, shots, batch_size, name
+        end = tokenizer.eos_token or ""
+        self.cand = [tokenizer(l + end, add_special_tokens=False)["input_ids"] for l in self.labels]
+
+    def _prompt_ids(self, text):
+        shots = self.shots(text) if self.shots else ()
+        msgs = build_messages(text, self.labels, self.system_prompt, shots)
+        return self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
+                                            return_dict=False)
+
+    def logprobs(self, texts):
+        """(n, n_labels) array of summed candidate log-probabilities."""
+        import torch
+
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        C, Lc = len(self.cand), max(len(c) for c in self.cand)
+        pad = self.tok.pad_token_id
+        cand = torch.full((C, Lc), pad, dtype=torch.long)
+        cmask = torch.zeros((C, Lc), dtype=torch.long)
+        for j, c in enumerate(self.cand):
+            cand[j, : len(c)] = torch.tensor(c)
+            cmask[j, : len(c)] = 1
+        for s in range(0, len(texts), self.bs):
+            ids = [self._prompt_ids(t) for t in texts[s: s + self.bs]]
+            B, Lp = len(ids), max(len(i) for i in ids)
+            inp = torch.full((B, Lp), pad, dtype=torch.long)
+            mask = torch.zeros((B, Lp), dtype=torch.long)
+            for i, seq in enumerate(ids):  # left padding keeps every prompt's end at position Lp-1
+                inp[i, Lp - len(seq):] = torch.tensor(seq)
+                mask[i, Lp - len(seq):] = 1
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.no_grad():
+                first = self.model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=True)
+                cache = first.past_key_values
+                lp_first = torch.log_softmax(first.logits[:, -1].float(), -1)       # (B, V)
+                score = lp_first[:, cand[:, 0]].clone()                               # (B, C)
+                if Lc > 1:
+                    cache.batch_repeat_interleave(C)
+                    c_inp = cand.repeat(B, 1)                                         # (B*C, Lc)
+                    c_mask = cmask.repeat(B, 1)
+                    full_mask = torch.cat([mask.repeat_interleave(C, 0), c_mask], 1)
+                    c_pos = pos[:, -1:].repeat_interleave(C, 0) + torch.arange(1, Lc + 1)
+                    nxt = self.model(input_ids=c_inp, attention_mask=full_mask, position_ids=c_pos,
+                                     past_key_values=cache, use_cache=False)
+                    lp = torch.log_softmax(nxt.logits[:, :-1].float(), -1)            # predicts tokens 1..Lc-1
+                    tgt = c_inp[:, 1:]
+                    tok_lp = lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) * c_mask[:, 1:]
+                    score += tok_lp.sum(-1).view(B, C)
+            out[s: s + B] = score.numpy()
+        return out
+
+    def predict(self, texts):
+        lp = self.logprobs(texts)
+        probs = np.exp(lp - lp.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        best = probs.argmax(1)
+        return [Prediction(self.labels[b], float(probs[i, b]), self.labels[b])
+                for i, b in enumerate(best)]
+
+
+def parse_label(text, labels):
+    """The label a free-text answer names: exact match after trimming, else the only label
+    mentioned as a word; None when it names none or several."""
+    t = text.strip().strip(".\"'` ").lower()
+    by_lower = {l.lower(): l for l in labels}
+    if t in by_lower:
+        return by_lower[t]
+    try:
+        obj = json.loads(text)
+        if isinstance(obj, dict) and str(obj.get("label", "")).lower() in by_lower:
+            return by_lower[str(obj["label"]).lower()]
+    except (ValueError, TypeError):
+        pass
+    hits = {l for l in labels if re.search(rf"(?<![\w]){re.escape(l.lower())}(?![\w])", t)}
+    return hits.pop() if len(hits) == 1 else None
+
+
+class Generator:
+    """Free text: greedy generation of a short answer, parsed into a label (invalid counted)."""
+
+    def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
+                 max_new_tokens=8, name="generation"):
+        self.model, self.tok, self.labels = model, tokenizer, list(labels)
+        self.system_prompt, self.shots, self.bs = system_prompt, shots, batch_size
+        self.max_new_tokens, self.name = max_new_tokens, name
+
+    def predict(self, texts):
+        import torch
+
+        preds = []
+        self.tok.padding_side = "left"
+        for s in range(0, len(texts), self.bs):
+            chunk = texts[s: s + self.bs]
+            prompts = [self.tok.apply_chat_template(
+                build_messages(t, self.labels, self.system_prompt, self.shots(t) if self.shots else ()),
+                add_generation_prompt=True, tokenize=False) for t in chunk]
+            enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tok.pad_token_id,
+                                          eos_token_id=self.tok.eos_token_id)
+            for row in gen[:, enc["input_ids"].shape[1]:]:
+                raw = self.tok.decode(row, skip_special_tokens=True)
+                lab = parse_label(raw, self.labels)
+                preds.append(Prediction(lab, 1.0 if lab else 0.0, raw))
+        return preds
+
+
+class EndpointPredictor:
+    """An OpenAI-compatible endpoint (a vLLM server or a hosted model). With `structured`, the
+    answer is restricted to the label set by a JSON schema (an enum), so it is always valid."""
+
+    def __init__(self, client, model, labels, system_prompt, shots=None, structured=True,
+                 max_tokens=16, concurrency=8, name=None):
+        self.client, self.model, self.labels = client, model, list(labels)
+        self.system_prompt, self.shots, self.structured = system_prompt, shots, structured
+        self.max_tokens, self.concurrency, self.name = max_tokens, concurrency, name or model
+
+    def _one(self, text):
+        msgs = build_messages(text, self.labels, self.system_prompt, self.shots(text) if self.shots else ())
+        kw = {}
+        if self.structured:
+            kw["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "triage", "strict": True, "schema": {
+                    "type": "object", "properties": {"label": {"type": "string", "enum": self.labels}},
+                    "required": ["label"], "additionalProperties": False}}}
+        r = self.client.chat.completions.create(model=self.model, messages=msgs, temperature=0,
+                                                max_tokens=self.max_tokens + (24 if self.structured else 0),
+                                                **kw)
+        raw = r.choices[0].message.content or ""
+        lab = parse_label(raw, self.labels)
+        return Prediction(lab, 1.0 if lab else 0.0, raw)
+
+    def predict(self, texts):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.concurrency) as ex:
+            return list(ex.map(self._one, texts))
+
+
+# ---------------------------------------------------------------- metrics
+def bootstrap_ci(y_true, y_pred, metric, n=1000, seed=0, alpha=0.05):
+    """Percentile bootstrap interval of `metric` over resampled rows."""
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    idx = rng.integers(0, len(y_true), size=(n, len(y_true)))
+    vals = np.array([metric(y_true[i], y_pred[i]) for i in idx])
+    return [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))]
+
+
+def _acc(t, p):
+    return float(np.mean([a == b for a, b in zip(t, p)]))
+
+
+def _f1(labels):
+    from sklearn.metrics import f1_score
+
+    return lambda t, p: float(f1_score(list(t), [x if x is not None else "<invalid>" for x in p],
+                                       labels=labels, average="macro", zero_division=0))
+
+
+def score(y_true, preds, labels, n_boot=1000, seed=0):
+    """Accuracy and macro-F1 with 95% bootstrap intervals, per-class report, confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    y_pred = [p.label for p in preds]
+    f1 = _f1(labels)
+    safe = [x if x is not None else "<invalid>" for x in y_pred]
+    return {
+        "n": len(y_true),
+        "accuracy": _acc(y_true, y_pred),
+        "accuracy_ci": bootstrap_ci(y_true, y_pred, _acc, n_boot, seed),
+        "macro_f1": f1(y_true, y_pred),
+        "macro_f1_ci": bootstrap_ci(y_true, y_pred, f1, n_boot, seed),
+        "valid_rate": float(np.mean([p.label is not None for p in preds])) if preds else 0.0,
+        "per_class": classification_report(y_true, safe, labels=labels, output_dict=True,
+                                           zero_division=0),
+        "confusion": {"labels": labels,
+                      "matrix": confusion_matrix(y_true, safe, labels=labels).tolist()},
+    }
+
+
+def paired_difference(y_true, pred_a, pred_b, labels, n_boot=1000, seed=0):
+    """Macro-F1 and accuracy of A minus B on the same rows, with paired bootstrap intervals,
+    and McNemar's exact test on which rows each gets right."""
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(seed)
+    t = np.asarray(y_true, dtype=object)
+    a = np.asarray([p.label for p in pred_a], dtype=object)
+    b = np.asarray([p.label for p in pred_b], dtype=object)
+    f1 = _f1(labels)
+    idx = rng.integers(0, len(t), size=(n_boot, len(t)))
+    d_f1 = np.array([f1(t[i], a[i]) - f1(t[i], b[i]) for i in idx])
+    d_acc = np.array([_acc(t[i], a[i]) - _acc(t[i], b[i]) for i in idx])
+    ra, rb = a == t, b == t
+    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"macro_f1_diff": f1(t, a) - f1(t, b),
+            "macro_f1_diff_ci": [float(np.quantile(d_f1, .025)), float(np.quantile(d_f1, .975))],
+            "accuracy_diff": _acc(t, a) - _acc(t, b),
+            "accuracy_diff_ci": [float(np.quantile(d_acc, .025)), float(np.quantile(d_acc, .975))],
+            "mcnemar_p": float(p), "only_a_right": only_a, "only_b_right": only_b}
+
+
+def run_predictor(predictor, rows, labels, n_boot=1000, seed=0):
+    """Predict every row, score it, time it. Returns (metrics, predictions)."""
+    t0 = time.time()
+    preds = predictor.predict([r["text"] for r in rows])
+    secs = time.time() - t0
+    m = score([r["label"] for r in rows], preds, labels, n_boot, seed)
+    m["seconds"] = round(secs, 2)
+    m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
+    return m, preds
+
+
+def tfidf_reference(train_rows, rows):
+    """A cheap non-LLM classifier (TF-IDF word 1-2 grams + logistic regression) as a reference."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                        LogisticRegression(max_iter=2000, C=10.0))
+    clf.fit([r["text"] for r in train_rows], [r["label"] for r in train_rows])
+    proba = clf.predict_proba([r["text"] for r in rows])
+    classes = list(clf.classes_)
+    return [Prediction(classes[int(i)], float(p[int(i)])) for p, i in zip(proba, proba.argmax(1))]
+
+
+def selective_curve(y_true, preds, steps=11):
+    """Accuracy on the most confident tickets against the share escalated (routed elsewhere)."""
+    conf = np.array([p.confidence for p in preds])
+    right = np.array([p.label == t for p, t in zip(preds, y_true)])
+    order = np.argsort(-conf, kind="stable")
+    out = []
+    for k in range(steps):
+        share = k / (steps - 1)
+        keep = order[: max(1, int(round(len(order) * (1 - share))))] if share < 1 else order[:0]
+        out.append({"escalated": round(share, 3),
+                    "kept": int(len(keep)),
+                    "accuracy_kept": float(right[keep].mean()) if len(keep) else None,
+                    "threshold": float(conf[keep].min()) if len(keep) else None})
+    return out
+
+
+def gate(heldout_vs_base, production_base, production_ft, max_drop=0.15, heldout_ft=None):
+    """The seed's rule as code: ship only if fine-tuned beats base on held-out with the 95%
+    interval of the macro-F1 difference above zero, and holds up on production samples."""
+    reasons, ship = [], True
+    lo, hi = heldout_vs_base["macro_f1_diff_ci"]
+    d = heldout_vs_base["macro_f1_diff"]
+    if lo > 0:
+        reasons.append(f"held-out: fine-tuned beats base by {d:+.3f} macro-F1 (95% CI {lo:+.3f} to {hi:+.3f}, "
+                       f"McNemar p={heldout_vs_base['mcnemar_p']:.2g})")
+    else:
+        ship = False
+        reasons.append(f"STOP: fine-tuned does not beat base on held-out (macro-F1 {d:+.3f}, 95% CI "
+                       f"{lo:+.3f} to {hi:+.3f} includes zero or less): fix data or recipe before anything else")
+    if production_base is not None and production_ft is not None:
+        pd = production_ft["macro_f1"] - production_base["macro_f1"]
+        if pd <= 0:
+            ship = False
+            reasons.append(f"STOP: on production samples fine-tuned does not beat base ({pd:+.3f} macro-F1)")
+        else:
+            reasons.append(f"production: fine-tuned beats base by {pd:+.3f} macro-F1")
+        if heldout_ft is not None:
+            drop = heldout_ft["macro_f1"] - production_ft["macro_f1"]
+            if drop > max_drop:
+                ship = False
+                reasons.append(f"STOP: macro-F1 drops {drop:.3f} from held-out to production (limit {max_drop}): "
+                               "the training data does not look like production; collect production-like examples")
+            else:
+                reasons.append(f"held-out to production drop {drop:+.3f} macro-F1 (limit {max_drop})")
+    else:
+        reasons.append("no production samples scored: held-out alone cannot show the model holds up")
+    return {"ship": ship, "reasons": reasons}
+
+
+def save_predictions(path, rows, preds):
+    """One JSON line per row: id, gold label, predicted label, confidence, raw answer."""
+    from .rundir import write_text
+
+    lines = [json.dumps({"id": r["id"], "label": r["label"], "pred": p.label, "confidence": round(p.confidence, 6),
+                         "raw": p.raw}) for r, p in zip(rows, preds)]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def load_predictions(path):
+    """Predictions saved by `save_predictions`, as (ids, [Prediction])."""
+    from pathlib import Path
+
+    recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    return [r["id"] for r in recs], [Prediction(r["pred"], r["confidence"], r.get("raw", "")) for r in recs]
+
+
+def summary_table(results):
+    """{split: {system: 'acc 0.812 [0.76, 0.86] | macro-F1 ...'}} for a quick look in a notebook."""
+    out = {}
+    for split, systems in results.items():
+        for name, m in systems.items():
+            a, f = m["accuracy_ci"], m["macro_f1_ci"]
+            out.setdefault(split, {})[name] = (f"n {m['n']}  acc {m['accuracy']:.3f} [{a[0]:.3f}, {a[1]:.3f}]  "
+                                               f"macro-F1 {m['macro_f1']:.3f} [{f[0]:.3f}, {f[1]:.3f}]  "
+                                               f"valid {m['valid_rate']:.2f}")
+    return out
+
+
+def per_class_table(ft, base):
+    """Rows of per-class precision/recall/F1 for fine-tuned next to base F1, with support."""
+    rows = []
+    for lab in ft["confusion"]["labels"]:
+        f, b = ft["per_class"].get(lab, {}), base["per_class"].get(lab, {})
+        rows.append({"label": lab, "support": int(f.get("support", 0)), "precision": round(f.get("precision", 0), 3),
+                     "recall": round(f.get("recall", 0), 3), "f1": round(f.get("f1-score", 0), 3),
+                     "base_f1": round(b.get("f1-score", 0), 3)})
+    return rows
+
+
+def vocabulary(rows):
+    """Lower-cased words of the training texts: a word outside it in a ticket hints at a typo."""
+    return {w for r in rows for w in re.findall(r"[a-z]+", r["text"].lower())}
+
+
+def slices(rows, ft, base, labels, vocab, min_rows=20):
+    """Accuracy of fine-tuned and base on slices: rare labels, long tickets, tickets with
+    out-of-vocabulary words (likely typos). Each slice warns when it is too small to conclude."""
+    counts = {l: sum(r["label"] == l for r in rows) for l in labels}
+    rare = set(sorted(labels, key=lambda l: counts[l])[:3])
+    words = [len(r["text"].split()) for r in rows]
+    long_cut = float(np.quantile(words, 0.75)) if words else 0.0
+    defs = {"rare_labels": lambda r, w: r["label"] in rare,
+            "long_tickets": lambda r, w: w >= long_cut and w > 0,
+            "typos": lambda r, w: sum(1 for t in re.findall(r"[a-z]{4,}", r["text"].lower()) if t not in vocab) >= 2}
+    out = {}
+    for name, keep in defs.items():
+        idx = [i for i, r in enumerate(rows) if keep(r, words[i])]
+        acc = lambda ps: float(np.mean([ps[i].label == rows[i]["label"] for i in idx])) if idx else None
+        out[name] = {"n": len(idx), "finetuned_accuracy": acc(ft), "base_accuracy": acc(base),
+                     "warning": (f"only {len(idx)} rows (< {min_rows}): too few to conclude anything"
+                                 if len(idx) < min_rows else None)}
+    out["rare_labels"]["labels"] = sorted(rare)
+    out["long_tickets"]["min_words"] = long_cut
+    small = [l for l in labels if counts[l] < min_rows]
+    out["small_labels"] = {"labels": small, "warning": f"{len(small)} label(s) with < {min_rows} rows: "
+                           "their per-class scores are noise" if small else None}
+    return out
+
+
+def best_baseline(run_dir, heldout):
+    """01's best prompting baseline with its held-out predictions, when 01 scored these same rows."""
+    from pathlib import Path
+
+    from .rundir import read_json
+
+    rec = read_json(Path(run_dir) / "01_baseline_prompting.json")
+    if not rec or not rec.get("best"):
+        return None
+    name = rec["best"]["name"]
+    path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
+    if not path.exists():
+        return None
+    ids, preds = load_predictions(path)
+    if ids != [r["id"] for r in heldout]:
+        log.warning("01 scored other held-out rows than 02 wrote: not comparing against %s", name)
+        return None
+    return {"name": name, "preds": preds}

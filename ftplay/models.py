@@ -1,0 +1,92 @@
+"""Which base model a run uses: the embedded tiny default, a local folder, or a hub id."""
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import tinymodel
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+EMBEDDED = "embedded"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved base model: what the user asked for, where it lives, and what pins it."""
+    requested: str     # the MODEL parameter as given
+    path: str          # a local folder, or the hub id on a machine that downloads it
+    kind: str          # "embedded" | "local" | "hub"
+    revision: str      # files hash for local models, the hub revision otherwise
+
+
+def resolve(model, param="MODEL"):
+    """Turn the MODEL parameter into a ModelRef, failing early with the fix when it cannot work.
+
+    `embedded` (or `embedded:SEED`) builds the tiny default offline; an existing folder is used as
+    is; `org/name` is a hub id (its download is left to transformers on a machine with network).
+    """
+    model = str(model).strip()
+    if model == EMBEDDED or model.startswith(EMBEDDED + ":"):
+        seed = model.partition(":")[2] or "0"
+        if not seed.isdigit():
+            raise ConfigError(f"{param}={model!r}: the seed after 'embedded:' must be an integer, "
+                              f"e.g. {param}='embedded:1'")
+        path = tinymodel.build(tinymodel.TinySpec(seed=int(seed)))
+        return ModelRef(model, str(path), "embedded", tinymodel.files_hash(path))
+    p = Path(model).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ConfigError(f"{param}={model!r} is a folder without config.json; point {param} "
+                              "at a saved Hugging Face model folder (config.json, weights, tokenizer)")
+        return ModelRef(model, str(p.resolve()), "local", tinymodel.files_hash(p))
+    if model.startswith((".", "/", "~")) or not HUB_ID.match(model):
+        raise ConfigError(f"{param}={model!r} does not exist: set {param} to an existing model folder, "
+                          f"a hub id such as 'Qwen/Qwen2.5-7B-Instruct', or 'embedded' for the tiny default")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model):
+        raise ConfigError(f"{param}={model!r} is a hub id but HF_HUB_OFFLINE=1 and it is not in the local "
+                          f"cache: download it first (huggingface-cli download {model}) or set {param} to a folder")
+    return ModelRef(model, model, "hub", os.environ.get("FTPLAY_MODEL_REVISION", "main"))
+
+
+def _in_hub_cache(hub_id):
+    root = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    return (root / ("models--" + hub_id.replace("/", "--"))).exists()
+
+
+def template_hash(tokenizer):
+    """sha256 (16 hex) of the tokenizer's chat template: training and serving must agree on it."""
+    return hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()[:16]
+
+
+def load_tokenizer(ref):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ref.path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(ref, adapter=None, dtype="float32"):
+    """The base model (plus a LoRA adapter folder, if given) in eval mode, for scoring."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=getattr(torch, dtype))
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model.eval()
+
+
+def describe(path):
+    """Small facts about a model folder for the manifest: architecture, parameters, vocab."""
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    return {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers",
+                                    "vocab_size", "tie_word_embeddings", "max_position_embeddings")}

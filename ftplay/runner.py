@@ -1,0 +1,205 @@
+"""The main job: execute the playbook's notebooks with papermill into a fresh run directory."""
+import logging
+import os
+import time
+from pathlib import Path
+
+from . import rundir
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+# 05 prices what 06 measures (serving throughput), so it runs after 06.
+ORDER = ["00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
+         "04_evaluate", "06_serve_vllm", "05_compare_costs"]
+
+
+def notebooks():
+    """{stem: path} of the playbook's notebooks, in execution order."""
+    found = {p.stem: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    return {s: found[s] for s in ORDER if s in found} | {s: p for s, p in found.items() if s not in ORDER}
+
+
+def declared_parameters(path):
+    """{NAME: {inferred_type_name, default, help}} from a notebook's `parameters` cell."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(path))
+
+
+def load_params(path):
+    """Read a params YAML: flat `NAME: value` for every notebook that declares NAME, plus an
+    optional `notebooks: {stem: {NAME: value}}` for one notebook only."""
+    import yaml
+
+    if path is None:
+        return {}, {}
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"--params {path}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"--params {path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--params {path}: expected a mapping of NAME: value")
+    per = data.pop("notebooks", {}) or {}
+    return data, per
+
+
+def plan(only=None, params=None, per_notebook=None):
+    """[(stem, path, parameters)] to execute; unknown names and notebooks are errors up front."""
+    nbs = notebooks()
+    params, per_notebook = params or {}, per_notebook or {}
+    problems = []
+    stems = list(nbs)
+    if only:
+        wanted = [o.strip() for o in only]
+        stems = []
+        for w in wanted:
+            match = [s for s in nbs if s == w or s.startswith(w + "_")]
+            if not match:
+                problems.append(f"--only {w}: no such notebook; choose from {', '.join(s[:2] for s in nbs)}")
+            stems += match
+        stems = [s for s in nbs if s in stems]
+    declared = {s: declared_parameters(p) for s, p in nbs.items()}
+    every = set().union(*[set(d) for d in declared.values()]) if declared else set()
+    for name in params:
+        if name not in every:
+            problems.append(f"parameter {name} is declared by no notebook; known: {', '.join(sorted(every))}")
+    for stem, values in per_notebook.items():
+        if stem not in nbs:
+            problems.append(f"notebooks.{stem}: no such notebook")
+            continue
+        for name in values or {}:
+            if name not in declared[stem]:
+                problems.append(f"notebooks.{stem}.{name}: {stem} has no parameter {name}")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+    out = []
+    for s in stems:
+        mine = {k: v for k, v in params.items() if k in declared[s]}
+        mine.update(per_notebook.get(s) or {})
+        out.append((s, nbs[s], mine))
+    return out
+
+
+def _env(run_dir):
+    cache = Path(os.environ.get("FTPLAY_CACHE", Path.home() / ".cache" / "ftplay"))
+    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("IPYTHONDIR", "ipython"),
+                     ("JUPYTER_RUNTIME_DIR", "jupyter-runtime")):
+        os.environ.setdefault(var, str(cache / sub))
+        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["FTPLAY_RUN_DIR"] = str(run_dir)
+
+
+def run(params_path=None, only=None, out=None, run_root="runs", progress=print):
+    """Execute the notebooks; returns (run_dir, summary). Stops at the first failing notebook,
+    keeping everything that ran before it, and records the failing cell in the summary."""
+    import papermill as pm
+
+    params, per = load_params(params_path)
+    todo = plan(only, params, per)
+    run_dir = Path(out) if out else rundir.new_run_dir(ROOT / run_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "notebooks").mkdir(exist_ok=True)
+    _env(run_dir)
+    status = {}
+    for stem, path, values in todo:
+        values = {**values, "RUN_DIR": str(run_dir)} if "RUN_DIR" in declared_parameters(path) else values
+        out_nb = run_dir / "notebooks" / path.name
+        progress(f"[ftplay] {stem} ...")
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
+                                kernel_name="python3", progress_bar=False, log_output=False)
+            status[stem] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
+        except pm.PapermillExecutionError as e:
+            status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
+                            "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}
+        except Exception as e:  # kernel died, bad notebook...
+            status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
+                            "cell": None, "error": f"{type(e).__name__}: {e}"[:2000]}
+        _html(out_nb, run_dir / "html" / f"{stem}.html")
+        progress(f"[ftplay] {stem}: {status[stem]['status']} in {status[stem]['seconds']} s")
+        if status[stem]["status"] != "ok":
+            break
+    summary = summarise(run_dir, status)
+    rundir.write_json(run_dir / "summary.json", summary)
+    return run_dir, summary
+
+
+def _html(nb_path, html_path):
+    if not Path(nb_path).exists():
+        return
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(nb_path), as_version=4))
+        rundir.write_text(html_path, body)
+    except Exception as e:  # an HTML rendering problem must not hide the run's result
+        log.warning("could not render %s as HTML: %s", nb_path, e)
+
+
+def summarise(run_dir, status):
+    """summary.json from the notebooks' own JSON records (nothing recomputed here)."""
+    run_dir = Path(run_dir)
+    ev = rundir.read_json(run_dir / "04_evaluate.json", {})
+    cost = rundir.read_json(run_dir / "05_compare_costs.json", {})
+    serve = rundir.read_json(run_dir / "06_serve_vllm.json", {})
+    train = rundir.read_json(run_dir / "03_train_qlora.json", {})
+    summary = {"run_dir": str(run_dir), "notebooks": status}
+    for split in ("heldout", "production"):
+        s = ev.get(split) or {}
+        summary[split] = {"n": s.get("n")}
+        for system in ("base", "finetuned"):
+            m = (s.get("systems") or {}).get(system) or {}
+            summary[split][system] = {k: m.get(k) for k in ("accuracy", "macro_f1", "macro_f1_ci")}
+    summary["training"] = {k: train.get(k) for k in ("engine", "load_in_4bit", "seconds", "tokens_per_s",
+                                                     "train_loss", "eval_loss")}
+    summary["serving"] = {k: serve.get(k) for k in ("adapters_served", "load_test")}
+    summary["cost"] = cost.get("verdict")
+    failed = [s for s, v in status.items() if v["status"] != "ok"]
+    reasons = []
+    if failed:
+        reasons.append(f"notebook {failed[0]} failed at cell {status[failed[0]].get('cell')}: "
+                       f"{status[failed[0]].get('error', '')[:300]}")
+    gate = ev.get("decision") or {}
+    reasons += gate.get("reasons", []) if gate else ["no evaluation recorded (04 did not run)"]
+    if cost.get("verdict"):
+        reasons += cost["verdict"].get("reasons", [])
+    ship = bool(not failed and gate.get("ship") and (cost.get("verdict") or {}).get("cheaper", False))
+    summary["decision"] = {"ship": ship, "reasons": reasons}
+    return summary
+
+
+def format_summary(summary):
+    """The printed summary: each notebook's time, base vs fine-tuned, the cost verdict, ship or not."""
+    lines = ["", f"Run: {summary['run_dir']}", "", "notebook                  status    seconds"]
+    for stem, v in summary["notebooks"].items():
+        extra = f"  cell {v.get('cell')}: {v.get('error', '')[:120]}" if v["status"] != "ok" else ""
+        lines.append(f"{stem:<25} {v['status']:<9} {v['seconds']:>7}{extra}")
+    lines.append("")
+    for split in ("heldout", "production"):
+        s = summary.get(split) or {}
+        if s.get("n"):
+            b, f = s["base"], s["finetuned"]
+            lines.append(f"{split:<10} n={s['n']:<4} base acc {_f(b.get('accuracy'))} macro-F1 {_f(b.get('macro_f1'))}"
+                         f" | fine-tuned acc {_f(f.get('accuracy'))} macro-F1 {_f(f.get('macro_f1'))}")
+    c = summary.get("cost") or {}
+    if c:
+        lines.append(f"cost: {c.get('headline', '')}")
+    d = summary["decision"]
+    lines.append(f"ship: {'YES' if d['ship'] else 'NO'}")
+    lines += [f"  - {r}" for r in d["reasons"]]
+    return "\n".join(lines)
+
+
+def _f(x):
+    return f"{x:.3f}" if isinstance(x, (int, float)) else "  -  "

@@ -1,0 +1,380 @@
+"""LoRA / QLoRA training: one config, two engines (Unsloth, plain TRL + PEFT), same adapter out."""
+import importlib.util
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .errors import ConfigError, FtplayError
+
+log = logging.getLogger(__name__)
+ENGINES = ("auto", "unsloth", "trl")
+OPTIMIZERS = ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adamw_torch_fused")
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The seed's QLoRA recipe for 7-14B models; every knob validated up front."""
+    engine: str = "auto"                 # auto: unsloth when importable, else trl
+    load_in_4bit: bool = True            # QLoRA (nf4 base); off where bitsandbytes is missing
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple = ("q_proj", "v_proj", "o_proj")
+    learning_rate: float = 2e-4
+    num_epochs: float = 3.0
+    batch_size: int = 8                  # per device
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    optimizer: str = "adamw_8bit"        # bitsandbytes 8-bit AdamW
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_seq_len: int = 512
+    max_steps: int = -1                  # >0 overrides epochs (smoke tests)
+    save_steps: int = 0                  # checkpoint every N steps; 0: no intermediate checkpoints
+    logging_steps: int = 5
+    seed: int = 3407
+    threads: int = 0                     # CPU threads; 0: all cores
+
+    def __post_init__(self):
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        p = []
+        if self.engine not in ENGINES:
+            p.append(f"ENGINE={self.engine!r} is not one of {ENGINES}; set ENGINE in the parameters cell")
+        if self.lora_r < 1 or self.lora_r > 256:
+            p.append(f"LORA_R={self.lora_r} must be between 1 and 256 (16 is the teaching default)")
+        if self.lora_alpha <= 0:
+            p.append(f"LORA_ALPHA={self.lora_alpha} must be positive (usually 2 x LORA_R)")
+        if not 0 <= self.lora_dropout < 1:
+            p.append(f"LORA_DROPOUT={self.lora_dropout} must be in [0, 1)")
+        bad = [m for m in self.target_modules if m not in ALL_LINEAR]
+        if bad or not self.target_modules:
+            p.append(f"TARGET_MODULES={list(self.target_modules)} must be a non-empty subset of {list(ALL_LINEAR)}")
+        if not 0 < self.learning_rate < 1:
+            p.append(f"LEARNING_RATE={self.learning_rate} must be in (0, 1); 2e-4 for 7-14B models")
+        if self.num_epochs <= 0 and self.max_steps <= 0:
+            p.append(f"EPOCHS={self.num_epochs} must be positive (or set MAX_STEPS)")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            p.append(f"BATCH_SIZE={self.batch_size} and GRAD_ACCUM={self.grad_accum} must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            p.append(f"WARMUP_RATIO={self.warmup_ratio} must be in [0, 1)")
+        if self.optimizer not in OPTIMIZERS:
+            p.append(f"OPTIMIZER={self.optimizer!r} is not one of {OPTIMIZERS}")
+        if self.max_seq_len < 16:
+            p.append(f"MAX_SEQ_LEN={self.max_seq_len} is too small; use at least 16")
+        if self.save_steps < 0 or self.logging_steps < 1:
+            p.append("SAVE_STEPS must be >= 0 and LOGGING_STEPS >= 1")
+        if p:
+            raise ConfigError(p, "invalid training parameters")
+
+
+SEED_RECIPE = TrainConfig()
+# The embedded tiny model starts from random weights: the seed's recipe, which nudges a model
+# that already reads English, learns nothing there (measured: 0.17 accuracy, majority 0.20).
+# It needs every projection adapted, a higher rank and a 10x learning rate; see notebook 03.
+EMBEDDED_RECIPE = replace(SEED_RECIPE, target_modules=ALL_LINEAR, lora_r=32, lora_alpha=64,
+                          learning_rate=3e-3, num_epochs=6.0, lora_dropout=0.0)
+
+
+def recipe_for(model_kind, overrides=None):
+    """The recipe for a base model kind ('embedded' or real), with non-None overrides applied."""
+    base = EMBEDDED_RECIPE if model_kind == "embedded" else SEED_RECIPE
+    return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
+
+
+# ---------------------------------------------------------------- environment
+def device_info():
+    """What hardware training gets, and why (nanochat-style: defaults that depend on it say so)."""
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"device": "cuda", "name": torch.cuda.get_device_name(), "bf16": bf16,
+                "compute_dtype": "bfloat16" if bf16 else "float16",
+                "why": f"CUDA SM {major}{minor}: {'bf16' if bf16 else 'fp16'} compute"}
+    return {"device": "cpu", "name": _cpu_name(), "bf16": False, "compute_dtype": "float32",
+            "threads": torch.get_num_threads(),
+            "why": "no CUDA device: float32 compute (bf16 autocast on CPUs without BF16 instructions is ~2x slower)"}
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def resolve_engine(cfg):
+    """(engine, load_in_4bit, reasons): what will actually run, with the reason for each choice."""
+    reasons = []
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    engine = cfg.engine
+    if engine == "auto":
+        engine = "unsloth" if has_unsloth else "trl"
+        reasons.append("ENGINE=auto: " + ("unsloth is installed" if has_unsloth
+                                          else "unsloth is not installed, plain TRL + PEFT"))
+    elif engine == "unsloth" and not has_unsloth:
+        raise ConfigError("ENGINE='unsloth' but unsloth is not installed: run `make setup` "
+                          "(or pip install -e '.[train]'), or set ENGINE='trl'")
+    four = cfg.load_in_4bit
+    if four and not has_bnb:
+        four = False
+        reasons.append("LOAD_IN_4BIT=True but bitsandbytes is not installed: training in 16/32-bit")
+    elif four:
+        reasons.append("4-bit nf4 base weights (QLoRA) via bitsandbytes")
+    opt = cfg.optimizer
+    if "8bit" in opt and not has_bnb:
+        opt = "adamw_torch"
+        reasons.append("8-bit AdamW needs bitsandbytes: using adamw_torch")
+    return engine, four, opt, reasons
+
+
+# ---------------------------------------------------------------- data
+def tokenize_chat(tokenizer, messages_list, max_seq_len):
+    """input_ids and labels (-100 outside assistant turns) for each conversation, via the
+    template's generation markers. Raises naming the cause when the mask is broken."""
+    rows, truncated = [], 0
+    eos = tokenizer.eos_token_id
+    for i, msgs in enumerate(messages_list):
+        out = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+        if len(ids) > max_seq_len:
+            truncated += 1
+            ids, mask = ids[:max_seq_len], mask[:max_seq_len]
+        labels = [t if m else -100 for t, m in zip(ids, mask)]
+        rows.append({"input_ids": ids, "labels": labels})
+    check_mask(tokenizer, rows)
+    return rows, truncated
+
+
+def check_mask(tokenizer, rows):
+    """Fail loudly instead of training on a broken loss mask."""
+    problems = []
+    if not any(l != -100 for r in rows for l in r["labels"]):
+        problems.append("no token is trained: the chat template has no {% generation %} markers, so the "
+                        "assistant mask is all zero; use a template with generation markers")
+    eos = tokenizer.eos_token_id
+    if eos is not None and rows and not any(eos in [l for l in r["labels"] if l != -100] for r in rows):
+        why = " (pad equals EOS and was masked)" if tokenizer.pad_token_id == eos else ""
+        problems.append(f"the end-of-turn token {tokenizer.eos_token!r} is never trained{why}: the model "
+                        "would not learn to stop; put it inside the template's generation block")
+    for r in rows[:50]:
+        trained = [t for t, l in zip(r["input_ids"], r["labels"]) if l != -100]
+        if len(trained) > 0.5 * len(r["input_ids"]):
+            problems.append("more than half of an example's tokens are trained: prompt tokens are in the "
+                            "loss; check the template's generation markers")
+            break
+    if problems:
+        raise FtplayError(problems, "broken training labels")
+
+
+# ---------------------------------------------------------------- training
+def _load_unsloth(ref, cfg, four, dev):
+    import unsloth  # noqa: F401  (must patch before transformers/trl are used)
+    from unsloth import FastLanguageModel
+
+    model, tok = FastLanguageModel.from_pretrained(
+        model_name=ref.path, max_seq_length=cfg.max_seq_len, dtype=None, load_in_4bit=four,
+        full_finetuning=False)
+    model = FastLanguageModel.get_peft_model(
+        model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), bias="none", random_state=cfg.seed,
+        use_gradient_checkpointing="unsloth" if dev["device"] == "cuda" else False)
+    return model, tok
+
+
+def _load_trl(ref, cfg, four, dev):
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = {"dtype": getattr(torch, dev["compute_dtype"])}
+    if four:
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, dev["compute_dtype"]))
+    model = AutoModelForCausalLM.from_pretrained(ref.path, **kw)
+    if four:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=dev["device"] == "cuda")
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), AutoTokenizer.from_pretrained(ref.path)
+
+
+class _StepLog:
+    """A TrainerCallback that appends one JSON line per logging step: loss, lr, tokens/s."""
+
+    def __init__(self, path, tokens_per_step):
+        self.path, self.tokens_per_step, self.t0, self.last = Path(path), tokens_per_step, None, None
+
+    def as_callback(self):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class CB(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kw):
+                outer.t0 = outer.last = (time.time(), state.global_step)
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                now = (time.time(), state.global_step)
+                dt, ds = now[0] - outer.last[0], now[1] - outer.last[1]
+                rec = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **(logs or {})}
+                if ds > 0 and dt > 0 and "loss" in (logs or {}):
+                    rec["tokens_per_s"] = round(ds * outer.tokens_per_step / dt, 1)
+                    outer.last = now
+                with open(outer.path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                log.info("step %s %s", state.global_step, {k: v for k, v in rec.items() if k != "step"})
+
+        return CB()
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: str
+    engine: str
+    load_in_4bit: bool
+    reasons: list
+    device: dict
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    first_loss: float | None
+    tokens_seen: int
+    tokens_per_s: float
+    seconds: float
+    peak_memory_mb: float
+    truncated: int
+    resumed_from: str | None
+    log_path: str
+    trainable_params: int = 0
+    total_params: int = 0
+
+
+def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
+    """Train a LoRA adapter on chat conversations; checkpoints and the final adapter go under
+    `out_dir`. Resumes from the newest checkpoint there when `resume` (a killed run continues)."""
+    import torch
+
+    from .seeding import set_seed
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    dev = device_info()
+    engine, four, optim, reasons = resolve_engine(cfg)
+    model, tok = (_load_unsloth if engine == "unsloth" else _load_trl)(ref, cfg, four, dev)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    train_rows, truncated = tokenize_chat(tok, train_messages, cfg.max_seq_len)
+    eval_rows, _ = tokenize_chat(tok, eval_messages, cfg.max_seq_len) if eval_messages else ([], 0)
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    ckpt_dir = out_dir / "checkpoints"
+    args = SFTConfig(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.num_epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        optim=optim, logging_steps=cfg.logging_steps, logging_first_step=True,
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        save_total_limit=2, eval_strategy="epoch" if eval_rows else "no",
+        bf16=dev["compute_dtype"] == "bfloat16", fp16=dev["compute_dtype"] == "float16",
+        gradient_checkpointing=dev["device"] == "cuda", max_length=cfg.max_seq_len,
+        report_to="none", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
+        remove_unused_columns=True, disable_tqdm=True)
+    tokens = sum(len(r["input_ids"]) for r in train_rows)
+    steps_per_epoch = math.ceil(len(train_rows) / (cfg.batch_size * cfg.grad_accum))
+    log_path = out_dir / "train_log.jsonl"
+    step_log = _StepLog(log_path, tokens / max(1, steps_per_epoch))
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok,
+                         train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+                         callbacks=[step_log.as_callback()])
+    last = _last_checkpoint(ckpt_dir) if resume else None
+    if last is None and log_path.exists():
+        log_path.unlink()  # a fresh run starts a fresh log
+    t0 = time.time()
+    out = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    seconds = time.time() - t0
+    adapter_dir = out_dir / "adapter"
+    trainer.model.save_pretrained(str(adapter_dir))
+    tok.save_pretrained(str(adapter_dir))
+    hist = trainer.state.log_history
+    losses = [h["loss"] for h in hist if "loss" in h]
+    evals = [h["eval_loss"] for h in hist if "eval_loss" in h]
+    steps = trainer.state.global_step
+    done_epochs = steps / max(1, steps_per_epoch)
+    seen = int(tokens * done_epochs)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    return TrainResult(
+        adapter_dir=str(adapter_dir), engine=engine, load_in_4bit=four, reasons=reasons, device=dev,
+        steps=steps, train_loss=losses[-1] if losses else None, eval_loss=evals[-1] if evals else None,
+        first_loss=losses[0] if losses else None, tokens_seen=seen,
+        tokens_per_s=round(seen / seconds, 1) if seconds else 0.0, seconds=round(seconds, 2),
+        peak_memory_mb=_peak_mb(dev), truncated=truncated, resumed_from=str(last) if last else None,
+        log_path=str(log_path), trainable_params=trainable, total_params=total)
+
+
+def _last_checkpoint(ckpt_dir):
+    cks = sorted(Path(ckpt_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) \
+        if Path(ckpt_dir).exists() else []
+    return cks[-1] if cks else None
+
+
+def _peak_mb(dev):
+    if dev["device"] == "cuda":
+        import torch
+
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def read_log(path):
+    """The training log as a list of dicts (one per logging step)."""
+    p = Path(path)
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+
+
+def write_adapter_meta(adapter_dir, ref, labels, system_prompt):
+    """ftplay_adapter.json beside the adapter: what serving must match (base, template, labels)."""
+    from . import models, rundir
+
+    tok = models.load_tokenizer(ref)
+    meta = {"base": {"requested": ref.requested, "path": ref.path, "kind": ref.kind, "revision": ref.revision},
+            "template_hash": models.template_hash(tok), "labels": list(labels),
+            "system_prompt": system_prompt, "vocab_size": len(tok)}
+    rundir.write_json(Path(adapter_dir) / "ftplay_adapter.json", meta)
+    return meta
+
+
+def manifest(result, cfg, ref, meta, train_rows):
+    """The run manifest: what was trained, on what, with what, how fast, to what loss."""
+    from . import models, rundir
+
+    return {**asdict(result),
+            "base_model": {"requested": ref.requested, "path": ref.path, "kind": ref.kind,
+                           "revision": ref.revision, **(models.describe(ref.path) if ref.kind != "hub" else {})},
+            "template_hash": meta["template_hash"], "labels": meta["labels"],
+            "train_fingerprint": rundir.fingerprint_rows(
+                [{k: r[k] for k in ("id", "text", "label")} for r in train_rows]),
+            "train_rows": len(train_rows), "train_ids": [r["id"] for r in train_rows]}
