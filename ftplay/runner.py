@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from . import rundir
-from .errors import ConfigError
+from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,63 @@ def plan(only=None, params=None, per_notebook=None):
     return out
 
 
+def check_inputs(todo):
+    """Catch bad parameters before any long work: a MODEL that cannot be found, a data file that
+    is missing or unreadable, training data with a single label. Uses each notebook's effective
+    values (its defaults, overridden by the params file)."""
+    from . import data, models
+
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        eff = {k: v["default"] for k, v in declared_parameters(path).items()}
+        eff = {k: _literal(v) for k, v in eff.items()} | values
+        for name, value in eff.items():
+            if (name, str(value)) in seen:
+                continue
+            seen.add((name, str(value)))
+            if name == "MODEL":
+                try:
+                    models.resolve(value)
+                except ConfigError as e:
+                    problems += [f"{stem}: {p}" for p in e.problems]
+            elif name.endswith("_PATH") and value and _existing(value) is None:
+                problems.append(f"{stem}: {name}={value!r} does not exist; set {name} to an existing file "
+                                "(relative paths are relative to the repository root)")
+        train = eff.get("TRAIN_PATH")
+        p = _existing(train)
+        if p is not None and ("load", str(p)) not in seen:
+            seen.add(("load", str(p)))
+            try:
+                rows = data.load(p, eff.get("FORMAT", "auto"), eff.get("TEXT_FIELD", "text"),
+                                 eff.get("LABEL_FIELD", "label"))
+                labels = {r["label"] for r in rows}
+                if len(labels) < 2:
+                    problems.append(f"TRAIN_PATH={train!r} has {len(labels)} label(s) "
+                                    f"{sorted(labels)}; a classifier needs at least 2: point TRAIN_PATH at the full export")
+            except FtplayError as e:
+                problems += e.problems[:20]
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def _existing(value):
+    """The path a *_PATH parameter names (absolute, or relative to the repository root), if it exists."""
+    if not value:
+        return None
+    p = Path(str(value))
+    p = p if p.is_absolute() else ROOT / p
+    return p if p.exists() else None
+
+
+def _literal(text):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def _env(run_dir):
     cache = Path(os.environ.get("FTPLAY_CACHE", Path.home() / ".cache" / "ftplay"))
     for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("IPYTHONDIR", "ipython"),
@@ -105,6 +162,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print):
 
     params, per = load_params(params_path)
     todo = plan(only, params, per)
+    check_inputs(todo)
     run_dir = Path(out) if out else rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "notebooks").mkdir(exist_ok=True)

@@ -143,16 +143,20 @@ def tokenize_chat(tokenizer, messages_list, max_seq_len):
     """input_ids and labels (-100 outside assistant turns) for each conversation, via the
     template's generation markers. Raises naming the cause when the mask is broken."""
     rows, truncated = [], 0
-    eos = tokenizer.eos_token_id
-    for i, msgs in enumerate(messages_list):
+    for msgs in messages_list:
         out = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
         if len(ids) > max_seq_len:
             truncated += 1
+            if not any(mask[:max_seq_len]):
+                continue  # the cut removed the whole answer: nothing left to learn from this one
             ids, mask = ids[:max_seq_len], mask[:max_seq_len]
         labels = [t if m else -100 for t, m in zip(ids, mask)]
         rows.append({"input_ids": ids, "labels": labels})
+    if messages_list and not rows:
+        raise FtplayError(f"every example is longer than MAX_SEQ_LEN={max_seq_len} tokens, answer included; "
+                          "raise MAX_SEQ_LEN in the parameters cell", "nothing to train on")
     check_mask(tokenizer, rows)
     return rows, truncated
 

@@ -1,0 +1,328 @@
+"""Cost stage: what each way of serving the task costs a month, and when fine-tuning pays back.
+
+Four options, priced from one `CostConfig` (every price is a parameter):
+  hosted_frontier   the hosted model you use today, per input/output token
+  self_hosted_vllm  the fine-tuned model on your own GPU: $/hour over tokens/s x busy share
+  hosted_fine_tune  a provider that trains per training token and serves adapters per token
+  routed            the fine-tuned model answers everything; its least confident share is
+                    escalated (sent again) to the hosted model, the share chosen from 04's
+                    selective-prediction curve
+Training time is estimated as 6*N*T FLOPs over the GPU's peak x an assumed MFU (see
+`training_estimate`) unless a GPU run measured it. `compare` returns the table and a cost-only
+verdict; whether to ship also needs 04's quality decision.
+"""
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from . import rundir
+from .errors import ConfigError
+
+TRAINING_ASSUMPTION = (
+    "FLOPs = 6 x params x tokens x epochs, also for LoRA/QLoRA: the forward pass (2NT) and the backward "
+    "pass through the frozen base's activations (2NT) dominate; the frozen weights get no gradient "
+    "(saving 2NT) but gradient checkpointing runs the forward again (adding 2NT); adapter FLOPs are <1%. "
+    "Time = FLOPs / (GPU peak x assumed MFU).")
+HOURS_PER_MONTH = 730            # 24 x 365 / 12: a GPU kept on all month
+OPTIONS = {"hosted_frontier": "hosted frontier model", "self_hosted_vllm": "fine-tuned, self-hosted vLLM",
+           "hosted_fine_tune": "fine-tuned, hosted (per token)", "routed": "fine-tuned + escalation to hosted"}
+# inputs a run can measure: (config field, run file it comes from)
+MEASURABLE = {"serving_tokens_per_s": "06_serve_vllm.json", "input_tokens_per_request": "06_serve_vllm.json",
+              "output_tokens_per_request": "06_serve_vllm.json", "train_examples": "02_curate_data.json",
+              "tokens_per_example": "02_curate_data.json", "training_gpu_hours": "03_train_qlora.json",
+              "escalation_share": "04_evaluate.json"}
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Workload, prices and hardware; defaults restate the seed's worked example (see `seed_case`)."""
+    monthly_requests: int = 3_000_000
+    input_tokens_per_request: float = 1_000
+    output_tokens_per_request: float = 0         # a label is a few tokens; the seed prices input only
+    hosted_price_in_per_m: float = 3.00          # $/M input tokens, hosted frontier model
+    hosted_price_out_per_m: float = 15.00        # $/M output tokens, hosted frontier model
+    gpu_price_per_hour: float = 2.16             # $/GPU-hour, serving and training
+    serving_tokens_per_s: float = 4_000.0        # prompt + completion tokens/s one GPU serves when busy
+    serving_utilisation: float = 0.5             # share of each paid hour the GPU is busy
+    min_gpus_always_on: int = 0                  # 0: pure per-token view; 1+: a monthly floor
+    training_gpu_hours: float | None = None      # None: estimate from 6*N*T
+    model_params_b: float = 8.0                  # billions of parameters
+    train_examples: int = 1_000
+    tokens_per_example: float = 400
+    epochs: float = 3.0
+    gpu_peak_tflops: float = 312.0               # A100 dense bf16
+    mfu_assumed: float = 0.2                     # QLoRA on one GPU: dequantising 4-bit weights, short sequences
+    training_runs: int = 1                       # runs paid for: tries, and re-fine-tunes when the base changes
+    hosted_ft_price_per_m_train_tokens: float = 0.48
+    hosted_ft_price_in_per_m: float = 0.18
+    hosted_ft_price_out_per_m: float = 0.18
+    target_accuracy: float = 0.90                # routed: accuracy the kept (not escalated) share must reach
+    escalation_share: float = 0.10               # routed: share sent to the hosted model when 04 is absent
+    max_payback_months: float = 6.0              # "cheaper" also needs training to pay back this fast
+    use_measured: bool = True                    # replace the figures above by this run's measurements
+
+    def __post_init__(self):
+        p, f = [], asdict(self)
+        for name in ("hosted_price_in_per_m", "hosted_price_out_per_m", "gpu_price_per_hour",
+                     "hosted_ft_price_per_m_train_tokens", "hosted_ft_price_in_per_m", "hosted_ft_price_out_per_m",
+                     "monthly_requests", "input_tokens_per_request", "output_tokens_per_request",
+                     "train_examples", "tokens_per_example", "min_gpus_always_on"):
+            if f[name] is None or f[name] < 0:
+                p.append(f"{name.upper()}={f[name]} must be >= 0; set {name.upper()} in the parameters cell")
+        for name in ("serving_tokens_per_s", "model_params_b", "epochs", "gpu_peak_tflops", "max_payback_months"):
+            if f[name] is None or f[name] <= 0:
+                p.append(f"{name.upper()}={f[name]} must be > 0; set {name.upper()} in the parameters cell")
+        for name in ("serving_utilisation", "mfu_assumed", "target_accuracy"):
+            if f[name] is None or not 0 < f[name] <= 1:
+                p.append(f"{name.upper()}={f[name]} must be a share in (0, 1]; set {name.upper()} in the parameters cell")
+        if self.escalation_share is None or not 0 <= self.escalation_share < 1:
+            p.append(f"ESCALATION_SHARE={self.escalation_share} must be in [0, 1); 0.1 sends a tenth to the hosted model")
+        if self.training_gpu_hours is not None and self.training_gpu_hours < 0:
+            p.append(f"TRAINING_GPU_HOURS={self.training_gpu_hours} must be >= 0, or None to estimate it")
+        if self.training_runs is None or self.training_runs < 1:
+            p.append(f"TRAINING_RUNS={self.training_runs} must be >= 1")
+        if (self.input_tokens_per_request or 0) + (self.output_tokens_per_request or 0) <= 0:
+            p.append("INPUT_TOKENS_PER_REQUEST + OUTPUT_TOKENS_PER_REQUEST must be > 0")
+        if p:
+            raise ConfigError(p, "invalid cost parameters")
+
+    @property
+    def train_tokens(self):
+        """Training tokens per epoch."""
+        return self.train_examples * self.tokens_per_example
+
+
+def seed_case():
+    """The seed's worked example: a 3M-request/month classifier, 1k-token prompts, $3.00/M hosted
+    against a fine-tuned 8B on vLLM at $0.30/M (2.16 $/h / (4,000 tokens/s x 3,600 x 0.5)),
+    trained on 1k examples x 400 tokens x 3 epochs on one A100; pure per-token view."""
+    return CostConfig(monthly_requests=3_000_000, input_tokens_per_request=1_000, output_tokens_per_request=0,
+                      hosted_price_in_per_m=3.00, hosted_price_out_per_m=15.00, gpu_price_per_hour=2.16,
+                      serving_tokens_per_s=4_000.0, serving_utilisation=0.5, min_gpus_always_on=0,
+                      training_gpu_hours=None, model_params_b=8.0, train_examples=1_000, tokens_per_example=400,
+                      epochs=3.0, gpu_peak_tflops=312.0, mfu_assumed=0.2, use_measured=False)
+
+
+def training_estimate(params_b, tokens, epochs, peak_tflops, mfu):
+    """GPU-hours to train: 6 * N * T * epochs FLOPs at peak_tflops x mfu (TRAINING_ASSUMPTION)."""
+    flops = 6 * params_b * 1e9 * tokens * epochs
+    return flops / (peak_tflops * 1e12 * mfu) / 3600
+
+
+def self_hosted_per_m(price_per_hour, tokens_per_s, utilisation):
+    """$ per million tokens on a GPU paid by the hour, busy `utilisation` of each hour."""
+    return price_per_hour * 1e6 / (tokens_per_s * 3600 * utilisation)
+
+
+def _rates(cfg, escalation):
+    """Per option: (monthly floor $, $ per request)."""
+    tokens = cfg.input_tokens_per_request + cfg.output_tokens_per_request
+    hosted = (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m
+              + cfg.output_tokens_per_request * cfg.hosted_price_out_per_m) / 1e6
+    own = tokens * self_hosted_per_m(cfg.gpu_price_per_hour, cfg.serving_tokens_per_s, cfg.serving_utilisation) / 1e6
+    floor = cfg.min_gpus_always_on * cfg.gpu_price_per_hour * HOURS_PER_MONTH
+    out = {"hosted_frontier": (0.0, 0.0, hosted), "self_hosted_vllm": (floor, own, 0.0),
+           "hosted_fine_tune": (0.0, 0.0, (cfg.input_tokens_per_request * cfg.hosted_ft_price_in_per_m
+                                           + cfg.output_tokens_per_request * cfg.hosted_ft_price_out_per_m) / 1e6)}
+    if escalation is not None:
+        out["routed"] = (floor, own, escalation * hosted)
+    return out   # name: (floor $/month, GPU $/request above the floor, per-token $/request)
+
+
+def monthly(cfg, option, requests=None, escalation=None):
+    """$ a month for `option` at `requests` a month (default cfg.monthly_requests). Self-hosted GPUs
+    cost max(floor, per-token): the always-on GPUs serve traffic up to their capacity, then you pay
+    per token; per-token (hosted) parts add on top."""
+    requests = cfg.monthly_requests if requests is None else requests
+    floor, gpu, tok = _rates(cfg, escalation if option == "routed" else None)[option]
+    return max(floor, gpu * requests) + tok * requests
+
+
+def break_even_volume(cfg, option, escalation=None):
+    """Requests a month above which `option` costs less than the hosted model; 0 when it is cheaper
+    at every volume, None when it never is."""
+    rates = _rates(cfg, escalation if option == "routed" else None)
+    floor, gpu, tok = rates[option]
+    hosted = rates["hosted_frontier"][2]
+    if hosted - tok - gpu <= 0:
+        return None
+    return floor / (hosted - tok)   # in the floor region, where the GPU is not yet full
+
+
+def payback_months(training_cost, savings):
+    """Months of savings that repay training; None when it never pays back (no savings)."""
+    if savings is None or savings <= 0:
+        return None
+    return training_cost / savings
+
+
+def choose_escalation(curve, target):
+    """Smallest escalated share whose kept accuracy reaches `target`, or None when none does."""
+    ok = [p["escalated"] for p in curve or [] if p.get("accuracy_kept") is not None
+          and p["escalated"] < 1 and p["accuracy_kept"] >= target]
+    return min(ok) if ok else None
+
+
+def read_measured(run_dir, cfg):
+    """This run's measurements, each {"value", "source", "usable", "why"}; absent files add nothing.
+    Throughput and training time count only when measured on a GPU with a model of about the
+    size priced (0.5-2x cfg.model_params_b); token counts and data sizes count wherever measured."""
+    d = Path(run_dir)
+    curate, train = rundir.read_json(d / "02_curate_data.json"), rundir.read_json(d / "03_train_qlora.json")
+    ev, serve = rundir.read_json(d / "04_evaluate.json"), rundir.read_json(d / "06_serve_vllm.json")
+    m = {}
+
+    def put(name, value, why="", usable=True):
+        m[name] = {"value": value, "source": MEASURABLE[name], "usable": usable, "why": why}
+
+    device = _device(train)
+    params = (train or {}).get("total_params") or 0
+    if curate:
+        labels = curate.get("labels") or {}
+        n = sum((v or {}).get("train", 0) for v in labels.values()) or curate.get("rows_out")
+        if n:
+            put("train_examples", n, "train split of the curated data")
+        lengths = curate.get("lengths") or curate.get("tokens") or {}
+        if lengths.get("p50"):
+            put("tokens_per_example", lengths["p50"], "median tokens per curated example")
+    if train and train.get("seconds"):
+        put("training_gpu_hours", train["seconds"] / 3600, *_hardware(device, params, cfg, "training"))
+    if ev and ev.get("selective_curve"):
+        m["escalation_curve"] = {"value": ev["selective_curve"], "source": "04_evaluate.json", "usable": True, "why": ""}
+    if ev and ev.get("decision"):
+        m["quality_decision"] = {"value": ev["decision"], "source": "04_evaluate.json", "usable": True, "why": ""}
+    lt = (serve or {}).get("load_test") or {}
+    if lt.get("requests"):
+        put("input_tokens_per_request", lt.get("prompt_tokens", 0) / lt["requests"], "load test prompts")
+        put("output_tokens_per_request", lt.get("completion_tokens", 0) / lt["requests"], "load test completions")
+    if lt.get("tokens_per_s"):
+        put("serving_tokens_per_s", lt["tokens_per_s"], *_hardware(_device(serve) or device, params, cfg, "serving"))
+    return m
+
+
+def _device(record):
+    """'cuda' / 'cpu' from a record's `device` (a string, or a dict like 03's device_info)."""
+    d = (record or {}).get("device")
+    return d.get("device") if isinstance(d, dict) else d
+
+
+def _hardware(device, params, cfg, what):
+    if device != "cuda":
+        return f"{what} measured on {device or 'an unknown device'}, not the GPU priced here", False
+    if params and not 0.5 <= params / 1e9 / cfg.model_params_b <= 2:
+        return f"{what} measured with a {params / 1e9:.3g}B model, not the {cfg.model_params_b:g}B priced", False
+    return f"{what} measured on a GPU", True
+
+
+def resolve(cfg, measured=None):
+    """(config with usable measurements in place, {name: measurement used}, {name: figure assumed})."""
+    measured = measured or {}
+    used = {k: v for k, v in measured.items() if k in MEASURABLE and v["usable"] and cfg.use_measured}
+    if measured.get("escalation_curve") and cfg.use_measured:
+        share = choose_escalation(measured["escalation_curve"]["value"], cfg.target_accuracy)
+        used["escalation_share"] = {"value": share, "source": "04_evaluate.json", "usable": True,
+                                    "why": f"smallest escalated share with kept accuracy >= {cfg.target_accuracy}"}
+    values = {k: v["value"] for k, v in used.items() if k != "escalation_share"}
+    out = replace(cfg, **values)
+    assumed = {k: getattr(out, k) for k in MEASURABLE if k not in used}
+    if out.training_gpu_hours is None:
+        assumed["training_gpu_hours"] = training_estimate(out.model_params_b, out.train_tokens, out.epochs,
+                                                          out.gpu_peak_tflops, out.mfu_assumed)
+    return out, used, assumed
+
+
+def compare(cfg, measured=None):
+    """Price every option at cfg.monthly_requests. Returns {"config" (resolved), "options" (table),
+    "escalation_share", "training", "measured", "assumed", "verdict"}; the verdict is about cost only."""
+    cfg, used, assumed = resolve(cfg, measured)
+    escalation = used["escalation_share"]["value"] if "escalation_share" in used else cfg.escalation_share
+    estimated = cfg.training_gpu_hours is None
+    hours = assumed["training_gpu_hours"] if estimated else cfg.training_gpu_hours
+    gpu_training = hours * cfg.gpu_price_per_hour * cfg.training_runs
+    training = {"hosted_frontier": 0.0, "self_hosted_vllm": gpu_training, "routed": gpu_training,
+                "hosted_fine_tune": cfg.train_tokens * cfg.epochs / 1e6 * cfg.hosted_ft_price_per_m_train_tokens
+                * cfg.training_runs}
+    mtok = cfg.monthly_requests * (cfg.input_tokens_per_request + cfg.output_tokens_per_request) / 1e6
+    hosted = monthly(cfg, "hosted_frontier")
+    rows = []
+    for name in _rates(cfg, escalation):
+        cost_m = monthly(cfg, name, escalation=escalation)
+        savings = hosted - cost_m
+        rows.append({"name": name, "label": OPTIONS[name], "per_m_tokens": round(cost_m / mtok, 4) if mtok else None,
+                     "monthly_cost": round(cost_m, 2), "training_cost": round(training[name], 2),
+                     "savings_vs_hosted": round(savings, 2),
+                     "break_even_volume": None if name == "hosted_frontier" else break_even_volume(cfg, name, escalation),
+                     "payback_months": None if name == "hosted_frontier" else payback_months(training[name], savings)})
+    return {"config": cfg, "options": rows, "escalation_share": escalation,
+            "training": {"gpu_hours": hours, "estimated": estimated, "runs": cfg.training_runs,
+                         "train_tokens": cfg.train_tokens * cfg.epochs,
+                         "assumption": TRAINING_ASSUMPTION if estimated else
+                         "training time measured on a GPU (03_train_qlora.json)"},
+            "measured": used, "assumed": assumed, "verdict": _verdict(cfg, rows, used, escalation),
+            "not_used": {k: v for k, v in (measured or {}).items() if k in MEASURABLE and k not in used}}
+
+
+def _verdict(cfg, rows, used, escalation):
+    hosted = rows[0]
+    viable = [r for r in rows[1:] if r["payback_months"] is not None and r["payback_months"] <= cfg.max_payback_months]
+    best = min(viable, key=lambda r: r["monthly_cost"]) if viable else hosted
+    at = f"at {cfg.monthly_requests:,} requests/month"
+    if viable:
+        days = best["payback_months"] * 30.4
+        when = ("under an hour" if days < 1 / 24 else f"{days * 24:.1f} hours" if days < 1
+                else f"{days:.1f} days" if days < 30.4 else f"{days / 30.4:.1f} months")
+        headline = (f"{best['label']}: ${best['monthly_cost']:,.0f}/month vs ${hosted['monthly_cost']:,.0f} hosted {at}, "
+                    f"saves ${best['savings_vs_hosted']:,.0f}/month; training ${best['training_cost']:,.2f} pays back in {when}")
+    else:
+        headline = f"no fine-tuned option pays back within {cfg.max_payback_months:g} months {at}: stay hosted"
+    be = best["break_even_volume"]
+    reasons = [f"cost: {headline}" + (f"; cheaper above {be:,.0f} requests/month" if be else "")]
+    if escalation is None:
+        reasons.append(f"cost: no escalation share reaches TARGET_ACCURACY={cfg.target_accuracy} in 04's curve: "
+                       "routing priced out")
+    hw = [k for k in ("serving_tokens_per_s", "training_gpu_hours") if k not in used]
+    if hw:
+        reasons.append(f"cost: {', '.join(hw)} assumed (stated figures, not measured on the GPU priced)")
+    return {"cheaper": bool(viable), "best_option": best["name"], "headline": headline, "reasons": reasons}
+
+
+def curves(cfg, volumes, escalation=None):
+    """Tidy rows {"option", "requests", "monthly_cost"} for each option over `volumes`, and the
+    break-even points {"option", "requests", "monthly_cost"} of the self-hosted options. With no
+    always-on GPU it adds "self-hosted vLLM, 1 GPU always on" to show where a floor breaks even."""
+    series = [(OPTIONS[n], cfg, n) for n in _rates(cfg, escalation)]
+    if cfg.min_gpus_always_on == 0:
+        series.append(("fine-tuned, self-hosted vLLM, 1 GPU always on", replace(cfg, min_gpus_always_on=1),
+                       "self_hosted_vllm"))
+    rows = [{"option": label, "requests": v, "monthly_cost": monthly(c, n, v, escalation)}
+            for label, c, n in series for v in volumes]
+    marks = []
+    for label, c, n in series:
+        be = None if n == "hosted_frontier" else break_even_volume(c, n, escalation)
+        if be:
+            marks.append({"option": label, "requests": be, "monthly_cost": monthly(c, "hosted_frontier", be)})
+    return rows, marks
+
+
+def format_options(rows):
+    """The options table as text."""
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+    head = f"{'option':<34}{'$/M tok':>9}{'$/month':>11}{'training $':>12}{'saves $/mo':>12}{'break-even/mo':>15}{'payback mo':>12}"
+    return "\n".join([head] + [f"{r['label']:<34}{f(r['per_m_tokens'], '.3f'):>9}{f(r['monthly_cost'], ',.0f'):>11}"
+                               f"{f(r['training_cost'], ',.2f'):>12}{f(r['savings_vs_hosted'], ',.0f'):>12}"
+                               f"{f(r['break_even_volume'], ',.0f'):>15}{f(r['payback_months'], '.2g'):>12}"
+                               for r in rows])
+
+
+def explain(result):
+    """Where every input came from (measured, measured but not used, assumed) and the training estimate."""
+    t = result["training"]
+    lines = [f"training: {t['gpu_hours']:.2f} GPU-hours ({60 * t['gpu_hours']:.0f} min) per run, "
+             f"{t['train_tokens']:,.0f} tokens x epochs, {'estimated' if t['estimated'] else 'measured'}"]
+    if t["estimated"]:
+        lines.append(f"  assumption: {t['assumption']}")
+    lines += [f"measured  {k} = {v['value']} ({v['source']}: {v['why']})" for k, v in result["measured"].items()]
+    lines += [f"not used  {k} = {v['value']} ({v['source']}: {v['why']})" for k, v in result["not_used"].items()]
+    lines += [f"assumed   {k} = {v:.4g} ({'6NT estimate' if k == 'training_gpu_hours' else 'parameters cell'})"
+              for k, v in result["assumed"].items() if v is not None]
+    return "\n".join(lines)

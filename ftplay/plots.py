@@ -1,0 +1,120 @@
+"""Plotting helpers: each takes tidy data and an optional `ax`, labels axes with units, returns the figure."""
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
+
+
+def _axes(ax, size=(7, 4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=size)
+        return fig, ax
+    return ax.figure, ax
+
+
+def cost_vs_volume(rows, marks=(), ax=None, at=None):
+    """Monthly cost against monthly requests (log x), one line per option.
+    rows: [{"option", "requests", "monthly_cost"}]; marks: break-even points of the same shape;
+    at: the volume you expect, drawn as a vertical line."""
+    fig, ax = _axes(ax)
+    for option in dict.fromkeys(r["option"] for r in rows):
+        pts = sorted((r["requests"], r["monthly_cost"]) for r in rows if r["option"] == option)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=option,
+                linestyle="--" if "always on" in option else "-")
+    for m in marks:
+        ax.plot(m["requests"], m["monthly_cost"], "ko", markersize=5)
+        ax.annotate(f"break-even\n{m['requests']:,.0f}/month", (m["requests"], m["monthly_cost"]),
+                    textcoords="offset points", xytext=(6, -24), fontsize=8)
+    if at:
+        ax.axvline(at, color="grey", linewidth=0.8, linestyle=":", label=f"expected: {at:,.0f}/month")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("requests per month (log scale)")
+    ax.set_ylabel("cost per month ($, log scale)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"${y:,.0f}"))
+    ax.legend(fontsize=8)
+    ax.set_title("Monthly cost by option")
+    fig.tight_layout()
+    return fig
+
+
+def selective_curve(curve, target=None, chosen=None, ax=None):
+    """Accuracy on the kept tickets against the share escalated.
+    curve: [{"escalated", "accuracy_kept"}] (04's selective_curve); target: accuracy line;
+    chosen: the escalation share picked, marked."""
+    fig, ax = _axes(ax, (5, 3.5))
+    pts = [(p["escalated"], p["accuracy_kept"]) for p in curve if p.get("accuracy_kept") is not None]
+    ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="o")
+    if not pts:
+        ax.text(0.5, 0.5, "no selective curve: 04_evaluate has not run", transform=ax.transAxes, ha="center")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle=":", label=f"target {target:.2f}")
+    if chosen is not None:
+        ax.axvline(100 * chosen, color="black", linewidth=0.8, label=f"escalate {100 * chosen:.0f}%")
+    ax.set_xlabel("tickets escalated to the hosted model (%)")
+    ax.set_ylabel("accuracy on kept tickets (share)")
+    ax.set_title("Selective prediction")
+    if target is not None or chosen is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def label_balance(counts, ax=None):
+    """Rows per label per split. counts: {label: {"train": n, "heldout": n, "production": n}}."""
+    fig, ax = _axes(ax, (8, 4))
+    labels = sorted(counts, key=lambda l: -sum(counts[l].values()))
+    splits = [s for s in ("train", "heldout", "production") if any(counts[l].get(s) for l in labels)]
+    width = 0.8 / max(1, len(splits))
+    for i, s in enumerate(splits):
+        ax.bar([x + i * width for x in range(len(labels))], [counts[l].get(s, 0) for l in labels], width, label=s)
+    ax.set_xticks([x + width * (len(splits) - 1) / 2 for x in range(len(labels))], labels, rotation=45, ha="right")
+    ax.set_ylabel("rows")
+    ax.set_title("label balance per split")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def length_histogram(lengths, max_seq_len, ax=None):
+    """Token lengths of the chat-template rendering, with the MAX_SEQ_LEN cut marked."""
+    fig, ax = _axes(ax)
+    ax.hist(lengths, bins=40, color="tab:blue")
+    ax.axvline(max_seq_len, color="tab:red", linestyle="--", label=f"MAX_SEQ_LEN = {max_seq_len}")
+    ax.set_xlabel("tokens per example (chat template applied)")
+    ax.set_ylabel("examples")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve(log, ax=None):
+    """Training loss per step and eval loss per evaluation, from the recorded training log."""
+    fig, ax = _axes(ax)
+    tr = [(r["step"], r["loss"]) for r in log if "loss" in r]
+    ev = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
+    if tr:
+        ax.plot(*zip(*tr), label="train loss")
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="eval loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats per trained token)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion(conf, title="", ax=None):
+    """Confusion matrix (rows: true label, columns: predicted). conf: {"labels", "matrix"}."""
+    fig, ax = _axes(ax, (6, 5))
+    labels, m = conf["labels"], conf["matrix"]
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i, row in enumerate(m):
+        for j, v in enumerate(row):
+            if v:
+                ax.text(j, i, v, ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,239 @@
+"""Cost stage: exact prices, break-even and payback edge cases, the seed's worked example, notebook 05."""
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ftplay import cost, rundir
+from ftplay.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+# a small case priced by hand below: 1M requests x (1,000 in + 10 out) tokens
+CASE = cost.CostConfig(monthly_requests=1_000_000, input_tokens_per_request=1_000, output_tokens_per_request=10,
+                       hosted_price_in_per_m=3.0, hosted_price_out_per_m=15.0, gpu_price_per_hour=2.0,
+                       serving_tokens_per_s=4_000.0, serving_utilisation=0.5, min_gpus_always_on=0,
+                       training_gpu_hours=2.0, hosted_ft_price_per_m_train_tokens=0.5,
+                       hosted_ft_price_in_per_m=0.2, hosted_ft_price_out_per_m=0.2, train_examples=1_000,
+                       tokens_per_example=400, epochs=3.0, escalation_share=0.1, use_measured=False)
+MEASURED = replace(CASE, use_measured=True)   # the same case, taking this run's measurements
+
+
+def by_name(result):
+    return {r["name"]: r for r in result["options"]}
+
+
+# ---------------------------------------------------------------- formulas
+def test_training_estimate_exact():
+    # 6 x 1e9 x 1e6 x 1 = 6e15 FLOPs at 100e12 x 0.5 = 5e13 FLOP/s -> 120 s = 1/30 h
+    assert cost.training_estimate(1, 1e6, 1, 100, 0.5) == pytest.approx(1 / 30)
+    # 6 x 8e9 x 400,000 x 3 = 5.76e16 at 312e12 x 0.2 = 6.24e13 -> 923.08 s
+    assert cost.training_estimate(8, 400_000, 3, 312, 0.2) * 3600 == pytest.approx(923.0769, rel=1e-6)
+
+
+def test_self_hosted_per_m_exact():
+    assert cost.self_hosted_per_m(3.6, 1_000, 1.0) == pytest.approx(1.0)        # 3.6e6 / 3.6e6
+    assert cost.self_hosted_per_m(2.16, 4_000, 0.5) == pytest.approx(0.30)      # 2.16e6 / 7.2e6
+    assert cost.self_hosted_per_m(2.16, 4_000, 0.25) == pytest.approx(0.60)     # half as busy, twice the price
+
+
+def test_monthly_each_option_exact():
+    # hosted: 1e9 in x $3/M + 1e7 out x $15/M = 3,000 + 150
+    assert cost.monthly(CASE, "hosted_frontier") == pytest.approx(3_150)
+    # self-hosted: 1.01e9 tokens x 2e6/7.2e6 $/M = 280.56
+    assert cost.monthly(CASE, "self_hosted_vllm") == pytest.approx(1_010 * 2 / 7.2)
+    # hosted fine-tune: 1.01e9 x $0.2/M = 202
+    assert cost.monthly(CASE, "hosted_fine_tune") == pytest.approx(202)
+    # routed: self-hosted on all + 10% at the hosted price = 280.56 + 315
+    assert cost.monthly(CASE, "routed", escalation=0.1) == pytest.approx(1_010 * 2 / 7.2 + 315)
+    assert cost.monthly(CASE, "hosted_frontier", requests=0) == 0
+
+
+def test_compare_table_exact():
+    r = cost.compare(CASE)
+    t = by_name(r)
+    assert list(t) == ["hosted_frontier", "self_hosted_vllm", "hosted_fine_tune", "routed"]
+    assert t["hosted_frontier"]["per_m_tokens"] == pytest.approx(3_150 / 1_010, abs=1e-4)
+    assert t["self_hosted_vllm"]["training_cost"] == 4.0                          # 2 h x $2
+    assert t["hosted_fine_tune"]["training_cost"] == 0.6                          # 1.2M tokens x $0.5/M
+    assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(3_150 - 280.56, abs=0.01)
+    assert t["self_hosted_vllm"]["payback_months"] == pytest.approx(4 / (3_150 - 1_010 * 2 / 7.2))
+    assert t["self_hosted_vllm"]["break_even_volume"] == 0                        # no floor: cheaper at any volume
+    assert r["verdict"]["cheaper"] is True
+    assert r["verdict"]["best_option"] == "hosted_fine_tune"                     # $202 < $280.56
+    assert all(x.startswith("cost:") for x in r["verdict"]["reasons"])
+
+
+def test_floor_break_even_exact():
+    cfg = replace(CASE, min_gpus_always_on=1)
+    # floor = 1 x $2 x 730 h = 1,460 > 280.56 per-token: the GPU is not yet full
+    assert cost.monthly(cfg, "self_hosted_vllm") == pytest.approx(1_460)
+    # hosted costs 3.15e-3 $/request: it reaches the floor at 1,460 / 3.15e-3 requests
+    assert cost.break_even_volume(cfg, "self_hosted_vllm") == pytest.approx(463_492.06, abs=0.01)
+    # routed pays 10% of hosted on top: 1,460 / (3.15e-3 x 0.9)
+    assert cost.break_even_volume(cfg, "routed", 0.1) == pytest.approx(1_460 / 2.835e-3)
+    assert cost.monthly(cfg, "self_hosted_vllm", requests=100_000_000) == pytest.approx(28_055.56, abs=0.01)
+
+
+def test_never_cheaper_and_zero_savings():
+    dear = replace(CASE, gpu_price_per_hour=1_000.0, hosted_ft_price_in_per_m=100.0, hosted_ft_price_out_per_m=100.0)
+    assert cost.break_even_volume(dear, "self_hosted_vllm") is None
+    r = cost.compare(dear, None)
+    assert r["verdict"]["cheaper"] is False and r["verdict"]["best_option"] == "hosted_frontier"
+    assert by_name(r)["self_hosted_vllm"]["payback_months"] is None
+    assert cost.payback_months(100.0, 0.0) is None
+    assert cost.payback_months(100.0, -5.0) is None
+    assert cost.payback_months(100.0, 50.0) == 2.0
+    assert cost.payback_months(0.0, 50.0) == 0.0
+    # equal cost: self-hosted $/M made exactly the hosted $/M -> zero savings, no payback, not cheaper
+    equal = replace(CASE, output_tokens_per_request=0, gpu_price_per_hour=21.6, hosted_ft_price_in_per_m=9.0)
+    t = by_name(cost.compare(equal))                                             # 21.6e6 / 7.2e6 = $3.00/M
+    assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(0, abs=1e-6)
+    assert cost.compare(equal)["verdict"]["cheaper"] is False
+
+
+def test_zero_volume_does_not_crash():
+    r = cost.compare(replace(CASE, monthly_requests=0))
+    assert by_name(r)["self_hosted_vllm"]["per_m_tokens"] is None
+    assert r["verdict"]["cheaper"] is False
+
+
+def test_payback_horizon_decides_cheaper():
+    slow = replace(CASE, training_gpu_hours=20_000.0, hosted_ft_price_per_m_train_tokens=100_000.0)
+    r = cost.compare(slow)                                   # $40,000 of training, ~$2,870/month saved
+    assert r["verdict"]["cheaper"] is False
+    assert by_name(r)["self_hosted_vllm"]["payback_months"] > slow.max_payback_months
+
+
+def test_choose_escalation():
+    curve = [{"escalated": 0.0, "accuracy_kept": 0.80}, {"escalated": 0.1, "accuracy_kept": 0.88},
+             {"escalated": 0.2, "accuracy_kept": 0.93}, {"escalated": 0.3, "accuracy_kept": 0.97},
+             {"escalated": 1.0, "accuracy_kept": None}]
+    assert cost.choose_escalation(curve, 0.9) == 0.2
+    assert cost.choose_escalation(curve, 0.8) == 0.0
+    assert cost.choose_escalation(curve, 0.99) is None
+    assert cost.choose_escalation([], 0.9) is None
+
+
+def test_validation_names_every_parameter():
+    with pytest.raises(ConfigError) as e:
+        cost.CostConfig(gpu_price_per_hour=-1, serving_utilisation=0, mfu_assumed=1.5, escalation_share=1.0,
+                        serving_tokens_per_s=0)
+    msg = str(e.value)
+    assert len(e.value.problems) == 5
+    for name in ("GPU_PRICE_PER_HOUR", "SERVING_UTILISATION", "MFU_ASSUMED", "ESCALATION_SHARE", "SERVING_TOKENS_PER_S"):
+        assert name in msg
+    with pytest.raises(ConfigError, match="INPUT_TOKENS_PER_REQUEST"):
+        cost.CostConfig(input_tokens_per_request=0, output_tokens_per_request=0)
+
+
+# ---------------------------------------------------------------- the seed's worked example
+def test_seed_case_reproduces_the_seed():
+    r = cost.compare(cost.seed_case())
+    t = by_name(r)
+    assert t["hosted_frontier"]["per_m_tokens"] == pytest.approx(3.00)
+    assert t["self_hosted_vllm"]["per_m_tokens"] == pytest.approx(0.30)
+    assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(8_000, rel=0.15)   # $8,100
+    minutes = 60 * r["training"]["gpu_hours"]
+    assert 10 <= minutes <= 90                                                             # "about 30 min"
+    assert minutes == pytest.approx(923.0769 / 60, rel=1e-6)
+    assert r["training"]["estimated"] and "6 x params x tokens x epochs" in r["training"]["assumption"]
+    assert r["measured"] == {}
+
+
+# ---------------------------------------------------------------- measurements
+def fake_run(d, device="cpu", params=4_800_000):
+    rundir.write_json(d / "02_curate_data.json", {"rows_out": 1_100, "tokens": {"p50": 90},
+                                                  "labels": {"a": {"train": 500}, "b": {"train": 380}}})
+    rundir.write_json(d / "03_train_qlora.json", {"seconds": 1_800.0, "tokens_seen": 300_000, "tokens_per_s": 166.7,
+                                                  "device": {"device": device}, "total_params": params})
+    rundir.write_json(d / "04_evaluate.json", {
+        "selective_curve": [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.85},
+                            {"escalated": 0.2, "kept": 80, "accuracy_kept": 0.95},
+                            {"escalated": 1.0, "kept": 0, "accuracy_kept": None}],
+        "decision": {"ship": True, "reasons": ["fine-tuned beats base"]}})
+    rundir.write_json(d / "06_serve_vllm.json", {"load_test": {"tokens_per_s": 800.0, "completion_tokens": 400,
+                                                               "prompt_tokens": 12_000, "requests": 100}})
+
+
+def test_measured_on_cpu_uses_tokens_not_throughput(tmp_path):
+    fake_run(tmp_path)
+    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    m = r["measured"]
+    assert m["input_tokens_per_request"]["value"] == 120 and m["output_tokens_per_request"]["value"] == 4
+    assert m["train_examples"]["value"] == 880 and m["tokens_per_example"]["value"] == 90
+    assert m["escalation_share"]["value"] == 0.2
+    assert set(r["not_used"]) == {"serving_tokens_per_s", "training_gpu_hours"}
+    assert "cpu" in r["not_used"]["serving_tokens_per_s"]["why"]
+    assert r["assumed"]["serving_tokens_per_s"] == 4_000.0
+    assert r["config"].input_tokens_per_request == 120
+    # hosted: 1e6 x (120 x 3 + 4 x 15) / 1e6 = 420
+    assert by_name(r)["hosted_frontier"]["monthly_cost"] == 420.0
+
+
+def test_measured_on_gpu_with_the_priced_model_size(tmp_path):
+    fake_run(tmp_path, device="cuda", params=8_030_000_000)
+    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    assert r["measured"]["serving_tokens_per_s"]["value"] == 800.0
+    assert r["measured"]["training_gpu_hours"]["value"] == 0.5
+    assert by_name(r)["self_hosted_vllm"]["training_cost"] == 1.0               # 0.5 h x $2
+    big = replace(MEASURED, model_params_b=70.0)
+    priced_70b = cost.compare(big, cost.read_measured(tmp_path, big))
+    assert "serving_tokens_per_s" in priced_70b["not_used"]                           # 8B measured, 70B priced
+    off = cost.compare(CASE, cost.read_measured(tmp_path, CASE))
+    assert off["measured"] == {}
+
+
+def test_no_share_reaches_target_prices_routing_out(tmp_path):
+    fake_run(tmp_path)
+    r = cost.compare(replace(MEASURED, target_accuracy=0.99), cost.read_measured(tmp_path, MEASURED))
+    assert "routed" not in by_name(r) and r["escalation_share"] is None
+    assert any("TARGET_ACCURACY" in x for x in r["verdict"]["reasons"])
+
+
+def test_curves_and_plot():
+    import matplotlib
+    matplotlib.use("Agg")
+    from ftplay import plots
+
+    rows, marks = cost.curves(CASE, [1e4, 1e6, 1e8], 0.1)
+    assert len(rows) == 5 * 3                                                   # 4 options + the 1-GPU floor line
+    assert [m["option"] for m in marks] == ["fine-tuned, self-hosted vLLM, 1 GPU always on"]
+    assert marks[0]["requests"] == pytest.approx(463_492.06, abs=0.01)
+    fig = plots.cost_vs_volume(rows, marks, at=1e6)
+    ax = fig.axes[0]
+    assert "$" in ax.get_ylabel() and "month" in ax.get_xlabel() and ax.get_xscale() == "log"
+
+
+# ---------------------------------------------------------------- notebook 05
+def run_05(run_dir, **params):
+    pm = pytest.importorskip("papermill")
+    pm.execute_notebook(str(ROOT / "notebooks" / "05_compare_costs.ipynb"), str(run_dir / "05.ipynb"),
+                        parameters={"RUN_DIR": str(run_dir), **params}, cwd=str(ROOT), kernel_name="python3",
+                        progress_bar=False)
+    return json.loads((run_dir / "05_compare_costs.json").read_text())
+
+
+@pytest.mark.notebook
+def test_notebook_05_without_measurements(tmp_path):
+    out = run_05(tmp_path)
+    assert out["measured"] == {} and out["assumed"]["serving_tokens_per_s"] == 4_000.0
+    assert set(out["verdict"]) == {"cheaper", "best_option", "headline", "reasons"}
+    assert out["verdict"]["cheaper"] is True
+    seed = out["seed_case"]
+    assert seed["hosted_per_m"] == 3.0 and seed["self_hosted_per_m"] == 0.3
+    assert seed["saved_per_month"] == pytest.approx(8_000, rel=0.15) and 10 <= seed["training_minutes"] <= 90
+    assert {r["name"] for r in out["options"]} == {"hosted_frontier", "self_hosted_vllm", "hosted_fine_tune", "routed"}
+
+
+@pytest.mark.notebook
+def test_notebook_05_reads_measurements(tmp_path):
+    fake_run(tmp_path)
+    out = run_05(tmp_path, MONTHLY_REQUESTS=1_000_000)
+    assert out["measured"]["input_tokens_per_request"] == {"value": 120.0, "source": "06_serve_vllm.json",
+                                                           "usable": True, "why": "load test prompts"}
+    assert out["measured"]["escalation_share"]["value"] == 0.2
+    assert "serving_tokens_per_s" in out["not_used"] and "serving_tokens_per_s" in out["assumed"]
+    assert out["config"]["monthly_requests"] == 1_000_000
+    hosted = next(r for r in out["options"] if r["name"] == "hosted_frontier")
+    assert hosted["monthly_cost"] == 420.0                                      # 1e6 x (120 x $3 + 4 x $15) / 1e6

@@ -1,0 +1,116 @@
+"""Evaluation harness: shared-prefix scoring equals naive scoring; metrics, paired test, gate."""
+import numpy as np
+import pytest
+
+from ftplay import evaluate
+from ftplay.evaluate import Prediction
+
+LABELS = ["billing", "bug", "shipping", "card_arrival"]
+SYS = "Answer with one of: {labels}."
+
+
+def _naive_logprobs(model, tok, text):
+    """Each candidate scored by its own full forward pass: slow, obviously right."""
+    import torch
+
+    prompt = tok.apply_chat_template(evaluate.build_messages(text, LABELS, SYS), add_generation_prompt=True,
+                                     tokenize=True, return_dict=False)
+    out = []
+    for lab in LABELS:
+        cand = tok(lab + tok.eos_token, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt + cand])
+        with torch.no_grad():
+            lp = torch.log_softmax(model(ids).logits[0].float(), -1)
+        out.append(sum(lp[len(prompt) - 1 + i, c].item() for i, c in enumerate(cand)))
+    return np.array(out)
+
+
+def test_shared_prefix_scoring_matches_naive(tiny_ref, tiny_tok):
+    from ftplay import models
+
+    model = models.load_model(tiny_ref)
+    texts = ["my card was charged twice", "the app crashes when I open settings and I lost my order",
+             "where is my parcel?"]
+    scorer = evaluate.LabelScorer(model, tiny_tok, LABELS, SYS, batch_size=2)
+    got = scorer.logprobs(texts)
+    assert len(tiny_tok("card_arrival<|im_end|>", add_special_tokens=False)["input_ids"]) > 2  # multi-token label
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(got[i], _naive_logprobs(model, tiny_tok, t), atol=2e-3)
+    preds = scorer.predict(texts)
+    assert all(p.label in LABELS and 0 < p.confidence <= 1 for p in preds)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("billing", "billing"), (" Billing.", "billing"), ('{"label": "bug"}', "bug"),
+    ("I think this is a shipping issue", "shipping"), ("billing or bug", None), ("no idea", None), ("", None)])
+def test_parse_label(raw, expected):
+    assert evaluate.parse_label(raw, LABELS) == expected
+
+
+def _preds(labels, conf=None):
+    return [Prediction(l, c) for l, c in zip(labels, conf or [0.9] * len(labels))]
+
+
+def test_score_exact_values():
+    y = ["a", "a", "b", "b"]
+    m = evaluate.score(y, _preds(["a", "b", "b", None]), ["a", "b"], n_boot=50)
+    assert m["accuracy"] == 0.5
+    # a: P=1 R=.5 F1=.667; b: P=.5 R=.5 F1=.5 -> macro .5833
+    assert m["macro_f1"] == pytest.approx(0.58333, abs=1e-4)
+    assert m["valid_rate"] == 0.75
+    assert m["confusion"]["matrix"] == [[1, 1], [0, 1]]
+    assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+
+
+def test_paired_difference_and_mcnemar():
+    y = ["a"] * 30 + ["b"] * 30
+    better = _preds(y)                                  # all right
+    worse = _preds(["b"] * 30 + ["b"] * 30)             # gets every "a" wrong
+    d = evaluate.paired_difference(y, better, worse, ["a", "b"], n_boot=200)
+    assert d["only_a_right"] == 30 and d["only_b_right"] == 0
+    assert d["mcnemar_p"] < 1e-8
+    assert d["macro_f1_diff_ci"][0] > 0
+    same = evaluate.paired_difference(y, better, better, ["a", "b"], n_boot=50)
+    assert same["mcnemar_p"] == 1.0 and same["macro_f1_diff"] == 0
+
+
+def test_gate_stops_when_no_better_than_base():
+    y = ["a"] * 20 + ["b"] * 20
+    base = _preds(["a"] * 20 + ["a"] * 10 + ["b"] * 10)
+    tie = evaluate.paired_difference(y, base, base, ["a", "b"], n_boot=100)
+    m = evaluate.score(y, base, ["a", "b"], n_boot=20)
+    g = evaluate.gate(tie, m, m, 0.15, m)
+    assert g["ship"] is False and g["reasons"][0].startswith("STOP")
+    good = evaluate.paired_difference(y, _preds(y), base, ["a", "b"], n_boot=100)
+    ok = evaluate.gate(good, m, evaluate.score(y, _preds(y), ["a", "b"], n_boot=20), 0.15,
+                       evaluate.score(y, _preds(y), ["a", "b"], n_boot=20))
+    assert ok["ship"] is True
+
+
+def test_gate_stops_on_production_drop():
+    y = ["a"] * 20 + ["b"] * 20
+    perfect = evaluate.score(y, _preds(y), ["a", "b"], n_boot=20)
+    base = evaluate.score(y, _preds(["a"] * 40), ["a", "b"], n_boot=20)
+    prod_ft = evaluate.score(y, _preds(["a"] * 25 + ["b"] * 15), ["a", "b"], n_boot=20)
+    good = evaluate.paired_difference(y, _preds(y), _preds(["a"] * 40), ["a", "b"], n_boot=100)
+    g = evaluate.gate(good, base, prod_ft, 0.05, perfect)
+    assert g["ship"] is False and any("drops" in r for r in g["reasons"])
+
+
+def test_selective_curve_accuracy_rises_as_doubtful_rows_are_escalated():
+    y = ["a"] * 10
+    preds = [Prediction("a" if i < 7 else "b", c) for i, c in enumerate([.99, .98, .97, .96, .95, .9, .85, .3, .2, .1])]
+    curve = evaluate.selective_curve(y, preds, steps=11)
+    assert curve[0] == {"escalated": 0.0, "kept": 10, "accuracy_kept": 0.7, "threshold": 0.1}
+    at30 = next(c for c in curve if c["escalated"] == 0.3)
+    assert at30["accuracy_kept"] == 1.0 and at30["kept"] == 7
+    assert curve[-1]["kept"] == 0 and curve[-1]["accuracy_kept"] is None
+
+
+def test_slices_warn_when_small():
+    rows = [{"id": str(i), "text": "short text here" if i % 2 else "a much longer ticket " * 10, "label": "a" if i < 15 else "b"}
+            for i in range(18)]
+    preds = _preds([r["label"] for r in rows])
+    s = evaluate.slices(rows, preds, preds, ["a", "b"], evaluate.vocabulary(rows), min_rows=20)
+    assert s["long_tickets"]["n"] > 0 and "too few" in s["long_tickets"]["warning"]
+    assert s["small_labels"]["labels"] == ["a", "b"]

@@ -1,0 +1,121 @@
+"""Static checks of every notebook, and the whole playbook executed by papermill on the tiny model."""
+import ast
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ftplay import runner
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+EXPECTED = ["00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
+            "04_evaluate", "05_compare_costs", "06_serve_vllm"]
+
+
+def test_the_playbook_has_every_notebook():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), "starts with an H1 title"
+    assert "You will" in first.source, "says what the reader will do"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for c in code:
+        assert not c.get("outputs") and c.get("execution_count") is None, "committed without outputs"
+        ast.parse(c.source)
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged parameters"
+    tree = ast.parse(params[0].source)
+    for node in tree.body:
+        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"only assignments: {ast.dump(node)[:80]}"
+        ast.literal_eval(node.value)  # literal values only
+    names = {(n.target if isinstance(n, ast.AnnAssign) else n.targets[0]).id for n in tree.body}
+    assert "RUN_DIR" in names
+    lines = [l for l in params[0].source.splitlines() if l.strip()]
+    assert all("#" in l for l in lines), "every parameter has a comment"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_with_its_help(path):
+    """papermill's parser skips lines it cannot read (e.g. quotes inside a comment): then
+    `--help-notebook` and the runner silently lose that parameter."""
+    nb = nbformat.read(str(path), as_version=4)
+    source = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    n_assign = len(ast.parse(source).body)
+    declared = runner.declared_parameters(path)
+    assert len(declared) == n_assign, f"papermill read {sorted(declared)}"
+    assert all(v["help"] for v in declared.values())
+
+
+SMOKE = {
+    "MODEL": "embedded",
+    "notebooks": {
+        "01_baseline_prompting": {"MAX_ROWS": 40, "N_BOOT": 100},
+        "03_train_qlora": {"MAX_STEPS": 30, "SAVE_STEPS": 0},
+        "04_evaluate": {"N_BOOT": 100},
+        "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def playbook_run(tmp_path_factory):
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("playbook")
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(SMOKE))
+    run_dir, summary = runner.run(params, out=tmp / "run", progress=lambda *_: None)
+    return Path(run_dir), summary
+
+
+def _read(run_dir, stem):
+    return json.loads((run_dir / f"{stem}.json").read_text())
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_playbook_runs_every_notebook(playbook_run):
+    run_dir, summary = playbook_run
+    failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
+    assert not failed, failed
+    assert list(summary["notebooks"]) == runner.ORDER
+    for stem in EXPECTED:
+        assert (run_dir / f"{stem}.json").exists() and (run_dir / "html" / f"{stem}.html").exists()
+        assert (run_dir / "notebooks" / f"{stem}.ipynb").exists()
+    s = json.loads((run_dir / "summary.json").read_text())
+    for key in ("heldout", "production"):
+        assert s[key]["n"] > 0
+        for system in ("base", "finetuned"):
+            assert 0 <= s[key][system]["accuracy"] <= 1 and 0 <= s[key][system]["macro_f1"] <= 1
+    assert isinstance(s["decision"]["ship"], bool) and s["decision"]["reasons"]
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_playbook_records_what_each_stage_did(playbook_run):
+    run_dir, _ = playbook_run
+    card = _read(run_dir, "02_curate_data")
+    assert card["rows_in"] > card["rows_out"] > 0 and card["exact_duplicates"] > 0 and card["leakage"]["exact"] == 0
+    tr = _read(run_dir, "03_train_qlora")
+    assert tr["steps"] == 30 and math.isfinite(tr["train_loss"]) and tr["train_loss"] < tr["first_loss"]
+    adapter = Path(tr["adapter_dir"])
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "ftplay_adapter.json").exists()
+    ev = _read(run_dir, "04_evaluate")
+    assert ev["heldout"]["n"] == card["split"]["heldout"]
+    assert ev["heldout"]["systems"]["finetuned"]["n"] == ev["heldout"]["n"]
+    assert "mcnemar_p" in ev["heldout"]["paired"]["finetuned_vs_base"]
+    assert ev["leakage_recheck"]["exact"] == 0
+    base = _read(run_dir, "01_baseline_prompting")
+    assert base["n"] == 40 and base["best"]["name"] in base["systems"]
+    sv = _read(run_dir, "06_serve_vllm")
+    assert sv["load_test"]["errors"] == 0 and sv["load_test"]["requests"] == 24
+    assert sv["adapters_served"]
+    cost = _read(run_dir, "05_compare_costs")
+    assert isinstance(cost["verdict"]["cheaper"], bool)

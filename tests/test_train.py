@@ -1,0 +1,80 @@
+"""Training: config validation, the loss-mask guard, and real training steps on both engines."""
+import json
+import math
+
+import pytest
+
+from ftplay import data, train
+from ftplay.errors import ConfigError, FtplayError
+
+
+def test_config_reports_every_problem_at_once():
+    with pytest.raises(ConfigError) as e:
+        train.TrainConfig(engine="magic", lora_r=0, learning_rate=5, target_modules=("lm_head",), optimizer="sgd")
+    msg = str(e.value)
+    for name in ("ENGINE", "LORA_R", "LEARNING_RATE", "TARGET_MODULES", "OPTIMIZER"):
+        assert name in msg
+    assert e.value.problems and len(e.value.problems) == 5
+
+
+def test_seed_recipe_is_the_documented_default():
+    c = train.SEED_RECIPE
+    assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.learning_rate, c.num_epochs, c.warmup_ratio) == \
+        (16, 32, 0.05, 2e-4, 3.0, 0.1)
+    assert c.target_modules == ("q_proj", "v_proj", "o_proj") and c.optimizer == "adamw_8bit" and c.load_in_4bit
+    assert train.recipe_for("hub").lora_r == 16
+    emb = train.recipe_for("embedded", {"learning_rate": None, "num_epochs": 1})
+    assert emb.target_modules == train.ALL_LINEAR and emb.num_epochs == 1
+
+
+def _conv(label="billing"):
+    return data.to_messages("my card was charged twice", ["billing", "bug"], label)
+
+
+def test_mask_guard_refuses_a_template_without_generation_markers(tiny_ref):
+    from ftplay import models
+
+    tok = models.load_tokenizer(tiny_ref)  # a fresh copy: the shared one stays intact
+    tok.chat_template = tok.chat_template.replace("{%- generation %}", "").replace("{%- endgeneration %}", "")
+    with pytest.raises(FtplayError, match="no \\{% generation %\\} markers"):
+        train.tokenize_chat(tok, [_conv()], 512)
+
+
+def test_mask_guard_names_masked_eos(tiny_tok):
+    ids = tiny_tok.apply_chat_template(_conv(), tokenize=True, return_dict=False)
+    eos = tiny_tok.eos_token_id
+    labels = [t if i > len(ids) - 4 and t != eos else -100 for i, t in enumerate(ids)]
+    with pytest.raises(FtplayError, match="never trained"):
+        train.check_mask(tiny_tok, [{"input_ids": ids, "labels": labels}])
+    with pytest.raises(FtplayError, match="prompt tokens are in the loss"):
+        train.check_mask(tiny_tok, [{"input_ids": ids, "labels": list(ids)}])
+
+
+def test_tokenize_chat_trains_only_the_answer(tiny_tok):
+    rows, truncated = train.tokenize_chat(tiny_tok, [_conv("bug")], 512)
+    trained = [tiny_tok.decode([t]) for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
+    assert trained == ["bug", "<|im_end|>"] and truncated == 0
+    long = data.to_messages("word " * 200, ["billing", "bug"], "bug")
+    rows, truncated = train.tokenize_chat(tiny_tok, [_conv("bug"), long], 60)
+    assert truncated == 1 and len(rows) == 1, "an example cut before its answer is dropped, not trained empty"
+    with pytest.raises(FtplayError, match="MAX_SEQ_LEN=16"):
+        train.tokenize_chat(tiny_tok, [_conv("bug")], 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["trl", "unsloth"])
+def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, tmp_path):
+    convs = [data.to_messages(t, ["billing", "bug"], l) for t, l in
+             [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
+              ("button broken", "bug")] * 4]
+    cfg = train.recipe_for("embedded", {"engine": engine, "max_steps": 4, "batch_size": 4, "logging_steps": 1,
+                                        "load_in_4bit": engine == "unsloth"})
+    res = train.train(cfg, tiny_ref, convs, convs[:4], tmp_path)
+    assert res.engine == engine and res.steps == 4
+    assert math.isfinite(res.train_loss) and res.train_loss < res.first_loss
+    files = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= files
+    acfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert not acfg.get("modules_to_save") and acfg["r"] == cfg.lora_r
+    log = train.read_log(res.log_path)
+    assert [r["step"] for r in log if "loss" in r][:2] == [1, 2]
