@@ -872,6 +872,22 @@ def verify(clean, pii_rows, plants, prod, n_typo, all_rows, defects):
     return hard, amb
 
 
+def make_pretrain(n: int, taken: list[str]) -> list[str]:
+    """Unlabelled support-domain text for the embedded base model's short language-model
+    pretraining: a real base model has read text like this before anyone fine-tunes it. Its own
+    seed (the exports above do not change), no labels, and no text within Jaccard 0.5 of any
+    ticket in the export or the production samples, so nothing evaluated was pretrained on."""
+    rng = random.Random(SEED + 7)
+    pool = [words(t) for t in taken]
+    out = []
+    while len(out) < n:
+        text, _ = compose(rng.choice(LABELS), rng, rng.choice(CHANNELS), long=rng.random() < 0.2)
+        ws = words(text)
+        if not too_close(ws, pool):
+            out.append(text)
+    return out
+
+
 def main(check: bool = False) -> None:
     rng = random.Random(SEED)
     clean, pii_rows, plants = make_raw(rng)
@@ -893,6 +909,9 @@ def main(check: bool = False) -> None:
     prod, n_typo = make_prod(rng, [r["text"] for r in all_rows])
     stamp(prod, rng, start_id=500000, year_from=2026)
     write_csv(DATA / "production_samples.csv", prod)
+
+    pre = make_pretrain(4000, [r["text"] for r in all_rows + prod])
+    (DATA / "pretrain_corpus.txt").write_text("\n".join(t.replace("\n", " ") for t in pre) + "\n", encoding="utf-8")
 
     clean_ids = set(defects["clean"])
     first = [r for r in all_rows if r["ticket_id"] in clean_ids][:20]
