@@ -17,6 +17,7 @@ def main(argv=None):
     b.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours to print
     try:
         if args.cmd == "build-model":
             from . import tinymodel

@@ -1,4 +1,5 @@
 """The main job: execute the playbook's notebooks with papermill into a fresh run directory."""
+import functools
 import logging
 import os
 import time
@@ -23,9 +24,15 @@ def notebooks():
 
 def declared_parameters(path):
     """{NAME: {inferred_type_name, default, help}} from a notebook's `parameters` cell."""
+    p = Path(path)
+    return _inspect(str(p), p.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect(path, _mtime):
     import papermill as pm
 
-    return pm.inspect_notebook(str(path))
+    return pm.inspect_notebook(path)
 
 
 def load_params(path):

@@ -116,6 +116,9 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
     sv = _read(run_dir, "06_serve_vllm")
     assert sv["load_test"]["errors"] == 0 and sv["load_test"]["requests"] == 24
-    assert sv["adapters_served"]
+    assert sv["adapters_served"] and sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert all(f["ok"] for f in sv["preflight"]) and sv["parity"]["ok"]
+    assert sv["structured_output"]["valid_rate"] == 1.0 and sv["unknown_adapter"]["status"] == 404
+    assert sv["server"]["stopped"]
     cost = _read(run_dir, "05_compare_costs")
     assert isinstance(cost["verdict"]["cheaper"], bool)

@@ -287,44 +287,4 @@ class TestRealServer:
         with pytest.raises(FtplayError, match="404.*cannot be found"):
             client.unload_adapter("c")
 
-
-# ---------------------------------------------------------------- the notebook (its own server, after the class)
-NOTEBOOK = ROOT / "notebooks" / "06_serve_vllm.ipynb"
-
-
-def test_notebook_is_clean_and_has_one_literal_parameters_cell():
-    import ast
-
-    import nbformat
-
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1
-    for node in ast.parse(params[0].source).body:
-        assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), ast.dump(node)
-    for c in nb.cells:
-        if c.cell_type == "code":
-            assert not c.outputs and c.execution_count is None
-            ast.parse(c.source)
-
-
-@needs_vllm
-@pytest.mark.notebook
-@pytest.mark.serve
-@pytest.mark.slow
-def test_notebook_runs_and_records(adapters, tmp_path):
-    import papermill as pm
-
-    run = tmp_path / "run"
-    pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), cwd=str(ROOT), kernel_name="python3",
-                        progress_bar=False, parameters={
-                            "RUN_DIR": str(run), "ADAPTER_DIR": adapters["a"], "SECOND_ADAPTER_DIR": adapters["b"],
-                            "LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8})
-    rec = json.loads((run / "06_serve_vllm.json").read_text())
-    assert rec["adapters_served"] == ["triage", "triage_b"]
-    assert rec["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert all(f["ok"] for f in rec["preflight"]) and rec["parity"]["ok"]
-    assert rec["structured_output"]["valid_rate"] == 1.0
-    assert rec["load_test"]["requests"] == 24 and rec["load_test"]["errors"] == 0
-    assert rec["unknown_adapter"]["status"] == 404
-    assert rec["server"]["backend"] == "cpu" and rec["server"]["startup_s"] > 0 and rec["server"]["stopped"]
+# Notebook 06 itself runs in tests/test_notebooks.py, inside the whole playbook.
