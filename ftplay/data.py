@@ -363,18 +363,7 @@ def from_chat(messages):
 
 def write_jsonl(path, rows):
     """Write rows as JSONL atomically (temp file + os.replace): readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return rundir.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def token_lengths(rows, tokenizer, labels, system_prompt=DEFAULT_SYSTEM_PROMPT):
@@ -525,6 +514,10 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=DEFAULT_SYSTEM_PROMP
         log.info("no tokenizer: token lengths and truncation not checked")
     if truncated and cfg.drop_truncated:
         drop = set(truncated)
+        if len(drop) == len(rows):
+            raise ConfigError(f"every row of TRAIN_PATH={cfg.train_path!r} is longer than MAX_SEQ_LEN={cfg.max_seq_len} "
+                              f"tokens once the chat template and system prompt are applied (median {_pct(lengths, 50)}); "
+                              "raise MAX_SEQ_LEN (a system prompt listing many labels is long) or set DROP_TRUNCATED=False")
         rows = [r for i, r in enumerate(rows) if i not in drop]
 
     # ---- near duplicates

@@ -12,12 +12,14 @@ import csv
 import math
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 BUILDER_VERSION = 4
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -156,8 +158,8 @@ def _write(spec, corpus, out):
     texts, labels = _corpus(corpus)
     raw = train_tokenizer(texts, spec.vocab_size)
     split = [l for l in labels if len(raw.encode(l, add_special_tokens=False).ids) != 1]
-    if split:
-        raise RuntimeError(f"tokenizer build: labels {split} are not single tokens; raise vocab_size")
+    if split:  # still correct (scoring handles several tokens per label), only slower to learn
+        log.warning("labels %s are not single tokens at vocab_size=%d", split, spec.vocab_size)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         unk_token=None, bos_token=None, model_max_length=spec.max_position_embeddings,

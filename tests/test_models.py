@@ -9,7 +9,7 @@ from ftplay.errors import ConfigError
 
 def test_build_is_deterministic(tmp_path):
     spec = tinymodel.TinySpec(vocab_size=600, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                              num_attention_heads=1, num_key_value_heads=1)
+                              num_attention_heads=1, num_key_value_heads=1, pretrain_epochs=1)
     a = tinymodel.build(spec, root=tmp_path / "a")
     b = tinymodel.build(spec, root=tmp_path / "b")
     assert a.name == b.name
