@@ -414,7 +414,8 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
 
 
 def best_baseline(run_dir, heldout):
-    """01's best prompting baseline with its held-out predictions, when 01 scored these same rows."""
+    """01's best prompting baseline with its predictions, when the rows 01 scored are held-out rows
+    of this split (all of them, or the first MAX_ROWS)."""
     from pathlib import Path
 
     from .rundir import read_json
@@ -427,7 +428,7 @@ def best_baseline(run_dir, heldout):
     if not path.exists():
         return None
     ids, preds = load_predictions(path)
-    if ids != [r["id"] for r in heldout]:
-        log.warning("01 scored other held-out rows than 02 wrote: not comparing against %s", name)
+    if not set(ids) <= {r["id"] for r in heldout}:
+        log.warning("01 scored rows that are not in 02's held-out split: not comparing against %s", name)
         return None
-    return {"name": name, "preds": preds}
+    return {"name": name, "ids": ids, "preds": preds}

@@ -123,8 +123,10 @@ def setup_notebook(level="INFO"):
                         force=True)
     for noisy in ("httpx", "urllib3", "filelock", "torchao", "datasets", "transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("torch").setLevel(logging.ERROR)  # torch.compile registration chatter from torchao
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return {k: v for k, v in versions().items() if k in ("python", "ftplay", "torch", "transformers")}
 

@@ -112,6 +112,7 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert ev["heldout"]["systems"]["finetuned"]["n"] == ev["heldout"]["n"]
     assert "mcnemar_p" in ev["heldout"]["paired"]["finetuned_vs_base"]
     assert ev["leakage_recheck"]["exact"] == 0
+    assert ev["baseline"]["name"] and f"finetuned_vs_{ev['baseline']['name']}" in ev["heldout"]["paired"]
     base = _read(run_dir, "01_baseline_prompting")
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
     sv = _read(run_dir, "06_serve_vllm")
