@@ -77,7 +77,7 @@ SEED_RECIPE = TrainConfig()
 # 7B model: LoRA on q/v/o at 2e-4 moves it too little to learn the task in a few CPU minutes
 # (measured: accuracy near the majority class). It gets every projection adapted, rank 32 and a
 # 5x learning rate. Still a plain LoRA adapter, no modules_to_save, so vLLM serves it.
-# Measured (2 epochs, this recipe): held-out accuracy 0.55, macro-F1 0.42 against 0.03 for the base.
+# Measured (full playbook, Unsloth, 4-bit): held-out accuracy 0.54, macro-F1 0.415 against 0.047 for the base.
 EMBEDDED_RECIPE = replace(SEED_RECIPE, target_modules=ALL_LINEAR, lora_r=32, lora_alpha=64,
                           learning_rate=1e-3, num_epochs=3.0, lora_dropout=0.0)
 
@@ -137,7 +137,16 @@ def resolve_engine(cfg):
     if "8bit" in opt and not has_bnb:
         opt = "adamw_torch"
         reasons.append("8-bit AdamW needs bitsandbytes: using adamw_torch")
+    elif "8bit" in opt and engine == "unsloth" and not _cuda():
+        opt = "adamw_torch_fused"  # what Unsloth's CPU fallback would switch to anyway, said here
+        reasons.append("Unsloth on CPU runs 8-bit AdamW only on a GPU: using adamw_torch_fused")
     return engine, four, opt, reasons
+
+
+def _cuda():
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # ---------------------------------------------------------------- data

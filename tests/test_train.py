@@ -71,6 +71,8 @@ def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, t
                                         "load_in_4bit": engine == "unsloth"})
     res = train.train(cfg, tiny_ref, convs, convs[:4], tmp_path)
     assert res.engine == engine and res.steps == 4
+    if engine == "unsloth":
+        assert train.resolve_engine(cfg)[2] == "adamw_torch_fused", "the optimizer actually used is reported"
     assert math.isfinite(res.train_loss) and res.train_loss < res.first_loss
     files = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors"} <= files
