@@ -24,3 +24,19 @@ def tiny_tok(tiny_ref):
     from ftplay import models
 
     return models.load_tokenizer(tiny_ref)
+
+
+@pytest.fixture
+def run_notebook():
+    """Execute notebooks/<stem>.ipynb with papermill into run_dir; return what it recorded."""
+    import json
+
+    import papermill as pm
+
+    def run(stem, run_dir, **params):
+        pm.execute_notebook(str(ROOT / "notebooks" / f"{stem}.ipynb"), str(run_dir / f"{stem}.ipynb"),
+                            parameters={"RUN_DIR": str(run_dir), **params}, cwd=str(ROOT), kernel_name="python3",
+                            progress_bar=False)
+        return json.loads((run_dir / f"{stem}.json").read_text())
+
+    return run

@@ -1,5 +1,4 @@
 """Cost stage: exact prices, break-even and payback edge cases, the seed's worked example, notebook 05."""
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -206,17 +205,9 @@ def test_curves_and_plot():
 
 
 # ---------------------------------------------------------------- notebook 05
-def run_05(run_dir, **params):
-    pm = pytest.importorskip("papermill")
-    pm.execute_notebook(str(ROOT / "notebooks" / "05_compare_costs.ipynb"), str(run_dir / "05.ipynb"),
-                        parameters={"RUN_DIR": str(run_dir), **params}, cwd=str(ROOT), kernel_name="python3",
-                        progress_bar=False)
-    return json.loads((run_dir / "05_compare_costs.json").read_text())
-
-
 @pytest.mark.notebook
-def test_notebook_05_without_measurements(tmp_path):
-    out = run_05(tmp_path)
+def test_notebook_05_without_measurements(tmp_path, run_notebook):
+    out = run_notebook("05_compare_costs", tmp_path)
     assert out["measured"] == {} and out["assumed"]["serving_tokens_per_s"] == 4_000.0
     assert set(out["verdict"]) == {"cheaper", "best_option", "headline", "reasons"}
     assert out["verdict"]["cheaper"] is True
@@ -227,9 +218,9 @@ def test_notebook_05_without_measurements(tmp_path):
 
 
 @pytest.mark.notebook
-def test_notebook_05_reads_measurements(tmp_path):
+def test_notebook_05_reads_measurements(tmp_path, run_notebook):
     fake_run(tmp_path)
-    out = run_05(tmp_path, MONTHLY_REQUESTS=1_000_000)
+    out = run_notebook("05_compare_costs", tmp_path, MONTHLY_REQUESTS=1_000_000)
     assert out["measured"]["input_tokens_per_request"] == {"value": 120.0, "source": "06_serve_vllm.json",
                                                            "usable": True, "why": "load test prompts"}
     assert out["measured"]["escalation_share"]["value"] == 0.2

@@ -1,5 +1,4 @@
 """Decide stage: the seed's checklist, with and without 01's measured baselines, and notebook 00."""
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,21 +74,13 @@ def test_report_text():
 
 
 # ---------------------------------------------------------------- notebook 00
-def run_00(run_dir, **params):
-    pm = pytest.importorskip("papermill")
-    pm.execute_notebook(str(ROOT / "notebooks" / "00_decide_approach.ipynb"), str(run_dir / "00.ipynb"),
-                        parameters={"RUN_DIR": str(run_dir), **params}, cwd=str(ROOT), kernel_name="python3",
-                        progress_bar=False)
-    return json.loads((run_dir / "00_decide_approach.json").read_text())
-
-
 @pytest.mark.notebook
-def test_notebook_00_before_and_after_01(tmp_path):
-    out = run_00(tmp_path, TRIED_RETRIEVAL=False)
+def test_notebook_00_before_and_after_01(tmp_path, run_notebook):
+    out = run_notebook("00_decide_approach", tmp_path, TRIED_RETRIEVAL=False)
     assert out["proceed"] is False and out["measured_baselines"] is False
     assert any("re-run 00 after 01" in r for r in out["reasons"])
     assert out["config"]["tried_retrieval"] is False
     rundir.write_json(tmp_path / "01_baseline_prompting.json", SHORT)
-    out = run_00(tmp_path, TRIED_RETRIEVAL=False, CURRENT_QUALITY=0.5)
+    out = run_notebook("00_decide_approach", tmp_path, TRIED_RETRIEVAL=False, CURRENT_QUALITY=0.5)
     assert out["proceed"] is True and out["measured_baselines"] is True
     assert out["quality"] == 0.74

@@ -131,18 +131,14 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 @pytest.mark.notebook
 @pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "banking77" / "train.csv").exists(), reason="../shared/datasets is absent")
-def test_curation_notebook_audits_a_given_split_by_parameters_alone(tmp_path):
+def test_curation_notebook_audits_a_given_split_by_parameters_alone(tmp_path, run_notebook):
     """BANKING77's own train/test split, through notebook 02 by parameters only: the audit finds
     the cross-split duplicates known to be there (7 after lower-casing and white space, 25 once
     punctuation is also removed)."""
-    import papermill as pm
-
     run = tmp_path / "run"
-    pm.execute_notebook(str(NOTEBOOKS[2]), str(tmp_path / "02.ipynb"), cwd=str(runner.ROOT), kernel_name="python3",
-                        progress_bar=False, parameters={
-                            "RUN_DIR": str(run), "TRAIN_PATH": str(SHARED / "banking77" / "train.csv"),
-                            "HELDOUT_PATH": str(SHARED / "banking77" / "test.csv"), "PRODUCTION_PATH": "",
-                            "MAX_SEQ_LEN": 1024})  # the system prompt lists 77 labels
-    card = _read(run, "02_curate_data")
+    run.mkdir()
+    card = run_notebook("02_curate_data", run, TRAIN_PATH=str(SHARED / "banking77" / "train.csv"),
+                        HELDOUT_PATH=str(SHARED / "banking77" / "test.csv"), PRODUCTION_PATH="",
+                        MAX_SEQ_LEN=1024)  # the system prompt lists 77 labels
     assert card["leakage"]["exact_ci"] == 7 and card["leakage"]["exact"] == 25
     assert len(card["labels_list"]) == 77 and card["split"]["made_here"] is False
