@@ -80,3 +80,78 @@ def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, t
     assert not acfg.get("modules_to_save") and acfg["r"] == cfg.lora_r
     log = train.read_log(res.log_path)
     assert [r["step"] for r in log if "loss" in r][:2] == [1, 2]
+
+
+def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_ref, tiny_tok):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from ftplay import models
+
+    torch.manual_seed(0)
+    model = get_peft_model(models.load_model(tiny_ref),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    rows, _ = train.tokenize_chat(tiny_tok, [_conv("billing"), data.to_messages("it crashes on start, again and "
+                                                                                "again", ["billing", "bug"], "bug")], 512)
+    n = max(len(r["input_ids"]) for r in rows)
+    pad = lambda xs, v: [x + [v] * (n - len(x)) for x in xs]  # noqa: E731
+    batch = {"input_ids": torch.tensor(pad([r["input_ids"] for r in rows], 0)),
+             "labels": torch.tensor(pad([r["labels"] for r in rows], -100)),
+             "attention_mask": torch.tensor(pad([[1] * len(r["input_ids"]) for r in rows], 0))}
+    assert rows[0]["input_ids"] != rows[1]["input_ids"] and len(rows[0]["input_ids"]) != n, "padding is exercised"
+    for items in (None, torch.tensor(9)):
+        own = model(**batch, num_items_in_batch=items).loss
+        ours = train.trained_positions_loss(model, batch, items)
+        assert abs(own.item() - ours.item()) < 1e-5
+    ours.backward()
+    assert any(p.grad is not None for n_, p in model.named_parameters() if "lora_" in n_)
+
+
+def _worker(out, seed=3407, wait=True):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, str(ROOT / "tests" / "train_worker.py"), str(out), str(seed)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    """Kill a real training process (SIGKILL) after a checkpoint, rerun it: it resumes from the
+    newest complete checkpoint and ends with the same losses as an uninterrupted run with the same
+    seed; a second uninterrupted run with that seed gives the same final loss to 1e-4."""
+    import os
+    import signal
+    import time
+
+    full = _worker(tmp_path / "full")
+    again = _worker(tmp_path / "again")
+    assert full["steps"] == 20 and full["resumed_from"] is None
+    assert abs(full["train_loss"] - again["train_loss"]) < 1e-4 and abs(full["eval_loss"] - again["eval_loss"]) < 1e-4
+
+    out = tmp_path / "killed"
+    proc = _worker(out, wait=False)
+    ck = out / "checkpoints" / "checkpoint-8" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not ck.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ck.exists(), "the worker never wrote checkpoint-8"
+    assert not (out / "adapter").exists(), "killed before the end: no final adapter"
+    resumed = _worker(out)
+    assert resumed["resumed_from"].endswith(("checkpoint-8", "checkpoint-12", "checkpoint-16"))
+    assert resumed["steps"] == full["steps"]
+    assert abs(resumed["train_loss"] - full["train_loss"]) < 1e-4
+    assert abs(resumed["eval_loss"] - full["eval_loss"]) < 1e-4
+    log = train.read_log(resumed["log_path"])
+    assert [r["step"] for r in log if "loss" in r][-1] == 20
