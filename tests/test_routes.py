@@ -1,13 +1,17 @@
-"""Other routes: the Modal app as Modal itself reads it (offline)."""
+"""Other routes: the Modal app as Modal itself reads it (offline), and the Together export and job
+request as the together package builds them (intercepted at its HTTP transport, nothing sent)."""
 import json
 import warnings
 
+import httpx
 import pytest
 
-from ftplay import cli, modal_app, runner
-from ftplay.errors import ConfigError
+from ftplay import cli, hosted, modal_app, runner, train
+from ftplay.errors import ConfigError, DataError
 
 pytest.importorskip("modal")
+pytest.importorskip("together")
+SYSTEM = "You triage customer support tickets. Answer with exactly one category: billing, shipping."
 
 
 # ---------------------------------------------------------------- Modal
@@ -132,3 +136,196 @@ def test_vllm_serves_one_base_with_every_adapter(app_file, tmp_path):
     _adapter(tmp_path / "run3" / "train" / "adapter", 16, "meta-llama/Llama-3.1-8B-Instruct")
     with pytest.raises(ValueError, match="different ones"):
         module.vllm_command({"triage": "run1/train/adapter", "other": "run3/train/adapter"}, runs_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------- Together: the data
+def _row(i, label="billing", **over):
+    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"ticket {i}"},
+            {"role": "assistant", "content": label}]
+    return {"id": f"T-{i}", "messages": msgs, **over}
+
+
+def _run(tmp_path, train_rows, heldout_rows=None):
+    d = tmp_path / "run" / "data"
+    d.mkdir(parents=True)
+    for name, rows in (("train", train_rows), ("heldout", heldout_rows or [_row(90), _row(91, "shipping")])):
+        (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path / "run"
+
+
+def test_export_writes_only_what_together_reads(tmp_path):
+    run = _run(tmp_path, [_row(1), _row(2, "shipping"), _row(3)])
+    out = hosted.export(run)
+    lines = [json.loads(l) for l in open(out["files"]["train"])]
+    assert lines[1] == {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "ticket 2"},
+                                     {"role": "assistant", "content": "shipping"}]}
+    assert out["examples"] == {"train": 3, "heldout": 2}
+    assert json.loads(open(out["ids"]).read()) == {"train": ["T-1", "T-2", "T-3"], "heldout": ["T-90", "T-91"]}
+    assert hosted.check_file(out["files"]["heldout"])["ok"]
+
+
+def test_malformed_rows_are_named_by_file_line_and_rule(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    user_only = {"messages": [{"role": "user", "content": "hi"}]}
+    rows = [json.dumps(_row(1)), "{not json", json.dumps({"messages": [{"role": "assistant", "content": "x"},
+                                                                       {"role": "user", "content": "y"}]}),
+            json.dumps(_row(4, "  ")), json.dumps({"messages": [{"role": "bot", "content": "x"}]}),
+            json.dumps({**_row(6), "text": "also text"}), json.dumps(user_only), "",
+            json.dumps({"messages": [{"role": "user", "content": "a", "weight": 2},
+                                     {"role": "assistant", "content": "b"}]}), json.dumps([1, 2])]
+    bad.write_text("\n".join(rows) + "\n")
+    report = hosted.check_file(bad)
+    assert not report["ok"] and report["examples"] == 9                           # the blank line is skipped
+    got = {(p.split(":")[1], p.split("rule ")[1].split(":")[0]) for p in report["problems"]}
+    assert got == {("2", "json"), ("3", "order"), ("3", "ends_with_assistant"), ("4", "content"), ("5", "role"),
+                   ("5", "order"), ("5", "ends_with_assistant"), ("6", "one_format"), ("7", "ends_with_assistant"),
+                   ("9", "weight"), ("10", "json")}
+    assert all(p.startswith(f"{bad}:") for p in report["problems"])
+    run = _run(tmp_path / "r", [_row(1), _row(2, ""), _row(3)])
+    with pytest.raises(DataError) as e:
+        hosted.export(run)
+    assert str(run / "data" / "train.jsonl") + ":2: rule content" in str(e.value)
+    assert not (run / "together").exists()                                     # nothing written
+
+
+def test_length_and_minimum_rules(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text(json.dumps(_row(1)) + "\n")
+    est = len(SYSTEM.encode()) + len(b"ticket 1") + len(b"billing") + 3 * hosted.TEMPLATE_TOKENS_PER_MESSAGE
+    assert hosted.check_file(f, max_tokens=est)["ok"]
+    tight = hosted.check_file(f, max_tokens=est - 1)
+    assert "rule length" in tight["problems"][0] and "UTF-8 bytes" in tight["problems"][0]
+    exact = hosted.check_file(f, max_tokens=20, count_tokens=lambda msgs: 3 * len(msgs))       # 9 tokens
+    assert exact["ok"]
+    assert "rule min_examples" in hosted.check_file(f, min_examples=2)["problems"][0]
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("\n")
+    from together.lib.constants import MIN_SAMPLES
+
+    assert f"< the minimum {MIN_SAMPLES}" in hosted.check_file(empty)["problems"][0]
+
+
+# ---------------------------------------------------------------- Together: the job
+LIMITS = {"model_name": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "default_gradient_accumulation_steps": 1,
+          "lora_training": {"default_rank": 8, "max_batch_size": 32, "max_batch_size_dpo": 16, "max_rank": 64,
+                            "min_batch_size": 8, "target_modules": list(train.ALL_LINEAR)},
+          "max_learning_rate": 1.0, "max_num_checkpoints": 20, "max_num_epochs": 20, "max_num_evals": 100,
+          "max_seq_length_dpo": 8192, "max_seq_length_sft": 8192, "merge_output_lora": True,
+          "min_learning_rate": 1e-8, "min_max_seq_length": 512, "supports_full_training": True,
+          "supports_reasoning": False, "supports_tools": False, "supports_vision": False,
+          "full_training": {"max_batch_size": 32, "max_batch_size_dpo": 16, "min_batch_size": 8}}   # a stated fixture
+
+
+def test_job_parameters_come_from_the_train_config():
+    kw = hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "file-1")
+    assert kw == {"training_file": "file-1", "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "n_epochs": 3,
+                  "learning_rate": 2e-4, "lr_scheduler_type": "linear", "warmup_ratio": 0.1, "weight_decay": 0.0,
+                  "batch_size": 8, "gradient_accumulation_steps": 1, "lora": True, "lora_r": 16, "lora_alpha": 32,
+                  "lora_dropout": 0.05, "lora_trainable_modules": "q_proj,v_proj,o_proj", "train_on_inputs": False,
+                  "n_checkpoints": 1, "n_evals": 0, "packing": True, "max_seq_length": None,
+                  "suffix": "ftplay-triage", "random_seed": 3407}
+    emb = hosted.job_kwargs(train.EMBEDDED_RECIPE, hosted.HostedConfig(n_evals=2), "f", validation_file="v")
+    assert emb["lora_trainable_modules"] == "all-linear" and emb["lora_r"] == 32 and emb["validation_file"] == "v"
+    with pytest.raises(ConfigError) as e:
+        hosted.job_kwargs(train.TrainConfig(num_epochs=2.5, lr_scheduler="constant"), hosted.HostedConfig(n_evals=1), "f")
+    assert len(e.value.problems) == 3 and "EPOCHS=2.5" in str(e.value) and "TOGETHER_N_EVALS=1" in str(e.value)
+    sent = {"num_epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "batch_size", "grad_accum",
+            "lora_r", "lora_alpha", "lora_dropout", "target_modules", "seed"}
+    assert sent | set(hosted.NOT_SENT) == set(train.TrainConfig.__dataclass_fields__)   # every knob accounted for
+
+
+def test_hosted_config_and_model_names():
+    with pytest.raises(ConfigError) as e:
+        hosted.HostedConfig(model="embedded", suffix="x" * 41, n_checkpoints=0)
+    assert len(e.value.problems) == 3
+    assert hosted.together_model("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    assert hosted.together_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    with pytest.raises(ConfigError, match="embedded"):
+        hosted.together_model("embedded")
+
+
+def test_limits_are_checked_with_the_parameter_to_change():
+    kw = hosted.job_kwargs(train.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=4), hosted.HostedConfig(), "f")
+    kw["lora_trainable_modules"] = "q_proj,lm_head"
+    with pytest.raises(ConfigError) as e:
+        hosted.check_limits(kw, LIMITS)
+    assert len(e.value.problems) == 3
+    for text in ("LORA_R=128 > 64", "['lm_head']", "BATCH_SIZE=4 must be 8-32"):
+        assert text in str(e.value)
+    ok = hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "f")
+    assert hosted.check_limits(ok, LIMITS).lora_training.max_rank == 64
+
+
+def test_request_body_is_built_by_the_together_package():
+    body = hosted.request_body(hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "file-1"), LIMITS)
+    assert body["training_type"] == {"type": "Lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+                                     "lora_trainable_modules": "q_proj,v_proj,o_proj"}
+    assert body["lr_scheduler"] == {"lr_scheduler_type": "linear", "lr_scheduler_args": {"min_lr_ratio": 0.0}}
+    assert body["training_method"] == {"method": "sft", "train_on_inputs": False}
+    assert (body["n_epochs"], body["learning_rate"], body["warmup_ratio"], body["batch_size"]) == (3, 2e-4, 0.1, 8)
+
+
+class FakeTogether:
+    """Answers the together client's requests at its HTTP transport and keeps them."""
+
+    def __init__(self):
+        self.requests = []
+
+    def __call__(self, req):
+        self.requests.append(req)
+        path = req.url.path
+        if req.method == "GET" and path == "/v1/fine-tunes/models/limits":
+            return httpx.Response(200, json=LIMITS)
+        if req.method == "POST" and path == "/v1/files":
+            return httpx.Response(302, headers={"Location": "https://uploads.example.com/put/file-1",
+                                                "X-Together-File-Id": "file-1"})
+        if req.method == "PUT":
+            return httpx.Response(200)
+        if path == "/v1/files/file-1/preprocess":
+            return httpx.Response(200, json={"id": "file-1", "bytes": 1, "created_at": 0, "filename": "train.jsonl",
+                                             "FileType": "jsonl", "object": "file", "Processed": True,
+                                             "purpose": "fine-tune"})
+        if path == "/v1/fine-tunes/estimate-price":
+            return httpx.Response(200, json={"estimation_available": False})
+        if path == "/v1/fine-tunes":
+            return httpx.Response(200, json={"id": "ft-1", "status": "pending", "created_at": "2026-11-28T00:00:00Z",
+                                             "updated_at": "2026-11-28T00:00:00Z"})
+        return httpx.Response(404, json={"error": f"unexpected {req.method} {req.url}"})
+
+    def client(self):
+        from together import Together
+
+        return Together(api_key="test-key", base_url="https://api.example.com/v1", max_retries=0,
+                        http_client=httpx.Client(transport=httpx.MockTransport(self)))
+
+
+def test_start_uploads_the_export_and_posts_the_request_body(tmp_path):
+    out = hosted.export(_run(tmp_path, [_row(i) for i in range(5)]))
+    fake = FakeTogether()
+    res = hosted.start(fake.client(), out["files"]["train"], train.SEED_RECIPE, hosted.HostedConfig())
+    assert res["job"].id == "ft-1" and res["training_file"].id == "file-1"
+    calls = [(r.method, r.url.path) for r in fake.requests]
+    assert calls == [("GET", "/v1/fine-tunes/models/limits"), ("POST", "/v1/files"), ("PUT", "/put/file-1"),
+                     ("POST", "/v1/files/file-1/preprocess"), ("POST", "/v1/fine-tunes/estimate-price"),
+                     ("POST", "/v1/fine-tunes")]
+    assert fake.requests[2].content == open(out["files"]["train"], "rb").read()     # the exported bytes
+    sent = json.loads(fake.requests[-1].content)
+    want = hosted.request_body(hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "file-1"), LIMITS)
+    assert sent == want
+
+
+def test_start_spends_nothing_on_a_bad_file_or_config(tmp_path):
+    bad = tmp_path / "train.jsonl"
+    bad.write_text(json.dumps(_row(1)) + "\n" + json.dumps({"messages": [{"role": "user", "content": "x"}]}) + "\n")
+    fake = FakeTogether()
+    with pytest.raises(DataError, match=r"train.jsonl:2: rule ends_with_assistant"):
+        hosted.start(fake.client(), bad, train.SEED_RECIPE, hosted.HostedConfig())
+    good = hosted.export(_run(tmp_path / "g", [_row(1)]))["files"]["train"]
+    with pytest.raises(ConfigError, match="LORA_R=128"):
+        hosted.start(fake.client(), good, train.TrainConfig(lora_r=128), hosted.HostedConfig())
+    assert [(r.method, r.url.path) for r in fake.requests] == [("GET", "/v1/fine-tunes/models/limits")] * 2
+
+
+def test_anyscale_status_says_what_and_where_from():
+    assert "August 1, 2024" in hosted.ANYSCALE_STATUS
+    assert "docs.anyscale.com/endpoints/fine-tuning/fine-tuning-api" in hosted.ANYSCALE_STATUS
