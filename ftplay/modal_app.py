@@ -179,16 +179,20 @@ def _closure(obj):
     return dict(zip(fn.__code__.co_freevars, [c.cell_contents for c in fn.__closure__ or ()]))
 
 
+def _entry(e):
+    """(local, remote) of a mount entry: a directory, a file, or a Python package by name."""
+    local = getattr(e, "local_dir", None) or getattr(e, "local_file", None) or getattr(e, "module_name", None)
+    remote = getattr(e, "remote_path", None) or getattr(e, "remote_dir", None)
+    return str(local), str(remote)
+
+
 def _image_layers(image, version):
     """[{"commands"} | {"mount": [(local, remote)]}] from the base image up."""
     layers = []
     while image is not None:
         env = _closure(image)
         if "mount" in env:                              # add_local_* (mounted at container start)
-            entries = env["mount"]._entries
-            layers.append({"mount": [(str(getattr(e, "local_dir", getattr(e, "local_file", getattr(e, "module_name", e)))),
-                                      str(getattr(e, "remote_path", getattr(e, "remote_dir", ""))))
-                                     for e in entries]})
+            layers.append({"mount": [_entry(e) for e in env["mount"]._entries]})
             image = env["base_image"]
             continue
         spec = env["dockerfile_function"](version) if env.get("dockerfile_function") else None
