@@ -18,10 +18,10 @@ $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 ifeq ($(GPU),1)
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes]'
 else
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes]'
 	$(VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) 2>/dev/null || true
 endif
 	$(VENV)/bin/python -c "import unsloth, trl, peft, papermill" 2>&1 | tail -1

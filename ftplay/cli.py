@@ -6,7 +6,8 @@ import sys
 from .errors import FtplayError
 
 
-def main(argv=None):
+def parser():
+    """The `ftplay` argument parser (also what tests check generated command lines against)."""
     ap = argparse.ArgumentParser(prog="ftplay", description="Run the fine-tuning playbook.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute the notebooks with papermill into a new run directory")
@@ -15,7 +16,11 @@ def main(argv=None):
     r.add_argument("--out", help="run directory to use (default: runs/<timestamp>)")
     b = sub.add_parser("build-model", help="build the embedded tiny model and print its path")
     b.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours to print
     try:

@@ -1,15 +1,20 @@
 """Cost stage: what each way of serving the task costs a month, and when fine-tuning pays back.
 
-Four options, priced from one `CostConfig` (every price is a parameter):
+Five options, priced from one `CostConfig` (every price is a parameter):
   hosted_frontier   the hosted model you use today, per input/output token
   self_hosted_vllm  the fine-tuned model on your own GPU: $/hour over tokens/s x busy share
+  modal             the same training and vLLM server on GPUs rented by the second (Modal): you
+                    pay the seconds a container runs, so idle time is only cold starts and the
+                    scale-down window (`modal_serving_utilisation`)
   hosted_fine_tune  a provider that trains per training token and serves adapters per token
   routed            the fine-tuned model answers everything; its least confident share is
                     escalated (sent again) to the hosted model, the share chosen from 04's
                     selective-prediction curve
 Training time is estimated as 6*N*T FLOPs over the GPU's peak x an assumed MFU (see
 `training_estimate`) unless a GPU run measured it. `compare` returns the table and a cost-only
-verdict; whether to ship also needs 04's quality decision.
+verdict; whether to ship also needs 04's quality decision. `routes` narrows the table to the four
+ways to train and serve (own GPU, Modal, hosted fine-tune, hosted frontier) and names the cheapest
+over MAX_PAYBACK_MONTHS, training included.
 """
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +29,13 @@ TRAINING_ASSUMPTION = (
     "Time = FLOPs / (GPU peak x assumed MFU).")
 HOURS_PER_MONTH = 730            # 24 x 365 / 12: a GPU kept on all month
 OPTIONS = {"hosted_frontier": "hosted frontier model", "self_hosted_vllm": "fine-tuned, self-hosted vLLM",
-           "hosted_fine_tune": "fine-tuned, hosted (per token)", "routed": "fine-tuned + escalation to hosted"}
+           "modal": "fine-tuned, vLLM on Modal (per s)", "hosted_fine_tune": "fine-tuned, hosted (per token)",
+           "routed": "fine-tuned + escalation to hosted"}
+# The routes `routes` compares: where the adapter is trained and where it is served.
+ROUTES = {"self_hosted_vllm": ("own GPU (paid by the hour)", "vLLM on own GPU"),
+          "modal": ("Modal GPU (paid by the second)", "vLLM on Modal GPU (per second)"),
+          "hosted_fine_tune": ("provider (per training token)", "provider (per token)"),
+          "hosted_frontier": ("no training", "hosted frontier model (per token)")}
 # inputs a run can measure: (config field, run file it comes from)
 MEASURABLE = {"serving_tokens_per_s": "06_serve_vllm.json", "input_tokens_per_request": "06_serve_vllm.json",
               "output_tokens_per_request": "06_serve_vllm.json", "train_examples": "02_curate_data.json",
@@ -52,9 +63,13 @@ class CostConfig:
     gpu_peak_tflops: float = 312.0               # A100 dense bf16
     mfu_assumed: float = 0.2                     # QLoRA on one GPU: dequantising 4-bit weights, short sequences
     training_runs: int = 1                       # runs paid for: tries, and re-fine-tunes when the base changes
-    hosted_ft_price_per_m_train_tokens: float = 0.48
-    hosted_ft_price_in_per_m: float = 0.18
-    hosted_ft_price_out_per_m: float = 0.18
+    hosted_ft_price_per_m_train_tokens: float = 0.48   # $/M tokens x epochs, LoRA on an 8B (Together AI list price, 2025)
+    hosted_ft_price_in_per_m: float = 0.18       # $/M input tokens, the 8B adapter served (Together AI list price, 2025)
+    hosted_ft_price_out_per_m: float = 0.18      # $/M output tokens, same
+    modal_gpu_price_per_s: float = 0.000694      # $/GPU-second, A100 80GB on Modal ($2.4984/h; modal.com/pricing as
+                                                 # quoted 2026-05-07); keep GPU_PEAK_TFLOPS on the same GPU
+    modal_serving_utilisation: float = 0.7       # share of billed Modal GPU-seconds spent serving (assumed: cold
+                                                 # starts and the idle scale-down window are billed too)
     target_accuracy: float = 0.90                # routed: accuracy the kept (not escalated) share must reach
     escalation_share: float = 0.10               # routed: share sent to the hosted model when 04 is absent
     max_payback_months: float = 6.0              # "cheaper" also needs training to pay back this fast
@@ -64,6 +79,7 @@ class CostConfig:
         p, f = [], asdict(self)
         for name in ("hosted_price_in_per_m", "hosted_price_out_per_m", "gpu_price_per_hour",
                      "hosted_ft_price_per_m_train_tokens", "hosted_ft_price_in_per_m", "hosted_ft_price_out_per_m",
+                     "modal_gpu_price_per_s",
                      "monthly_requests", "input_tokens_per_request", "output_tokens_per_request",
                      "train_examples", "tokens_per_example", "min_gpus_always_on"):
             if f[name] is None or f[name] < 0:
@@ -71,7 +87,7 @@ class CostConfig:
         for name in ("serving_tokens_per_s", "model_params_b", "epochs", "gpu_peak_tflops", "max_payback_months"):
             if f[name] is None or f[name] <= 0:
                 p.append(f"{name.upper()}={f[name]} must be > 0; set {name.upper()} in the parameters cell")
-        for name in ("serving_utilisation", "mfu_assumed", "target_accuracy"):
+        for name in ("serving_utilisation", "mfu_assumed", "target_accuracy", "modal_serving_utilisation"):
             if f[name] is None or not 0 < f[name] <= 1:
                 p.append(f"{name.upper()}={f[name]} must be a share in (0, 1]; set {name.upper()} in the parameters cell")
         if self.escalation_share is None or not 0 <= self.escalation_share < 1:
@@ -120,7 +136,9 @@ def _rates(cfg, escalation):
               + cfg.output_tokens_per_request * cfg.hosted_price_out_per_m) / 1e6
     own = tokens * self_hosted_per_m(cfg.gpu_price_per_hour, cfg.serving_tokens_per_s, cfg.serving_utilisation) / 1e6
     floor = cfg.min_gpus_always_on * cfg.gpu_price_per_hour * HOURS_PER_MONTH
-    out = {"hosted_frontier": (0.0, 0.0, hosted), "self_hosted_vllm": (floor, own, 0.0),
+    modal = tokens * self_hosted_per_m(cfg.modal_gpu_price_per_s * 3600, cfg.serving_tokens_per_s,
+                                       cfg.modal_serving_utilisation) / 1e6
+    out = {"hosted_frontier": (0.0, 0.0, hosted), "self_hosted_vllm": (floor, own, 0.0), "modal": (0.0, modal, 0.0),
            "hosted_fine_tune": (0.0, 0.0, (cfg.input_tokens_per_request * cfg.hosted_ft_price_in_per_m
                                            + cfg.output_tokens_per_request * cfg.hosted_ft_price_out_per_m) / 1e6)}
     if escalation is not None:
@@ -239,6 +257,7 @@ def compare(cfg, measured=None):
     hours = assumed["training_gpu_hours"] if estimated else cfg.training_gpu_hours
     gpu_training = hours * cfg.gpu_price_per_hour * cfg.training_runs
     training = {"hosted_frontier": 0.0, "self_hosted_vllm": gpu_training, "routed": gpu_training,
+                "modal": hours * 3600 * cfg.modal_gpu_price_per_s * cfg.training_runs,
                 "hosted_fine_tune": cfg.train_tokens * cfg.epochs / 1e6 * cfg.hosted_ft_price_per_m_train_tokens
                 * cfg.training_runs}
     mtok = cfg.monthly_requests * (cfg.input_tokens_per_request + cfg.output_tokens_per_request) / 1e6
@@ -283,6 +302,57 @@ def _verdict(cfg, rows, used, escalation):
     if hw:
         reasons.append(f"cost: {', '.join(hw)} assumed (stated figures, not measured on the GPU priced)")
     return {"cheaper": bool(viable), "best_option": best["name"], "headline": headline, "reasons": reasons}
+
+
+def routes(cfg, measured=None, requests=None):
+    """The four routes (own GPU, Modal, hosted fine-tune, hosted frontier) at `requests` a month
+    (default cfg.monthly_requests), each with what it costs to train, to serve a month, and both over
+    MAX_PAYBACK_MONTHS; `favoured` is the cheapest over that horizon. Every row says how its numbers
+    were computed (`pricing`), from the prices in `cfg`."""
+    if requests is not None:
+        cfg = replace(cfg, monthly_requests=requests)
+    result = compare(cfg, measured)
+    cfg, t = result["config"], result["training"]
+    months = cfg.max_payback_months
+    gpu_s = t["gpu_hours"] * 3600 * cfg.training_runs
+    mtok = cfg.monthly_requests * (cfg.input_tokens_per_request + cfg.output_tokens_per_request) / 1e6
+    serve_s = mtok * 1e6 / cfg.serving_tokens_per_s
+    pricing = {
+        "self_hosted_vllm": f"train {gpu_s / 3600:,.2f} GPU-h x ${cfg.gpu_price_per_hour}/h; serve {mtok:,.0f}M tokens "
+                            f"at {cfg.serving_tokens_per_s:,.0f} tokens/s, busy {cfg.serving_utilisation:.0%} of each paid "
+                            f"hour, {cfg.min_gpus_always_on} GPU(s) always on",
+        "modal": f"train {gpu_s:,.0f} GPU-s x ${cfg.modal_gpu_price_per_s}/s; serve {serve_s:,.0f} busy GPU-s "
+                 f"/ {cfg.modal_serving_utilisation:.0%} billed-time busy x ${cfg.modal_gpu_price_per_s}/s",
+        "hosted_fine_tune": f"train {t['train_tokens'] * cfg.training_runs / 1e6:,.2f}M tokens (x epochs) x "
+                            f"${cfg.hosted_ft_price_per_m_train_tokens}/M; serve ${cfg.hosted_ft_price_in_per_m}/M in, "
+                            f"${cfg.hosted_ft_price_out_per_m}/M out",
+        "hosted_frontier": f"no training; ${cfg.hosted_price_in_per_m}/M in, ${cfg.hosted_price_out_per_m}/M out"}
+    by_name = {r["name"]: r for r in result["options"]}
+    rows = []
+    for name, (trained, served) in ROUTES.items():
+        r = by_name[name]
+        rows.append({"name": name, "label": r["label"], "trained_on": trained, "served_on": served,
+                     "training_cost": r["training_cost"], "monthly_cost": r["monthly_cost"],
+                     "per_m_tokens": r["per_m_tokens"],
+                     "horizon_cost": round(r["training_cost"] + months * monthly(cfg, name), 2),
+                     "pricing": pricing[name]})
+    best = min(rows, key=lambda r: r["horizon_cost"])
+    runner_up = min((r for r in rows if r is not best), key=lambda r: r["horizon_cost"])
+    headline = (f"{best['label']} at {cfg.monthly_requests:,} requests/month: ${best['horizon_cost']:,.0f} over "
+                f"{months:g} months, training included, against ${runner_up['horizon_cost']:,.0f} for the next "
+                f"cheapest ({runner_up['label']})")
+    return {"requests": cfg.monthly_requests, "horizon_months": months, "rows": rows, "favoured": best["name"],
+            "headline": headline, "training": t}
+
+
+def format_routes(table):
+    """The routes table as text, with how each row was priced."""
+    months = f"{table['horizon_months']:g} months $"
+    head = f"{'route':<42}{'training $':>12}{'$/month':>11}{months:>14}"
+    lines = [head] + [f"{r['label'] + (' *' if r['name'] == table['favoured'] else ''):<42}{r['training_cost']:>12,.2f}"
+                      f"{r['monthly_cost']:>11,.0f}{r['horizon_cost']:>14,.0f}" for r in table["rows"]]
+    lines += ["", "* favoured: " + table["headline"], ""] + [f"{r['name']}: {r['pricing']}" for r in table["rows"]]
+    return "\n".join(lines)
 
 
 def curves(cfg, volumes, escalation=None):

@@ -14,7 +14,8 @@ CASE = cost.CostConfig(monthly_requests=1_000_000, input_tokens_per_request=1_00
                        serving_tokens_per_s=4_000.0, serving_utilisation=0.5, min_gpus_always_on=0,
                        training_gpu_hours=2.0, hosted_ft_price_per_m_train_tokens=0.5,
                        hosted_ft_price_in_per_m=0.2, hosted_ft_price_out_per_m=0.2, train_examples=1_000,
-                       tokens_per_example=400, epochs=3.0, escalation_share=0.1, use_measured=False)
+                       tokens_per_example=400, epochs=3.0, escalation_share=0.1, use_measured=False,
+                       modal_gpu_price_per_s=0.001, modal_serving_utilisation=0.8)
 MEASURED = replace(CASE, use_measured=True)   # the same case, taking this run's measurements
 
 
@@ -41,6 +42,8 @@ def test_monthly_each_option_exact():
     assert cost.monthly(CASE, "hosted_frontier") == pytest.approx(3_150)
     # self-hosted: 1.01e9 tokens x 2e6/7.2e6 $/M = 280.56
     assert cost.monthly(CASE, "self_hosted_vllm") == pytest.approx(1_010 * 2 / 7.2)
+    # Modal: 1.01e9 tokens / 4,000 tokens/s = 252,500 busy s / 0.8 billed-busy = 315,625 s x $0.001 = 315.625
+    assert cost.monthly(CASE, "modal") == pytest.approx(315.625)
     # hosted fine-tune: 1.01e9 x $0.2/M = 202
     assert cost.monthly(CASE, "hosted_fine_tune") == pytest.approx(202)
     # routed: self-hosted on all + 10% at the hosted price = 280.56 + 315
@@ -51,10 +54,12 @@ def test_monthly_each_option_exact():
 def test_compare_table_exact():
     r = cost.compare(CASE)
     t = by_name(r)
-    assert list(t) == ["hosted_frontier", "self_hosted_vllm", "hosted_fine_tune", "routed"]
+    assert list(t) == ["hosted_frontier", "self_hosted_vllm", "modal", "hosted_fine_tune", "routed"]
     assert t["hosted_frontier"]["per_m_tokens"] == pytest.approx(3_150 / 1_010, abs=1e-4)
     assert t["self_hosted_vllm"]["training_cost"] == 4.0                          # 2 h x $2
     assert t["hosted_fine_tune"]["training_cost"] == 0.6                          # 1.2M tokens x $0.5/M
+    assert t["modal"]["training_cost"] == 7.2                                     # 7,200 GPU-s x $0.001/s
+    assert t["modal"]["break_even_volume"] == 0                                   # no floor: scales to zero
     assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(3_150 - 280.56, abs=0.01)
     assert t["self_hosted_vllm"]["payback_months"] == pytest.approx(4 / (3_150 - 1_010 * 2 / 7.2))
     assert t["self_hosted_vllm"]["break_even_volume"] == 0                        # no floor: cheaper at any volume
@@ -75,7 +80,8 @@ def test_floor_break_even_exact():
 
 
 def test_never_cheaper_and_zero_savings():
-    dear = replace(CASE, gpu_price_per_hour=1_000.0, hosted_ft_price_in_per_m=100.0, hosted_ft_price_out_per_m=100.0)
+    dear = replace(CASE, gpu_price_per_hour=1_000.0, hosted_ft_price_in_per_m=100.0, hosted_ft_price_out_per_m=100.0,
+                   modal_gpu_price_per_s=1.0)
     assert cost.break_even_volume(dear, "self_hosted_vllm") is None
     r = cost.compare(dear, None)
     assert r["verdict"]["cheaper"] is False and r["verdict"]["best_option"] == "hosted_frontier"
@@ -85,7 +91,8 @@ def test_never_cheaper_and_zero_savings():
     assert cost.payback_months(100.0, 50.0) == 2.0
     assert cost.payback_months(0.0, 50.0) == 0.0
     # equal cost: self-hosted $/M made exactly the hosted $/M -> zero savings, no payback, not cheaper
-    equal = replace(CASE, output_tokens_per_request=0, gpu_price_per_hour=21.6, hosted_ft_price_in_per_m=9.0)
+    equal = replace(CASE, output_tokens_per_request=0, gpu_price_per_hour=21.6, hosted_ft_price_in_per_m=9.0,
+                    modal_gpu_price_per_s=1.0)
     t = by_name(cost.compare(equal))                                             # 21.6e6 / 7.2e6 = $3.00/M
     assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(0, abs=1e-6)
     assert cost.compare(equal)["verdict"]["cheaper"] is False
@@ -98,7 +105,7 @@ def test_zero_volume_does_not_crash():
 
 
 def test_payback_horizon_decides_cheaper():
-    slow = replace(CASE, training_gpu_hours=20_000.0, hosted_ft_price_per_m_train_tokens=100_000.0)
+    slow = replace(CASE, training_gpu_hours=20_000.0, hosted_ft_price_per_m_train_tokens=100_000.0)   # Modal: $72,000
     r = cost.compare(slow)                                   # $40,000 of training, ~$2,870/month saved
     assert r["verdict"]["cheaper"] is False
     assert by_name(r)["self_hosted_vllm"]["payback_months"] > slow.max_payback_months
@@ -117,10 +124,11 @@ def test_choose_escalation():
 def test_validation_names_every_parameter():
     with pytest.raises(ConfigError) as e:
         cost.CostConfig(gpu_price_per_hour=-1, serving_utilisation=0, mfu_assumed=1.5, escalation_share=1.0,
-                        serving_tokens_per_s=0)
+                        serving_tokens_per_s=0, modal_gpu_price_per_s=-0.1, modal_serving_utilisation=0)
     msg = str(e.value)
-    assert len(e.value.problems) == 5
-    for name in ("GPU_PRICE_PER_HOUR", "SERVING_UTILISATION", "MFU_ASSUMED", "ESCALATION_SHARE", "SERVING_TOKENS_PER_S"):
+    assert len(e.value.problems) == 7
+    for name in ("GPU_PRICE_PER_HOUR", "SERVING_UTILISATION", "MFU_ASSUMED", "ESCALATION_SHARE", "SERVING_TOKENS_PER_S",
+                 "MODAL_GPU_PRICE_PER_S", "MODAL_SERVING_UTILISATION"):
         assert name in msg
     with pytest.raises(ConfigError, match="INPUT_TOKENS_PER_REQUEST"):
         cost.CostConfig(input_tokens_per_request=0, output_tokens_per_request=0)
@@ -190,13 +198,45 @@ def test_no_share_reaches_target_prices_routing_out(tmp_path):
     assert any("TARGET_ACCURACY" in x for x in r["verdict"]["reasons"])
 
 
+def test_routes_table_exact():
+    r = cost.routes(CASE)
+    assert [x["name"] for x in r["rows"]] == ["self_hosted_vllm", "modal", "hosted_fine_tune", "hosted_frontier"]
+    t = {x["name"]: x for x in r["rows"]}
+    # horizon = MAX_PAYBACK_MONTHS (6): training + 6 x monthly
+    assert t["self_hosted_vllm"]["horizon_cost"] == pytest.approx(4 + 6 * 1_010 * 2 / 7.2, abs=0.01)
+    assert t["modal"]["horizon_cost"] == pytest.approx(7.2 + 6 * 315.625, abs=0.01)
+    assert t["hosted_fine_tune"]["horizon_cost"] == pytest.approx(0.6 + 6 * 202)
+    assert t["hosted_frontier"]["horizon_cost"] == pytest.approx(6 * 3_150)
+    assert r["favoured"] == "hosted_fine_tune" and "next cheapest (fine-tuned, self-hosted vLLM)" in r["headline"]
+    assert "7,200 GPU-s x $0.001/s" in t["modal"]["pricing"] and "252,500 busy GPU-s" in t["modal"]["pricing"]
+    text = cost.format_routes(r)
+    assert "fine-tuned, hosted (per token) *" in text and "6 months $" in text
+
+
+def test_routes_favour_follows_the_prices_and_the_volume():
+    # a cheap hosted fine-tune loses when its serving price is ten times Modal's per-token cost
+    dear_ft = replace(CASE, hosted_ft_price_in_per_m=3.0, hosted_ft_price_out_per_m=3.0)
+    assert cost.routes(dear_ft)["favoured"] == "self_hosted_vllm"                 # 280.56/month < 315.63 on Modal
+    # an always-on GPU at a tiny volume: Modal scales to zero, the own GPU pays its 730 h floor
+    floor = replace(dear_ft, min_gpus_always_on=1)
+    small = cost.routes(floor, requests=1_000)
+    t = {x["name"]: x for x in small["rows"]}
+    assert small["requests"] == 1_000 and t["self_hosted_vllm"]["monthly_cost"] == 1_460.0
+    # Modal: $7.20 training + 6 x $0.32 beats 6 x $3.15 hosted: scaling to zero pays for training at this volume
+    assert small["favoured"] == "modal" and t["modal"]["horizon_cost"] == pytest.approx(7.2 + 6 * 0.315625, abs=0.01)
+    tiny = cost.routes(floor, requests=100)                     # 6 x $0.315 hosted < $7.20 of training anywhere
+    assert tiny["favoured"] == "hosted_frontier"
+    # hosted frontier never wins at volume when any fine-tune is cheaper per token
+    assert cost.routes(floor, requests=100_000_000)["favoured"] == "self_hosted_vllm"
+
+
 def test_curves_and_plot():
     import matplotlib
     matplotlib.use("Agg")
     from ftplay import plots
 
     rows, marks = cost.curves(CASE, [1e4, 1e6, 1e8], 0.1)
-    assert len(rows) == 5 * 3                                                   # 4 options + the 1-GPU floor line
+    assert len(rows) == 6 * 3                                                   # 5 options + the 1-GPU floor line
     assert [m["option"] for m in marks] == ["fine-tuned, self-hosted vLLM, 1 GPU always on"]
     assert marks[0]["requests"] == pytest.approx(463_492.06, abs=0.01)
     fig = plots.cost_vs_volume(rows, marks, at=1e6)
@@ -214,7 +254,10 @@ def test_notebook_05_without_measurements(tmp_path, run_notebook):
     seed = out["seed_case"]
     assert seed["hosted_per_m"] == 3.0 and seed["self_hosted_per_m"] == 0.3
     assert seed["saved_per_month"] == pytest.approx(8_000, rel=0.15) and 10 <= seed["training_minutes"] <= 90
-    assert {r["name"] for r in out["options"]} == {"hosted_frontier", "self_hosted_vllm", "hosted_fine_tune", "routed"}
+    assert {r["name"] for r in out["options"]} == {"hosted_frontier", "self_hosted_vllm", "modal", "hosted_fine_tune",
+                                                   "routed"}
+    assert [r["name"] for r in out["routes"]["rows"]] == ["self_hosted_vllm", "modal", "hosted_fine_tune", "hosted_frontier"]
+    assert out["routes"]["favoured"] == "hosted_fine_tune" and out["routes"]["requests"] == 3_000_000
 
 
 @pytest.mark.notebook
