@@ -58,8 +58,10 @@ class ShotPicker:
 # ---------------------------------------------------------------- local predictors
 class LabelScorer:
     """Constrained classification: the log-likelihood of each label (plus end-of-turn) after the
-    prompt. One forward pass per prompt; its KV cache is shared by all candidate labels, so a
-    9-label task costs one prompt pass plus one short pass over the candidates, not 9 passes."""
+    prompt, in one forward pass per batch. Every label's tokens are appended to the prompt as a
+    tree (each candidate attends to the prompt and to its own earlier tokens, via a 4D mask), and
+    only the last prompt position and the candidate positions go through the LM head: 9 labels
+    cost about what the prefill of a generation costs. Prompts are batched by length."""
 
     def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
                  name="scoring"):
@@ -74,45 +76,53 @@ class LabelScorer:
         return self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
                                             return_dict=False)
 
+    def _tree(self):
+        """The candidates' tokens that predict a next one, flattened: token, owner label, offset,
+        the token it predicts, and the (Q, Q) mask of which flattened token may see which."""
+        import torch
+
+        flat = [(t, j, k, c[k + 1]) for j, c in enumerate(self.cand) for k, t in enumerate(c[:-1])]
+        tok, owner, offset, target = (torch.tensor([f[i] for f in flat], dtype=torch.long) for i in range(4))
+        see = (owner[:, None] == owner[None, :]) & (offset[None, :] <= offset[:, None])
+        return tok, owner, offset, target, see
+
     def logprobs(self, texts):
         """(n, n_labels) array of summed candidate log-probabilities."""
         import torch
 
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        C, Lc = len(self.cand), max(len(c) for c in self.cand)
-        pad = self.tok.pad_token_id
-        cand = torch.full((C, Lc), pad, dtype=torch.long)
-        cmask = torch.zeros((C, Lc), dtype=torch.long)
-        for j, c in enumerate(self.cand):
-            cand[j, : len(c)] = torch.tensor(c)
-            cmask[j, : len(c)] = 1
-        for s in range(0, len(texts), self.bs):
-            ids = [self._prompt_ids(t) for t in texts[s: s + self.bs]]
+        first_tok = torch.tensor([c[0] for c in self.cand])
+        tree_tok, owner, offset, target, see = self._tree()
+        Q, pad = len(tree_tok), self.tok.pad_token_id
+        prompts = [self._prompt_ids(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+        for s in range(0, len(order), self.bs):
+            idx = order[s: s + self.bs]
+            ids = [prompts[i] for i in idx]
             B, Lp = len(ids), max(len(i) for i in ids)
-            inp = torch.full((B, Lp), pad, dtype=torch.long)
-            mask = torch.zeros((B, Lp), dtype=torch.long)
+            inp = torch.full((B, Lp + Q), pad, dtype=torch.long)
+            valid = torch.zeros((B, Lp), dtype=torch.bool)
             for i, seq in enumerate(ids):  # left padding keeps every prompt's end at position Lp-1
-                inp[i, Lp - len(seq):] = torch.tensor(seq)
-                mask[i, Lp - len(seq):] = 1
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+                inp[i, Lp - len(seq): Lp] = torch.tensor(seq)
+                valid[i, Lp - len(seq):] = True
+            inp[:, Lp:] = tree_tok
+            pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
+            pos = torch.cat([pos, pos[:, -1:] + 1 + offset], 1)
+            n = Lp + Q  # 4D mask, True = may attend: causal over real prompt tokens, the tree after it
+            mask = torch.zeros((B, 1, n, n), dtype=torch.bool)
+            mask[:, 0, :Lp, :Lp] = torch.ones(Lp, Lp, dtype=torch.bool).tril() & valid[:, None, :]
+            mask[:, 0, Lp:, :Lp] = valid[:, None, :]
+            mask[:, 0, Lp:, Lp:] = see
+            mask[:, 0, torch.arange(n), torch.arange(n)] = True  # padding rows see themselves: no NaN
             with torch.no_grad():
-                first = self.model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=True)
-                cache = first.past_key_values
-                lp_first = torch.log_softmax(first.logits[:, -1].float(), -1)       # (B, V)
-                score = lp_first[:, cand[:, 0]].clone()                               # (B, C)
-                if Lc > 1:
-                    cache.batch_repeat_interleave(C)
-                    c_inp = cand.repeat(B, 1)                                         # (B*C, Lc)
-                    c_mask = cmask.repeat(B, 1)
-                    full_mask = torch.cat([mask.repeat_interleave(C, 0), c_mask], 1)
-                    c_pos = pos[:, -1:].repeat_interleave(C, 0) + torch.arange(1, Lc + 1)
-                    nxt = self.model(input_ids=c_inp, attention_mask=full_mask, position_ids=c_pos,
-                                     past_key_values=cache, use_cache=False)
-                    lp = torch.log_softmax(nxt.logits[:, :-1].float(), -1)            # predicts tokens 1..Lc-1
-                    tgt = c_inp[:, 1:]
-                    tok_lp = lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) * c_mask[:, 1:]
-                    score += tok_lp.sum(-1).view(B, C)
-            out[s: s + B] = score.numpy()
+                logits = self.model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=False,
+                                    logits_to_keep=Q + 1).logits.float()
+                lp = torch.log_softmax(logits, -1)                                    # (B, Q+1, V)
+                score = lp[:, 0, first_tok]                                           # (B, C)
+                if Q:
+                    got = lp[:, 1:].gather(-1, target.expand(B, Q).unsqueeze(-1)).squeeze(-1)  # (B, Q)
+                    score.index_add_(1, owner, got)
+            out[idx] = score.numpy()
         return out
 
     def predict(self, texts):
@@ -151,24 +161,26 @@ class Generator:
         self.max_new_tokens, self.name = max_new_tokens, name
 
     def predict(self, texts):
+        """Batches of similar-length prompts (less padding), answers returned in input order."""
         import torch
 
-        preds = []
+        preds = [None] * len(texts)
         self.tok.padding_side = "left"
-        for s in range(0, len(texts), self.bs):
-            chunk = texts[s: s + self.bs]
-            prompts = [self.tok.apply_chat_template(
-                build_messages(t, self.labels, self.system_prompt, self.shots(t) if self.shots else ()),
-                add_generation_prompt=True, tokenize=False) for t in chunk]
-            enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompts = [self.tok.apply_chat_template(
+            build_messages(t, self.labels, self.system_prompt, self.shots(t) if self.shots else ()),
+            add_generation_prompt=True, tokenize=False) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+        for s in range(0, len(order), self.bs):
+            idx = order[s: s + self.bs]
+            enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           pad_token_id=self.tok.pad_token_id,
                                           eos_token_id=self.tok.eos_token_id)
-            for row in gen[:, enc["input_ids"].shape[1]:]:
+            for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
                 raw = self.tok.decode(row, skip_special_tokens=True)
                 lab = parse_label(raw, self.labels)
-                preds.append(Prediction(lab, 1.0 if lab else 0.0, raw))
+                preds[i] = Prediction(lab, 1.0 if lab else 0.0, raw)
         return preds
 
 
