@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -232,17 +233,17 @@ def ensure_schema_env(cache=None, requirements=SCHEMA_REQUIREMENTS, python=sys.e
     if (site / ".complete").exists():
         return site
     tmp = root / f".{key}.{os.getpid()}.tmp"
-    subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    shutil.rmtree(tmp, ignore_errors=True)
     cmd = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--ignore-requires-python",
            "--disable-pip-version-check", "--target", str(tmp), "-r", str(req)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise FtplayError(f"`{' '.join(cmd)}` failed:\n{(r.stdout + r.stderr)[-2000:]}",
                           "cannot install Axolotl's config validator")
     (tmp / ".complete").write_text(" ".join(cmd) + "\n")
     if site.exists():  # another process finished first
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.rename(site)
     return site
