@@ -31,7 +31,8 @@ class ExportConfig:
     """Where the run's pieces are; the training knobs come from the TrainConfig."""
     base_model: str                      # MODEL as resolved: a hub id or a local model folder
     train_path: str                      # the run's data/train.jsonl (chat JSONL)
-    heldout_path: str = ""               # data/heldout.jsonl, evaluated once per epoch; "": no eval
+    heldout_path: str = ""               # a validation file for the per-epoch eval loss (Axolotl's test_datasets)
+    val_set_size: float = 0.0            # or: this fraction of TRAIN_PATH held out for it (as EVAL_FRACTION in 03)
     output_dir: str = ""                 # where Axolotl writes the adapter; "": <export dir>/outputs
     sequence_len: int | None = None      # None: the TrainConfig's max_seq_len
     micro_batch_size: int | None = None  # per GPU; None: the TrainConfig's batch_size
@@ -48,6 +49,11 @@ class ExportConfig:
                      "(written by notebook 02)")
         if self.heldout_path and not Path(self.heldout_path).is_file():
             p.append(f"HELDOUT_PATH={self.heldout_path!r} is not a file: point it at data/heldout.jsonl or pass ''")
+        if not 0 <= self.val_set_size < 1:
+            p.append(f"VAL_SET_SIZE={self.val_set_size} must be in [0, 1): the fraction of TRAIN_PATH for eval loss")
+        if self.val_set_size and self.heldout_path:
+            p.append(f"VAL_SET_SIZE={self.val_set_size} and HELDOUT_PATH are both set; Axolotl takes one "
+                     "eval set: pass VAL_SET_SIZE=0 or HELDOUT_PATH=''")
         if self.sequence_len is not None and self.sequence_len < 16:
             p.append(f"SEQUENCE_LEN={self.sequence_len} is too small; use at least 16 (or None for MAX_SEQ_LEN)")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
@@ -114,7 +120,7 @@ def config_dict(cfg, exp, output_dir, variant="single", deepspeed=None):
          "datasets": [_dataset(Path(exp.train_path).resolve())]}
     if exp.heldout_path:
         y["test_datasets"] = [_dataset(Path(exp.heldout_path).resolve(), split="train")]
-    y |= {"val_set_size": 0.0,                   # the held-out file is the eval set, no random split
+    y |= {"val_set_size": exp.val_set_size,      # 0 with a held-out file: it is the eval set
           "dataset_prepared_path": str(Path(output_dir) / "prepared"),
           "train_on_inputs": False,
           "sequence_len": exp.sequence_len or cfg.max_seq_len,
@@ -133,7 +139,7 @@ def config_dict(cfg, exp, output_dir, variant="single", deepspeed=None):
           "bf16": "auto",                           # bf16 where the GPU has it (SM 80+), as ftplay does
           "gradient_checkpointing": variant != "fsdp",  # FSDP2 checkpoints inside fsdp_config instead
           "logging_steps": cfg.logging_steps}
-    if exp.heldout_path:
+    if exp.heldout_path or exp.val_set_size:
         y["evals_per_epoch"] = 1
     if cfg.save_steps:
         y |= {"save_steps": cfg.save_steps, "save_total_limit": 2}

@@ -2,6 +2,7 @@
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -75,15 +76,17 @@ def test_16bit_recipe_exports_plain_lora_and_its_overrides(run):
     root, exp = run
     cfg = train.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "max_steps": 60,
                                         "save_steps": 20, "batch_size": 4, "grad_accum": 2})
-    exp = ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "sequence_len": 256, "micro_batch_size": 2,
-                             "zero_stage": 3, "num_gpus": 4})
+    exp = ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 0.1, "sequence_len": 256,
+                             "micro_batch_size": 2, "zero_stage": 3, "num_gpus": 4})
     res = ax.export(cfg, exp, root / "ax16")
     y = _load(res.files["config"])
     assert (y["adapter"], y["load_in_4bit"], y["optimizer"]) == ("lora", False, "adamw_torch")
     assert y["lora_target_modules"] == list(train.ALL_LINEAR) and y["lora_r"] == 32 and y["learning_rate"] == 1e-3
     assert (y["max_steps"], y["save_steps"], y["save_total_limit"]) == (60, 20, 2) and "save_strategy" not in y
     assert (y["sequence_len"], y["micro_batch_size"], y["gradient_accumulation_steps"]) == (256, 2, 2)
-    assert "test_datasets" not in y and "evals_per_epoch" not in y
+    assert "test_datasets" not in y and (y["val_set_size"], y["evals_per_epoch"]) == (0.1, 1)
+    y = _load(ax.export(cfg, ax.ExportConfig(**{**exp.__dict__, "val_set_size": 0.0}), root / "noeval").files["config"])
+    assert y["val_set_size"] == 0.0 and "evals_per_epoch" not in y, "no eval set, no eval"
     assert _load(res.files["config_fsdp"])["optimizer"] == "adamw_torch", "only 8-bit optimizers are swapped"
     assert res.files["deepspeed_json"].endswith("zero3.json")
     zero = json.loads(open(res.files["deepspeed_json"]).read())["zero_optimization"]
@@ -95,12 +98,14 @@ def test_export_errors_name_every_parameter_and_write_nothing(run, monkeypatch):
     root, _ = run
     with pytest.raises(ConfigError) as e:
         ax.ExportConfig(base_model=" ", train_path=str(root / "nope.jsonl"), heldout_path=str(root / "gone.jsonl"),
-                        sequence_len=8, micro_batch_size=0, num_gpus=1, zero_stage=1)
-    assert len(e.value.problems) == 7
-    for name in ("BASE_MODEL", "TRAIN_PATH", "HELDOUT_PATH", "SEQUENCE_LEN", "MICRO_BATCH_SIZE=0", "NUM_GPUS=1",
-                 "ZERO_STAGE=1"):
+                        val_set_size=0.2, sequence_len=8, micro_batch_size=0, num_gpus=1, zero_stage=1)
+    assert len(e.value.problems) == 8
+    for name in ("BASE_MODEL", "TRAIN_PATH", "HELDOUT_PATH=", "VAL_SET_SIZE=0.2 and HELDOUT_PATH", "SEQUENCE_LEN",
+                 "MICRO_BATCH_SIZE=0", "NUM_GPUS=1", "ZERO_STAGE=1"):
         assert name in str(e.value)
     _, exp = run
+    with pytest.raises(ConfigError, match=r"VAL_SET_SIZE=1.0 must be in \[0, 1\)"):
+        ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 1.0})
     monkeypatch.delitem(ax.OPTIMIZERS, "adamw_8bit")
     with pytest.raises(ConfigError, match="OPTIMIZER='adamw_8bit' has no Axolotl mapping"):
         ax.export(train.SEED_RECIPE, exp, root / "never")
@@ -152,21 +157,26 @@ def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, sc
                                "deepspeed and fsdp cannot be used together"),
     }
     typo = _write(root / "typo.yml", {**{k: v for k, v in good.items() if k != "lora_dropout"}, "lora_droput": 0.05})
-    items = [(res.files["config"], 1), (res.files["config_deepspeed"], 2), (res.files["config_fsdp"], 2), (typo, 1)]
+    lora16 = train.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "save_steps": 20})
+    plain = ax.export(lora16, ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 0.1}),
+                      root / "ax16").files["config"]
+    items = [(res.files["config"], 1), (res.files["config_deepspeed"], 2), (res.files["config_fsdp"], 2),
+             (plain, 1), (typo, 1)]
     items += [(_write(root / f"{name}.yml", d), 2) for name, (d, _) in broken.items()]
     t0 = time.time()
     out = ax.validate(items, site)
     validate_s = time.time() - t0
-    by = {r["path"].rsplit("/", 1)[-1]: r for r in out}
-    for name in ("config.yml", "config_deepspeed.yml", "config_fsdp.yml"):
+    by = {str(Path(r["path"]).relative_to(root)): r for r in out}
+    for name in ("axolotl/config.yml", "axolotl/config_deepspeed.yml", "axolotl/config_fsdp.yml", "ax16/config.yml"):
         assert by[name]["ok"], f"Axolotl {ax.AXOLOTL_VERSION} rejects {name}: {by[name]['error']}"
         assert by[name]["unknown_keys"] == [], f"{name}: keys Axolotl would ignore: {by[name]['unknown_keys']}"
-    r = by["config.yml"]["resolved"]
+    assert by["ax16/config.yml"]["resolved"]["adapter"] == "lora"
+    r = by["axolotl/config.yml"]["resolved"]
     assert (r["adapter"], r["optimizer"], r["train_on_inputs"]) == ("qlora", "adamw_8bit", False)
     assert r["datasets"][0]["chat_template"] == "tokenizer_default" and r["datasets"][0]["roles_to_train"] == ["assistant"]
-    f = by["config_fsdp.yml"]["resolved"]["fsdp_config"]
+    f = by["axolotl/config_fsdp.yml"]["resolved"]["fsdp_config"]
     assert f["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer" and f["fsdp_version"] == 2
-    assert by["config_deepspeed.yml"]["resolved"]["deepspeed"] == res.files["deepspeed_json"]
+    assert by["axolotl/config_deepspeed.yml"]["resolved"]["deepspeed"] == res.files["deepspeed_json"]
     assert by["typo.yml"]["ok"] and by["typo.yml"]["unknown_keys"] == ["lora_droput"], \
         "a misspelt key passes the schema silently: only the unknown-key check catches it"
     for name, (_, words) in broken.items():
