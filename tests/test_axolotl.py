@@ -1,0 +1,185 @@
+"""Axolotl export: exact YAML for the seed recipe, input errors, and Axolotl's own validator on it."""
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftplay import axolotl as ax
+from ftplay import data, train
+from ftplay.errors import ConfigError, FtplayError
+
+# pip's words when the package registry cannot be reached: only then is the validator test skipped.
+OFFLINE = re.compile(r"NewConnectionError|Max retries exceeded|Temporary failure in name resolution|"
+                     r"Network is unreachable|Could not fetch URL|ConnectTimeout|Connection refused")
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run directory as notebook 02 leaves it, and a local model folder (config.json is enough)."""
+    for name in ("train", "heldout"):
+        rows = [{"id": f"{name}-{i}", "messages": data.to_messages(t, ["billing", "bug"], l)}
+                for i, (t, l) in enumerate([("card charged twice", "billing"), ("app crashes", "bug")])]
+        data.write_jsonl(tmp_path / "data" / f"{name}.jsonl", rows)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}))
+    exp = ax.ExportConfig(base_model=str(model), train_path=str(tmp_path / "data" / "train.jsonl"),
+                          heldout_path=str(tmp_path / "data" / "heldout.jsonl"))
+    return tmp_path, exp
+
+
+def _load(path):
+    return yaml.safe_load(open(path))
+
+
+def test_seed_recipe_exports_to_the_documented_axolotl_config(run):
+    root, exp = run
+    res = ax.export(train.SEED_RECIPE, exp, root / "axolotl")
+    y = _load(res.files["config"])
+    ds = {"path": str(root / "data" / "train.jsonl"), "ds_type": "json", "type": "chat_template",
+          "field_messages": "messages", "message_property_mappings": {"role": "role", "content": "content"},
+          "roles_to_train": ["assistant"], "train_on_eos": "turn"}
+    out = root / "axolotl" / "outputs"
+    assert y == {
+        "base_model": exp.base_model, "load_in_4bit": True, "adapter": "qlora",
+        "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_target_modules": ["q_proj", "v_proj", "o_proj"],
+        "chat_template": "tokenizer_default", "datasets": [ds],
+        "test_datasets": [{**ds, "path": str(root / "data" / "heldout.jsonl"), "split": "train"}],
+        "val_set_size": 0.0, "dataset_prepared_path": str(out / "prepared"), "train_on_inputs": False,
+        "sequence_len": 512, "sample_packing": False, "micro_batch_size": 8, "gradient_accumulation_steps": 1,
+        "num_epochs": 3.0, "learning_rate": 2e-4, "optimizer": "adamw_8bit", "lr_scheduler": "linear",
+        "warmup_ratio": 0.1, "weight_decay": 0.0, "seed": 3407, "bf16": "auto", "gradient_checkpointing": True,
+        "logging_steps": 5, "evals_per_epoch": 1, "save_strategy": "no", "output_dir": str(out)}
+    ds_yaml, fsdp = _load(res.files["config_deepspeed"]), _load(res.files["config_fsdp"])
+    assert ds_yaml == {**y, "deepspeed": str(root / "axolotl" / "zero2.json")}
+    assert fsdp["optimizer"] == "adamw_torch_8bit", "bitsandbytes 8-bit AdamW is rejected under FSDP2"
+    assert fsdp["fsdp_version"] == 2 and fsdp["gradient_checkpointing"] is False
+    assert fsdp["fsdp_config"]["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer"
+    assert fsdp["fsdp_config"]["activation_checkpointing"] is True
+    zero = json.loads(open(res.files["deepspeed_json"]).read())
+    assert zero["zero_optimization"]["stage"] == 2 and "offload_optimizer" not in zero["zero_optimization"]
+    assert zero["train_micro_batch_size_per_gpu"] == "auto" and zero["bf16"] == {"enabled": "auto"}
+    cfg = str(root / "axolotl" / "config.yml")
+    assert res.commands["train_1gpu"] == f"axolotl train {cfg}"
+    assert res.commands["train_1gpu_accelerate"] == f"accelerate launch -m axolotl.cli.train {cfg}"
+    assert res.commands["train_deepspeed_accelerate"] == (
+        f"accelerate launch --num_processes 2 -m axolotl.cli.train {root / 'axolotl' / 'config_deepspeed.yml'}")
+    assert res.commands["train_fsdp"].endswith("config_fsdp.yml --launcher accelerate -- --num_processes 2")
+    md = open(res.files["commands"]).read()
+    assert all(line in md for line in res.commands.values()) and "16 on 2" in md
+
+
+def test_16bit_recipe_exports_plain_lora_and_its_overrides(run):
+    root, exp = run
+    cfg = train.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "max_steps": 60,
+                                        "save_steps": 20, "batch_size": 4, "grad_accum": 2})
+    exp = ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 0.1, "sequence_len": 256,
+                             "micro_batch_size": 2, "zero_stage": 3, "num_gpus": 4})
+    res = ax.export(cfg, exp, root / "ax16")
+    y = _load(res.files["config"])
+    assert (y["adapter"], y["load_in_4bit"], y["optimizer"]) == ("lora", False, "adamw_torch")
+    assert y["lora_target_modules"] == list(train.ALL_LINEAR) and y["lora_r"] == 32 and y["learning_rate"] == 1e-3
+    assert (y["max_steps"], y["save_steps"], y["save_total_limit"]) == (60, 20, 2) and "save_strategy" not in y
+    assert (y["sequence_len"], y["micro_batch_size"], y["gradient_accumulation_steps"]) == (256, 2, 2)
+    assert "test_datasets" not in y and (y["val_set_size"], y["evals_per_epoch"]) == (0.1, 1)
+    y = _load(ax.export(cfg, ax.ExportConfig(**{**exp.__dict__, "val_set_size": 0.0}), root / "noeval").files["config"])
+    assert y["val_set_size"] == 0.0 and "evals_per_epoch" not in y, "no eval set, no eval"
+    assert _load(res.files["config_fsdp"])["optimizer"] == "adamw_torch", "only 8-bit optimizers are swapped"
+    assert res.files["deepspeed_json"].endswith("zero3.json")
+    zero = json.loads(open(res.files["deepspeed_json"]).read())["zero_optimization"]
+    assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
+    assert "--num_processes 4" in res.commands["train_deepspeed"]
+
+
+def test_export_errors_name_every_parameter_and_write_nothing(run, monkeypatch):
+    root, _ = run
+    with pytest.raises(ConfigError) as e:
+        ax.ExportConfig(base_model=" ", train_path=str(root / "nope.jsonl"), heldout_path=str(root / "gone.jsonl"),
+                        val_set_size=0.2, sequence_len=8, micro_batch_size=0, num_gpus=1, zero_stage=1)
+    assert len(e.value.problems) == 8
+    for name in ("BASE_MODEL", "TRAIN_PATH", "HELDOUT_PATH=", "VAL_SET_SIZE=0.2 and HELDOUT_PATH", "SEQUENCE_LEN",
+                 "MICRO_BATCH_SIZE=0", "NUM_GPUS=1", "ZERO_STAGE=1"):
+        assert name in str(e.value)
+    _, exp = run
+    with pytest.raises(ConfigError, match=r"VAL_SET_SIZE=1.0 must be in \[0, 1\)"):
+        ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 1.0})
+    monkeypatch.delitem(ax.OPTIMIZERS, "adamw_8bit")
+    with pytest.raises(ConfigError, match="OPTIMIZER='adamw_8bit' has no Axolotl mapping"):
+        ax.export(train.SEED_RECIPE, exp, root / "never")
+    assert not (root / "never").exists()
+
+
+def test_decoder_layer_class_only_from_a_local_causal_lm(run, tmp_path):
+    _, exp = run
+    assert ax.decoder_layer_class(exp.base_model) == "Qwen2DecoderLayer"
+    assert ax.decoder_layer_class("Qwen/Qwen2.5-7B-Instruct") is None
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "config.json").write_text('{"architectures": ["BertModel"]}')
+    assert ax.decoder_layer_class(tmp_path / "enc") is None
+
+
+# ---------------------------------------------------------------- Axolotl's own validator
+@pytest.fixture(scope="session")
+def schema_env():
+    """Axolotl (pinned in requirements/axolotl-schema.txt) over this venv; built once per cache."""
+    t0 = time.time()
+    try:
+        site = ax.ensure_schema_env()
+    except FtplayError as e:
+        if OFFLINE.search(str(e)):
+            pytest.skip(f"package registry unreachable, cannot install Axolotl's validator: {e}")
+        raise
+    return site, round(time.time() - t0, 1)
+
+
+def _write(path, d):
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, schema_env):
+    root, exp = run
+    site, install_s = schema_env
+    res = ax.export(train.SEED_RECIPE, exp, root / "axolotl")
+    good = _load(res.files["config"])
+    fsdp = _load(res.files["config_fsdp"])
+    broken = {  # one mistake each, and the words Axolotl rejects it with
+        "qlora_without_4bit": ({**good, "load_in_4bit": False}, "Require cfg.load_in_4bit to be True for qlora"),
+        "batch_not_int": ({**good, "micro_batch_size": "eight"}, "micro_batch_size"),
+        "bad_eos_choice": ({**good, "datasets": [{**good["datasets"][0], "train_on_eos": "sometimes"}]},
+                           "train_on_eos"),
+        "fsdp_bnb_8bit": ({**fsdp, "optimizer": "adamw_8bit"}, "FSDP2 not compatible with adamw_8bit"),
+        "fsdp_and_deepspeed": ({**fsdp, "optimizer": "adamw_torch", "deepspeed": res.files["deepspeed_json"]},
+                               "deepspeed and fsdp cannot be used together"),
+    }
+    typo = _write(root / "typo.yml", {**{k: v for k, v in good.items() if k != "lora_dropout"}, "lora_droput": 0.05})
+    lora16 = train.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "save_steps": 20})
+    plain = ax.export(lora16, ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 0.1}),
+                      root / "ax16").files["config"]
+    items = [(res.files["config"], 1), (res.files["config_deepspeed"], 2), (res.files["config_fsdp"], 2),
+             (plain, 1), (typo, 1)]
+    items += [(_write(root / f"{name}.yml", d), 2) for name, (d, _) in broken.items()]
+    t0 = time.time()
+    out = ax.validate(items, site)
+    validate_s = time.time() - t0
+    by = {str(Path(r["path"]).relative_to(root)): r for r in out}
+    for name in ("axolotl/config.yml", "axolotl/config_deepspeed.yml", "axolotl/config_fsdp.yml", "ax16/config.yml"):
+        assert by[name]["ok"], f"Axolotl {ax.AXOLOTL_VERSION} rejects {name}: {by[name]['error']}"
+        assert by[name]["unknown_keys"] == [], f"{name}: keys Axolotl would ignore: {by[name]['unknown_keys']}"
+    assert by["ax16/config.yml"]["resolved"]["adapter"] == "lora"
+    r = by["axolotl/config.yml"]["resolved"]
+    assert (r["adapter"], r["optimizer"], r["train_on_inputs"]) == ("qlora", "adamw_8bit", False)
+    assert r["datasets"][0]["chat_template"] == "tokenizer_default" and r["datasets"][0]["roles_to_train"] == ["assistant"]
+    f = by["axolotl/config_fsdp.yml"]["resolved"]["fsdp_config"]
+    assert f["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer" and f["fsdp_version"] == 2
+    assert by["axolotl/config_deepspeed.yml"]["resolved"]["deepspeed"] == res.files["deepspeed_json"]
+    assert by["typo.yml"]["ok"] and by["typo.yml"]["unknown_keys"] == ["lora_droput"], \
+        "a misspelt key passes the schema silently: only the unknown-key check catches it"
+    for name, (_, words) in broken.items():
+        assert not by[f"{name}.yml"]["ok"], f"Axolotl accepted the broken config {name}"
+        assert words in by[f"{name}.yml"]["error"], by[f"{name}.yml"]["error"]
+    assert validate_s < 150, f"validation took {validate_s:.0f} s (install {install_s} s)"
