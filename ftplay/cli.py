@@ -1,9 +1,9 @@
-"""`ftplay run`: the command-line entry point of the main job."""
+"""`ftplay run | report | refit | build-model`: the command-line entry points."""
 import argparse
 import logging
 import sys
 
-from .errors import FtplayError
+from .errors import ConfigError, FtplayError
 
 
 def main(argv=None):
@@ -13,6 +13,9 @@ def main(argv=None):
     r.add_argument("--params", help="YAML of NAME: value (and notebooks: {stem: {NAME: value}})")
     r.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
     r.add_argument("--out", help="run directory to use (default: runs/<timestamp>)")
+    rp = sub.add_parser("report", help="answer the ship checklist from a run directory's JSON records")
+    rp.add_argument("run_dir")
+    rp.add_argument("--html", help="where to write the HTML page (default: <run_dir>/ship_report.html)")
     b = sub.add_parser("build-model", help="build the embedded tiny model and print its path")
     b.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -24,6 +27,8 @@ def main(argv=None):
 
             print(tinymodel.build(tinymodel.TinySpec(seed=args.seed)))
             return 0
+        if args.cmd == "report":
+            return _report(args.run_dir, args.html)
         from . import runner
 
         only = args.only.split(",") if args.only else None
@@ -39,6 +44,21 @@ def main(argv=None):
     except FtplayError as e:
         print(f"ftplay: {e}", file=sys.stderr)
         return 2
+
+
+def _report(run_dir, html_path=None):
+    from pathlib import Path
+
+    from . import report, rundir
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir} is not a directory: pass a run directory (runs/<timestamp>)")
+    status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
+    rep = report.build(run_dir, status)
+    page = report.html_page(rep, report.plot_images(run_dir))
+    out = rundir.write_text(html_path or Path(run_dir) / "ship_report.html", page)
+    print(report.format_text(rep))
+    print(f"\nwrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

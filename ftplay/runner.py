@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from . import rundir
+from . import report, rundir
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print):
             break
     summary = summarise(run_dir, status)
     rundir.write_json(run_dir / "summary.json", summary)
+    report.write_html(run_dir, summary["ship_report"])
     return run_dir, summary
 
 
@@ -230,17 +231,9 @@ def summarise(run_dir, status):
                                                      "train_loss", "eval_loss")}
     summary["serving"] = {k: serve.get(k) for k in ("adapters_served", "load_test")}
     summary["cost"] = cost.get("verdict")
-    failed = [s for s, v in status.items() if v["status"] != "ok"]
-    reasons = []
-    if failed:
-        reasons.append(f"notebook {failed[0]} failed at cell {status[failed[0]].get('cell')}: "
-                       f"{status[failed[0]].get('error', '')[:300]}")
-    gate = ev.get("decision") or {}
-    reasons += gate.get("reasons", []) if gate else ["no evaluation recorded (04 did not run)"]
-    if cost.get("verdict"):
-        reasons += cost["verdict"].get("reasons", [])
-    ship = bool(not failed and gate.get("ship") and (cost.get("verdict") or {}).get("cheaper", False))
-    summary["decision"] = {"ship": ship, "reasons": reasons}
+    rep = report.build(run_dir, status)
+    summary["ship_report"] = rep
+    summary["decision"] = rep["ship"]  # the report's verdict: every checklist item done
     return summary
 
 
@@ -260,9 +253,7 @@ def format_summary(summary):
     c = summary.get("cost") or {}
     if c:
         lines.append(f"cost: {c.get('headline', '')}")
-    d = summary["decision"]
-    lines.append(f"ship: {'YES' if d['ship'] else 'NO'}")
-    lines += [f"  - {r}" for r in d["reasons"]]
+    lines += ["", report.format_text(summary["ship_report"])]
     return "\n".join(lines)
 
 
