@@ -61,6 +61,13 @@ def check_base(source, model, param="MODEL"):
     return compare_base(recorded, ref, path, param)
 
 
+def require_same_base(source, model, param="MODEL"):
+    """check_base, raising ConfigError (with the fix) when the base has changed; returns the BaseCheck."""
+    base = check_base(source, model, param)
+    check([base.message] if base.changed else [], title="the adapter does not fit this base")
+    return base
+
+
 # ---------------------------------------------------------------- re-run on a new base
 def refit_params(recorded, model):
     """({stem: parameters}, {stem: [dropped names]}) for the re-run: each notebook's recorded values

@@ -36,8 +36,8 @@ def build(run_dir, status=None):
         bad = [s for s in it["evidence"] if s in failed]
         if bad:
             v = failed[bad[0]]
-            it.update(status="failed", problems=[f"notebook {bad[0]} failed at cell {v.get('cell')}: "
-                                                 f"{str(v.get('error', ''))[:300]}"] + it["problems"])
+            why = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
+            it.update(status="failed", summary=why, problems=[why])
     return {"run_dir": str(run_dir), "items": items, "ship": verdict(items, recs, failed),
             "route": route_line(recs["05_compare_costs"])}
 

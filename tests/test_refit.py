@@ -35,6 +35,9 @@ def test_changed_base_is_detected_and_the_same_base_is_quiet(bases, tmp_path):
                                "re-fine-tune (ftplay refit --from RUN_DIR --model embedded:1) or set MODEL='embedded'")
     same = refit.check_base(adapter, old)
     assert same.changed is False and same.message == f"base revision {old.revision} matches"
+    assert refit.require_same_base(adapter, "embedded") == same
+    with pytest.raises(ConfigError, match="re-fine-tune"):
+        refit.require_same_base(adapter, "embedded:1")
 
 
 def test_a_run_directory_is_checked_through_its_manifest(bases, tmp_path):
