@@ -1,9 +1,9 @@
-"""`ftplay run`: the command-line entry point of the main job."""
+"""`ftplay run | report | refit | build-model`: the command-line entry points."""
 import argparse
 import logging
 import sys
 
-from .errors import FtplayError
+from .errors import ConfigError, FtplayError
 
 
 def parser():
@@ -14,6 +14,14 @@ def parser():
     r.add_argument("--params", help="YAML of NAME: value (and notebooks: {stem: {NAME: value}})")
     r.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
     r.add_argument("--out", help="run directory to use (default: runs/<timestamp>)")
+    rp = sub.add_parser("report", help="answer the ship checklist from a run directory's JSON records")
+    rp.add_argument("run_dir")
+    rp.add_argument("--html", help="where to write the HTML page (default: <run_dir>/ship_report.html)")
+    f = sub.add_parser("refit", help="re-run a run's notebooks on a new base model with the same parameters, "
+                       "then print the old and new runs side by side")
+    f.add_argument("--from", dest="old", required=True, help="the earlier run directory (written by `ftplay run`)")
+    f.add_argument("--model", required=True, help="the new base: 'embedded:1', a model folder or a hub id")
+    f.add_argument("--out", help="new run directory (default: runs/<timestamp>)")
     b = sub.add_parser("build-model", help="build the embedded tiny model and print its path")
     b.add_argument("--seed", type=int, default=0)
     return ap
@@ -29,6 +37,10 @@ def main(argv=None):
 
             print(tinymodel.build(tinymodel.TinySpec(seed=args.seed)))
             return 0
+        if args.cmd == "report":
+            return _report(args.run_dir, args.html)
+        if args.cmd == "refit":
+            return _refit(args.old, args.model, args.out)
         from . import runner
 
         only = args.only.split(",") if args.only else None
@@ -44,6 +56,36 @@ def main(argv=None):
     except FtplayError as e:
         print(f"ftplay: {e}", file=sys.stderr)
         return 2
+
+
+def _report(run_dir, html_path=None):
+    from pathlib import Path
+
+    from . import report, rundir
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir} is not a directory: pass a run directory (runs/<timestamp>)")
+    status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
+    rep = report.build(run_dir, status)
+    page = report.html_page(rep, report.plot_images(run_dir))
+    out = rundir.write_text(html_path or Path(run_dir) / "ship_report.html", page)
+    print(report.format_text(rep))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _refit(old, model, out=None):
+    from . import refit, runner
+
+    run_dir, summary, cmp = refit.refit(old, model, out)
+    print(runner.format_summary(summary))
+    print()
+    print(refit.format_compare(cmp))
+    print(f"\nwrote {run_dir}/refit_compare.json")
+    failed = [s for s, v in summary["notebooks"].items() if v["status"] != "ok"]
+    if failed:
+        v = summary["notebooks"][failed[0]]
+        print(f"\nftplay: notebook {failed[0]} failed at cell {v.get('cell')}: {v.get('error')}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from . import rundir
+from . import report, rundir
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ def check_inputs(todo):
 
     problems, seen = [], set()
     for stem, path, values in todo:
-        eff = {k: v["default"] for k, v in declared_parameters(path).items()}
-        eff = {k: _literal(v) for k, v in eff.items()} | values
+        eff = _effective(path, values)
         for name, value in eff.items():
             if (name, str(value)) in seen:
                 continue
@@ -131,6 +130,62 @@ def check_inputs(todo):
                 problems += e.problems[:20]
     if problems:
         raise ConfigError(problems, "cannot run the playbook")
+
+
+def check_adapters(todo, run_dir=None):
+    """An adapter reused rather than trained by this run (ADAPTER_DIR, or the one 03 recorded in an
+    existing run directory when 03 is not run again) must have been trained on MODEL: a changed base
+    stops the run before anything runs, with the fix (see refit.check_base)."""
+    from . import refit
+
+    trains = any(stem == "03_train_qlora" for stem, _, _ in todo)
+    reused = run_dir and not trains and (Path(run_dir) / "03_train_qlora.json").exists()
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        eff = _effective(path, values)
+        if "ADAPTER_DIR" not in eff:
+            continue
+        if eff["ADAPTER_DIR"]:
+            source = _existing(eff["ADAPTER_DIR"])
+            if source is None:
+                problems.append(f"{stem}: ADAPTER_DIR={eff['ADAPTER_DIR']!r} does not exist; set it to an adapter "
+                                "folder, or leave it empty to use the one 03 trains")
+                continue
+        elif reused:
+            source = Path(run_dir)  # 03's record there pins the base of the adapter 04 and 06 will use
+        else:
+            continue
+        key = (str(source), str(eff.get("MODEL")))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            base = refit.check_base(source, eff.get("MODEL", "embedded"))
+        except ConfigError as e:
+            problems += [f"{stem}: {p}" for p in e.problems]
+            continue
+        if base.changed:
+            problems.append(f"{stem}: {base.message}")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def _effective(path, values):
+    """A notebook's parameters as it will run: its declared defaults, overridden by `values`."""
+    return {k: _literal(v["default"]) for k, v in declared_parameters(path).items()} | values
+
+
+def recorded_params(run_dir):
+    """{stem: {NAME: value}} each notebook in <run_dir>/notebooks/ ran with, in execution order: the
+    defaults of its parameters cell as executed, overridden by what papermill injected (recorded in
+    the notebook's metadata). Notebooks run by an earlier `ftplay run` into the same directory count."""
+    import nbformat
+
+    out = {}
+    for p in sorted(Path(run_dir, "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        injected = (nbformat.read(str(p), as_version=4).metadata.get("papermill") or {}).get("parameters") or {}
+        out[p.stem] = _effective(p, dict(injected))
+    return {s: out[s] for s in ORDER if s in out} | {s: v for s, v in out.items() if s not in ORDER}
 
 
 def _existing(value):
@@ -162,14 +217,16 @@ def _env(run_dir):
     os.environ["FTPLAY_RUN_DIR"] = str(run_dir)
 
 
-def run(params_path=None, only=None, out=None, run_root="runs", progress=print):
-    """Execute the notebooks; returns (run_dir, summary). Stops at the first failing notebook,
-    keeping everything that ran before it, and records the failing cell in the summary."""
+def run(params_path=None, only=None, out=None, run_root="runs", progress=print, params=None, per_notebook=None):
+    """Execute the notebooks; returns (run_dir, summary). Parameters come from the YAML at
+    `params_path`, else from `params` / `per_notebook` (same shapes). Stops at the first failing
+    notebook, keeping everything that ran before it, and records the failing cell in the summary."""
     import papermill as pm
 
-    params, per = load_params(params_path)
+    params, per = load_params(params_path) if params_path else (params or {}, per_notebook or {})
     todo = plan(only, params, per)
     check_inputs(todo)
+    check_adapters(todo, out)
     run_dir = Path(out) if out else rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "notebooks").mkdir(exist_ok=True)
@@ -196,6 +253,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print):
             break
     summary = summarise(run_dir, status)
     rundir.write_json(run_dir / "summary.json", summary)
+    report.write_html(run_dir, summary["ship_report"])
     return run_dir, summary
 
 
@@ -219,7 +277,7 @@ def summarise(run_dir, status):
     cost = rundir.read_json(run_dir / "05_compare_costs.json", {})
     serve = rundir.read_json(run_dir / "06_serve_vllm.json", {})
     train = rundir.read_json(run_dir / "03_train_qlora.json", {})
-    summary = {"run_dir": str(run_dir), "notebooks": status}
+    summary = {"run_dir": str(run_dir), "notebooks": status, "params": recorded_params(run_dir)}
     for split in ("heldout", "production"):
         s = ev.get(split) or {}
         summary[split] = {"n": s.get("n")}
@@ -230,17 +288,9 @@ def summarise(run_dir, status):
                                                      "train_loss", "eval_loss")}
     summary["serving"] = {k: serve.get(k) for k in ("adapters_served", "load_test")}
     summary["cost"] = cost.get("verdict")
-    failed = [s for s, v in status.items() if v["status"] != "ok"]
-    reasons = []
-    if failed:
-        reasons.append(f"notebook {failed[0]} failed at cell {status[failed[0]].get('cell')}: "
-                       f"{status[failed[0]].get('error', '')[:300]}")
-    gate = ev.get("decision") or {}
-    reasons += gate.get("reasons", []) if gate else ["no evaluation recorded (04 did not run)"]
-    if cost.get("verdict"):
-        reasons += cost["verdict"].get("reasons", [])
-    ship = bool(not failed and gate.get("ship") and (cost.get("verdict") or {}).get("cheaper", False))
-    summary["decision"] = {"ship": ship, "reasons": reasons}
+    rep = report.build(run_dir, status)
+    summary["ship_report"] = rep
+    summary["decision"] = rep["ship"]  # the report's verdict: every checklist item done
     return summary
 
 
@@ -260,9 +310,7 @@ def format_summary(summary):
     c = summary.get("cost") or {}
     if c:
         lines.append(f"cost: {c.get('headline', '')}")
-    d = summary["decision"]
-    lines.append(f"ship: {'YES' if d['ship'] else 'NO'}")
-    lines += [f"  - {r}" for r in d["reasons"]]
+    lines += ["", report.format_text(summary["ship_report"])]
     return "\n".join(lines)
 
 

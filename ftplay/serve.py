@@ -22,7 +22,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import models, tinymodel
+from . import models, refit, tinymodel
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -403,13 +403,6 @@ def _targeted_modules(path, cfg):
     return {tm} if isinstance(tm, str) else set(tm)
 
 
-def _same_path(a, b):
-    try:
-        return Path(a).resolve() == Path(b).resolve() if Path(a).exists() and Path(b).exists() else a == b
-    except OSError:
-        return a == b
-
-
 def preflight(base, adapters, max_lora_rank=None):
     """Check each adapter against the served base before starting vLLM: [Finding], one per check.
 
@@ -466,18 +459,12 @@ def preflight(base, adapters, max_lora_rank=None):
             f"adapter trained with vocab_size {vocab} / added tokens differing from the base's "
             f"{base_cfg.get('vocab_size')}{added_msg}: vLLM serves the base tokenizer and embeddings; "
             "retrain without adding tokens, or merge the adapter and serve the merged model")
-        recorded = cfg.get("base_model_name_or_path") or ""
-        revision = ((meta or {}).get("base") or {}).get("revision")
-        same_name = _same_path(recorded, ref.path) or recorded in (ref.requested, ref.path)
         if meta is None:
             add("base", False, f"{meta_path} is missing, so the base revision and chat template the adapter was "
                 "trained with are unknown; train with ftplay (03 writes it) or write it by hand")
-        elif revision != ref.revision:
-            add("base", False, f"adapter trained on base {recorded!r} revision {revision}, served base is "
-                f"{ref.path!r} revision {ref.revision}: serve the base it was trained on (set MODEL) or retrain")
         else:
-            add("base", True, f"base revision {revision} matches" +
-                ("" if same_name else f" (the adapter names it {recorded!r}; the files are the same)"))
+            base = refit.compare_base(meta.get("base") or {}, ref, str(meta_path))
+            add("base", base.changed is False, base.message)
         if meta is not None:
             th = meta.get("template_hash")
             add("chat_template", th == base_thash, f"chat template {th} matches" if th == base_thash else

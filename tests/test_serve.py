@@ -123,7 +123,8 @@ def test_preflight_different_base(ref, tmp_path):
     foreign = serve.make_test_adapter(other, tmp_path / "other", r=8, seed=5)
     failed = _failed(serve.preflight(ref, {"foreign": foreign}))
     assert list(failed) == [("foreign", "base")]
-    assert f"revision {other.revision}, served base is {ref.path!r} revision {ref.revision}" in failed[("foreign", "base")]
+    assert f"adapter trained on embedded:1@{other.revision}, base is now embedded@{ref.revision}: re-fine-tune" \
+        in failed[("foreign", "base")]
 
 
 def test_preflight_template_vocab_targets_and_provenance(ref, adapters, tmp_path):

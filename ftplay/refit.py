@@ -1,0 +1,203 @@
+"""Re-fine-tune cadence: detect a changed base, re-run a playbook on a new base, compare old and new.
+
+A LoRA adapter only fits the base it was trained on. Notebook 03 pins that base (id and files hash
+or hub revision) in `03_train_qlora.json` and in the adapter's `ftplay_adapter.json`; `check_base`
+compares such a record with the base in use now. `refit` re-runs an earlier run's notebooks with the
+parameters its executed notebooks record, MODEL replaced, and `compare` puts the two runs side by side.
+"""
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import models, rundir
+from .errors import ConfigError, check
+
+
+@dataclass(frozen=True)
+class BaseCheck:
+    """A recorded base (of an adapter or a run) against the base model in use now."""
+    trained_on: str        # "requested@revision" as recorded at training time
+    base: str              # "requested@revision" of the base now
+    changed: bool | None   # None: the record has no revision to compare
+    source: str            # the file the recorded base was read from
+    message: str
+
+
+def recorded_base(source):
+    """(base record {requested, path, revision}, file) of a run directory (03_train_qlora.json) or an
+    adapter folder (ftplay_adapter.json, else adapter_config.json, which pins no revision)."""
+    src = Path(source)
+    for name, field in (("03_train_qlora.json", "base_model"), ("ftplay_adapter.json", "base")):
+        rec = rundir.read_json(src / name)
+        if rec and rec.get(field):
+            return rec[field], str(src / name)
+    cfg = rundir.read_json(src / "adapter_config.json")
+    if cfg and cfg.get("base_model_name_or_path"):
+        name = cfg["base_model_name_or_path"]
+        return {"requested": name, "path": name, "revision": cfg.get("revision")}, str(src / "adapter_config.json")
+    raise ConfigError(f"{src} records no base model: pass a run directory with 03_train_qlora.json or an adapter "
+                      "folder with ftplay_adapter.json (notebook 03 writes both)")
+
+
+def compare_base(recorded, ref, source="", param="MODEL"):
+    """BaseCheck of a recorded base {requested, path, revision} against a resolved ModelRef."""
+    name = recorded.get("requested") or recorded.get("path") or "?"
+    rev = recorded.get("revision")
+    was, now = f"{name}@{rev}", f"{ref.requested}@{ref.revision}"
+    if not rev:
+        return BaseCheck(was, now, None, source, f"{source} pins no base revision, so a changed base cannot be "
+                         f"detected against {now}; train with ftplay (03 records it) to pin it")
+    if rev != ref.revision:
+        return BaseCheck(was, now, True, source, f"adapter trained on {was}, base is now {now}: re-fine-tune "
+                         f"(ftplay refit --from RUN_DIR --model {ref.requested}) or set {param}={name!r}")
+    same = "" if name in (ref.requested, ref.path) else f" (recorded as {name!r}, same files)"
+    return BaseCheck(was, now, False, source, f"base revision {rev} matches{same}")
+
+
+def check_base(source, model, param="MODEL"):
+    """BaseCheck of a run directory's or adapter folder's recorded base against `model` (a MODEL value
+    or a ModelRef)."""
+    ref = model if isinstance(model, models.ModelRef) else models.resolve(model, param)
+    recorded, path = recorded_base(source)
+    return compare_base(recorded, ref, path, param)
+
+
+def require_same_base(source, model, param="MODEL"):
+    """check_base, raising ConfigError (with the fix) when the base has changed; returns the BaseCheck."""
+    base = check_base(source, model, param)
+    check([base.message] if base.changed else [], title="the adapter does not fit this base")
+    return base
+
+
+# ---------------------------------------------------------------- re-run on a new base
+def refit_params(recorded, model):
+    """({stem: parameters}, {stem: [dropped names]}) for the re-run: each notebook's recorded values
+    that it still declares, MODEL replaced, RUN_DIR left to the runner, adapter folders emptied so that
+    04 and 06 use the adapter trained on the new base."""
+    from . import runner
+
+    current = runner.notebooks()
+    per, dropped = {}, {}
+    for stem, values in recorded.items():
+        declared = runner.declared_parameters(current[stem]) if stem in current else {}
+        per[stem] = {k: v for k, v in values.items() if k in declared and k != "RUN_DIR"}
+        gone = sorted(k for k in values if k not in declared)
+        if gone:
+            dropped[stem] = gone
+        if "MODEL" in declared:
+            per[stem]["MODEL"] = model
+        for k in ("ADAPTER_DIR", "SECOND_ADAPTER_DIR"):
+            if k in per[stem]:
+                per[stem][k] = ""
+    return {s: v for s, v in per.items() if s in current}, dropped
+
+
+def refit(old_run, model, out=None, run_root="runs", progress=print):
+    """Re-run `old_run`'s notebooks on base `model` with its recorded parameters; returns
+    (new run directory, summary, comparison). The comparison is also written to refit_compare.json."""
+    from . import runner
+
+    old = Path(old_run)
+    recorded = runner.recorded_params(old)
+    check([] if recorded else [f"--from {old}: no executed notebooks under {old / 'notebooks'}; pass a run "
+                               "directory written by `ftplay run`"])
+    check([] if "03_train_qlora" in recorded else [f"--from {old}: that run did not execute 03_train_qlora, so "
+                                                   "there is no fine-tune to redo; pass a run that trained"])
+    base = check_base(old, model)
+    progress(f"[ftplay] refit: {old} trained on {base.trained_on}, re-fine-tuning on {base.base}"
+             + (" (the same base: a reproducibility run)" if base.changed is False else ""))
+    per, dropped = refit_params(recorded, model)
+    run_dir, summary = runner.run(only=list(per), out=out, run_root=run_root, per_notebook=per, progress=progress)
+    cmp = compare(old, run_dir) | {"base_check": asdict(base), "dropped_params": dropped}
+    rundir.write_json(Path(run_dir) / "refit_compare.json", cmp)
+    return run_dir, summary, cmp
+
+
+# ---------------------------------------------------------------- side by side
+# (metric, whether a difference new - old means something)
+METRICS = [("base model", False), ("data fingerprints (train/held-out/production)", False),
+           ("held-out n", False), ("held-out base macro-F1", True), ("held-out fine-tuned macro-F1", True),
+           ("held-out fine-tuned - base", True), ("held-out McNemar p", False),
+           ("production n", False), ("production base macro-F1", True), ("production fine-tuned macro-F1", True),
+           ("gate", False), ("training steps", True), ("training seconds", True), ("train loss", True),
+           ("eval loss", True), ("cost: best option", False), ("cost: $/month", True),
+           ("cost: savings $/month", True), ("cost: training $", True), ("ship (report)", False)]
+
+
+def figures(run_dir):
+    """{metric: (value, 95% CI or None)} of one run, read from its JSON records (None where absent)."""
+    from . import report
+
+    r = {s: rundir.read_json(Path(run_dir) / f"{s}.json") or {} for s in
+         ("02_curate_data", "03_train_qlora", "04_evaluate", "05_compare_costs")}
+    t, e, c = r["03_train_qlora"], r["04_evaluate"], r["05_compare_costs"]
+    b = t.get("base_model") or {}
+    fp = r["02_curate_data"].get("fingerprints") or {}
+    out = {"base model": (f"{b.get('requested')}@{b.get('revision')}" if b else None, None),
+           "data fingerprints (train/held-out/production)":
+               ("/".join(str(fp.get(k))[:8] for k in ("train", "heldout", "production")) if fp else None, None)}
+    for split, label in (("heldout", "held-out"), ("production", "production")):
+        s = e.get(split) or {}
+        out[f"{label} n"] = (s.get("n"), None)
+        for system, name in (("base", "base"), ("finetuned", "fine-tuned")):
+            m = (s.get("systems") or {}).get(system) or {}
+            out[f"{label} {name} macro-F1"] = (m.get("macro_f1"), m.get("macro_f1_ci"))
+    p = ((e.get("heldout") or {}).get("paired") or {}).get("finetuned_vs_base") or {}
+    out["held-out fine-tuned - base"] = (p.get("macro_f1_diff"), p.get("macro_f1_diff_ci"))
+    out["held-out McNemar p"] = (p.get("mcnemar_p"), None)
+    gate = e.get("decision")
+    out["gate"] = (None if gate is None else "ship" if gate.get("ship") else "stop", None)
+    for key, metric in (("steps", "training steps"), ("seconds", "training seconds"), ("train_loss", "train loss"),
+                        ("eval_loss", "eval loss")):
+        out[metric] = (t.get(key), None)
+    v = c.get("verdict") or {}
+    best = next((o for o in c.get("options") or [] if o.get("name") == v.get("best_option")), {})
+    out["cost: best option"] = (v.get("best_option"), None)
+    out["cost: $/month"] = (best.get("monthly_cost"), None)
+    out["cost: savings $/month"] = (best.get("savings_vs_hosted"), None)
+    out["cost: training $"] = (best.get("training_cost"), None)
+    out["ship (report)"] = ("yes" if report.build(run_dir)["ship"]["ship"] else "no", None)
+    return out
+
+
+def compare(old_run, new_run):
+    """The two runs side by side: {"old_run", "new_run", "same_data", "rows": [{metric, old, new,
+    old_ci, new_ci, delta}]}; delta is new - old where both are numbers and the difference means something."""
+    old, new = figures(old_run), figures(new_run)
+    rows = []
+    for metric, diff in METRICS:
+        (a, a_ci), (b, b_ci) = old[metric], new[metric]
+        num = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+        rows.append({"metric": metric, "old": a, "new": b, "old_ci": a_ci, "new_ci": b_ci,
+                     "delta": b - a if diff and num else None})
+    fp = "data fingerprints (train/held-out/production)"
+    same = None if old[fp][0] is None or new[fp][0] is None else old[fp][0] == new[fp][0]
+    return {"old_run": str(old_run), "new_run": str(new_run), "same_data": same, "rows": rows}
+
+
+def format_compare(cmp):
+    """The side-by-side table as text."""
+    def cell(v, ci):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return (f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.2g}" if 0 < abs(v) < 1e-3
+                    else f"{v:,.4g}")
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    w = max(26, max(len(cell(r["old"], r["old_ci"])) for r in cmp["rows"]) + 2)
+    lines = [f"old: {cmp['old_run']}", f"new: {cmp['new_run']}", "", f"{'':<46}{'old':<{w}}{'new':<{w}}change"]
+    for r in cmp["rows"]:
+        d = r["delta"]
+        lines.append(f"{r['metric']:<46}{cell(r['old'], r['old_ci']):<{w}}{cell(r['new'], r['new_ci']):<{w}}"
+                     + ("" if d is None else f"{d:+,}" if isinstance(d, int) else f"{d:+.3f}" if abs(d) < 10
+                        else f"{d:+,.1f}"))
+    same = cmp.get("same_data")
+    lines.append("same data: " + ("yes" if same else "unknown (02 not recorded)" if same is None else
+                                  "NO: the curated splits differ, so the columns are not comparable row by row"))
+    b = cmp.get("base_check")
+    if b:
+        lines.append(f"base: {b['trained_on']} -> {b['base']}: " + {True: "changed, re-fine-tuned", False: "unchanged",
+                                                                   None: "unknown (no revision pinned)"}[b["changed"]])
+    for stem, names in (cmp.get("dropped_params") or {}).items():
+        lines.append(f"not passed to {stem} (no longer declared): {', '.join(names)}")
+    return "\n".join(lines)

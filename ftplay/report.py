@@ -1,0 +1,348 @@
+"""The ship report: the seed's "what I'd ship" checklist, answered item by item from a run's JSON records.
+
+Nothing is recomputed: every figure is read from the `<run_dir>/<notebook>.json` files the notebooks
+wrote. An item whose notebook did not run is "not run", one whose notebook failed is "failed", one
+whose evidence says no (the gate says stop, not cheaper, pre-flight failed...) is "no"; the run ships
+only when every item is "done".
+"""
+import base64
+import html
+import math
+from pathlib import Path
+
+from . import rundir
+
+STEMS = ("00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
+         "04_evaluate", "05_compare_costs", "06_serve_vllm")
+# 05 may record a comparison of routes (self-hosted, Modal, hosted fine-tuning...): the report shows
+# the route it favours. Accepted: 05[key][field] with key in ROUTE_KEYS, field in ROUTE_FIELDS.
+ROUTE_KEYS = ("routes", "route_comparison", "route")
+ROUTE_FIELDS = ("favoured", "favours", "recommended", "best")
+TARGET_ACCURACY = 0.9  # routing line when 05 did not record its TARGET_ACCURACY
+
+
+# ---------------------------------------------------------------- the checklist
+def build(run_dir, status=None):
+    """{"run_dir", "items": [item], "ship": {"ship", "reasons", "notes"}, "route"} for `run_dir`.
+
+    `status` is the runner's {stem: {"status", "cell", "error"}}: a notebook that failed makes the
+    items it is evidence for "failed" (its JSON, if any, is from an earlier run).
+    """
+    run_dir = Path(run_dir)
+    recs = {s: rundir.read_json(run_dir / f"{s}.json") for s in STEMS}
+    failed = {s: v for s, v in (status or {}).items() if v.get("status") != "ok"}
+    items = [tried_cheaper(recs), curated(recs), trained(recs), evaluated(recs), served(recs), costed(recs)]
+    for it in items:
+        bad = [s for s in it["evidence"] if s in failed]
+        if bad:
+            v = failed[bad[0]]
+            why = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
+            it.update(status="failed", summary=why, problems=[why])
+    return {"run_dir": str(run_dir), "items": items, "ship": verdict(items, recs, failed),
+            "route": route_line(recs["05_compare_costs"])}
+
+
+def _item(key, title, evidence, status, summary, figures=None, problems=(), notes=()):
+    return {"key": key, "title": title, "evidence": list(evidence), "status": status, "summary": summary,
+            "figures": figures or {}, "problems": list(problems), "notes": list(notes)}
+
+
+def _not_run(key, title, evidence, recs):
+    missing = [f"{s}.json" for s in evidence if recs.get(s) is None]
+    return _item(key, title, evidence, "not run", f"not run: {', '.join(missing)} not recorded",
+                 problems=[f"{m} is missing: run notebook {m[:2]} into this run directory" for m in missing])
+
+
+def tried_cheaper(recs):
+    """Prompting (zero- and few-shot), retrieved few-shot (RAG) and routing, measured before fine-tuning."""
+    key, title, ev = "tried_cheaper", "Prompting, retrieved few-shot (RAG) and routing tried first", \
+        ("01_baseline_prompting", "04_evaluate")
+    base, ev4 = recs["01_baseline_prompting"], recs["04_evaluate"]
+    if base is None:
+        return _not_run(key, title, ev, recs)
+    systems = base.get("systems") or {}
+    fig = {name: systems[name].get("macro_f1") for name in ("zero_shot", "few_shot_fixed", "few_shot_retrieved",
+                                                            "free_text_zero_shot") if name in systems}
+    fig["best_prompt"] = (base.get("best") or {}).get("name")
+    ref = base.get("reference") or {}
+    if ref:
+        fig["reference"] = {ref.get("name"): ref.get("macro_f1")}
+    problems, notes = [], []
+    if "few_shot_retrieved" not in systems:
+        problems.append("retrieved few-shot (RAG) was not scored in 01")
+    parts = [f"{n} {_f(v)}" for n, v in fig.items() if n in systems]
+    text = "macro-F1 " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
+    if ref:
+        text += f"; reference {ref.get('name')} {_f(ref.get('macro_f1'))}"
+    curve = (ev4 or {}).get("selective_curve")
+    if curve:
+        target = ((recs["05_compare_costs"] or {}).get("config") or {}).get("target_accuracy", TARGET_ACCURACY)
+        reach = [p for p in curve if p.get("accuracy_kept") is not None and p["escalated"] < 1
+                 and p["accuracy_kept"] >= target]
+        fig["routing"] = reach[0] if reach else None
+        text += (f"; routing: escalating {reach[0]['escalated']:.0%} keeps accuracy {_f(reach[0]['accuracy_kept'])} "
+                 f"on the rest (target {target:g})" if reach else
+                 f"; routing: no escalated share reaches accuracy {target:g} on the kept tickets")
+    else:
+        problems.append("routing not measured: 04_evaluate.json has no selective_curve (04 did not run)")
+    ft = (((ev4 or {}).get("heldout") or {}).get("systems") or {}).get("finetuned") or {}
+    if ref.get("macro_f1") is not None and ft.get("macro_f1") is not None and ref["macro_f1"] > ft["macro_f1"]:
+        notes.append(f"the {ref.get('name')} reference ({_f(ref['macro_f1'])} macro-F1) beats the fine-tune "
+                     f"({_f(ft['macro_f1'])}) on held-out: a simple classifier may be the cheaper thing to ship")
+    decide = recs["00_decide_approach"]
+    if decide is not None and not decide.get("proceed", True):
+        notes.append("00 said not to fine-tune: " + "; ".join(decide.get("reasons", [])[:2]))
+    status = "done" if not problems else ("not run" if ev4 is None else "no")
+    return _item(key, title, ev, status, text, fig, problems, notes)
+
+
+def curated(recs):
+    """Rows in and out, duplicates and conflicts, the split, leakage."""
+    key, title, ev = "curated", "Examples curated", ("02_curate_data",)
+    c = recs["02_curate_data"]
+    if c is None:
+        return _not_run(key, title, ev, recs)
+    split = c.get("split") or {}
+    production = sum(v.get("production", 0) for v in (c.get("labels") or {}).values())
+    fig = {k: c.get(k) for k in ("rows_in", "rows_out", "exact_duplicate_rows_dropped", "near_duplicate_rows_dropped",
+                                 "conflicts", "conflict_rows", "trivial", "truncated", "pii_rows", "pii_redacted")}
+    fig.update(train=split.get("train"), heldout=split.get("heldout"), production=production,
+               leakage=c.get("leakage") or {})
+    text = (f"{_n(c.get('rows_in'))} rows in, {_n(c.get('rows_out'))} out: {_n(fig['exact_duplicate_rows_dropped'])} exact "
+            f"and {_n(fig['near_duplicate_rows_dropped'])} near duplicates dropped, {_n(c.get('conflicts'))} conflicting "
+            f"labels ({_n(c.get('conflict_rows'))} rows), {_n(c.get('trivial'))} trivial, {_n(c.get('truncated'))} "
+            f"over-long; split {_n(split.get('train'))} train / {_n(split.get('heldout'))} held-out"
+            + (f" + {production:,} production" if production else ""))
+    leaks = {k: v for k, v in fig["leakage"].items() if v}
+    problems = [f"held-out leaks into train {leaks}: re-run 02 so duplicates stay on one side"] if leaks else []
+    if not c.get("rows_out"):
+        problems.append("no rows left after curation")
+    notes = [f"PII found in {c['pii_rows']} rows and not redacted (REDACT_PII in 02)"] \
+        if c.get("pii_rows") and not c.get("pii_redacted") else []
+    return _item(key, title, ev, "no" if problems else "done", text + f"; leakage {'none' if not leaks else leaks}",
+                 fig, problems, notes)
+
+
+def trained(recs):
+    """Engine, recipe, tokens, time and losses of the LoRA / QLoRA run."""
+    key, title, ev = "trained", "QLoRA adapter trained", ("03_train_qlora",)
+    t = recs["03_train_qlora"]
+    if t is None:
+        return _not_run(key, title, ev, recs)
+    cfg = t.get("config") or {}
+    b = t.get("base_model") or {}
+    fig = {k: t.get(k) for k in ("engine", "load_in_4bit", "steps", "tokens_seen", "tokens_per_s", "seconds",
+                                 "first_loss", "train_loss", "eval_loss", "adapter_dir")}
+    fig["recipe"] = {k: cfg.get(k) for k in ("lora_r", "lora_alpha", "learning_rate", "num_epochs", "target_modules",
+                                             "optimizer")}
+    fig["base"] = f"{b.get('requested')}@{b.get('revision')}"
+    text = (f"{t.get('engine')}, {'QLoRA (4-bit base)' if t.get('load_in_4bit') else 'LoRA (16/32-bit base)'}, "
+            f"r {cfg.get('lora_r')} alpha {cfg.get('lora_alpha')} lr {cfg.get('learning_rate')} "
+            f"{cfg.get('num_epochs')} epochs on {len(cfg.get('target_modules') or [])} projections; "
+            f"{_n(t.get('steps'))} steps, {_n(t.get('tokens_seen'))} tokens at {_n(t.get('tokens_per_s'))} tokens/s in "
+            f"{_n(t.get('seconds'))} s on {(t.get('device') or {}).get('device', '?')}; loss {_f(t.get('first_loss'))} -> "
+            f"{_f(t.get('train_loss'))} (eval {_f(t.get('eval_loss'))}); base {fig['base']}")
+    first, last = t.get("first_loss"), t.get("train_loss")
+    problems = []
+    if not t.get("adapter_dir"):
+        problems.append("no adapter_dir recorded")
+    if not _finite(last) or (_finite(first) and last >= first):
+        problems.append(f"training loss did not fall ({_f(first)} -> {_f(last)}): check the data and LEARNING_RATE in 03")
+    return _item(key, title, ev, "no" if problems else "done", text, fig, problems)
+
+
+def evaluated(recs):
+    """Base against fine-tuned on held-out and production, with intervals, McNemar and the gate."""
+    key, title, ev = "evaluated", "Held-out and production evaluated against the base", ("04_evaluate",)
+    e = recs["04_evaluate"]
+    if e is None:
+        return _not_run(key, title, ev, recs)
+    fig, parts = {}, []
+    for split in ("heldout", "production"):
+        s = e.get(split) or {}
+        systems = s.get("systems") or {}
+        if not systems:
+            continue
+        fig[split] = {"n": s.get("n")} | {name: {k: m.get(k) for k in ("macro_f1", "macro_f1_ci", "accuracy")}
+                                          for name, m in systems.items()}
+        b, f = systems.get("base") or {}, systems.get("finetuned") or {}
+        parts.append(f"{split} n={s.get('n')}: base {_ci(b)} vs fine-tuned {_ci(f)} macro-F1")
+    paired = ((e.get("heldout") or {}).get("paired") or {})
+    p = paired.get("finetuned_vs_base")
+    if p:
+        fig["heldout_diff"] = {k: p.get(k) for k in ("macro_f1_diff", "macro_f1_diff_ci", "mcnemar_p")}
+        lo, hi = p.get("macro_f1_diff_ci") or (None, None)
+        parts[0] += (f", difference {_f(p.get('macro_f1_diff'), '+.3f')} [{_f(lo, '+.3f')}, {_f(hi, '+.3f')}], "
+                     f"McNemar p={_f(p.get('mcnemar_p'), '.2g')}")
+    name = (e.get("baseline") or {}).get("name")
+    if name and f"finetuned_vs_{name}" in paired:
+        d = paired[f"finetuned_vs_{name}"]
+        fig["heldout_vs_best_prompt"] = {"name": name, "macro_f1_diff": d.get("macro_f1_diff")}
+        parts.append(f"vs best prompt {name} {_f(d.get('macro_f1_diff'), '+.3f')}")
+    gate = e.get("decision") or {}
+    fig["decision"] = gate
+    parts.append(f"gate: {'ship' if gate.get('ship') else 'stop'}")
+    problems = [] if gate.get("ship") else [r for r in gate.get("reasons", []) if r.startswith("STOP")] or \
+        ["04's gate says stop"]
+    return _item(key, title, ev, "done" if gate.get("ship") else "no", "; ".join(parts), fig, problems)
+
+
+def served(recs):
+    """vLLM pre-flight, parity with transformers, structured output and the load test."""
+    key, title, ev = "served", "Served with vLLM", ("06_serve_vllm",)
+    s = recs["06_serve_vllm"]
+    if s is None:
+        return _not_run(key, title, ev, recs)
+    pre = s.get("preflight") or []
+    par = s.get("parity") or {}
+    load = s.get("load_test") or {}
+    so = s.get("structured_output") or {}
+    exact = sum(m.get("exact", 0) for m in (par.get("models") or {}).values())
+    prompts = sum(m.get("prompts", 0) for m in (par.get("models") or {}).values())
+    fig = {"preflight_ok": sum(f.get("ok", False) for f in pre), "preflight_checks": len(pre),
+           "parity_ok": par.get("ok"), "parity_exact": exact, "parity_prompts": prompts,
+           "structured_valid_rate": so.get("valid_rate"), "backend": (s.get("server") or {}).get("backend"),
+           "load_test": {k: load.get(k) for k in ("requests", "errors", "concurrency", "requests_per_s",
+                                                  "tokens_per_s", "p50_ms", "p95_ms", "lora_overhead")}}
+    text = (f"{', '.join(s.get('adapters_served') or [])} on {fig['backend']}: pre-flight {fig['preflight_ok']}/{len(pre)} "
+            f"checks ok; parity {exact}/{prompts} exact; structured output valid {_f(so.get('valid_rate'), '.0%')}; "
+            f"load test {_n(load.get('requests'))} requests, {_n(load.get('errors'))} errors, concurrency "
+            f"{_n(load.get('concurrency'))}: {_n(load.get('requests_per_s'))} req/s, {_n(load.get('tokens_per_s'))} "
+            f"tokens/s, p50 {_n(load.get('p50_ms'))} ms, p95 {_n(load.get('p95_ms'))} ms")
+    problems = [f"pre-flight {f.get('adapter')}: {f.get('check')}: {f.get('message')}" for f in pre if not f.get("ok")]
+    if not pre:
+        problems.append("no pre-flight recorded")
+    if not par.get("ok"):
+        problems.append("vLLM answers differ from transformers + PEFT (parity failed)")
+    if load.get("errors") or not load.get("requests"):
+        problems.append(f"load test: {load.get('errors')} errors in {load.get('requests')} requests")
+    return _item(key, title, ev, "no" if problems else "done", text, fig, problems)
+
+
+def costed(recs):
+    """The cheapest option against the hosted model: monthly cost, savings, training, payback."""
+    key, title, ev = "cost", "Cost compared", ("05_compare_costs",)
+    c = recs["05_compare_costs"]
+    if c is None:
+        return _not_run(key, title, ev, recs)
+    v = c.get("verdict") or {}
+    rows = {r["name"]: r for r in c.get("options") or []}
+    best, hosted = rows.get(v.get("best_option")) or {}, rows.get("hosted_frontier") or {}
+    fig = {"best_option": v.get("best_option"), "cheaper": v.get("cheaper"),
+           "hosted_monthly": hosted.get("monthly_cost"), "assumed": sorted(c.get("assumed") or {})}
+    fig.update({k: best.get(k) for k in ("monthly_cost", "savings_vs_hosted", "training_cost", "payback_months",
+                                         "break_even_volume")})
+    text = v.get("headline") or "no verdict recorded"
+    be = best.get("break_even_volume")
+    if be is not None and v.get("best_option") != "hosted_frontier":
+        text += "; cheaper at every volume" if be == 0 else f"; break-even at {be:,.0f} requests/month"
+    if fig["assumed"]:
+        text += f"; assumed: {', '.join(fig['assumed'])}"
+    problems = [] if v.get("cheaper") else [f"not cheaper: {text}"]
+    return _item(key, title, ev, "done" if v.get("cheaper") else "no", text, fig, problems)
+
+
+def route_line(cost):
+    """'route the numbers favour: ...' from 05's route comparison, or None when 05 recorded none."""
+    for k in ROUTE_KEYS:
+        r = (cost or {}).get(k)
+        if isinstance(r, dict):
+            name = next((r[f] for f in ROUTE_FIELDS if r.get(f)), None)
+            if name:
+                why = r.get("headline") or r.get("why") or r.get("reason")
+                return f"{name}" + (f": {why}" if why else "")
+    return None
+
+
+def verdict(items, recs, failed=None):
+    """Ship only when every item is done and no notebook failed; the reasons say which are not, then
+    the gate's and cost's own."""
+    reasons = [f"notebook {s} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
+               for s, v in (failed or {}).items()]
+    for it in items:
+        said_below = it["status"] == "no" and it["key"] in ("evaluated", "cost")  # the gate's, cost's own reasons
+        if it["status"] != "done" and not said_below:
+            why = it["problems"] if it["status"] != "failed" else []  # the notebook's failure is listed above
+            reasons.append(f"{it['title']}: {it['status']}" + (f" ({'; '.join(why)})" if why else ""))
+    gate = (recs["04_evaluate"] or {}).get("decision")
+    reasons += gate.get("reasons", []) if gate else []
+    reasons += ((recs["05_compare_costs"] or {}).get("verdict") or {}).get("reasons", [])
+    notes = [n for it in items for n in it["notes"]]
+    ship = not failed and all(it["status"] == "done" for it in items)
+    return {"ship": ship, "reasons": reasons, "notes": notes}
+
+
+# ---------------------------------------------------------------- text and HTML
+MARK = {"done": "[x]", "no": "[!]", "failed": "[!]", "not run": "[ ]"}
+
+
+def format_text(report):
+    """The checklist as short text lines: one per item, then ship or not."""
+    lines = ["What I'd ship:"]
+    for it in report["items"]:
+        lines.append(f"{MARK.get(it['status'], '[?]')} {it['title']}: {it['status']}  ({', '.join(s + '.json' for s in it['evidence'])})")
+        lines.append(f"      {it['summary']}")
+    if report.get("route"):
+        lines.append(f"route the numbers favour: {report['route']}")
+    lines += [f"note: {n}" for n in report["ship"]["notes"]]
+    lines.append(f"ship: {'YES' if report['ship']['ship'] else 'NO'}")
+    lines += [f"  - {r}" for r in report["ship"]["reasons"]]
+    return "\n".join(lines)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.5rem;vertical-align:top;text-align:left}
+.done{color:#17692e}.no,.failed{color:#a3121b}.not-run{color:#777}.verdict{font-size:1.4rem;padding:.8rem;border-radius:.4rem}
+.yes{background:#e3f4e8}.nay{background:#fbe4e6}code{font-size:.85rem}small{color:#555}img{max-width:100%}"""
+
+
+def html_page(report, images=()):
+    """A self-contained HTML page (inline CSS, escaped text, images as base64 data URIs, no scripts)."""
+    e = html.escape
+    ship = report["ship"]
+    rows = []
+    for it in report["items"]:
+        extra = "".join(f"<br><small>{e(p)}</small>" for p in it["problems"] + it["notes"])
+        rows.append(f"<tr><td class=\"{e(it['status'].replace(' ', '-'))}\"><b>{e(it['status'])}</b></td>"
+                    f"<td><b>{e(it['title'])}</b><br>{e(it['summary'])}{extra}</td>"
+                    f"<td><code>{'<br>'.join(e(s + '.json') for s in it['evidence'])}</code></td></tr>")
+    route = f"<p>Route the numbers favour: {e(report['route'])}</p>" if report.get("route") else ""
+    reasons = "".join(f"<li>{e(r)}</li>" for r in ship["reasons"] + [f"note: {n}" for n in ship["notes"]])
+    figs = "".join(f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,{data}\"><figcaption>{e(name)}"
+                   f"</figcaption></figure>" for name, data in images)
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Ship report: {e(report['run_dir'])}</title>"
+            f"<style>{CSS}</style></head><body><h1>What I'd ship</h1><p>Run <code>{e(report['run_dir'])}</code>; "
+            "every figure is read from the run's JSON records.</p>"
+            f"<p class=\"verdict {'yes' if ship['ship'] else 'nay'}\">Ship: <b>{'YES' if ship['ship'] else 'NO'}</b></p>"
+            f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>{route}"
+            f"<h2>Why</h2><ul>{reasons}</ul>{figs}</body></html>\n")
+
+
+def plot_images(run_dir):
+    """[(name, base64 PNG)] of the plots saved in the run directory (top level or plots/), if any."""
+    run_dir = Path(run_dir)
+    pngs = sorted(run_dir.glob("*.png")) + sorted((run_dir / "plots").glob("*.png"))
+    return [(p.name, base64.b64encode(p.read_bytes()).decode()) for p in pngs]
+
+
+def write_html(run_dir, report):
+    """Write <run_dir>/ship_report.html; returns its path."""
+    return rundir.write_text(Path(run_dir) / "ship_report.html", html_page(report, plot_images(run_dir)))
+
+
+# ---------------------------------------------------------------- number formatting
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _f(x, fmt=".3f"):
+    return format(x, fmt) if _finite(x) else "-"
+
+
+def _n(x):
+    return "-" if x is None else f"{x:,.0f}" if _finite(x) and abs(x) >= 100 else f"{x:g}" if _finite(x) else str(x)
+
+
+def _ci(m):
+    lo, hi = m.get("macro_f1_ci") or (None, None)
+    return f"{_f(m.get('macro_f1'))} [{_f(lo)}, {_f(hi)}]"
