@@ -50,6 +50,7 @@ class DataConfig:
     drop_truncated: bool = True                   # drop rows longer than max_seq_len (else keep, report)
     drop_near_duplicates: bool = True             # keep one row per near-duplicate group
     seed: int = 0                                 # split seed
+    max_train_per_label: int = 0                  # keep at most N training rows per label (0: all)
 
     def __post_init__(self):
         p = []
@@ -60,6 +61,9 @@ class DataConfig:
         if not isinstance(self.near_dup_threshold, (int, float)) or not 0 < self.near_dup_threshold <= 1:
             p.append(f"NEAR_DUP_THRESHOLD={self.near_dup_threshold!r} must be in (0, 1]; 0.65 groups "
                      "rewordings, 1.0 only identical character 4-gram sets")
+        if isinstance(self.max_train_per_label, bool) or not isinstance(self.max_train_per_label, int) \
+                or self.max_train_per_label < 0:
+            p.append(f"MAX_TRAIN_PER_LABEL={self.max_train_per_label!r} must be 0 (all) or a positive integer")
         for name in ("min_label_count", "max_seq_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -419,6 +423,26 @@ def split(rows, groups, fraction=0.2, seed=0):
     return sorted(train), sorted(held)
 
 
+def cap_per_label(rows, n, seed=0):
+    """At most `n` rows of each label, a seeded sample in the original order -> (rows, dropped).
+    Quality over quantity: a few hundred to two thousand curated examples carry a narrow task."""
+    by_label = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_label[r["label"]].append(i)
+    rng, keep = random.Random(seed), set()
+    for lab in sorted(by_label):
+        idx = by_label[lab]
+        keep.update(idx if len(idx) <= n else rng.sample(idx, n))
+    return [r for i, r in enumerate(rows) if i in keep], len(rows) - len(keep)
+
+
+def load_split(run_dir, name):
+    """A split 02 wrote into <run_dir>/data (chat JSONL) as rows; [] when it holds no rows (e.g. no
+    production samples were given)."""
+    path = Path(run_dir) / "data" / f"{name}.jsonl"
+    return load(path, "chat") if path.exists() and path.read_text().strip() else []
+
+
 # =========================================================================== curation
 @dataclass
 class Curated:
@@ -547,6 +571,8 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=DEFAULT_SYSTEM_PROMP
         train, heldout = [rows[i] for i in tr], [rows[i] for i in ho]
     else:
         train, heldout = rows, heldout_in
+    if cfg.max_train_per_label:
+        train, report["capped"] = cap_per_label(train, cfg.max_train_per_label, cfg.seed)
     counts = {s: Counter(r["label"] for r in part)
               for s, part in (("train", train), ("heldout", heldout), ("production", production))}
     report["labels"] = {lab: {s: counts[s][lab] for s in counts}

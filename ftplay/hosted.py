@@ -59,6 +59,7 @@ NOT_SENT = {"engine": "Together runs its own trainer",
             "save_steps": "Together saves n_checkpoints evenly instead",
             "logging_steps": "Together reports its own events",
             "threads": "no local compute",
+            "group_by_length": "a local batching speed-up; Together batches its own way",
             "max_seq_len": "02 already dropped longer examples; TOGETHER_MAX_SEQ_LENGTH sets Together's own "
                            "(None: the model's default), within its min_max_seq_length-max_seq_length_sft"}
 ANYSCALE_STATUS = (

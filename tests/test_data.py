@@ -345,3 +345,22 @@ def test_public_split_leakage(name, expected):
     assert leak["conflicts"] == 0 and leak["near"] >= leak["exact"]
     assert cur.report["split"]["made_here"] is False
     assert cur.report["leakage_curated"]["exact"] <= leak["exact"]
+
+
+def test_cap_per_label_keeps_a_seeded_sample_in_order():
+    rows = [{"id": str(i), "label": "a" if i % 3 else "b"} for i in range(30)]
+    kept, dropped = data.cap_per_label(rows, 5, seed=1)
+    assert dropped == 20 and Counter(r["label"] for r in kept) == {"a": 5, "b": 5}
+    assert [int(r["id"]) for r in kept] == sorted(int(r["id"]) for r in kept)
+    assert kept == data.cap_per_label(rows, 5, seed=1)[0] and kept != data.cap_per_label(rows, 5, seed=2)[0]
+    assert data.cap_per_label(rows, 100)[1] == 0
+    with pytest.raises(ConfigError, match="MAX_TRAIN_PER_LABEL"):
+        data.DataConfig(max_train_per_label=-1)
+
+
+def test_curate_caps_only_the_training_split(tmp_path):
+    full = data.curate(data.DataConfig(production_path=None))
+    capped = data.curate(data.DataConfig(production_path=None, max_train_per_label=20), out_dir=tmp_path / "data")
+    assert capped.heldout == full.heldout and max(Counter(r["label"] for r in capped.train).values()) == 20
+    assert capped.report["capped"] == len(full.train) - len(capped.train) > 0
+    assert data.load_split(tmp_path, "production") == [] and len(data.load_split(tmp_path, "train")) == len(capped.train)
