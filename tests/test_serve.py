@@ -148,6 +148,39 @@ def test_preflight_template_vocab_targets_and_provenance(ref, adapters, tmp_path
     assert "4 problem(s)" in str(e.value) and "bare: base:" in str(e.value)
 
 
+PLUGIN_CHECK = """
+import torch
+from vllm.lora.ops.torch_ops import lora_ops as L
+import ftplay_vllm_cpu as P
+from importlib.metadata import entry_points
+assert any(e.value == "ftplay_vllm_cpu:register" for e in entry_points(group="vllm.general_plugins"))
+torch.manual_seed(0)
+T, i, r, o, S = 37, 64, 8, 96, 3
+x, xr, A, B = torch.randn(T, i), torch.randn(T, r), torch.randn(S, 1, r, i), torch.randn(S, 1, o, r)
+for idx in (torch.randint(-1, S, (T,)), torch.full((T,), 1), torch.full((T,), -1)):
+    y0, y1 = torch.zeros(T, r), torch.zeros(T, r)
+    L.bgmv_shrink(x, A, y0, idx, 0.5); P.bgmv_shrink(x, A, y1, idx, 0.5)
+    assert torch.allclose(y0, y1, atol=1e-5)
+    for add in (True, False):
+        z0, z1 = torch.ones(T, o), torch.ones(T, o)
+        L.bgmv_expand(xr, B, z0, idx, add); P.bgmv_expand(xr, B, z1, idx, add)
+        assert torch.allclose(z0, z1, atol=1e-5)
+        w0, w1 = torch.ones(T, 2 * o), torch.ones(T, 2 * o)
+        L.bgmv_expand_slice(xr, B, w0, idx, o, o, add); P.bgmv_expand_slice(xr, B, w1, idx, o, o, add)
+        assert torch.allclose(w0, w1, atol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not Path(serve.default_serve_python()).exists(), reason="no serving environment (make setup)")
+def test_cpu_lora_plugin_computes_what_vllms_own_ops_compute():
+    """The grouped LoRA ops of serve_plugin/ (installed into .venv-serve as a vLLM general plugin)
+    give vLLM's per-token results for mixed slots, one slot and slot -1, shrink, expand and slice."""
+    done = subprocess.run([serve.default_serve_python(), "-c", PLUGIN_CHECK], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_load_test_rejects_empty_input():
     with pytest.raises(ConfigError, match="LOAD_TEST_REQUESTS"):
         serve.load_test("http://127.0.0.1:1", ["base"], [], n_requests=5)
