@@ -51,8 +51,10 @@ test: setup
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not notebook and not serve and not slow" tests
 
+BENCHMARKS := train_speed eval_speed serve_speed curate_scale gpu_check
+
 bench: setup
-	for b in benchmarks/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	for b in $(BENCHMARKS); do echo "== $$b"; $(VENV)/bin/python benchmarks/$$b.py || exit 1; done
 
 clean-runs:
 	rm -rf runs

@@ -5,8 +5,8 @@ server runs first and is stopped before HF generate starts, so they do not share
 vllm_tokens_per_s is the run with base and adapter requests mixed in equal shares; lora_overhead =
 base-only tokens/s ÷ adapter-only tokens/s, from separate runs on the same server. With ftplay's
 vLLM plugin (serve_plugin/: grouped LoRA matmuls on CPU) on, then, unless --no-plugin-compare, the
-mixed run again on a server with it off. With --run, that run's adapter(s) (03 trains two); else a
-random-weight r=16 test adapter.
+mixed run again on a server with it off. With --run, that run's adapter(s) (03 trains two); else two
+random-weight r=16 test adapters.
 Last line printed: JSON {"vllm_tokens_per_s", "hf_sequential_tokens_per_s", "ratio", "lora_overhead", ...}.
 
     .venv/bin/python benchmarks/serve_speed.py --run runs/full1 --requests 256 --concurrency 64
@@ -45,7 +45,8 @@ def main():
     if args.run:
         adapters = serve.resolve_adapters(args.run)
     else:
-        adapters = {"ft": args.adapter or str(serve.make_test_adapter(ref, work / "adapter", r=16, seed=1))}
+        adapters = {"ft": args.adapter} if args.adapter else {
+            f"ft{i}": str(serve.make_test_adapter(ref, work / f"adapter{i}", r=16, seed=i)) for i in (1, 2)}
     first = next(iter(adapters.values()))
     texts, _ = serve.sample_texts(args.run or work, n=max(args.requests, args.hf_prompts))
     labels = serve.adapter_meta(first)["labels"] if (Path(first) / "ftplay_adapter.json").exists() else ["other"]

@@ -436,6 +436,15 @@ def cap_per_label(rows, n, seed=0):
     return [r for i, r in enumerate(rows) if i in keep], len(rows) - len(keep)
 
 
+def subsample(rows, n, seed=0):
+    """A seeded random `n` of `rows` in their original order (all when n is 0 or >= len): a test
+    file sorted by label keeps every label in the sample, which its first n rows would not."""
+    if not n or n >= len(rows):
+        return list(rows)
+    keep = set(random.Random(seed).sample(range(len(rows)), n))
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
 def load_split(run_dir, name):
     """A split 02 wrote into <run_dir>/data (chat JSONL) as rows; [] when it holds no rows (e.g. no
     production samples were given)."""

@@ -231,10 +231,18 @@ def _acc(t, p):
 
 
 def _f1(labels):
+    """Macro-F1 over the labels that occur in the rows or the answers (sklearn's own default set):
+    a label absent from both has no F1, and counting it as 0 would make a subset of a many-label
+    test set (or a bootstrap resample) look worse than it is. Invalid answers count as wrong."""
     from sklearn.metrics import f1_score
 
-    return lambda t, p: float(f1_score(list(t), [x if x is not None else "<invalid>" for x in p],
-                                       labels=labels, average="macro", zero_division=0))
+    def f1(t, p):
+        p = [x if x is not None else "<invalid>" for x in p]
+        seen = set(t) | set(p)
+        return float(f1_score(list(t), p, labels=[l for l in labels if l in seen], average="macro",
+                              zero_division=0))
+
+    return f1
 
 
 def score(y_true, preds, labels, n_boot=1000, seed=0):

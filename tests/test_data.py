@@ -364,3 +364,11 @@ def test_curate_caps_only_the_training_split(tmp_path):
     assert capped.heldout == full.heldout and max(Counter(r["label"] for r in capped.train).values()) == 20
     assert capped.report["capped"] == len(full.train) - len(capped.train) > 0
     assert data.load_split(tmp_path, "production") == [] and len(data.load_split(tmp_path, "train")) == len(capped.train)
+
+
+def test_subsample_is_seeded_ordered_and_spans_a_sorted_file():
+    rows = [{"id": str(i), "label": f"l{i // 100}"} for i in range(1000)]  # sorted by label, like BANKING77's test
+    got = data.subsample(rows, 50, seed=0)
+    assert len(got) == 50 and got == data.subsample(rows, 50, seed=0) != data.subsample(rows, 50, seed=1)
+    assert [int(r["id"]) for r in got] == sorted(int(r["id"]) for r in got)
+    assert len({r["label"] for r in got}) == 10 and data.subsample(rows, 0) == rows == data.subsample(rows, 5000)

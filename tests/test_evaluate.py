@@ -114,3 +114,14 @@ def test_slices_warn_when_small():
     s = evaluate.slices(rows, preds, preds, ["a", "b"], evaluate.vocabulary(rows), min_rows=20)
     assert s["long_tickets"]["n"] > 0 and "too few" in s["long_tickets"]["warning"]
     assert s["small_labels"]["labels"] == ["a", "b"]
+
+
+def test_macro_f1_counts_only_labels_in_the_rows_or_answers():
+    """A 2-label slice of a 4-label task: perfect answers score 1.0, not 0.5 for two absent labels."""
+    truth = ["billing", "bug", "billing", "bug"]
+    perfect = [Prediction(l, 1.0) for l in truth]
+    assert evaluate.score(truth, perfect, LABELS, n_boot=20)["macro_f1"] == 1.0
+    one_wrong = perfect[:3] + [Prediction("shipping", 1.0)]  # a false positive on an absent label counts
+    assert abs(evaluate.score(truth, one_wrong, LABELS, n_boot=20)["macro_f1"] - (1 + 2 / 3 + 0) / 3) < 1e-9
+    invalid = perfect[:3] + [Prediction(None, 0.0)]
+    assert abs(evaluate.score(truth, invalid, LABELS, n_boot=20)["macro_f1"] - (1 + 2 / 3) / 2) < 1e-9

@@ -95,6 +95,8 @@ def test_playbook_runs_every_notebook(playbook_run):
         for system in ("base", "finetuned"):
             assert 0 <= s[key][system]["accuracy"] <= 1 and 0 <= s[key][system]["macro_f1"] <= 1
     assert isinstance(s["decision"]["ship"], bool) and s["decision"]["reasons"]
+    assert s["ship_report"]["route"] and (run_dir / "ship_report.html").exists(), "the route the numbers favour"
+    assert [i["status"] for i in s["ship_report"]["items"]].count("not run") == 0
 
 
 @pytest.mark.notebook
@@ -143,8 +145,12 @@ def test_curation_notebook_audits_a_given_split_by_parameters_alone(tmp_path, ru
     punctuation is also removed)."""
     run = tmp_path / "run"
     run.mkdir()
+    prompt = "Classify the online banking customer message by its intent. Answer with the intent name only."
     card = run_notebook("02_curate_data", run, TRAIN_PATH=str(SHARED / "banking77" / "train.csv"),
                         HELDOUT_PATH=str(SHARED / "banking77" / "test.csv"), PRODUCTION_PATH="",
-                        MAX_SEQ_LEN=1024)  # the system prompt lists 77 labels
+                        SYSTEM_PROMPT=prompt, MAX_TRAIN_PER_LABEL=10)  # the default prompt lists 77 labels
     assert card["leakage"]["exact_ci"] == 7 and card["leakage"]["exact"] == 25
     assert len(card["labels_list"]) == 77 and card["split"]["made_here"] is False
+    assert card["split"]["train"] == 770 and card["capped"] > 8000 and card["system_prompt"] == prompt
+    first = json.loads((run / "data" / "train.jsonl").read_text().splitlines()[0])
+    assert first["messages"][0] == {"role": "system", "content": prompt}
