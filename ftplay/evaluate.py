@@ -434,8 +434,8 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
 
 
 def best_baseline(run_dir, heldout):
-    """01's best prompting baseline with its predictions, when the rows 01 scored are held-out rows
-    of this split (all of them, or the first MAX_ROWS)."""
+    """01's best prompting baseline with its predictions on the rows of `heldout` that 01 scored
+    (01 and 04 may each score a MAX_ROWS sample); None when they share no row."""
     from pathlib import Path
 
     from .rundir import read_json
@@ -448,7 +448,11 @@ def best_baseline(run_dir, heldout):
     if not path.exists():
         return None
     ids, preds = load_predictions(path)
-    if not set(ids) <= {r["id"] for r in heldout}:
-        log.warning("01 scored rows that are not in 02's held-out split: not comparing against %s", name)
+    here = {r["id"] for r in heldout}
+    both = [(i, p) for i, p in zip(ids, preds) if i in here]
+    if len(both) < len(ids):
+        log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
+                    len(ids), len(both), name)
+    if not both:
         return None
-    return {"name": name, "ids": ids, "preds": preds}
+    return {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
