@@ -158,24 +158,28 @@ torch.manual_seed(0)
 T, i, r, o, S = 37, 64, 8, 96, 3
 x, xr, A, B = torch.randn(T, i), torch.randn(T, r), torch.randn(S, 1, r, i), torch.randn(S, 1, o, r)
 for idx in (torch.randint(-1, S, (T,)), torch.full((T,), 1), torch.full((T,), -1)):
+    lora = idx >= 0   # vLLM's ops read slot -1 as the last slot; the plugin as no LoRA (zero delta)
     y0, y1 = torch.zeros(T, r), torch.zeros(T, r)
     L.bgmv_shrink(x, A, y0, idx, 0.5); P.bgmv_shrink(x, A, y1, idx, 0.5)
-    assert torch.allclose(y0, y1, atol=1e-5)
+    assert torch.allclose(y0[lora], y1[lora], atol=1e-5) and not y1[~lora].any()
     for add in (True, False):
         z0, z1 = torch.ones(T, o), torch.ones(T, o)
         L.bgmv_expand(xr, B, z0, idx, add); P.bgmv_expand(xr, B, z1, idx, add)
-        assert torch.allclose(z0, z1, atol=1e-5)
+        assert torch.allclose(z0[lora], z1[lora], atol=1e-5) and (z1[~lora] == (1.0 if add else 0.0)).all()
         w0, w1 = torch.ones(T, 2 * o), torch.ones(T, 2 * o)
         L.bgmv_expand_slice(xr, B, w0, idx, o, o, add); P.bgmv_expand_slice(xr, B, w1, idx, o, o, add)
-        assert torch.allclose(w0, w1, atol=1e-5)
+        assert torch.allclose(w0[lora], w1[lora], atol=1e-5) and (w1[~lora][:, :o] == 1).all()
+    if (~lora).any():
+        assert not torch.allclose(y0[~lora], y1[~lora]), "vLLM's own op applies the last slot to slot -1"
 print("ok")
 """
 
 
 @pytest.mark.skipif(not Path(serve.default_serve_python()).exists(), reason="no serving environment (make setup)")
-def test_cpu_lora_plugin_computes_what_vllms_own_ops_compute():
+def test_cpu_lora_plugin_computes_vllms_lora_products_and_none_for_base_tokens():
     """The grouped LoRA ops of serve_plugin/ (installed into .venv-serve as a vLLM general plugin)
-    give vLLM's per-token results for mixed slots, one slot and slot -1, shrink, expand and slice."""
+    give vLLM's per-token results for every adapter slot, shrink, expand and slice, mixed or not; and
+    nothing for slot -1 (a base request's token), where vLLM's own CPU op applies the last slot."""
     done = subprocess.run([serve.default_serve_python(), "-c", PLUGIN_CHECK], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
@@ -217,6 +221,43 @@ def test_child_gets_sigterm_when_parent_is_killed(tmp_path):
     while time.time() < deadline and Path(f"/proc/{child}").exists():
         time.sleep(0.1)  # the orphan is reaped by init
     assert not Path(f"/proc/{child}").exists()
+
+
+def _base_alone_and_mixed(ref, adapters, run_dir, env=None):
+    """Greedy base answers sent alone, then each sent while adapter requests run beside it, on a
+    server whose LoRA slots are all occupied (no spare runtime slot)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [[{"role": "user", "content": f"ticket {i}: my card was charged twice, please help"}] for i in range(6)]
+    cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu", runtime_lora_updating=False)
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with serve.Server(cfg, run_dir) as srv:
+            client = serve.Client(srv.url)
+            ask = lambda m, p: client.chat(m, p, max_tokens=16).choices[0].message.content  # noqa: E731
+            alone = [ask("base", p) for p in prompts]
+            with ThreadPoolExecutor(12) as pool:
+                jobs = [(pool.submit(ask, "base", p), [pool.submit(ask, a, p) for a in adapters for _ in range(3)])
+                        for p in prompts]
+                mixed = [b.result() for b, _ in jobs]
+                assert all(f.result() for _, fs in jobs for f in fs)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return alone, mixed
+
+
+@needs_vllm
+@pytest.mark.serve
+@pytest.mark.slow
+def test_base_answers_stay_the_same_when_batched_with_adapter_requests(ref, adapters, tmp_path):
+    """vLLM's CPU LoRA op applies the last slot's adapter to base tokens in a mixed batch when every
+    slot is occupied (it indexes W[-1] for "no LoRA"); with ftplay's plugin the base answers alone
+    and batched with adapter requests are the same."""
+    alone, mixed = _base_alone_and_mixed(ref, adapters, tmp_path)
+    assert mixed == alone
 
 
 # ---------------------------------------------------------------- one real vLLM server

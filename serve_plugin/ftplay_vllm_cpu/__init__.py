@@ -3,8 +3,12 @@
 vLLM's CPU LoRA ops (vllm/lora/ops/torch_ops) gather a full (rank x hidden) weight matrix for every
 token (`lora_b_weights[indices]`) and multiply with einsum: a 64-request batch copies megabytes per
 layer and projection, which made adapter requests 3-4x slower than base ones here. This computes the
-same products grouped by adapter slot, `x[rows] @ W[slot].T`, with the same slot semantics (torch
-indexing, -1 included) and the same output writes. Loaded by vLLM in every process through the
+same products grouped by adapter slot, `x[rows] @ W[slot].T`, with the same output writes.
+
+One difference, on purpose: vLLM marks a token of a base-model request with slot -1 ("no LoRA",
+vllm/lora/punica_wrapper/punica_base.py), and its CPU ops index `W[-1]`, the LAST slot, so in a batch
+that mixes base and adapter requests with every slot occupied, base tokens get the last adapter's
+delta. Here slot -1 contributes nothing. Loaded by vLLM in every process through the
 `vllm.general_plugins` entry point; a no-op unless the platform is CPU; FTPLAY_VLLM_CPU_LORA=0
 turns it off (benchmarks/serve_speed.py measures both).
 """
@@ -16,17 +20,18 @@ _FUNCS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
 
 
 def _products(inputs, weights, indices, dtype):
-    """(tokens, out) = inputs @ weights[indices[t]].T for each token t, one GEMM per distinct slot."""
+    """(tokens, out) = inputs @ weights[indices[t]].T for each token t, one GEMM per distinct slot;
+    zero for slot -1 (no LoRA)."""
     import torch
 
     if weights.dim() == 4:
         weights = weights.squeeze(1)
     x = inputs.to(dtype)
     slots = torch.unique(indices)
-    if slots.numel() == 1:
+    if slots.numel() == 1 and slots[0] >= 0:
         return x @ weights[slots[0]].to(dtype).T
-    out = x.new_empty((x.shape[0], weights.shape[1]))
-    for s in slots:
+    out = x.new_zeros((x.shape[0], weights.shape[1]))
+    for s in slots[slots >= 0]:
         rows = indices == s
         out[rows] = x[rows] @ weights[s].to(dtype).T
     return out
