@@ -23,9 +23,9 @@ def pick_rows(run, n, seed=0):
     """n tickets never trained on by `run` (all of data/ when no run), in a seeded order."""
     rows = data.load(ROOT / "data" / "tickets_raw.csv") + data.load(ROOT / "data" / "production_samples.csv")
     if run:
-        trained = {json.loads(l)["id"] for l in (Path(run) / "data" / "train.jsonl").read_text().splitlines() if l}
-        trained_text = {r["text"] for r in data.load(Path(run) / "data" / "train.jsonl", "chat")}
-        rows = [r for r in rows if r["id"] not in trained and r["text"] not in trained_text]
+        trained = data.load_split(run, "train")
+        ids, texts = {r["id"] for r in trained}, {r["text"] for r in trained}
+        rows = [r for r in rows if r["id"] not in ids and r["text"] not in texts]
     random.Random(seed).shuffle(rows)
     return rows[:n]
 

@@ -66,8 +66,7 @@ def _report(run_dir, html_path=None):
         raise ConfigError(f"{run_dir} is not a directory: pass a run directory (runs/<timestamp>)")
     status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
     rep = report.build(run_dir, status)
-    page = report.html_page(rep, report.plot_images(run_dir))
-    out = rundir.write_text(html_path or Path(run_dir) / "ship_report.html", page)
+    out = report.write_html(run_dir, rep, html_path)
     print(report.format_text(rep))
     print(f"\nwrote {out}")
     return 0

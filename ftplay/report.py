@@ -325,9 +325,9 @@ def plot_images(run_dir):
     return [(p.name, base64.b64encode(p.read_bytes()).decode()) for p in pngs]
 
 
-def write_html(run_dir, report):
-    """Write <run_dir>/ship_report.html; returns its path."""
-    return rundir.write_text(Path(run_dir) / "ship_report.html", html_page(report, plot_images(run_dir)))
+def write_html(run_dir, report, path=None):
+    """Write the page to `path` (default <run_dir>/ship_report.html); returns its path."""
+    return rundir.write_text(path or Path(run_dir) / "ship_report.html", html_page(report, plot_images(run_dir)))
 
 
 # ---------------------------------------------------------------- number formatting

@@ -223,40 +223,27 @@ def test_child_gets_sigterm_when_parent_is_killed(tmp_path):
     assert not Path(f"/proc/{child}").exists()
 
 
-def _base_alone_and_mixed(ref, adapters, run_dir, env=None):
-    """Greedy base answers sent alone, then each sent while adapter requests run beside it, on a
-    server whose LoRA slots are all occupied (no spare runtime slot)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    prompts = [[{"role": "user", "content": f"ticket {i}: my card was charged twice, please help"}] for i in range(6)]
-    cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu", runtime_lora_updating=False)
-    old = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
-        with serve.Server(cfg, run_dir) as srv:
-            client = serve.Client(srv.url)
-            ask = lambda m, p: client.chat(m, p, max_tokens=16).choices[0].message.content  # noqa: E731
-            alone = [ask("base", p) for p in prompts]
-            with ThreadPoolExecutor(12) as pool:
-                jobs = [(pool.submit(ask, "base", p), [pool.submit(ask, a, p) for a in adapters for _ in range(3)])
-                        for p in prompts]
-                mixed = [b.result() for b, _ in jobs]
-                assert all(f.result() for _, fs in jobs for f in fs)
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return alone, mixed
-
-
 @needs_vllm
 @pytest.mark.serve
 @pytest.mark.slow
 def test_base_answers_stay_the_same_when_batched_with_adapter_requests(ref, adapters, tmp_path):
     """vLLM's CPU LoRA op applies the last slot's adapter to base tokens in a mixed batch when every
     slot is occupied (it indexes W[-1] for "no LoRA"); with ftplay's plugin the base answers alone
-    and batched with adapter requests are the same."""
-    alone, mixed = _base_alone_and_mixed(ref, adapters, tmp_path)
+    and batched with adapter requests are the same. (With FTPLAY_VLLM_CPU_LORA=0 set, this test shows
+    vLLM's own behaviour: it fails, 6 of 6 base answers changed when measured.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [[{"role": "user", "content": f"ticket {i}: my card was charged twice, please help"}] for i in range(6)]
+    cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu", runtime_lora_updating=False)
+    with serve.Server(cfg, tmp_path) as srv:
+        client = serve.Client(srv.url)
+        ask = lambda m, p: client.chat(m, p, max_tokens=16).choices[0].message.content  # noqa: E731
+        alone = [ask("base", p) for p in prompts]
+        with ThreadPoolExecutor(12) as pool:
+            jobs = [(pool.submit(ask, "base", p), [pool.submit(ask, a, p) for a in adapters for _ in range(3)])
+                    for p in prompts]
+            mixed = [b.result() for b, _ in jobs]
+            assert all(f.result() for _, fs in jobs for f in fs)
     assert mixed == alone
 
 
