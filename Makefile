@@ -18,12 +18,14 @@ $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 ifeq ($(GPU),1)
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes,standins]'
 else
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes,standins]'
 	$(VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) 2>/dev/null || true
 endif
+	# data files only: the Llama 3 and Qwen tokenizer files the tiny stand-ins convert (ftplay/standins.py)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps llama-models==0.3.0 dashscope==2.0.2
 	$(VENV)/bin/python -c "import unsloth, trl, peft, papermill" 2>&1 | tail -1
 	touch $@
 

@@ -22,8 +22,11 @@ def parser():
     f.add_argument("--from", dest="old", required=True, help="the earlier run directory (written by `ftplay run`)")
     f.add_argument("--model", required=True, help="the new base: 'embedded:1', a model folder or a hub id")
     f.add_argument("--out", help="new run directory (default: runs/<timestamp>)")
-    b = sub.add_parser("build-model", help="build the embedded tiny model and print its path")
+    b = sub.add_parser("build-model", help="build the embedded tiny model (or, with --like, a tiny stand-in "
+                       "of a real model family) and print its path")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--like", metavar="HUB_ID", help="e.g. Qwen/Qwen2.5-7B-Instruct: its tokenizer and chat "
+                   "template on a tiny random body (ftplay/standins.py)")
     return ap
 
 
@@ -33,9 +36,9 @@ def main(argv=None):
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours to print
     try:
         if args.cmd == "build-model":
-            from . import tinymodel
+            from . import standins, tinymodel
 
-            print(tinymodel.build(tinymodel.TinySpec(seed=args.seed)))
+            print(standins.build(args.like) if args.like else tinymodel.build(tinymodel.TinySpec(seed=args.seed)))
             return 0
         if args.cmd == "report":
             return _report(args.run_dir, args.html)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import tinymodel
+from . import standins, tinymodel
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -20,17 +20,25 @@ class ModelRef:
     """A resolved base model: what the user asked for, where it lives, and what pins it."""
     requested: str     # the MODEL parameter as given
     path: str          # a local folder, or the hub id on a machine that downloads it
-    kind: str          # "embedded" | "local" | "hub"
+    kind: str          # "embedded" | "standin" | "local" | "hub"
     revision: str      # files hash for local models, the hub revision otherwise
 
 
 def resolve(model, param="MODEL"):
     """Turn the MODEL parameter into a ModelRef, failing early with the fix when it cannot work.
 
-    `embedded` (or `embedded:SEED`) builds the tiny default offline; an existing folder is used as
-    is; `org/name` is a hub id (its download is left to transformers on a machine with network).
+    `embedded` (or `embedded:SEED`) builds the tiny default offline; `tiny:org/name` builds a tiny
+    stand-in of that hub model (its real tokenizer and chat template, random weights) offline; an
+    existing folder is used as is; `org/name` is a hub id (its download is left to transformers on
+    a machine with network).
     """
     model = str(model).strip()
+    if model.startswith(standins.PREFIX):
+        try:
+            path = standins.build(model)
+        except ConfigError as e:  # name the parameter the user has to change
+            raise ConfigError([p.replace("MODEL=", f"{param}=", 1) for p in e.problems]) from None
+        return ModelRef(model, str(path), "standin", tinymodel.files_hash(path))
     if model == EMBEDDED or model.startswith(EMBEDDED + ":"):
         seed = model.partition(":")[2] or "0"
         if not seed.isdigit():
@@ -56,6 +64,12 @@ def resolve(model, param="MODEL"):
 def _in_hub_cache(hub_id):
     root = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
     return (root / ("models--" + hub_id.replace("/", "--"))).exists()
+
+
+def family(ref):
+    """The stand-in family ('llama3.1', 'qwen2.5', 'mistral-v0.3') of a resolved model, else None."""
+    meta = Path(ref.path) / "ftplay_tiny.json" if ref.kind != "hub" else None
+    return json.loads(meta.read_text()).get("family") if meta and meta.exists() else None
 
 
 def template_hash(tokenizer):
