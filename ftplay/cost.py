@@ -17,9 +17,8 @@ ways to train and serve (own GPU, Modal, hosted fine-tune, hosted frontier) and 
 over MAX_PAYBACK_MONTHS, training included.
 """
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
-from . import rundir
+from . import records, stages
 from .errors import ConfigError
 
 TRAINING_ASSUMPTION = (
@@ -37,10 +36,10 @@ ROUTES = {"self_hosted_vllm": ("own GPU (paid by the hour)", "vLLM on own GPU"),
           "hosted_fine_tune": ("provider (per training token)", "provider (per token)"),
           "hosted_frontier": ("no training", "hosted frontier model (per token)")}
 # inputs a run can measure: (config field, run file it comes from)
-MEASURABLE = {"serving_tokens_per_s": "06_serve_vllm.json", "input_tokens_per_request": "06_serve_vllm.json",
-              "output_tokens_per_request": "06_serve_vllm.json", "train_examples": "02_curate_data.json",
-              "tokens_per_example": "02_curate_data.json", "training_gpu_hours": "03_train_qlora.json",
-              "escalation_share": "04_evaluate.json"}
+MEASURABLE = {name: stages.record_name(stem) for name, stem in (
+    ("serving_tokens_per_s", stages.SERVE), ("input_tokens_per_request", stages.SERVE),
+    ("output_tokens_per_request", stages.SERVE), ("train_examples", stages.CURATE),
+    ("tokens_per_example", stages.CURATE), ("training_gpu_hours", stages.TRAIN), ("escalation_share", stages.EVALUATE))}
 
 
 @dataclass(frozen=True)
@@ -184,31 +183,26 @@ def read_measured(run_dir, cfg):
     """This run's measurements, each {"value", "source", "usable", "why"}; absent files add nothing.
     Throughput and training time count only when measured on a GPU with a model of about the
     size priced (0.5-2x cfg.model_params_b); token counts and data sizes count wherever measured."""
-    d = Path(run_dir)
-    curate, train = rundir.read_json(d / "02_curate_data.json"), rundir.read_json(d / "03_train_qlora.json")
-    ev, serve = rundir.read_json(d / "04_evaluate.json"), rundir.read_json(d / "06_serve_vllm.json")
+    curate, train, ev, serve = (records.read_or_empty(run_dir, s) for s in
+                                (stages.CURATE, stages.TRAIN, stages.EVALUATE, stages.SERVE))
     m = {}
 
     def put(name, value, why="", usable=True):
         m[name] = {"value": value, "source": MEASURABLE[name], "usable": usable, "why": why}
 
     device = _device(train)
-    params = (train or {}).get("total_params") or 0
-    if curate:
-        labels = curate.get("labels") or {}
-        n = sum((v or {}).get("train", 0) for v in labels.values()) or curate.get("rows_out")
-        if n:
-            put("train_examples", n, "train split of the curated data")
-        lengths = curate.get("lengths") or curate.get("tokens") or {}
-        if lengths.get("p50"):
-            put("tokens_per_example", lengths["p50"], "median tokens per curated example")
-    if train and train.get("seconds"):
+    params = train.get("total_params") or 0
+    n = sum((v or {}).get("train", 0) for v in curate.at("labels", default={}).values()) or curate.get("rows_out")
+    if n:
+        put("train_examples", n, "train split of the curated data")
+    if curate.at("tokens", "p50"):
+        put("tokens_per_example", curate.at("tokens", "p50"), "median tokens per curated example")
+    if train.get("seconds"):
         put("training_gpu_hours", train["seconds"] / 3600, *_hardware(device, params, cfg, "training"))
-    if ev and ev.get("selective_curve"):
-        m["escalation_curve"] = {"value": ev["selective_curve"], "source": "04_evaluate.json", "usable": True, "why": ""}
-    if ev and ev.get("decision"):
-        m["quality_decision"] = {"value": ev["decision"], "source": "04_evaluate.json", "usable": True, "why": ""}
-    lt = (serve or {}).get("load_test") or {}
+    for name, field in (("escalation_curve", "selective_curve"), ("quality_decision", "decision")):
+        if ev.get(field):
+            m[name] = {"value": ev[field], "source": stages.record_name(stages.EVALUATE), "usable": True, "why": ""}
+    lt = serve.at("load_test", default={})
     if lt.get("requests"):
         put("input_tokens_per_request", lt.get("prompt_tokens", 0) / lt["requests"], "load test prompts")
         put("output_tokens_per_request", lt.get("completion_tokens", 0) / lt["requests"], "load test completions")
@@ -237,7 +231,7 @@ def resolve(cfg, measured=None):
     used = {k: v for k, v in measured.items() if k in MEASURABLE and v["usable"] and cfg.use_measured}
     if measured.get("escalation_curve") and cfg.use_measured:
         share = choose_escalation(measured["escalation_curve"]["value"], cfg.target_accuracy)
-        used["escalation_share"] = {"value": share, "source": "04_evaluate.json", "usable": True,
+        used["escalation_share"] = {"value": share, "source": MEASURABLE["escalation_share"], "usable": True,
                                     "why": f"smallest escalated share with kept accuracy >= {cfg.target_accuracy}"}
     values = {k: v["value"] for k, v in used.items() if k != "escalation_share"}
     out = replace(cfg, **values)

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runner
+from . import runner, stages
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ MAX_GPUS = {"A10": 4, "A10G": 4}
 # Modal object names (apps, volumes): modal/_utils/name_utils.py `is_valid_object_name` (1.6.4).
 OBJECT_NAME = re.compile(r"^[a-zA-Z0-9-_.]{1,64}$")
 MAX_TIMEOUT_S = 24 * 3600          # Modal's longest function timeout (modal.com/docs/guide/timeouts)
-STAGES = ("02_curate_data", "03_train_qlora", "04_evaluate")
+STAGES = stages.TRAINING
 # What the train image leaves out of the project folder: environments, run outputs, caches.
 IGNORE = (".git", ".venv", ".venv-serve", "runs", ".cache", "**/__pycache__", "**/.ipynb_checkpoints")
 

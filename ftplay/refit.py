@@ -1,71 +1,15 @@
-"""Re-fine-tune cadence: detect a changed base, re-run a playbook on a new base, compare old and new.
+"""Re-fine-tune cadence: re-run a playbook on a new base, compare old and new.
 
-A LoRA adapter only fits the base it was trained on. Notebook 03 pins that base (id and files hash
-or hub revision) in `03_train_qlora.json` and in the adapter's `ftplay_adapter.json`; `check_base`
-compares such a record with the base in use now. `refit` re-runs an earlier run's notebooks with the
-parameters its executed notebooks record, MODEL replaced, and `compare` puts the two runs side by side.
+A LoRA adapter only fits the base it was trained on (`identity.check_base` detects a changed one).
+`refit` re-runs an earlier run's notebooks with the parameters its executed notebooks record, MODEL
+replaced, and `compare` puts the two runs side by side.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from . import models, rundir
-from .errors import ConfigError, check
-
-
-@dataclass(frozen=True)
-class BaseCheck:
-    """A recorded base (of an adapter or a run) against the base model in use now."""
-    trained_on: str        # "requested@revision" as recorded at training time
-    base: str              # "requested@revision" of the base now
-    changed: bool | None   # None: the record has no revision to compare
-    source: str            # the file the recorded base was read from
-    message: str
-
-
-def recorded_base(source):
-    """(base record {requested, path, revision}, file) of a run directory (03_train_qlora.json) or an
-    adapter folder (ftplay_adapter.json, else adapter_config.json, which pins no revision)."""
-    src = Path(source)
-    for name, field in (("03_train_qlora.json", "base_model"), ("ftplay_adapter.json", "base")):
-        rec = rundir.read_json(src / name)
-        if rec and rec.get(field):
-            return rec[field], str(src / name)
-    cfg = rundir.read_json(src / "adapter_config.json")
-    if cfg and cfg.get("base_model_name_or_path"):
-        name = cfg["base_model_name_or_path"]
-        return {"requested": name, "path": name, "revision": cfg.get("revision")}, str(src / "adapter_config.json")
-    raise ConfigError(f"{src} records no base model: pass a run directory with 03_train_qlora.json or an adapter "
-                      "folder with ftplay_adapter.json (notebook 03 writes both)")
-
-
-def compare_base(recorded, ref, source="", param="MODEL"):
-    """BaseCheck of a recorded base {requested, path, revision} against a resolved ModelRef."""
-    name = recorded.get("requested") or recorded.get("path") or "?"
-    rev = recorded.get("revision")
-    was, now = f"{name}@{rev}", f"{ref.requested}@{ref.revision}"
-    if not rev:
-        return BaseCheck(was, now, None, source, f"{source} pins no base revision, so a changed base cannot be "
-                         f"detected against {now}; train with ftplay (03 records it) to pin it")
-    if rev != ref.revision:
-        return BaseCheck(was, now, True, source, f"adapter trained on {was}, base is now {now}: re-fine-tune "
-                         f"(ftplay refit --from RUN_DIR --model {ref.requested}) or set {param}={name!r}")
-    same = "" if name in (ref.requested, ref.path) else f" (recorded as {name!r}, same files)"
-    return BaseCheck(was, now, False, source, f"base revision {rev} matches{same}")
-
-
-def check_base(source, model, param="MODEL"):
-    """BaseCheck of a run directory's or adapter folder's recorded base against `model` (a MODEL value
-    or a ModelRef)."""
-    ref = model if isinstance(model, models.ModelRef) else models.resolve(model, param)
-    recorded, path = recorded_base(source)
-    return compare_base(recorded, ref, path, param)
-
-
-def require_same_base(source, model, param="MODEL"):
-    """check_base, raising ConfigError (with the fix) when the base has changed; returns the BaseCheck."""
-    base = check_base(source, model, param)
-    check([base.message] if base.changed else [], title="the adapter does not fit this base")
-    return base
+from . import identity, records, report, rundir, runner, stages
+from .errors import check
+from .identity import compare_base  # noqa: F401  (serve's pre-flight uses it from here until serve imports identity)
 
 
 # ---------------------------------------------------------------- re-run on a new base
@@ -73,8 +17,6 @@ def refit_params(recorded, model):
     """({stem: parameters}, {stem: [dropped names]}) for the re-run: each notebook's recorded values
     that it still declares, MODEL replaced, RUN_DIR left to the runner, adapter folders emptied so that
     04 and 06 use the adapter trained on the new base."""
-    from . import runner
-
     current = runner.notebooks()
     per, dropped = {}, {}
     for stem, values in recorded.items():
@@ -94,15 +36,13 @@ def refit_params(recorded, model):
 def refit(old_run, model, out=None, run_root="runs", progress=print):
     """Re-run `old_run`'s notebooks on base `model` with its recorded parameters; returns
     (new run directory, summary, comparison). The comparison is also written to refit_compare.json."""
-    from . import runner
-
     old = Path(old_run)
     recorded = runner.recorded_params(old)
     check([] if recorded else [f"--from {old}: no executed notebooks under {old / 'notebooks'}; pass a run "
                                "directory written by `ftplay run`"])
-    check([] if "03_train_qlora" in recorded else [f"--from {old}: that run did not execute 03_train_qlora, so "
-                                                   "there is no fine-tune to redo; pass a run that trained"])
-    base = check_base(old, model)
+    check([] if stages.TRAIN in recorded else [f"--from {old}: that run did not execute {stages.TRAIN}, so "
+                                                "there is no fine-tune to redo; pass a run that trained"])
+    base = identity.check_base(old, model)
     progress(f"[ftplay] refit: {old} trained on {base.trained_on}, re-fine-tuning on {base.base}"
              + (" (the same base: a reproducibility run)" if base.changed is False else ""))
     per, dropped = refit_params(recorded, model)
@@ -125,23 +65,19 @@ METRICS = [("base model", False), ("data fingerprints (train/held-out/production
 
 def figures(run_dir):
     """{metric: (value, 95% CI or None)} of one run, read from its JSON records (None where absent)."""
-    from . import report
-
-    r = {s: rundir.read_json(Path(run_dir) / f"{s}.json") or {} for s in
-         ("02_curate_data", "03_train_qlora", "04_evaluate", "05_compare_costs")}
-    t, e, c = r["03_train_qlora"], r["04_evaluate"], r["05_compare_costs"]
-    b = t.get("base_model") or {}
-    fp = r["02_curate_data"].get("fingerprints") or {}
+    r = {s: records.read_or_empty(run_dir, s) for s in (stages.CURATE, stages.TRAIN, stages.EVALUATE, stages.COSTS)}
+    t, e, c = r[stages.TRAIN], r[stages.EVALUATE], r[stages.COSTS]
+    b = t.at("base_model", default={})
+    fp = r[stages.CURATE].at("fingerprints", default={})
     out = {"base model": (f"{b.get('requested')}@{b.get('revision')}" if b else None, None),
            "data fingerprints (train/held-out/production)":
                ("/".join(str(fp.get(k))[:8] for k in ("train", "heldout", "production")) if fp else None, None)}
     for split, label in (("heldout", "held-out"), ("production", "production")):
-        s = e.get(split) or {}
-        out[f"{label} n"] = (s.get("n"), None)
+        out[f"{label} n"] = (e.at(split, "n"), None)
         for system, name in (("base", "base"), ("finetuned", "fine-tuned")):
-            m = (s.get("systems") or {}).get(system) or {}
+            m = e.at(split, "systems", system, default={})
             out[f"{label} {name} macro-F1"] = (m.get("macro_f1"), m.get("macro_f1_ci"))
-    p = ((e.get("heldout") or {}).get("paired") or {}).get("finetuned_vs_base") or {}
+    p = e.at("heldout", "paired", "finetuned_vs_base", default={})
     out["held-out fine-tuned - base"] = (p.get("macro_f1_diff"), p.get("macro_f1_diff_ci"))
     out["held-out McNemar p"] = (p.get("mcnemar_p"), None)
     gate = e.get("decision")
@@ -149,7 +85,7 @@ def figures(run_dir):
     for key, metric in (("steps", "training steps"), ("seconds", "training seconds"), ("train_loss", "train loss"),
                         ("eval_loss", "eval loss")):
         out[metric] = (t.get(key), None)
-    v = c.get("verdict") or {}
+    v = c.at("verdict", default={})
     best = next((o for o in c.get("options") or [] if o.get("name") == v.get("best_option")), {})
     out["cost: best option"] = (v.get("best_option"), None)
     out["cost: $/month"] = (best.get("monthly_cost"), None)

@@ -5,19 +5,13 @@ wrote. An item whose notebook did not run is "not run", one whose notebook faile
 whose evidence says no (the gate says stop, not cheaper, pre-flight failed...) is "no"; the run ships
 only when every item is "done".
 """
-import base64
 import html
 import math
 from pathlib import Path
 
-from . import rundir
+from . import records, rundir
+from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
-STEMS = ("00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
-         "04_evaluate", "05_compare_costs", "06_serve_vllm")
-# 05 may record a comparison of routes (self-hosted, Modal, hosted fine-tuning...): the report shows
-# the route it favours. Accepted: 05[key][field] with key in ROUTE_KEYS, field in ROUTE_FIELDS.
-ROUTE_KEYS = ("routes", "route_comparison", "route")
-ROUTE_FIELDS = ("favoured", "favours", "recommended", "best")
 TARGET_ACCURACY = 0.9  # routing line when 05 did not record its TARGET_ACCURACY
 
 
@@ -29,7 +23,7 @@ def build(run_dir, status=None):
     items it is evidence for "failed" (its JSON, if any, is from an earlier run).
     """
     run_dir = Path(run_dir)
-    recs = {s: rundir.read_json(run_dir / f"{s}.json") for s in STEMS}
+    recs = {s: records.read_or_empty(run_dir, s) for s in (DECIDE, BASELINE, CURATE, TRAIN, EVALUATE, COSTS, SERVE)}
     failed = {s: v for s, v in (status or {}).items() if v.get("status") != "ok"}
     items = [tried_cheaper(recs), curated(recs), trained(recs), evaluated(recs), served(recs), costed(recs)]
     for it in items:
@@ -39,7 +33,7 @@ def build(run_dir, status=None):
             why = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
             it.update(status="failed", summary=why, problems=[why])
     return {"run_dir": str(run_dir), "items": items, "ship": verdict(items, recs, failed),
-            "route": route_line(recs["05_compare_costs"])}
+            "route": route_line(recs[COSTS])}
 
 
 def _item(key, title, evidence, status, summary, figures=None, problems=(), notes=()):
@@ -48,7 +42,7 @@ def _item(key, title, evidence, status, summary, figures=None, problems=(), note
 
 
 def _not_run(key, title, evidence, recs):
-    missing = [f"{s}.json" for s in evidence if recs.get(s) is None]
+    missing = [f"{s}.json" for s in evidence if not recs.get(s)]
     return _item(key, title, evidence, "not run", f"not run: {', '.join(missing)} not recorded",
                  problems=[f"{m} is missing: run notebook {m[:2]} into this run directory" for m in missing])
 
@@ -56,15 +50,15 @@ def _not_run(key, title, evidence, recs):
 def tried_cheaper(recs):
     """Prompting (zero- and few-shot), retrieved few-shot (RAG) and routing, measured before fine-tuning."""
     key, title, ev = "tried_cheaper", "Prompting, retrieved few-shot (RAG) and routing tried first", \
-        ("01_baseline_prompting", "04_evaluate")
-    base, ev4 = recs["01_baseline_prompting"], recs["04_evaluate"]
-    if base is None:
+        (BASELINE, EVALUATE)
+    base, ev4 = recs[BASELINE], recs[EVALUATE]
+    if not base:
         return _not_run(key, title, ev, recs)
-    systems = base.get("systems") or {}
+    systems = base.at("systems", default={})
     fig = {name: systems[name].get("macro_f1") for name in ("zero_shot", "few_shot_fixed", "few_shot_retrieved",
                                                             "free_text_zero_shot") if name in systems}
-    fig["best_prompt"] = (base.get("best") or {}).get("name")
-    ref = base.get("reference") or {}
+    fig["best_prompt"] = base.at("best", "name")
+    ref = base.at("reference", default={})
     if ref:
         fig["reference"] = {ref.get("name"): ref.get("macro_f1")}
     problems, notes = [], []
@@ -74,9 +68,9 @@ def tried_cheaper(recs):
     text = "macro-F1 " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
     if ref:
         text += f"; reference {ref.get('name')} {_f(ref.get('macro_f1'))}"
-    curve = (ev4 or {}).get("selective_curve")
+    curve = ev4.get("selective_curve")
     if curve:
-        target = ((recs["05_compare_costs"] or {}).get("config") or {}).get("target_accuracy", TARGET_ACCURACY)
+        target = recs[COSTS].at("config", "target_accuracy", default=TARGET_ACCURACY)
         reach = [p for p in curve if p.get("accuracy_kept") is not None and p["escalated"] < 1
                  and p["accuracy_kept"] >= target]
         fig["routing"] = reach[0] if reach else None
@@ -85,29 +79,29 @@ def tried_cheaper(recs):
                  f"; routing: no escalated share reaches accuracy {target:g} on the kept tickets")
     else:
         problems.append("routing not measured: 04_evaluate.json has no selective_curve (04 did not run)")
-    ft = (((ev4 or {}).get("heldout") or {}).get("systems") or {}).get("finetuned") or {}
+    ft = ev4.at("heldout", "systems", "finetuned", default={})
     if ref.get("macro_f1") is not None and ft.get("macro_f1") is not None and ref["macro_f1"] > ft["macro_f1"]:
         notes.append(f"the {ref.get('name')} reference ({_f(ref['macro_f1'])} macro-F1) beats the fine-tune "
                      f"({_f(ft['macro_f1'])}) on held-out: a simple classifier may be the cheaper thing to ship")
-    decide = recs["00_decide_approach"]
-    if decide is not None and not decide.get("proceed", True):
+    decide = recs[DECIDE]
+    if decide and not decide.get("proceed", True):
         notes.append("00 said not to fine-tune: " + "; ".join(decide.get("reasons", [])[:2]))
-    status = "done" if not problems else ("not run" if ev4 is None else "no")
+    status = "done" if not problems else ("not run" if not ev4 else "no")
     return _item(key, title, ev, status, text, fig, problems, notes)
 
 
 def curated(recs):
     """Rows in and out, duplicates and conflicts, the split, leakage."""
-    key, title, ev = "curated", "Examples curated", ("02_curate_data",)
-    c = recs["02_curate_data"]
-    if c is None:
+    key, title, ev = "curated", "Examples curated", (CURATE,)
+    c = recs[CURATE]
+    if not c:
         return _not_run(key, title, ev, recs)
-    split = c.get("split") or {}
-    production = sum(v.get("production", 0) for v in (c.get("labels") or {}).values())
+    split = c.at("split", default={})
+    production = sum(v.get("production", 0) for v in c.at("labels", default={}).values())
     fig = {k: c.get(k) for k in ("rows_in", "rows_out", "exact_duplicate_rows_dropped", "near_duplicate_rows_dropped",
                                  "conflicts", "conflict_rows", "trivial", "truncated", "pii_rows", "pii_redacted")}
     fig.update(train=split.get("train"), heldout=split.get("heldout"), production=production,
-               leakage=c.get("leakage") or {})
+               leakage=c.at("leakage", default={}))
     text = (f"{_n(c.get('rows_in'))} rows in, {_n(c.get('rows_out'))} out: {_n(fig['exact_duplicate_rows_dropped'])} exact "
             f"and {_n(fig['near_duplicate_rows_dropped'])} near duplicates dropped, {_n(c.get('conflicts'))} conflicting "
             f"labels ({_n(c.get('conflict_rows'))} rows), {_n(c.get('trivial'))} trivial, {_n(c.get('truncated'))} "
@@ -125,12 +119,12 @@ def curated(recs):
 
 def trained(recs):
     """Engine, recipe, tokens, time and losses of the LoRA / QLoRA run."""
-    key, title, ev = "trained", "QLoRA adapter trained", ("03_train_qlora",)
-    t = recs["03_train_qlora"]
-    if t is None:
+    key, title, ev = "trained", "QLoRA adapter trained", (TRAIN,)
+    t = recs[TRAIN]
+    if not t:
         return _not_run(key, title, ev, recs)
-    cfg = t.get("config") or {}
-    b = t.get("base_model") or {}
+    cfg = t.at("config", default={})
+    b = t.at("base_model", default={})
     fig = {k: t.get(k) for k in ("engine", "load_in_4bit", "steps", "tokens_seen", "tokens_per_s", "seconds",
                                  "first_loss", "train_loss", "eval_loss", "adapter_dir")}
     fig["recipe"] = {k: cfg.get(k) for k in ("lora_r", "lora_alpha", "learning_rate", "num_epochs", "target_modules",
@@ -140,7 +134,7 @@ def trained(recs):
             f"r {cfg.get('lora_r')} alpha {cfg.get('lora_alpha')} lr {cfg.get('learning_rate')} "
             f"{cfg.get('num_epochs')} epochs on {len(cfg.get('target_modules') or [])} projections; "
             f"{_n(t.get('steps'))} steps, {_n(t.get('tokens_seen'))} tokens at {_n(t.get('tokens_per_s'))} tokens/s in "
-            f"{_n(t.get('seconds'))} s on {(t.get('device') or {}).get('device', '?')}; loss {_f(t.get('first_loss'))} -> "
+            f"{_n(t.get('seconds'))} s on {t.at('device', 'device', default='?')}; loss {_f(t.get('first_loss'))} -> "
             f"{_f(t.get('train_loss'))} (eval {_f(t.get('eval_loss'))}); base {fig['base']}")
     first, last = t.get("first_loss"), t.get("train_loss")
     problems = []
@@ -153,33 +147,32 @@ def trained(recs):
 
 def evaluated(recs):
     """Base against fine-tuned on held-out and production, with intervals, McNemar and the gate."""
-    key, title, ev = "evaluated", "Held-out and production evaluated against the base", ("04_evaluate",)
-    e = recs["04_evaluate"]
-    if e is None:
+    key, title, ev = "evaluated", "Held-out and production evaluated against the base", (EVALUATE,)
+    e = recs[EVALUATE]
+    if not e:
         return _not_run(key, title, ev, recs)
     fig, parts = {}, []
     for split in ("heldout", "production"):
-        s = e.get(split) or {}
-        systems = s.get("systems") or {}
+        systems = e.at(split, "systems", default={})
         if not systems:
             continue
-        fig[split] = {"n": s.get("n")} | {name: {k: m.get(k) for k in ("macro_f1", "macro_f1_ci", "accuracy")}
-                                          for name, m in systems.items()}
+        fig[split] = {"n": e.at(split, "n")} | {name: {k: m.get(k) for k in ("macro_f1", "macro_f1_ci", "accuracy")}
+                                                for name, m in systems.items()}
         b, f = systems.get("base") or {}, systems.get("finetuned") or {}
-        parts.append(f"{split} n={s.get('n')}: base {_ci(b)} vs fine-tuned {_ci(f)} macro-F1")
-    paired = ((e.get("heldout") or {}).get("paired") or {})
+        parts.append(f"{split} n={e.at(split, 'n')}: base {_ci(b)} vs fine-tuned {_ci(f)} macro-F1")
+    paired = e.at("heldout", "paired", default={})
     p = paired.get("finetuned_vs_base")
     if p:
         fig["heldout_diff"] = {k: p.get(k) for k in ("macro_f1_diff", "macro_f1_diff_ci", "mcnemar_p")}
         lo, hi = p.get("macro_f1_diff_ci") or (None, None)
         parts[0] += (f", difference {_f(p.get('macro_f1_diff'), '+.3f')} [{_f(lo, '+.3f')}, {_f(hi, '+.3f')}], "
                      f"McNemar p={_f(p.get('mcnemar_p'), '.2g')}")
-    name = (e.get("baseline") or {}).get("name")
+    name = e.at("baseline", "name")
     if name and f"finetuned_vs_{name}" in paired:
         d = paired[f"finetuned_vs_{name}"]
         fig["heldout_vs_best_prompt"] = {"name": name, "macro_f1_diff": d.get("macro_f1_diff")}
         parts.append(f"vs best prompt {name} {_f(d.get('macro_f1_diff'), '+.3f')}")
-    gate = e.get("decision") or {}
+    gate = e.at("decision", default={})
     fig["decision"] = gate
     parts.append(f"gate: {'ship' if gate.get('ship') else 'stop'}")
     problems = [] if gate.get("ship") else [r for r in gate.get("reasons", []) if r.startswith("STOP")] or \
@@ -189,19 +182,19 @@ def evaluated(recs):
 
 def served(recs):
     """vLLM pre-flight, parity with transformers, structured output and the load test."""
-    key, title, ev = "served", "Served with vLLM", ("06_serve_vllm",)
-    s = recs["06_serve_vllm"]
-    if s is None:
+    key, title, ev = "served", "Served with vLLM", (SERVE,)
+    s = recs[SERVE]
+    if not s:
         return _not_run(key, title, ev, recs)
-    pre = s.get("preflight") or []
-    par = s.get("parity") or {}
-    load = s.get("load_test") or {}
-    so = s.get("structured_output") or {}
-    exact = sum(m.get("exact", 0) for m in (par.get("models") or {}).values())
-    prompts = sum(m.get("prompts", 0) for m in (par.get("models") or {}).values())
+    pre = s.at("preflight", default=[])
+    par = s.at("parity", default={})
+    load = s.at("load_test", default={})
+    so = s.at("structured_output", default={})
+    exact = sum(m.get("exact", 0) for m in s.at("parity", "models", default={}).values())
+    prompts = sum(m.get("prompts", 0) for m in s.at("parity", "models", default={}).values())
     fig = {"preflight_ok": sum(f.get("ok", False) for f in pre), "preflight_checks": len(pre),
            "parity_ok": par.get("ok"), "parity_exact": exact, "parity_prompts": prompts,
-           "structured_valid_rate": so.get("valid_rate"), "backend": (s.get("server") or {}).get("backend"),
+           "structured_valid_rate": so.get("valid_rate"), "backend": s.at("server", "backend"),
            "load_test": {k: load.get(k) for k in ("requests", "errors", "concurrency", "requests_per_s",
                                                   "tokens_per_s", "p50_ms", "p95_ms", "lora_overhead")}}
     text = (f"{', '.join(s.get('adapters_served') or [])} on {fig['backend']}: pre-flight {fig['preflight_ok']}/{len(pre)} "
@@ -221,15 +214,15 @@ def served(recs):
 
 def costed(recs):
     """The cheapest option against the hosted model: monthly cost, savings, training, payback."""
-    key, title, ev = "cost", "Cost compared", ("05_compare_costs",)
-    c = recs["05_compare_costs"]
-    if c is None:
+    key, title, ev = "cost", "Cost compared", (COSTS,)
+    c = recs[COSTS]
+    if not c:
         return _not_run(key, title, ev, recs)
-    v = c.get("verdict") or {}
-    rows = {r["name"]: r for r in c.get("options") or []}
+    v = c.at("verdict", default={})
+    rows = {r["name"]: r for r in c.at("options", default=[])}
     best, hosted = rows.get(v.get("best_option")) or {}, rows.get("hosted_frontier") or {}
     fig = {"best_option": v.get("best_option"), "cheaper": v.get("cheaper"),
-           "hosted_monthly": hosted.get("monthly_cost"), "assumed": sorted(c.get("assumed") or {})}
+           "hosted_monthly": hosted.get("monthly_cost"), "assumed": sorted(c.at("assumed", default={}))}
     fig.update({k: best.get(k) for k in ("monthly_cost", "savings_vs_hosted", "training_cost", "payback_months",
                                          "break_even_volume")})
     text = v.get("headline") or "no verdict recorded"
@@ -243,15 +236,12 @@ def costed(recs):
 
 
 def route_line(cost):
-    """'route the numbers favour: ...' from 05's route comparison, or None when 05 recorded none."""
-    for k in ROUTE_KEYS:
-        r = (cost or {}).get(k)
-        if isinstance(r, dict):
-            name = next((r[f] for f in ROUTE_FIELDS if r.get(f)), None)
-            if name:
-                why = r.get("headline") or r.get("why") or r.get("reason")
-                return f"{name}" + (f": {why}" if why else "")
-    return None
+    """'route the numbers favour: ...' from 05's route comparison (`routes`: {favoured, headline}), or
+    None when 05 recorded none."""
+    r = (cost or {}).get("routes")
+    if not isinstance(r, dict) or not r.get("favoured"):
+        return None
+    return r["favoured"] + (f": {r['headline']}" if r.get("headline") else "")
 
 
 def verdict(items, recs, failed=None):
@@ -264,9 +254,8 @@ def verdict(items, recs, failed=None):
         if it["status"] != "done" and not said_below:
             why = it["problems"] if it["status"] != "failed" else []  # the notebook's failure is listed above
             reasons.append(f"{it['title']}: {it['status']}" + (f" ({'; '.join(why)})" if why else ""))
-    gate = (recs["04_evaluate"] or {}).get("decision")
-    reasons += gate.get("reasons", []) if gate else []
-    reasons += ((recs["05_compare_costs"] or {}).get("verdict") or {}).get("reasons", [])
+    reasons += recs[EVALUATE].at("decision", "reasons", default=[])
+    reasons += recs[COSTS].at("verdict", "reasons", default=[])
     notes = [n for it in items for n in it["notes"]]
     ship = not failed and all(it["status"] == "done" for it in items)
     return {"ship": ship, "reasons": reasons, "notes": notes}
@@ -293,11 +282,11 @@ def format_text(report):
 CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.5rem;vertical-align:top;text-align:left}
 .done{color:#17692e}.no,.failed{color:#a3121b}.not-run{color:#777}.verdict{font-size:1.4rem;padding:.8rem;border-radius:.4rem}
-.yes{background:#e3f4e8}.nay{background:#fbe4e6}code{font-size:.85rem}small{color:#555}img{max-width:100%}"""
+.yes{background:#e3f4e8}.nay{background:#fbe4e6}code{font-size:.85rem}small{color:#555}"""
 
 
-def html_page(report, images=()):
-    """A self-contained HTML page (inline CSS, escaped text, images as base64 data URIs, no scripts)."""
+def html_page(report):
+    """A self-contained HTML page (inline CSS, escaped text, no scripts)."""
     e = html.escape
     ship = report["ship"]
     rows = []
@@ -308,26 +297,17 @@ def html_page(report, images=()):
                     f"<td><code>{'<br>'.join(e(s + '.json') for s in it['evidence'])}</code></td></tr>")
     route = f"<p>Route the numbers favour: {e(report['route'])}</p>" if report.get("route") else ""
     reasons = "".join(f"<li>{e(r)}</li>" for r in ship["reasons"] + [f"note: {n}" for n in ship["notes"]])
-    figs = "".join(f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,{data}\"><figcaption>{e(name)}"
-                   f"</figcaption></figure>" for name, data in images)
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Ship report: {e(report['run_dir'])}</title>"
             f"<style>{CSS}</style></head><body><h1>What I'd ship</h1><p>Run <code>{e(report['run_dir'])}</code>; "
             "every figure is read from the run's JSON records.</p>"
             f"<p class=\"verdict {'yes' if ship['ship'] else 'nay'}\">Ship: <b>{'YES' if ship['ship'] else 'NO'}</b></p>"
             f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>{route}"
-            f"<h2>Why</h2><ul>{reasons}</ul>{figs}</body></html>\n")
-
-
-def plot_images(run_dir):
-    """[(name, base64 PNG)] of the plots saved in the run directory (top level or plots/), if any."""
-    run_dir = Path(run_dir)
-    pngs = sorted(run_dir.glob("*.png")) + sorted((run_dir / "plots").glob("*.png"))
-    return [(p.name, base64.b64encode(p.read_bytes()).decode()) for p in pngs]
+            f"<h2>Why</h2><ul>{reasons}</ul></body></html>\n")
 
 
 def write_html(run_dir, report, path=None):
     """Write the page to `path` (default <run_dir>/ship_report.html); returns its path."""
-    return rundir.write_text(path or Path(run_dir) / "ship_report.html", html_page(report, plot_images(run_dir)))
+    return rundir.write_text(path or Path(run_dir) / "ship_report.html", html_page(report))
 
 
 # ---------------------------------------------------------------- number formatting

@@ -5,21 +5,24 @@ import os
 import time
 from pathlib import Path
 
-from . import report, rundir
+from . import identity, records, report, rundir, stages
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
-# 05 prices what 06 measures (serving throughput), so it runs after 06.
-ORDER = ["00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
-         "04_evaluate", "06_serve_vllm", "05_compare_costs"]
 
 
 def notebooks():
     """{stem: path} of the playbook's notebooks, in execution order."""
     found = {p.stem: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
-    return {s: found[s] for s in ORDER if s in found} | {s: p for s, p in found.items() if s not in ORDER}
+    return _in_order(found)
+
+
+def _in_order(by_stem):
+    """`by_stem` in the playbook's run order (stages.ORDER), other stems after."""
+    return {s: by_stem[s] for s in stages.ORDER if s in by_stem} | {s: v for s, v in by_stem.items()
+                                                                    if s not in stages.ORDER}
 
 
 def declared_parameters(path):
@@ -135,11 +138,9 @@ def check_inputs(todo):
 def check_adapters(todo, run_dir=None):
     """An adapter reused rather than trained by this run (ADAPTER_DIR, or the one 03 recorded in an
     existing run directory when 03 is not run again) must have been trained on MODEL: a changed base
-    stops the run before anything runs, with the fix (see refit.check_base)."""
-    from . import refit
-
-    trains = any(stem == "03_train_qlora" for stem, _, _ in todo)
-    reused = run_dir and not trains and (Path(run_dir) / "03_train_qlora.json").exists()
+    stops the run before anything runs, with the fix (see identity.check_base)."""
+    trains = any(stem == stages.TRAIN for stem, _, _ in todo)
+    reused = run_dir and not trains and records.path(run_dir, stages.TRAIN).exists()
     problems, seen = [], set()
     for stem, path, values in todo:
         eff = _effective(path, values)
@@ -160,7 +161,7 @@ def check_adapters(todo, run_dir=None):
             continue
         seen.add(key)
         try:
-            base = refit.check_base(source, eff.get("MODEL", "embedded"))
+            base = identity.check_base(source, eff.get("MODEL", "embedded"))
         except ConfigError as e:
             problems += [f"{stem}: {p}" for p in e.problems]
             continue
@@ -185,7 +186,7 @@ def recorded_params(run_dir):
     for p in sorted(Path(run_dir, "notebooks").glob("[0-9][0-9]_*.ipynb")):
         injected = (nbformat.read(str(p), as_version=4).metadata.get("papermill") or {}).get("parameters") or {}
         out[p.stem] = _effective(p, dict(injected))
-    return {s: out[s] for s in ORDER if s in out} | {s: v for s, v in out.items() if s not in ORDER}
+    return _in_order(out)
 
 
 def _existing(value):
@@ -273,16 +274,13 @@ def _html(nb_path, html_path):
 def summarise(run_dir, status):
     """summary.json from the notebooks' own JSON records (nothing recomputed here)."""
     run_dir = Path(run_dir)
-    ev = rundir.read_json(run_dir / "04_evaluate.json", {})
-    cost = rundir.read_json(run_dir / "05_compare_costs.json", {})
-    serve = rundir.read_json(run_dir / "06_serve_vllm.json", {})
-    train = rundir.read_json(run_dir / "03_train_qlora.json", {})
+    ev, cost, serve, train = (records.read_or_empty(run_dir, s) for s in
+                              (stages.EVALUATE, stages.COSTS, stages.SERVE, stages.TRAIN))
     summary = {"run_dir": str(run_dir), "notebooks": status, "params": recorded_params(run_dir)}
     for split in ("heldout", "production"):
-        s = ev.get(split) or {}
-        summary[split] = {"n": s.get("n")}
+        summary[split] = {"n": ev.at(split, "n")}
         for system in ("base", "finetuned"):
-            m = (s.get("systems") or {}).get(system) or {}
+            m = ev.at(split, "systems", system, default={})
             summary[split][system] = {k: m.get(k) for k in ("accuracy", "macro_f1", "macro_f1_ci")}
     summary["training"] = {k: train.get(k) for k in ("engine", "load_in_4bit", "seconds", "tokens_per_s",
                                                      "train_loss", "eval_loss")}

@@ -417,24 +417,18 @@ def read_log(path):
 
 
 def write_adapter_meta(adapter_dir, ref, labels, system_prompt):
-    """ftplay_adapter.json beside the adapter: what serving must match (base, template, labels)."""
-    from . import models, rundir
+    """ftplay_adapter.json beside the adapter: what serving must match (see identity.write_adapter_meta)."""
+    from . import identity, models
 
-    tok = models.load_tokenizer(ref)
-    meta = {"base": {"requested": ref.requested, "path": ref.path, "kind": ref.kind, "revision": ref.revision},
-            "template_hash": models.template_hash(tok), "labels": list(labels),
-            "system_prompt": system_prompt, "vocab_size": len(tok)}
-    rundir.write_json(Path(adapter_dir) / "ftplay_adapter.json", meta)
-    return meta
+    return identity.write_adapter_meta(adapter_dir, ref, models.load_tokenizer(ref), labels, system_prompt)
 
 
 def manifest(result, cfg, ref, meta, train_rows):
     """The run manifest: what was trained, on what, with what, how fast, to what loss."""
-    from . import models, rundir
+    from . import identity, models, rundir
 
     return {**asdict(result),
-            "base_model": {"requested": ref.requested, "path": ref.path, "kind": ref.kind,
-                           "revision": ref.revision, **(models.describe(ref.path) if ref.kind != "hub" else {})},
+            "base_model": {**identity.base_record(ref), **(models.describe(ref.path) if ref.kind != "hub" else {})},
             "template_hash": meta["template_hash"], "labels": meta["labels"],
             "train_fingerprint": rundir.fingerprint_rows(
                 [{k: r[k] for k in ("id", "text", "label")} for r in train_rows]),

@@ -7,11 +7,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import runner
+from ftplay import runner, stages
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = ["00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
-            "04_evaluate", "05_compare_costs", "06_serve_vllm"]
+EXPECTED = list(stages.STEMS)
 
 
 def test_the_playbook_has_every_notebook():
@@ -85,7 +84,7 @@ def test_playbook_runs_every_notebook(playbook_run):
     run_dir, summary = playbook_run
     failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
     assert not failed, failed
-    assert list(summary["notebooks"]) == runner.ORDER
+    assert list(summary["notebooks"]) == list(stages.ORDER)
     for stem in EXPECTED:
         assert (run_dir / f"{stem}.json").exists() and (run_dir / "html" / f"{stem}.html").exists()
         assert (run_dir / "notebooks" / f"{stem}.ipynb").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import cli, models, refit, runner
+from ftplay import cli, identity, models, refit, runner
 from ftplay.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,33 +29,33 @@ def adapter_on(path, ref):
 def test_changed_base_is_detected_and_the_same_base_is_quiet(bases, tmp_path):
     old, new = bases
     adapter = adapter_on(tmp_path / "adapter", old)
-    changed = refit.check_base(adapter, "embedded:1")
+    changed = identity.check_base(adapter, "embedded:1")
     assert changed.changed is True
     assert changed.message == (f"adapter trained on embedded@{old.revision}, base is now embedded:1@{new.revision}: "
                                "re-fine-tune (ftplay refit --from RUN_DIR --model embedded:1) or set MODEL='embedded'")
-    same = refit.check_base(adapter, old)
+    same = identity.check_base(adapter, old)
     assert same.changed is False and same.message == f"base revision {old.revision} matches"
-    assert refit.require_same_base(adapter, "embedded") == same
+    assert identity.require_same_base(adapter, "embedded") == same
     with pytest.raises(ConfigError, match="re-fine-tune"):
-        refit.require_same_base(adapter, "embedded:1")
+        identity.require_same_base(adapter, "embedded:1")
 
 
 def test_a_run_directory_is_checked_through_its_manifest(bases, tmp_path):
     old, new = bases
     (tmp_path / "03_train_qlora.json").write_text(json.dumps({"base_model": asdict(new)}))
-    assert refit.check_base(tmp_path, "embedded").changed is True
-    assert refit.check_base(tmp_path, "embedded:1").changed is False
-    assert refit.check_base(tmp_path, "embedded:1").source == str(tmp_path / "03_train_qlora.json")
+    assert identity.check_base(tmp_path, "embedded").changed is True
+    assert identity.check_base(tmp_path, "embedded:1").changed is False
+    assert identity.check_base(tmp_path, "embedded:1").source == str(tmp_path / "03_train_qlora.json")
 
 
 def test_an_adapter_without_a_pinned_revision_is_unknown_and_an_empty_folder_an_error(bases, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": bases[0].path}))
-    check = refit.check_base(bare, "embedded")
+    check = identity.check_base(bare, "embedded")
     assert check.changed is None and "pins no base revision" in check.message
     with pytest.raises(ConfigError, match="records no base model"):
-        refit.check_base(tmp_path, "embedded")
+        identity.check_base(tmp_path, "embedded")
 
 
 def test_runner_stops_a_reused_adapter_on_a_changed_base(bases, tmp_path):

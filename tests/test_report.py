@@ -1,5 +1,4 @@
 """The ship report: every checklist item from recorded JSON, missing notebooks, the verdict, the HTML page."""
-import base64
 import copy
 import json
 
@@ -150,7 +149,8 @@ def test_reference_beating_the_fine_tune_is_noted(tmp_path):
 
 def test_route_line_when_05_compares_routes():
     assert report.route_line({"routes": {"favoured": "modal", "headline": "Modal: $120/month"}}) == "modal: Modal: $120/month"
-    assert report.route_line({"route_comparison": {"best": "hosted_fine_tune"}}) == "hosted_fine_tune"
+    assert report.route_line({"routes": {"favoured": "hosted_fine_tune"}}) == "hosted_fine_tune"
+    assert report.route_line({"routes": {"headline": "no favourite"}}) is None
     assert report.route_line({"routes": [1, 2]}) is None and report.route_line(None) is None
 
 
@@ -158,12 +158,9 @@ def test_html_is_self_contained_and_escaped(tmp_path):
     recs = copy.deepcopy(RUN)
     recs["04_evaluate"]["decision"]["reasons"] = ["<script>alert(1)</script> & more"]
     run = write_run(tmp_path, recs)
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
-    (run / "plots").mkdir()
-    (run / "plots" / "loss.png").write_bytes(png)
     page = report.write_html(run, report.build(run)).read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
-    assert "<script" not in page and "http" not in page and "src=\"data:image/png;base64," in page
+    assert "<script" not in page and "http" not in page and "src=" not in page
     assert page.count("<tr>") == 7  # header + six items
 
 

@@ -1,0 +1,72 @@
+"""One reader for run records (`<run_dir>/<stem>.json`): typed access, errors that name the file and the fix."""
+import json
+from pathlib import Path
+
+from . import stages
+from .errors import FtplayError
+
+_ABSENT = object()
+
+
+class Record(dict):
+    """A stage's record as written by `rundir.record`: a dict, plus `at` (a nested field, or a default)
+    and `need` (a nested field, or an FtplayError naming the file and the field)."""
+
+    def __init__(self, data, path, stem):
+        super().__init__(data)
+        self.path, self.stem = Path(path), stem
+
+    def at(self, *keys, default=None):
+        """The field at `keys` (`at("heldout", "systems", "base")`), or `default` where a level is
+        absent or null."""
+        value = self
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+            if value is None:
+                return default
+        return value
+
+    def need(self, *keys):
+        """The field at `keys`; FtplayError naming the file and the field when it is absent."""
+        value = self.at(*keys, default=_ABSENT)
+        if value is _ABSENT:
+            raise FtplayError(f"{self.path} has no field {'.'.join(map(str, keys))}: it was written by another "
+                              f"version of notebook {self.stem}; run {self.stem} again into this run directory",
+                              title="a run record lacks a field")
+        return value
+
+
+def path(run_dir, stem):
+    """<run_dir>/<stem>.json."""
+    return Path(run_dir) / stages.record_name(stem)
+
+
+def read(run_dir, stem, missing_ok=False):
+    """The record stage `stem` wrote into `run_dir` as a Record (None when absent and `missing_ok`).
+    FtplayError naming the file: absent ("run NN first"), not JSON, or not a JSON object."""
+    p = path(run_dir, stem)
+    if not p.exists():
+        if missing_ok:
+            return None
+        raise FtplayError(f"{p} is missing: run notebook {stem} first, with RUN_DIR={run_dir}",
+                          title="a run record is missing")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" (line {e.lineno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
+        raise FtplayError(f"{p} is not JSON{where}: run notebook {stem} again to write it",
+                          title="a run record is unreadable") from None
+    if not isinstance(data, dict):
+        raise FtplayError(f"{p} holds a JSON {type(data).__name__}, not a record (an object): run notebook "
+                          f"{stem} again to write it", title="a run record is unreadable")
+    return Record(data, p, stem)
+
+
+def read_or_empty(run_dir, stem):
+    """The record, or an empty Record when the stage has not run (every `at` then gives its default)."""
+    return read(run_dir, stem, missing_ok=True) or Record({}, path(run_dir, stem), stem)
+
+
+def read_all(run_dir, stems=stages.STEMS):
+    """{stem: Record or None (not run)} for `stems` (default every stage)."""
+    return {s: read(run_dir, s, missing_ok=True) for s in stems}

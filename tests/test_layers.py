@@ -1,0 +1,111 @@
+"""The package's import graph: no loop, and every import points down the layers below.
+
+Layers, top to bottom (a module imports only modules in a lower layer; function-level imports count):
+  entry points   cli, modal_app            the command line and the Modal app
+  refit          refit                     re-runs a playbook through the runner, compares two runs
+  runner         runner                    executes the notebooks, summarises a run
+  report         report                    the ship checklist, read from a run's records
+  stages         decide data evaluate train cost serve hosted axolotl ...
+                                           one module per stage of the playbook; a stage may use a
+                                           lower stage helper (data uses quality and dataload)
+  identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
+  shared         records models prompts plots seeding
+  model builders standins                  stand-in bases of real model families
+  base           stages rundir errors tinymodel   names, files, errors, the embedded tiny model
+Notebooks sit above all of them.
+"""
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "ftplay"
+
+# rank: higher imports lower only. Ranks inside a layer order the few imports within it.
+LAYERS = {
+    "entry": (90, {"cli", "modal_app"}),
+    "refit": (80, {"refit"}),
+    "runner": (70, {"runner"}),
+    "report": (60, {"report"}),
+    "stages": (50, {"decide", "data", "evaluate", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
+    "stage helpers": (40, {"quality", "dataload"}),
+    "identity": (30, {"identity"}),
+    "shared": (20, {"records", "prompts", "models", "plots", "seeding"}),
+    "model builders": (15, {"standins"}),
+    "base": (10, {"stages", "rundir", "errors", "tinymodel", "__init__"}),
+}
+# within a layer, the few imports that are allowed (importer -> imported)
+SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve")}
+# upward imports still to remove: serve's pre-flight moves to its own module on identity, and its sample
+# texts to dataload, once the prompt work in serve.py is in (issue 12 item 4)
+PENDING = {("serve", "refit"), ("serve", "data")}
+
+
+def imports(path, mods=None):
+    """ftplay modules that the module at `path` imports, anywhere in it (module level or in a function)."""
+    mods = mods or {p.stem for p in PKG.glob("*.py")}
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if (node.level == 1 and node.module is None) or (node.level == 0 and node.module == "ftplay"):
+                out |= {a.name for a in node.names if a.name in mods}       # from . import x / from ftplay import x
+            elif node.level == 1:
+                out.add(node.module.split(".")[0])                          # from .x import y
+            elif node.level == 0 and (node.module or "").startswith("ftplay."):
+                out.add(node.module.split(".")[1])                          # from ftplay.x import y
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ftplay.")}
+    return out - {path.stem}
+
+
+def graph():
+    """{module: set of ftplay modules it imports} for every module of the package."""
+    return {p.stem: imports(p) for p in sorted(PKG.glob("*.py"))}
+
+
+def rank(module):
+    for r, members in LAYERS.values():
+        if module in members:
+            return r
+    return None
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in graph() if rank(m) is None] == [], "add the new module to a layer in LAYERS"
+
+
+def test_imports_point_down():
+    upward = [f"{m} ({rank(m)}) imports {d} ({rank(d)})" for m, deps in graph().items() for d in sorted(deps)
+              if rank(d) is not None and rank(m) is not None and rank(d) >= rank(m) and (m, d) not in SIDEWAYS | PENDING]
+    assert upward == []
+
+
+def test_no_import_loop():
+    g = graph()
+    state, loops = {}, []
+
+    def visit(m, path):
+        state[m] = "open"
+        for d in sorted(g.get(m, ())):
+            if state.get(d) == "open":
+                loops.append(" -> ".join(path[path.index(d):] + [d]))
+            elif d not in state:
+                visit(d, path + [d])
+        state[m] = "done"
+
+    for m in g:
+        if m not in state:
+            visit(m, [m])
+    assert loops == []
+
+
+def test_serving_and_the_runner_stand_on_identity_not_refit():
+    g = graph()
+    assert "refit" not in g["runner"]
+    assert "refit" not in g["serve"] or ("serve", "refit") in PENDING
+    assert "identity" in g["runner"] and "identity" in g["refit"]
+
+
+def test_the_graph_reads_function_level_imports(tmp_path):
+    src = tmp_path / "x.py"
+    src.write_text("from . import a\nfrom .b import c\ndef f():\n    from . import d, e\n    from ftplay import g\n"
+                   "    from ftplay.h import i\n    import ftplay.j\n")
+    assert imports(src, mods={"a", "d", "e", "g"}) == {"a", "b", "d", "e", "g", "h", "j"}
