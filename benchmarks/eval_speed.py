@@ -14,7 +14,7 @@ import random
 import time
 from pathlib import Path
 
-from ftplay import data, evaluate, models, rundir
+from ftplay import data, evaluate, models, prompts, rundir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def main():
     texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
     model = models.load_model(ref, adapter)
     model.eval()
-    sp = data.DEFAULT_SYSTEM_PROMPT
+    sp = prompts.DEFAULT_SYSTEM_PROMPT
     methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size),
                "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size)}
     print(f"{len(rows)} rows, {len(labels)} labels, adapter={adapter}, {torch.get_num_threads()} threads")

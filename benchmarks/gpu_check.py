@@ -28,7 +28,7 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ftplay import data, models, train  # noqa: E402
+from ftplay import data, models, prompts, train  # noqa: E402
 
 MODES = {"4bit": True, "16bit": False}
 # What the GPU box reports for an SM 90 card; the dry run pretends to be one.
@@ -41,7 +41,7 @@ def conversations(n, path=ROOT / "data" / "tickets_raw.csv"):
     with open(path, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["text"].strip() and r["label"].strip()]
     labels = sorted({r["label"] for r in rows})
-    return [data.to_messages(r["text"], labels, r["label"]) for r in rows[:n]]
+    return [prompts.messages(r["text"], labels, r["label"]) for r in rows[:n]]
 
 
 def recipe(four, args):

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftplay import data, evaluate, models, serve
+from ftplay import models, prompts, serve
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
     first = next(iter(adapters.values()))
     texts, _ = serve.sample_texts(args.run or work, n=max(args.requests, args.hf_prompts))
     labels = serve.adapter_meta(first)["labels"] if (Path(first) / "ftplay_adapter.json").exists() else ["other"]
-    prompts = [evaluate.build_messages(t, labels, data.DEFAULT_SYSTEM_PROMPT) for t in texts]
+    convs = [prompts.messages(t, labels, system_prompt=prompts.DEFAULT_SYSTEM_PROMPT) for t in texts]
     cfg = serve.ServeConfig(ref.path, adapters, python=args.python)
     print("config:", json.dumps({"backend": cfg.backend, "adapters": adapters, "requests": args.requests,
                                  "concurrency": args.concurrency, "max_tokens": args.max_tokens,
@@ -61,9 +61,9 @@ def main():
         out = {}
         with serve.Server(cfg, work) as srv:
             print(f"vLLM ready after {srv.startup_s} s (FTPLAY_VLLM_CPU_LORA={os.environ.get('FTPLAY_VLLM_CPU_LORA', '1')})")
-            serve.load_test(srv.url, ["base", *adapters], prompts[:8], 16, 8, 4)  # warm-up
+            serve.load_test(srv.url, ["base", *adapters], convs[:8], 16, 8, 4)  # warm-up
             for name, mix in mixes:
-                out[name] = r = serve.load_test(srv.url, mix, prompts[:args.requests], args.requests,
+                out[name] = r = serve.load_test(srv.url, mix, convs[:args.requests], args.requests,
                                                 args.concurrency, args.max_tokens, max_seconds=300)
                 print(f"vLLM {name:<8} {r['requests']} req, {r['errors']} errors, {r['tokens_per_s']} tok/s, "
                       f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms")
@@ -83,8 +83,7 @@ def main():
     torch.set_num_threads(args.threads)
     tok = models.load_tokenizer(ref)
     model = models.load_model(ref)
-    ids = [tok(tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False), return_tensors="pt",
-               add_special_tokens=False) for m in prompts[:args.hf_prompts]]
+    ids = [{"input_ids": torch.tensor([prompts.prompt_ids(tok, m)])} for m in convs[:args.hf_prompts]]
     with torch.no_grad():
         model.generate(**ids[0], max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)  # warm-up
         t0, n = time.perf_counter(), 0

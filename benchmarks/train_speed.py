@@ -51,11 +51,11 @@ def flops_per_token(cfg_json, lora_params, avg_len, trained_share):
 
 
 def worker_ftplay(model_dir, train_file, out_dir):
-    from ftplay import data, models, train
+    from ftplay import data, models, prompts, train
 
     rows = data.load(train_file, "chat")
     labels = sorted({r["label"] for r in rows})
-    convs = [data.to_messages(r["text"], labels, r["label"]) for r in rows]
+    convs = [prompts.messages(r["text"], labels, r["label"]) for r in rows]
     ref = models.resolve(model_dir)
     cfg = train.recipe_for("embedded", {"engine": "trl", "load_in_4bit": False, "num_epochs": 1.0,
                                         "logging_steps": 10, "save_steps": 0})

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftplay import rundir
+from ftplay import prompts, rundir
 from ftplay.errors import ConfigError, DataError, check
 from ftplay.quality import (audit, components, find_conflicts, find_exact_duplicates,  # noqa: F401
                             find_near_duplicates, find_pii, find_trivial, luhn_ok, near_pairs,
@@ -26,7 +26,6 @@ from ftplay.quality import (audit, components, find_conflicts, find_exact_duplic
 log = logging.getLogger(__name__)
 
 TEXT_FIELD, LABEL_FIELD = "text", "label"
-DEFAULT_SYSTEM_PROMPT = "You triage customer support tickets. Answer with exactly one category: {labels}."
 FORMATS = ("auto", "csv", "instruction", "chat")
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS = 50          # per file; a file broken on every line is reported by its first 50 problems
@@ -343,21 +342,6 @@ def _load_jsonl(path, text, fmt, probs):
 
 
 # =========================================================================== conversions
-def to_messages(text, labels, label=None, system_prompt=DEFAULT_SYSTEM_PROMPT):
-    """Chat messages for one ticket: system (with the label list), user text, and the label if given."""
-    msgs = [{"role": "system", "content": system_prompt.format(labels=", ".join(labels))},
-            {"role": "user", "content": text}]
-    if label is not None:
-        msgs.append({"role": "assistant", "content": label})
-    return msgs
-
-
-def to_instruction(row, labels, system_prompt=DEFAULT_SYSTEM_PROMPT):
-    """Alpaca-style record: instruction = system prompt, input = ticket text, output = label."""
-    return {"instruction": system_prompt.format(labels=", ".join(labels)), "input": row["text"],
-            "output": row["label"]}
-
-
 def from_chat(messages):
     """(text, label) of a chat: the last user turn and the last assistant turn."""
     text = next(m["content"] for m in reversed(messages) if m["role"] == "user")
@@ -370,18 +354,14 @@ def write_jsonl(path, rows):
     return rundir.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def token_lengths(rows, tokenizer, labels, system_prompt=DEFAULT_SYSTEM_PROMPT):
-    """Tokens of each row's full chat rendering (with its label); None when there is no tokenizer."""
+def token_lengths(rows, tokenizer, labels, system_prompt=None):
+    """Tokens of each row's full chat rendering (with its label), as training tokenizes it; None
+    when there is no tokenizer."""
     if tokenizer is None:
         return None
-    out = []
-    for r in rows:
-        ids = tokenizer.apply_chat_template(to_messages(r["text"], labels, r["label"], system_prompt),
-                                            tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        out.append(len(ids))
-    return out
+    return [len(prompts.encode(tokenizer, prompts.render(tokenizer, prompts.messages(r["text"], labels, r["label"],
+                                                                                        system_prompt=system_prompt))))
+            for r in rows]
 
 
 # =========================================================================== split
@@ -478,7 +458,7 @@ def _pct(values, q):
     return s[min(len(s) - 1, int(math.ceil(q / 100 * len(s))) - 1)] if s else None
 
 
-def curate(cfg, tokenizer=None, out_dir=None, system_prompt=DEFAULT_SYSTEM_PROMPT):
+def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     """Load, check, drop, split (or audit the given split) and describe the data; see the module docstring.
 
     With `out_dir`, writes train/heldout/production.jsonl (chat records with "id"), data_card.json and
@@ -643,12 +623,12 @@ def _check_labels(cfg, rows, labels):
                           f"{len(labels)} labels; need at least {need} (2 per label) to train and evaluate")
 
 
-def write_curated(cur, out_dir, system_prompt=DEFAULT_SYSTEM_PROMPT):
+def write_curated(cur, out_dir, system_prompt=None):
     """Write the splits as chat JSONL ({"id", "messages"}), data_card.json and tables.json into out_dir."""
     out_dir = Path(out_dir)
     for name in ("train", "heldout", "production"):
         write_jsonl(out_dir / f"{name}.jsonl",
-                    [{"id": r["id"], "messages": to_messages(r["text"], cur.labels, r["label"], system_prompt)}
+                    [{"id": r["id"], "messages": prompts.messages(r["text"], cur.labels, r["label"], system_prompt=system_prompt)}
                      for r in getattr(cur, name)])
     rundir.write_json(out_dir / "tables.json", cur.tables)
     rundir.write_json(out_dir / "data_card.json", {**cur.report, "labels_list": cur.labels})

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import prompts
+
 log = logging.getLogger(__name__)
 
 
@@ -19,15 +21,6 @@ class Prediction:
 
 
 # ---------------------------------------------------------------- prompts
-def build_messages(text, labels, system_prompt, shots=()):
-    """Chat messages for one ticket: system prompt, optional (text, label) shots, the ticket."""
-    msgs = [{"role": "system", "content": system_prompt.format(labels=", ".join(labels))}]
-    for shot_text, shot_label in shots:
-        msgs += [{"role": "user", "content": shot_text}, {"role": "assistant", "content": shot_label}]
-    msgs.append({"role": "user", "content": text})
-    return msgs
-
-
 class ShotPicker:
     """Few-shot examples: `fixed` (one per label, same for every ticket) or `retrieved`
     (the k nearest training tickets by TF-IDF cosine, per ticket)."""
@@ -67,14 +60,12 @@ class LabelScorer:
                  name="scoring"):
         self.model, self.tok, self.labels = model, tokenizer, list(labels)
         self.system_prompt, self.shots, self.bs, self.name = system_prompt, shots, batch_size, name
-        end = tokenizer.eos_token or ""
-        self.cand = [tokenizer(l + end, add_special_tokens=False)["input_ids"] for l in self.labels]
+        how = prompts.plan(tokenizer)  # each label's tokens in context, as training produced them
+        self.cand = [prompts.answer_ids(tokenizer, l, how) for l in self.labels]
 
     def _prompt_ids(self, text):
         shots = self.shots(text) if self.shots else ()
-        msgs = build_messages(text, self.labels, self.system_prompt, shots)
-        return self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                            return_dict=False)
+        return prompts.prompt_ids(self.tok, prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots))
 
     def _tree(self):
         """The candidates' tokens that predict a next one, flattened: token, owner label, offset,
@@ -166,17 +157,16 @@ class Generator:
 
         preds = [None] * len(texts)
         self.tok.padding_side = "left"
-        prompts = [self.tok.apply_chat_template(
-            build_messages(t, self.labels, self.system_prompt, self.shots(t) if self.shots else ()),
-            add_generation_prompt=True, tokenize=False) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+        ids = [prompts.prompt_ids(self.tok, prompts.messages(t, self.labels, system_prompt=self.system_prompt,
+                                                             shots=self.shots(t) if self.shots else ()))
+               for t in texts]
+        gen_cfg = prompts.greedy_config(self.tok, self.max_new_tokens)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         for s in range(0, len(order), self.bs):
             idx = order[s: s + self.bs]
-            enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
             with torch.no_grad():
-                gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          pad_token_id=self.tok.pad_token_id,
-                                          eos_token_id=self.tok.eos_token_id)
+                gen = self.model.generate(**enc, generation_config=gen_cfg)
             for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
                 raw = self.tok.decode(row, skip_special_tokens=True)
                 lab = parse_label(raw, self.labels)
@@ -189,24 +179,22 @@ class EndpointPredictor:
     answer is restricted to the label set by a JSON schema (an enum), so it is always valid."""
 
     def __init__(self, client, model, labels, system_prompt, shots=None, structured=True,
-                 max_tokens=16, concurrency=8, name=None):
+                 max_tokens=16, concurrency=8, name=None, extra_body=None):
         self.client, self.model, self.labels = client, model, list(labels)
         self.system_prompt, self.shots, self.structured = system_prompt, shots, structured
         self.max_tokens, self.concurrency, self.name = max_tokens, concurrency, name or model
+        self.extra_body = extra_body  # e.g. serve.Client.extra_body() for ftplay's own vLLM server
 
     def _one(self, text):
-        msgs = build_messages(text, self.labels, self.system_prompt, self.shots(text) if self.shots else ())
-        kw = {}
-        if self.structured:
-            kw["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "triage", "strict": True, "schema": {
-                    "type": "object", "properties": {"label": {"type": "string", "enum": self.labels}},
-                    "required": ["label"], "additionalProperties": False}}}
+        msgs = prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=self.shots(text) if self.shots else ())
+        kw = {"response_format": prompts.label_schema(self.labels)} if self.structured else {}
+        if self.extra_body:
+            kw["extra_body"] = self.extra_body
         r = self.client.chat.completions.create(model=self.model, messages=msgs, temperature=0,
                                                 max_tokens=self.max_tokens + (24 if self.structured else 0),
                                                 **kw)
         raw = r.choices[0].message.content or ""
-        lab = parse_label(raw, self.labels)
+        lab = (prompts.parse_structured(raw, self.labels) if self.structured else None) or parse_label(raw, self.labels)
         return Prediction(lab, 1.0 if lab else 0.0, raw)
 
     def predict(self, texts):

@@ -22,7 +22,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import models, refit, tinymodel
+from . import models, prompts, refit, tinymodel
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -517,24 +517,35 @@ class Client:
                                     f"{self.models()}. Load it (load_adapter) or fix the model name",
                                     "HTTP 404 unknown model") from None
 
+    @staticmethod
+    def extra_body(**more):
+        """What every request to ftplay's server adds: the template arguments training rendered with
+        (prompts.TEMPLATE_KWARGS: a fixed date) and no repetition penalty from the model's
+        generation_config (Qwen2.5 ships 1.05), so a greedy answer is transformers' greedy answer."""
+        return {"chat_template_kwargs": dict(prompts.TEMPLATE_KWARGS), "repetition_penalty": 1.0, **more}
+
     def chat(self, model, messages, max_tokens=8, **kw):
-        """Greedy chat completion (temperature 0 unless given)."""
+        """Greedy chat completion (temperature 0 unless given), rendered by the server with the
+        model's own template and prompts.TEMPLATE_KWARGS."""
         kw.setdefault("temperature", 0)
+        kw["extra_body"] = self.extra_body(**kw.get("extra_body", {}))
         return self._call(self.openai.chat.completions.create, model, messages=messages, max_tokens=max_tokens, **kw)
 
     def complete(self, model, prompt, max_tokens=8, **kw):
-        """Greedy text completion of an already rendered prompt."""
+        """Greedy completion of an already rendered prompt: token ids (exact, as prompts.prompt_ids
+        gives them) or text (then the server tokenizes it without adding a second BOS)."""
         kw.setdefault("temperature", 0)
-        return self._call(self.openai.completions.create, model, prompt=prompt, max_tokens=max_tokens, **kw)
+        body = {"repetition_penalty": 1.0, **kw.pop("extra_body", {})}
+        if isinstance(prompt, str):
+            body.setdefault("add_special_tokens", False)
+        return self._call(self.openai.completions.create, model, prompt=prompt, max_tokens=max_tokens,
+                          extra_body=body, **kw)
 
     def classify(self, model, messages, labels, mode="json_schema", max_tokens=32):
         """The answer restricted to `labels`: `json_schema` (OpenAI response_format, {"label": enum},
         what evaluate.EndpointPredictor sends) or `choice` (vLLM's structured_outputs). Returns (label, raw)."""
         if mode == "json_schema":
-            kw = {"response_format": {"type": "json_schema", "json_schema": {
-                "name": "triage", "strict": True, "schema": {
-                    "type": "object", "properties": {"label": {"type": "string", "enum": list(labels)}},
-                    "required": ["label"], "additionalProperties": False}}}}
+            kw = {"response_format": prompts.label_schema(labels)}
         elif mode == "choice":
             kw = {"extra_body": {"structured_outputs": {"choice": list(labels)}}}
         else:
@@ -542,11 +553,7 @@ class Client:
         raw = self.chat(model, messages, max_tokens=max_tokens, **kw).choices[0].message.content or ""
         if mode == "choice":
             return (raw if raw in labels else None), raw
-        try:
-            label = json.loads(raw).get("label")
-        except (ValueError, AttributeError):
-            label = None
-        return (label if label in labels else None), raw
+        return prompts.parse_structured(raw, labels), raw
 
     def _post(self, route, payload):
         import httpx
@@ -568,32 +575,34 @@ class Client:
 
 
 # ---------------------------------------------------------------- parity
-def _hf_greedy(model, tok, text, max_tokens):
+def _hf_greedy(model, tok, ids, max_tokens):
     import torch
 
-    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    x = torch.tensor([ids])
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id)
-    return out[0, ids["input_ids"].shape[1]:].tolist()
+        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x),
+                             generation_config=prompts.greedy_config(tok, max_tokens))
+    return out[0, x.shape[1]:].tolist()
 
 
-def _strip_eos(ids, eos):
-    return ids[:-1] if ids and ids[-1] == eos else ids
+def _strip_eos(ids, stop):
+    return ids[:-1] if ids and ids[-1] in stop else ids
 
 
-def parity(ref, adapters, client, prompts, max_tokens=8, base_name="base"):
+def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base"):
     """Greedy answers from transformers + PEFT in-process (float32) against the server's, token by token.
 
-    `prompts` are chat message lists. Each is rendered with the base's chat template and sent to
-    /v1/completions as text (token ids compared) and as messages to /v1/chat/completions (token ids
-    compared too). Returns {"models": {name: {"prompts", "exact", "token_agreement", "chat_exact",
+    `conversations` are chat message lists. Each is rendered by prompts.prompt_ids (the ids training and
+    scoring use) and sent to /v1/completions as those token ids, and as messages to
+    /v1/chat/completions, where the server renders them with its own copy of the template (token
+    ids compared for both). Returns {"models": {name: {"prompts", "exact", "token_agreement", "chat_exact",
     "first_mismatch"}}, "ok": bool}; the end-of-turn token is ignored (vLLM does not return it).
     """
     from peft import PeftModel
 
     tok = models.load_tokenizer(ref)
-    texts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
+    texts = [prompts.prompt_ids(tok, m) for m in conversations]
+    stop = prompts.end_of_turn_ids(tok)
     base = models.load_model(ref)
     names = list(adapters)
     model = base
@@ -615,13 +624,13 @@ def parity(ref, adapters, client, prompts, max_tokens=8, base_name="base"):
         exact = chat_exact = agree = total = 0
         first = None
         with ctx:
-            for msgs, text in zip(prompts, texts):
-                hf = _strip_eos(_hf_greedy(model, tok, text, max_tokens), tok.eos_token_id)
+            for msgs, text in zip(conversations, texts):
+                hf = _strip_eos(_hf_greedy(model, tok, text, max_tokens), stop)
                 c = client.complete(name, text, max_tokens=max_tokens, extra_body={"return_token_ids": True,
                                                                                    "skip_special_tokens": False})
-                served = _strip_eos(list(getattr(c.choices[0], "token_ids", None) or []), tok.eos_token_id)
+                served = _strip_eos(list(getattr(c.choices[0], "token_ids", None) or []), stop)
                 ch = client.chat(name, msgs, max_tokens=max_tokens, extra_body={"return_token_ids": True})
-                served_chat = _strip_eos(list(getattr(ch.choices[0], "token_ids", None) or []), tok.eos_token_id)
+                served_chat = _strip_eos(list(getattr(ch.choices[0], "token_ids", None) or []), stop)
                 n = max(len(hf), len(served))
                 agree += sum(a == b for a, b in zip(hf, served))
                 total += n
@@ -631,7 +640,7 @@ def parity(ref, adapters, client, prompts, max_tokens=8, base_name="base"):
                     first = {"prompt": msgs[-1]["content"], "transformers": tok.decode(hf),
                              "completions": c.choices[0].text, "chat": ch.choices[0].message.content,
                              "transformers_ids": hf, "completions_ids": served, "chat_ids": served_chat}
-        result[name] = {"prompts": len(prompts), "exact": exact, "chat_exact": chat_exact,
+        result[name] = {"prompts": len(conversations), "exact": exact, "chat_exact": chat_exact,
                         "token_agreement": round(agree / total, 4) if total else 1.0, "first_mismatch": first}
     ok = all(r["exact"] == r["prompts"] == r["chat_exact"] for r in result.values())
     return {"ok": ok, "max_tokens": max_tokens, "models": result}
@@ -667,7 +676,7 @@ def _summary(rows, seconds):
             "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)}
 
 
-async def _load(url, models_, prompts, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
+async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
     import httpx
 
     sem = asyncio.Semaphore(concurrency)
@@ -677,7 +686,7 @@ async def _load(url, models_, prompts, n, concurrency, max_tokens, api_key, max_
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=max_seconds) as http:
         async def one(i):
-            model, msgs = models_[i % len(models_)], prompts[i % len(prompts)]
+            model, msgs = models_[i % len(models_)], conversations[i % len(conversations)]
             async with sem:
                 row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0}
                 if time.perf_counter() > deadline:
@@ -688,7 +697,7 @@ async def _load(url, models_, prompts, n, concurrency, max_tokens, api_key, max_
                 try:
                     r = await http.post("/v1/chat/completions", json={
                         "model": model, "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
-                        "ignore_eos": ignore_eos}, timeout=max(1.0, deadline - t0))
+                        "ignore_eos": ignore_eos, **Client.extra_body()}, timeout=max(1.0, deadline - t0))
                     row["ms"] = (time.perf_counter() - t0) * 1000
                     if r.status_code != 200:
                         row["error"] = f"HTTP {r.status_code}: {r.text[:200]}"
@@ -715,10 +724,10 @@ def _run_async(coro):
         return ex.submit(asyncio.run, coro).result()
 
 
-def load_test(url, models_, prompts, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
+def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
               max_seconds=300.0, ignore_eos=True):
     """Send `n_requests` chat requests, `concurrency` at a time, cycling through `models_` (base and
-    adapters mixed) and `prompts` (message lists); stops sending after `max_seconds`.
+    adapters mixed) and `conversations` (message lists); stops sending after `max_seconds`.
 
     tokens_per_s is completion tokens over wall time (the server's throughput); per-model
     `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
@@ -727,10 +736,10 @@ def load_test(url, models_, prompts, n_requests=60, concurrency=16, max_tokens=8
     LoRA's cost, so this understates the overhead a base-only vs adapter-only comparison shows.
     `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable.
     """
-    if n_requests < 1 or concurrency < 1 or not models_ or not prompts:
-        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and prompts")
+    if n_requests < 1 or concurrency < 1 or not models_ or not conversations:
+        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and conversations")
     url = url.rstrip("/").removesuffix("/v1")
-    rows, seconds = _run_async(_load(url, list(models_), list(prompts), n_requests, concurrency, max_tokens,
+    rows, seconds = _run_async(_load(url, list(models_), list(conversations), n_requests, concurrency, max_tokens,
                                       api_key, max_seconds, ignore_eos))
     out = _summary(rows, seconds)
     out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens,
@@ -765,7 +774,7 @@ def make_test_adapter(ref, out, r=8, seed=0, modules_to_save=None, labels=None, 
         modules_to_save=modules_to_save, task_type="CAUSAL_LM"))
     model.save_pretrained(str(out))
     meta = {"base": asdict(ref), "template_hash": models.template_hash(tok), "labels": labels,
-            "system_prompt": system_prompt or data.DEFAULT_SYSTEM_PROMPT,
+            "system_prompt": system_prompt or prompts.DEFAULT_SYSTEM_PROMPT,
             "vocab_size": model.get_base_model().config.vocab_size}
     (out / "ftplay_adapter.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from . import prompts
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _cpu_name():
 
 
 def resolve_engine(cfg):
-    """(engine, load_in_4bit, reasons): what will actually run, with the reason for each choice."""
+    """(engine, load_in_4bit, optimizer, reasons): what will actually run, with the reason for each choice."""
     reasons = []
     has_unsloth = importlib.util.find_spec("unsloth") is not None
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
@@ -160,13 +161,14 @@ def _cuda():
 
 # ---------------------------------------------------------------- data
 def tokenize_chat(tokenizer, messages_list, max_seq_len):
-    """input_ids and labels (-100 outside assistant turns) for each conversation, via the
-    template's generation markers. Raises naming the cause when the mask is broken."""
+    """input_ids and labels (-100 except on the answer and its end-of-turn token) for each
+    conversation, in the base model's own template (prompts.training_example: its generation
+    markers, TRL's training variant, or the rendering difference). Raises naming the cause when
+    the mask is broken."""
     rows, truncated = [], 0
+    how = prompts.plan(tokenizer)
     for msgs in messages_list:
-        out = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
-        ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+        ids, mask = prompts.training_example(tokenizer, msgs, how)
         if len(ids) > max_seq_len:
             truncated += 1
             if not any(mask[:max_seq_len]):
@@ -185,13 +187,19 @@ def check_mask(tokenizer, rows):
     """Fail loudly instead of training on a broken loss mask."""
     problems = []
     if not any(l != -100 for r in rows for l in r["labels"]):
-        problems.append("no token is trained: the chat template has no {% generation %} markers, so the "
-                        "assistant mask is all zero; use a template with generation markers")
+        problems.append("no token is trained: the assistant mask is all zero; check that every conversation "
+                        "ends with a non-empty assistant answer and that the chat template renders it")
     eos = tokenizer.eos_token_id
     if eos is not None and rows and not any(eos in [l for l in r["labels"] if l != -100] for r in rows):
         why = " (pad equals EOS and was masked)" if tokenizer.pad_token_id == eos else ""
         problems.append(f"the end-of-turn token {tokenizer.eos_token!r} is never trained{why}: the model "
-                        "would not learn to stop; put it inside the template's generation block")
+                        "would not learn to stop; the template's generation block (or the rendered answer) "
+                        "must end with it")
+    bos = tokenizer.bos_token_id
+    if bos is not None and any(list(r["input_ids"][:2]) == [bos, bos] for r in rows):
+        problems.append(f"a sequence starts with two BOS tokens ({tokenizer.bos_token!r} x2): the chat template "
+                        "writes BOS and the tokenizer added another; tokenize rendered text with "
+                        "add_special_tokens=False (prompts.encode)")
     for r in rows[:50]:
         trained = [t for t, l in zip(r["input_ids"], r["labels"]) if l != -100]
         if len(trained) > 0.5 * len(r["input_ids"]):

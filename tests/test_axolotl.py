@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ftplay import axolotl as ax
-from ftplay import data, train
+from ftplay import data, prompts, train
 from ftplay.errors import ConfigError, FtplayError
 
 # pip's words when the package registry cannot be reached: only then is the validator test skipped.
@@ -20,7 +20,7 @@ OFFLINE = re.compile(r"NewConnectionError|Max retries exceeded|Temporary failure
 def run(tmp_path):
     """A run directory as notebook 02 leaves it, and a local model folder (config.json is enough)."""
     for name in ("train", "heldout"):
-        rows = [{"id": f"{name}-{i}", "messages": data.to_messages(t, ["billing", "bug"], l)}
+        rows = [{"id": f"{name}-{i}", "messages": prompts.messages(t, ["billing", "bug"], l)}
                 for i, (t, l) in enumerate([("card charged twice", "billing"), ("app crashes", "bug")])]
         data.write_jsonl(tmp_path / "data" / f"{name}.jsonl", rows)
     model = tmp_path / "model"

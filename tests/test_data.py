@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ftplay import data, quality
+from ftplay import data, prompts, quality
 from ftplay.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,16 +179,16 @@ def test_malformed_file_is_reported_with_file_line_field(name, tmp_path):
 def test_conversion_round_trip(tmp_path):
     labels = ["billing", "bug"]
     rows = rows_of(("My card was charged twice, see #123.", "billing"), ("App crashes\non start", "bug"))
-    msgs = data.to_messages(rows[0]["text"], labels, "billing")
-    assert msgs[0] == {"role": "system", "content": data.DEFAULT_SYSTEM_PROMPT.format(labels="billing, bug")}
+    msgs = prompts.messages(rows[0]["text"], labels, "billing")
+    assert msgs[0] == {"role": "system", "content": prompts.DEFAULT_SYSTEM_PROMPT.format(labels="billing, bug")}
     assert data.from_chat(msgs) == (rows[0]["text"], "billing")
-    assert len(data.to_messages("x", labels)) == 2
-    data.write_jsonl(tmp_path / "i.jsonl", [data.to_instruction(r, labels) for r in rows])
+    assert len(prompts.messages("x", labels)) == 2
+    data.write_jsonl(tmp_path / "i.jsonl", [prompts.instruction(r, labels) for r in rows])
     inst = data.load(tmp_path / "i.jsonl")                        # auto-detected as instruction
-    data.write_jsonl(tmp_path / "c.jsonl", [{"messages": data.to_messages(r["text"], labels, r["label"])}
+    data.write_jsonl(tmp_path / "c.jsonl", [{"messages": prompts.messages(r["text"], labels, r["label"])}
                                             for r in inst])
     chat = data.load(tmp_path / "c.jsonl")                        # auto-detected as chat
-    data.write_jsonl(tmp_path / "i2.jsonl", [data.to_instruction(r, labels) for r in chat])
+    data.write_jsonl(tmp_path / "i2.jsonl", [prompts.instruction(r, labels) for r in chat])
     back = data.load(tmp_path / "i2.jsonl", format="instruction")
     assert [(r["text"], r["label"]) for r in back] == [(r["text"], r["label"]) for r in rows]
     assert (tmp_path / "i.jsonl").read_bytes() == (tmp_path / "i2.jsonl").read_bytes()
@@ -274,10 +274,15 @@ def test_planted_trivial_and_pii_found(sample):
 
 
 class _WordTokenizer:
-    """Stand-in for a HF tokenizer: one token per whitespace-separated word of the rendering."""
+    """Stand-in for a HF tokenizer: one token per whitespace-separated word of the rendering,
+    which wraps each message in two marker words."""
+    bos_token_id = None
 
-    def apply_chat_template(self, messages, tokenize=True):
-        return list(range(sum(len(m["content"].split()) + 2 for m in messages)))
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False, **kw):
+        return " ".join(f"<m> {m['content']} </m>" for m in messages)
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": list(range(len(text.split())))}
 
 
 @needs_sample

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ftplay import evaluate
+from ftplay import evaluate, prompts
 from ftplay.evaluate import Prediction
 
 LABELS = ["billing", "bug", "shipping", "card_arrival"]
@@ -13,7 +13,7 @@ def _naive_logprobs(model, tok, text):
     """Each candidate scored by its own full forward pass: slow, obviously right."""
     import torch
 
-    prompt = tok.apply_chat_template(evaluate.build_messages(text, LABELS, SYS), add_generation_prompt=True,
+    prompt = tok.apply_chat_template(prompts.messages(text, LABELS, system_prompt=SYS), add_generation_prompt=True,
                                      tokenize=True, return_dict=False)
     out = []
     for lab in LABELS:

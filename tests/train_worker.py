@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from ftplay import data, models, train
+from ftplay import data, models, prompts, train
 
 TEXTS = [("I was charged twice for my plan", "billing"), ("the app crashes when I upload", "bug"),
          ("please refund my last invoice", "billing"), ("the export button does nothing", "bug"),
@@ -17,7 +17,7 @@ TEXTS = [("I was charged twice for my plan", "billing"), ("the app crashes when 
 
 
 def conversations():
-    return [data.to_messages(f"{t} (ticket {i})", ["billing", "bug"], l) for i in range(6) for t, l in TEXTS]
+    return [prompts.messages(f"{t} (ticket {i})", ["billing", "bug"], l) for i in range(6) for t, l in TEXTS]
 
 
 if __name__ == "__main__":
