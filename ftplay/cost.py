@@ -129,7 +129,7 @@ def self_hosted_per_m(price_per_hour, tokens_per_s, utilisation):
 
 
 def _rates(cfg, escalation):
-    """Per option: (monthly floor $, $ per request)."""
+    """{option: (floor $/month, GPU $ per request above the floor, per-token $ per request)}."""
     tokens = cfg.input_tokens_per_request + cfg.output_tokens_per_request
     hosted = (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m
               + cfg.output_tokens_per_request * cfg.hosted_price_out_per_m) / 1e6
@@ -142,7 +142,7 @@ def _rates(cfg, escalation):
                                            + cfg.output_tokens_per_request * cfg.hosted_ft_price_out_per_m) / 1e6)}
     if escalation is not None:
         out["routed"] = (floor, own, escalation * hosted)
-    return out   # name: (floor $/month, GPU $/request above the floor, per-token $/request)
+    return out
 
 
 def monthly(cfg, option, requests=None, escalation=None):

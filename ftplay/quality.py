@@ -236,15 +236,6 @@ def _minhash(h, offsets, num_perm=NUM_PERM, seed=1, chunk=1 << 19):
                 sig[part, p] = np.minimum.reduceat(buf, starts)
         lo = hi
     return sig
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-    starts = offsets[:-1][nonempty]
-    with np.errstate(over="ignore"):
-        for p in range(num_perm):
-            v = ((h * a[p] + b[p]) >> np.uint64(32)).astype(np.uint32)
-            sig[nonempty, p] = np.minimum.reduceat(v, starts)
-    return sig
 
 
 def _candidate_pairs(sig, bands=BANDS):

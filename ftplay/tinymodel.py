@@ -5,8 +5,10 @@ export with Qwen2's exact normalizer and pre-tokenizer (so `AutoTokenizer`, whic
 pre-tokenizer, tokenizes exactly as trained), with the label words guaranteed single tokens. The
 chat template is Qwen's ChatML with `{% generation %}` markers around each assistant turn and its
 `<|im_end|>`, so assistant-only loss trains the answer and the end-of-turn token. The weights are
-randomly initialised from a seed: the base model knows nothing, which is what makes the playbook's
-"beat the base" gate meaningful on a laptop. Same inputs give the same files (checked by hash).
+initialised from a seed, then briefly pretrained (next-token loss, `pretrain_epochs` passes) on
+data/pretrain_corpus.txt, ticket-like text that shares no row with the export or the production
+samples: the base model reads the domain but was never taught the labels, which is what makes the
+playbook's "beat the base" gate meaningful on a laptop. Same inputs give the same files (checked by hash).
 """
 import csv
 import math

@@ -109,3 +109,37 @@ def test_the_graph_reads_function_level_imports(tmp_path):
     src.write_text("from . import a\nfrom .b import c\ndef f():\n    from . import d, e\n    from ftplay import g\n"
                    "    from ftplay.h import i\n    import ftplay.j\n")
     assert imports(src, mods={"a", "d", "e", "g"}) == {"a", "b", "d", "e", "g", "h", "j"}
+
+
+# imported but installed elsewhere on purpose
+NOT_DECLARED = {"axolotl": "validated in its own throw-away environment (ftplay/axolotl.py)",
+                "toml": "modal_app's fallback where tomllib is missing (Python < 3.11)"}
+
+
+def test_every_third_party_import_is_declared():
+    """Every package the package or a notebook imports is a dependency or an extra in pyproject.toml."""
+    import re
+    import sys
+    import tomllib
+    from importlib import metadata
+
+    import nbformat
+
+    project = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["project"]
+    norm = lambda name: name.lower().replace("_", "-")  # noqa: E731
+    declared = {norm(re.split(r"[=<>\[; ]", d)[0])
+                for d in project["dependencies"] + sum(project["optional-dependencies"].values(), [])}
+    sources = [p.read_text() for p in PKG.glob("*.py")]
+    sources += [c.source for nb in (PKG.parent / "notebooks").glob("*.ipynb")
+                for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == "code"]
+    tops = set()
+    for src in sources:
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Import):
+                tops |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.split(".")[0])
+    dists = metadata.packages_distributions()
+    missing = [m for m in sorted(tops - set(sys.stdlib_module_names) - {"ftplay", "__future__"} - set(NOT_DECLARED))
+               if not {norm(d) for d in dists.get(m, [m])} & declared]
+    assert missing == [], "declare them in pyproject.toml (pinned to the version in .venv) and requirements/train.lock"

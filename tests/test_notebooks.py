@@ -32,9 +32,11 @@ def test_notebook_is_clean_and_parameterised(path):
     assert len(params) == 1, "exactly one cell tagged parameters"
     tree = ast.parse(params[0].source)
     for node in tree.body:
-        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"only assignments: {ast.dump(node)[:80]}"
+        # annotated, so `papermill --help-notebook` shows the type; papermill's parser reads no `|` in an
+        # annotation, and a parameters cell has no imports: an optional one is written `X: "Optional[int]" = None`
+        assert isinstance(node, ast.AnnAssign), f"annotated assignments only: {ast.unparse(node)[:80]}"
         ast.literal_eval(node.value)  # literal values only
-    names = {(n.target if isinstance(n, ast.AnnAssign) else n.targets[0]).id for n in tree.body}
+    names = {n.target.id for n in tree.body}
     assert "RUN_DIR" in names
     lines = [l for l in params[0].source.splitlines() if l.strip()]
     assert all("#" in l for l in lines), "every parameter has a comment"

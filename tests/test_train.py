@@ -17,6 +17,19 @@ def test_config_reports_every_problem_at_once():
     assert e.value.problems and len(e.value.problems) == 5
 
 
+def test_wrong_types_are_config_errors_naming_each_parameter():
+    with pytest.raises(ConfigError) as e:
+        train.TrainConfig(lora_r="16")
+    assert e.value.problems == ["LORA_R='16' (str) must be an int; set it in the parameters cell like LORA_R=16"]
+    with pytest.raises(ConfigError) as e:
+        train.TrainConfig(num_epochs="3", load_in_4bit=1, lora_dropout=None, target_modules="q_proj", max_steps=2.0)
+    assert [p.split("=")[0] for p in e.value.problems] == ["LOAD_IN_4BIT", "LORA_DROPOUT", "TARGET_MODULES", "EPOCHS",
+                                                           "MAX_STEPS"]
+    assert "must be a list of module names" in e.value.problems[2]
+    cfg = train.TrainConfig(num_epochs=3, target_modules=["q_proj"])  # an int is a number, a list a tuple
+    assert cfg.num_epochs == 3 and cfg.target_modules == ("q_proj",)
+
+
 def test_seed_recipe_is_the_documented_default():
     c = train.SEED_RECIPE
     assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.learning_rate, c.num_epochs, c.warmup_ratio) == \
