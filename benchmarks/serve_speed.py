@@ -15,11 +15,14 @@ import argparse
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ftplay import models, prompts, serve
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test adapters
+from adapters import make_test_adapter  # noqa: E402
+from ftplay import identity, models, prompts, serve, serve_checks  # noqa: E402
 
 
 def main():
@@ -46,10 +49,10 @@ def main():
         adapters = serve.resolve_adapters(args.run)
     else:
         adapters = {"ft": args.adapter} if args.adapter else {
-            f"ft{i}": str(serve.make_test_adapter(ref, work / f"adapter{i}", r=16, seed=i)) for i in (1, 2)}
+            f"ft{i}": str(make_test_adapter(ref, work / f"adapter{i}", r=16, seed=i)) for i in (1, 2)}
     first = next(iter(adapters.values()))
     texts, _ = serve.sample_texts(args.run or work, n=max(args.requests, args.hf_prompts))
-    labels = serve.adapter_meta(first)["labels"] if (Path(first) / "ftplay_adapter.json").exists() else ["other"]
+    labels = (identity.read_adapter_meta(first, missing_ok=True) or {"labels": ["other"]})["labels"]
     convs = [prompts.messages(t, labels, system_prompt=prompts.DEFAULT_SYSTEM_PROMPT) for t in texts]
     cfg = serve.ServeConfig(ref.path, adapters, python=args.python)
     print("config:", json.dumps({"backend": cfg.backend, "adapters": adapters, "requests": args.requests,
@@ -61,9 +64,9 @@ def main():
         out = {}
         with serve.Server(cfg, work) as srv:
             print(f"vLLM ready after {srv.startup_s} s (FTPLAY_VLLM_CPU_LORA={os.environ.get('FTPLAY_VLLM_CPU_LORA', '1')})")
-            serve.load_test(srv.url, ["base", *adapters], convs[:8], 16, 8, 4)  # warm-up
+            serve_checks.load_test(srv.url, ["base", *adapters], convs[:8], 16, 8, 4)  # warm-up
             for name, mix in mixes:
-                out[name] = r = serve.load_test(srv.url, mix, convs[:args.requests], args.requests,
+                out[name] = r = serve_checks.load_test(srv.url, mix, convs[:args.requests], args.requests,
                                                 args.concurrency, args.max_tokens, max_seconds=300)
                 print(f"vLLM {name:<8} {r['requests']} req, {r['errors']} errors, {r['tokens_per_s']} tok/s, "
                       f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms")

