@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import models, records, rundir, stages
+from . import models, prompts, records, rundir, stages
 from .errors import ConfigError, check
 
 ADAPTER_META = "ftplay_adapter.json"
@@ -24,7 +24,8 @@ def base_record(ref):
 def write_adapter_meta(adapter_dir, ref, tokenizer, labels, system_prompt, vocab_size=None):
     """Write ftplay_adapter.json beside an adapter: what serving must match (base, template, labels,
     system prompt, vocab size: `len(tokenizer)` unless given); returns the record."""
-    meta = {"base": base_record(ref), "template_hash": models.template_hash(tokenizer), "labels": list(labels),
+    meta = {"base": base_record(ref), "family": models.family(ref), "template_hash": models.template_hash(tokenizer),
+            "template": prompts.describe(tokenizer), "labels": list(labels),
             "system_prompt": system_prompt, "vocab_size": len(tokenizer) if vocab_size is None else vocab_size}
     rundir.write_json(Path(adapter_dir) / ADAPTER_META, meta)
     return meta

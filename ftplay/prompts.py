@@ -101,14 +101,19 @@ def check_bos(ids, tokenizer):
 
 
 def end_of_turn_ids(tokenizer):
-    """Ids that end an assistant turn: the tokenizer's EOS and the model's other stop ids
-    (Llama 3.1 stops on <|eot_id|>, <|eom_id|> and <|end_of_text|>)."""
+    """Ids that end an assistant turn, as vLLM stops on them: the tokenizer's EOS plus the model
+    folder's generation_config eos ids (Llama 3.1: <|end_of_text|>, <|eom_id|>, <|eot_id|>; Qwen2.5:
+    <|im_end|>, <|endoftext|>). Without that file, the usual end-of-turn tokens the tokenizer has
+    as added (special) tokens."""
+    from pathlib import Path
+
     ids = {tokenizer.eos_token_id} - {None}
-    for tok in ("<|eot_id|>", "<|im_end|>", "</s>", "<|end_of_text|>", "<|eom_id|>"):
-        i = tokenizer.convert_tokens_to_ids(tok) if tok in tokenizer.get_vocab() else None
-        if i is not None and i != tokenizer.unk_token_id:
-            ids.add(i)
-    return ids
+    gen = Path(str(getattr(tokenizer, "name_or_path", ""))) / "generation_config.json"
+    if gen.is_file():
+        eos = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
+        return ids | set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    added = {t.content: i for i, t in tokenizer.added_tokens_decoder.items()}
+    return ids | {added[t] for t in ("<|eot_id|>", "<|im_end|>", "</s>", "<|end_of_text|>", "<|eom_id|>") if t in added}
 
 
 # ---------------------------------------------------------------- training masks
@@ -194,6 +199,33 @@ def prefix_preserving(tokenizer):
     return encode(tokenizer, render(tokenizer, msgs))[:len(p := prompt_ids(tokenizer, msgs[:-1]))] == p
 
 
+def template_name(tokenizer):
+    """Which known template the tokenizer carries: a file stem of TRL's originals (`llama3_1`,
+    `qwen2_5`, ...) or of ftplay/templates (`mistral_v0_3`), `ftplay_chatml` for the embedded
+    model's, else None (a template nobody here has seen: still trained by render difference)."""
+    from pathlib import Path
+
+    text = tokenizer.chat_template
+    if not isinstance(text, str):
+        return None
+    from . import tinymodel
+
+    if text == tinymodel.CHAT_TEMPLATE:
+        return "ftplay_chatml"
+    dirs = [Path(__file__).parent / "templates"]
+    try:
+        import trl
+
+        dirs.append(Path(trl.__file__).parent / "chat_templates")
+    except ImportError:
+        pass
+    for d in dirs:
+        for f in sorted(d.glob("*.jinja")):
+            if not f.stem.endswith("_training") and f.read_text(encoding="utf-8") == text:
+                return f.stem
+    return None
+
+
 def describe(tokenizer):
     """What a run records about the template: its identity, how training masks it, and whether a
     rendered training conversation equals the serving prompt plus the answer."""
@@ -202,7 +234,8 @@ def describe(tokenizer):
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else json.dumps(
         tokenizer.chat_template, sort_keys=True)
     how = plan(tokenizer)
-    return {"template_hash": hashlib.sha256((template or "").encode()).hexdigest()[:16], "mask_method": how.method,
+    return {"serving_template": template_name(tokenizer),
+            "template_hash": hashlib.sha256((template or "").encode()).hexdigest()[:16], "mask_method": how.method,
             "training_template_hash": hashlib.sha256(how.mask_template.encode()).hexdigest()[:16]
             if how.mask_template else None,
             "prefix_preserving": prefix_preserving(tokenizer),

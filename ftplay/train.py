@@ -461,7 +461,7 @@ def manifest(result, cfg, ref, meta, train_rows):
 
     return {**asdict(result),
             "base_model": {**identity.base_record(ref), **(models.describe(ref.path) if ref.kind != "hub" else {})},
-            "template_hash": meta["template_hash"], "labels": meta["labels"],
-            "train_fingerprint": rundir.fingerprint_rows(
+            "family": meta.get("family"), "template_hash": meta["template_hash"], "template": meta.get("template"),
+            "labels": meta["labels"], "train_fingerprint": rundir.fingerprint_rows(
                 [{k: r[k] for k in ("id", "text", "label")} for r in train_rows]),
             "train_rows": len(train_rows), "train_ids": [r["id"] for r in train_rows]}
