@@ -284,6 +284,11 @@ def summarise(run_dir, status):
             summary[split][system] = {k: m.get(k) for k in ("accuracy", "macro_f1", "macro_f1_ci")}
     summary["training"] = {k: train.get(k) for k in ("engine", "load_in_4bit", "seconds", "tokens_per_s",
                                                      "train_loss", "eval_loss")}
+    tpl = train.get("template") or {}
+    summary["model"] = {"base": (train.get("base_model") or {}).get("requested"), "family": train.get("family"),
+                        "serving_template": tpl.get("serving_template"), "training_mask": tpl.get("mask_method"),
+                        "training_template_hash": tpl.get("training_template_hash"),
+                        "prefix_preserving": tpl.get("prefix_preserving")}
     summary["serving"] = {k: serve.get(k) for k in ("adapters_served", "load_test")}
     summary["cost"] = cost.get("verdict")
     rep = report.build(run_dir, status)

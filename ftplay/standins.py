@@ -282,3 +282,13 @@ def build(hub_id, root=None, force=False):
     finally:  # also on KeyboardInterrupt
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def note(ref):
+    """What a notebook says about a stand-in base: it proves the path, not the quality ("" otherwise)."""
+    if ref.kind != "standin":
+        return ""
+    fam = family_of(ref.requested)
+    return (f"{ref.requested} is a stand-in: {fam.hub_id}'s real tokenizer, chat template and config conventions "
+            f"({fam.architecture}) on a tiny random body. It proves the path (tokens, loss mask, templates, "
+            f"scoring, serving), not the quality: its scores mean nothing. On a GPU box set MODEL='{fam.hub_id}'.")
