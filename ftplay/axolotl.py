@@ -10,20 +10,40 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import rundir
+from . import prompts, rundir, standins
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
 AXOLOTL_VERSION = "0.21.0"  # the schema the export is checked against (tests/test_axolotl.py)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_REQUIREMENTS = REPO_ROOT / "requirements" / "axolotl-schema.txt"
-# ftplay optimizer -> Axolotl `optimizer` (Hugging Face optim names, so the same strings).
-OPTIMIZERS = {"adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+# ftplay optimizer -> Axolotl `optimizer` (Hugging Face optim names). adamw_bnb_8bit is the seed's
+# spelling of bitsandbytes' 8-bit AdamW; transformers' OptimizerNames calls adamw_8bit "just an alias" of it.
+OPTIMIZERS = {"adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "adamw_torch": "adamw_torch", "adamw_torch_fused": "adamw_torch_fused"}
 # bitsandbytes' 8-bit AdamW breaks on FSDP2's sharded tensors (Axolotl rejects adamw_8bit there and
 # names this one instead): torchao's 8-bit AdamW keeps the memory saving.
 FSDP_OPTIMIZERS = {"adamw_8bit": "adamw_torch_8bit", "paged_adamw_8bit": "adamw_torch_8bit"}
 VARIANTS = ("single", "deepspeed", "fsdp")
+# Axolotl's `chat_template` per family: `tokenizer_default` for all three, i.e. the base's original
+# template, the one vLLM serves with. Measured with each stand-in's tokenizer through Axolotl 0.21's
+# own chat_template strategy (tests/test_axolotl.py), on a system + ticket + answer row:
+# - Llama 3.1: Axolotl's named `llama3` template lacks 3.1's "Cutting Knowledge Date / Today Date"
+#   system header: 37 tokens instead of the 57 served, a prompt vLLM never sends.
+# - Qwen 2.5: Axolotl's `qwen_25` renders the same ids; tokenizer_default still keeps the base's own
+#   template (and the template hash ftplay compares between training and serving) in Axolotl's output.
+# - Mistral v0.3: neither `tokenizer_default` nor `mistral_v2v3` (the same template) keeps the system
+#   prompt in a training row: see SYSTEM_DROPPED.
+CHAT_TEMPLATE = "tokenizer_default"
+# Hub ids whose original template drops the system prompt from a conversation that ends with an
+# answer: Mistral v0.3 writes it into the last user turn only when that turn is the last message.
+# Axolotl renders the whole row with the template (and skips a leading system turn for any tokenizer
+# whose name contains "mistral": prompt_strategies/chat_template.py, find_turn), so it would train
+# `<s>[INST] ticket[/INST] label</s>` (9 tokens) while serving sends `<s>[INST] system\n\nticket[/INST]`
+# (29). The export folds the system prompt into the user turn as the template writes it when serving,
+# so the trained prompt is the served one (checked by rendering wherever the tokenizer is at hand; this
+# set is for a hub id without local files, and tests/test_axolotl.py checks it against the stand-ins).
+SYSTEM_DROPPED = {"mistralai/Mistral-7B-Instruct-v0.3"}
 
 
 @dataclass(frozen=True)
@@ -69,8 +89,78 @@ class ExportConfig:
 
 @dataclass
 class ExportResult:
-    files: dict      # name -> path: config, config_deepspeed, config_fsdp, deepspeed_json, commands
+    files: dict      # name -> path: config, config_deepspeed, config_fsdp, deepspeed_json, commands (+ data)
     commands: dict   # name -> shell command line
+    template: "Template" = None   # how the conversations reach Axolotl
+
+
+# ---------------------------------------------------------------- the base model and its template
+@dataclass(frozen=True)
+class Template:
+    """How the export hands conversations to Axolotl for one base model."""
+    base_model: str        # what config.yml names: the hub id a stand-in stands in for, else as given
+    local_path: str        # a local model folder for this base ('' for a hub id without one)
+    chat_template: str     # Axolotl's `chat_template`
+    fold_system: bool      # system prompt folded into the user turn (SYSTEM_DROPPED)
+    checked: str           # how fold_system was decided
+
+
+def _stands_in_for(path):
+    meta = Path(path) / "ftplay_tiny.json"
+    try:
+        return json.loads(meta.read_text()).get("stands_in_for") if meta.is_file() else None
+    except ValueError:
+        return None
+
+
+def _tokenizer(path):
+    if not (Path(path) / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def template_for(base_model):
+    """The Template for MODEL as resolved (ref.path), `tiny:<hub id>` or a hub id. A stand-in is
+    exported as the hub id it stands in for: the real run happens on a GPU box with the real model.
+    With a local tokenizer the fold is decided by rendering (prompts.prefix_preserving)."""
+    base = str(base_model).strip()
+    local = standins.build(base) if base.startswith(standins.PREFIX) else (Path(base) if Path(base).exists() else None)
+    hub = base.removeprefix(standins.PREFIX) if base.startswith(standins.PREFIX) else base
+    if local is not None:
+        hub = _stands_in_for(local) or str(local)
+    tok = _tokenizer(local) if local is not None else None
+    if tok is not None:
+        fold, how = not prompts.prefix_preserving(tok), f"rendered with the tokenizer in {local}"
+    else:
+        fold, how = hub in SYSTEM_DROPPED, "ftplay.axolotl.SYSTEM_DROPPED (no tokenizer here to render with)"
+    return Template(hub, str(local or ""), CHAT_TEMPLATE, fold, how)
+
+
+def fold_system(messages):
+    """[system, user, ...] -> [user: system + blank line + user, ...], as Mistral v0.3's template writes
+    the system prompt into the user turn when serving."""
+    if len(messages) < 2 or messages[0]["role"] != "system" or messages[1]["role"] != "user":
+        return list(messages)
+    first = {**messages[1], "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}
+    return [first, *messages[2:]]
+
+
+def _write_folded(src, dst, tokenizer=None):
+    """Copy a chat JSONL file with each row's system prompt folded into its user turn; with a
+    tokenizer, check that the first row renders token for token as ftplay trains it."""
+    rows = [json.loads(line) for line in Path(src).read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = [{**r, "messages": fold_system(r["messages"])} for r in rows]
+    if tokenizer is not None and rows:
+        want = prompts.training_example(tokenizer, rows[0]["messages"])[0]
+        got = prompts.encode(tokenizer, prompts.render(tokenizer, out[0]["messages"]))
+        if got != want:
+            raise FtplayError(f"{src}: the row with its system prompt folded into the user turn renders "
+                              f"{len(got)} tokens, ftplay trains {len(want)}: the template needs another fold",
+                              "cannot export to Axolotl")
+    rundir.write_text(dst, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
+    return dst
 
 
 # ---------------------------------------------------------------- config
@@ -95,31 +185,41 @@ def _dataset(path, split=None):
 
 
 def decoder_layer_class(base_model):
-    """FSDP's wrap unit for a local model folder ('Qwen2ForCausalLM' -> 'Qwen2DecoderLayer'); None if unknown."""
+    """FSDP's wrap unit for a local model folder or a stand-in family's hub id ('Qwen2ForCausalLM' ->
+    'Qwen2DecoderLayer'); None if unknown."""
     cfg = Path(base_model) / "config.json"
     try:
         arch = (json.loads(cfg.read_text()).get("architectures") or [""])[0]
     except (OSError, ValueError):
-        return None
+        fam = standins.FAMILIES.get(str(base_model).removeprefix(standins.PREFIX))
+        arch = fam.architecture if fam else ""
     return arch.replace("ForCausalLM", "DecoderLayer") if arch.endswith("ForCausalLM") else None
 
 
-def config_dict(cfg, exp, output_dir, variant="single", deepspeed=None):
-    """The Axolotl config for `variant` ('single', 'deepspeed' with the JSON path, 'fsdp') as a dict."""
+def config_dict(cfg, exp, output_dir, variant="single", deepspeed=None, template=None, data=None):
+    """The Axolotl config for `variant` ('single', 'deepspeed' with the JSON path, 'fsdp') as a dict;
+    `template` (template_for) and `data` ({"train": path, "heldout": path}: folded copies) from export."""
     if variant not in VARIANTS:
         raise ConfigError(f"VARIANT={variant!r} is not one of {VARIANTS}")
     if variant == "deepspeed" and not deepspeed:
         raise ConfigError("VARIANT='deepspeed' needs the DeepSpeed JSON path (deepspeed=...)")
     four = cfg.load_in_4bit
-    y = {"base_model": str(exp.base_model),
+    template = template or template_for(exp.base_model)
+    data = data or {"train": exp.train_path, "heldout": exp.heldout_path}
+    # adapter: qlora, not the seed's literal `adapter: lora` next to `load_in_4bit: true  # QLoRA`: in
+    # Axolotl 0.21 only qlora builds the nf4 BitsAndBytesConfig (loaders/model.py
+    # _set_quantization_config); lora quantizes with load_in_8bit only, so the seed's lines would
+    # train a 16-bit base. qlora also requires load_in_4bit (schemas/peft.py).
+    y = {"base_model": template.base_model,
          "load_in_4bit": four,
-         "adapter": "qlora" if four else "lora",  # Axolotl's qlora requires load_in_4bit, and vice versa
+         "adapter": "qlora" if four else "lora",
          "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
          "lora_target_modules": list(cfg.target_modules),
-         "chat_template": "tokenizer_default",    # the base model's own template, as ftplay trains with
-         "datasets": [_dataset(Path(exp.train_path).resolve())]}
-    if exp.heldout_path:
-        y["test_datasets"] = [_dataset(Path(exp.heldout_path).resolve(), split="train")]
+         "chat_template": template.chat_template,          # see CHAT_TEMPLATE
+         "chat_template_kwargs": dict(prompts.TEMPLATE_KWARGS),  # the one fixed date ftplay renders with
+         "datasets": [_dataset(Path(data["train"]).resolve())]}
+    if data["heldout"]:
+        y["test_datasets"] = [_dataset(Path(data["heldout"]).resolve(), split="train")]
     y |= {"val_set_size": exp.val_set_size,      # 0 with a held-out file: it is the eval set
           "dataset_prepared_path": str(Path(output_dir) / "prepared"),
           "train_on_inputs": False,
@@ -152,7 +252,7 @@ def config_dict(cfg, exp, output_dir, variant="single", deepspeed=None):
         fsdp = {"offload_params": False, "state_dict_type": "FULL_STATE_DICT",
                 "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,
                 "activation_checkpointing": True}
-        layer = decoder_layer_class(exp.base_model)
+        layer = decoder_layer_class(template.local_path or template.base_model)
         if layer:  # else accelerate wraps the model's own _no_split_modules
             fsdp["transformer_layer_cls_to_wrap"] = layer
         y |= {"fsdp_version": 2, "fsdp_config": fsdp}
@@ -201,20 +301,32 @@ def _yaml(d, title):
 
 def export(cfg, exp, out_dir):
     """Write config.yml, config_deepspeed.yml, config_fsdp.yml, zeroN.json and COMMANDS.md into
-    `out_dir`; return their paths and the command lines. Paths inside are absolute."""
+    `out_dir` (and data/*.jsonl where the system prompt is folded, SYSTEM_DROPPED); return their
+    paths, the command lines and the Template. Paths inside are absolute."""
     out = Path(out_dir).resolve()
     output_dir = Path(exp.output_dir).resolve() if exp.output_dir else out / "outputs"
     files = {"config": out / "config.yml", "config_deepspeed": out / "config_deepspeed.yml",
              "config_fsdp": out / "config_fsdp.yml", "deepspeed_json": out / f"zero{exp.zero_stage}.json",
              "commands": out / "COMMANDS.md"}
-    single = config_dict(cfg, exp, output_dir)  # raises before anything is written
+    template = template_for(exp.base_model)
+    data = {"train": exp.train_path, "heldout": exp.heldout_path}
+    if template.fold_system:
+        data = {k: str(out / "data" / f"{k}.jsonl") if v else "" for k, v in data.items()}
+    kw = {"template": template, "data": data}
+    single = config_dict(cfg, exp, output_dir, **kw)  # raises before anything is written
+    if template.fold_system:
+        tok = _tokenizer(template.local_path) if template.local_path else None
+        for k in ("train", "heldout"):
+            if data[k]:
+                files[f"data_{k}"] = _write_folded({"train": exp.train_path, "heldout": exp.heldout_path}[k],
+                                                   data[k], tok)
     rundir.write_json(files["deepspeed_json"], deepspeed_json(exp.zero_stage))
     rundir.write_text(files["config"], _yaml(single, "One GPU: QLoRA/LoRA as ftplay's TrainConfig"))
     rundir.write_text(files["config_deepspeed"], _yaml(
-        config_dict(cfg, exp, output_dir, "deepspeed", files["deepspeed_json"]),
+        config_dict(cfg, exp, output_dir, "deepspeed", files["deepspeed_json"], **kw),
         f"Several GPUs, DeepSpeed ZeRO-{exp.zero_stage}: data parallel, optimizer state and gradients sharded"))
     rundir.write_text(files["config_fsdp"], _yaml(
-        config_dict(cfg, exp, output_dir, "fsdp"),
+        config_dict(cfg, exp, output_dir, "fsdp", **kw),
         "Several GPUs, FSDP2: weights sharded too (for a base model that does not fit one GPU)"))
     cmds = commands(files, exp.num_gpus)
     micro = single["micro_batch_size"] * single["gradient_accumulation_steps"]
@@ -225,7 +337,7 @@ def export(cfg, exp, out_dir):
     for name, line in cmds.items():
         md += [f"## {name}", "", "```bash", line, "```", ""]
     rundir.write_text(files["commands"], "\n".join(md))
-    return ExportResult(files={k: str(v) for k, v in files.items()}, commands=cmds)
+    return ExportResult(files={k: str(v) for k, v in files.items()}, commands=cmds, template=template)
 
 
 # ---------------------------------------------------------------- Axolotl's own validator
@@ -272,6 +384,37 @@ def validate(items, site, python=sys.executable, timeout=600):
     return json.loads(last)
 
 
+def tokenized(config, tokenizer_path, site, rows=2, python=sys.executable, timeout=300):
+    """What Axolotl itself trains on: its chat_template strategy (what `axolotl preprocess` runs)
+    applied to the first `rows` rows of config's first dataset, with the tokenizer in
+    `tokenizer_path` (a stand-in's folder: config.yml names the hub id). [{"input_ids", "labels"}]."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)]),
+           "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [python, "-m", "ftplay.axolotl", "--tokenize", json.dumps([str(config), str(tokenizer_path), rows])]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
+    last = (r.stdout.strip().splitlines() or [""])[-1]
+    if r.returncode != 0 or not last.startswith("["):
+        raise FtplayError(f"Axolotl's tokenization did not run (exit {r.returncode}):\n{r.stderr[-3000:]}",
+                          "Axolotl tokenization failed")
+    return json.loads(last)
+
+
+def _tokenize_here(config, tokenizer_path, rows):
+    """In the subprocess: Axolotl's chat_template strategy on the config's first dataset."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    from axolotl.prompt_strategies.chat_template import load
+    from axolotl.utils.dict import DictDefault
+
+    cfg = DictDefault(yaml.safe_load(Path(config).read_text()))
+    ds = dict(cfg["datasets"][0])
+    strategy = load(AutoTokenizer.from_pretrained(tokenizer_path), cfg, ds)
+    lines = Path(ds["path"]).read_text(encoding="utf-8").splitlines()[:rows]
+    return [{k: list(v) for k, v in strategy.tokenize_prompt(json.loads(line)).items() if k in ("input_ids", "labels")}
+            for line in lines]
+
+
 def _fields(model):
     return set(model.model_fields) | {a for f in model.model_fields.values()
                                       for a in getattr(f.validation_alias, "choices", []) if isinstance(a, str)}
@@ -312,7 +455,12 @@ def _validate_here(path, n_gpu):
 
 
 def _main(argv):
-    """`python -m ftplay.axolotl '[[path, n_gpu], ...]'` prints one JSON list (see `validate`)."""
+    """`python -m ftplay.axolotl '[[path, n_gpu], ...]'` prints one JSON list (see `validate`);
+    `--tokenize '[config, tokenizer, rows]'` prints Axolotl's tokenized rows (see `tokenized`)."""
+    if argv[0] == "--tokenize":
+        logging.getLogger("axolotl").setLevel(logging.ERROR)
+        print(json.dumps(_tokenize_here(*json.loads(argv[1]))))
+        return
     warnings = []
 
     class Catch(logging.Handler):

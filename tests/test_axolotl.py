@@ -46,11 +46,11 @@ def test_seed_recipe_exports_to_the_documented_axolotl_config(run):
     assert y == {
         "base_model": exp.base_model, "load_in_4bit": True, "adapter": "qlora",
         "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_target_modules": ["q_proj", "v_proj", "o_proj"],
-        "chat_template": "tokenizer_default", "datasets": [ds],
+        "chat_template": "tokenizer_default", "chat_template_kwargs": {"date_string": "26 Jul 2024"}, "datasets": [ds],
         "test_datasets": [{**ds, "path": str(root / "data" / "heldout.jsonl"), "split": "train"}],
         "val_set_size": 0.0, "dataset_prepared_path": str(out / "prepared"), "train_on_inputs": False,
         "sequence_len": 512, "sample_packing": False, "micro_batch_size": 8, "gradient_accumulation_steps": 1,
-        "num_epochs": 3.0, "learning_rate": 2e-4, "optimizer": "adamw_8bit", "lr_scheduler": "linear",
+        "num_epochs": 3.0, "learning_rate": 2e-4, "optimizer": "adamw_bnb_8bit", "lr_scheduler": "linear",
         "warmup_ratio": 0.1, "weight_decay": 0.0, "seed": 3407, "bf16": "auto", "gradient_checkpointing": True,
         "logging_steps": 5, "evals_per_epoch": 1, "save_strategy": "no", "output_dir": str(out)}
     ds_yaml, fsdp = _load(res.files["config_deepspeed"]), _load(res.files["config_fsdp"])
@@ -115,7 +115,9 @@ def test_export_errors_name_every_parameter_and_write_nothing(run, monkeypatch):
 def test_decoder_layer_class_only_from_a_local_causal_lm(run, tmp_path):
     _, exp = run
     assert ax.decoder_layer_class(exp.base_model) == "Qwen2DecoderLayer"
-    assert ax.decoder_layer_class("Qwen/Qwen2.5-7B-Instruct") is None
+    assert ax.decoder_layer_class("Qwen/Qwen2.5-7B-Instruct") == "Qwen2DecoderLayer"   # a stand-in family's
+    assert ax.decoder_layer_class("meta-llama/Llama-3.1-8B-Instruct") == "LlamaDecoderLayer"
+    assert ax.decoder_layer_class("org/unknown-model") is None
     (tmp_path / "enc").mkdir()
     (tmp_path / "enc" / "config.json").write_text('{"architectures": ["BertModel"]}')
     assert ax.decoder_layer_class(tmp_path / "enc") is None
@@ -172,7 +174,7 @@ def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, sc
         assert by[name]["unknown_keys"] == [], f"{name}: keys Axolotl would ignore: {by[name]['unknown_keys']}"
     assert by["ax16/config.yml"]["resolved"]["adapter"] == "lora"
     r = by["axolotl/config.yml"]["resolved"]
-    assert (r["adapter"], r["optimizer"], r["train_on_inputs"]) == ("qlora", "adamw_8bit", False)
+    assert (r["adapter"], r["optimizer"], r["train_on_inputs"]) == ("qlora", "adamw_bnb_8bit", False)
     assert r["datasets"][0]["chat_template"] == "tokenizer_default" and r["datasets"][0]["roles_to_train"] == ["assistant"]
     f = by["axolotl/config_fsdp.yml"]["resolved"]["fsdp_config"]
     assert f["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer" and f["fsdp_version"] == 2
@@ -183,3 +185,121 @@ def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, sc
         assert not by[f"{name}.yml"]["ok"], f"Axolotl accepted the broken config {name}"
         assert words in by[f"{name}.yml"]["error"], by[f"{name}.yml"]["error"]
     assert validate_s < 150, f"validation took {validate_s:.0f} s (install {install_s} s)"
+
+
+# ---------------------------------------------------------------- the seed's model families
+LLAMA, QWEN, MISTRAL = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
+                        "mistralai/Mistral-7B-Instruct-v0.3")
+FAMILIES = (LLAMA, QWEN, MISTRAL)
+
+
+@pytest.fixture(scope="module")
+def standins():
+    """{hub id: ModelRef} of the three stand-ins (built once into FTPLAY_CACHE, offline)."""
+    from ftplay import models
+
+    return {h: models.resolve(f"tiny:{h}") for h in FAMILIES}
+
+
+# The seed post's Axolotl example (/work/shared/seed/playbook-post.txt, "Axolotl config"), value by value.
+SEED_EXAMPLE = {"base_model": LLAMA, "load_in_4bit": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+                "lora_target_modules": ["q_proj", "v_proj", "o_proj"], "micro_batch_size": 4, "num_epochs": 3,
+                "learning_rate": 2e-4, "optimizer": "adamw_bnb_8bit", "warmup_ratio": 0.1}
+
+
+def test_seed_model_and_recipe_carry_every_value_of_the_seeds_axolotl_example(run):
+    root, exp = run
+    exp = ax.ExportConfig(**{**exp.__dict__, "base_model": LLAMA})
+    y = _load(ax.export(train.SEED_RECIPE, exp, root / "seed").files["config"])
+    for key, want in SEED_EXAMPLE.items():
+        if key == "micro_batch_size":
+            continue  # see the strict xfail below
+        assert y[key] == want, f"{key}: {y[key]!r}, the seed's example has {want!r}"
+    assert y["datasets"][0]["type"] == "chat_template" and y["chat_template"] == "tokenizer_default"
+    # The seed writes `adapter: lora` beside `load_in_4bit: true  # QLoRA`; in Axolotl 0.21 only
+    # `qlora` loads the base in nf4 (loaders/model.py), so the export writes what the seed means.
+    assert y["adapter"] == "qlora"
+    assert _load(ax.export(train.SEED_RECIPE, exp, root / "seed").files["config_fsdp"])["fsdp_config"][
+        "transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+
+
+@pytest.mark.xfail(strict=True, reason="train.SEED_RECIPE.batch_size is 8 (the lead's recipe); the seed's "
+                                       "Axolotl example has micro_batch_size 4: decide in train.py, then drop this mark")
+def test_seed_recipe_micro_batch_is_the_seeds(run):
+    root, exp = run
+    exp = ax.ExportConfig(**{**exp.__dict__, "base_model": LLAMA})
+    assert _load(ax.export(train.SEED_RECIPE, exp, root / "seed").files["config"])["micro_batch_size"] == 4
+
+
+@pytest.mark.parametrize("hub_id", FAMILIES)
+def test_a_standin_exports_its_hub_id_and_the_served_prompt(run, standins, hub_id):
+    root, exp = run
+    ref = standins[hub_id]
+    exp = ax.ExportConfig(**{**exp.__dict__, "base_model": ref.path})
+    res = ax.export(train.SEED_RECIPE, exp, root / "ax")
+    y = _load(res.files["config"])
+    assert y["base_model"] == hub_id, "the real run happens on a GPU box: the hub id, not this cache path"
+    assert y["chat_template"] == "tokenizer_default" and res.template.local_path == ref.path
+    fold = hub_id == MISTRAL
+    assert res.template.fold_system is fold and (hub_id in ax.SYSTEM_DROPPED) is fold
+    assert ax.template_for(hub_id).fold_system is fold, "the table for hub ids agrees with the rendering"
+    assert ax.template_for(f"tiny:{hub_id}").base_model == hub_id
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ref.path)
+    original = [json.loads(l) for l in open(exp.train_path)]
+    sent = [json.loads(l) for l in open(y["datasets"][0]["path"])]
+    held = [json.loads(l) for l in open(y["test_datasets"][0]["path"])]
+    assert (y["datasets"][0]["path"] != exp.train_path) is fold and len(held) == 2
+    for row, out in zip(original, sent):
+        assert out["id"] == row["id"]
+        rendered = prompts.encode(tok, prompts.render(tok, out["messages"]))
+        assert rendered == prompts.training_example(tok, row["messages"])[0], \
+            "what Axolotl renders is the serving prompt + answer ftplay trains"
+        if fold:
+            assert [m["role"] for m in out["messages"]] == ["user", "assistant"]
+            assert out["messages"][0]["content"] == row["messages"][0]["content"] + "\n\n" + row["messages"][1]["content"]
+            served = prompts.prompt_ids(tok, row["messages"][:-1])
+            assert rendered[:len(served)] == served
+            # the original row as Axolotl would render it: the system prompt is gone
+            assert len(prompts.encode(tok, prompts.render(tok, row["messages"]))) < len(served)
+        else:
+            assert out == row
+
+
+def test_the_embedded_model_keeps_its_local_path(run, tiny_ref):
+    root, exp = run
+    y = _load(ax.export(train.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}),
+                        root / "emb").files["config"])
+    assert y["base_model"] == tiny_ref.path and y["datasets"][0]["path"] == exp.train_path
+
+
+def test_fold_system_only_touches_a_leading_system_turn():
+    msgs = prompts.messages("t", ["a"], "a")
+    assert ax.fold_system(msgs) == [{"role": "user", "content": msgs[0]["content"] + "\n\nt"}, msgs[2]]
+    assert ax.fold_system(msgs[1:]) == msgs[1:]
+
+
+@pytest.mark.slow
+def test_axolotl_trains_exactly_ftplays_tokens_per_family(run, standins, schema_env):
+    """Axolotl's own chat_template strategy on each family's export: the same input ids and the same
+    trained tokens (answer + end of turn) as prompts.training_example, and the configs validate."""
+    root, exp = run
+    site, _ = schema_env
+    from transformers import AutoTokenizer
+
+    configs = []
+    for hub_id in FAMILIES:
+        ref = standins[hub_id]
+        res = ax.export(train.SEED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": ref.path}),
+                        root / hub_id.split("/")[0])
+        configs += [(res.files["config"], 1), (res.files["config_fsdp"], 2)]
+        tok = AutoTokenizer.from_pretrained(ref.path)
+        rows = [json.loads(l) for l in open(exp.train_path)]
+        got = ax.tokenized(res.files["config"], ref.path, site, rows=2)
+        for row, g in zip(rows, got):
+            ids, mask = prompts.training_example(tok, row["messages"])
+            assert g["input_ids"] == ids, f"{hub_id}: Axolotl trains another prompt than ftplay serves"
+            assert [int(l != -100) for l in g["labels"]] == mask, f"{hub_id}: other trained tokens"
+    for r in ax.validate(configs, site):
+        assert r["ok"] and r["unknown_keys"] == [], (r["path"], r["error"], r["unknown_keys"])
