@@ -145,8 +145,10 @@ def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base")
     `conversations` are chat message lists. Each is rendered by prompts.prompt_ids (the ids training and
     scoring use) and sent to /v1/completions as those token ids, and as messages to
     /v1/chat/completions, where the server renders them with its own copy of the template (token
-    ids compared for both). Returns {"models": {name: {"prompts", "exact", "token_agreement", "chat_exact",
-    "first_mismatch"}}, "ok": bool}; the end-of-turn token is ignored (vLLM does not return it).
+    ids compared for both; `chat_prompt_exact` counts the chats whose prompt, as the server rendered
+    it, is token for token the prompt training and scoring use). Returns {"models": {name: {"prompts",
+    "exact", "token_agreement", "chat_exact", "chat_prompt_exact", "first_mismatch"}}, "ok": bool};
+    the end-of-turn token is ignored (vLLM does not return it).
     """
     from peft import PeftModel
 
@@ -171,7 +173,7 @@ def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base")
             from contextlib import nullcontext
 
             ctx = nullcontext()
-        exact = chat_exact = agree = total = 0
+        exact = chat_exact = prompt_exact = agree = total = 0
         first = None
         with ctx:
             for msgs, text in zip(conversations, texts):
@@ -186,20 +188,24 @@ def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base")
                 total += n
                 exact += hf == served
                 chat_exact += hf == served_chat
-                if (hf != served or hf != served_chat) and first is None:
+                served_prompt = list(getattr(ch, "prompt_token_ids", None) or [])  # the server's own rendering
+                prompt_exact += served_prompt == text
+                if (hf != served or hf != served_chat or served_prompt != text) and first is None:
                     first = {"prompt": msgs[-1]["content"], "transformers": tok.decode(hf),
+                             "prompt_ids_differ_from": None if served_prompt == text else tok.decode(served_prompt),
                              "completions": c.choices[0].text, "chat": ch.choices[0].message.content,
                              "transformers_ids": hf, "completions_ids": served, "chat_ids": served_chat}
         result[name] = {"prompts": len(conversations), "exact": exact, "chat_exact": chat_exact,
+                        "chat_prompt_exact": prompt_exact,
                         "token_agreement": round(agree / total, 4) if total else 1.0, "first_mismatch": first}
-    ok = all(r["exact"] == r["prompts"] == r["chat_exact"] for r in result.values())
+    ok = all(r["exact"] == r["prompts"] == r["chat_exact"] == r["chat_prompt_exact"] for r in result.values())
     return {"ok": ok, "max_tokens": max_tokens, "models": result}
 
 
 def check_parity(result):
     """Raise FtplayError showing the first prompt where the server and transformers disagree."""
     bad = [f"{name}: {r['exact']}/{r['prompts']} completions and {r['chat_exact']}/{r['prompts']} chat answers "
-           f"match transformers; first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
+           f"match transformers, {r.get('chat_prompt_exact', '?')}/{r['prompts']} chat prompts match ftplay's; first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
            for name, r in result["models"].items() if r["first_mismatch"]]
     if bad:
         raise FtplayError(bad + ["serve in float32 (dtype) and check that the server's base, tokenizer and "

@@ -1,0 +1,56 @@
+"""The whole playbook (00-06) on a stand-in of each of the seed's model families: the family's real
+tokenizer and original chat template through curation, Unsloth and TRL training, label scoring,
+the vLLM CPU server (pre-flight, parity with transformers + PEFT, structured output, a mixed load
+test), with the family and both templates named in the records. Short training: the weights are
+random, so this proves the path, not the quality."""
+import json
+from pathlib import Path
+
+import pytest
+
+from ftplay import runner
+
+SERVE_PY = Path(__file__).resolve().parent.parent / ".venv-serve" / "bin" / "python"
+FAMILIES = {  # MODEL -> (family, serving template, training mask)
+    "tiny:meta-llama/Llama-3.1-8B-Instruct": ("llama3.1", "llama3_1", "render difference"),
+    "tiny:Qwen/Qwen2.5-7B-Instruct": ("qwen2.5", "qwen2_5", "trl training template"),
+    "tiny:mistralai/Mistral-7B-Instruct-v0.3": ("mistral-v0.3", "mistral_v0_3", "render difference"),
+}
+SHORT = {
+    "01_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50},
+    "03_train_qlora": {"MAX_STEPS": 8, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False},
+    "04_evaluate": {"N_BOOT": 50, "MAX_ROWS": 40},
+    "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6},
+}
+
+
+@pytest.mark.notebook
+@pytest.mark.serve
+@pytest.mark.slow
+@pytest.mark.skipif(not SERVE_PY.exists(), reason=".venv-serve is missing: run make setup")
+@pytest.mark.parametrize("model", list(FAMILIES))
+def test_the_playbook_runs_on_each_family(model, tmp_path):
+    import yaml
+
+    family, template, mask = FAMILIES[model]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"MODEL": model, "notebooks": SHORT}))
+    run_dir, summary = runner.run(params, out=tmp_path / "run", progress=lambda *_: None)
+    run_dir = Path(run_dir)
+    failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
+    assert not failed, failed
+    assert summary["model"] == {"base": model, "family": family, "serving_template": template,
+                                "training_mask": mask, "prefix_preserving": family != "mistral-v0.3",
+                                "training_template_hash": summary["model"]["training_template_hash"]}
+    assert (summary["model"]["training_template_hash"] is not None) == (mask == "trl training template")
+    trained = json.loads((run_dir / "03_train_qlora.json").read_text())
+    assert trained["engine"] == "unsloth" and trained["second_adapter"]["engine"] == "trl"
+    for adapter in (trained["adapter_dir"], trained["second_adapter"]["adapter_dir"]):
+        meta = json.loads((Path(adapter) / "ftplay_adapter.json").read_text())
+        assert meta["family"] == family and meta["template"]["serving_template"] == template
+    served = json.loads((run_dir / "06_serve_vllm.json").read_text())
+    assert all(f["ok"] for f in served["preflight"])
+    assert served["parity"]["ok"], served["parity"]  # vLLM and transformers + PEFT, token for token
+    assert set(served["parity"]["models"]) >= set(served["adapters_served"]) | {"base"}
+    assert served["structured_output"]["valid_rate"] == 1.0
+    assert served["load_test"]["errors"] == 0 and set(served["load_test"]["per_model"]) >= {"base"}
