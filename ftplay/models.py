@@ -58,7 +58,45 @@ def resolve(model, param="MODEL"):
     if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model):
         raise ConfigError(f"{param}={model!r} is a hub id but HF_HUB_OFFLINE=1 and it is not in the local "
                           f"cache: download it first (huggingface-cli download {model}) or set {param} to a folder")
-    return ModelRef(model, model, "hub", os.environ.get("FTPLAY_MODEL_REVISION", "main"))
+    revision = os.environ.get("FTPLAY_MODEL_REVISION", "main")
+    if os.environ.get("HF_HUB_OFFLINE") != "1" and not _in_hub_cache(model):
+        check_hub_access(model, param, revision)
+    return ModelRef(model, model, "hub", revision)
+
+
+HUB_CHECK_TIMEOUT_S = 5.0  # one HEAD request; without it a gated model fails after ~60 s of retries, as a 401 trace
+
+
+def check_hub_access(hub_id, param="MODEL", revision="main", timeout=HUB_CHECK_TIMEOUT_S):
+    """Fail within seconds, naming the fix, when this machine cannot download `hub_id`: one HEAD
+    request for its config.json (huggingface_hub, with the token `hf auth login` saved or HF_TOKEN).
+    A gated model (Llama 3.1) without access, an unknown or private id, and no network each get a
+    ConfigError; any other answer (a 5xx, a repo without config.json) is left to the download."""
+    import httpx
+    from huggingface_hub import get_hf_file_metadata, get_token, hf_hub_url
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError)
+
+    page = f"https://huggingface.co/{hub_id}"
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id, "config.json", revision=revision), timeout=timeout)
+    except GatedRepoError:
+        who = ("the token this machine uses has no access to it yet" if get_token() else
+               "this machine has no Hugging Face token")
+        raise ConfigError(f"{param}={hub_id!r} is a gated model and {who}: accept its licence on {page} "
+                          "(signed in; approval can take a while), then run `hf auth login` here or export "
+                          "HF_TOKEN=hf_... (a read token from https://huggingface.co/settings/tokens)") from None
+    except RepositoryNotFoundError:
+        raise ConfigError(f"{param}={hub_id!r} is not a model this machine can see on the hub: check the id on "
+                          f"{page}; a private model needs `hf auth login` or HF_TOKEN") from None
+    except (httpx.TransportError, OfflineModeIsEnabled, ConnectionError, TimeoutError) as e:
+        tiny = f", or MODEL='{standins.PREFIX}{hub_id}' for its offline stand-in" if hub_id in standins.FAMILIES else ""
+        raise ConfigError(f"{param}={hub_id!r} is a hub id but huggingface.co cannot be reached from this machine "
+                          f"({type(e).__name__}: {str(e)[:120]}): download it where there is network "
+                          f"(`hf download {hub_id}`) and run here with HF_HUB_OFFLINE=1 and that cache "
+                          f"(HF_HOME), or set {param} to a local model folder{tiny}") from None
+    except (EntryNotFoundError, HfHubHTTPError) as e:
+        log.warning("hub check of %s: %s; leaving it to the download", hub_id, str(e).splitlines()[0][:200])
 
 
 def _in_hub_cache(hub_id):

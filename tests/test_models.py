@@ -62,5 +62,93 @@ def test_resolve_hub_id_offline(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=1"):
         models.resolve("Qwen/Qwen2.5-7B-Instruct")
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    (tmp_path / "hub" / "models--Qwen--Qwen2.5-7B-Instruct").mkdir(parents=True)   # cached: no hub check
     ref = models.resolve("Qwen/Qwen2.5-7B-Instruct")
     assert ref.kind == "hub" and ref.path == "Qwen/Qwen2.5-7B-Instruct"
+
+
+# ---------------------------------------------------------------- a hub id this machine cannot download
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """Answer huggingface_hub's requests with `handler` (httpx.MockTransport); an empty HF cache, no token."""
+    import httpx
+    from huggingface_hub.utils import _http
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    seen = []
+
+    def use(handler):
+        def record(request):
+            seen.append((request.method, str(request.url)))
+            return handler(request)
+        _http.set_client_factory(lambda: httpx.Client(transport=httpx.MockTransport(record), follow_redirects=True))
+        return seen
+
+    yield use
+    _http.set_client_factory(_http.default_client_factory)
+
+
+def test_a_gated_model_without_a_token_names_the_token_and_the_licence(hub):
+    import httpx
+
+    seen = hub(lambda r: httpx.Response(401, headers={"X-Error-Code": "GatedRepo", "X-Error-Message":
+                                                      f"Access to model {LLAMA} is restricted."}))
+    with pytest.raises(ConfigError) as e:
+        models.resolve(LLAMA)
+    msg = str(e.value)
+    for words in ("MODEL='meta-llama/Llama-3.1-8B-Instruct' is a gated model", "no Hugging Face token",
+                  "accept its licence on https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct",
+                  "`hf auth login`", "HF_TOKEN="):
+        assert words in msg, msg
+    # (huggingface_hub may also GET its /api/agent-harnesses registry for its user agent: not ours)
+    assert [r for r in seen if "/api/" not in r[1]] == [("HEAD", f"https://huggingface.co/{LLAMA}/resolve/main/config.json")]
+
+
+def test_unknown_ids_and_no_network_are_config_errors_and_other_answers_pass(hub):
+    import httpx
+
+    hub(lambda r: httpx.Response(401, headers={"X-Error-Code": "RepoNotFound"}))
+    with pytest.raises(ConfigError, match="not a model this machine can see on the hub"):
+        models.resolve("someone/no-such-model", param="BASE")
+
+    def offline(request):
+        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+    hub(offline)
+    with pytest.raises(ConfigError) as e:
+        models.resolve(LLAMA)
+    for words in ("huggingface.co cannot be reached", "HF_HUB_OFFLINE=1", "local model folder",
+                  f"MODEL='tiny:{LLAMA}'"):
+        assert words in str(e.value)
+    hub(lambda r: httpx.Response(200, headers={"ETag": '"abc"', "X-Repo-Commit": "0" * 40, "Content-Length": "10"}))
+    assert models.resolve("Qwen/Qwen2.5-7B-Instruct").kind == "hub"
+    hub(lambda r: httpx.Response(503))
+    assert models.resolve("Qwen/Qwen2.5-7B-Instruct").kind == "hub", "a hub outage is left to the download"
+
+
+def test_no_hub_check_when_offline_or_cached(hub, monkeypatch, tmp_path):
+    seen = hub(lambda r: pytest.fail("no request may be sent"))
+    (tmp_path / "hub" / "models--meta-llama--Llama-3.1-8B-Instruct").mkdir(parents=True)
+    assert models.resolve(LLAMA).kind == "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.resolve(LLAMA).kind == "hub" and seen == []
+
+
+def test_this_machine_gets_the_answer_within_seconds(monkeypatch, tmp_path):
+    """No mock: the real hub check from here (no network on the build machine: the no-network
+    message; with network and no token: the gated one), in seconds, not transformers' ~60 s."""
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    t0 = time.time()
+    with pytest.raises(ConfigError, match="cannot be reached|is a gated model"):
+        models.resolve(LLAMA)
+    assert time.time() - t0 < 3 * models.HUB_CHECK_TIMEOUT_S
