@@ -114,6 +114,7 @@ class ServeConfig:
     startup_timeout_s: float = 300.0     # GET /health must answer 200 within this
     compact_json: bool = True            # no free whitespace in structured JSON (xgrammar): an untrained
                                          # model otherwise fills `{` with whitespace up to max_tokens
+    tensor_parallel_size: int = 1        # GPUs one base is sharded over (vLLM tensor parallelism); 1: one GPU
 
     def __post_init__(self):
         p = []
@@ -128,6 +129,10 @@ class ServeConfig:
             p.append(f"max_lora_rank={self.max_lora_rank} is not one vLLM accepts: {ALLOWED_LORA_RANKS}")
         if self.startup_timeout_s <= 0 or self.max_model_len < 16 or self.kv_cache_gib <= 0:
             p.append("STARTUP_TIMEOUT_S, max_model_len (>= 16) and kv_cache_gib must be positive")
+        tp = self.tensor_parallel_size
+        if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1 or tp & (tp - 1):
+            p.append(f"TENSOR_PARALLEL_SIZE={tp!r} must be 1, 2, 4 or 8 (a power of two; vLLM also needs the "
+                     "model's attention heads divisible by it): the number of GPUs the base is split over")
         if self.python and not Path(self.python).exists():
             p.append(f"SERVE_PYTHON={self.python!r} does not exist; leave it empty for the default")
         if p:
@@ -160,6 +165,8 @@ def command(cfg):
         argv += ["--enable-lora", "--max-lora-rank", str(cfg.max_lora_rank), "--max-loras", str(cfg.max_loras)]
     if cfg.adapters:
         argv += ["--lora-modules", *[f"{n}={p}" for n, p in cfg.adapters.items()]]
+    if cfg.tensor_parallel_size > 1:
+        argv += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     if cfg.compact_json:
         argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     if cfg.api_key:

@@ -349,3 +349,20 @@ class TestRealServer:
             client.unload_adapter("c")
 
 # Notebook 06 itself runs in tests/test_notebooks.py, inside the whole playbook.
+
+
+def test_tensor_parallel_size_is_passed_to_vllm_and_validated(ref, adapters):
+    """A base too big for one GPU: the GPU count goes to vLLM as --tensor-parallel-size; 1 adds nothing."""
+    one = serve.gpu_command(serve.ServeConfig(ref.path, {"a": adapters["a"]}, port=9000, backend="cpu",
+                                              python=sys.executable))
+    assert "--tensor-parallel-size" not in one
+    for n in (2, 4, 8):
+        argv = serve.gpu_command(serve.ServeConfig(ref.path, {"a": adapters["a"]}, port=9000, backend="cuda",
+                                                   python=sys.executable, tensor_parallel_size=n))
+        assert argv[:3] == ["vllm", "serve", ref.path]
+        assert argv[argv.index("--tensor-parallel-size") + 1] == str(n) and argv.count("--tensor-parallel-size") == 1
+        i = argv.index("--tensor-parallel-size")
+        assert argv[:i] + argv[i + 2:] == one, "the flag only adds to the one-GPU command"
+    for bad in (0, 3, 6, -2, True, 2.0):
+        with pytest.raises(ConfigError, match=rf"TENSOR_PARALLEL_SIZE={bad!r} must be 1, 2, 4 or 8"):
+            serve.ServeConfig(ref.path, port=9000, backend="cuda", python=sys.executable, tensor_parallel_size=bad)
