@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import rundir
+from . import rundir, standins
 from .errors import ConfigError, DataError
 
 # Together's documented rules for conversational fine-tuning data, read 2026-11 from
@@ -96,10 +96,13 @@ class HostedConfig:
 
 
 def together_model(model):
-    """Together's name for an ftplay MODEL (hub id); unknown names pass through for Together to judge."""
+    """Together's name for an ftplay MODEL (hub id); unknown names pass through for Together to judge.
+    A stand-in `tiny:<hub id>` is its hub id: Together fine-tunes the real model."""
     if not model or model.startswith("embedded"):
         raise ConfigError(f"MODEL={model!r}: the embedded tiny model exists only on this machine; "
                           "pick the Together base to fine-tune, e.g. 'meta-llama/Meta-Llama-3.1-8B-Instruct-Reference'")
+    if model.startswith(standins.PREFIX):
+        model = standins.family_of(model).hub_id
     return TOGETHER_MODELS.get(model, model)
 
 

@@ -7,8 +7,12 @@ the project's two environments (`make setup GPU=1`: the notebooks' packages with
 `ftplay run --only ...` into the volume, and a `@modal.web_server` function that starts
 `vllm serve BASE --enable-lora --lora-modules ...` with the command `ftplay.serve.gpu_command` builds.
 `inspect_app` imports that file with the `modal` package (the optional `routes` extra) and reports
-functions, GPUs, volumes, the web server and each image layer's Dockerfile commands, without a token
-or any network call.
+functions, GPUs, secrets, volumes, the web server and each image layer's Dockerfile commands, without
+a token or any network call.
+
+MODEL is a hub id on Modal: `tiny:<hub id>` (a stand-in that proves the path here) becomes the hub id
+itself, since the GPU run is the real one. Gated models (Llama 3.1, Mistral v0.3) need a Hugging Face
+token where they download: both functions get the Modal Secret HF_SECRET, which holds HF_TOKEN.
 """
 import importlib.util
 import re
@@ -17,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runner, stages
+from . import runner, stages, standins
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,12 +60,15 @@ class ModalConfig:
     """One Modal app for one run: where it trains, where it serves, what it keeps."""
     run_name: str                        # folder in the runs volume: <runs volume>/<run_name>
     gpu: str = "A100-80GB"               # training GPU (Modal name, "NAME:N" for N GPUs)
-    serve_gpu: str = "L40S"              # serving GPU; 48 GB holds an 8B base and its adapters
+    serve_gpu: str = "L40S"              # serving GPU; 48 GB holds an 8B base and its adapters; "NAME:N" shards
+                                         # the base over N GPUs (vLLM --tensor-parallel-size N; N = 1, 2, 4, 8)
     params: dict = field(default_factory=dict)   # NAME: value for `ftplay run --params` (e.g. MODEL)
     only: tuple = STAGES                 # notebooks the GPU function runs
     app_name: str = "ftplay"
     runs_volume: str = "ftplay-runs"     # modal.Volume with the run directories, mounted at /runs
     hf_cache_volume: str = "ftplay-hf-cache"   # hub downloads, shared by training and serving
+    hf_secret: str = "huggingface"       # modal.Secret with HF_TOKEN, for gated models (Llama 3.1); "": none.
+                                         # Create it once: modal secret create huggingface HF_TOKEN=hf_...
     adapters: dict = field(default_factory=dict)  # {served name: path in the runs volume}; {}: this run's adapter
     timeout_s: int = 4 * 3600            # the training function's limit (Modal allows 24 h)
     serve_concurrency: int = 32          # requests one vLLM container takes at once
@@ -72,6 +79,9 @@ class ModalConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "only", tuple(self.only))
+        model = str(self.params.get("MODEL", ""))
+        if model.startswith(standins.PREFIX):   # the stand-in proved the path here; Modal runs the real model
+            object.__setattr__(self, "params", {**self.params, "MODEL": standins.family_of(model).hub_id})
         if not self.adapters:
             object.__setattr__(self, "adapters", {"triage": f"{self.run_name}/train/adapter"})
         p = []
@@ -80,8 +90,13 @@ class ModalConfig:
                 parse_gpu(value, name)
             except ConfigError as e:
                 p += e.problems
-        for name, value in (("RUN_NAME", self.run_name), ("APP_NAME", self.app_name),
-                            ("RUNS_VOLUME", self.runs_volume), ("HF_CACHE_VOLUME", self.hf_cache_volume)):
+        n = self.serve_gpus
+        if n and n & (n - 1):
+            p.append(f"SERVE_GPU={self.serve_gpu!r}: vLLM shards the base over a power of two of GPUs "
+                     "(--tensor-parallel-size); use 1, 2, 4 or 8")
+        names = [("RUN_NAME", self.run_name), ("APP_NAME", self.app_name), ("RUNS_VOLUME", self.runs_volume),
+                 ("HF_CACHE_VOLUME", self.hf_cache_volume)] + ([("HF_SECRET", self.hf_secret)] if self.hf_secret else [])
+        for name, value in names:
             if not OBJECT_NAME.match(str(value)):
                 p.append(f"{name}={value!r}: use 1-64 letters, digits, '-', '_' or '.' (Modal's rule for names)")
         if not 60 <= self.timeout_s <= MAX_TIMEOUT_S:
@@ -97,6 +112,14 @@ class ModalConfig:
         if p:
             raise ConfigError(p, "invalid Modal parameters")
 
+    @property
+    def serve_gpus(self):
+        """GPUs of the serving function, vLLM's tensor-parallel size (0 when SERVE_GPU is invalid)."""
+        try:
+            return parse_gpu(self.serve_gpu)[1]
+        except ConfigError:
+            return 0
+
 
 def settings(cfg, root=ROOT):
     """The literal settings the app file is written with (also what the notebook shows)."""
@@ -111,7 +134,8 @@ def settings(cfg, root=ROOT):
             "PYTHON": cfg.python_version, "PROJECT_DIR": str(Path(root).resolve()),
             "PYPROJECT": str((Path(root) / "pyproject.toml").resolve()), "REMOTE_PROJECT": "/root/ftplay-project",
             "IGNORE": list(IGNORE), "TORCH": torch, "TRAIN_EXTRAS": ["train"], "SERVE_PACKAGES": extras["serve-gpu"],
-            "RUNS_VOLUME": cfg.runs_volume, "HF_CACHE_VOLUME": cfg.hf_cache_volume, "RUNS_DIR": "/runs",
+            "RUNS_VOLUME": cfg.runs_volume, "HF_CACHE_VOLUME": cfg.hf_cache_volume, "HF_SECRET": cfg.hf_secret,
+            "SERVE_GPUS": cfg.serve_gpus, "RUNS_DIR": "/runs",
             "HF_CACHE_DIR": "/root/.cache/huggingface", "PARAMS": dict(cfg.params), "ONLY": list(cfg.only),
             "ADAPTERS": dict(cfg.adapters), "TIMEOUT_S": cfg.timeout_s, "VLLM_PORT": 8000,
             "SERVE_CONCURRENCY": cfg.serve_concurrency, "SCALEDOWN_S": cfg.scaledown_s,
@@ -145,7 +169,8 @@ def load_app(path):
 
 def inspect_app(path):
     """What Modal reports about the app file at `path`, offline: {"app", "functions": {name:
-    {"gpus", "timeout", "volumes", "web_server", "concurrency", "image"}}}. Functions are listed
+    {"gpus", "timeout", "secrets", "volumes", "web_server", "concurrency", "image"}}}; secrets are
+    the reprs Modal keeps until it deploys (`modal.Secret.from_name('huggingface')`). Functions are listed
     the way `modal run` finds them (modal.cli.import_refs.list_cli_commands) and described by
     `Function.info()`. Two facts have no public accessor in modal 1.6.4 and are read from its
     private state: the web server's port and timeout (`_webhook_config`) and each image layer's
@@ -165,7 +190,7 @@ def inspect_app(path):
         inner = synchronizer._translate_in(fn)
         hook = inner._webhook_config
         out["functions"][cmd.names[0]] = {
-            "gpus": [list(g) for g in info.gpus], "timeout": info.timeout,
+            "gpus": [list(g) for g in info.gpus], "timeout": info.timeout, "secrets": list(info.secrets),
             "volumes": {p: {"name": v.name, "read_only": v.read_only} for p, v in info.volumes.items()},
             "web_server": {"port": hook.web_server_port, "startup_timeout": hook.web_server_startup_timeout,
                            "requires_proxy_auth": hook.requires_proxy_auth} if cmd.is_web_endpoint else None,
@@ -212,6 +237,10 @@ write it again.
 
 Each container is billed by the second it runs (modal.com/pricing). The endpoint asks for Modal's
 proxy-auth headers (Modal-Key, Modal-Secret), so it is not open to anyone who finds the URL.
+A gated base (Llama 3.1) downloads with the token in the Modal Secret HF_SECRET; create it once,
+after accepting the model's licence on its hub page:
+
+    modal secret create huggingface HF_TOKEN=hf_...
 """
 import json
 import os
@@ -242,6 +271,8 @@ serve_image = (
     .env({"HF_HOME": HF_CACHE_DIR, "VLLM_NO_USAGE_STATS": "1"})
     .add_local_python_source("ftplay")
 )
+# HF_TOKEN for the functions that download the base (gated models); Modal checks the key at deploy.
+secrets = [modal.Secret.from_name(HF_SECRET, required_keys=["HF_TOKEN"])] if HF_SECRET else []
 runs = modal.Volume.from_name(RUNS_VOLUME, create_if_missing=True)
 hf_cache = modal.Volume.from_name(HF_CACHE_VOLUME, create_if_missing=True)
 app = modal.App(APP_NAME)
@@ -254,7 +285,8 @@ def train_argv(params_path):
             "--out", RUNS_DIR + "/" + RUN_NAME]
 
 
-@app.function(image=train_image, gpu=GPU, timeout=TIMEOUT_S, volumes={RUNS_DIR: runs, HF_CACHE_DIR: hf_cache})
+@app.function(image=train_image, gpu=GPU, timeout=TIMEOUT_S, secrets=secrets,
+              volumes={RUNS_DIR: runs, HF_CACHE_DIR: hf_cache})
 def train():
     """Run the training stages into the volume; returns the run summary (summary.json)."""
     params_path = "/tmp/ftplay-params.yaml"
@@ -271,7 +303,8 @@ def train():
 # ---------------------------------------------------------------- serve
 def vllm_command(adapters=None, runs_dir=RUNS_DIR):
     """(argv, env) that start vLLM with one base and every adapter, built by ftplay.serve from the
-    adapters as trained: the base recorded in their ftplay_adapter.json, --max-lora-rank from their ranks."""
+    adapters as trained: the base recorded in their ftplay_adapter.json, --max-lora-rank from their ranks,
+    the base sharded over SERVE_GPUS GPUs (--tensor-parallel-size)."""
     from ftplay import serve
 
     paths = {name: os.path.join(runs_dir, path) for name, path in (adapters or ADAPTERS).items()}
@@ -280,12 +313,12 @@ def vllm_command(adapters=None, runs_dir=RUNS_DIR):
         raise ValueError(f"one vLLM server serves one base; these adapters were trained on different ones: {bases}")
     cfg = serve.ServeConfig(base=next(iter(bases.values())), adapters=paths, host="0.0.0.0", port=VLLM_PORT,
                             backend="cuda", python=sys.executable, max_model_len=MAX_MODEL_LEN,
-                            runtime_lora_updating=False)
+                            runtime_lora_updating=False, tensor_parallel_size=SERVE_GPUS)
     return serve.gpu_command(cfg), serve.environment(cfg)
 
 
 @app.function(image=serve_image, gpu=SERVE_GPU, scaledown_window=SCALEDOWN_S, timeout=STARTUP_TIMEOUT_S,
-              volumes={RUNS_DIR: runs.read_only(), HF_CACHE_DIR: hf_cache})
+              secrets=secrets, volumes={RUNS_DIR: runs.read_only(), HF_CACHE_DIR: hf_cache})
 @modal.concurrent(max_inputs=SERVE_CONCURRENCY)
 @modal.web_server(port=VLLM_PORT, startup_timeout=STARTUP_TIMEOUT_S, requires_proxy_auth=True)
 def serve():

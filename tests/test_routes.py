@@ -329,3 +329,54 @@ def test_start_spends_nothing_on_a_bad_file_or_config(tmp_path):
 def test_anyscale_status_says_what_and_where_from():
     assert "August 1, 2024" in hosted.ANYSCALE_STATUS
     assert "docs.anyscale.com/endpoints/fine-tuning/fine-tuning-api" in hosted.ANYSCALE_STATUS
+
+
+# ---------------------------------------------------------------- the seed's model families on the routes
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def _inspect(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return modal_app.inspect_app(path)["functions"]
+
+
+def test_modal_runs_the_real_hub_id_with_a_token_secret_for_both_functions(tmp_path):
+    cfg = modal_app.ModalConfig(run_name="seed", params={"MODEL": f"tiny:{LLAMA}"})
+    assert cfg.params == {"MODEL": LLAMA}, "a stand-in proves the path here; Modal trains the model it stands in for"
+    path = modal_app.write_app(cfg, tmp_path / "app.py")
+    assert modal_app.load_app(path).PARAMS == {"MODEL": LLAMA}
+    fns = _inspect(path)
+    for name in ("train", "serve"):   # both download the gated base
+        assert fns[name]["secrets"] == ["modal.Secret.from_name('huggingface')"], name
+    assert "modal secret create huggingface HF_TOKEN=" in path.read_text()
+    assert modal_app.ModalConfig(run_name="q", params={"MODEL": "Qwen/Qwen2.5-7B-Instruct"}).params == \
+        {"MODEL": "Qwen/Qwen2.5-7B-Instruct"}, "a real hub id passes unchanged"
+    public = modal_app.write_app(modal_app.ModalConfig(run_name="p", hf_secret=""), tmp_path / "public.py")
+    assert all(f["secrets"] == [] for f in _inspect(public).values())
+    other = modal_app.write_app(modal_app.ModalConfig(run_name="o", hf_secret="my-hf"), tmp_path / "other.py")
+    assert _inspect(other)["train"]["secrets"] == ["modal.Secret.from_name('my-hf')"]
+    with pytest.raises(ConfigError, match="no tiny stand-in for 'org/unknown'"):
+        modal_app.ModalConfig(run_name="x", params={"MODEL": "tiny:org/unknown"})
+    with pytest.raises(ConfigError, match="HF_SECRET='my secret'"):
+        modal_app.ModalConfig(run_name="x", hf_secret="my secret")
+
+
+def test_modal_serves_a_big_base_over_several_gpus(tmp_path):
+    path = modal_app.write_app(modal_app.ModalConfig(run_name="big", serve_gpu="H100:2"), tmp_path / "app.py")
+    assert _inspect(path)["serve"]["gpus"] == [["H100", 2]]
+    module = modal_app.load_app(path)
+    _adapter(tmp_path / "big" / "train" / "adapter", 16, LLAMA)
+    argv, _ = module.vllm_command(runs_dir=str(tmp_path))
+    assert argv[:3] == ["vllm", "serve", LLAMA] and argv[argv.index("--tensor-parallel-size") + 1] == "2"
+    one = modal_app.load_app(modal_app.write_app(modal_app.ModalConfig(run_name="big"), tmp_path / "one.py"))
+    assert "--tensor-parallel-size" not in one.vllm_command(runs_dir=str(tmp_path))[0]
+    with pytest.raises(ConfigError, match=r"SERVE_GPU='H100:3'.*power of two"):
+        modal_app.ModalConfig(run_name="x", serve_gpu="H100:3")
+
+
+def test_together_takes_the_hub_id_a_standin_stands_in_for():
+    assert hosted.together_model(f"tiny:{LLAMA}") == hosted.together_model(LLAMA) == \
+        "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    assert hosted.together_model("tiny:Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    assert hosted.together_model("mistralai/Mistral-7B-Instruct-v0.3") == "mistralai/Mistral-7B-Instruct-v0.3"
