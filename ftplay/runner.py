@@ -101,7 +101,7 @@ def check_inputs(todo):
     """Catch bad parameters before any long work: a MODEL that cannot be found, a data file that
     is missing or unreadable, training data with a single label. Uses each notebook's effective
     values (its defaults, overridden by the params file)."""
-    from . import data, models
+    from . import dataload, models
 
     problems, seen = [], set()
     for stem, path, values in todo:
@@ -123,7 +123,7 @@ def check_inputs(todo):
         if p is not None and ("load", str(p)) not in seen:
             seen.add(("load", str(p)))
             try:
-                rows = data.load(p, eff.get("FORMAT", "auto"), eff.get("TEXT_FIELD", "text"),
+                rows = dataload.load(p, eff.get("FORMAT", "auto"), eff.get("TEXT_FIELD", "text"),
                                  eff.get("LABEL_FIELD", "label"))
                 labels = {r["label"] for r in rows}
                 if len(labels) < 2:

@@ -233,9 +233,9 @@ def sample_texts(run_dir, n=12):
 
     held = Path(run_dir) / "data" / "heldout.jsonl"
     if held.exists():
-        from . import data
+        from . import dataload
 
-        return [r["text"] for r in data.load(held, "chat")[:n]], str(held)
+        return [r["text"] for r in dataload.load(held, "chat")[:n]], str(held)
     src = ROOT / "data" / "production_samples.csv"
     with open(src, newline="", encoding="utf-8") as f:
         return [r["text"] for r in csv.DictReader(f)][:n], str(src)

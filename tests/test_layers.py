@@ -34,9 +34,6 @@ LAYERS = {
 }
 # within a layer, the few imports that are allowed (importer -> imported)
 SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve")}
-# upward imports still to remove: serve's pre-flight moves to its own module on identity, and its sample
-# texts to dataload, once the prompt work in serve.py is in (issue 12 item 4)
-PENDING = {("serve", "data")}
 
 
 def imports(path, mods=None):
@@ -74,7 +71,7 @@ def test_every_module_has_a_layer():
 
 def test_imports_point_down():
     upward = [f"{m} ({rank(m)}) imports {d} ({rank(d)})" for m, deps in graph().items() for d in sorted(deps)
-              if rank(d) is not None and rank(m) is not None and rank(d) >= rank(m) and (m, d) not in SIDEWAYS | PENDING]
+              if rank(d) is not None and rank(m) is not None and rank(d) >= rank(m) and (m, d) not in SIDEWAYS]
     assert upward == []
 
 
