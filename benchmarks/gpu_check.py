@@ -28,7 +28,8 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ftplay import data, models, prompts, train  # noqa: E402
+from ftplay import train  # noqa: E402  (first: on a GPU it imports Unsloth before transformers)
+from ftplay import data, models, prompts  # noqa: E402
 
 MODES = {"4bit": True, "16bit": False}
 # What the GPU box reports for an SM 90 card; the dry run pretends to be one.

@@ -288,6 +288,35 @@ def run_predictor(predictor, rows, labels, n_boot=1000, seed=0):
     return m, preds
 
 
+def score_systems(systems, splits, tokenizer, labels, system_prompt, n_boot=1000, batch_size=32, out_dir=None,
+                  prefix="04"):
+    """Every model of `systems` ({name: model}) on every non-empty split of `splits` ({split: rows}) by
+    label scoring: ({split: {name: metrics}}, {(split, name): predictions}). With `out_dir`, each
+    one's predictions go to <out_dir>/<prefix>_<split>_<name>.jsonl."""
+    from pathlib import Path
+
+    results, preds = {}, {}
+    for split, rows in splits.items():
+        if not rows:
+            continue
+        for name, model in systems.items():
+            scorer = LabelScorer(model, tokenizer, labels, system_prompt, batch_size=batch_size)
+            m, p = run_predictor(scorer, rows, labels, n_boot)
+            results.setdefault(split, {})[name], preds[(split, name)] = m, p
+            if out_dir is not None:
+                save_predictions(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, p)
+    return results, preds
+
+
+def paired_on_baseline_rows(rows, preds, baseline, labels, n_boot=1000):
+    """paired_difference of `preds` (one per row of `rows`) against a baseline that scored some of
+    these rows ({"ids", "preds"}, as best_baseline returns it), on the rows it scored."""
+    at = {r["id"]: i for i, r in enumerate(rows)}
+    idx = [at[i] for i in baseline["ids"]]
+    return paired_difference([rows[i]["label"] for i in idx], [preds[i] for i in idx], baseline["preds"], labels,
+                             n_boot)
+
+
 def tfidf_reference(train_rows, rows):
     """A cheap non-LLM classifier (TF-IDF word 1-2 grams + logistic regression) as a reference."""
     from sklearn.feature_extraction.text import TfidfVectorizer

@@ -4,6 +4,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -12,6 +14,54 @@ from . import prompts
 from .errors import ConfigError, FtplayError, check
 
 log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- Unsloth first
+# Unsloth patches transformers, TRL and PEFT only when it is imported before them ("Unsloth should be
+# imported before [trl, transformers, peft] ... may run slower"): imported in _load_unsloth, after a
+# notebook has loaded transformers, it loses the GPU speed-up it is chosen for. So it is imported
+# here, when this module is, on a CUDA machine only (on CPU its path is the stock one and the import
+# costs seconds). Notebook 03 and benchmarks/gpu_check.py import ftplay.train before anything else.
+PATCHED_BY_UNSLOTH = ("transformers", "trl", "peft")
+
+
+def _gpu_present():
+    """torch.cuda.is_available(), without importing torch where no NVIDIA driver is loaded."""
+    if not Path("/proc/driver/nvidia/version").exists() and shutil.which("nvidia-smi") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _import_unsloth_first(modules=None, cuda=_gpu_present, find_spec=importlib.util.find_spec,
+                          importer=importlib.import_module):
+    """(first, late): import unsloth now if it is installed and a CUDA GPU is present. first is True
+    when none of PATCHED_BY_UNSLOTH was loaded yet, False when some were (named in `late`, warned),
+    None when unsloth was not imported here."""
+    modules = sys.modules if modules is None else modules
+    if find_spec("unsloth") is None or not cuda():
+        return None, ()
+    late = tuple(m for m in PATCHED_BY_UNSLOTH if m in modules)
+    if late:
+        log.warning("Unsloth is imported after %s: its patches of them are missing and training may run slower; "
+                    "import ftplay.train before anything that imports them (first line of the notebook or script)",
+                    ", ".join(late))
+    importer("unsloth")
+    return not late, late
+
+
+UNSLOTH_FIRST, UNSLOTH_LATE = _import_unsloth_first()
+
+
+def unsloth_patched(modules=None):
+    """Whether Unsloth's patches are active in this process: True when it was imported before
+    transformers, TRL and PEFT (at this module's import, on a GPU), False when it came after them,
+    None when it is not imported (CPU, or not installed)."""
+    modules = sys.modules if modules is None else modules
+    if UNSLOTH_FIRST is not None:
+        return UNSLOTH_FIRST
+    return False if "unsloth" in modules else None
 ENGINES = ("auto", "unsloth", "trl")
 OPTIMIZERS = ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adamw_torch_fused")
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

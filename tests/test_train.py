@@ -159,3 +159,51 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     assert abs(resumed["eval_loss"] - full["eval_loss"]) < 1e-4
     log = train.read_log(resumed["log_path"])
     assert [r["step"] for r in log if "loss" in r][-1] == 20
+
+
+# ---------------------------------------------------------------- Unsloth imported first
+def test_unsloth_is_imported_first_on_a_gpu_and_warned_when_late(caplog):
+    imported = []
+    has = lambda name: object()   # noqa: E731  (find_spec: installed)
+    kw = {"find_spec": has, "importer": imported.append}
+    assert train._import_unsloth_first({}, cuda=lambda: False, **kw) == (None, ()) and imported == [], \
+        "CPU: the stock path, no import"
+    assert train._import_unsloth_first({}, cuda=lambda: True, find_spec=lambda n: None,
+                                       importer=imported.append) == (None, ()) and imported == []
+    assert train._import_unsloth_first({"torch": 1, "json": 1}, cuda=lambda: True, **kw) == (True, ())
+    assert imported == ["unsloth"] and not caplog.records
+    with caplog.at_level("WARNING", logger="ftplay.train"):
+        first, late = train._import_unsloth_first({"transformers": 1, "peft": 1}, cuda=lambda: True, **kw)
+    assert (first, late) == (False, ("transformers", "peft")) and imported == ["unsloth", "unsloth"]
+    assert "Unsloth is imported after transformers, peft" in caplog.text
+
+
+def test_unsloth_patched_reports_where_it_came_from(monkeypatch):
+    monkeypatch.setattr(train, "UNSLOTH_FIRST", None)
+    assert train.unsloth_patched({}) is None
+    assert train.unsloth_patched({"unsloth": 1}) is False, "imported later (by _load_unsloth): unpatched"
+    for first in (True, False):
+        monkeypatch.setattr(train, "UNSLOTH_FIRST", first)
+        assert train.unsloth_patched({"unsloth": 1}) is first
+
+
+def test_training_entry_points_import_ftplay_train_before_transformers():
+    """ftplay and ftplay.train load none of transformers/TRL/PEFT, and notebook 03 and the GPU check
+    import ftplay.train before any other ftplay module, so Unsloth can come first on a GPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ROOT = Path(__file__).resolve().parent.parent
+    code = ("import sys, ftplay, ftplay.train; "
+            "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+    first_import = lambda src: next(l for l in src.splitlines() if l.startswith(("from ftplay", "import ftplay")))  # noqa: E731
+    cell = next(c for c in json.loads((ROOT / "notebooks" / "03_train_qlora.ipynb").read_text())["cells"]
+                if c["cell_type"] == "code")
+    assert first_import("".join(cell["source"])).startswith("from ftplay import train")
+    script = (ROOT / "benchmarks" / "gpu_check.py").read_text()
+    assert first_import(script).startswith("from ftplay import train")
+    assert script.index("from ftplay import train") < min(script.index(w) for w in ("import trl", "import transformers",
+                                                                                     "from transformers") if w in script)
