@@ -125,3 +125,28 @@ def test_macro_f1_counts_only_labels_in_the_rows_or_answers():
     assert abs(evaluate.score(truth, one_wrong, LABELS, n_boot=20)["macro_f1"] - (1 + 2 / 3 + 0) / 3) < 1e-9
     invalid = perfect[:3] + [Prediction(None, 0.0)]
     assert abs(evaluate.score(truth, invalid, LABELS, n_boot=20)["macro_f1"] - (1 + 2 / 3) / 2) < 1e-9
+
+
+def test_baseline_comparison_uses_the_rows_the_baseline_scored():
+    rows = [{"id": f"r{i}", "label": lab} for i, lab in enumerate(["a"] * 6 + ["b"] * 6)]
+    ft = _preds([r["label"] for r in rows])                          # right on every row
+    baseline = {"ids": ["r11", "r0", "r7"], "preds": _preds(["b", "b", "b"])}  # scored 3 rows, in its own order
+    d = evaluate.paired_on_baseline_rows(rows, ft, baseline, ["a", "b"], n_boot=50)
+    assert d == evaluate.paired_difference(["b", "a", "b"], _preds(["b", "a", "b"]), baseline["preds"], ["a", "b"], 50)
+    assert d["only_a_right"] == 1 and d["only_b_right"] == 0
+
+
+def test_score_systems_scores_each_model_on_each_split_and_saves_predictions(tiny_ref, tiny_tok, tmp_path):
+    from ftplay import models
+
+    rows = [{"id": "1", "text": "my card was charged twice", "label": "billing"},
+            {"id": "2", "text": "the app crashes on start", "label": "bug"}]
+    model = models.load_model(tiny_ref)
+    results, preds = evaluate.score_systems({"base": model, "same": model}, {"heldout": rows, "production": []},
+                                            tiny_tok, LABELS, SYS, n_boot=20, batch_size=2, out_dir=tmp_path)
+    assert list(results) == ["heldout"] and list(results["heldout"]) == ["base", "same"]
+    assert list(preds) == [("heldout", "base"), ("heldout", "same")] and len(preds[("heldout", "base")]) == 2
+    assert [p.label for p in preds[("heldout", "base")]] == [p.label for p in preds[("heldout", "same")]]
+    ids, saved = evaluate.load_predictions(tmp_path / "04_heldout_base.jsonl")
+    assert ids == ["1", "2"] and [p.label for p in saved] == [p.label for p in preds[("heldout", "base")]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["04_heldout_base.jsonl", "04_heldout_same.jsonl"]
