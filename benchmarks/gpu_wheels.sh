@@ -2,6 +2,9 @@
 # Prepare what benchmarks/gpu_check.sh carries to a GPU box without network, on a machine with one:
 #   .whl/        Linux x86-64 CPython 3.12 wheels of benchmarks/gpu_wheels.txt, slimmed to ~13 MB
 #   .gpu/model/  the embedded model (ftplay build-model: CPU only, ~3 min the first time)
+#   .gpu/cache/  with CARRY_STANDINS=1: the three stand-ins (ftplay build-model --like), 670 MB in
+#                float32; over a 64 MiB carry leave them out: the box builds them from the carried
+#                wheels in seconds (gpu_check.sh points FTPLAY_CACHE at .gpu/cache either way)
 # The CUDA torch wheel (~1 GB with its CUDA libraries) is never carried: the box's own torch is used.
 # Slimming: bitsandbytes keeps the library of one CUDA version (BNB_CUDA, the box's torch.version.cuda
 # without the dot) and the CPU one, not 16; unsloth drops its `studio` web app (2,000 files, 80 MB).
@@ -41,3 +44,11 @@ done
 model=$("$PY" -c "from ftplay import models; print(models.resolve('embedded').path)")
 rm -rf .gpu/model && mkdir -p .gpu && cp -r "$model" .gpu/model
 du -sh "$DEST" .gpu/model
+
+# ---------------------------------------------------------------- the stand-ins (optional)
+if [ "${CARRY_STANDINS:-0}" = 1 ]; then
+  for id in meta-llama/Llama-3.1-8B-Instruct Qwen/Qwen2.5-7B-Instruct mistralai/Mistral-7B-Instruct-v0.3; do
+    FTPLAY_CACHE=.gpu/cache "$PY" -m ftplay.cli build-model --like "$id"
+  done
+  du -sh .gpu/cache
+fi
