@@ -25,7 +25,7 @@ def build(run_dir, status=None):
     run_dir = Path(run_dir)
     recs = {s: records.read_or_empty(run_dir, s) for s in (DECIDE, BASELINE, CURATE, TRAIN, EVALUATE, COSTS, SERVE)}
     failed = {s: v for s, v in (status or {}).items() if v.get("status") != "ok"}
-    items = [tried_cheaper(recs), curated(recs), trained(recs), evaluated(recs), served(recs), costed(recs)]
+    items = [_answer(key, title, evidence, fn, recs) for key, title, evidence, fn in CHECKLIST]
     for it in items:
         bad = [s for s in it["evidence"] if s in failed]
         if bad:
@@ -36,24 +36,23 @@ def build(run_dir, status=None):
             "route": route_line(recs[COSTS])}
 
 
-def _item(key, title, evidence, status, summary, figures=None, problems=(), notes=()):
-    return {"key": key, "title": title, "evidence": list(evidence), "status": status, "summary": summary,
-            "figures": figures or {}, "problems": list(problems), "notes": list(notes)}
-
-
-def _not_run(key, title, evidence, recs):
-    missing = [f"{s}.json" for s in evidence if not recs.get(s)]
-    return _item(key, title, evidence, "not run", f"not run: {', '.join(missing)} not recorded",
-                 problems=[f"{m} is missing: run notebook {m[:2]} into this run directory" for m in missing])
+def _answer(key, title, evidence, fn, recs):
+    """One checklist item: "not run" when the record of its first evidence stage is missing, else what
+    `fn` reads from the records ({summary, figures, problems, notes, status}); done when no problem."""
+    if not recs[evidence[0]]:
+        missing = [f"{s}.json" for s in evidence if not recs.get(s)]
+        out = {"status": "not run", "summary": f"not run: {', '.join(missing)} not recorded", "figures": {},
+               "problems": [f"{m} is missing: run notebook {m[:2]} into this run directory" for m in missing]}
+    else:
+        out = fn(recs)
+    return {"key": key, "title": title, "evidence": list(evidence),
+            "status": out.get("status") or ("no" if out["problems"] else "done"), "summary": out["summary"],
+            "figures": out["figures"], "problems": list(out["problems"]), "notes": list(out.get("notes", ()))}
 
 
 def tried_cheaper(recs):
     """Prompting (zero- and few-shot), retrieved few-shot (RAG) and routing, measured before fine-tuning."""
-    key, title, ev = "tried_cheaper", "Prompting, retrieved few-shot (RAG) and routing tried first", \
-        (BASELINE, EVALUATE)
     base, ev4 = recs[BASELINE], recs[EVALUATE]
-    if not base:
-        return _not_run(key, title, ev, recs)
     systems = base.at("systems", default={})
     fig = {name: systems[name].get("macro_f1") for name in ("zero_shot", "few_shot_fixed", "few_shot_retrieved",
                                                             "free_text_zero_shot") if name in systems}
@@ -86,16 +85,13 @@ def tried_cheaper(recs):
     decide = recs[DECIDE]
     if decide and not decide.get("proceed", True):
         notes.append("00 said not to fine-tune: " + "; ".join(decide.get("reasons", [])[:2]))
-    status = "done" if not problems else ("not run" if not ev4 else "no")
-    return _item(key, title, ev, status, text, fig, problems, notes)
+    return {"summary": text, "figures": fig, "problems": problems, "notes": notes,
+            "status": "done" if not problems else ("not run" if not ev4 else "no")}
 
 
 def curated(recs):
     """Rows in and out, duplicates and conflicts, the split, leakage."""
-    key, title, ev = "curated", "Examples curated", (CURATE,)
     c = recs[CURATE]
-    if not c:
-        return _not_run(key, title, ev, recs)
     split = c.at("split", default={})
     production = sum(v.get("production", 0) for v in c.at("labels", default={}).values())
     fig = {k: c.get(k) for k in ("rows_in", "rows_out", "exact_duplicate_rows_dropped", "near_duplicate_rows_dropped",
@@ -113,16 +109,13 @@ def curated(recs):
         problems.append("no rows left after curation")
     notes = [f"PII found in {c['pii_rows']} rows and not redacted (REDACT_PII in 02)"] \
         if c.get("pii_rows") and not c.get("pii_redacted") else []
-    return _item(key, title, ev, "no" if problems else "done", text + f"; leakage {'none' if not leaks else leaks}",
-                 fig, problems, notes)
+    return {"summary": text + f"; leakage {'none' if not leaks else leaks}", "figures": fig, "problems": problems,
+            "notes": notes}
 
 
 def trained(recs):
     """Engine, recipe, tokens, time and losses of the LoRA / QLoRA run."""
-    key, title, ev = "trained", "QLoRA adapter trained", (TRAIN,)
     t = recs[TRAIN]
-    if not t:
-        return _not_run(key, title, ev, recs)
     cfg = t.at("config", default={})
     b = t.at("base_model", default={})
     fig = {k: t.get(k) for k in ("engine", "load_in_4bit", "steps", "tokens_seen", "tokens_per_s", "seconds",
@@ -142,15 +135,12 @@ def trained(recs):
         problems.append("no adapter_dir recorded")
     if not _finite(last) or (_finite(first) and last >= first):
         problems.append(f"training loss did not fall ({_f(first)} -> {_f(last)}): check the data and LEARNING_RATE in 03")
-    return _item(key, title, ev, "no" if problems else "done", text, fig, problems)
+    return {"summary": text, "figures": fig, "problems": problems}
 
 
 def evaluated(recs):
     """Base against fine-tuned on held-out and production, with intervals, McNemar and the gate."""
-    key, title, ev = "evaluated", "Held-out and production evaluated against the base", (EVALUATE,)
     e = recs[EVALUATE]
-    if not e:
-        return _not_run(key, title, ev, recs)
     fig, parts = {}, []
     for split in ("heldout", "production"):
         systems = e.at(split, "systems", default={})
@@ -177,15 +167,12 @@ def evaluated(recs):
     parts.append(f"gate: {'ship' if gate.get('ship') else 'stop'}")
     problems = [] if gate.get("ship") else [r for r in gate.get("reasons", []) if r.startswith("STOP")] or \
         ["04's gate says stop"]
-    return _item(key, title, ev, "done" if gate.get("ship") else "no", "; ".join(parts), fig, problems)
+    return {"summary": "; ".join(parts), "figures": fig, "problems": problems}
 
 
 def served(recs):
     """vLLM pre-flight, parity with transformers, structured output and the load test."""
-    key, title, ev = "served", "Served with vLLM", (SERVE,)
     s = recs[SERVE]
-    if not s:
-        return _not_run(key, title, ev, recs)
     pre = s.at("preflight", default=[])
     par = s.at("parity", default={})
     load = s.at("load_test", default={})
@@ -209,15 +196,12 @@ def served(recs):
         problems.append("vLLM answers differ from transformers + PEFT (parity failed)")
     if load.get("errors") or not load.get("requests"):
         problems.append(f"load test: {load.get('errors')} errors in {load.get('requests')} requests")
-    return _item(key, title, ev, "no" if problems else "done", text, fig, problems)
+    return {"summary": text, "figures": fig, "problems": problems}
 
 
 def costed(recs):
     """The cheapest option against the hosted model: monthly cost, savings, training, payback."""
-    key, title, ev = "cost", "Cost compared", (COSTS,)
     c = recs[COSTS]
-    if not c:
-        return _not_run(key, title, ev, recs)
     v = c.at("verdict", default={})
     rows = {r["name"]: r for r in c.at("options", default=[])}
     best, hosted = rows.get(v.get("best_option")) or {}, rows.get("hosted_frontier") or {}
@@ -232,7 +216,19 @@ def costed(recs):
     if fig["assumed"]:
         text += f"; assumed: {', '.join(fig['assumed'])}"
     problems = [] if v.get("cheaper") else [f"not cheaper: {text}"]
-    return _item(key, title, ev, "done" if v.get("cheaper") else "no", text, fig, problems)
+    return {"summary": text, "figures": fig, "problems": problems}
+
+
+# (key, title, evidence: the first stage's record is what the item needs, function answering it)
+CHECKLIST = (
+    ("tried_cheaper", "Prompting, retrieved few-shot (RAG) and routing tried first", (BASELINE, EVALUATE),
+     tried_cheaper),
+    ("curated", "Examples curated", (CURATE,), curated),
+    ("trained", "QLoRA adapter trained", (TRAIN,), trained),
+    ("evaluated", "Held-out and production evaluated against the base", (EVALUATE,), evaluated),
+    ("served", "Served with vLLM", (SERVE,), served),
+    ("cost", "Cost compared", (COSTS,), costed),
+)
 
 
 def route_line(cost):
