@@ -7,11 +7,11 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import prompts
-from .errors import ConfigError, FtplayError, check
+from .errors import ConfigError, FtplayError, check, type_problems
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class TrainConfig:
     group_by_length: bool = True         # batches of similar length: less padding computed
 
     def __post_init__(self):
-        check(_type_problems(self), title="invalid training parameters")
+        check(type_problems(self, {"num_epochs": "EPOCHS"}), title="invalid training parameters")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
         p = []
         if self.engine not in ENGINES:
@@ -123,29 +123,6 @@ class TrainConfig:
             p.append("SAVE_STEPS must be >= 0 and LOGGING_STEPS >= 1")
         if p:
             raise ConfigError(p, "invalid training parameters")
-
-
-# the notebook parameter that sets a field, where it is not the field's name upper-cased
-PARAMETER = {"num_epochs": "EPOCHS"}
-EXPECTED = {int: "an int", float: "a number", bool: "True or False", str: "a string", tuple: "a list of module names"}
-
-
-def _type_problems(cfg):
-    """One problem per field whose value is not of its declared type, naming the parameter to change
-    (an int is a float too; a bool is not a number; target_modules is a list or tuple of names)."""
-    out = []
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        if f.type is tuple:
-            ok = isinstance(v, (tuple, list)) and all(isinstance(m, str) for m in v)
-        else:
-            ok = isinstance(v, (int, float) if f.type is float else f.type) and \
-                not (isinstance(v, bool) and f.type is not bool)
-        if not ok:
-            name = PARAMETER.get(f.name, f.name.upper())
-            out.append(f"{name}={v!r} ({type(v).__name__}) must be {EXPECTED[f.type]}; set it in the parameters "
-                       f"cell like {name}={f.default!r}")
-    return out
 
 
 SEED_RECIPE = TrainConfig()

@@ -25,7 +25,7 @@ def test_wrong_types_are_config_errors_naming_each_parameter():
         train.TrainConfig(num_epochs="3", load_in_4bit=1, lora_dropout=None, target_modules="q_proj", max_steps=2.0)
     assert [p.split("=")[0] for p in e.value.problems] == ["LOAD_IN_4BIT", "LORA_DROPOUT", "TARGET_MODULES", "EPOCHS",
                                                            "MAX_STEPS"]
-    assert "must be a list of module names" in e.value.problems[2]
+    assert "must be a list of names" in e.value.problems[2]
     cfg = train.TrainConfig(num_epochs=3, target_modules=["q_proj"])  # an int is a number, a list a tuple
     assert cfg.num_epochs == 3 and cfg.target_modules == ("q_proj",)
 
