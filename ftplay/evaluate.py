@@ -1,10 +1,9 @@
 """One evaluation harness for every system: predictors, metrics with intervals, the gate."""
 import json
 import logging
-import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -455,12 +454,11 @@ def best_baseline(run_dir, heldout):
     (01 and 04 may each score a MAX_ROWS sample); None when they share no row."""
     from pathlib import Path
 
-    from .rundir import read_json
+    from . import records, stages
 
-    rec = read_json(Path(run_dir) / "01_baseline_prompting.json")
-    if not rec or not rec.get("best"):
+    name = records.read_or_empty(run_dir, stages.BASELINE).at("best", "name")
+    if not name:
         return None
-    name = rec["best"]["name"]
     path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
     if not path.exists():
         return None
