@@ -46,6 +46,7 @@ RULES = {
 # 5, Qwen 2.5: 5); 8 per message is a safe margin. The result is an upper bound, not a count: pass
 # `count_tokens` for an exact one.
 TEMPLATE_TOKENS_PER_MESSAGE = 8
+TOGETHER_MIN_BATCH = 8  # lora_training.min_batch_size in Together's FinetuneModelLimits for the models above
 # ftplay MODEL (hub id) -> Together's name of the same base for fine-tuning. Source: the example in
 # https://docs.together.ai/reference/post-fine-tunes (read 2026-11); other names pass through unchanged
 # and Together answers whether it fine-tunes them (GET /fine-tunes/models/limits).
@@ -241,7 +242,8 @@ def job_kwargs(cfg, hosted, training_file, validation_file=None):
     kw = {"training_file": training_file, "model": hosted.model, "n_epochs": int(cfg.num_epochs),
           "learning_rate": cfg.learning_rate, "lr_scheduler_type": cfg.lr_scheduler,
           "warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay,
-          "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.grad_accum,
+          # Together's LoRA jobs take at least 8 sequences per batch: the seed's micro batch 4 goes as 8
+          "batch_size": max(cfg.batch_size, TOGETHER_MIN_BATCH), "gradient_accumulation_steps": cfg.grad_accum,
           "lora": True, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
           "lora_trainable_modules": modules, "train_on_inputs": False,   # loss on the answer only, as 03 trains
           "n_checkpoints": hosted.n_checkpoints, "n_evals": hosted.n_evals, "packing": hosted.packing,

@@ -23,12 +23,26 @@ def base_record(ref):
 
 def write_adapter_meta(adapter_dir, ref, tokenizer, labels, system_prompt, vocab_size=None):
     """Write ftplay_adapter.json beside an adapter: what serving must match (base, template, labels,
-    system prompt, vocab size: `len(tokenizer)` unless given); returns the record."""
+    system prompt, the embedding rows trained against: the base config's vocab_size unless given,
+    which is not len(tokenizer) for every family: Qwen2.5-7B has 152,064 rows for 151,665 tokens);
+    returns the record."""
+    if vocab_size is None:
+        vocab_size = _config_vocab(ref) or len(tokenizer)
     meta = {"base": base_record(ref), "family": models.family(ref), "template_hash": models.template_hash(tokenizer),
             "template": prompts.describe(tokenizer), "labels": list(labels),
-            "system_prompt": system_prompt, "vocab_size": len(tokenizer) if vocab_size is None else vocab_size}
+            "system_prompt": system_prompt, "vocab_size": vocab_size, "tokenizer_size": len(tokenizer)}
     rundir.write_json(Path(adapter_dir) / ADAPTER_META, meta)
     return meta
+
+
+def _config_vocab(ref):
+    """vocab_size of the base's config.json (a local folder, or the hub model's cached config)."""
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(ref.path).vocab_size
+    except (OSError, ValueError):
+        return None
 
 
 def read_adapter_meta(adapter_dir, missing_ok=False):

@@ -245,14 +245,15 @@ def test_hosted_config_and_model_names():
 
 
 def test_limits_are_checked_with_the_parameter_to_change():
-    kw = hosted.job_kwargs(train.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=4), hosted.HostedConfig(), "f")
+    kw = hosted.job_kwargs(train.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=64), hosted.HostedConfig(), "f")
     kw["lora_trainable_modules"] = "q_proj,lm_head"
     with pytest.raises(ConfigError) as e:
         hosted.check_limits(kw, LIMITS)
     assert len(e.value.problems) == 3
-    for text in ("LORA_R=128 > 64", "['lm_head']", "BATCH_SIZE=4 must be 8-32"):
+    for text in ("LORA_R=128 > 64", "['lm_head']", "BATCH_SIZE=64 must be 8-32"):
         assert text in str(e.value)
     ok = hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "f")
+    assert train.SEED_RECIPE.batch_size == 4 and ok["batch_size"] == 8, "the seed's micro batch 4 goes as Together's minimum"
     assert hosted.check_limits(ok, LIMITS).lora_training.max_rank == 64
 
 
