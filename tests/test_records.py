@@ -1,6 +1,4 @@
 """Stage names, the run-record reader and ftplay_adapter.json: what each returns and how each fails."""
-from types import SimpleNamespace
-
 import pytest
 
 from ftplay import identity, records, rundir, stages
@@ -45,19 +43,11 @@ def test_read_names_the_file_and_the_fix(tmp_path):
     assert records.read_all(tmp_path, (stages.DECIDE,)) == {stages.DECIDE: None}
 
 
-class _Tok:
-    chat_template = "{{ messages }}"
-
-    def __len__(self):
-        return 42
-
-
-def test_adapter_meta_is_written_and_read_in_one_place(tmp_path):
-    ref = SimpleNamespace(requested="embedded", path="/m", kind="embedded", revision="abc")
-    meta = identity.write_adapter_meta(tmp_path, ref, _Tok(), ("a", "b"), "Classify.")
-    assert meta == {"base": {"requested": "embedded", "path": "/m", "kind": "embedded", "revision": "abc"},
-                    "template_hash": meta["template_hash"], "labels": ["a", "b"], "system_prompt": "Classify.",
-                    "vocab_size": 42}
+def test_adapter_meta_is_written_and_read_in_one_place(tiny_ref, tiny_tok, tmp_path):
+    meta = identity.write_adapter_meta(tmp_path, tiny_ref, tiny_tok, ("a", "b"), "Classify.")
+    assert meta["base"] == {"requested": "embedded", "path": tiny_ref.path, "kind": "embedded",
+                            "revision": tiny_ref.revision}
+    assert (meta["labels"], meta["system_prompt"], meta["tokenizer_size"]) == (["a", "b"], "Classify.", len(tiny_tok))
     assert identity.read_adapter_meta(tmp_path) == meta
     assert identity.recorded_base(tmp_path) == (meta["base"], str(tmp_path / "ftplay_adapter.json"))
     assert identity.read_adapter_meta(tmp_path / "none", missing_ok=True) is None

@@ -84,7 +84,7 @@ def test_recorded_params_are_the_executed_defaults_overridden_by_the_injected(tm
     shutil.copy(ROOT / "notebooks" / "02_curate_data.ipynb", tmp_path / "notebooks")
     rec = runner.recorded_params(tmp_path)
     assert list(rec) == ["02_curate_data", "03_train_qlora"]
-    assert rec["03_train_qlora"]["MAX_STEPS"] == 2 and rec["03_train_qlora"]["BATCH_SIZE"] == 8
+    assert rec["03_train_qlora"]["MAX_STEPS"] == 2 and rec["03_train_qlora"]["BATCH_SIZE"] is None
     assert rec["03_train_qlora"]["LORA_R"] is None and rec["02_curate_data"]["HELDOUT_FRACTION"] == 0.2
 
 
