@@ -257,5 +257,8 @@ def greedy_config(tokenizer, max_new_tokens):
     so transformers answers what a temperature-0 request to vLLM answers."""
     from transformers import GenerationConfig
 
-    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+    # transformers fills every field left unset (None) from the model's generation_config, so the
+    # penalty must be set to 1.0 explicitly (vLLM requests say the same: serve.Client.extra_body)
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.0,
+                            temperature=1.0, top_p=1.0, top_k=50,  # neutral: no "flags ignored" warning
                             eos_token_id=sorted(end_of_turn_ids(tokenizer)), pad_token_id=tokenizer.pad_token_id)
