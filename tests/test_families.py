@@ -18,7 +18,7 @@ FAMILIES = {  # MODEL -> (family, serving template, training mask)
 }
 SHORT = {
     "01_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50},
-    "03_train_qlora": {"MAX_STEPS": 8, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False},
+    "03_train_qlora": {"MAX_STEPS": 10, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False, "LEARNING_RATE": 2e-3},
     "04_evaluate": {"N_BOOT": 50, "MAX_ROWS": 40},
     "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6},
 }

@@ -58,7 +58,9 @@ SMOKE = {
     "MODEL": "embedded",
     "notebooks": {
         "01_baseline_prompting": {"MAX_ROWS": 40, "N_BOOT": 100},
-        "03_train_qlora": {"MAX_STEPS": 30, "SAVE_STEPS": 0},
+        # the recipe's 3 epochs in 16-bit (321 steps, ~30 s here): 30 steps did not beat the base
+        # (+0.013 macro-F1, CI -0.013 to +0.039), the full recipe does (+0.409, CI +0.331 to +0.475)
+        "03_train_qlora": {"SAVE_STEPS": 0, "LOAD_IN_4BIT": False},
         "04_evaluate": {"N_BOOT": 100},
         "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8},
     },
@@ -109,7 +111,7 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     card = _read(run_dir, "02_curate_data")
     assert card["rows_in"] > card["rows_out"] > 0 and card["exact_duplicates"] > 0 and card["leakage"]["exact"] == 0
     tr = _read(run_dir, "03_train_qlora")
-    assert tr["steps"] == 30 and math.isfinite(tr["train_loss"]) and tr["train_loss"] < tr["first_loss"]
+    assert tr["steps"] > 300 and math.isfinite(tr["train_loss"]) and tr["train_loss"] < tr["first_loss"]
     adapter = Path(tr["adapter_dir"])
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "ftplay_adapter.json").exists()
     second = tr["second_adapter"]
@@ -118,7 +120,8 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     ev = _read(run_dir, "04_evaluate")
     assert ev["heldout"]["n"] == card["split"]["heldout"]
     assert ev["heldout"]["systems"]["finetuned"]["n"] == ev["heldout"]["n"]
-    assert "mcnemar_p" in ev["heldout"]["paired"]["finetuned_vs_base"]
+    vs_base = ev["heldout"]["paired"]["finetuned_vs_base"]  # the README's headline: the fine-tune beats the base
+    assert vs_base["macro_f1_diff_ci"][0] > 0.2 and vs_base["mcnemar_p"] < 1e-6, vs_base
     assert ev["leakage_recheck"]["exact"] == 0
     assert ev["baseline"]["name"] and f"finetuned_vs_{ev['baseline']['name']}" in ev["heldout"]["paired"]
     base = _read(run_dir, "01_baseline_prompting")
