@@ -372,15 +372,20 @@ def validate(items, site, python=sys.executable, timeout=600):
     each a path or (path, n_gpu), in a subprocess with `site` on PYTHONPATH. Returns one dict per
     file: ok, error, warnings (Axolotl's), unknown_keys (keys its schema would silently drop), resolved."""
     pairs = [(str(i), 1) if isinstance(i, (str, Path)) else (str(i[0]), int(i[1])) for i in items]
+    return _in_axolotl_env([json.dumps(pairs)], site, python, timeout, "the Axolotl validator")
+
+
+def _in_axolotl_env(args, site, python, timeout, what):
+    """Run `python -m ftplay.axolotl ARGS` with Axolotl's install (`site`) on PYTHONPATH, offline;
+    the JSON list its last line prints."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)]),
            "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [python, "-m", "ftplay.axolotl", json.dumps(pairs)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
+    r = subprocess.run([python, "-m", "ftplay.axolotl", *args], capture_output=True, text=True, env=env,
+                       cwd=REPO_ROOT, timeout=timeout)
     last = (r.stdout.strip().splitlines() or [""])[-1]
     if r.returncode != 0 or not last.startswith("["):
-        raise FtplayError(f"the Axolotl validator did not run (exit {r.returncode}):\n{r.stderr[-3000:]}",
-                          "Axolotl validation failed to start")
+        raise FtplayError(f"{what} did not run (exit {r.returncode}):\n{r.stderr[-3000:]}", f"{what} failed to start")
     return json.loads(last)
 
 
@@ -388,15 +393,8 @@ def tokenized(config, tokenizer_path, site, rows=2, python=sys.executable, timeo
     """What Axolotl itself trains on: its chat_template strategy (what `axolotl preprocess` runs)
     applied to the first `rows` rows of config's first dataset, with the tokenizer in
     `tokenizer_path` (a stand-in's folder: config.yml names the hub id). [{"input_ids", "labels"}]."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)]),
-           "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [python, "-m", "ftplay.axolotl", "--tokenize", json.dumps([str(config), str(tokenizer_path), rows])]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
-    last = (r.stdout.strip().splitlines() or [""])[-1]
-    if r.returncode != 0 or not last.startswith("["):
-        raise FtplayError(f"Axolotl's tokenization did not run (exit {r.returncode}):\n{r.stderr[-3000:]}",
-                          "Axolotl tokenization failed")
-    return json.loads(last)
+    return _in_axolotl_env(["--tokenize", json.dumps([str(config), str(tokenizer_path), rows])], site, python,
+                           timeout, "Axolotl's tokenization")
 
 
 def _tokenize_here(config, tokenizer_path, rows):

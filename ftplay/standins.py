@@ -17,9 +17,7 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,16 +269,8 @@ def build(hub_id, root=None, force=False):
     out = root / f"tiny-{fam.family}-{build_key(fam)}"
     if out.exists() and not force:
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
-    try:
-        _write(fam, tmp / "model")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "model", out)
-        log.info("built the %s stand-in for %s at %s", fam.family, fam.hub_id, out)
-    finally:  # also on KeyboardInterrupt
-        shutil.rmtree(tmp, ignore_errors=True)
+    tinymodel.build_atomically(out, lambda tmp: _write(fam, tmp), force)
+    log.info("built the %s stand-in for %s at %s", fam.family, fam.hub_id, out)
     return out
 
 

@@ -201,18 +201,25 @@ def build(spec=TinySpec(), corpus=DEFAULT_CORPUS, root=None, force=False):
         raise FileNotFoundError(f"tokenizer corpus {corpus} is missing (it ships in data/)")
     root = Path(root) if root else cache_root() / "models"
     out = root / f"tiny-qwen2-s{spec.seed}-{build_key(spec, corpus)}"
+    return build_atomically(out, lambda tmp: _write(spec, corpus, tmp), force)
+
+
+def build_atomically(out, write, force=False):
+    """`out`, built by `write(folder)` into a temporary folder beside it and renamed into place (kept
+    as it is when it exists, unless `force`): an interrupted build, KeyboardInterrupt included,
+    never leaves a half-written model that a later run would trust, nor a temporary folder."""
+    out = Path(out)
     if out.exists() and not force:
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".build-"))
     try:
-        _write(spec, corpus, tmp)
+        write(tmp / "model")
         if out.exists():
             shutil.rmtree(out)
-        os.replace(tmp, out)
+        os.replace(tmp / "model", out)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
