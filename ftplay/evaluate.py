@@ -64,7 +64,8 @@ class LabelScorer:
 
     def _prompt_ids(self, text):
         shots = self.shots(text) if self.shots else ()
-        return prompts.prompt_ids(self.tok, prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots))
+        msgs = prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots)
+        return prompts.prompt_ids(self.tok, msgs)
 
     def _tree(self):
         """The candidates' tokens that predict a next one, flattened: token, owner label, offset,
@@ -185,7 +186,8 @@ class EndpointPredictor:
         self.extra_body = extra_body  # e.g. serve.Client.extra_body() for ftplay's own vLLM server
 
     def _one(self, text):
-        msgs = prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=self.shots(text) if self.shots else ())
+        shots = self.shots(text) if self.shots else ()
+        msgs = prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots)
         kw = {"response_format": prompts.label_schema(self.labels)} if self.structured else {}
         if self.extra_body:
             kw["extra_body"] = self.extra_body
@@ -193,7 +195,7 @@ class EndpointPredictor:
                                                 max_tokens=self.max_tokens + (24 if self.structured else 0),
                                                 **kw)
         raw = r.choices[0].message.content or ""
-        lab = (prompts.parse_structured(raw, self.labels) if self.structured else None) or parse_label(raw, self.labels)
+        lab = (self.structured and prompts.parse_structured(raw, self.labels)) or parse_label(raw, self.labels)
         return Prediction(lab, 1.0 if lab else 0.0, raw)
 
     def predict(self, texts):
