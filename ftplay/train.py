@@ -62,6 +62,8 @@ def unsloth_patched(modules=None):
     if UNSLOTH_FIRST is not None:
         return UNSLOTH_FIRST
     return False if "unsloth" in modules else None
+
+
 ENGINES = ("auto", "unsloth", "trl")
 OPTIMIZERS = ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adamw_torch_fused")
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
