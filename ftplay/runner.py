@@ -97,6 +97,46 @@ def plan(only=None, params=None, per_notebook=None):
     return out
 
 
+def check_types(todo):
+    """Every value a params file gives, against the type its notebook's parameters cell declares
+    (int, float, bool, str, list[str], Optional[...]), for every notebook of the plan, before
+    anything runs: one error listing each parameter, the value and the fix."""
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        declared = declared_parameters(path)
+        for name, value in values.items():
+            want = (declared.get(name) or {}).get("inferred_type_name") or "None"
+            if (name, repr(value), want) in seen or _fits(value, want):
+                continue
+            seen.add((name, repr(value), want))
+            hint = ""
+            if isinstance(value, str) and _fits(_literal(value), want):
+                hint = (" (YAML read it as text: write 0.002, not 2e-3)" if "e" in value.lower() else
+                        " (written in quotes: drop them)")
+            problems.append(f"{stem}: {name}={value!r} ({type(value).__name__}) must be {want}{hint}; "
+                            "fix it in the params file")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def _fits(value, want):
+    """Whether `value` has the type papermill reports for a parameter (`want`: its annotation)."""
+    want = want.replace(" ", "")
+    if want.startswith("Optional[") and want.endswith("]"):
+        return value is None or _fits(value, want[len("Optional["):-1])
+    if want == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if want == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if want == "bool":
+        return isinstance(value, bool)
+    if want == "str":
+        return isinstance(value, str)
+    if want in ("list", "list[str]"):
+        return isinstance(value, list) and (want == "list" or all(isinstance(v, str) for v in value))
+    return True  # an annotation this check does not know: the notebook's own validation decides
+
+
 def check_inputs(todo):
     """Catch bad parameters before any long work: a MODEL that cannot be found, a data file that
     is missing or unreadable, training data with a single label. Uses each notebook's effective
@@ -222,14 +262,23 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
     """Execute the notebooks; returns (run_dir, summary). Parameters come from the YAML at
     `params_path`, else from `params` / `per_notebook` (same shapes). Stops at the first failing
     notebook, keeping everything that ran before it, and records the failing cell in the summary."""
-    import papermill as pm
-
     params, per = load_params(params_path) if params_path else (params or {}, per_notebook or {})
     todo = plan(only, params, per)
+    check_types(todo)
     check_inputs(todo)
+    # --out is the caller's path, resolved once here: the notebooks run with the repository root as
+    # their working directory, so a relative RUN_DIR would land in another folder than the summary
+    out = Path(out).expanduser().resolve() if out else None
     check_adapters(todo, out)
-    run_dir = Path(out) if out else rundir.new_run_dir(ROOT / run_root)
+    run_dir = out or rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(run_dir):
+        return _execute(todo, run_dir, progress)
+
+
+def _execute(todo, run_dir, progress):
+    import papermill as pm
+
     (run_dir / "notebooks").mkdir(exist_ok=True)
     _env(run_dir)
     status = {}
@@ -256,6 +305,41 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
     rundir.write_json(run_dir / "summary.json", summary)
     report.write_html(run_dir, summary["ship_report"])
     return run_dir, summary
+
+
+class _locked:
+    """Hold <run_dir>/.ftplay.lock (this process's pid) while a run writes there; a second run into
+    the same directory is refused, naming the holder. A lock whose process is gone is taken over."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / ".ftplay.lock"
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = self.path.read_text().strip() if self.path.exists() else ""
+            if holder.isdigit() and _alive(int(holder)):
+                raise ConfigError(f"{self.path.parent} is being written by another ftplay run (pid {holder}): wait "
+                                  "for it to finish, or pass another --out") from None
+            self.path.unlink(missing_ok=True)  # a stale lock: its run was killed
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _html(nb_path, html_path):

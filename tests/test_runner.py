@@ -1,5 +1,6 @@
 """The runner: parameter plumbing, failure reporting, the summary."""
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -101,3 +102,38 @@ def test_cli_reports_bad_parameters_with_exit_2(tmp_path, capsys):
     assert cli.main(["run", "--params", str(p), "--out", str(tmp_path / "run")]) == 2
     assert "TRAIN_PATH='data/nope.csv' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "run").exists(), "nothing is created for a run that cannot start"
+
+
+def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("MODEL: embedded\nSEED: '7'\nnotebooks:\n  03_train_qlora: {EPOCHS: three, LORA_R: '16', "
+                 "LEARNING_RATE: 2e-3, LOAD_IN_4BIT: 1, TARGET_MODULES: [q_proj, 3]}\n"
+                 "  04_evaluate: {N_BOOT: 100.5}\n")
+    params, per = runner.load_params(p)
+    with pytest.raises(ConfigError) as e:
+        runner.run(p, out=tmp_path / "run", progress=lambda *_: None)
+    msg = str(e.value)
+    for text in ("EPOCHS='three' (str) must be Optional[float]", "LORA_R='16' (str) must be Optional[int] "
+                 "(written in quotes: drop them)", "LEARNING_RATE='2e-3' (str) must be Optional[float] (YAML read it "
+                 "as text: write 0.002", "LOAD_IN_4BIT=1 (int) must be bool", "TARGET_MODULES=['q_proj', 3] (list)",
+                 "N_BOOT=100.5 (float) must be int", "01_baseline_prompting: SEED='7' (str) must be int"):
+        assert text in msg, msg
+    assert not (tmp_path / "run").exists(), "nothing runs or is written before the types are right"
+    runner.check_types(runner.plan(None, {"MODEL": "embedded", "SEED": 7},
+                                   {"03_train_qlora": {"EPOCHS": 2, "LEARNING_RATE": 0.002, "LORA_R": None,
+                                                       "TARGET_MODULES": ["q_proj"]}}))
+
+
+def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(runner, "_execute", lambda todo, run_dir, progress: seen.setdefault("dir", run_dir))
+    runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
+    assert seen["dir"] == tmp_path / "rel" / "run" and seen["dir"].is_absolute()
+    assert not (seen["dir"] / ".ftplay.lock").exists(), "released when the run ends"
+    (seen["dir"] / ".ftplay.lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(ConfigError, match=f"being written by another ftplay run \\(pid {os.getppid()}\\)"):
+        runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
+    (seen["dir"] / ".ftplay.lock").write_text("999999999")  # a killed run's lock is taken over
+    runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
+    assert not (seen["dir"] / ".ftplay.lock").exists()
