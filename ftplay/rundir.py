@@ -98,11 +98,36 @@ def fingerprint_file(path):
     return h.hexdigest()[:16]
 
 
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def is_secret(name):
+    """Whether a parameter, field or environment variable name holds a secret (API_KEY, HF_TOKEN...)."""
+    return any(w in str(name).upper() for w in SECRET_WORDS)
+
+
+def redact(obj):
+    """`obj` with the value of every secret-named key (non-empty) replaced by '***', recursively."""
+    if isinstance(obj, dict):
+        return {k: "***" if is_secret(k) and isinstance(v, str) and v else redact(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def secret(name, value=""):
+    """A secret parameter's value: as given in the notebook, else from the environment variable
+    FTPLAY_<NAME>, which is how `ftplay run` passes secrets (never as papermill parameters, which
+    the executed notebook would keep)."""
+    return value or os.environ.get(f"FTPLAY_{name}", "")
+
+
 def record(run_dir, stem, results, config=None, started=None):
-    """Write `<run_dir>/<stem>.json` with results plus the resolved config, versions and timing."""
+    """Write `<run_dir>/<stem>.json` with results plus the resolved config (secrets redacted),
+    versions and timing."""
     payload = dict(results)
     if config is not None:
-        payload["config"] = asdict(config) if is_dataclass(config) else config
+        payload["config"] = redact(asdict(config) if is_dataclass(config) else config)
     payload["versions"] = versions()
     payload["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if started is not None:

@@ -225,7 +225,7 @@ def recorded_params(run_dir):
     out = {}
     for p in sorted(Path(run_dir, "notebooks").glob("[0-9][0-9]_*.ipynb")):
         injected = (nbformat.read(str(p), as_version=4).metadata.get("papermill") or {}).get("parameters") or {}
-        out[p.stem] = _effective(p, dict(injected))
+        out[p.stem] = rundir.redact(_effective(p, dict(injected)))
     return _in_order(out)
 
 
@@ -284,6 +284,10 @@ def _execute(todo, run_dir, progress):
     status = {}
     for stem, path, values in todo:
         values = {**values, "RUN_DIR": str(run_dir)} if "RUN_DIR" in declared_parameters(path) else values
+        for name in [k for k, v in values.items() if rundir.is_secret(k) and isinstance(v, str) and v]:
+            # a secret reaches the kernel through its environment (rundir.secret reads it there): as a
+            # papermill parameter it would be written into the executed notebook and summary.json
+            os.environ[f"FTPLAY_{name}"] = values.pop(name)
         out_nb = run_dir / "notebooks" / path.name
         progress(f"[ftplay] {stem} ...")
         t0 = time.time()

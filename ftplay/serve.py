@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import identity, prompts, records, stages
+from . import identity, prompts, records, rundir, stages
 from .errors import ConfigError, FtplayError
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class ServeConfig:
     served_model_name: str = "base"      # the `model` a request names to get the base
     host: str = "127.0.0.1"              # loopback only unless you mean to expose it
     port: int = 0                        # 0: a free port picked now
-    api_key: str | None = None           # None: no authentication (loopback)
+    api_key: str | None = field(default=None, repr=False)  # None: no authentication (loopback); never printed
     max_model_len: int = 512             # prompt + answer tokens; tickets are short
     dtype: str = ""                      # "": float32 on CPU (parity with transformers), auto on GPU
     kv_cache_gib: float = 1.0            # VLLM_CPU_KVCACHE_SPACE on CPU; GPU uses --gpu-memory-utilization
@@ -169,9 +169,7 @@ def command(cfg):
         argv += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     if cfg.compact_json:
         argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
-    if cfg.api_key:
-        argv += ["--api-key", cfg.api_key]
-    return argv
+    return argv  # an API key goes through the environment (VLLM_API_KEY), never argv: `ps` shows argv
 
 
 def environment(cfg):
@@ -184,6 +182,8 @@ def environment(cfg):
                                             else cfg.kv_cache_gib)
     if Path(cfg.base).exists():
         env["HF_HUB_OFFLINE"] = "1"  # a local base needs no hub lookups
+    if cfg.api_key:
+        env["VLLM_API_KEY"] = cfg.api_key  # vLLM reads it when --api-key is not given
     return env
 
 
@@ -191,7 +191,7 @@ def shell_line(argv, env=None):
     """A copy-pasteable shell line for `argv` with `env` (for notebooks and logs)."""
     import shlex
 
-    pre = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    pre = " ".join(f"{k}={shlex.quote('***' if rundir.is_secret(k) else v)}" for k, v in (env or {}).items())
     return (pre + " " if pre else "") + " ".join(shlex.quote(a) for a in argv)
 
 

@@ -62,7 +62,7 @@ SMOKE = {
         # (+0.013 macro-F1, CI -0.013 to +0.039), the full recipe does (+0.409, CI +0.331 to +0.475)
         "03_train_qlora": {"SAVE_STEPS": 0, "LOAD_IN_4BIT": False},
         "04_evaluate": {"N_BOOT": 100},
-        "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8},
+        "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8, "API_KEY": "sk-planted-7f3a9c1e"},
     },
 }
 
@@ -102,6 +102,20 @@ def test_playbook_runs_every_notebook(playbook_run):
     assert s["decision"]["ship"] is all(i["status"] == "done" for i in rep["items"]) and s["decision"]["reasons"]
     assert s["ship_report"]["route"] and (run_dir / "ship_report.html").exists(), "the route the numbers favour"
     assert [i["status"] for i in s["ship_report"]["items"]].count("not run") == 0
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_planted_api_key_is_written_nowhere_in_the_run(playbook_run):
+    """06 served with an API key (the smoke run plants one): the key reached vLLM (the load test and
+    parity needed it), yet no file the run wrote holds it: not the executed notebooks, their HTML,
+    the records, summary.json, the server log or ship_report.html."""
+    run_dir, _ = playbook_run
+    key = SMOKE["notebooks"]["06_serve_vllm"]["API_KEY"].encode()
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len(files) > 20 and (run_dir / "vllm_server.log").exists()
+    assert [str(p) for p in files if key in p.read_bytes()] == []
+    assert json.loads((run_dir / "06_serve_vllm.json").read_text())["load_test"]["errors"] == 0
 
 
 @pytest.mark.notebook

@@ -51,10 +51,12 @@ def test_cpu_command_and_environment(ref, adapters):
         "--served-model-name", "base", "--host", "127.0.0.1", "--port", "8123", "--dtype", "float32",
         "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "3",
         "--lora-modules", f"a={adapters['a']}", f"b={adapters['b']}",
-        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}', "--api-key", "k"]
-    assert serve.environment(cfg) == {
+        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    assert serve.environment(cfg) == {  # the API key reaches vLLM through the environment, never argv
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
-        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+        "VLLM_API_KEY": "k"}
+    assert "VLLM_API_KEY='***'" in serve.shell_line(serve.command(cfg), serve.environment(cfg))
 
 
 def test_cuda_command_uses_vllm_serve(ref, adapters, tmp_path):
@@ -246,6 +248,27 @@ def test_base_answers_stay_the_same_when_batched_with_adapter_requests(ref, adap
             mixed = [b.result() for b, _ in jobs]
             assert all(f.result() for _, fs in jobs for f in fs)
     assert mixed == alone
+
+
+@needs_vllm
+@pytest.mark.serve
+@pytest.mark.slow
+def test_an_api_key_reaches_the_server_but_no_process_argument_list(ref, tmp_path):
+    key = "sk-planted-2b8e41d0"
+    cfg = serve.ServeConfig(ref.path, {}, python=str(SERVE_PY), backend="cpu", api_key=key)
+    assert key not in repr(cfg) and key not in " ".join(serve.command(cfg))
+    with serve.Server(cfg, tmp_path) as srv:
+        argvs = []
+        for p in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argvs.append(p.read_bytes())
+            except OSError:  # a process that ended meanwhile
+                pass
+        assert len(argvs) > 3
+        assert not [a for a in argvs if key.encode() in a], "the key is on a command line (visible to ps)"
+        assert httpx.get(srv.url + "/v1/models").status_code == 401
+        assert serve.Client(srv.url, key).models() == ["base"]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
 
 
 # ---------------------------------------------------------------- one real vLLM server
