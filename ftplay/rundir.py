@@ -102,8 +102,11 @@ SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
 def is_secret(name):
-    """Whether a parameter, field or environment variable name holds a secret (API_KEY, HF_TOKEN...)."""
-    return any(w in str(name).upper() for w in SECRET_WORDS)
+    """Whether a parameter, field or environment variable name holds a secret: a word of it is KEY,
+    TOKEN, SECRET or PASSWORD (API_KEY, HF_TOKEN, VLLM_API_KEY; not MAX_TOKENS), and it does not
+    name an environment variable instead (ENDPOINT_API_KEY_ENV holds a variable's name)."""
+    words = str(name).upper().replace("-", "_").split("_")
+    return words[-1] != "ENV" and any(w in SECRET_WORDS for w in words)
 
 
 def redact(obj):

@@ -137,3 +137,13 @@ def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, m
     (seen["dir"] / ".ftplay.lock").write_text("999999999")  # a killed run's lock is taken over
     runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
     assert not (seen["dir"] / ".ftplay.lock").exists()
+
+
+def test_which_names_are_secrets_and_what_is_redacted():
+    from ftplay import rundir
+
+    assert [n for n in ("API_KEY", "HF_TOKEN", "VLLM_API_KEY", "db-password", "MAX_TOKENS", "ENDPOINT_API_KEY_ENV",
+                        "MODEL", "TOKENIZER") if rundir.is_secret(n)] == ["API_KEY", "HF_TOKEN", "VLLM_API_KEY",
+                                                                         "db-password"]
+    assert rundir.redact({"API_KEY": "sk-1", "x": [{"HF_TOKEN": "t"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}) == {
+        "API_KEY": "***", "x": [{"HF_TOKEN": "***"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}
