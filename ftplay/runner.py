@@ -175,6 +175,26 @@ def check_inputs(todo):
         raise ConfigError(problems, "cannot run the playbook")
 
 
+def check_order(todo, run_dir=None):
+    """A notebook run without what it cannot do without (03 without 02's split, 04 and 06 without
+    03's adapter unless ADAPTER_DIR names one) is refused up front, naming what to run first,
+    instead of failing inside the notebook with a missing file."""
+    problems, planned = [], []
+    for stem, path, values in todo:
+        adapter_given = bool(_effective(path, values).get("ADAPTER_DIR"))
+        for need in stages.STAGES[stem].needs if stem in stages.STAGES else ():
+            if need in planned or (need == stages.TRAIN and adapter_given):
+                continue
+            if run_dir is None or not records.path(run_dir, need).exists():
+                where = f"{run_dir} has no {stages.record_name(need)}" if run_dir else "a fresh run directory"
+                problems.append(f"{stem} needs {need}'s output and {where}: run {need[:2]} first "
+                                f"(--only {need[:2]},{stem[:2]}{' --out ' + str(run_dir) if run_dir else ''})"
+                                + (" or set ADAPTER_DIR" if need == stages.TRAIN else ""))
+        planned.append(stem)
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
 def check_adapters(todo, run_dir=None):
     """An adapter reused rather than trained by this run (ADAPTER_DIR, or the one 03 recorded in an
     existing run directory when 03 is not run again) must have been trained on MODEL: a changed base
@@ -269,6 +289,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
     # --out is the caller's path, resolved once here: the notebooks run with the repository root as
     # their working directory, so a relative RUN_DIR would land in another folder than the summary
     out = Path(out).expanduser().resolve() if out else None
+    check_order(todo, out)
     check_adapters(todo, out)
     run_dir = out or rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)

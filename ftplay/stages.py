@@ -15,6 +15,7 @@ class Stage:
     """One notebook of the playbook: its stem, and the stages whose records or outputs it reads."""
     stem: str
     reads: tuple = ()
+    needs: tuple = ()   # of `reads`, the stages it cannot run without (the rest it uses when present)
 
     @property
     def number(self):
@@ -30,10 +31,10 @@ STAGES = {s.stem: s for s in (
     Stage(DECIDE, (BASELINE,)),                    # 01's measured baselines, when 01 ran before
     Stage(BASELINE),
     Stage(CURATE),
-    Stage(TRAIN, (CURATE,)),                       # the curated split, labels, system prompt
-    Stage(EVALUATE, (BASELINE, CURATE, TRAIN)),    # the split, the adapter, 01's best prompt
+    Stage(TRAIN, (CURATE,), (CURATE,)),            # the curated split, labels, system prompt
+    Stage(EVALUATE, (BASELINE, CURATE, TRAIN), (CURATE, TRAIN)),  # the split, the adapter, 01's best prompt
     Stage(COSTS, (CURATE, TRAIN, EVALUATE, SERVE)),  # measured sizes, times, routing curve, throughput
-    Stage(SERVE, (CURATE, TRAIN)),                 # the adapters, held-out texts to send
+    Stage(SERVE, (CURATE, TRAIN), (TRAIN,)),       # the adapters (held-out texts, else the samples)
 )}
 STEMS = tuple(STAGES)   # numeric order: how reports list them
 # 05 prices what 06 measures (serving throughput), so it runs after 06.

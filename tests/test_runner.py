@@ -147,3 +147,16 @@ def test_which_names_are_secrets_and_what_is_redacted():
                                                                          "db-password"]
     assert rundir.redact({"API_KEY": "sk-1", "x": [{"HF_TOKEN": "t"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}) == {
         "API_KEY": "***", "x": [{"HF_TOKEN": "***"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}
+
+
+def test_a_notebook_run_before_what_it_needs_says_which_to_run_first(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        runner.run(None, only=["03", "04"], out=tmp_path / "run", progress=lambda *_: None)
+    assert str(e.value).count("needs 02_curate_data's output") == 2 and "run 02 first (--only 02,03 --out" in str(e.value)
+    assert "04_evaluate needs 03_train_qlora" not in str(e.value), "03 is in the plan before 04"
+    with pytest.raises(ConfigError, match="06_serve_vllm needs 03_train_qlora's output.*or set ADAPTER_DIR"):
+        runner.check_order(runner.plan(["06"]), tmp_path)
+    runner.check_order(runner.plan(["06"], per_notebook={"06_serve_vllm": {"ADAPTER_DIR": "x"}}), tmp_path)
+    runner.check_order(runner.plan(None), None)  # the whole playbook needs nothing beforehand
+    (tmp_path / "02_curate_data.json").write_text("{}")
+    runner.check_order(runner.plan(["03"]), tmp_path)
