@@ -59,14 +59,40 @@ def main(argv=None):
     except FtplayError as e:
         print(f"ftplay: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ftplay: {_interrupted()}", file=sys.stderr)
+        return 130
+
+
+def _interrupted():
+    """One line for Ctrl-C: the notebook and cell it stopped in, and what to do next."""
+    from . import runner
+
+    now = runner.CURRENT
+    if not now:
+        return "interrupted (Ctrl-C) before any notebook ran; nothing was written"
+    cell = ""
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(now["notebook"]), as_version=4)
+        running = [i for i, c in enumerate(nb.cells, 1) if (c.metadata.get("papermill") or {}).get("status") == "running"]
+        cell = f", cell {running[0]}" if running else ""
+    except Exception:  # the executed copy may not be written yet: the notebook is still named
+        pass
+    return (f"interrupted (Ctrl-C) in {now['stem']}{cell}; what ran before it is in {now['run_dir']}: run again "
+            f"with --only {now['stem'][:2]} --out {now['run_dir']} (and the notebooks after it) to continue")
 
 
 def _report(run_dir, html_path=None):
     from pathlib import Path
 
-    from . import report, rundir
+    from . import report, rundir, stages
     if not Path(run_dir).is_dir():
         raise ConfigError(f"{run_dir} is not a directory: pass a run directory (runs/<timestamp>)")
+    if not any((Path(run_dir) / n).exists() for n in ["summary.json", *(stages.record_name(s) for s in stages.STEMS)]):
+        raise ConfigError(f"{run_dir} is not a run directory: it has no summary.json and no notebook record "
+                          "(00_decide_approach.json ...); pass a directory written by `ftplay run`")
     status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
     rep = report.build(run_dir, status)
     out = report.write_html(run_dir, rep, html_path)

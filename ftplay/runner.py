@@ -11,6 +11,7 @@ from .errors import ConfigError, FtplayError
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
+CURRENT = {}  # the notebook executing now {stem, notebook, run_dir}: what a Ctrl-C message names
 
 
 def notebooks():
@@ -310,6 +311,7 @@ def _execute(todo, run_dir, progress):
             # papermill parameter it would be written into the executed notebook and summary.json
             os.environ[f"FTPLAY_{name}"] = values.pop(name)
         out_nb = run_dir / "notebooks" / path.name
+        CURRENT.update(stem=stem, notebook=out_nb, run_dir=run_dir)
         progress(f"[ftplay] {stem} ...")
         t0 = time.time()
         try:
@@ -326,6 +328,7 @@ def _execute(todo, run_dir, progress):
         progress(f"[ftplay] {stem}: {status[stem]['status']} in {status[stem]['seconds']} s")
         if status[stem]["status"] != "ok":
             break
+    CURRENT.clear()
     summary = summarise(run_dir, status)
     rundir.write_json(run_dir / "summary.json", summary)
     report.write_html(run_dir, summary["ship_report"])

@@ -160,3 +160,20 @@ def test_a_notebook_run_before_what_it_needs_says_which_to_run_first(tmp_path):
     runner.check_order(runner.plan(None), None)  # the whole playbook needs nothing beforehand
     (tmp_path / "02_curate_data.json").write_text("{}")
     runner.check_order(runner.plan(["03"]), tmp_path)
+
+
+def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp_path, monkeypatch, capsys):
+    def interrupted(todo, run_dir, progress):
+        runner.CURRENT.update(stem="03_train_qlora", notebook=run_dir / "notebooks" / "03_train_qlora.ipynb",
+                              run_dir=run_dir)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_execute", interrupted)
+    assert cli.main(["run", "--only", "00", "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted (Ctrl-C) in 03_train_qlora" in err[0] and "--only 03 --out" in err[0]
+    assert not (tmp_path / "run" / ".ftplay.lock").exists(), "the lock goes with the run"
+    runner.CURRENT.clear()
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["report", str(tmp_path / "empty")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err and not (tmp_path / "empty" / "ship_report.html").exists()
