@@ -103,10 +103,12 @@ SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 def is_secret(name):
     """Whether a parameter, field or environment variable name holds a secret: a word of it is KEY,
-    TOKEN, SECRET or PASSWORD (API_KEY, HF_TOKEN, VLLM_API_KEY; not MAX_TOKENS), and it does not
-    name an environment variable instead (ENDPOINT_API_KEY_ENV holds a variable's name)."""
+    TOKEN, SECRET or PASSWORD (API_KEY, HF_TOKEN, VLLM_API_KEY; not MAX_TOKENS, nor a tokenizer's
+    bos_token), and it does not name an environment variable instead (ENDPOINT_API_KEY_ENV holds a
+    variable's name)."""
     words = str(name).upper().replace("-", "_").split("_")
-    return words[-1] != "ENV" and any(w in SECRET_WORDS for w in words)
+    special = {"BOS", "EOS", "PAD", "UNK", "SEP", "CLS", "MASK"}  # a tokenizer's bos_token is no secret
+    return words[-1] != "ENV" and not special & set(words) and any(w in SECRET_WORDS for w in words)
 
 
 def redact(obj):
@@ -128,7 +130,7 @@ def secret(name, value=""):
 def record(run_dir, stem, results, config=None, started=None):
     """Write `<run_dir>/<stem>.json` with results plus the resolved config (secrets redacted),
     versions and timing."""
-    payload = dict(results)
+    payload = redact(dict(results))
     if config is not None:
         payload["config"] = redact(asdict(config) if is_dataclass(config) else config)
     payload["versions"] = versions()

@@ -182,8 +182,15 @@ def environment(cfg):
                                             else cfg.kv_cache_gib)
     if Path(cfg.base).exists():
         env["HF_HUB_OFFLINE"] = "1"  # a local base needs no hub lookups
+    return env  # no secret here: notebooks show and record it (the key: child_environment)
+
+
+def child_environment(cfg):
+    """The server process's whole environment: this one's, environment(cfg), and the API key as
+    VLLM_API_KEY (vLLM reads it when --api-key is not given), which appears nowhere else."""
+    env = {**os.environ, **environment(cfg)}
     if cfg.api_key:
-        env["VLLM_API_KEY"] = cfg.api_key  # vLLM reads it when --api-key is not given
+        env["VLLM_API_KEY"] = cfg.api_key
     return env
 
 
@@ -314,7 +321,7 @@ class Server:
         if self.proc is not None:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv, env = command(self.cfg), {**os.environ, **environment(self.cfg)}
+        argv, env = command(self.cfg), child_environment(self.cfg)
         log.info("starting vLLM (%s): %s", self.cfg.backend, shell_line(argv))
         t0 = time.time()
         with open(self.log_path, "ab") as logf:  # the child keeps its own handle

@@ -143,7 +143,7 @@ def test_which_names_are_secrets_and_what_is_redacted():
     from ftplay import rundir
 
     assert [n for n in ("API_KEY", "HF_TOKEN", "VLLM_API_KEY", "db-password", "MAX_TOKENS", "ENDPOINT_API_KEY_ENV",
-                        "MODEL", "TOKENIZER") if rundir.is_secret(n)] == ["API_KEY", "HF_TOKEN", "VLLM_API_KEY",
+                        "MODEL", "TOKENIZER", "bos_token", "eos_token_id") if rundir.is_secret(n)] == ["API_KEY", "HF_TOKEN", "VLLM_API_KEY",
                                                                          "db-password"]
     assert rundir.redact({"API_KEY": "sk-1", "x": [{"HF_TOKEN": "t"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}) == {
         "API_KEY": "***", "x": [{"HF_TOKEN": "***"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}
