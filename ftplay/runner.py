@@ -303,31 +303,36 @@ def _execute(todo, run_dir, progress):
 
     (run_dir / "notebooks").mkdir(exist_ok=True)
     _env(run_dir)
-    status = {}
-    for stem, path, values in todo:
-        values = {**values, "RUN_DIR": str(run_dir)} if "RUN_DIR" in declared_parameters(path) else values
-        for name in [k for k, v in values.items() if rundir.is_secret(k) and isinstance(v, str) and v]:
-            # a secret reaches the kernel through its environment (rundir.secret reads it there): as a
-            # papermill parameter it would be written into the executed notebook and summary.json
-            os.environ[f"FTPLAY_{name}"] = values.pop(name)
-        out_nb = run_dir / "notebooks" / path.name
-        CURRENT.update(stem=stem, notebook=out_nb, run_dir=run_dir)
-        progress(f"[ftplay] {stem} ...")
-        t0 = time.time()
-        try:
-            pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
-                                kernel_name="python3", progress_bar=False, log_output=False)
-            status[stem] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
-        except pm.PapermillExecutionError as e:
-            status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
-                            "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}
-        except Exception as e:  # kernel died, bad notebook...
-            status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
-                            "cell": None, "error": f"{type(e).__name__}: {e}"[:2000]}
-        _html(out_nb, run_dir / "html" / f"{stem}.html")
-        progress(f"[ftplay] {stem}: {status[stem]['status']} in {status[stem]['seconds']} s")
-        if status[stem]["status"] != "ok":
-            break
+    status, passed = {}, set()
+    try:
+        for stem, path, values in todo:
+            values = {**values, "RUN_DIR": str(run_dir)} if "RUN_DIR" in declared_parameters(path) else values
+            for name in [k for k, v in values.items() if rundir.is_secret(k) and isinstance(v, str) and v]:
+                # a secret reaches the kernel through its environment (rundir.secret reads it there): as a
+                # papermill parameter it would be written into the executed notebook and summary.json
+                os.environ[f"FTPLAY_{name}"] = values.pop(name)
+                passed.add(f"FTPLAY_{name}")
+            out_nb = run_dir / "notebooks" / path.name
+            CURRENT.update(stem=stem, notebook=out_nb, run_dir=run_dir)
+            progress(f"[ftplay] {stem} ...")
+            t0 = time.time()
+            try:
+                pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
+                                    kernel_name="python3", progress_bar=False, log_output=False)
+                status[stem] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
+            except pm.PapermillExecutionError as e:
+                status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
+                                "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}
+            except Exception as e:  # kernel died, bad notebook...
+                status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
+                                "cell": None, "error": f"{type(e).__name__}: {e}"[:2000]}
+            _html(out_nb, run_dir / "html" / f"{stem}.html")
+            progress(f"[ftplay] {stem}: {status[stem]['status']} in {status[stem]['seconds']} s")
+            if status[stem]["status"] != "ok":
+                break
+    finally:  # a secret is this run's only: the next run in this process must not inherit it
+        for var in passed:
+            os.environ.pop(var, None)
     CURRENT.clear()
     summary = summarise(run_dir, status)
     rundir.write_json(run_dir / "summary.json", summary)
