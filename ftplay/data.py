@@ -82,12 +82,14 @@ class DataConfig:
 
 # =========================================================================== conversions
 def token_lengths(rows, tokenizer, labels, system_prompt=None):
-    """Tokens of each row's full chat rendering (with its label), as training tokenizes it; None
-    when there is no tokenizer."""
+    """Tokens of each row as training tokenizes it (prompts.training_example: the serving prompt and
+    the answer, which for Mistral v0.3 is longer than its template's rendering of the conversation);
+    None when there is no tokenizer."""
     if tokenizer is None:
         return None
-    return [len(prompts.encode(tokenizer, prompts.render(tokenizer, prompts.messages(r["text"], labels, r["label"],
-                                                                                        system_prompt=system_prompt))))
+    how = prompts.plan(tokenizer)
+    return [len(prompts.training_example(tokenizer, prompts.messages(r["text"], labels, r["label"],
+                                                                     system_prompt=system_prompt), how)[0])
             for r in rows]
 
 

@@ -141,7 +141,7 @@ def plan(tokenizer):
         from trl.chat_template_utils import get_training_chat_template
 
         swapped = get_training_chat_template(tokenizer)
-    except (ImportError, ValueError):
+    except (ImportError, ValueError, TypeError, AttributeError):  # TRL does not know it: the difference alone
         swapped = None
     if swapped:
         return Plan("trl training template", swapped, stop)

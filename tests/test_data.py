@@ -275,11 +275,12 @@ def test_planted_trivial_and_pii_found(sample):
 
 class _WordTokenizer:
     """Stand-in for a HF tokenizer: one token per whitespace-separated word of the rendering,
-    which wraps each message in two marker words."""
-    bos_token_id = None
+    which wraps each message in two marker words (the generation prompt opens the answer's)."""
+    bos_token_id = eos_token_id = chat_template = None
+    added_tokens_decoder = {}
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False, **kw):
-        return " ".join(f"<m> {m['content']} </m>" for m in messages)
+        return " ".join(f"<m> {m['content']} </m>" for m in messages) + (" <m>" if add_generation_prompt else "")
 
     def __call__(self, text, add_special_tokens=True):
         return {"input_ids": list(range(len(text.split())))}
