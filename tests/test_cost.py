@@ -16,7 +16,8 @@ CASE = cost.CostConfig(monthly_requests=1_000_000, input_tokens_per_request=1_00
                        hosted_ft_price_in_per_m=0.2, hosted_ft_price_out_per_m=0.2, train_examples=1_000,
                        tokens_per_example=400, epochs=3.0, escalation_share=0.1, use_measured=False,
                        modal_gpu_price_per_s=0.001, modal_serving_utilisation=0.8)
-MEASURED = replace(CASE, use_measured=True)   # the same case, taking this run's measurements
+LLAMA = "tiny:meta-llama/Llama-3.1-8B-Instruct"   # a stand-in: its tokenizer is Llama 3.1's own
+MEASURED = replace(CASE, use_measured=True, model=LLAMA)   # the same case, taking this run's measurements
 
 
 def by_name(result):
@@ -146,10 +147,69 @@ def test_seed_case_reproduces_the_seed():
     assert minutes == pytest.approx(923.0769 / 60, rel=1e-6)
     assert r["training"]["estimated"] and "6 x params x tokens x epochs" in r["training"]["assumption"]
     assert r["measured"] == {}
+    assert t["self_hosted_vllm"]["per_token_equivalent_at_full_volume"] == pytest.approx(0.30)
+
+
+def test_seed_case_with_its_gpu_kept_on_all_month():
+    """The seed's $0.30/M is a per-token equivalent at full volume: 3e9 tokens at 4,000 tokens/s and
+    50% busy need 416.7 GPU-hours, but a GPU that serves all month is paid 730 (1 x $2.16 x 730)."""
+    on = cost.compare(replace(cost.seed_case(), min_gpus_always_on=1))
+    t = by_name(on)
+    assert t["self_hosted_vllm"]["monthly_cost"] == pytest.approx(1_576.80)
+    assert t["self_hosted_vllm"]["floor_monthly"] == pytest.approx(1_576.80)
+    assert t["self_hosted_vllm"]["per_m_tokens"] == pytest.approx(0.5256)                # $1,576.80 / 3,000M tokens
+    assert t["self_hosted_vllm"]["per_token_equivalent_at_full_volume"] == pytest.approx(0.30)
+    assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(7_423.20)
+    assert t["self_hosted_vllm"]["break_even_volume"] == pytest.approx(525_600)          # $1,576.80 / $0.003
+    rows = {r["figure"]: r for r in cost.beside_seed(on, cost.compare(cost.seed_case()))}
+    assert rows["self-hosted vLLM $/month"] == {"figure": "self-hosted vLLM $/month", "seed": "900",
+                                                "seed_gpu_always_on": "1,577", "run": "1,577"}
+    assert rows["per-token equivalent at full volume, $/M"]["seed"] == "0.30"
+    assert rows["self-hosted break-even, requests/month"]["seed"] == "0"
+    assert rows["input tokens per request"]["run"] == "1,000 (assumed)"
+    text = cost.format_options(on["options"])
+    assert "per-token equivalent at full volume: $0.300/M" in text and "not its price below break-even" in text
+
+
+def test_prices_are_all_labelled_assumed_with_their_source():
+    p = cost.prices(cost.CostConfig())
+    assert set(p) == set(cost.PRICE_SOURCES) and all(v["source"].startswith("assumed: ") for v in p.values())
+    assert "Sonnet" in p["hosted_price_in_per_m"]["source"] and p["cpu_price_per_hour"]["value"] == 0.05
+    mine = cost.prices(cost.CostConfig(gpu_price_per_hour=1.1))["gpu_price_per_hour"]
+    assert mine == {"value": 1.1, "source": "assumed: GPU_PRICE_PER_HOUR as set in the parameters cell"}
+
+
+# ---------------------------------------------------------------- an always-on GPU in the verdict
+# only self-hosting can save here: the hosted fine-tune and Modal are priced out
+ONLY_OWN = replace(CASE, min_gpus_always_on=1, hosted_ft_price_in_per_m=100.0, hosted_ft_price_out_per_m=100.0,
+                   modal_gpu_price_per_s=1.0)
+
+
+def test_below_break_even_the_verdict_is_not_cheaper():
+    be = cost.break_even_volume(ONLY_OWN, "self_hosted_vllm")
+    assert be == pytest.approx(1_460 / 3.15e-3)                                     # 463,492 requests/month
+    below = cost.compare(replace(ONLY_OWN, monthly_requests=400_000))
+    t = by_name(below)
+    assert t["self_hosted_vllm"]["monthly_cost"] == 1_460.0 and t["hosted_frontier"]["monthly_cost"] == 1_260.0
+    assert below["verdict"]["cheaper"] is False and below["verdict"]["best_option"] == "hosted_frontier"
+    assert below["verdict"]["break_even"]["self_hosted_vllm"] == pytest.approx(be)
+    assert ("cost: self-hosted vLLM pays 1 GPU(s) kept on all month ($1,460) whatever the traffic: cheaper than "
+            "the hosted model only above 463,492 requests/month; 400,000 is below that") in below["verdict"]["reasons"]
+    above = cost.compare(replace(ONLY_OWN, monthly_requests=500_000))
+    assert above["verdict"]["cheaper"] is True and above["verdict"]["best_option"] == "self_hosted_vllm"
+    assert by_name(above)["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(1_575 - 1_460)
+    assert "500,000 is above that" in " ".join(above["verdict"]["reasons"])
+    assert "self-hosted vLLM: $1,460/month" in above["verdict"]["headline"]       # the floor, not $/M x tokens
+
+
+def test_per_token_view_is_named_in_the_verdict():
+    r = cost.compare(CASE)                                                       # MIN_GPUS_ALWAYS_ON=0
+    assert any("MIN_GPUS_ALWAYS_ON=0 prices self-hosting per token" in x for x in r["verdict"]["reasons"])
+    assert cost.CostConfig().min_gpus_always_on == 1                              # the default is a GPU kept on
 
 
 # ---------------------------------------------------------------- measurements
-def fake_run(d, device="cpu", params=4_800_000):
+def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_per_s=None):
     rundir.write_json(d / "02_curate_data.json", {"rows_out": 1_100, "tokens": {"p50": 90},
                                                   "labels": {"a": {"train": 500}, "b": {"train": 380}}})
     rundir.write_json(d / "03_train_qlora.json", {"seconds": 1_800.0, "tokens_seen": 300_000, "tokens_per_s": 166.7,
@@ -159,29 +219,108 @@ def fake_run(d, device="cpu", params=4_800_000):
                             {"escalated": 0.2, "kept": 80, "accuracy_kept": 0.95},
                             {"escalated": 1.0, "kept": 0, "accuracy_kept": None}],
         "decision": {"ship": True, "reasons": ["fine-tuned beats base"]}})
-    rundir.write_json(d / "06_serve_vllm.json", {"load_test": {"tokens_per_s": 800.0, "completion_tokens": 400,
-                                                               "prompt_tokens": 12_000, "requests": 100}})
+    # 100 requests: 50 to the base (answers run to max_tokens 8), 50 to the adapter (label + end of turn: 3)
+    per = {"base": {"requests": 50, "errors": 0, "completion_tokens": 400, "stopped": 0},
+           "triage": {"requests": 50, "errors": 0, "completion_tokens": 150, "stopped": 50}}
+    rundir.write_json(d / "06_serve_vllm.json", {
+        "model": {"requested": served, "kind": "standin"}, "adapters_served": ["triage"],
+        "load_test": {"tokens_per_s": 550.0, "total_tokens_per_s": 800.0, "completion_tokens": 550,
+                      "prompt_tokens": 12_000, "requests": 100, "errors": 0, "max_tokens": 8, "ignore_eos": not stop,
+                      "per_model": per}})
+    if rows_per_s:
+        rundir.write_json(d / "01_baseline_prompting.json", {"reference": {
+            "name": "tfidf_logreg", "macro_f1": 0.818, "rows_per_s": rows_per_s, "seconds": 0.5}})
 
 
 def test_measured_on_cpu_uses_tokens_not_throughput(tmp_path):
     fake_run(tmp_path)
     r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
     m = r["measured"]
-    assert m["input_tokens_per_request"]["value"] == 120 and m["output_tokens_per_request"]["value"] == 4
+    # 12,000 prompt tokens / 100 requests; the adapter's answers only: 150 tokens / 50 (the base's ran to 8)
+    assert m["input_tokens_per_request"]["value"] == 120 and m["output_tokens_per_request"]["value"] == 3
+    assert "meta-llama/Llama-3.1-8B-Instruct's own tokenizer" in m["input_tokens_per_request"]["why"]
+    assert "triage in 06's load test, stopped at end of turn (50/50 stopped" in m["output_tokens_per_request"]["why"]
     assert m["train_examples"]["value"] == 880 and m["tokens_per_example"]["value"] == 90
     assert m["escalation_share"]["value"] == 0.2
     assert set(r["not_used"]) == {"serving_tokens_per_s", "training_gpu_hours"}
     assert "cpu" in r["not_used"]["serving_tokens_per_s"]["why"]
-    assert r["assumed"]["serving_tokens_per_s"] == 4_000.0
+    assert r["assumed"]["serving_tokens_per_s"] == {
+        "value": 4_000.0, "source": "parameters cell (SERVING_TOKENS_PER_S)",
+        "why": "serving measured on cpu, not the GPU priced here"}
     assert r["config"].input_tokens_per_request == 120
-    # hosted: 1e6 x (120 x 3 + 4 x 15) / 1e6 = 420
-    assert by_name(r)["hosted_frontier"]["monthly_cost"] == 420.0
+    # hosted: 1e6 x (120 x 3 + 3 x 15) / 1e6 = 405
+    assert by_name(r)["hosted_frontier"]["monthly_cost"] == 405.0
+
+
+def test_embedded_tokenizer_counts_are_assumptions(tmp_path):
+    """The embedded model's 4k-token BPE, trained on the tickets, says nothing about an 8B's
+    tokenizer: its counts are shown as not used and the parameters cell's are priced, saying why."""
+    fake_run(tmp_path, served="embedded")
+    cfg = replace(MEASURED, model="embedded")
+    r = cost.compare(cfg, cost.read_measured(tmp_path, cfg))
+    assert set(r["not_used"]) == {"serving_tokens_per_s", "training_gpu_hours", "input_tokens_per_request",
+                                  "output_tokens_per_request", "tokens_per_example"}
+    assert r["not_used"]["input_tokens_per_request"]["value"] == 120
+    assert "embedded model's tokenizer" in r["not_used"]["tokens_per_example"]["why"]
+    assert r["assumed"]["input_tokens_per_request"]["value"] == 1_000
+    assert r["assumed"]["input_tokens_per_request"]["source"] == "parameters cell (INPUT_TOKENS_PER_REQUEST)"
+    assert "embedded model's tokenizer" in r["assumed"]["input_tokens_per_request"]["why"]
+    assert r["config"].input_tokens_per_request == 1_000 and r["config"].tokens_per_example == 400
+    assert "train_examples" in r["measured"]                                         # a row count is a count
+    assert any(x.startswith("cost: input_tokens_per_request, output_tokens_per_request assumed (parameters cell): ")
+               and "counted by the embedded model's tokenizer" in x for x in r["verdict"]["reasons"])
+
+
+@pytest.mark.parametrize("model, usable, says", [
+    ("embedded", False, "embedded model's tokenizer"), ("embedded:1", False, "embedded model's tokenizer"),
+    (LLAMA, True, "counted by meta-llama/Llama-3.1-8B-Instruct's own tokenizer (the stand-in"),
+    ("Qwen/Qwen2.5-7B-Instruct", True, "counted by Qwen/Qwen2.5-7B-Instruct's own tokenizer"),
+    ("/models/my-8b", True, "counted by /models/my-8b's own tokenizer")])
+def test_tokenizer_source(model, usable, says):
+    ok, why = cost.tokenizer_source(model)
+    assert ok is usable and says in why
+
+
+def test_answers_run_to_max_tokens_or_another_model_are_not_used(tmp_path):
+    fake_run(tmp_path, stop=False)                 # ignore_eos: every answer 8 tokens long
+    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    assert "output_tokens_per_request" in r["not_used"] and "input_tokens_per_request" in r["measured"]
+    assert r["not_used"]["output_tokens_per_request"]["value"] == 5.5              # 550 / 100
+    assert "ran every answer to MAX_TOKENS=8 (ignore_eos)" in r["not_used"]["output_tokens_per_request"]["why"]
+    fake_run(tmp_path, served="tiny:Qwen/Qwen2.5-7B-Instruct")
+    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    assert {"input_tokens_per_request", "output_tokens_per_request"} <= set(r["not_used"])
+    assert "06 served MODEL='tiny:Qwen/Qwen2.5-7B-Instruct', 05 prices MODEL=" in \
+        r["not_used"]["input_tokens_per_request"]["why"]
+
+
+def test_classical_reference_priced_from_its_measured_speed(tmp_path):
+    fake_run(tmp_path, rows_per_s=1.0)
+    cfg = replace(MEASURED, monthly_requests=10_000_000)
+    r = cost.compare(cfg, cost.read_measured(tmp_path, cfg))
+    row = by_name(r)["classical_reference"]
+    # 1e7 requests / (1 row/s x 3,600 x 50% busy) = 5,555.6 vCPU-hours x $0.05 = $277.78 (> 1 vCPU x 730 h x $0.05)
+    assert row["monthly_cost"] == pytest.approx(277.78) and row["floor_monthly"] == 36.5
+    assert row["kind"] == "reference" and row["training_cost"] == 0.0
+    assert r["measured"]["classical_rows_per_s"]["value"] == 1.0
+    assert r["verdict"]["best_option"] != "classical_reference"                  # the verdict picks a fine-tune
+    c = r["classical_reference"]
+    assert c["priced"] and c["name"] == "tfidf_logreg" and c["macro_f1"] == 0.818 and c["monthly_cost"] == row["monthly_cost"]
+    small = cost.compare(replace(cfg, monthly_requests=1_000_000), cost.read_measured(tmp_path, cfg))
+    assert by_name(small)["classical_reference"]["monthly_cost"] == 36.5         # one vCPU kept on all month
+    bare = tmp_path / "no_speed"
+    bare.mkdir()
+    fake_run(bare)                                                               # 01 recorded no rows_per_s
+    none = cost.compare(cfg, cost.read_measured(bare, cfg))
+    assert "classical_reference" not in by_name(none)
+    assert none["classical_reference"] == {"priced": False, "why": "01 recorded no reference.rows_per_s (its "
+                                           "classifier's speed): not measured, so not priced"}
 
 
 def test_measured_on_gpu_with_the_priced_model_size(tmp_path):
     fake_run(tmp_path, device="cuda", params=8_030_000_000)
     r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
-    assert r["measured"]["serving_tokens_per_s"]["value"] == 800.0
+    assert r["measured"]["serving_tokens_per_s"]["value"] == 800.0              # prompt + completion tokens/s
     assert r["measured"]["training_gpu_hours"]["value"] == 0.5
     assert by_name(r)["self_hosted_vllm"]["training_cost"] == 1.0               # 0.5 h x $2
     big = replace(MEASURED, model_params_b=70.0)
@@ -248,9 +387,13 @@ def test_curves_and_plot():
 @pytest.mark.notebook
 def test_notebook_05_without_measurements(tmp_path, run_notebook):
     out = run_notebook("05_compare_costs", tmp_path)
-    assert out["measured"] == {} and out["assumed"]["serving_tokens_per_s"] == 4_000.0
-    assert set(out["verdict"]) == {"cheaper", "best_option", "headline", "reasons"}
-    assert out["verdict"]["cheaper"] is True
+    assert out["measured"] == {} and out["assumed"]["serving_tokens_per_s"]["value"] == 4_000.0
+    assert {"cheaper", "best_option", "headline", "reasons", "break_even"} <= set(out["verdict"])
+    assert out["verdict"]["cheaper"] is True and out["config"]["min_gpus_always_on"] == 1
+    own = next(r for r in out["options"] if r["name"] == "self_hosted_vllm")
+    assert own["monthly_cost"] == 1_576.8 and own["break_even_volume"] == pytest.approx(1_576.8 / 3.075e-3)
+    assert out["classical_reference"]["priced"] is False and out["prices"]["gpu_price_per_hour"]["value"] == 2.16
+    assert {r["figure"] for r in out["seed_vs_run"]} >= {"self-hosted vLLM $/month", "GPUs kept on all month"}
     seed = out["seed_case"]
     assert seed["hosted_per_m"] == 3.0 and seed["self_hosted_per_m"] == 0.3
     assert seed["saved_per_month"] == pytest.approx(8_000, rel=0.15) and 10 <= seed["training_minutes"] <= 90
@@ -262,12 +405,14 @@ def test_notebook_05_without_measurements(tmp_path, run_notebook):
 
 @pytest.mark.notebook
 def test_notebook_05_reads_measurements(tmp_path, run_notebook):
-    fake_run(tmp_path)
-    out = run_notebook("05_compare_costs", tmp_path, MONTHLY_REQUESTS=1_000_000)
-    assert out["measured"]["input_tokens_per_request"] == {"value": 120.0, "source": "06_serve_vllm.json",
-                                                           "usable": True, "why": "load test prompts"}
+    fake_run(tmp_path, rows_per_s=2_000.0)
+    out = run_notebook("05_compare_costs", tmp_path, MONTHLY_REQUESTS=1_000_000, MODEL=LLAMA)
+    m = out["measured"]["input_tokens_per_request"]
+    assert (m["value"], m["source"], m["usable"]) == (120.0, "06_serve_vllm.json", True)
+    assert out["measured"]["output_tokens_per_request"]["value"] == 3.0
     assert out["measured"]["escalation_share"]["value"] == 0.2
     assert "serving_tokens_per_s" in out["not_used"] and "serving_tokens_per_s" in out["assumed"]
     assert out["config"]["monthly_requests"] == 1_000_000
-    hosted = next(r for r in out["options"] if r["name"] == "hosted_frontier")
-    assert hosted["monthly_cost"] == 420.0                                      # 1e6 x (120 x $3 + 4 x $15) / 1e6
+    options = {r["name"]: r for r in out["options"]}
+    assert options["hosted_frontier"]["monthly_cost"] == 405.0                  # 1e6 x (120 x $3 + 3 x $15) / 1e6
+    assert options["classical_reference"]["monthly_cost"] == 36.5 and out["classical_reference"]["macro_f1"] == 0.818
