@@ -1,9 +1,13 @@
-"""Decide stage: should this task be fine-tuned at all? The seed's rules as a checklist.
+"""Decide stage: should this task be fine-tuned at all? The seed's rules as a checklist, answered
+from measurements wherever the run has them.
 
 Fine-tune only after prompting with good examples, structured output, retrieval and routing have
 been tried, and only for a reason prompting cannot fix: a narrow high-volume task (cost), a format
 or style, or domain vocabulary; with 500-2,000 curated examples (fewer than ~200: collect first).
-Measured baselines from notebook 01 stand in for "tried prompting" when they show it falls short.
+Notebook 01's record is the evidence: each prompting system it scored counts as that option tried,
+the TF-IDF reference's confidence curve as routing tried, its curated row count as the examples you
+have. A question neither measured nor answered stays unknown, and unknown is not "tried". A cheap
+classifier that already reaches the target ends it: ship the classifier.
 """
 from dataclasses import dataclass
 
@@ -15,8 +19,9 @@ REASONS = {"narrow_high_volume": "a narrow, high-volume task where a small model
            "none": "no reason to fine-tune"}
 CHEAPER = {"tried_prompting": "prompt engineering", "tried_few_shot": "prompting with good examples (few-shot)",
            "tried_structured_output": "structured output (JSON schema / constrained decoding)",
-           "tried_retrieval": "retrieval (RAG)", "tried_routing": "routing (a small model first, escalate the rest)"}
+           "tried_retrieval": "retrieval (RAG)", "tried_routing": "routing (a cheap model first, escalate the rest)"}
 MIN_EXAMPLES, GOOD_EXAMPLES = 200, (500, 2_000)   # the seed's figures
+ROUTING_ACCURACY = 0.9   # routing "works" when the kept share reaches this accuracy (05's TARGET_ACCURACY default)
 
 
 @dataclass(frozen=True)
@@ -25,15 +30,15 @@ class Checklist:
     task_type: str = "classification"
     monthly_requests: int = 3_000_000
     tokens_per_request: int = 1_000
-    tried_prompting: bool = False
-    tried_few_shot: bool = False
-    tried_structured_output: bool = False
-    tried_retrieval: bool = False
-    tried_routing: bool = False
+    tried_prompting: bool | None = None          # None: unknown, unless 01 measured it
+    tried_few_shot: bool | None = None
+    tried_structured_output: bool | None = None
+    tried_retrieval: bool | None = None
+    tried_routing: bool | None = None
     reason: str = "narrow_high_volume"
     current_quality: float | None = None         # your best prompt's macro-F1; None: not measured
     target_quality: float = 0.85
-    labeled_examples: int = 0
+    labeled_examples: int | None = None          # None: 01's curated row count
 
     def __post_init__(self):
         p = []
@@ -43,11 +48,13 @@ class Checklist:
             p.append(f"REASON={self.reason!r} is not one of {list(REASONS)}; set REASON in the parameters cell")
         for name in ("monthly_requests", "tokens_per_request", "labeled_examples"):
             v = getattr(self, name)
+            if v is None and name == "labeled_examples":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 p.append(f"{name.upper()}={v!r} must be a whole number >= 0; set {name.upper()} in the parameters cell")
         for name in CHEAPER:
-            if not isinstance(getattr(self, name), bool):
-                p.append(f"{name.upper()}={getattr(self, name)!r} must be True or False")
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                p.append(f"{name.upper()}={getattr(self, name)!r} must be True, False or None (unknown)")
         if not isinstance(self.target_quality, (int, float)) or not 0 < self.target_quality <= 1:
             p.append(f"TARGET_QUALITY={self.target_quality!r} must be a macro-F1 in (0, 1]")
         if self.current_quality is not None and (not isinstance(self.current_quality, (int, float))
@@ -65,48 +72,102 @@ def best_baseline(baselines):
     if best.get("macro_f1") is not None:
         return best.get("name", "best"), best["macro_f1"]
     scored = [(n, s.get("macro_f1")) for n, s in (baselines.get("systems") or {}).items()
-              if s.get("macro_f1") is not None]
+              if s.get("macro_f1") is not None and n != "tfidf_logreg"]
     return max(scored, key=lambda t: t[1]) if scored else None
 
 
-def assess(checklist, baselines=None):
-    """{"proceed", "reasons", "todo", "quality", "quality_source"}: proceed only when the cheaper
-    options were tried (or 01's measured baselines fall short of the target), there is a
-    fine-tuning reason, and there are enough labelled examples."""
-    c = checklist
-    reasons, todo, blockers = [], [], 0
-    measured = best_baseline(baselines)
-    quality, source = (measured[1], f"measured: 01's best system '{measured[0]}'") if measured else \
-        (c.current_quality, "stated: CURRENT_QUALITY" if c.current_quality is not None else None)
+def measured_options(baselines):
+    """{checklist field: what 01 measured that counts as that cheaper option tried}."""
+    if not baselines:
+        return {}
+    sys = baselines.get("systems") or {}
+    f1 = lambda n: f"{n} macro-F1 {sys[n]['macro_f1']:.3f}"
+    out = {}
+    if "zero_shot" in sys:
+        out["tried_prompting"] = f"01 scored {f1('zero_shot')}"
+    fixed = [n for n in ("few_shot_fixed", "few_shot_retrieved") if n in sys]
+    if fixed:
+        out["tried_few_shot"] = f"01 scored {', '.join(f1(n) for n in fixed)}"
+    constrained = [n for n in sys if n not in ("tfidf_logreg",) and not n.startswith("free_text")]
+    if constrained:
+        free = [n for n in sys if n.startswith("free_text")]
+        out["tried_structured_output"] = (f"01 constrained the answer to the label set ({', '.join(constrained)})"
+                                          + (f"; free text beside it: {f1(free[0])}, valid "
+                                             f"{sys[free[0]].get('valid_rate', 0):.0%}" if free else ""))
+    if "few_shot_retrieved" in sys:
+        out["tried_retrieval"] = f"01 scored {f1('few_shot_retrieved')} (nearest training tickets in the prompt)"
+    ref = baselines.get("reference") or {}
+    curve = ref.get("selective_curve")
+    if curve:
+        reach = [p for p in curve if p.get("accuracy_kept") is not None and p["escalated"] < 1
+                 and p["accuracy_kept"] >= ROUTING_ACCURACY]
+        out["tried_routing"] = (f"01 measured {ref.get('name')} first: escalating {reach[0]['escalated']:.0%} keeps "
+                                f"accuracy {reach[0]['accuracy_kept']:.3f} on the rest" if reach else
+                                f"01 measured {ref.get('name')} first: no escalated share keeps accuracy "
+                                f"{ROUTING_ACCURACY:g} on the rest")
+    return out
 
-    if not measured:
-        reasons.append("no measured baselines: 01_baseline_prompting.json is not in RUN_DIR yet (a full run "
-                       "executes 00 first); re-run 00 after 01 to use measured baselines")
-    # ---- 1. cheaper options first
-    untried = [label for name, label in CHEAPER.items() if not getattr(c, name)]
-    if measured and quality < c.target_quality:
-        reasons.append(f"prompting falls short: best baseline macro-F1 {quality:.3f} < target {c.target_quality:.3f} "
+
+def assess(checklist, baselines=None):
+    """{"proceed", "recommendation", "reasons", "todo", "quality", "quality_source", "tried",
+    "labeled_examples"}: proceed only when the cheaper options were tried (measured by 01, or
+    answered) and fall short, no cheap classifier reaches the target, there is a fine-tuning reason,
+    and there are enough labelled examples."""
+    c = checklist
+    reasons, todo, stops = [], [], []
+    measured = best_baseline(baselines)
+    evidence = measured_options(baselines)
+    quality, source = (measured[1], f"measured: 01's best prompt '{measured[0]}'") if measured else \
+        (c.current_quality, "stated: CURRENT_QUALITY" if c.current_quality is not None else None)
+    if not baselines:
+        reasons.append("no measured baselines: 01_baseline_prompting.json is not in RUN_DIR yet (a full run executes "
+                       "01 before 00); run 01 and re-run 00 to decide from measurements")
+
+    # ---- 1. cheaper options first: measured by 01, or answered in the parameters cell
+    tried = {}
+    for name, label in CHEAPER.items():
+        said = getattr(c, name)
+        if name in evidence:
+            tried[name] = {"tried": True, "source": evidence[name]}
+        elif said is None:
+            tried[name] = {"tried": None, "source": "unknown: not measured, not answered"}
+        else:
+            tried[name] = {"tried": said, "source": f"answered: {name.upper()}={said}"}
+    for name, t in tried.items():
+        reasons.append(f"{CHEAPER[name]}: {'tried' if t['tried'] else 'unknown' if t['tried'] is None else 'not tried'}"
+                       f" ({t['source']})")
+    untried = [CHEAPER[n] for n, t in tried.items() if not t["tried"]]
+    if untried:
+        stops.append("try the cheaper options first")
+        reasons.append(f"cheaper options not tried or unknown: {', '.join(untried)}")
+        todo += [f"try {u}, or answer {n.upper()} in the parameters cell" for n, u in CHEAPER.items() if u in untried]
+        if not baselines:
+            todo.append("or run 01_baseline_prompting and re-run 00: it measures most of them")
+    if quality is not None and quality < c.target_quality:
+        reasons.append(f"prompting falls short: best prompt macro-F1 {quality:.3f} < target {c.target_quality:.3f} "
                        f"({source})")
-    elif untried and not measured:
-        blockers += 1
-        reasons.append(f"cheaper options not tried yet: {', '.join(untried)}")
-        todo += [f"try {u}" for u in untried]
-        todo.append("or run 01_baseline_prompting and re-run 00: measured baselines that fall short count")
-    else:
-        reasons.append("the cheaper options were tried" if not untried else
-                       f"not tried: {', '.join(untried)} (measured baselines decide instead)")
-    if quality is not None and quality >= c.target_quality:
+    elif quality is not None:
         if c.reason == "narrow_high_volume":
             reasons.append(f"prompting already reaches the target (macro-F1 {quality:.3f}): fine-tune only to cut "
                            "cost, and only if it keeps that quality")
         else:
-            blockers += 1
+            stops.append("ship the prompt")
             reasons.append(f"prompting already reaches the target (macro-F1 {quality:.3f} >= {c.target_quality:.3f}) "
-                           f"and the reason is not cost: ship the prompt")
+                           "and the reason is not cost: ship the prompt")
+    ref = (baselines or {}).get("reference") or {}
+    if ref.get("macro_f1") is not None:
+        if ref["macro_f1"] >= c.target_quality:
+            stops.insert(0, "ship the classifier")
+            reasons.append(f"a cheap classifier already reaches the target: {ref.get('name')} macro-F1 "
+                           f"{ref['macro_f1']:.3f} >= {c.target_quality:.3f} on {baselines.get('n')} held-out rows "
+                           "(01); it runs on a CPU for a fraction of any LLM's cost: ship the classifier")
+        else:
+            reasons.append(f"the cheap classifier falls short too: {ref.get('name')} macro-F1 {ref['macro_f1']:.3f} "
+                           f"< target {c.target_quality:.3f} (01); the fine-tune must beat it to ship (04)")
 
     # ---- 2. a reason prompting cannot fix
     if c.reason == "none":
-        blockers += 1
+        stops.append("keep improving the prompt")
         reasons.append("no fine-tuning reason (narrow high-volume task, format or style, domain vocabulary)")
         todo.append("keep improving the prompt, examples and retrieval")
     else:
@@ -116,28 +177,35 @@ def assess(checklist, baselines=None):
         reasons.append(f"volume: {c.monthly_requests:,} requests x {c.tokens_per_request:,} tokens = "
                        f"{tokens / 1e6:,.0f}M tokens a month")
 
-    # ---- 3. enough curated examples
+    # ---- 3. enough curated examples: counted by 01, or stated
     lo, hi = GOOD_EXAMPLES
-    if c.labeled_examples < MIN_EXAMPLES:
-        blockers += 1
-        reasons.append(f"only {c.labeled_examples} labelled examples (fewer than ~{MIN_EXAMPLES})")
+    n = c.labeled_examples if c.labeled_examples is not None else (baselines or {}).get("rows_out")
+    where = "stated: LABELED_EXAMPLES" if c.labeled_examples is not None else "counted: 01's curated rows"
+    if n is None:
+        stops.append("count the examples")
+        reasons.append("labelled examples: unknown (set LABELED_EXAMPLES, or run 01 and re-run 00 to count them)")
+        todo.append("run 01 (it counts the curated rows), or set LABELED_EXAMPLES")
+    elif n < MIN_EXAMPLES:
+        stops.append("collect more examples")
+        reasons.append(f"only {n} labelled examples ({where}; fewer than ~{MIN_EXAMPLES})")
         todo.append(f"collect and curate more examples first: {lo:,}-{hi:,} is the target")
-    elif c.labeled_examples < lo:
-        reasons.append(f"{c.labeled_examples} labelled examples: enough to start, below the {lo:,}-{hi:,} "
-                       "that usually suffice")
+    elif n < lo:
+        reasons.append(f"{n} labelled examples ({where}): enough to start, below the {lo:,}-{hi:,} that usually suffice")
         todo.append(f"grow the set towards {lo:,} curated examples")
     else:
-        reasons.append(f"{c.labeled_examples:,} labelled examples (the seed's range is {lo:,}-{hi:,} curated)")
+        reasons.append(f"{n:,} labelled examples ({where}; the seed's range is {lo:,}-{hi:,} curated)")
 
-    proceed = blockers == 0
+    proceed = not stops
     if proceed:
-        todo.append("ship only if it wins on cost AND quality: 04_evaluate (quality), 05_compare_costs (cost)")
-    return {"proceed": proceed, "reasons": reasons, "todo": todo, "quality": quality, "quality_source": source}
+        todo.append("ship only if it wins on cost AND quality against every alternative: 04_evaluate (quality), "
+                    "05_compare_costs (cost)")
+    return {"proceed": proceed, "recommendation": "fine-tune" if proceed else stops[0], "reasons": reasons,
+            "todo": todo, "quality": quality, "quality_source": source, "tried": tried, "labeled_examples": n}
 
 
 def report(verdict):
     """The verdict as text: the answer, why, and what to do next."""
-    lines = ["PROCEED: fine-tune" if verdict["proceed"] else "DO NOT fine-tune yet", "why:"]
+    lines = ["PROCEED: fine-tune" if verdict["proceed"] else f"DO NOT fine-tune: {verdict['recommendation']}", "why:"]
     lines += [f"  - {r}" for r in verdict["reasons"]]
     lines += ["next:"] + [f"  - {t}" for t in verdict["todo"]]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""One evaluation harness for every system: predictors, metrics with intervals, the gate."""
+"""One evaluation harness for every system: predictors, metrics with intervals, paired comparisons
+(the gate that reads them is `ftplay.gate`)."""
 import json
 import logging
 import re
@@ -271,7 +272,7 @@ def paired_difference(y_true, pred_a, pred_b, labels, n_boot=1000, seed=0):
     ra, rb = a == t, b == t
     only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
     p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"macro_f1_diff": f1(t, a) - f1(t, b),
+    return {"n": len(t), "a_macro_f1": f1(t, a), "b_macro_f1": f1(t, b), "macro_f1_diff": f1(t, a) - f1(t, b),
             "macro_f1_diff_ci": [float(np.quantile(d_f1, .025)), float(np.quantile(d_f1, .975))],
             "accuracy_diff": _acc(t, a) - _acc(t, b),
             "accuracy_diff_ci": [float(np.quantile(d_acc, .025)), float(np.quantile(d_acc, .975))],
@@ -311,25 +312,35 @@ def score_systems(systems, splits, tokenizer, labels, system_prompt, n_boot=1000
 
 def paired_on_baseline_rows(rows, preds, baseline, labels, n_boot=1000):
     """paired_difference of `preds` (one per row of `rows`) against a baseline that scored some of
-    these rows ({"ids", "preds"}, as best_baseline returns it), on the rows it scored."""
+    these rows ({"ids", "preds"}, as `baselines` returns each), on the rows it scored."""
     at = {r["id"]: i for i, r in enumerate(rows)}
     idx = [at[i] for i in baseline["ids"]]
     return paired_difference([rows[i]["label"] for i in idx], [preds[i] for i in idx], baseline["preds"], labels,
                              n_boot)
 
 
-def tfidf_reference(train_rows, rows):
-    """A cheap non-LLM classifier (TF-IDF word 1-2 grams + logistic regression) as a reference."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+class TfidfClassifier:
+    """A cheap non-LLM classifier (TF-IDF word 1-2 grams + logistic regression) as a reference,
+    fitted on `train_rows`; `predict` gives each row's most likely label and its probability."""
 
-    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                        LogisticRegression(max_iter=2000, C=10.0))
-    clf.fit([r["text"] for r in train_rows], [r["label"] for r in train_rows])
-    proba = clf.predict_proba([r["text"] for r in rows])
-    classes = list(clf.classes_)
-    return [Prediction(classes[int(i)], float(p[int(i)])) for p, i in zip(proba, proba.argmax(1))]
+    def __init__(self, train_rows):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                                 LogisticRegression(max_iter=2000, C=10.0))
+        self.clf.fit([r["text"] for r in train_rows], [r["label"] for r in train_rows])
+
+    def predict(self, texts):
+        proba = self.clf.predict_proba(list(texts))
+        classes = list(self.clf.classes_)
+        return [Prediction(classes[int(i)], float(p[int(i)])) for p, i in zip(proba, proba.argmax(1))]
+
+
+def tfidf_reference(train_rows, rows):
+    """TfidfClassifier fitted on `train_rows`, its predictions for `rows`."""
+    return TfidfClassifier(train_rows).predict([r["text"] for r in rows])
 
 
 def selective_curve(y_true, preds, steps=11):
@@ -346,39 +357,6 @@ def selective_curve(y_true, preds, steps=11):
                     "accuracy_kept": float(right[keep].mean()) if len(keep) else None,
                     "threshold": float(conf[keep].min()) if len(keep) else None})
     return out
-
-
-def gate(heldout_vs_base, production_base, production_ft, max_drop=0.15, heldout_ft=None):
-    """The seed's rule as code: ship only if fine-tuned beats base on held-out with the 95%
-    interval of the macro-F1 difference above zero, and holds up on production samples."""
-    reasons, ship = [], True
-    lo, hi = heldout_vs_base["macro_f1_diff_ci"]
-    d = heldout_vs_base["macro_f1_diff"]
-    if lo > 0:
-        reasons.append(f"held-out: fine-tuned beats base by {d:+.3f} macro-F1 (95% CI {lo:+.3f} to {hi:+.3f}, "
-                       f"McNemar p={heldout_vs_base['mcnemar_p']:.2g})")
-    else:
-        ship = False
-        reasons.append(f"STOP: fine-tuned does not beat base on held-out (macro-F1 {d:+.3f}, 95% CI "
-                       f"{lo:+.3f} to {hi:+.3f} includes zero or less): fix data or recipe before anything else")
-    if production_base is not None and production_ft is not None:
-        pd = production_ft["macro_f1"] - production_base["macro_f1"]
-        if pd <= 0:
-            ship = False
-            reasons.append(f"STOP: on production samples fine-tuned does not beat base ({pd:+.3f} macro-F1)")
-        else:
-            reasons.append(f"production: fine-tuned beats base by {pd:+.3f} macro-F1")
-        if heldout_ft is not None:
-            drop = heldout_ft["macro_f1"] - production_ft["macro_f1"]
-            if drop > max_drop:
-                ship = False
-                reasons.append(f"STOP: macro-F1 drops {drop:.3f} from held-out to production (limit {max_drop}): "
-                               "the training data does not look like production; collect production-like examples")
-            else:
-                reasons.append(f"held-out to production drop {drop:+.3f} macro-F1 (limit {max_drop})")
-    else:
-        reasons.append("no production samples scored: held-out alone cannot show the model holds up")
-    return {"ship": ship, "reasons": reasons}
 
 
 def save_predictions(path, rows, preds):
@@ -408,17 +386,6 @@ def summary_table(results):
                                                f"macro-F1 {m['macro_f1']:.3f} [{f[0]:.3f}, {f[1]:.3f}]  "
                                                f"valid {m['valid_rate']:.2f}")
     return out
-
-
-def per_class_table(ft, base):
-    """Rows of per-class precision/recall/F1 for fine-tuned next to base F1, with support."""
-    rows = []
-    for lab in ft["confusion"]["labels"]:
-        f, b = ft["per_class"].get(lab, {}), base["per_class"].get(lab, {})
-        rows.append({"label": lab, "support": int(f.get("support", 0)), "precision": round(f.get("precision", 0), 3),
-                     "recall": round(f.get("recall", 0), 3), "f1": round(f.get("f1-score", 0), 3),
-                     "base_f1": round(b.get("f1-score", 0), 3)})
-    return rows
 
 
 def vocabulary(rows):
@@ -451,25 +418,25 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
     return out
 
 
-def best_baseline(run_dir, heldout):
-    """01's best prompting baseline with its predictions on the rows of `heldout` that 01 scored
-    (01 and 04 may each score a MAX_ROWS sample); None when they share no row."""
+def baselines(run_dir, heldout):
+    """Every system 01 scored, with its predictions on the rows of `heldout` that 01 scored (01 and
+    04 may each score a MAX_ROWS sample): {name: {"name", "ids", "preds"}}; {} when 01 has not run
+    here. Systems sharing no row with `heldout` are left out."""
     from pathlib import Path
 
     from . import records, stages
 
-    name = records.read_or_empty(run_dir, stages.BASELINE).at("best", "name")
-    if not name:
-        return None
-    path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
-    if not path.exists():
-        return None
-    ids, preds = load_predictions(path)
-    here = {r["id"] for r in heldout}
-    both = [(i, p) for i, p in zip(ids, preds) if i in here]
-    if len(both) < len(ids):
-        log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
-                    len(ids), len(both), name)
-    if not both:
-        return None
-    return {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
+    rec = records.read_or_empty(run_dir, stages.BASELINE)
+    here, out = {r["id"] for r in heldout}, {}
+    for name in rec.at("systems", default={}):
+        path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
+        if not path.exists():
+            continue
+        ids, preds = load_predictions(path)
+        both = [(i, p) for i, p in zip(ids, preds) if i in here]
+        if len(both) < len(ids):
+            log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
+                        len(ids), len(both), name)
+        if both:
+            out[name] = {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
+    return out

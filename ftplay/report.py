@@ -2,8 +2,11 @@
 
 Nothing is recomputed: every figure is read from the `<run_dir>/<notebook>.json` files the notebooks
 wrote. An item whose notebook did not run is "not run", one whose notebook failed is "failed", one
-whose evidence says no (the gate says stop, not cheaper, pre-flight failed...) is "no"; the run ships
-only when every item is "done".
+whose evidence says no (the gate says stop, a better alternative, a class never right, unredacted
+PII, not cheaper, pre-flight failed...) is "no", one whose evidence is missing (the replaced model
+never scored, no production rows) is "not proven". The verdict is YES only when every item is
+"done"; any "no" or failed notebook makes it NO; otherwise it is NOT PROVEN. Every reason names the
+record and field it was read from.
 """
 import html
 import math
@@ -13,6 +16,21 @@ from . import records, rundir
 from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
 TARGET_ACCURACY = 0.9  # routing line when 05 did not record its TARGET_ACCURACY
+BLOCKS, NOT_PROVEN, SUPPORTS = "blocks", "not proven", "supports"
+# the 05 option that prices a system 04 found better than the fine-tune
+PRICED_AS = {"tfidf_logreg": "classical_reference"}
+
+
+def why(text, stem, field, effect=BLOCKS):
+    """One traceable reason: its text, the record (`<stem>.json`) and field it was read from, and
+    what it does to the verdict (blocks, not proven, supports)."""
+    return {"text": text, "record": f"{stem}.json" if not stem.endswith(".json") else stem, "field": field,
+            "effect": effect}
+
+
+def reason_line(r):
+    """'text  [record: field]' for a reason of `why`."""
+    return f"{r['text']}  [{r['record']}: {r['field']}]"
 
 
 # ---------------------------------------------------------------- the checklist
@@ -30,8 +48,8 @@ def build(run_dir, status=None):
         bad = [s for s in it["evidence"] if s in failed]
         if bad:
             v = failed[bad[0]]
-            why = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
-            it.update(status="failed", summary=why, problems=[why])
+            text = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
+            it.update(status="failed", summary=text, problems=[why(text, "summary.json", f"notebooks.{bad[0]}")])
     return {"run_dir": str(run_dir), "items": items, "ship": verdict(items, recs, failed),
             "route": route_line(recs[COSTS])}
 
@@ -42,12 +60,15 @@ def _answer(key, title, evidence, fn, recs):
     if not recs[evidence[0]]:
         missing = [f"{s}.json" for s in evidence if not recs.get(s)]
         out = {"status": "not run", "summary": f"not run: {', '.join(missing)} not recorded", "figures": {},
-               "problems": [f"{m} is missing: run notebook {m[:2]} into this run directory" for m in missing]}
+               "problems": [why(f"{m} is missing: run notebook {m[:2]} into this run directory", m[:-5], "(whole record)",
+                                NOT_PROVEN) for m in missing]}
     else:
         out = fn(recs)
-    return {"key": key, "title": title, "evidence": list(evidence),
-            "status": out.get("status") or ("no" if out["problems"] else "done"), "summary": out["summary"],
-            "figures": out["figures"], "problems": list(out["problems"]), "notes": list(out.get("notes", ()))}
+    effects = {p["effect"] for p in out["problems"]}
+    status = out.get("status") or ("no" if BLOCKS in effects else NOT_PROVEN if effects else "done")
+    return {"key": key, "title": title, "evidence": list(evidence), "status": status, "summary": out["summary"],
+            "figures": out["figures"], "problems": list(out["problems"]), "notes": list(out.get("notes", ())),
+            "passed": list(out.get("passed", ()))}
 
 
 def tried_cheaper(recs):
@@ -62,7 +83,8 @@ def tried_cheaper(recs):
         fig["reference"] = {ref.get("name"): ref.get("macro_f1")}
     problems, notes = [], []
     if "few_shot_retrieved" not in systems:
-        problems.append("retrieved few-shot (RAG) was not scored in 01")
+        problems.append(why("retrieved few-shot (RAG) was not scored in 01", BASELINE, "systems.few_shot_retrieved",
+                            NOT_PROVEN))
     parts = [f"{n} {_f(v)}" for n, v in fig.items() if n in systems]
     text = "macro-F1 " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
     if ref:
@@ -77,16 +99,17 @@ def tried_cheaper(recs):
                  f"on the rest (target {target:g})" if reach else
                  f"; routing: no escalated share reaches accuracy {target:g} on the kept tickets")
     else:
-        problems.append("routing not measured: 04_evaluate.json has no selective_curve (04 did not run)")
-    ft = ev4.at("heldout", "systems", "finetuned", default={})
-    if ref.get("macro_f1") is not None and ft.get("macro_f1") is not None and ref["macro_f1"] > ft["macro_f1"]:
-        notes.append(f"the {ref.get('name')} reference ({_f(ref['macro_f1'])} macro-F1) beats the fine-tune "
-                     f"({_f(ft['macro_f1'])}) on held-out: a simple classifier may be the cheaper thing to ship")
+        problems.append(why("routing not measured: 04_evaluate.json has no selective_curve (04 did not run)", EVALUATE,
+                            "selective_curve", NOT_PROVEN))
     decide = recs[DECIDE]
     if decide and not decide.get("proceed", True):
-        notes.append("00 said not to fine-tune: " + "; ".join(decide.get("reasons", [])[:2]))
-    return {"summary": text, "figures": fig, "problems": problems, "notes": notes,
-            "status": "done" if not problems else ("not run" if not ev4 else "no")}
+        text_00 = (f"00 said do not fine-tune ({decide.get('recommendation', 'see its reasons')}): "
+                   + "; ".join(r for r in decide.get("reasons", []) if "classifier" in r or "target" in r)[:400])
+        if decide.get("measured_baselines"):
+            problems.append(why(text_00, DECIDE, "proceed, recommendation, reasons"))
+        else:
+            notes.append(text_00 + " (decided before 01's measurements: re-run 00 after 01)")
+    return {"summary": text, "figures": fig, "problems": problems, "notes": notes}
 
 
 def curated(recs):
@@ -104,11 +127,20 @@ def curated(recs):
             f"over-long; split {_n(split.get('train'))} train / {_n(split.get('heldout'))} held-out"
             + (f" + {production:,} production" if production else ""))
     leaks = {k: v for k, v in fig["leakage"].items() if v}
-    problems = [f"held-out leaks into train {leaks}: re-run 02 so duplicates stay on one side"] if leaks else []
+    problems = [why(f"held-out leaks into train {leaks}: re-run 02 so duplicates stay on one side", CURATE,
+                    "leakage")] if leaks else []
     if not c.get("rows_out"):
-        problems.append("no rows left after curation")
-    notes = [f"PII found in {c['pii_rows']} rows and not redacted (REDACT_PII in 02)"] \
-        if c.get("pii_rows") and not c.get("pii_redacted") else []
+        problems.append(why("no rows left after curation", CURATE, "rows_out"))
+    notes, accepted = [], (c.get("pii_accepted") or "").strip()
+    if c.get("pii_rows") and not c.get("pii_redacted"):
+        kinds = ", ".join(f"{k} {v}" for k, v in (c.get("pii_kinds") or {}).items())
+        pii = f"PII in {c['pii_rows']} training rows, not redacted" + (f" ({kinds})" if kinds else "")
+        if accepted:
+            notes.append(f"{pii}; accepted in 02 (PII_ACCEPTED): {accepted}")
+        else:
+            problems.append(why(f"{pii}: a model trained on it can repeat it; set REDACT_PII: true in 02, or record "
+                                "why it is acceptable in PII_ACCEPTED", CURATE, "pii_rows, pii_redacted, pii_accepted"))
+    fig["pii_accepted"] = accepted or None
     return {"summary": text + f"; leakage {'none' if not leaks else leaks}", "figures": fig, "problems": problems,
             "notes": notes}
 
@@ -132,14 +164,16 @@ def trained(recs):
     first, last = t.get("first_loss"), t.get("train_loss")
     problems = []
     if not t.get("adapter_dir"):
-        problems.append("no adapter_dir recorded")
+        problems.append(why("no adapter_dir recorded", TRAIN, "adapter_dir"))
     if not _finite(last) or (_finite(first) and last >= first):
-        problems.append(f"training loss did not fall ({_f(first)} -> {_f(last)}): check the data and LEARNING_RATE in 03")
+        problems.append(why(f"training loss did not fall ({_f(first)} -> {_f(last)}): check the data and LEARNING_RATE "
+                            "in 03", TRAIN, "first_loss, train_loss"))
     return {"summary": text, "figures": fig, "problems": problems}
 
 
 def evaluated(recs):
-    """Base against fine-tuned on held-out and production, with intervals, McNemar and the gate."""
+    """Base against fine-tuned on held-out and production, against every alternative, per class: 04's
+    gate, each of its checks a reason naming the field it read."""
     e = recs[EVALUATE]
     fig, parts = {}, []
     for split in ("heldout", "production"):
@@ -150,24 +184,51 @@ def evaluated(recs):
                                                 for name, m in systems.items()}
         b, f = systems.get("base") or {}, systems.get("finetuned") or {}
         parts.append(f"{split} n={e.at(split, 'n')}: base {_ci(b)} vs fine-tuned {_ci(f)} macro-F1")
-    paired = e.at("heldout", "paired", default={})
-    p = paired.get("finetuned_vs_base")
+    p = e.at("heldout", "paired", "finetuned_vs_base", default={})
     if p:
         fig["heldout_diff"] = {k: p.get(k) for k in ("macro_f1_diff", "macro_f1_diff_ci", "mcnemar_p")}
         lo, hi = p.get("macro_f1_diff_ci") or (None, None)
         parts[0] += (f", difference {_f(p.get('macro_f1_diff'), '+.3f')} [{_f(lo, '+.3f')}, {_f(hi, '+.3f')}], "
                      f"McNemar p={_f(p.get('mcnemar_p'), '.2g')}")
-    name = e.at("baseline", "name")
-    if name and f"finetuned_vs_{name}" in paired:
-        d = paired[f"finetuned_vs_{name}"]
-        fig["heldout_vs_best_prompt"] = {"name": name, "macro_f1_diff": d.get("macro_f1_diff")}
-        parts.append(f"vs best prompt {name} {_f(d.get('macro_f1_diff'), '+.3f')}")
+    alts = {k[len("finetuned_vs_"):]: d.get("macro_f1_diff") for k, d in e.at("heldout", "paired", default={}).items()
+            if k.startswith("finetuned_vs_") and k != "finetuned_vs_base"}
+    if alts:
+        fig["heldout_vs_alternatives"] = alts
+        parts.append("fine-tuned minus " + ", ".join(f"{n} {_f(d, '+.3f')}" for n, d in alts.items()))
     gate = e.at("decision", default={})
-    fig["decision"] = gate
-    parts.append(f"gate: {'ship' if gate.get('ship') else 'stop'}")
-    problems = [] if gate.get("ship") else [r for r in gate.get("reasons", []) if r.startswith("STOP")] or \
-        ["04's gate says stop"]
-    return {"summary": "; ".join(parts), "figures": fig, "problems": problems}
+    fig["decision"] = {k: gate.get(k) for k in ("ship", "verdict", "better")}
+    verdict = gate.get("verdict") or ("ship" if gate.get("ship") else "stop")
+    parts.append(f"gate: {verdict}")
+    better = gate.get("better")
+    if better:
+        parts.append(f"better system: {better['name']} ({_f(better['macro_f1'])} vs {_f(better['finetuned_macro_f1'])} "
+                     f"on {better['split']})")
+    effect = {"block": BLOCKS, "not proven": NOT_PROVEN}
+    problems = [why(c["text"], EVALUATE, c["field"], effect[c["status"]]) for c in gate.get("checks", [])
+                if c.get("status") in effect]
+    if better:
+        problems = [dict(p, text=p["text"] + "; " + _cost_of(better["name"], recs))
+                    if p["field"].endswith(f"finetuned_vs_{better['name']}") else p for p in problems]
+    if not gate.get("checks"):   # a record from before the checks existed: its reasons only
+        problems = [] if gate.get("ship") else [why(r, EVALUATE, "decision.reasons") for r in gate.get("reasons", [])
+                                                if r.startswith("STOP")] or [why("04's gate says stop", EVALUATE,
+                                                                                 "decision.ship")]
+    passed = [why(c["text"], EVALUATE, c["field"], SUPPORTS) for c in gate.get("checks", [])
+              if c.get("status") == "pass"]
+    return {"summary": "; ".join(parts), "figures": fig, "problems": problems, "passed": passed}
+
+
+def _cost_of(name, recs):
+    """What the better system `name` would cost a month, from 05's options, or why it is not priced."""
+    rows = {r.get("name"): r for r in recs[COSTS].at("options", default=[])}
+    option = PRICED_AS.get(name) or ("hosted_frontier" if name.startswith("endpoint") else None)
+    row = rows.get(option) if option else None
+    if row and row.get("monthly_cost") is not None:
+        return f"{name} would cost ${row['monthly_cost']:,.0f} a month (05_compare_costs.json: options.{option})"
+    if option:
+        return f"its monthly cost is not priced (05_compare_costs.json has no options.{option}: run 05)"
+    return (f"{name} is the base model with a longer prompt: it costs about what self-hosting the base does "
+            "(05_compare_costs.json: options.self_hosted_vllm), plus its prompt's extra tokens")
 
 
 def served(recs):
@@ -189,13 +250,15 @@ def served(recs):
             f"load test {_n(load.get('requests'))} requests, {_n(load.get('errors'))} errors, concurrency "
             f"{_n(load.get('concurrency'))}: {_n(load.get('requests_per_s'))} req/s, {_n(load.get('tokens_per_s'))} "
             f"tokens/s, p50 {_n(load.get('p50_ms'))} ms, p95 {_n(load.get('p95_ms'))} ms")
-    problems = [f"pre-flight {f.get('adapter')}: {f.get('check')}: {f.get('message')}" for f in pre if not f.get("ok")]
+    problems = [why(f"pre-flight {f.get('adapter')}: {f.get('check')}: {f.get('message')}", SERVE, "preflight")
+                for f in pre if not f.get("ok")]
     if not pre:
-        problems.append("no pre-flight recorded")
+        problems.append(why("no pre-flight recorded", SERVE, "preflight"))
     if not par.get("ok"):
-        problems.append("vLLM answers differ from transformers + PEFT (parity failed)")
+        problems.append(why("vLLM answers differ from transformers + PEFT (parity failed)", SERVE, "parity.ok"))
     if load.get("errors") or not load.get("requests"):
-        problems.append(f"load test: {load.get('errors')} errors in {load.get('requests')} requests")
+        problems.append(why(f"load test: {load.get('errors')} errors in {load.get('requests')} requests", SERVE,
+                            "load_test.errors, load_test.requests"))
     return {"summary": text, "figures": fig, "problems": problems}
 
 
@@ -215,8 +278,9 @@ def costed(recs):
         text += "; cheaper at every volume" if be == 0 else f"; break-even at {be:,.0f} requests/month"
     if fig["assumed"]:
         text += f"; assumed: {', '.join(fig['assumed'])}"
-    problems = [] if v.get("cheaper") else [f"not cheaper: {text}"]
-    return {"summary": text, "figures": fig, "problems": problems}
+    problems = [] if v.get("cheaper") else [why(f"not cheaper: {text}", COSTS, "verdict.cheaper")]
+    passed = [why(text, COSTS, "verdict.cheaper", SUPPORTS)] if v.get("cheaper") else []
+    return {"summary": text, "figures": fig, "problems": problems, "passed": passed}
 
 
 # (key, title, evidence: the first stage's record is what the item needs, function answering it)
@@ -241,24 +305,26 @@ def route_line(cost):
 
 
 def verdict(items, recs, failed=None):
-    """Ship only when every item is done and no notebook failed; the reasons say which are not, then
-    the gate's and cost's own."""
-    reasons = [f"notebook {s} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
-               for s, v in (failed or {}).items()]
+    """YES only when every item is done and no notebook failed; NO when any evidence says no or a
+    notebook failed; NOT PROVEN when nothing says no but evidence is missing. `reasons`: what blocks
+    and what is not proven, then (for a YES) what supports it, each naming its record and field."""
+    reasons = [why(f"notebook {s} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}", "summary.json",
+                   f"notebooks.{s}") for s, v in (failed or {}).items()]
     for it in items:
-        said_below = it["status"] == "no" and it["key"] in ("evaluated", "cost")  # the gate's, cost's own reasons
-        if it["status"] != "done" and not said_below:
-            why = it["problems"] if it["status"] != "failed" else []  # the notebook's failure is listed above
-            reasons.append(f"{it['title']}: {it['status']}" + (f" ({'; '.join(why)})" if why else ""))
-    reasons += recs[EVALUATE].at("decision", "reasons", default=[])
-    reasons += recs[COSTS].at("verdict", "reasons", default=[])
+        if it["status"] == "failed":
+            continue   # the notebook's failure is listed above
+        reasons += [dict(p, text=f"{it['title']}: {p['text']}") for p in it["problems"]]
+    effects = {r["effect"] for r in reasons}
+    answer = "NO" if BLOCKS in effects or failed else "NOT PROVEN" if effects else "YES"
+    if answer == "YES":
+        reasons = [p for it in items for p in it["passed"]]
+    reasons.sort(key=lambda r: (r["effect"] != BLOCKS, r["effect"] != NOT_PROVEN))
     notes = [n for it in items for n in it["notes"]]
-    ship = not failed and all(it["status"] == "done" for it in items)
-    return {"ship": ship, "reasons": reasons, "notes": notes}
+    return {"ship": answer == "YES", "verdict": answer, "reasons": reasons, "notes": notes}
 
 
 # ---------------------------------------------------------------- text and HTML
-MARK = {"done": "[x]", "no": "[!]", "failed": "[!]", "not run": "[ ]"}
+MARK = {"done": "[x]", "no": "[!]", "failed": "[!]", "not run": "[ ]", "not proven": "[?]"}
 
 
 def format_text(report):
@@ -270,15 +336,19 @@ def format_text(report):
     if report.get("route"):
         lines.append(f"route the numbers favour: {report['route']}")
     lines += [f"note: {n}" for n in report["ship"]["notes"]]
-    lines.append(f"ship: {'YES' if report['ship']['ship'] else 'NO'}")
-    lines += [f"  - {r}" for r in report["ship"]["reasons"]]
+    lines.append(f"ship: {_answer_of(report['ship'])}")
+    lines += [f"  - [{r['effect']}] {reason_line(r)}" for r in report["ship"]["reasons"]]
     return "\n".join(lines)
+
+
+def _answer_of(ship):
+    return ship.get("verdict") or ("YES" if ship.get("ship") else "NO")
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.5rem;vertical-align:top;text-align:left}
-.done{color:#17692e}.no,.failed{color:#a3121b}.not-run{color:#777}.verdict{font-size:1.4rem;padding:.8rem;border-radius:.4rem}
-.yes{background:#e3f4e8}.nay{background:#fbe4e6}code{font-size:.85rem}small{color:#555}"""
+.done{color:#17692e}.no,.failed{color:#a3121b}.not-run,.not-proven{color:#8a5a00}.verdict{font-size:1.4rem;padding:.8rem;border-radius:.4rem}
+.yes{background:#e3f4e8}.nay{background:#fbe4e6}.unproven{background:#fdf3dc}code{font-size:.85rem}small{color:#555}"""
 
 
 def html_page(report):
@@ -287,16 +357,19 @@ def html_page(report):
     ship = report["ship"]
     rows = []
     for it in report["items"]:
-        extra = "".join(f"<br><small>{e(p)}</small>" for p in it["problems"] + it["notes"])
+        extra = "".join(f"<br><small>{e(t)}</small>" for t in [reason_line(p) for p in it["problems"]] + it["notes"])
         rows.append(f"<tr><td class=\"{e(it['status'].replace(' ', '-'))}\"><b>{e(it['status'])}</b></td>"
                     f"<td><b>{e(it['title'])}</b><br>{e(it['summary'])}{extra}</td>"
                     f"<td><code>{'<br>'.join(e(s + '.json') for s in it['evidence'])}</code></td></tr>")
     route = f"<p>Route the numbers favour: {e(report['route'])}</p>" if report.get("route") else ""
-    reasons = "".join(f"<li>{e(r)}</li>" for r in ship["reasons"] + [f"note: {n}" for n in ship["notes"]])
+    reasons = "".join(f"<li>{e(t)}</li>" for t in [f"[{r['effect']}] {reason_line(r)}" for r in ship["reasons"]]
+                      + [f"note: {n}" for n in ship["notes"]])
+    answer = _answer_of(ship)
+    css = {"YES": "yes", "NO": "nay"}.get(answer, "unproven")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Ship report: {e(report['run_dir'])}</title>"
             f"<style>{CSS}</style></head><body><h1>What I'd ship</h1><p>Run <code>{e(report['run_dir'])}</code>; "
             "every figure is read from the run's JSON records.</p>"
-            f"<p class=\"verdict {'yes' if ship['ship'] else 'nay'}\">Ship: <b>{'YES' if ship['ship'] else 'NO'}</b></p>"
+            f"<p class=\"verdict {css}\">Ship: <b>{e(answer)}</b></p>"
             f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>{route}"
             f"<h2>Why</h2><ul>{reasons}</ul></body></html>\n")
 

@@ -37,8 +37,9 @@ STAGES = {s.stem: s for s in (
     Stage(SERVE, (CURATE, TRAIN), (TRAIN,)),       # the adapters (held-out texts, else the samples)
 )}
 STEMS = tuple(STAGES)   # numeric order: how reports list them
-# 05 prices what 06 measures (serving throughput), so it runs after 06.
-ORDER = (DECIDE, BASELINE, CURATE, TRAIN, EVALUATE, SERVE, COSTS)
+# 00 decides from what 01 measured, so 01 runs first; 05 prices what 06 measures (serving throughput),
+# so it runs after 06.
+ORDER = (BASELINE, DECIDE, CURATE, TRAIN, EVALUATE, SERVE, COSTS)
 TRAINING = (CURATE, TRAIN, EVALUATE)   # the stages that want a GPU (modal_app runs them there)
 
 

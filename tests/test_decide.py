@@ -13,24 +13,63 @@ READY = decide.Checklist(tried_prompting=True, tried_few_shot=True, tried_struct
                          target_quality=0.85, labeled_examples=1_000)
 SHORT = {"systems": {"zero_shot": {"accuracy": 0.7, "macro_f1": 0.62}, "few_shot": {"accuracy": 0.8, "macro_f1": 0.74}},
          "best": {"name": "few_shot", "macro_f1": 0.74}}
+CURVE = [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.8}, {"escalated": 0.3, "kept": 70, "accuracy_kept": 0.93},
+         {"escalated": 1.0, "kept": 0, "accuracy_kept": None}]
+# what 01 records on the embedded default (rounded): every prompting system, the reference, the counts
+MEASURED = {"n": 237, "rows_in": 1381, "rows_out": 1180,
+            "systems": {"tfidf_logreg": {"macro_f1": 0.818}, "zero_shot": {"macro_f1": 0.047},
+                        "few_shot_fixed": {"macro_f1": 0.059}, "few_shot_retrieved": {"macro_f1": 0.042},
+                        "free_text_zero_shot": {"macro_f1": 0.0, "valid_rate": 0.0}},
+            "best": {"name": "few_shot_fixed", "macro_f1": 0.059},
+            "reference": {"name": "tfidf_logreg", "macro_f1": 0.818, "selective_curve": CURVE}}
 
 
 def test_ready_checklist_proceeds():
     v = decide.assess(READY)
     assert v["proceed"] is True
-    assert any("re-run 00 after 01" in r for r in v["reasons"])
-    assert any("cost AND quality" in t for t in v["todo"])
+    assert any("run 01 and re-run 00" in r for r in v["reasons"])
+    assert any("cost AND quality" in t for t in v["todo"]) and v["recommendation"] == "fine-tune"
 
 
 def test_untried_cheaper_options_block_and_are_listed():
     v = decide.assess(replace(READY, tried_retrieval=False, tried_routing=False))
     assert v["proceed"] is False
-    assert "try retrieval (RAG)" in v["todo"] and any("routing" in t for t in v["todo"])
+    assert any(t.startswith("try retrieval (RAG)") and "TRIED_RETRIEVAL" in t for t in v["todo"])
+    assert any("routing" in t for t in v["todo"]) and v["recommendation"] == "try the cheaper options first"
+
+
+def test_unknown_is_not_tried():
+    v = decide.assess(decide.Checklist(labeled_examples=1_000))
+    assert v["proceed"] is False and v["tried"]["tried_retrieval"]["tried"] is None
+    assert any("retrieval (RAG): unknown (unknown: not measured, not answered)" in r for r in v["reasons"])
+    v = decide.assess(decide.Checklist())   # nothing counted either
+    assert v["labeled_examples"] is None and any("labelled examples: unknown" in r for r in v["reasons"])
+
+
+def test_01s_measurements_answer_the_checklist():
+    v = decide.assess(decide.Checklist(), MEASURED)
+    assert v["proceed"] is True and v["recommendation"] == "fine-tune"
+    assert all(t["tried"] is True for t in v["tried"].values())
+    assert "escalating 30% keeps accuracy 0.930" in v["tried"]["tried_routing"]["source"]
+    assert v["labeled_examples"] == 1180 and any("1,180 labelled examples (counted: 01's curated rows" in r
+                                                 for r in v["reasons"])
+    assert any("prompting falls short: best prompt macro-F1 0.059 < target 0.850" in r for r in v["reasons"])
+    assert any("the cheap classifier falls short too: tfidf_logreg macro-F1 0.818 < target 0.850" in r
+               for r in v["reasons"])
+
+
+def test_a_classifier_that_reaches_the_target_ends_it():
+    good = dict(MEASURED, reference=dict(MEASURED["reference"], macro_f1=0.91))
+    v = decide.assess(decide.Checklist(), good)
+    assert v["proceed"] is False and v["recommendation"] == "ship the classifier"
+    assert any("tfidf_logreg macro-F1 0.910 >= 0.850 on 237 held-out rows" in r for r in v["reasons"])
+    assert decide.report(v).startswith("DO NOT fine-tune: ship the classifier")
 
 
 def test_measured_shortfall_counts_as_tried():
-    v = decide.assess(replace(READY, tried_retrieval=False, tried_routing=False), SHORT)
-    assert v["proceed"] is True
+    v = decide.assess(replace(READY, tried_retrieval=False, tried_routing=False), MEASURED)
+    assert v["proceed"] is True   # 01 measured retrieval and routing: the answers were stale
+    v = decide.assess(READY, SHORT)
     assert v["quality"] == 0.74 and "few_shot" in v["quality_source"]
     assert any("0.740 < target 0.850" in r for r in v["reasons"])
 
@@ -44,6 +83,8 @@ def test_prompting_already_good_enough():
 
 def test_baselines_without_best_use_systems():
     assert decide.best_baseline({"systems": SHORT["systems"]}) == ("few_shot", 0.74)
+    assert decide.best_baseline({"systems": {"tfidf_logreg": {"macro_f1": 0.9}, "zero_shot": {"macro_f1": 0.1}}}) == \
+        ("zero_shot", 0.1)   # the classifier is not a prompt
     assert decide.best_baseline(None) is None and decide.best_baseline({}) is None
 
 
@@ -70,17 +111,17 @@ def test_validation_names_every_parameter():
 
 def test_report_text():
     text = decide.report(decide.assess(replace(READY, reason="none")))
-    assert text.startswith("DO NOT fine-tune yet") and "next:" in text
+    assert text.startswith("DO NOT fine-tune: keep improving the prompt") and "next:" in text
 
 
 # ---------------------------------------------------------------- notebook 00
 @pytest.mark.notebook
 def test_notebook_00_before_and_after_01(tmp_path, run_notebook):
-    out = run_notebook("00_decide_approach", tmp_path, TRIED_RETRIEVAL=False)
+    out = run_notebook("00_decide_approach", tmp_path)
     assert out["proceed"] is False and out["measured_baselines"] is False
-    assert any("re-run 00 after 01" in r for r in out["reasons"])
-    assert out["config"]["tried_retrieval"] is False
-    rundir.write_json(tmp_path / "01_baseline_prompting.json", SHORT)
-    out = run_notebook("00_decide_approach", tmp_path, TRIED_RETRIEVAL=False, CURRENT_QUALITY=0.5)
+    assert any("run 01 and re-run 00" in r for r in out["reasons"])
+    assert out["config"]["tried_retrieval"] is None and out["labeled_examples"] is None
+    rundir.write_json(tmp_path / "01_baseline_prompting.json", MEASURED)
+    out = run_notebook("00_decide_approach", tmp_path, CURRENT_QUALITY=0.5)
     assert out["proceed"] is True and out["measured_baselines"] is True
-    assert out["quality"] == 0.74
+    assert out["quality"] == 0.059 and out["labeled_examples"] == 1180

@@ -74,29 +74,6 @@ def test_paired_difference_and_mcnemar():
     assert same["mcnemar_p"] == 1.0 and same["macro_f1_diff"] == 0
 
 
-def test_gate_stops_when_no_better_than_base():
-    y = ["a"] * 20 + ["b"] * 20
-    base = _preds(["a"] * 20 + ["a"] * 10 + ["b"] * 10)
-    tie = evaluate.paired_difference(y, base, base, ["a", "b"], n_boot=100)
-    m = evaluate.score(y, base, ["a", "b"], n_boot=20)
-    g = evaluate.gate(tie, m, m, 0.15, m)
-    assert g["ship"] is False and g["reasons"][0].startswith("STOP")
-    good = evaluate.paired_difference(y, _preds(y), base, ["a", "b"], n_boot=100)
-    ok = evaluate.gate(good, m, evaluate.score(y, _preds(y), ["a", "b"], n_boot=20), 0.15,
-                       evaluate.score(y, _preds(y), ["a", "b"], n_boot=20))
-    assert ok["ship"] is True
-
-
-def test_gate_stops_on_production_drop():
-    y = ["a"] * 20 + ["b"] * 20
-    perfect = evaluate.score(y, _preds(y), ["a", "b"], n_boot=20)
-    base = evaluate.score(y, _preds(["a"] * 40), ["a", "b"], n_boot=20)
-    prod_ft = evaluate.score(y, _preds(["a"] * 25 + ["b"] * 15), ["a", "b"], n_boot=20)
-    good = evaluate.paired_difference(y, _preds(y), _preds(["a"] * 40), ["a", "b"], n_boot=100)
-    g = evaluate.gate(good, base, prod_ft, 0.05, perfect)
-    assert g["ship"] is False and any("drops" in r for r in g["reasons"])
-
-
 def test_selective_curve_accuracy_rises_as_doubtful_rows_are_escalated():
     y = ["a"] * 10
     preds = [Prediction("a" if i < 7 else "b", c) for i, c in enumerate([.99, .98, .97, .96, .95, .9, .85, .3, .2, .1])]
