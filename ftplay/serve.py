@@ -234,18 +234,25 @@ def resolve_adapters(run_dir, adapter_dir="", second_adapter_dir="", names=("tri
     return out
 
 
-def sample_texts(run_dir, n=12):
-    """Ticket texts to send: the first `n` of <RUN_DIR>/data/heldout.jsonl, else of data/production_samples.csv."""
+def sample_rows(run_dir, n=12):
+    """Labelled tickets to send, [{"text", "label"}]: the first `n` of <RUN_DIR>/data/heldout.jsonl
+    (never trained on), else of data/production_samples.csv; and the file they came from."""
     import csv
 
     held = Path(run_dir) / "data" / "heldout.jsonl"
     if held.exists():
         from . import dataload
 
-        return [r["text"] for r in dataload.load(held, "chat")[:n]], str(held)
+        return [{"text": r["text"], "label": r["label"]} for r in dataload.load(held, "chat")[:n]], str(held)
     src = ROOT / "data" / "production_samples.csv"
     with open(src, newline="", encoding="utf-8") as f:
-        return [r["text"] for r in csv.DictReader(f)][:n], str(src)
+        return [{"text": r["text"], "label": r["label"]} for r in csv.DictReader(f)][:n], str(src)
+
+
+def sample_texts(run_dir, n=12):
+    """The texts of `sample_rows`, and the file they came from."""
+    rows, src = sample_rows(run_dir, n)
+    return [r["text"] for r in rows], src
 
 
 # ---------------------------------------------------------------- server lifecycle

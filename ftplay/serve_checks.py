@@ -1,8 +1,10 @@
-"""Checks of a served model: pre-flight of the adapters before vLLM starts, parity with transformers, load test.
+"""Checks of a served model: pre-flight of the adapters before vLLM starts, parity with transformers,
+structured output scored against the labels, load test.
 
 `serve` starts the server and talks to it; this module asks whether what it serves is what was
 trained (pre-flight: rank, target modules, vocab, base revision, chat template; parity: the same
-greedy tokens as transformers + PEFT) and how fast it answers (load test, base and adapters mixed).
+greedy tokens as transformers + PEFT), whether its schema-constrained answers are right and not
+only valid (structured output, scored), and how fast it answers (load test, base and adapters mixed).
 """
 import asyncio
 import json
@@ -10,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import identity, models, prompts, tinymodel
+from . import evaluate, identity, models, prompts, tinymodel
 from .errors import ConfigError, FtplayError
 from .serve import ALLOWED_LORA_RANKS, LORA_TARGETS, Client, adapter_config, adapter_rank, lora_rank_for
 
@@ -213,6 +215,100 @@ def check_parity(result):
     return result
 
 
+# ---------------------------------------------------------------- structured output, scored
+STRUCTURED_MODES = ("json_schema", "choice")   # {"label": enum}, as EndpointPredictor sends; the bare label
+VALID_ENOUGH = 0.9   # valid rate above which "valid" says nothing more: the question is whether it is right
+
+
+def structured_scores(client, models_, rows, labels, system_prompt, base_name="base", n_boot=1000,
+                      concurrency=4, max_tokens=32, seed=0):
+    """Schema-constrained answers of every model in `models_` (base first, then adapters) on `rows`
+    ({"text", "label"}), scored against their labels with `evaluate.score`, in each mode of
+    STRUCTURED_MODES: `json_schema` (the answer is {"label": one of labels}, what a JSON API asks for)
+    and `choice` (the bare label: the format ftplay's adapters were trained to answer).
+
+    Returns {"n", "rows_labels", "valid_rate" (json_schema, every model), "models": {name: metrics
+    under json_schema}, "choice": {name: metrics}, "findings": [sentences]}; each metrics dict is
+    {"n", "valid_rate", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "valid_but_wrong_share",
+    "top_answer", "top_answer_share", "examples"}, and an adapter's also has `vs_base` (json_schema,
+    paired on the same rows), `vs_choice` (its json_schema answers against its bare-label ones) and
+    `valid_but_wrong` (bool, see `structured_findings`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not rows or base_name not in models_:
+        raise ConfigError(f"structured output needs rows (STRUCTURED_ROWS={len(rows)}: set it >= 1) and the base "
+                          f"{base_name!r} among the models {list(models_)}")
+    truth = [r["label"] for r in rows]
+    convs = [prompts.messages(r["text"], labels, system_prompt=system_prompt) for r in rows]
+    preds = {}
+    for mode in STRUCTURED_MODES:
+        for name in models_:
+            with ThreadPoolExecutor(concurrency) as ex:
+                answers = list(ex.map(lambda m: client.classify(name, m, labels, mode=mode, max_tokens=max_tokens),
+                                      convs))
+            preds[mode, name] = [evaluate.Prediction(label, 1.0 if label else 0.0, raw) for label, raw in answers]
+    out = {"n": len(rows), "modes": list(STRUCTURED_MODES), "models": {}, "choice": {}}
+    for (mode, name), p in preds.items():
+        out["models" if mode == "json_schema" else "choice"][name] = _structured_metrics(truth, p, labels, n_boot, seed)
+    for name in models_:
+        if name == base_name:
+            continue
+        m = out["models"][name]
+        for key, other in (("vs_base", preds["json_schema", base_name]), ("vs_choice", preds["choice", name])):
+            d = evaluate.paired_difference(truth, preds["json_schema", name], other, labels, n_boot, seed)
+            m[key] = {k: d[k] for k in ("accuracy_diff", "accuracy_diff_ci", "macro_f1_diff", "macro_f1_diff_ci",
+                                        "mcnemar_p")}
+    valid = [p.label is not None for name in models_ for p in preds["json_schema", name]]
+    out["valid_rate"] = sum(valid) / len(valid) if valid else 0.0
+    out["findings"] = structured_findings(out, base_name)
+    return out
+
+
+def _structured_metrics(truth, preds, labels, n_boot, seed):
+    s = evaluate.score(truth, preds, labels, n_boot=n_boot, seed=seed)
+    answered = [p.label for p in preds if p.label is not None]
+    top = max(set(answered), key=answered.count) if answered else None
+    return {"n": s["n"], "valid_rate": s["valid_rate"], "accuracy": s["accuracy"], "accuracy_ci": s["accuracy_ci"],
+            "macro_f1": s["macro_f1"], "macro_f1_ci": s["macro_f1_ci"],
+            "valid_but_wrong_share": sum(p.label is not None and p.label != t for p, t in zip(preds, truth)) / len(truth)
+            if truth else 0.0,
+            "top_answer": top, "top_answer_share": answered.count(top) / len(preds) if answered else 0.0,
+            "examples": [p.raw for p in preds[:3]]}
+
+
+def structured_findings(result, base_name="base"):
+    """One sentence per adapter on what its schema-constrained answers are worth, and sets each
+    adapter's `valid_but_wrong`: valid answers (valid rate >= VALID_ENOUGH) that are no more often
+    right than the untrained base's under the same schema (the paired accuracy difference's 95% CI
+    reaches 0 or below). A lower accuracy under json_schema than under choice (CI below 0) is
+    named too: the adapter was trained to answer the bare label, not JSON."""
+    out = []
+    for name, m in result["models"].items():
+        if name == base_name:
+            continue
+        lo, hi = m["accuracy_ci"]
+        text = (f"{name}: {m['valid_rate']:.0%} valid, {m['accuracy']:.0%} right (95% CI {lo:.0%}-{hi:.0%}), "
+                f"macro-F1 {m['macro_f1']:.3f} under json_schema on {m['n']} held-out rows")
+        vb, vc = m.get("vs_base"), m.get("vs_choice")
+        m["valid_but_wrong"] = bool(vb and m["valid_rate"] >= VALID_ENOUGH and vb["accuracy_diff_ci"][0] <= 0)
+        if m["valid_but_wrong"]:
+            text += (f": VALID BUT WRONG: {m['valid_but_wrong_share']:.0%} of rows get a valid, wrong label, "
+                     f"no better than the untrained base under the same schema (accuracy {vb['accuracy_diff']:+.2f}, "
+                     f"95% CI {vb['accuracy_diff_ci'][0]:+.2f} to {vb['accuracy_diff_ci'][1]:+.2f})")
+        elif vb:
+            text += (f"; {vb['accuracy_diff']:+.2f} accuracy against the base under the same schema "
+                     f"(95% CI {vb['accuracy_diff_ci'][0]:+.2f} to {vb['accuracy_diff_ci'][1]:+.2f})")
+        if m["top_answer_share"] >= 0.5:
+            text += f"; answers {m['top_answer']!r} for {m['top_answer_share']:.0%} of rows"
+        if vc and vc["accuracy_diff_ci"][1] < 0:
+            c = result["choice"][name]
+            text += (f"; the JSON format costs it {-vc['accuracy_diff']:.2f} accuracy against the bare label it was "
+                     f"trained to answer ({c['accuracy']:.0%} right under choice, 95% CI {vc['accuracy_diff_ci'][0]:+.2f} "
+                     f"to {vc['accuracy_diff_ci'][1]:+.2f}): train on the format you serve")
+        out.append(text)
+    return out
+
+
 # ---------------------------------------------------------------- load test
 def _pct(values, q):
     import numpy as np
@@ -224,10 +320,14 @@ def _summary(rows, seconds):
     ok = [r for r in rows if r["error"] is None]
     lat = [r["ms"] for r in ok]
     ctoks = sum(r["completion_tokens"] for r in ok)
+    ptoks = sum(r["prompt_tokens"] for r in ok)
     busy_s = sum(r["ms"] for r in ok) / 1000
     return {"requests": len(rows), "errors": len(rows) - len(ok),
-            "prompt_tokens": sum(r["prompt_tokens"] for r in ok), "completion_tokens": ctoks,
+            "prompt_tokens": ptoks, "completion_tokens": ctoks,
+            "completion_tokens_per_request": round(ctoks / len(ok), 2) if ok else None,
+            "stopped": sum(r.get("finish_reason") == "stop" for r in ok),   # ended at end of turn, not max_tokens
             "tokens_per_s": round(ctoks / seconds, 1) if seconds else None,
+            "total_tokens_per_s": round((ptoks + ctoks) / seconds, 1) if seconds else None,
             "per_request_tokens_per_s": round(ctoks / busy_s, 1) if busy_s else None,
             "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)}
 
@@ -244,7 +344,8 @@ async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key
         async def one(i):
             model, msgs = models_[i % len(models_)], conversations[i % len(conversations)]
             async with sem:
-                row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0}
+                row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0,
+                       "finish_reason": None}
                 if time.perf_counter() > deadline:
                     row["error"] = "not sent: time budget spent"
                     rows.append(row)
@@ -258,8 +359,10 @@ async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key
                     if r.status_code != 200:
                         row["error"] = f"HTTP {r.status_code}: {r.text[:200]}"
                     else:
-                        usage = r.json()["usage"]
+                        body = r.json()
+                        usage = body["usage"]
                         row["prompt_tokens"], row["completion_tokens"] = usage["prompt_tokens"], usage["completion_tokens"]
+                        row["finish_reason"] = body["choices"][0].get("finish_reason")
                 except httpx.HTTPError as e:
                     row["error"] = f"{type(e).__name__}: {e}"[:200]
                 rows.append(row)
@@ -285,12 +388,15 @@ def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_to
     """Send `n_requests` chat requests, `concurrency` at a time, cycling through `models_` (base and
     adapters mixed) and `conversations` (message lists); stops sending after `max_seconds`.
 
-    tokens_per_s is completion tokens over wall time (the server's throughput); per-model
+    tokens_per_s is completion tokens over wall time (the server's throughput), total_tokens_per_s
+    prompt + completion tokens over wall time (what a cost per token prices); `stopped` counts the
+    answers that ended at end of turn (finish_reason "stop") rather than at `max_tokens`; per-model
     `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
     `lora_overhead` = base per-request tokens/s ÷ adapters' per-request tokens/s in this same mixed
     run (>1: adapter requests are slower). Base requests batched with adapter requests share part of
     LoRA's cost, so this understates the overhead a base-only vs adapter-only comparison shows.
-    `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable.
+    `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable; with
+    `ignore_eos=False` answers stop at end of turn, so completion tokens are the real answer lengths.
     """
     if n_requests < 1 or concurrency < 1 or not models_ or not conversations:
         raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and conversations")
@@ -298,7 +404,7 @@ def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_to
     rows, seconds = _run_async(_load(url, list(models_), list(conversations), n_requests, concurrency, max_tokens,
                                       api_key, max_seconds, ignore_eos))
     out = _summary(rows, seconds)
-    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens,
+    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens, ignore_eos=ignore_eos,
                requests_per_s=round(len(rows) / seconds, 2) if seconds else None,
                per_model={m: _summary([r for r in rows if r["model"] == m], seconds) for m in dict.fromkeys(models_)},
                error_examples=sorted({r["error"] for r in rows if r["error"]})[:5])

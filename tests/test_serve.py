@@ -193,6 +193,65 @@ def test_load_test_rejects_empty_input():
         serve_checks.load_test("http://127.0.0.1:1", ["base"], [], n_requests=5)
 
 
+# ---------------------------------------------------------------- structured output, scored (no server)
+LABELS3 = ["billing", "bug", "other"]
+ROWS = [{"text": f"ticket {i}", "label": LABELS3[i % 3]} for i in range(30)]
+
+
+class FakeClassifier:
+    """Answers like serve.Client.classify: the base always 'billing'; 'fmt' (trained on the bare
+    label) right under `choice` but 'other' under the JSON schema; 'good' right in both; 'broken' never valid."""
+    truth = {r["text"]: r["label"] for r in ROWS}
+
+    def classify(self, model, messages, labels, mode="json_schema", max_tokens=32):
+        right = self.truth[messages[-1]["content"]]
+        label = {"base": "billing", "good": right, "fmt": right if mode == "choice" else "other",
+                 "broken": None}[model]
+        return label, json.dumps({"label": label}) if mode == "json_schema" else str(label)
+
+
+def test_structured_output_is_scored_against_the_labels():
+    res = serve_checks.structured_scores(FakeClassifier(), ["base", "fmt", "good", "broken"], ROWS, LABELS3,
+                                         None, n_boot=200)
+    m, c = res["models"], res["choice"]
+    assert res["n"] == 30 and res["modes"] == ["json_schema", "choice"]
+    assert res["valid_rate"] == pytest.approx(90 / 120)                            # 'broken' is never valid
+    assert (m["fmt"]["valid_rate"], m["fmt"]["accuracy"], c["fmt"]["accuracy"]) == (1.0, pytest.approx(1 / 3), 1.0)
+    assert m["fmt"]["valid_but_wrong_share"] == pytest.approx(2 / 3) and m["fmt"]["top_answer"] == "other"
+    assert m["good"]["accuracy"] == 1.0 and m["good"]["macro_f1"] == 1.0 and m["good"]["accuracy_ci"] == [1.0, 1.0]
+    assert m["base"]["accuracy"] == pytest.approx(1 / 3) and "valid_but_wrong" not in m["base"]
+    assert m["broken"]["valid_rate"] == 0.0 and m["broken"]["accuracy"] == 0.0
+    # valid but wrong: valid, and no more often right than the base (same rows, paired): 10 right each
+    assert m["fmt"]["valid_but_wrong"] is True and m["fmt"]["vs_base"]["accuracy_diff"] == 0.0
+    assert m["good"]["valid_but_wrong"] is False and m["good"]["vs_base"]["accuracy_diff_ci"][0] > 0.4
+    assert m["broken"]["valid_but_wrong"] is False                                  # not valid at all
+    assert m["fmt"]["vs_choice"]["accuracy_diff"] == pytest.approx(-2 / 3)
+    fmt, good, broken = res["findings"]
+    assert fmt.startswith("fmt: 100% valid, 33% right (95% CI ") and "VALID BUT WRONG: 67% of rows get a valid, wrong" \
+        in fmt and "answers 'other' for 100% of rows" in fmt
+    assert "the JSON format costs it 0.67 accuracy against the bare label it was trained to answer (100% right " \
+           "under choice" in fmt and fmt.endswith("train on the format you serve")
+    assert good.startswith("good: 100% valid, 100% right") and "+0.67 accuracy against the base" in good
+    assert "VALID BUT WRONG" not in good and "format you serve" not in good
+    assert broken.startswith("broken: 0% valid, 0% right")
+
+
+def test_structured_scores_need_rows_and_the_base():
+    with pytest.raises(ConfigError, match="STRUCTURED_ROWS=0"):
+        serve_checks.structured_scores(FakeClassifier(), ["base"], [], LABELS3, None)
+    with pytest.raises(ConfigError, match="the base 'base' among the models"):
+        serve_checks.structured_scores(FakeClassifier(), ["good"], ROWS, LABELS3, None)
+
+
+def test_load_summary_counts_real_answer_lengths():
+    rows = [{"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 3, "ms": 50.0, "finish_reason": "stop"},
+            {"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 8, "ms": 50.0, "finish_reason": "length"},
+            {"model": "a", "error": "HTTP 500", "prompt_tokens": 0, "completion_tokens": 0, "ms": 5.0, "finish_reason": None}]
+    s = serve_checks._summary(rows, 2.0)
+    assert (s["requests"], s["errors"], s["stopped"], s["completion_tokens_per_request"]) == (3, 1, 1, 5.5)
+    assert s["tokens_per_s"] == 5.5 and s["total_tokens_per_s"] == 105.5             # (200 + 11) / 2 s
+
+
 # ---------------------------------------------------------------- process lifecycle (no vLLM needed)
 def test_server_that_exits_early_raises_with_its_log(ref, tmp_path):
     """A python without vLLM: the server dies at once; the error carries the log tail."""
@@ -321,7 +380,17 @@ class TestRealServer:
                                                              "p50_ms", "p95_ms", "lora_overhead")}))
         assert res["requests"] == 200 and res["errors"] == 0, res["error_examples"]
         assert res["completion_tokens"] == 200 * 4 and res["per_model"]["a"]["requests"] == 67
+        assert res["ignore_eos"] is True and res["stopped"] == 0                   # every answer forced to 4 tokens
         assert time.time() - t0 < 240
+
+    def test_load_test_as_served_stops_at_end_of_turn(self, vllm_server, convs):
+        res = serve_checks.load_test(vllm_server.url, ["base", "a", "b"], convs[0], n_requests=30, concurrency=8,
+                                     max_tokens=64, ignore_eos=False)
+        assert res["errors"] == 0 and res["ignore_eos"] is False
+        # an answer ends by itself ("stop") or at max_tokens ("length"): never longer, and the count says which
+        for m in res["per_model"].values():   # an answer not stopped at end of turn was cut at exactly 64 tokens
+            assert (m["requests"] - m["stopped"]) * 64 <= m["completion_tokens"] <= m["requests"] * 64
+        assert res["total_tokens_per_s"] > res["tokens_per_s"] > 0
 
     def test_unknown_adapter_is_404_with_clear_error(self, vllm_server, client, convs):
         r = httpx.post(vllm_server.url + "/v1/chat/completions", json={"model": "nope", "messages": convs[0][0]})
@@ -342,6 +411,16 @@ class TestRealServer:
                                               "first_mismatch": {"prompt": "my bill", "transformers": "x"}}}}
         with pytest.raises(FtplayError, match="a: 1/2 completions.*my bill"):
             serve_checks.check_parity(fake)
+
+    def test_structured_output_scored_on_a_real_server(self, client, adapters):
+        meta = identity.read_adapter_meta(adapters["a"])
+        rows, _ = serve.sample_rows("/nonexistent", n=9)
+        res = serve_checks.structured_scores(client, ["base", "a", "b"], rows, meta["labels"], meta["system_prompt"],
+                                             n_boot=50)
+        assert res["valid_rate"] == 1.0 and set(res["models"]) == set(res["choice"]) == {"base", "a", "b"}
+        for m in list(res["models"].values()) + list(res["choice"].values()):
+            assert m["n"] == 9 and 0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+        assert len(res["findings"]) == 2
 
     @pytest.mark.parametrize("mode", ["json_schema", "choice"])
     def test_structured_output_gives_valid_labels(self, client, convs, mode):
