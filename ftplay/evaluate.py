@@ -207,13 +207,20 @@ class EndpointPredictor:
 
 
 # ---------------------------------------------------------------- metrics
+def _resample(n_rows, n_boot, seed):
+    """Row indices of `n_boot` bootstrap resamples (the same draws for every metric of one seed)."""
+    return np.random.default_rng(seed).integers(0, n_rows, size=(n_boot, n_rows))
+
+
+def _interval(vals, alpha=0.05):
+    return [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))]
+
+
 def bootstrap_ci(y_true, y_pred, metric, n=1000, seed=0, alpha=0.05):
     """Percentile bootstrap interval of `metric` over resampled rows."""
-    rng = np.random.default_rng(seed)
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-    idx = rng.integers(0, len(y_true), size=(n, len(y_true)))
-    vals = np.array([metric(y_true[i], y_pred[i]) for i in idx])
-    return [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))]
+    idx = _resample(len(y_true), n, seed)
+    return _interval(np.array([metric(y_true[i], y_pred[i]) for i in idx]), alpha)
 
 
 def _acc(t, p):
@@ -224,15 +231,30 @@ def _f1(labels):
     """Macro-F1 over the labels that occur in the rows or the answers (sklearn's own default set):
     a label absent from both has no F1, and counting it as 0 would make a subset of a many-label
     test set (or a bootstrap resample) look worse than it is. Invalid answers count as wrong."""
-    from sklearn.metrics import f1_score
-
     def f1(t, p):
-        p = [x if x is not None else "<invalid>" for x in p]
-        seen = set(t) | set(p)
-        return float(f1_score(list(t), p, labels=[l for l in labels if l in seen], average="macro",
-                              zero_division=0))
+        return float(_f1_codes(*_codes(labels, t, p), len(labels))[0])
 
     return f1
+
+
+def _codes(labels, *seqs):
+    """Each sequence of labels as integer codes 0..k-1; anything else (None, an unknown label) is k."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    return [np.array([index.get(x, len(labels)) for x in seq], dtype=np.int64).reshape(1, -1) for seq in seqs]
+
+
+def _f1_codes(t, p, k):
+    """Macro-F1 of each row of the code matrices `t`, `p` (resamples x rows), counted with one bincount:
+    per label 2TP / (true count + predicted count), averaged over the labels present in the row's
+    truths or answers (sklearn's f1_score with zero_division=0 over that label set)."""
+    n = t.shape[0]
+    offset = (np.arange(n) * (k + 1))[:, None]
+    count = lambda codes: np.bincount((codes + offset).ravel(), minlength=n * (k + 1)).reshape(n, k + 1)[:, :k]
+    tp = count(np.where(t == p, t, k))
+    support = count(t) + count(p)
+    f1 = np.divide(2 * tp, support, out=np.zeros(support.shape), where=support > 0)
+    seen = support > 0
+    return np.where(seen.any(1), (f1 * seen).sum(1) / np.maximum(seen.sum(1), 1), 0.0)
 
 
 def score(y_true, preds, labels, n_boot=1000, seed=0):
@@ -240,14 +262,16 @@ def score(y_true, preds, labels, n_boot=1000, seed=0):
     from sklearn.metrics import classification_report, confusion_matrix
 
     y_pred = [p.label for p in preds]
-    f1 = _f1(labels)
     safe = [x if x is not None else "<invalid>" for x in y_pred]
+    t, p = _codes(labels, y_true, y_pred)
+    right = np.array([a == b for a, b in zip(y_true, y_pred)], dtype=float)
+    idx = _resample(len(y_true), n_boot, seed)
     return {
         "n": len(y_true),
         "accuracy": _acc(y_true, y_pred),
-        "accuracy_ci": bootstrap_ci(y_true, y_pred, _acc, n_boot, seed),
-        "macro_f1": f1(y_true, y_pred),
-        "macro_f1_ci": bootstrap_ci(y_true, y_pred, f1, n_boot, seed),
+        "accuracy_ci": _interval(right[idx].mean(1)),
+        "macro_f1": float(_f1_codes(t, p, len(labels))[0]),
+        "macro_f1_ci": _interval(_f1_codes(t[0][idx], p[0][idx], len(labels))),
         "valid_rate": float(np.mean([p.label is not None for p in preds])) if preds else 0.0,
         "per_class": classification_report(y_true, safe, labels=labels, output_dict=True,
                                            zero_division=0),
@@ -261,20 +285,19 @@ def paired_difference(y_true, pred_a, pred_b, labels, n_boot=1000, seed=0):
     and McNemar's exact test on which rows each gets right."""
     from scipy.stats import binomtest
 
-    rng = np.random.default_rng(seed)
-    t = np.asarray(y_true, dtype=object)
-    a = np.asarray([p.label for p in pred_a], dtype=object)
-    b = np.asarray([p.label for p in pred_b], dtype=object)
-    f1 = _f1(labels)
-    idx = rng.integers(0, len(t), size=(n_boot, len(t)))
-    d_f1 = np.array([f1(t[i], a[i]) - f1(t[i], b[i]) for i in idx])
-    d_acc = np.array([_acc(t[i], a[i]) - _acc(t[i], b[i]) for i in idx])
-    ra, rb = a == t, b == t
+    k = len(labels)
+    t, a, b = _codes(labels, y_true, [p.label for p in pred_a], [p.label for p in pred_b])
+    idx = _resample(t.shape[1], n_boot, seed)
+    d_f1 = _f1_codes(t[0][idx], a[0][idx], k) - _f1_codes(t[0][idx], b[0][idx], k)
+    ra = np.array([p.label == y for p, y in zip(pred_a, y_true)])
+    rb = np.array([p.label == y for p, y in zip(pred_b, y_true)])
+    d_acc = ra[idx].mean(1) - rb[idx].mean(1)
     only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
     p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"n": len(t), "a_macro_f1": f1(t, a), "b_macro_f1": f1(t, b), "macro_f1_diff": f1(t, a) - f1(t, b),
+    fa, fb = float(_f1_codes(t, a, k)[0]), float(_f1_codes(t, b, k)[0])
+    return {"n": t.shape[1], "a_macro_f1": fa, "b_macro_f1": fb, "macro_f1_diff": fa - fb,
             "macro_f1_diff_ci": [float(np.quantile(d_f1, .025)), float(np.quantile(d_f1, .975))],
-            "accuracy_diff": _acc(t, a) - _acc(t, b),
+            "accuracy_diff": float(ra.mean() - rb.mean()),
             "accuracy_diff_ci": [float(np.quantile(d_acc, .025)), float(np.quantile(d_acc, .975))],
             "mcnemar_p": float(p), "only_a_right": only_a, "only_b_right": only_b}
 

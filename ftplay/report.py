@@ -245,8 +245,14 @@ def served(recs):
            "structured_valid_rate": so.get("valid_rate"), "backend": s.at("server", "backend"),
            "load_test": {k: load.get(k) for k in ("requests", "errors", "concurrency", "requests_per_s",
                                                   "tokens_per_s", "p50_ms", "p95_ms", "lora_overhead")}}
+    by_model = so.get("models") or {}
+    fig["structured"] = {m: {k: v.get(k) for k in ("valid_rate", "accuracy", "macro_f1", "valid_but_wrong")}
+                         for m, v in by_model.items()}
+    scored = "; ".join(f"{m} valid {_f(v.get('valid_rate'), '.0%')}, accuracy {_f(v.get('accuracy'))}"
+                       for m, v in by_model.items())
     text = (f"{', '.join(s.get('adapters_served') or [])} on {fig['backend']}: pre-flight {fig['preflight_ok']}/{len(pre)} "
-            f"checks ok; parity {exact}/{prompts} exact; structured output valid {_f(so.get('valid_rate'), '.0%')}; "
+            f"checks ok; parity {exact}/{prompts} exact; structured output valid {_f(so.get('valid_rate'), '.0%')}"
+            + (f" ({scored})" if scored else "") + "; "
             f"load test {_n(load.get('requests'))} requests, {_n(load.get('errors'))} errors, concurrency "
             f"{_n(load.get('concurrency'))}: {_n(load.get('requests_per_s'))} req/s, {_n(load.get('tokens_per_s'))} "
             f"tokens/s, p50 {_n(load.get('p50_ms'))} ms, p95 {_n(load.get('p95_ms'))} ms")
@@ -259,7 +265,11 @@ def served(recs):
     if load.get("errors") or not load.get("requests"):
         problems.append(why(f"load test: {load.get('errors')} errors in {load.get('requests')} requests", SERVE,
                             "load_test.errors, load_test.requests"))
-    return {"summary": text, "figures": fig, "problems": problems}
+    notes = [f"structured output: {m} answers valid JSON but wrong labels (accuracy {_f(v.get('accuracy'))}, "
+             f"valid {_f(v.get('valid_rate'), '.0%')}): it was trained on the bare label; serve the format it was "
+             "trained on, or train on the format you serve (06_serve_vllm.json: structured_output.models)"
+             for m, v in by_model.items() if v.get("valid_but_wrong")]
+    return {"summary": text, "figures": fig, "problems": problems, "notes": notes}
 
 
 def costed(recs):

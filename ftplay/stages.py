@@ -33,7 +33,7 @@ STAGES = {s.stem: s for s in (
     Stage(CURATE),
     Stage(TRAIN, (CURATE,), (CURATE,)),            # the curated split, labels, system prompt
     Stage(EVALUATE, (BASELINE, CURATE, TRAIN), (CURATE, TRAIN)),  # the split, the adapter, 01's best prompt
-    Stage(COSTS, (CURATE, TRAIN, EVALUATE, SERVE)),  # measured sizes, times, routing curve, throughput
+    Stage(COSTS, (BASELINE, CURATE, TRAIN, EVALUATE, SERVE)),  # classifier speed, sizes, times, routing, throughput
     Stage(SERVE, (CURATE, TRAIN), (TRAIN,)),       # the adapters (held-out texts, else the samples)
 )}
 STEMS = tuple(STAGES)   # numeric order: how reports list them

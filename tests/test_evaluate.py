@@ -127,3 +127,24 @@ def test_score_systems_scores_each_model_on_each_split_and_saves_predictions(tin
     ids, saved = evaluate.load_predictions(tmp_path / "04_heldout_base.jsonl")
     assert ids == ["1", "2"] and [p.label for p in saved] == [p.label for p in preds[("heldout", "base")]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["04_heldout_base.jsonl", "04_heldout_same.jsonl"]
+
+
+def test_vectorised_macro_f1_equals_sklearn_on_every_resample():
+    """The bootstrap counts F1 with one bincount per matrix of resamples: it must give sklearn's
+    f1_score over the labels present (truths or answers), with invalid and unknown answers wrong."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c", "d", "e"]
+    truth = list(rng.choice(labels[:4], 60))                     # "e" never true
+    answers = [None if x < 0.1 else "zzz" if x < 0.15 else str(rng.choice(labels)) for x in rng.random(60)]
+    def sk(t, p):
+        p = ["<invalid>" if x is None else x for x in p]
+        seen = set(t) | set(p)
+        return f1_score(t, p, labels=[l for l in labels if l in seen], average="macro", zero_division=0)
+    t, p = evaluate._codes(labels, truth, answers)
+    idx = rng.integers(0, 60, size=(50, 12))                       # small resamples: labels go missing
+    fast = evaluate._f1_codes(t[0][idx], p[0][idx], len(labels))
+    slow = [sk([truth[i] for i in row], [answers[i] for i in row]) for row in idx]
+    assert np.allclose(fast, slow)
+    assert evaluate._f1(labels)(truth, answers) == pytest.approx(sk(truth, answers))

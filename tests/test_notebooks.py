@@ -62,7 +62,8 @@ SMOKE = {
         # (+0.013 macro-F1, CI -0.013 to +0.039), the full recipe does (+0.409, CI +0.331 to +0.475)
         "03_train_qlora": {"SAVE_STEPS": 0, "LOAD_IN_4BIT": False},
         "04_evaluate": {"N_BOOT": 100},
-        "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8, "API_KEY": "sk-planted-7f3a9c1e"},
+        "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8, "API_KEY": "sk-planted-7f3a9c1e",
+                          "STRUCTURED_ROWS": 24, "N_BOOT": 100},
     },
 }
 
@@ -100,6 +101,12 @@ def test_playbook_runs_every_notebook(playbook_run):
     rep = s["ship_report"]
     assert s["decision"] == report.build(run_dir, summary["notebooks"])["ship"], "the verdict the records give"
     assert s["decision"]["ship"] is all(i["status"] == "done" for i in rep["items"]) and s["decision"]["reasons"]
+    # the embedded data carries unredacted (synthetic) PII and no replaced model is scored: never YES here
+    assert s["decision"]["verdict"] == "NO", s["decision"]
+    fields = {(r["record"], r["field"]) for r in s["decision"]["reasons"]}
+    assert ("02_curate_data.json", "pii_rows, pii_redacted, pii_accepted") in fields
+    assert ("04_evaluate.json", "heldout.paired") in fields, "the replaced model: not measured"
+    assert all(r["record"].endswith(".json") and r["field"] for r in s["decision"]["reasons"])
     assert s["ship_report"]["route"] and (run_dir / "ship_report.html").exists(), "the route the numbers favour"
     assert [i["status"] for i in s["ship_report"]["items"]].count("not run") == 0
 
@@ -137,9 +144,16 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     vs_base = ev["heldout"]["paired"]["finetuned_vs_base"]  # the README's headline: the fine-tune beats the base
     assert vs_base["macro_f1_diff_ci"][0] > 0.2 and vs_base["mcnemar_p"] < 1e-6, vs_base
     assert ev["leakage_recheck"]["exact"] == 0
-    assert ev["baseline"]["name"] and f"finetuned_vs_{ev['baseline']['name']}" in ev["heldout"]["paired"]
     base = _read(run_dir, "01_baseline_prompting")
+    assert set(ev["baselines"]) == set(base["systems"]) and "tfidf_logreg" in ev["baselines"]
+    assert {f"finetuned_vs_{n}" for n in ev["baselines"]} < set(ev["heldout"]["paired"])
+    assert set(ev["production"]["paired"]) == {"finetuned_vs_base", "finetuned_vs_tfidf_logreg"}
+    assert ev["decision"]["verdict"] in ("stop", "not proven") and ev["decision"]["classes"]
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
+    assert base["reference"]["rows_per_s"] > 0 and base["reference"]["selective_curve"]
+    decided = _read(run_dir, "00_decide_approach")   # 00 ran after 01: it decided from 01's numbers
+    assert decided["measured_baselines"] is True and decided["labeled_examples"] == card["rows_out"]
+    assert all(t["tried"] for t in decided["tried"].values()), decided["tried"]
     sv = _read(run_dir, "06_serve_vllm")
     assert sv["load_test"]["errors"] == 0 and sv["load_test"]["requests"] == 24
     assert len(sv["adapters_served"]) == 2 and sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]

@@ -358,3 +358,14 @@ def test_cli_report_prints_the_checklist_and_writes_the_page(tmp_path, capsys):
     assert "Ship: <b>YES</b>" in (run / "ship_report.html").read_text()
     assert cli.main(["report", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_valid_but_wrong_structured_adapter_is_named(tmp_path):
+    recs = copy.deepcopy(RUN)
+    recs["06_serve_vllm"]["structured_output"] = {"valid_rate": 1.0, "models": {
+        "base": {"valid_rate": 1.0, "accuracy": 0.1}, "triage": {"valid_rate": 1.0, "accuracy": 0.12,
+                                                                 "valid_but_wrong": True}}}
+    rep = report.build(write_run(tmp_path, recs))
+    assert "(base valid 100%, accuracy 0.100; triage valid 100%, accuracy 0.120)" in items(rep)["served"]["summary"]
+    assert any(n.startswith("structured output: triage answers valid JSON but wrong labels (accuracy 0.120")
+               for n in rep["ship"]["notes"])
