@@ -115,6 +115,24 @@ def comparison_rows(paired):
             for split, by in paired.items() for key, d in by.items()]
 
 
+def read_comparisons(paired):
+    """One sentence per split reading the paired comparisons: what the fine-tune beats, what it
+    only matches, and what beats it, each beyond or within its 95% interval."""
+    out = []
+    for split, by in paired.items():
+        won, tied, lost = [], [], []
+        for key, d in by.items():
+            lo, hi = d["macro_f1_diff_ci"]
+            (won if lo > 0 else lost if hi < 0 else tied).append(f"{key[len('finetuned_vs_'):]} ({d['macro_f1_diff']:+.3f})")
+        where = split.replace("heldout", "held-out")
+        text = f"On {where} rows the fine-tune beats " + (", ".join(won) or "nothing")
+        if tied:
+            text += f"; it cannot be told apart from {', '.join(tied)}"
+        text += f"; {', '.join(lost)} beat{'s' if len(lost) == 1 else ''} it." if lost else "; nothing beats it."
+        out.append(text)
+    return " ".join(out)
+
+
 def class_table(results, labels):
     """Per-label F1 of the fine-tune and the base, held-out and production side by side, the worst
     label first (its lower F1 of the two splits)."""

@@ -84,3 +84,12 @@ def test_gate_parameters_are_checked_together():
     with pytest.raises(ConfigError) as e:
         gate.GateConfig(alpha=2, min_class_f1=-1, critical_labels="security")
     assert len(e.value.problems) == 3 and "ALPHA=2" in str(e.value) and "CRITICAL_LABELS" in str(e.value)
+
+
+def test_read_comparisons_says_what_wins_ties_and_loses():
+    d = lambda diff, lo, hi: {"macro_f1_diff": diff, "macro_f1_diff_ci": [lo, hi]}
+    text = gate.read_comparisons({"heldout": {"finetuned_vs_base": d(0.458, 0.383, 0.52),
+                                              "finetuned_vs_endpoint": d(0.01, -0.05, 0.07),
+                                              "finetuned_vs_tfidf_logreg": d(-0.313, -0.393, -0.237)}})
+    assert text == ("On held-out rows the fine-tune beats base (+0.458); it cannot be told apart from endpoint "
+                    "(+0.010); tfidf_logreg (-0.313) beats it.")
