@@ -53,7 +53,7 @@ MEASURABLE = {name: stages.record_name(stem) for name, stem in (
     ("output_tokens_per_request", stages.SERVE), ("train_examples", stages.CURATE),
     ("tokens_per_example", stages.CURATE), ("training_gpu_hours", stages.TRAIN), ("escalation_share", stages.EVALUATE),
     ("classical_rows_per_s", stages.BASELINE))}
-TOKEN_COUNTS = ("input_tokens_per_request", "output_tokens_per_request", "tokens_per_example")
+STOPPED_ENOUGH = 0.9   # share of 06's answers that must end at end of turn for their mean length to count
 # Where each price comes from when left at its default. Every price is an assumption: none is measured.
 PRICE_SOURCES = {
     "hosted_price_in_per_m": "the seed's example: the hosted model (Sonnet) at $3/M input tokens, list price as of "
@@ -299,7 +299,11 @@ def _answer_length(serve, lt):
     stopped = sum(r.get("stopped", 0) for r in rows)
     why = (f"mean answer of {', '.join(names) or 'every model'} in 06's load test, stopped at end of turn "
            f"({stopped}/{n} stopped, the rest cut at MAX_TOKENS={lt.get('max_tokens')})")
-    return sum(r.get("completion_tokens", 0) for r in rows) / n if n else 0.0, why, n > 0
+    enough = n > 0 and stopped >= STOPPED_ENOUGH * n
+    if not enough:
+        why += (f": fewer than {STOPPED_ENOUGH:.0%} stopped by themselves, so the real answer length is unknown "
+                "(an adapter that does not end its turn; raise MAX_TOKENS in 06 or train it until it does)")
+    return sum(r.get("completion_tokens", 0) for r in rows) / n if n else 0.0, why, enough
 
 
 def _device(record):

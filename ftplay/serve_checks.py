@@ -393,8 +393,9 @@ def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_to
     answers that ended at end of turn (finish_reason "stop") rather than at `max_tokens`; per-model
     `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
     `lora_overhead` = base per-request tokens/s ÷ adapters' per-request tokens/s in this same mixed
-    run (>1: adapter requests are slower). Base requests batched with adapter requests share part of
-    LoRA's cost, so this understates the overhead a base-only vs adapter-only comparison shows.
+    run (>1: adapter requests are slower; None without `ignore_eos`, where the models' answers differ
+    in length). Base requests batched with adapter requests share part of LoRA's cost, so this
+    understates the overhead a base-only vs adapter-only comparison shows.
     `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable; with
     `ignore_eos=False` answers stop at end of turn, so completion tokens are the real answer lengths.
     """
@@ -412,5 +413,6 @@ def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_to
     b = out["per_model"][base]["per_request_tokens_per_s"]
     a = [out["per_model"][m]["per_request_tokens_per_s"] for m in dict.fromkeys(adapters)]
     a = [x for x in a if x]
-    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a else None
+    # a ratio of per-request speeds means LoRA's cost only when every answer has the same length
+    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a and ignore_eos else None
     return out

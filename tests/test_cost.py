@@ -209,7 +209,7 @@ def test_per_token_view_is_named_in_the_verdict():
 
 
 # ---------------------------------------------------------------- measurements
-def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_per_s=None):
+def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_per_s=None, stopped=50):
     rundir.write_json(d / "02_curate_data.json", {"rows_out": 1_100, "tokens": {"p50": 90},
                                                   "labels": {"a": {"train": 500}, "b": {"train": 380}}})
     rundir.write_json(d / "03_train_qlora.json", {"seconds": 1_800.0, "tokens_seen": 300_000, "tokens_per_s": 166.7,
@@ -221,7 +221,7 @@ def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_pe
         "decision": {"ship": True, "reasons": ["fine-tuned beats base"]}})
     # 100 requests: 50 to the base (answers run to max_tokens 8), 50 to the adapter (label + end of turn: 3)
     per = {"base": {"requests": 50, "errors": 0, "completion_tokens": 400, "stopped": 0},
-           "triage": {"requests": 50, "errors": 0, "completion_tokens": 150, "stopped": 50}}
+           "triage": {"requests": 50, "errors": 0, "completion_tokens": 150, "stopped": stopped}}
     rundir.write_json(d / "06_serve_vllm.json", {
         "model": {"requested": served, "kind": "standin"}, "adapters_served": ["triage"],
         "load_test": {"tokens_per_s": 550.0, "total_tokens_per_s": 800.0, "completion_tokens": 550,
@@ -287,6 +287,13 @@ def test_answers_run_to_max_tokens_or_another_model_are_not_used(tmp_path):
     assert "output_tokens_per_request" in r["not_used"] and "input_tokens_per_request" in r["measured"]
     assert r["not_used"]["output_tokens_per_request"]["value"] == 5.5              # 550 / 100
     assert "ran every answer to MAX_TOKENS=8 (ignore_eos)" in r["not_used"]["output_tokens_per_request"]["why"]
+    fake_run(tmp_path, stopped=44)                 # 44 of the adapter's 50 answers ended their turn: 88% < 90%
+    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    assert "output_tokens_per_request" in r["not_used"] and r["config"].output_tokens_per_request == 10
+    assert "(44/50 stopped, the rest cut at MAX_TOKENS=8): fewer than 90% stopped by themselves" in \
+        r["not_used"]["output_tokens_per_request"]["why"]
+    fake_run(tmp_path, stopped=45)
+    assert cost.read_measured(tmp_path, MEASURED)["output_tokens_per_request"]["usable"] is True
     fake_run(tmp_path, served="tiny:Qwen/Qwen2.5-7B-Instruct")
     r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
     assert {"input_tokens_per_request", "output_tokens_per_request"} <= set(r["not_used"])

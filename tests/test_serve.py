@@ -391,6 +391,7 @@ class TestRealServer:
         for m in res["per_model"].values():   # an answer not stopped at end of turn was cut at exactly 64 tokens
             assert (m["requests"] - m["stopped"]) * 64 <= m["completion_tokens"] <= m["requests"] * 64
         assert res["total_tokens_per_s"] > res["tokens_per_s"] > 0
+        assert res["lora_overhead"] is None                  # answers of different lengths: no LoRA ratio
 
     def test_unknown_adapter_is_404_with_clear_error(self, vllm_server, client, convs):
         r = httpx.post(vllm_server.url + "/v1/chat/completions", json={"model": "nope", "messages": convs[0][0]})
