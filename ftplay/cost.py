@@ -254,8 +254,11 @@ def read_measured(run_dir, cfg):
     n = sum((v or {}).get("train", 0) for v in curate.at("labels", default={}).values()) or curate.get("rows_out")
     if n:
         put("train_examples", n, "train split of the curated data")
+    trained_on = train.at("base_model", "requested")   # 02 records no model; 03 trains on the one 02 counted with
     if curate.at("tokens", "p50"):
-        put("tokens_per_example", curate.at("tokens", "p50"), f"median tokens per curated example, {tok_why}", tok_ok)
+        ok, why = (tok_ok, tok_why) if trained_on in (None, cfg.model) else (
+            False, f"03 trained on MODEL={trained_on!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL")
+        put("tokens_per_example", curate.at("tokens", "p50"), f"median tokens per curated example, {why}", ok)
     if train.get("seconds"):
         put("training_gpu_hours", train["seconds"] / 3600, *_hardware(device, params, cfg, "training"))
     for name, field in (("escalation_curve", "selective_curve"), ("quality_decision", "decision")):

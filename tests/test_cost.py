@@ -213,7 +213,8 @@ def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_pe
     rundir.write_json(d / "02_curate_data.json", {"rows_out": 1_100, "tokens": {"p50": 90},
                                                   "labels": {"a": {"train": 500}, "b": {"train": 380}}})
     rundir.write_json(d / "03_train_qlora.json", {"seconds": 1_800.0, "tokens_seen": 300_000, "tokens_per_s": 166.7,
-                                                  "device": {"device": device}, "total_params": params})
+                                                  "device": {"device": device}, "total_params": params,
+                                                  "base_model": {"requested": served}})
     rundir.write_json(d / "04_evaluate.json", {
         "selective_curve": [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.85},
                             {"escalated": 0.2, "kept": 80, "accuracy_kept": 0.95},
@@ -296,7 +297,8 @@ def test_answers_run_to_max_tokens_or_another_model_are_not_used(tmp_path):
     assert cost.read_measured(tmp_path, MEASURED)["output_tokens_per_request"]["usable"] is True
     fake_run(tmp_path, served="tiny:Qwen/Qwen2.5-7B-Instruct")
     r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
-    assert {"input_tokens_per_request", "output_tokens_per_request"} <= set(r["not_used"])
+    assert {"input_tokens_per_request", "output_tokens_per_request", "tokens_per_example"} <= set(r["not_used"])
+    assert "03 trained on MODEL='tiny:Qwen/Qwen2.5-7B-Instruct'" in r["not_used"]["tokens_per_example"]["why"]
     assert "06 served MODEL='tiny:Qwen/Qwen2.5-7B-Instruct', 05 prices MODEL=" in \
         r["not_used"]["input_tokens_per_request"]["why"]
 
