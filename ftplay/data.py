@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ftplay import prompts, rundir
 from ftplay.dataload import FORMATS, LABEL_FIELD, TEXT_FIELD, from_chat, load, load_split, write_jsonl  # noqa: F401
-from ftplay.errors import ConfigError, check
+from ftplay.errors import ConfigError, DataError, check
 from ftplay.quality import (audit, find_conflicts, find_exact_duplicates, find_near_duplicates, find_pii,
                             find_trivial, redact)
 
@@ -192,6 +192,7 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     rows = load(cfg.train_path, cfg.format, cfg.text_field, cfg.label_field)
     raw_train = [dict(r) for r in rows]
     heldout_in = load(cfg.heldout_path, cfg.format, cfg.text_field, cfg.label_field) if cfg.heldout_path else None
+    _refuse_listed_commas(raw_train + (heldout_in or []), cfg, system_prompt)
     production = (load(cfg.production_path, "auto", cfg.text_field, cfg.label_field)
                   if cfg.production_path else [])
     card = _Card({"rows_in": len(rows)}, {})
@@ -207,6 +208,8 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     card.report["rows_out"] = len(rows)
     train, heldout = _split(rows, near, heldout_in, cfg, card)
     _count_labels(train, heldout, production, labels, cfg, card)
+    card.report["label_warnings"] = label_warnings(raw_train + (heldout_in or []), train, heldout, labels, cfg,
+                                                   system_prompt, made_split=heldout_in is None)
     card.report["split"] = {"train": len(train), "heldout": len(heldout),
                             "fraction": round(len(heldout) / max(1, len(train) + len(heldout)), 4),
                             "made_here": heldout_in is None}
@@ -343,6 +346,60 @@ def _count_labels(train, heldout, production, labels, cfg, card):
     for lab in card.report["rare_labels"]:
         log.warning("label %r has only %d rows (< MIN_LABEL_COUNT=%d): its held-out score is noise",
                     lab, counts["train"][lab] + counts["heldout"][lab], cfg.min_label_count)
+
+
+def _refuse_listed_commas(rows, cfg, system_prompt):
+    """A label with a comma in a prompt that lists the labels separated by commas ('billing, feature,request')
+    reads as two labels: refused, naming the first row of each such label and the fix."""
+    if "{labels}" not in (system_prompt or prompts.DEFAULT_SYSTEM_PROMPT):
+        return
+    first = {}
+    for r in rows:
+        if "," in r["label"]:
+            first.setdefault(r["label"], [r["source"], 0])[1] += 1
+    check([f"{src}: field {cfg.label_field!r}: label {lab!r} ({n} row(s)) contains a comma, and the system prompt "
+           f"lists the labels separated by commas, so the model reads it as {lab.count(',') + 1} labels; rename it "
+           f"in the file (e.g. {lab.replace(',', '_')!r}), or write a SYSTEM_PROMPT without {{labels}}"
+           for lab, (src, n) in first.items()], DataError, "labels the prompt cannot list")
+
+
+def label_warnings(raw, train, heldout, labels, cfg, system_prompt=None, made_split=True):
+    """What about the labels a reader must know, each {"label", "kind", "rows", "message"}: a label
+    written with spaces around it in the file (stripped: "spaces"), a label with no held-out row because
+    it has too few rows ("train_only": trained on, never scored), a label with a comma the prompt does
+    not list ("comma")."""
+    out = []
+    spaced = defaultdict(list)
+    for r in raw:
+        if "label_raw" in r:
+            spaced[r["label"]].append(r)
+    for lab, rs in sorted(spaced.items()):
+        out.append({"label": lab, "kind": "spaces", "rows": len(rs),
+                    "message": f"label {lab!r}: {len(rs)} row(s) wrote it with spaces around it (first "
+                               f"{rs[0]['source']}: {rs[0]['label_raw']!r}); they were stripped and count as {lab!r}"})
+    n_train, n_held = Counter(r["label"] for r in train), Counter(r["label"] for r in heldout)
+    for lab in labels if made_split else ():
+        if n_train[lab] and not n_held[lab]:
+            need = max(2, math.ceil(0.5 / cfg.heldout_fraction))  # round(fraction * n) >= 1, and one row stays in train
+            out.append({"label": lab, "kind": "train_only", "rows": n_train[lab],
+                        "message": f"label {lab!r} has {n_train[lab]} row(s) after curation, all in train: it is "
+                                   f"trained on but never scored on held-out; give it at least {need} rows "
+                                   f"(HELDOUT_FRACTION={cfg.heldout_fraction}) or merge it into another label"})
+    if "{labels}" not in (system_prompt or prompts.DEFAULT_SYSTEM_PROMPT):
+        for lab in (lab for lab in labels if "," in lab):
+            out.append({"label": lab, "kind": "comma", "rows": n_train[lab] + n_held[lab],
+                        "message": f"label {lab!r} contains a comma: fine with this SYSTEM_PROMPT, which does not "
+                                   "list the labels, but ambiguous in any prompt that does"})
+    for w in out:
+        log.warning("%s", w["message"])
+    return out
+
+
+def format_label_warnings(warnings):
+    """The label warnings as lines for a reader (02 shows them, the run summary repeats them)."""
+    if not warnings:
+        return "labels: no warnings (no stripped spaces, every label held out, no ambiguous names)"
+    return "\n".join([f"labels: {len(warnings)} warning(s)"] + [f"  - {w['message']}" for w in warnings])
 
 
 def _audit(train, heldout, production, cfg, sigs, card, given=None):

@@ -19,6 +19,7 @@ TEXT_FIELD, LABEL_FIELD = "text", "label"
 FORMATS = ("auto", "csv", "instruction", "chat")
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS = 50          # per file; a file broken on every line is reported by its first 50 problems
+CSV_FIELD_LIMIT = 2**31 - 1  # characters a CSV field may hold: the largest a C long takes on every platform
 
 
 # =========================================================================== loading
@@ -105,7 +106,9 @@ def _sniff(path, text, probs):
 
 
 def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD):
-    """Rows {"id", "text", "label", "source"} from a CSV, instruction-JSONL or chat-JSONL file.
+    """Rows {"id", "text", "label", "source"} from a CSV, instruction-JSONL or chat-JSONL file. A label
+    is stripped of surrounding spaces; a row whose label had some keeps it as written in "label_raw"
+    (curation reports them).
 
     Raises DataError listing every problem (up to MAX_PROBLEMS) as "FILE:LINE: field 'x': ...".
     A CSV row with an empty text is loaded (curation reports it as trivial); an empty label is not.
@@ -138,6 +141,9 @@ def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD):
 
 
 def _load_csv(path, text, text_field, label_field, probs):
+    # csv's default limit (131,072 characters a field) would report a long ticket (a pasted log) as a
+    # malformed row; it is read, and 02's length check against MAX_SEQ_LEN drops or keeps it
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows, header, line = [], None, 1
     try:
@@ -166,7 +172,8 @@ def _load_csv(path, text, text_field, label_field, probs):
                 probs.add(start, label_field, "empty label", "one of the category names")
                 continue
             rid = rec[ii].strip() if ii is not None and rec[ii].strip() else f"{path.stem}:{start}"
-            rows.append({"id": rid, "text": rec[ti], "label": label, "source": f"{path.name}:{start}"})
+            rows.append({"id": rid, "text": rec[ti], "label": label, "source": f"{path.name}:{start}",
+                         **({"label_raw": rec[li]} if rec[li] != label else {})})
     except csv.Error as e:
         probs.add(line, "(row)", f"malformed CSV ({e}); a quote opened here is never closed",
                   "balanced double quotes; write a quote inside a quoted field as \"\"")
@@ -268,7 +275,10 @@ def _load_jsonl(path, text, fmt, probs):
         if parsed:
             rid = rec.get("id")
             rid = str(rid) if isinstance(rid, (str, int)) and str(rid) else f"{path.stem}:{n}"
-            rows.append({"id": rid, "text": parsed[0], "label": parsed[1], "source": f"{path.name}:{n}"})
+            raw = (next(m["content"] for m in reversed(rec["messages"]) if m["role"] == "assistant")
+                   if fmt == "chat" else rec["output"])
+            rows.append({"id": rid, "text": parsed[0], "label": parsed[1], "source": f"{path.name}:{n}",
+                         **({"label_raw": raw} if raw != parsed[1] else {})})
     if not rows and not probs.items:
         probs.add(1, "(file)", "no records", "one JSON object per line")
     return rows

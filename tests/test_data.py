@@ -378,3 +378,79 @@ def test_subsample_is_seeded_ordered_and_spans_a_sorted_file():
     assert len(got) == 50 and got == data.subsample(rows, 50, seed=0) != data.subsample(rows, 50, seed=1)
     assert [int(r["id"]) for r in got] == sorted(int(r["id"]) for r in got)
     assert len({r["label"] for r in got}) == 10 and data.subsample(rows, 0) == rows == data.subsample(rows, 5000)
+
+
+# =========================================================================== long fields and label names
+def _clean_rows(n_per_label, labels=("billing", "account", "bug")):
+    """Rows of the sample export that carry no planted defect, n per label, as (text, label)."""
+    clean = set(json.loads(PLANTED.read_text())["clean"])
+    rows = [r for r in data.load(RAW) if r["id"] in clean]
+    return [(r["text"], r["label"]) for lab in labels for r in [r for r in rows if r["label"] == lab][:n_per_label]]
+
+
+def _write_csv(path, pairs):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(pairs)
+    return path
+
+
+@needs_sample
+def test_a_field_longer_than_csvs_default_limit_loads_and_the_length_check_drops_it(tmp_path):
+    long = "the export pasted a whole log here " * 6000          # 210,000 characters, over csv's 131,072
+    p = _write_csv(tmp_path / "t.csv", _clean_rows(15) + [(long, "bug")])
+    rows = data.load(p)
+    assert len(rows) == 46 and rows[-1]["text"] == long and rows[-1]["source"] == "t.csv:47"
+    cur = data.curate(data.DataConfig(train_path=str(p), production_path=None, max_seq_len=300),
+                      tokenizer=_WordTokenizer())
+    assert [t["source"] for t in cur.tables["truncated"]] == ["t.csv:47"] and cur.report["truncated"] == 1
+    assert long not in {r["text"] for r in cur.train + cur.heldout}
+    broken = tmp_path / "quote.csv"
+    broken.write_text('text,label\n"a quote that never closes, billing\nnext row,bug\n')
+    with pytest.raises(DataError, match="quote.csv:2: field '\\(row\\)': malformed CSV .*never closed"):
+        data.load(broken)
+
+
+@needs_sample
+def test_label_warnings_name_stripped_spaces_and_labels_never_held_out(tmp_path):
+    pairs = _clean_rows(12)
+    pairs[0:3] = [(t, f"  {lab} ") for t, lab in pairs[0:3]]       # ' billing ' three times
+    pairs[-1] = (pairs[-1][0], "gift_cards")                        # a label with one row
+    p = _write_csv(tmp_path / "t.csv", pairs)
+    assert data.load(p)[0]["label_raw"] == "  billing " and "label_raw" not in data.load(p)[3]
+    cur = data.curate(data.DataConfig(train_path=str(p), production_path=None), out_dir=tmp_path / "out")
+    assert cur.report["label_warnings"] == [
+        {"label": "billing", "kind": "spaces", "rows": 3,
+         "message": "label 'billing': 3 row(s) wrote it with spaces around it (first t.csv:2: '  billing '); they "
+                    "were stripped and count as 'billing'"},
+        {"label": "gift_cards", "kind": "train_only", "rows": 1,
+         "message": "label 'gift_cards' has 1 row(s) after curation, all in train: it is trained on but never scored "
+                    "on held-out; give it at least 3 rows (HELDOUT_FRACTION=0.2) or merge it into another label"}]
+    assert cur.report["labels"]["gift_cards"] == {"train": 1, "heldout": 0, "production": 0}
+    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["label_warnings"] == cur.report["label_warnings"]
+    text = data.format_label_warnings(cur.report["label_warnings"])
+    assert text.splitlines()[0] == "labels: 2 warning(s)" and "gift_cards" in text
+    assert data.format_label_warnings([]).startswith("labels: no warnings")
+
+
+@needs_sample
+def test_a_label_with_a_comma_is_refused_where_the_prompt_lists_the_labels(tmp_path):
+    pairs = _clean_rows(12)
+    pairs[12:17] = [(t, "feature,request") for t, _ in pairs[12:17]]
+    p = _write_csv(tmp_path / "t.csv", pairs)
+    with pytest.raises(DataError) as e:
+        data.curate(data.DataConfig(train_path=str(p), production_path=None), out_dir=tmp_path / "out")
+    assert e.value.problems == [
+        "t.csv:14: field 'label': label 'feature,request' (5 row(s)) contains a comma, and the system prompt lists the "
+        "labels separated by commas, so the model reads it as 2 labels; rename it in the file (e.g. "
+        "'feature_request'), or write a SYSTEM_PROMPT without {labels}"]
+    assert not (tmp_path / "out").exists(), "nothing is written"
+    cur = data.curate(data.DataConfig(train_path=str(p), production_path=None),
+                      system_prompt='Classify the ticket; answer as JSON {"label": "..."}.')
+    assert [(w["kind"], w["label"], w["rows"]) for w in cur.report["label_warnings"]] == [
+        ("comma", "feature,request", 5)]
+    assert prompts.messages("x", cur.labels, system_prompt='Classify the ticket; answer as JSON {"label": "..."}.'
+                            )[0]["content"] == 'Classify the ticket; answer as JSON {"label": "..."}.'
