@@ -14,6 +14,8 @@ def parser():
     r.add_argument("--params", help="YAML of NAME: value (and notebooks: {stem: {NAME: value}})")
     r.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
     r.add_argument("--out", help="run directory to use (default: runs/<timestamp>)")
+    r.add_argument("--force", action="store_true", help="run into an --out whose notebooks ran with other "
+                   "parameters (refused otherwise: its records would describe two runs)")
     rp = sub.add_parser("report", help="answer the ship checklist from a run directory's JSON records")
     rp.add_argument("run_dir")
     rp.add_argument("--html", help="where to write the HTML page (default: <run_dir>/ship_report.html)")
@@ -47,7 +49,7 @@ def main(argv=None):
         from . import runner
 
         only = args.only.split(",") if args.only else None
-        _, summary = runner.run(args.params, only, args.out)
+        _, summary = runner.run(args.params, only, args.out, force=args.force)
         print(runner.format_summary(summary))
         failed = [s for s, v in summary["notebooks"].items() if v["status"] != "ok"]
         if failed:
@@ -93,7 +95,14 @@ def _report(run_dir, html_path=None):
     if not any((Path(run_dir) / n).exists() for n in ["summary.json", *(stages.record_name(s) for s in stages.STEMS)]):
         raise ConfigError(f"{run_dir} is not a run directory: it has no summary.json and no notebook record "
                           "(00_decide_approach.json ...); pass a directory written by `ftplay run`")
-    status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
+    try:
+        status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
+        if status is not None and not isinstance(status, dict):
+            raise ValueError(f"its 'notebooks' field is a {type(status).__name__}, not an object")
+    except (ValueError, AttributeError) as e:  # not JSON, or JSON that is not an object
+        raise FtplayError(f"{Path(run_dir) / 'summary.json'} is unreadable ({type(e).__name__}: {str(e)[:80]}): "
+                          "`ftplay run` writes it at the end of a run; delete it to report from the notebooks' "
+                          "records alone, or run again into this directory", title="a run's summary is unreadable") from None
     rep = report.build(run_dir, status)
     out = report.write_html(run_dir, rep, html_path)
     print(report.format_text(rep))

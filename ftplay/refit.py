@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import identity, records, report, rundir, runner, stages
-from .errors import check
+from .errors import FtplayError, check
 
 
 # ---------------------------------------------------------------- re-run on a new base
@@ -32,6 +32,23 @@ def refit_params(recorded, model):
     return {s: v for s, v in per.items() if s in current}, dropped
 
 
+REQUIRED = (stages.CURATE, stages.TRAIN, stages.EVALUATE)   # what the comparison stands on, when the old run ran it
+
+
+def old_record_problems(old, recorded):
+    """Problems with the old run's records, found before anything trains: a record of a stage in
+    REQUIRED that the run executed is missing, or any record present is unreadable; each names the file
+    and the command that rebuilds it."""
+    problems = []
+    for stem in stages.STEMS:
+        try:
+            records.read(old, stem, missing_ok=not (stem in REQUIRED and stem in recorded))
+        except FtplayError as e:
+            problems.append(f"--from {old}: {e.problems[0]}; refit compares the new run against it, so rebuild it "
+                            f"first (ftplay run --only {stem[:2]} --out {old}) or pass another run")
+    return problems
+
+
 def refit(old_run, model, out=None, run_root="runs", progress=print):
     """Re-run `old_run`'s notebooks on base `model` with its recorded parameters; returns
     (new run directory, summary, comparison). The comparison is also written to refit_compare.json."""
@@ -41,6 +58,7 @@ def refit(old_run, model, out=None, run_root="runs", progress=print):
                                "directory written by `ftplay run`"])
     check([] if stages.TRAIN in recorded else [f"--from {old}: that run did not execute {stages.TRAIN}, so "
                                                 "there is no fine-tune to redo; pass a run that trained"])
+    check(old_record_problems(old, recorded))
     base = identity.check_base(old, model)
     progress(f"[ftplay] refit: {old} trained on {base.trained_on}, re-fine-tuning on {base.base}"
              + (" (the same base: a reproducibility run)" if base.changed is False else ""))

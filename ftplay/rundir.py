@@ -161,6 +161,17 @@ def setup_notebook(level="INFO"):
     return {k: v for k, v in versions().items() if k in ("python", "ftplay", "torch", "transformers")}
 
 
+def pid_alive(pid):
+    """Whether process `pid` exists (a lock or temporary file named by a killed process is stale)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def open_run(run_dir):
     """The run directory for this notebook (created if needed) as a Path."""
     p = Path(run_dir)

@@ -1,12 +1,13 @@
 """The main job: execute the playbook's notebooks with papermill into a fresh run directory."""
-import functools
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
-from . import identity, records, report, rundir, stages
+from . import identity, kernels, records, report, rundir, stages
 from .errors import ConfigError, FtplayError
+from .params import RUN_IDENTITY, check_ranges, check_types, declared_parameters, literal
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,19 +25,6 @@ def _in_order(by_stem):
     """`by_stem` in the playbook's run order (stages.ORDER), other stems after."""
     return {s: by_stem[s] for s in stages.ORDER if s in by_stem} | {s: v for s, v in by_stem.items()
                                                                     if s not in stages.ORDER}
-
-
-def declared_parameters(path):
-    """{NAME: {inferred_type_name, default, help}} from a notebook's `parameters` cell."""
-    p = Path(path)
-    return _inspect(str(p), p.stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _inspect(path, _mtime):
-    import papermill as pm
-
-    return pm.inspect_notebook(path)
 
 
 def load_params(path):
@@ -98,46 +86,6 @@ def plan(only=None, params=None, per_notebook=None):
     return out
 
 
-def check_types(todo):
-    """Every value a params file gives, against the type its notebook's parameters cell declares
-    (int, float, bool, str, list[str], Optional[...]), for every notebook of the plan, before
-    anything runs: one error listing each parameter, the value and the fix."""
-    problems, seen = [], set()
-    for stem, path, values in todo:
-        declared = declared_parameters(path)
-        for name, value in values.items():
-            want = (declared.get(name) or {}).get("inferred_type_name") or "None"
-            if (name, repr(value), want) in seen or _fits(value, want):
-                continue
-            seen.add((name, repr(value), want))
-            hint = ""
-            if isinstance(value, str) and _fits(_literal(value), want):
-                hint = (" (YAML read it as text: write 0.002, not 2e-3)" if "e" in value.lower() else
-                        " (written in quotes: drop them)")
-            problems.append(f"{stem}: {name}={value!r} ({type(value).__name__}) must be {want}{hint}; "
-                            "fix it in the params file")
-    if problems:
-        raise ConfigError(problems, "cannot run the playbook")
-
-
-def _fits(value, want):
-    """Whether `value` has the type papermill reports for a parameter (`want`: its annotation)."""
-    want = want.replace(" ", "")
-    if want.startswith("Optional[") and want.endswith("]"):
-        return value is None or _fits(value, want[len("Optional["):-1])
-    if want == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if want == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if want == "bool":
-        return isinstance(value, bool)
-    if want == "str":
-        return isinstance(value, str)
-    if want in ("list", "list[str]"):
-        return isinstance(value, list) and (want == "list" or all(isinstance(v, str) for v in value))
-    return True  # an annotation this check does not know: the notebook's own validation decides
-
-
 def check_inputs(todo):
     """Catch bad parameters before any long work: a MODEL that cannot be found, a data file that
     is missing or unreadable, training data with a single label. Uses each notebook's effective
@@ -183,6 +131,12 @@ def check_order(todo, run_dir=None):
     problems, planned = [], []
     for stem, path, values in todo:
         adapter_given = bool(_effective(path, values).get("ADAPTER_DIR"))
+        for read in stages.STAGES[stem].reads if stem in stages.STAGES and run_dir else ():
+            if read not in planned and records.path(run_dir, read).exists():
+                try:  # a record it reads is readable, or the run stops here instead of inside the notebook
+                    records.read(run_dir, read)
+                except FtplayError as e:
+                    problems.append(f"{stem} reads {read}'s record: {e.problems[0]} (--only {read[:2]} --out {run_dir})")
         for need in stages.STAGES[stem].needs if stem in stages.STAGES else ():
             if need in planned or (need == stages.TRAIN and adapter_given):
                 continue
@@ -193,7 +147,41 @@ def check_order(todo, run_dir=None):
                                 + (" or set ADAPTER_DIR" if need == stages.TRAIN else ""))
         planned.append(stem)
     if problems:
-        raise ConfigError(problems, "cannot run the playbook")
+        raise ConfigError(sorted(set(problems), key=problems.index), "cannot run the playbook")
+
+
+def check_same_run(todo, run_dir, force=False):
+    """A run into a directory whose finished notebooks ran with other parameters is refused (unless
+    `force`), naming each parameter: the same notebook with another value of any parameter, or any
+    notebook with another value of a parameter that defines the run's data and model (RUN_IDENTITY).
+    Otherwise the records would describe two runs: summary.json naming one TRAIN_PATH, data/ holding
+    another's rows. The same parameters (a rerun, --only to continue) pass."""
+    if run_dir is None or force or not Path(run_dir, "notebooks").is_dir():
+        return
+    planned = {stem for stem, _, _ in todo}
+    done = {s for s in stages.STEMS if records.path(run_dir, s).exists()}
+    old = recorded_params(run_dir, stems=done, lenient=planned)
+    problems = []
+    for stem, path, values in todo:
+        new = _effective(path, values)
+        for old_stem, before in old.items():
+            shared = new.keys() & before.keys() - {"RUN_DIR"}
+            for name in sorted(shared if old_stem == stem else shared & set(RUN_IDENTITY)):
+                if rundir.is_secret(name) or _same(new[name], before[name]):
+                    continue
+                problems.append(f"{name}={new[name]!r} for {stem}, but {old_stem} in {run_dir} ran with "
+                                f"{name}={before[name]!r}")
+    if problems:
+        problems = sorted(set(problems), key=problems.index)
+        problems.append(f"a run with other parameters goes into a new --out; to run into {run_dir} anyway, add "
+                        "--force (the notebooks not run again keep the results of their old parameters)")
+        raise ConfigError(problems, "this run would mix two runs' results in one directory")
+
+
+def _same(a, b):
+    """Parameter values equal as recorded (a JSON round trip turns tuples into lists)."""
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return norm(a) == norm(b)
 
 
 def check_adapters(todo, run_dir=None):
@@ -234,20 +222,43 @@ def check_adapters(todo, run_dir=None):
 
 def _effective(path, values):
     """A notebook's parameters as it will run: its declared defaults, overridden by `values`."""
-    return {k: _literal(v["default"]) for k, v in declared_parameters(path).items()} | values
+    return {k: literal(v["default"]) for k, v in declared_parameters(path).items()} | values
 
 
-def recorded_params(run_dir):
+def recorded_params(run_dir, stems=None, lenient=()):
     """{stem: {NAME: value}} each notebook in <run_dir>/notebooks/ ran with, in execution order: the
     defaults of its parameters cell as executed, overridden by what papermill injected (recorded in
-    the notebook's metadata). Notebooks run by an earlier `ftplay run` into the same directory count."""
-    import nbformat
-
+    the notebook's metadata). Notebooks run by an earlier `ftplay run` into the same directory count.
+    `stems`: only these; an unreadable executed notebook is an FtplayError naming it and what to run,
+    or left out (with a warning) when its stem is in `lenient` (all: True)."""
     out = {}
     for p in sorted(Path(run_dir, "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        injected = (nbformat.read(str(p), as_version=4).metadata.get("papermill") or {}).get("parameters") or {}
+        if stems is not None and p.stem not in stems:
+            continue
+        try:
+            injected = _injected(p)
+        except FtplayError:
+            if lenient is True or p.stem in lenient:
+                log.warning("%s is unreadable; its parameters are left out", p)
+                continue
+            raise
         out[p.stem] = rundir.redact(_effective(p, dict(injected)))
     return _in_order(out)
+
+
+def _injected(path):
+    """The parameters papermill injected into an executed notebook; FtplayError naming the file when
+    it is not a notebook (a run killed while writing it leaves it truncated)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        return (nb.metadata.get("papermill") or {}).get("parameters") or {}
+    except Exception as e:  # nbformat raises NotJSONError, ValidationError, ... on a damaged file
+        stem = Path(path).stem
+        raise FtplayError(f"{path} is not a readable notebook ({type(e).__name__}: {str(e)[:80]}); it is the executed "
+                          f"copy of {stem}: run {stem[:2]} again into this directory (--only {stem[:2]} --out "
+                          f"{Path(path).parent.parent}) or delete the file", title="a run's notebook is unreadable") from None
 
 
 def _existing(value):
@@ -257,15 +268,6 @@ def _existing(value):
     p = Path(str(value))
     p = p if p.is_absolute() else ROOT / p
     return p if p.exists() else None
-
-
-def _literal(text):
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def _env(run_dir):
@@ -279,19 +281,23 @@ def _env(run_dir):
     os.environ["FTPLAY_RUN_DIR"] = str(run_dir)
 
 
-def run(params_path=None, only=None, out=None, run_root="runs", progress=print, params=None, per_notebook=None):
+def run(params_path=None, only=None, out=None, run_root="runs", progress=print, params=None, per_notebook=None,
+        force=False):
     """Execute the notebooks; returns (run_dir, summary). Parameters come from the YAML at
     `params_path`, else from `params` / `per_notebook` (same shapes). Stops at the first failing
-    notebook, keeping everything that ran before it, and records the failing cell in the summary."""
+    notebook, keeping everything that ran before it, and records the failing cell in the summary.
+    `force`: run into an `out` whose finished notebooks ran with other parameters (check_same_run)."""
     params, per = load_params(params_path) if params_path else (params or {}, per_notebook or {})
     todo = plan(only, params, per)
     check_types(todo)
+    check_ranges(todo)
     check_inputs(todo)
     # --out is the caller's path, resolved once here: the notebooks run with the repository root as
     # their working directory, so a relative RUN_DIR would land in another folder than the summary
     out = Path(out).expanduser().resolve() if out else None
     check_order(todo, out)
     check_adapters(todo, out)
+    check_same_run(todo, out, force)
     run_dir = out or rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _locked(run_dir):
@@ -303,7 +309,9 @@ def _execute(todo, run_dir, progress):
 
     (run_dir / "notebooks").mkdir(exist_ok=True)
     _env(run_dir)
+    kernels.remove_stale_connection_files()
     status, passed = {}, set()
+    previous = kernels.catch_ctrl_c()
     try:
         for stem, path, values in todo:
             values = {**values, "RUN_DIR": str(run_dir)} if "RUN_DIR" in declared_parameters(path) else values
@@ -318,7 +326,8 @@ def _execute(todo, run_dir, progress):
             t0 = time.time()
             try:
                 pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
-                                    kernel_name="python3", progress_bar=False, log_output=False)
+                                    kernel_name="python3", progress_bar=False, log_output=False,
+                                    kernel_manager_class=kernels.manager())
                 status[stem] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
             except pm.PapermillExecutionError as e:
                 status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
@@ -333,6 +342,8 @@ def _execute(todo, run_dir, progress):
     finally:  # a secret is this run's only: the next run in this process must not inherit it
         for var in passed:
             os.environ.pop(var, None)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     CURRENT.clear()
     summary = summarise(run_dir, status)
     rundir.write_json(run_dir / "summary.json", summary)
@@ -352,7 +363,7 @@ class _locked:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             holder = self.path.read_text().strip() if self.path.exists() else ""
-            if holder.isdigit() and _alive(int(holder)):
+            if holder.isdigit() and rundir.pid_alive(int(holder)):
                 raise ConfigError(f"{self.path.parent} is being written by another ftplay run (pid {holder}): wait "
                                   "for it to finish, or pass another --out") from None
             self.path.unlink(missing_ok=True)  # a stale lock: its run was killed
@@ -363,16 +374,6 @@ class _locked:
 
     def __exit__(self, *exc):
         self.path.unlink(missing_ok=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _html(nb_path, html_path):
@@ -407,6 +408,7 @@ def summarise(run_dir, status):
                         "training_template_hash": tpl.get("training_template_hash"),
                         "prefix_preserving": tpl.get("prefix_preserving")}
     summary["serving"] = {k: serve.get(k) for k in ("adapters_served", "load_test")}
+    summary["label_warnings"] = records.read_or_empty(run_dir, stages.CURATE).get("label_warnings") or []
     summary["cost"] = cost.get("verdict")
     rep = report.build(run_dir, status)
     summary["ship_report"] = rep
@@ -427,6 +429,10 @@ def format_summary(summary):
             b, f = s["base"], s["finetuned"]
             lines.append(f"{split:<10} n={s['n']:<4} base acc {_f(b.get('accuracy'))} macro-F1 {_f(b.get('macro_f1'))}"
                          f" | fine-tuned acc {_f(f.get('accuracy'))} macro-F1 {_f(f.get('macro_f1'))}")
+    if summary.get("label_warnings"):
+        from .data import format_label_warnings  # 02's wording of them
+
+        lines.append(format_label_warnings(summary["label_warnings"]))
     c = summary.get("cost") or {}
     if c:
         lines.append(f"cost: {c.get('headline', '')}")

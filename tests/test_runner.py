@@ -6,16 +6,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import cli, runner
+from ftplay import cli, kernels, params, rundir, runner, stages
 from ftplay.errors import ConfigError
 
 
 def test_unknown_parameter_and_notebook_are_rejected_up_front(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text("MODELL: embedded\nnotebooks:\n  03_train_qlora:\n    EPOCH: 1\n")
-    params, per = runner.load_params(p)
+    flat, per = runner.load_params(p)
     with pytest.raises(ConfigError) as e:
-        runner.plan(None, params, per)
+        runner.plan(None, flat, per)
     assert "MODELL is declared by no notebook" in str(e.value)
     assert "03_train_qlora has no parameter EPOCH" in str(e.value)
     with pytest.raises(ConfigError, match="--only 09: no such notebook"):
@@ -47,28 +47,32 @@ def _failing_notebook(path):
 
 
 @pytest.mark.notebook
-def test_failing_notebook_exits_non_zero_naming_notebook_and_cell(tmp_path, monkeypatch, capsys):
+def test_failing_notebook_exits_non_zero_naming_notebook_and_cell(tmp_path, monkeypatch, capfd):
+    first, second, third = stages.ORDER[:3]  # the playbook's run order: the second fails
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     ok = nbformat.v4.new_notebook()
     ok.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
     c.metadata["tags"] = ["parameters"]
-    ok.cells = [c, nbformat.v4.new_code_cell("import json, pathlib; pathlib.Path(RUN_DIR, '00_decide_approach.json').write_text('{}')")]
-    nbformat.write(ok, str(nbdir / "00_decide_approach.ipynb"))
-    _failing_notebook(nbdir / "01_baseline_prompting.ipynb")
-    _failing_notebook(nbdir / "02_curate_data.ipynb")
+    ok.cells = [c, nbformat.v4.new_code_cell(f"import pathlib; pathlib.Path(RUN_DIR, '{first}.json').write_text('{{}}')")]
+    nbformat.write(ok, str(nbdir / f"{first}.ipynb"))
+    _failing_notebook(nbdir / f"{second}.ipynb")
+    _failing_notebook(nbdir / f"{third}.ipynb")
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", nbdir)
     out = tmp_path / "run"
     rc = cli.main(["run", "--out", str(out)])
     assert rc == 1
-    err = capsys.readouterr().err
-    assert "01_baseline_prompting failed at cell" in err and "planted failure" in err
+    err = capfd.readouterr().err  # the kernels' own stderr included
+    assert f"{second} failed at cell" in err and "planted failure" in err
+    assert "without encryption" not in err and "IPKernelApp" not in err, err
+    runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
+    assert not list(runtime.glob(f"ftplay-kernel-{os.getpid()}-*")), "each kernel's connection file goes with it"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["notebooks"]["00_decide_approach"]["status"] == "ok"
-    assert summary["notebooks"]["01_baseline_prompting"]["status"] == "failed"
-    assert "02_curate_data" not in summary["notebooks"], "later notebooks do not run"
-    assert (out / "00_decide_approach.json").exists(), "what ran before stays"
+    assert summary["notebooks"][first]["status"] == "ok"
+    assert summary["notebooks"][second]["status"] == "failed"
+    assert third not in summary["notebooks"], "later notebooks do not run"
+    assert (out / f"{first}.json").exists(), "what ran before stays"
     assert summary["decision"]["ship"] is False
 
 
@@ -80,7 +84,7 @@ def test_summary_reads_recorded_results(tmp_path):
     (tmp_path / "05_compare_costs.json").write_text(json.dumps({"verdict": {"cheaper": False, "headline": "h", "reasons": ["cost: no"]}}))
     s = runner.summarise(tmp_path, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
     assert s["heldout"]["finetuned"]["macro_f1"] == .8 and s["production"]["n"] == 5
-    assert s["decision"]["ship"] is False and "cost: no" in s["decision"]["reasons"]
+    assert s["decision"]["ship"] is False and "Cost compared: not cheaper: h" in [r["text"] for r in s["decision"]["reasons"]]
     assert "ship: NO" in runner.format_summary(s)
 
 
@@ -109,7 +113,6 @@ def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp
     p.write_text("MODEL: embedded\nSEED: '7'\nnotebooks:\n  03_train_qlora: {EPOCHS: three, LORA_R: '16', "
                  "LEARNING_RATE: 2e-3, LOAD_IN_4BIT: 1, TARGET_MODULES: [q_proj, 3]}\n"
                  "  04_evaluate: {N_BOOT: 100.5}\n")
-    params, per = runner.load_params(p)
     with pytest.raises(ConfigError) as e:
         runner.run(p, out=tmp_path / "run", progress=lambda *_: None)
     msg = str(e.value)
@@ -119,7 +122,7 @@ def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp
                  "N_BOOT=100.5 (float) must be int", "01_baseline_prompting: SEED='7' (str) must be int"):
         assert text in msg, msg
     assert not (tmp_path / "run").exists(), "nothing runs or is written before the types are right"
-    runner.check_types(runner.plan(None, {"MODEL": "embedded", "SEED": 7},
+    params.check_types(runner.plan(None, {"MODEL": "embedded", "SEED": 7},
                                    {"03_train_qlora": {"EPOCHS": 2, "LEARNING_RATE": 0.002, "LORA_R": None,
                                                        "TARGET_MODULES": ["q_proj"]}}))
 
@@ -140,8 +143,6 @@ def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, m
 
 
 def test_which_names_are_secrets_and_what_is_redacted():
-    from ftplay import rundir
-
     assert [n for n in ("API_KEY", "HF_TOKEN", "VLLM_API_KEY", "db-password", "MAX_TOKENS", "ENDPOINT_API_KEY_ENV",
                         "MODEL", "TOKENIZER", "bos_token", "eos_token_id") if rundir.is_secret(n)] == ["API_KEY", "HF_TOKEN", "VLLM_API_KEY",
                                                                          "db-password"]
@@ -177,3 +178,156 @@ def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp
     (tmp_path / "empty").mkdir()
     assert cli.main(["report", str(tmp_path / "empty")]) == 2
     assert "is not a run directory" in capsys.readouterr().err and not (tmp_path / "empty" / "ship_report.html").exists()
+
+
+def test_every_numeric_parameter_of_every_notebook_has_a_range_its_default_meets():
+    numeric = {(stem, name): info for stem, path in runner.notebooks().items()
+               for name, info in runner.declared_parameters(path).items() if params.is_numeric(info["inferred_type_name"])}
+    assert len(numeric) > 60
+    unranged = sorted(f"{stem}: {name}" for stem, name in numeric if name not in params.RANGES | params.UNBOUNDED)
+    assert not unranged, f"add these to params.RANGES (or UNBOUNDED, with why): {unranged}"
+    for (stem, name), info in numeric.items():
+        default = params.literal(info["default"])
+        assert default is None or name in params.UNBOUNDED or params.RANGES[name].holds(default), (stem, name, default)
+    assert not set(params.RANGES) - {n for _, n in numeric}, "a range for a parameter no notebook declares"
+
+
+def test_ranges_say_the_rule_and_hold_at_their_edges():
+    r = params.RANGES
+    assert [str(r[n]) for n in ("BATCH_SIZE", "EPOCHS", "HELDOUT_FRACTION", "MAX_DROP", "LORA_DROPOUT", "MAX_STEPS",
+                                "SEED")] == [">= 1", "> 0", "in (0, 1)", "in [0, 1]", "in [0, 1)", "-1 or >= 1",
+                                             "in [0, 4294967295]"]
+    assert [r["HELDOUT_FRACTION"].holds(v) for v in (0, 0.01, 0.99, 1)] == [False, True, True, False]
+    assert [r["MAX_STEPS"].holds(v) for v in (-2, -1, 0, 1)] == [False, True, False, True]
+    assert not r["EPOCHS"].holds(float("nan")) and r["N_BOOT"].holds(1) and not r["N_BOOT"].holds(0)
+
+
+def test_ranges_are_checked_for_every_notebook_of_the_plan_before_anything_runs(tmp_path):
+    todo = runner.plan(["01", "03", "05"], {"BATCH_SIZE": 0, "SEED": -1, "MAX_SEQ_LEN": 8},
+                       {"03_train_qlora": {"LEARNING_RATE": 0.0, "LORA_R": 300}, "05_compare_costs": {"SERVING_UTILISATION": 0.0}})
+    with pytest.raises(ConfigError) as e:
+        params.check_ranges(todo)
+    assert e.value.problems == [
+        "01_baseline_prompting: BATCH_SIZE=0 must be >= 1; set BATCH_SIZE in the params file to a value >= 1 such as "
+        "16, its default",
+        "01_baseline_prompting: SEED=-1 must be in [0, 4294967295]; set SEED in the params file to a value in "
+        "[0, 4294967295] such as 0, its default",
+        "01_baseline_prompting: MAX_SEQ_LEN=8 must be >= 16; set MAX_SEQ_LEN in the params file to a value >= 16 "
+        "such as 512, its default",
+        "03_train_qlora: LEARNING_RATE=0.0 must be in (0, 1); set LEARNING_RATE in the params file to a value in (0, 1)",
+        "03_train_qlora: LORA_R=300 must be in [1, 256]; set LORA_R in the params file to a value in [1, 256]",
+        "05_compare_costs: SERVING_UTILISATION=0.0 must be in (0, 1]; set SERVING_UTILISATION in the params file to a "
+        "value in (0, 1] such as 0.5, its default"]
+    with pytest.raises(ConfigError, match="BATCH_SIZE=0 must be >= 1"):
+        runner.run(None, only=["04"], params={"BATCH_SIZE": 0}, out=tmp_path / "run", progress=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+    params.check_ranges(runner.plan(None, {"BATCH_SIZE": 1, "SEED": 0, "N_BOOT": 1},
+                                    {"03_train_qlora": {"LORA_R": None, "MAX_STEPS": -1, "EPOCHS": 0.5}}))
+
+
+def test_a_system_prompt_showing_json_passes_the_checks_and_renders_as_written():
+    from ftplay import prompts
+
+    text = 'Answer as JSON {"label": "<one of {labels}>"}; nothing else.'
+    todo = runner.plan(["01", "02"], {"SYSTEM_PROMPT": text})
+    params.check_types(todo)
+    params.check_ranges(todo)
+    assert prompts.messages("my card", ["billing", "bug"], system_prompt=text)[0]["content"] == \
+        'Answer as JSON {"label": "<one of billing, bug>"}; nothing else.'
+
+
+def _executed(run_dir, stem, injected, record=True):
+    nb = nbformat.read(str(runner.NOTEBOOK_DIR / f"{stem}.ipynb"), as_version=4)
+    nb.metadata["papermill"] = {"parameters": {"RUN_DIR": str(run_dir), **injected}}
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(run_dir / "notebooks" / f"{stem}.ipynb"))
+    if record:
+        (run_dir / f"{stem}.json").write_text("{}")
+
+
+def test_a_second_run_with_other_parameters_is_refused_and_a_rerun_with_the_same_passes(tmp_path):
+    run = tmp_path / "run"
+    _executed(run, "02_curate_data", {"TRAIN_PATH": "data/other.csv", "MAX_SEQ_LEN": 256})
+    _executed(run, "03_train_qlora", {"MAX_STEPS": 2}, record=False)  # failed or killed: no record, not compared
+    with pytest.raises(ConfigError) as e:
+        runner.check_same_run(runner.plan(["02", "03"], {"MAX_SEQ_LEN": 256}), run)
+    assert e.value.problems[:1] == [f"TRAIN_PATH='data/tickets_raw.csv' for 02_curate_data, but 02_curate_data in {run} "
+                                    "ran with TRAIN_PATH='data/other.csv'"]
+    assert "03_train_qlora: MAX_SEQ_LEN" not in str(e.value) and len(e.value.problems) == 2  # + the fix
+    assert "add --force" in e.value.problems[-1]
+    with pytest.raises(ConfigError, match="MODEL='embedded:1' for 04_evaluate, but 02_curate_data in"):
+        runner.check_same_run(runner.plan(["04"], {"MODEL": "embedded:1"}), run)  # the run's identity, any notebook
+    same = {"TRAIN_PATH": "data/other.csv", "MAX_SEQ_LEN": 256}
+    runner.check_same_run(runner.plan(["02", "03"], same), run)                 # a rerun: the same parameters
+    runner.check_same_run(runner.plan(["03"], {"MAX_SEQ_LEN": 1024, "MAX_STEPS": 5}), run)  # 03's own knobs are its own
+    runner.check_same_run(runner.plan(["02"]), run, force=True)
+    runner.check_same_run(runner.plan(["02"]), tmp_path / "fresh")
+
+
+def test_recorded_params_name_an_unreadable_notebook(tmp_path):
+    from ftplay.errors import FtplayError
+
+    _executed(tmp_path, "02_curate_data", {"SEED": 4})
+    (tmp_path / "notebooks" / "03_train_qlora.ipynb").write_text('{"cells": [')
+    with pytest.raises(FtplayError, match="03_train_qlora.ipynb is not a readable notebook .*--only 03 --out"):
+        runner.recorded_params(tmp_path)
+    assert runner.recorded_params(tmp_path, lenient=True)["02_curate_data"]["SEED"] == 4
+    assert list(runner.recorded_params(tmp_path, stems={"02_curate_data"})) == ["02_curate_data"]
+
+
+def test_stale_kernel_connection_files_are_removed_and_kernels_are_encrypted(tmp_path):
+    dead, alive = 2**22 + 12345, os.getpid()
+    assert not rundir.pid_alive(dead)
+    for name in (f"ftplay-kernel-{dead}-a.json", f"ftplay-kernel-{alive}-b.json", "kernel-other.json"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in kernels.remove_stale_connection_files(tmp_path)] == [f"ftplay-kernel-{dead}-a.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"ftplay-kernel-{alive}-b.json", "kernel-other.json"]
+    km = kernels.manager()(kernel_name="python3")
+    assert km.transport_encryption == "auto"
+    assert Path(km.connection_file).name.startswith(f"ftplay-kernel-{alive}-")
+
+
+CTRL_C_DRIVER = """
+import sys
+from pathlib import Path
+from ftplay import cli, runner
+runner.NOTEBOOK_DIR = Path(sys.argv[1])
+sys.exit(cli.main(["run", "--out", sys.argv[2]]))
+"""
+
+
+@pytest.mark.notebook
+def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
+    """The real `ftplay run` on a notebook whose cell sleeps, SIGINT as a terminal's Ctrl-C sends it (to the
+    process group): one line on stderr, exit 130, no kernel traceback, no connection file left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
+    c.metadata["tags"] = ["parameters"]
+    nb.cells = [c, nbformat.v4.new_code_cell("import pathlib, time\npathlib.Path(RUN_DIR, 'started').touch()\n"
+                                             "time.sleep(120)")]
+    nbformat.write(nb, str(nbdir / "00_decide_approach.ipynb"))
+    out, runtime = tmp_path / "run", tmp_path / "runtime"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(runner.ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(nbdir), str(out)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 90
+    while not (out / "started").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "started").exists(), proc.communicate()
+    assert len(list(runtime.glob("ftplay-kernel-*.json"))) == 1
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [f"ftplay: interrupted (Ctrl-C) in 00_decide_approach; what ran before it is in "
+                                        f"{out}: run again with --only 00 --out {out} (and the notebooks after it) "
+                                        "to continue"], err
+    assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()

@@ -1,0 +1,195 @@
+"""Notebook parameters: what each parameters cell declares, and the types and ranges checked before a run.
+
+`ftplay run` checks every value a params file gives, for every notebook of the plan, before anything
+runs: its type against the notebook's annotation (`check_types`), its range against `RANGES`
+(`check_ranges`). Every numeric parameter of every notebook has an entry in `RANGES` (a test parses
+the parameters cells), so a new one cannot slip through unchecked.
+"""
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def declared_parameters(path):
+    """{NAME: {inferred_type_name, default, help}} from a notebook's `parameters` cell."""
+    p = Path(path)
+    return _inspect(str(p), p.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect(path, _mtime):
+    import papermill as pm
+
+    return pm.inspect_notebook(path)
+
+
+# ---------------------------------------------------------------- ranges
+@dataclass(frozen=True)
+class Range:
+    """Allowed numbers: lo..hi (either end open or absent), plus the special values in `also`."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    also: tuple = ()
+
+    def holds(self, v):
+        if v in self.also:
+            return True
+        if isinstance(v, float) and math.isnan(v):
+            return False
+        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)) and
+                (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
+
+    def __str__(self):
+        lo, hi = _num(self.lo), _num(self.hi)
+        if self.lo is not None and self.hi is not None:
+            rule = f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            rule = f"{'>' if self.lo_open else '>='} {lo}"
+        else:
+            rule = f"{'<' if self.hi_open else '<='} {hi}"
+        return " or ".join([*map(str, self.also), rule])
+
+
+def _num(x):
+    return str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else f"{x:g}" if x is not None else ""
+
+
+def at_least(lo):
+    return Range(lo)
+
+
+def above(lo):
+    return Range(lo, lo_open=True)
+
+
+SHARE = Range(0, 1)                      # a share or probability, ends included
+OPEN_SHARE = Range(0, 1, True, True)     # strictly between 0 and 1
+POSITIVE_SHARE = Range(0, 1, lo_open=True)
+SEED = Range(0, 2**32 - 1)               # numpy's seeds are unsigned 32-bit
+
+# Every numeric notebook parameter, by name (a name means the same thing in every notebook that
+# declares it). The notebooks' own configs check the same bounds again (data.DataConfig,
+# train.TrainConfig, cost.CostInputs); these only move the check before anything runs.
+RANGES = {
+    # data and prompts (01, 02)
+    "HELDOUT_FRACTION": OPEN_SHARE, "NEAR_DUP_THRESHOLD": POSITIVE_SHARE, "MIN_LABEL_COUNT": at_least(1),
+    "MAX_SEQ_LEN": at_least(16), "MAX_TRAIN_PER_LABEL": at_least(0), "SEED": SEED, "N_SHOTS": at_least(0),
+    "MAX_ROWS": at_least(0),
+    # scoring (01, 04)
+    "BATCH_SIZE": at_least(1), "N_BOOT": at_least(1), "MAX_DROP": SHARE, "MIN_SLICE": at_least(1),
+    "ALPHA": OPEN_SHARE, "MIN_CLASS_F1": SHARE, "CRITICAL_F1": SHARE,
+    # training (03)
+    "LORA_R": Range(1, 256), "LORA_ALPHA": above(0), "LORA_DROPOUT": Range(0, 1, hi_open=True),
+    "LEARNING_RATE": Range(0, 1, True, True), "EPOCHS": above(0), "GRAD_ACCUM": at_least(1),
+    "MAX_STEPS": Range(1, also=(-1,)), "SAVE_STEPS": at_least(0), "EVAL_FRACTION": Range(0, 1, hi_open=True),
+    "NUM_GPUS": at_least(1),
+    # serving (06)
+    "PORT": Range(0, 65535), "LOAD_TEST_REQUESTS": at_least(1), "LOAD_TEST_CONCURRENCY": at_least(1),
+    "MAX_TOKENS": at_least(1), "STARTUP_TIMEOUT_S": above(0), "STRUCTURED_ROWS": at_least(0),
+    # decision and costs (00, 05)
+    "MONTHLY_REQUESTS": at_least(0), "TOKENS_PER_REQUEST": at_least(0), "LABELED_EXAMPLES": at_least(0),
+    "CURRENT_QUALITY": SHARE, "TARGET_QUALITY": SHARE, "INPUT_TOKENS_PER_REQUEST": at_least(0),
+    "OUTPUT_TOKENS_PER_REQUEST": at_least(0), "HOSTED_PRICE_IN_PER_M": at_least(0),
+    "HOSTED_PRICE_OUT_PER_M": at_least(0), "GPU_PRICE_PER_HOUR": at_least(0), "SERVING_TOKENS_PER_S": above(0),
+    "SERVING_UTILISATION": POSITIVE_SHARE, "MIN_GPUS_ALWAYS_ON": at_least(0), "TRAINING_GPU_HOURS": at_least(0),
+    "MODEL_PARAMS_B": above(0), "TRAIN_EXAMPLES": at_least(0), "TOKENS_PER_EXAMPLE": at_least(0),
+    "GPU_PEAK_TFLOPS": above(0), "MFU_ASSUMED": POSITIVE_SHARE, "TRAINING_RUNS": at_least(1),
+    "HOSTED_FT_PRICE_PER_M_TRAIN_TOKENS": at_least(0), "HOSTED_FT_PRICE_IN_PER_M": at_least(0),
+    "HOSTED_FT_PRICE_OUT_PER_M": at_least(0), "MODAL_GPU_PRICE_PER_S": at_least(0),
+    "MODAL_SERVING_UTILISATION": POSITIVE_SHARE, "CPU_PRICE_PER_HOUR": at_least(0), "TARGET_ACCURACY": POSITIVE_SHARE,
+    "ESCALATION_SHARE": Range(0, 1, hi_open=True), "MAX_PAYBACK_MONTHS": above(0),
+}
+# Numeric parameters with no range, each with why (none today: a new one goes in RANGES or here).
+UNBOUNDED = {}
+
+# Parameters that define a run's data and model: every notebook of one run directory must agree on
+# them, or its records describe two different runs (runner.check_same_run).
+RUN_IDENTITY = ("MODEL", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
+                "HELDOUT_FRACTION", "NEAR_DUP_THRESHOLD", "MAX_TRAIN_PER_LABEL", "REDACT_PII", "DROP_TRUNCATED",
+                "SYSTEM_PROMPT")
+
+
+def is_numeric(type_name):
+    """Whether a parameters-cell annotation (as papermill reports it) is a number, optional or not."""
+    t = (type_name or "").replace(" ", "")
+    t = t[len("Optional["):-1] if t.startswith("Optional[") and t.endswith("]") else t
+    return t in ("int", "float")
+
+
+# ---------------------------------------------------------------- checks
+def check_types(todo):
+    """Every value a params file gives, against the type its notebook's parameters cell declares
+    (int, float, bool, str, list[str], Optional[...]), for every notebook of the plan, before
+    anything runs: one error listing each parameter, the value and the fix."""
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        declared = declared_parameters(path)
+        for name, value in values.items():
+            want = (declared.get(name) or {}).get("inferred_type_name") or "None"
+            if (name, repr(value), want) in seen or fits(value, want):
+                continue
+            seen.add((name, repr(value), want))
+            hint = ""
+            if isinstance(value, str) and fits(literal(value), want):
+                hint = (" (YAML read it as text: write 0.002, not 2e-3)" if "e" in value.lower() else
+                        " (written in quotes: drop them)")
+            problems.append(f"{stem}: {name}={value!r} ({type(value).__name__}) must be {want}{hint}; "
+                            "fix it in the params file")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def check_ranges(todo):
+    """Every number a params file gives, against its range in RANGES, for every notebook of the plan,
+    before anything runs (after check_types: only values of the right type are looked at). One error
+    naming each notebook, parameter, value, rule and a value that works."""
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        declared = declared_parameters(path)
+        for name, value in values.items():
+            rule = RANGES.get(name)
+            if rule is None or not isinstance(value, (int, float)) or isinstance(value, bool) or rule.holds(value):
+                continue
+            if (name, repr(value)) in seen:
+                continue
+            seen.add((name, repr(value)))
+            default = literal((declared.get(name) or {}).get("default", "None"))
+            example = f" such as {default!r}, its default" if isinstance(default, (int, float)) and \
+                not isinstance(default, bool) and rule.holds(default) else ""
+            problems.append(f"{stem}: {name}={value!r} must be {rule}; set {name} in the params file to a value "
+                            f"{rule}{example}")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def fits(value, want):
+    """Whether `value` has the type papermill reports for a parameter (`want`: its annotation)."""
+    want = want.replace(" ", "")
+    if want.startswith("Optional[") and want.endswith("]"):
+        return value is None or fits(value, want[len("Optional["):-1])
+    if want == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if want == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if want == "bool":
+        return isinstance(value, bool)
+    if want == "str":
+        return isinstance(value, str)
+    if want in ("list", "list[str]"):
+        return isinstance(value, list) and (want == "list" or all(isinstance(v, str) for v in value))
+    return True  # an annotation this check does not know: the notebook's own validation decides
+
+
+def literal(text):
+    """A parameters-cell default (source text) as a Python value; the text itself when not a literal."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
