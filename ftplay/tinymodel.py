@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -212,7 +213,8 @@ def build_atomically(out, write, force=False):
     if out.exists() and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".build-"))
+    remove_stale_builds(out.parent)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".build-{os.getpid()}-"))
     try:
         write(tmp / "model")
         if out.exists():
@@ -221,6 +223,22 @@ def build_atomically(out, write, force=False):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def remove_stale_builds(folder, legacy_age_s=3600):
+    """Remove the temporary folders of builds that were killed (SIGKILL skips build_atomically's cleanup):
+    `.build-<pid>-*` whose process is gone, and unnamed `.build-*` of older versions once an hour old.
+    Returns what was removed."""
+    from ftplay import rundir
+
+    gone = []
+    for p in Path(folder).glob(".build-*"):
+        pid = p.name.split("-")[1]
+        stale = not rundir.pid_alive(int(pid)) if pid.isdigit() else time.time() - p.stat().st_mtime > legacy_age_s
+        if p.is_dir() and stale:
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
 
 
 def files_hash(path):

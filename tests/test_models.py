@@ -152,3 +152,21 @@ def test_this_machine_gets_the_answer_within_seconds(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="cannot be reached|is a gated model"):
         models.resolve(LLAMA)
     assert time.time() - t0 < 3 * models.HUB_CHECK_TIMEOUT_S
+
+
+def test_a_killed_builds_temporary_folder_is_removed_by_the_next_build(tmp_path):
+    import os
+    import time
+
+    from ftplay import rundir
+
+    dead = 2**22 + 4321
+    assert not rundir.pid_alive(dead)
+    for name in (f".build-{dead}-abc", f".build-{os.getpid()}-def", ".build-old", ".build-new"):
+        (tmp_path / name / "model").mkdir(parents=True)
+    hour_ago = time.time() - 2 * 3600
+    os.utime(tmp_path / ".build-old", (hour_ago, hour_ago))  # an unnamed folder of an older ftplay, hours old
+    out = tinymodel.build_atomically(tmp_path / "m", lambda d: (d.mkdir(), (d / "config.json").write_text("{}")))
+    assert (out / "config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".build-{os.getpid()}-def", ".build-new", "m"], \
+        "a live build's folder and a recent unnamed one stay"
