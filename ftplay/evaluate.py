@@ -463,3 +463,4 @@ def baselines(run_dir, heldout):
         if both:
             out[name] = {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
     return out
+

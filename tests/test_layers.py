@@ -25,7 +25,7 @@ LAYERS = {
     "refit": (80, {"refit"}),
     "runner": (70, {"runner"}),
     "report": (60, {"report"}),
-    "stages": (50, {"decide", "data", "evaluate", "gate", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
+    "stages": (50, {"decide", "data", "evaluate", "gate", "lessons", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
     "stage helpers": (40, {"quality", "dataload"}),
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params"}),
@@ -33,7 +33,7 @@ LAYERS = {
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate")}
+SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate")}
 
 
 def imports(path, mods=None):

@@ -149,6 +149,10 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert {f"finetuned_vs_{n}" for n in ev["baselines"]} < set(ev["heldout"]["paired"])
     assert set(ev["production"]["paired"]) == {"finetuned_vs_base", "finetuned_vs_tfidf_logreg"}
     assert ev["decision"]["verdict"] in ("stop", "not proven") and ev["decision"]["classes"]
+    leak = ev["lessons"]["leakage"]["groups"]   # mistake 2: a leaked row is answered from memory
+    assert leak["twin_same_label"]["n"] > 0 and leak["twin_same_label"]["accuracy"] > leak["no_twin"]["accuracy"]
+    edge = ev["lessons"]["edge_cases"]          # mistake 4: the rarest label and the negated requests
+    assert len(edge) == 2 and all(e["train"]["n"] > 0 for e in edge.values())
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
     assert base["reference"]["rows_per_s"] > 0 and base["reference"]["selective_curve"]
     decided = _read(run_dir, "00_decide_approach")   # 00 ran after 01: it decided from 01's numbers

@@ -1,0 +1,59 @@
+"""The seed's mistakes measured: leakage by a row-by-row split, memorised edge cases."""
+from ftplay import lessons
+from ftplay.evaluate import Prediction
+
+WORDS = {"billing": "invoice charge payment card receipt", "bug": "crash error broken screen freeze",
+         "shipping": "parcel courier delivery tracking box"}
+
+
+def rows(n, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = ["billing", "bug", "shipping"][i % 3]
+        words = WORDS[label].split() + WORDS[["bug", "shipping", "billing"][i % 3]].split()[:2]  # some confusion
+        rng.shuffle(words)
+        out.append({"id": f"r{i}", "text": " ".join(words) + f" ticket number {i} " + " ".join(
+            rng.choice(["please", "thanks", "urgent", "again", "today", "hello"]) for _ in range(4)), "label": label})
+    return out
+
+
+def test_leakage_demo_groups_held_out_rows_by_their_twins():
+    base = rows(150)
+    dup = [dict(r, id=r["id"] + "d") for r in base[:60]]                       # exact twins, same label
+    conflict = [dict(r, id=r["id"] + "c", label="bug" if r["label"] != "bug" else "billing") for r in base[60:80]]
+    raw = base + dup + conflict
+    demo = lessons.leakage_demo(raw, base[:100], base[100:], rows(30, seed=1), ["billing", "bug", "shipping"], seed=0)
+    g = demo["groups"]
+    assert g["twin_same_label"]["n"] > 5 and g["twin_other_label"]["n"] > 0 and g["no_twin"]["n"] > 0
+    assert sum(x["n"] for x in g.values()) == demo["rows"] == round(len(raw) * 0.2)
+    assert g["twin_same_label"]["accuracy"] > g["twin_other_label"]["accuracy"]
+    assert demo["grouped_split"]["heldout"]["macro_f1"] is not None and demo["row_split"]["production"]
+    text = lessons.read_leakage(demo)
+    assert f"{g['twin_same_label']['n']} whose twin carries the same label" in text
+
+
+def test_edge_cases_tell_memorised_from_learned():
+    train = [{"text": f"i don't want a refund {i}", "label": "billing"} for i in range(5)] + \
+            [{"text": f"crash {i}", "label": "bug"} for i in range(20)]
+    held = [{"text": "i don't want a refund now", "label": "billing"}, {"text": "crash", "label": "bug"}]
+    memoriser = lambda texts: [Prediction("billing" if t in {r["text"] for r in train[:5]} else "bug", 1.0) for t in texts]
+    preds = {"heldout": memoriser([r["text"] for r in held]), "production": []}
+    edge = lessons.edge_cases(train, {"heldout": held, "production": []}, preds, memoriser, r"don't want",
+                              ["billing", "bug"])
+    slice_ = edge["edge-case pattern"]
+    assert slice_["pattern"] == "don't want"
+    assert slice_["train_rows"] == 5 and slice_["train"]["accuracy"] == 1.0 and slice_["heldout"]["accuracy"] == 0.0
+    assert edge["rarest label (billing)"]["train_rows"] == 5          # the rarest label
+    assert "memorised: right on the rows it was taught" in lessons.read_edge_cases(edge)
+
+
+def test_edge_case_readings():
+    row = lambda t, h, p: {"x": {"train_rows": 5, "train": {"accuracy": t}, "heldout": {"accuracy": h},
+                                 "production": {"accuracy": p}}}
+    assert "memorised" in lessons.read_edge_cases(row(1.0, 0.4, 0.4))
+    assert "distribution mismatch" in lessons.read_edge_cases(row(0.62, 0.60, 0.41))
+    assert "not learned" in lessons.read_edge_cases(row(0.15, 0.17, 0.1))
+    assert "learned: about as right" in lessons.read_edge_cases(row(0.8, 0.75, 0.7))
