@@ -82,8 +82,12 @@ def test_summary_reads_recorded_results(tmp_path):
           "decision": {"ship": True, "reasons": ["held-out: better"]}}
     (tmp_path / "04_evaluate.json").write_text(json.dumps(ev))
     (tmp_path / "05_compare_costs.json").write_text(json.dumps({"verdict": {"cheaper": False, "headline": "h", "reasons": ["cost: no"]}}))
+    warning = {"label": "gift_cards", "kind": "train_only", "rows": 1, "message": "label 'gift_cards' has 1 row(s)"}
+    (tmp_path / "02_curate_data.json").write_text(json.dumps({"label_warnings": [warning]}))
     s = runner.summarise(tmp_path, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
     assert s["heldout"]["finetuned"]["macro_f1"] == .8 and s["production"]["n"] == 5
+    assert s["label_warnings"] == [warning]
+    assert "labels: 1 warning(s)\n  - label 'gift_cards' has 1 row(s)" in runner.format_summary(s)
     assert s["decision"]["ship"] is False and "Cost compared: not cheaper: h" in [r["text"] for r in s["decision"]["reasons"]]
     assert "ship: NO" in runner.format_summary(s)
 
@@ -296,25 +300,26 @@ sys.exit(cli.main(["run", "--out", sys.argv[2]]))
 """
 
 
-@pytest.mark.notebook
-def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
-    """The real `ftplay run` on a notebook whose cell sleeps, SIGINT as a terminal's Ctrl-C sends it (to the
-    process group): one line on stderr, exit 130, no kernel traceback, no connection file left."""
+def _sleeping_notebook(nbdir, seconds=120):
+    """00, whose cell marks that it started, then sleeps."""
+    nbdir.mkdir(exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
+    c.metadata["tags"] = ["parameters"]
+    nb.cells = [c, nbformat.v4.new_code_cell(f"import pathlib, time\npathlib.Path(RUN_DIR, 'started').touch()\n"
+                                             f"time.sleep({seconds})")]
+    nbformat.write(nb, str(nbdir / "00_decide_approach.ipynb"))
+    return nbdir
+
+
+def _start_run(nbdir, out, runtime):
+    """`ftplay run` in a process group of its own, as from a terminal; returns it once the cell started."""
     import signal
     import subprocess
     import sys
     import time
 
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
-    c.metadata["tags"] = ["parameters"]
-    nb.cells = [c, nbformat.v4.new_code_cell("import pathlib, time\npathlib.Path(RUN_DIR, 'started').touch()\n"
-                                             "time.sleep(120)")]
-    nbformat.write(nb, str(nbdir / "00_decide_approach.ipynb"))
-    out, runtime = tmp_path / "run", tmp_path / "runtime"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(runner.ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(nbdir), str(out)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -323,6 +328,17 @@ def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
     while not (out / "started").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert (out / "started").exists(), proc.communicate()
+    return proc
+
+
+@pytest.mark.notebook
+def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
+    """The real `ftplay run` on a notebook whose cell sleeps, SIGINT as a terminal's Ctrl-C sends it (to the
+    process group): one line on stderr, exit 130, no kernel traceback, no connection file left."""
+    import signal
+
+    out, runtime = tmp_path / "run", tmp_path / "runtime"
+    proc = _start_run(_sleeping_notebook(tmp_path / "notebooks"), out, runtime)
     assert len(list(runtime.glob("ftplay-kernel-*.json"))) == 1
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -330,4 +346,25 @@ def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
     assert err.strip().splitlines() == [f"ftplay: interrupted (Ctrl-C) in 00_decide_approach; what ran before it is in "
                                         f"{out}: run again with --only 00 --out {out} (and the notebooks after it) "
                                         "to continue"], err
+    assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
+
+
+@pytest.mark.notebook
+def test_after_sigkill_the_next_run_removes_the_kernel_file_and_takes_the_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out, runtime = tmp_path / "run", tmp_path / "runtime"
+    proc = _start_run(_sleeping_notebook(tmp_path / "notebooks"), out, runtime)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    left = list(runtime.glob("ftplay-kernel-*.json"))
+    assert [p.name.split("-")[2] for p in left] == [str(proc.pid)] and (out / ".ftplay.lock").exists()
+    (out / "started").unlink()
+    again = subprocess.run([sys.executable, "-c", CTRL_C_DRIVER, str(_sleeping_notebook(tmp_path / "notebooks", 0)),
+                            str(out)], env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime),
+                                            "PYTHONPATH": str(runner.ROOT)}, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "summary.json").read_text())["notebooks"]["00_decide_approach"]["status"] == "ok"
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
