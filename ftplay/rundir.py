@@ -151,7 +151,7 @@ def setup_notebook(level="INFO"):
         os.chdir(root)
     logging.basicConfig(level=getattr(logging, level), format="%(levelname)s %(name)s: %(message)s",
                         force=True)
-    for noisy in ("httpx", "urllib3", "filelock", "torchao", "datasets", "transformers", "accelerate"):
+    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "torchao", "datasets", "transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("torch").setLevel(logging.ERROR)  # torch.compile registration chatter from torchao
     warnings.filterwarnings("ignore", category=FutureWarning)
