@@ -399,6 +399,23 @@ def load_predictions(path):
     return [r["id"] for r in recs], [Prediction(r["pred"], r["confidence"], r.get("raw", "")) for r in recs]
 
 
+def answer_examples(rows, predictions, n=4, seed=0, width=70):
+    """A few rows side by side: the ticket (cut to `width`), its label, and each system's answer: the
+    raw text for a generating system (what the model actually said), else the label and its confidence."""
+    idx = sorted(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
+    out = []
+    for i in idx:
+        text = " ".join(rows[i]["text"].split())
+        row = {"ticket": text if len(text) <= width else text[:width - 3] + "...", "label": rows[i]["label"]}
+        for name, preds in predictions.items():
+            p = preds[i]
+            said = " ".join((p.raw or "").split())
+            row[name] = (repr(said[:40]) + ("" if p.label else " (not a label)")) if said and said != p.label else \
+                f"{p.label} ({p.confidence:.2f})"
+        out.append(row)
+    return out
+
+
 def summary_table(results):
     """{split: {system: 'acc 0.812 [0.76, 0.86] | macro-F1 ...'}} for a quick look in a notebook."""
     out = {}

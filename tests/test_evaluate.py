@@ -148,3 +148,13 @@ def test_vectorised_macro_f1_equals_sklearn_on_every_resample():
     slow = [sk([truth[i] for i in row], [answers[i] for i in row]) for row in idx]
     assert np.allclose(fast, slow)
     assert evaluate._f1(labels)(truth, answers) == pytest.approx(sk(truth, answers))
+
+
+def test_answer_examples_show_raw_answers_and_scored_labels():
+    rows = [{"text": "my card was charged twice " * 5, "label": "billing"}, {"text": "app crashes", "label": "bug"}]
+    preds = {"zero_shot": [Prediction("billing", 0.41, "billing"), Prediction("bug", 0.9, "bug")],
+             "free_text": [Prediction(None, 0.0, "I am sorry to hear that, let me"), Prediction("bug", 1.0, "bug")]}
+    ex = evaluate.answer_examples(rows, preds, n=2, width=30)
+    assert ex[0]["ticket"] == "my card was charged twice m..." and ex[0]["label"] == "billing"
+    assert ex[0]["zero_shot"] == "billing (0.41)" and ex[1]["free_text"] == "bug (1.00)"
+    assert ex[0]["free_text"] == "'I am sorry to hear that, let me' (not a label)"
