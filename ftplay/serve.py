@@ -393,11 +393,23 @@ class UnknownModelError(FtplayError):
     status = 404
 
 
+def quiet_http_logs():
+    """The openai client's transport (httpx2 in openai 3.x, httpx before) logs every request at INFO
+    ("HTTP Request: POST ..."): 06 sends hundreds, one line each in the notebook. Warnings still show;
+    a level someone set on purpose is kept."""
+    for name in ("httpx", "httpx2"):
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(logging.WARNING)
+
+
 class Client:
     """An OpenAI-compatible client for one server, with vLLM's adapter endpoints and clear errors."""
 
     def __init__(self, url, api_key=None, timeout=120.0):
         import openai
+
+        quiet_http_logs()
 
         self.url = url.rstrip("/").removesuffix("/v1")
         self.api_key = api_key or None

@@ -227,8 +227,9 @@ def structured_scores(client, models_, rows, labels, system_prompt, base_name="b
     STRUCTURED_MODES: `json_schema` (the answer is {"label": one of labels}, what a JSON API asks for)
     and `choice` (the bare label: the format ftplay's adapters were trained to answer).
 
-    Returns {"n", "rows_labels", "valid_rate" (json_schema, every model), "models": {name: metrics
-    under json_schema}, "choice": {name: metrics}, "findings": [sentences]}; each metrics dict is
+    Returns {"n", "modes", "valid_rate" (json_schema, every model), "models": {name: metrics
+    under json_schema}, "choice": {name: metrics}, "answers": {mode: {name: [raw answer per row]}},
+    "findings": [sentences]}; each metrics dict is
     {"n", "valid_rate", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "valid_but_wrong_share",
     "top_answer", "top_answer_share", "examples"}, and an adapter's also has `vs_base` (json_schema,
     paired on the same rows), `vs_choice` (its json_schema answers against its bare-label ones) and
@@ -247,7 +248,10 @@ def structured_scores(client, models_, rows, labels, system_prompt, base_name="b
                 answers = list(ex.map(lambda m: client.classify(name, m, labels, mode=mode, max_tokens=max_tokens),
                                       convs))
             preds[mode, name] = [evaluate.Prediction(label, 1.0 if label else 0.0, raw) for label, raw in answers]
-    out = {"n": len(rows), "modes": list(STRUCTURED_MODES), "models": {}, "choice": {}}
+    out = {"n": len(rows), "modes": list(STRUCTURED_MODES), "models": {}, "choice": {},
+           # each row's raw answer, for a second scorer on the same answers (harness.compare)
+           "answers": {mode: {name: [preds[mode, name][i].raw for i in range(len(rows))] for name in models_}
+                       for mode in STRUCTURED_MODES}}
     for (mode, name), p in preds.items():
         out["models" if mode == "json_schema" else "choice"][name] = _structured_metrics(truth, p, labels, n_boot, seed)
     for name in models_:

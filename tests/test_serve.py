@@ -234,6 +234,10 @@ def test_structured_output_is_scored_against_the_labels():
     assert good.startswith("good: 100% valid, 100% right") and "+0.67 accuracy against the base" in good
     assert "VALID BUT WRONG" not in good and "format you serve" not in good
     assert broken.startswith("broken: 0% valid, 0% right")
+    # each row's raw answer, per mode and model, in row order (a second scorer reads them: harness.compare)
+    assert res["answers"]["choice"]["fmt"] == [r["label"] for r in ROWS]
+    assert res["answers"]["json_schema"]["fmt"][:2] == ['{"label": "other"}'] * 2
+    assert res["answers"]["choice"]["broken"] == ["None"] * 30 and set(res["answers"]) == {"json_schema", "choice"}
 
 
 def test_structured_scores_need_rows_and_the_base():
