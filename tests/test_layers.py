@@ -9,7 +9,7 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
                                            one module per stage of the playbook; a stage may use a
                                            lower stage helper (data uses quality and dataload)
   identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
-  shared         records models prompts plots seeding params
+  shared         records models prompts plots seeding params kernels
   model builders standins                  stand-in bases of real model families
   base           stages rundir errors tinymodel   names, files, errors, the embedded tiny model
 Notebooks sit above all of them.
@@ -25,15 +25,15 @@ LAYERS = {
     "refit": (80, {"refit"}),
     "runner": (70, {"runner"}),
     "report": (60, {"report"}),
-    "stages": (50, {"decide", "data", "evaluate", "gate", "lessons", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
+    "stages": (50, {"decide", "data", "evaluate", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
     "stage helpers": (40, {"quality", "dataload"}),
     "identity": (30, {"identity"}),
-    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params"}),
+    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels"}),
     "model builders": (15, {"standins"}),
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate")}
+SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("tinymodel", "rundir")}
 
 
 def imports(path, mods=None):
