@@ -167,6 +167,9 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert all(f["ok"] for f in sv["preflight"]) and sv["parity"]["ok"]
     assert sv["structured_output"]["valid_rate"] == 1.0 and sv["unknown_adapter"]["status"] == 404
     assert sv["server"]["stopped"]
+    fw = sv["eval_framework"]   # lm-evaluation-harness against the same server: the same answers, row by row
+    assert fw["ran"] and fw["agree"], fw
+    assert all(m["rows_same_answer"] == m["n"] > 0 for m in fw["models"].values())
     cost = _read(run_dir, "05_compare_costs")
     # CPU measures no GPU throughput, so 05 prices the stated GPU figures with this run's token counts:
     # at 3M requests a month a fine-tune pays back within MAX_PAYBACK_MONTHS
