@@ -128,15 +128,9 @@ def check_order(todo, run_dir=None):
     """A notebook run without what it cannot do without (03 without 02's split, 04 and 06 without
     03's adapter unless ADAPTER_DIR names one) is refused up front, naming what to run first,
     instead of failing inside the notebook with a missing file."""
-    problems, planned = [], []
+    problems, planned = _unreadable_records(todo, run_dir), []
     for stem, path, values in todo:
         adapter_given = bool(_effective(path, values).get("ADAPTER_DIR"))
-        for read in stages.STAGES[stem].reads if stem in stages.STAGES and run_dir else ():
-            if read not in planned and records.path(run_dir, read).exists():
-                try:  # a record it reads is readable, or the run stops here instead of inside the notebook
-                    records.read(run_dir, read)
-                except FtplayError as e:
-                    problems.append(f"{stem} reads {read}'s record: {e.problems[0]} (--only {read[:2]} --out {run_dir})")
         for need in stages.STAGES[stem].needs if stem in stages.STAGES else ():
             if need in planned or (need == stages.TRAIN and adapter_given):
                 continue
@@ -148,6 +142,23 @@ def check_order(todo, run_dir=None):
         planned.append(stem)
     if problems:
         raise ConfigError(sorted(set(problems), key=problems.index), "cannot run the playbook")
+
+
+def _unreadable_records(todo, run_dir):
+    """A record already in `run_dir` that this run does not rewrite must be readable: a notebook that reads
+    it would stop inside, and the summary and report read them all at the end of the run."""
+    rewritten = {stem for stem, _, _ in todo}
+    problems = []
+    for stage in stages.STEMS if run_dir else ():
+        if stage in rewritten or not records.path(run_dir, stage).exists():
+            continue
+        try:
+            records.read(run_dir, stage)
+        except FtplayError as e:
+            readers = [s for s in rewritten if stage in stages.STAGES.get(s, stages.Stage(s)).reads]
+            who = f"{readers[0]} reads {stage}'s record" if readers else "the run's summary and report read every record"
+            problems.append(f"{who}: {e.problems[0]} (--only {stage[:2]} --out {run_dir}), or delete it")
+    return problems
 
 
 def check_same_run(todo, run_dir, force=False):
@@ -394,7 +405,7 @@ def summarise(run_dir, status):
     run_dir = Path(run_dir)
     ev, cost, serve, train = (records.read_or_empty(run_dir, s) for s in
                               (stages.EVALUATE, stages.COSTS, stages.SERVE, stages.TRAIN))
-    summary = {"run_dir": str(run_dir), "notebooks": status, "params": recorded_params(run_dir)}
+    summary = {"run_dir": str(run_dir), "notebooks": status, "params": recorded_params(run_dir, lenient=True)}
     for split in ("heldout", "production"):
         summary[split] = {"n": ev.at(split, "n")}
         for system in ("base", "finetuned"):
