@@ -36,6 +36,9 @@ def main(argv=None):
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours to print
+    # the runner reads the training file once to check its labels before anything runs; the notebooks
+    # that load it say how many rows they read
+    logging.getLogger("ftplay.dataload").setLevel(logging.WARNING)
     try:
         if args.cmd == "build-model":
             from . import standins, tinymodel

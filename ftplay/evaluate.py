@@ -2,13 +2,14 @@
 (the gate that reads them is `ftplay.gate`)."""
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import prompts
+from . import progress, prompts
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class LabelScorer:
         Q, pad = len(tree_tok), self.tok.pad_token_id
         prompts = [self._prompt_ids(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+        bar = progress.bar(total=len(texts), desc=self.name, unit="row")
         for s in range(0, len(order), self.bs):
             idx = order[s: s + self.bs]
             ids = [prompts[i] for i in idx]
@@ -115,6 +117,8 @@ class LabelScorer:
                     got = lp[:, 1:].gather(-1, target.expand(B, Q).unsqueeze(-1)).squeeze(-1)  # (B, Q)
                     score.index_add_(1, owner, got)
             out[idx] = score.numpy()
+            bar.update(len(idx))
+        bar.close()
         return out
 
     def predict(self, texts):
@@ -163,6 +167,7 @@ class Generator:
                for t in texts]
         gen_cfg = prompts.greedy_config(self.tok, self.max_new_tokens)
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        bar = progress.bar(total=len(texts), desc=self.name, unit="row")
         for s in range(0, len(order), self.bs):
             idx = order[s: s + self.bs]
             enc = self.tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
@@ -172,6 +177,8 @@ class Generator:
                 raw = self.tok.decode(row, skip_special_tokens=True)
                 lab = parse_label(raw, self.labels)
                 preds[i] = Prediction(lab, 1.0 if lab else 0.0, raw)
+            bar.update(len(idx))
+        bar.close()
         return preds
 
 
@@ -203,7 +210,7 @@ class EndpointPredictor:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(self.concurrency) as ex:
-            return list(ex.map(self._one, texts))
+            return list(progress.bar(ex.map(self._one, texts), total=len(texts), desc=self.name, unit="row"))
 
 
 # ---------------------------------------------------------------- metrics
@@ -325,7 +332,8 @@ def score_systems(systems, splits, tokenizer, labels, system_prompt, n_boot=1000
         if not rows:
             continue
         for name, model in systems.items():
-            scorer = LabelScorer(model, tokenizer, labels, system_prompt, batch_size=batch_size)
+            scorer = LabelScorer(model, tokenizer, labels, system_prompt, batch_size=batch_size,
+                                 name=f"scoring {name} on {split}")
             m, p = run_predictor(scorer, rows, labels, n_boot)
             results.setdefault(split, {})[name], preds[(split, name)] = m, p
             if out_dir is not None:
@@ -416,16 +424,43 @@ def answer_examples(rows, predictions, n=4, seed=0, width=70):
     return out
 
 
+def ci_decimals(*cis):
+    """Decimals an interval supports: two significant digits of its width (width 0.19 -> 2, 0.019 -> 3)."""
+    widths = [hi - lo for lo, hi in cis if hi is not None and lo is not None and hi > lo]
+    return min(4, max(1, 1 - math.floor(math.log10(min(widths))))) if widths else 3
+
+
 def summary_table(results):
-    """{split: {system: 'acc 0.812 [0.76, 0.86] | macro-F1 ...'}} for a quick look in a notebook."""
-    out = {}
+    """One row per (split, system): n, accuracy and macro-F1 with their 95% intervals, valid rate, as a
+    pandas DataFrame rounded to the decimals the intervals support."""
+    import pandas as pd
+
+    rows = []
     for split, systems in results.items():
         for name, m in systems.items():
             a, f = m["accuracy_ci"], m["macro_f1_ci"]
-            out.setdefault(split, {})[name] = (f"n {m['n']}  acc {m['accuracy']:.3f} [{a[0]:.3f}, {a[1]:.3f}]  "
-                                               f"macro-F1 {m['macro_f1']:.3f} [{f[0]:.3f}, {f[1]:.3f}]  "
-                                               f"valid {m['valid_rate']:.2f}")
-    return out
+            d = ci_decimals(a, f)
+            rows.append({"split": split, "system": name, "n": m["n"],
+                         "accuracy [95% CI]": f"{m['accuracy']:.{d}f} [{a[0]:.{d}f}, {a[1]:.{d}f}]",
+                         "macro-F1 [95% CI]": f"{m['macro_f1']:.{d}f} [{f[0]:.{d}f}, {f[1]:.{d}f}]",
+                         "valid answers": f"{m['valid_rate']:.0%}"})
+    return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
+
+
+def read_summary(results):
+    """One sentence per split under summary_table: the best system by macro-F1 and what the interval width
+    means for telling systems apart on this many rows."""
+    out = []
+    for split, systems in results.items():
+        if not systems:
+            continue
+        best = max(systems, key=lambda k: systems[k]["macro_f1"])
+        m = systems[best]
+        lo, hi = m["macro_f1_ci"]
+        out.append(f"{split} ({m['n']} rows): {best} scores highest, macro-F1 {m['macro_f1']:.2f} "
+                   f"(95% CI {lo:.2f} to {hi:.2f}); with intervals about {hi - lo:.2f} wide, systems closer than that "
+                   "are not told apart here (the paired comparisons below say which differences are real).")
+    return "\n".join(out)
 
 
 def vocabulary(rows):

@@ -118,3 +118,43 @@ def confusion(conf, title="", ax=None):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def _cell(v, decimals):
+    """A table cell: floats rounded, containers shortened to one readable line."""
+    if isinstance(v, float):
+        return round(v, decimals)
+    if isinstance(v, (dict, list, tuple, set)):
+        text = ", ".join(f"{k}: {_cell(x, decimals)}" for k, x in v.items()) if isinstance(v, dict) else \
+            ", ".join(str(_cell(x, decimals)) for x in v)
+        return text if len(text) <= 120 else text[:117] + "..."
+    return v if isinstance(v, (int, str, bool)) or v is None else str(v)
+
+
+def table(obj, decimals=3, column="value"):
+    """A result as a pandas DataFrame for a notebook to show instead of a dict/list repr: a dataclass or flat
+    dict becomes one `column` indexed by name, a dict of dicts one row per key, a list of dicts one row each."""
+    import pandas as pd
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj) and not isinstance(obj, type):
+        obj = asdict(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return pd.DataFrame({column: [] if obj is None else [_cell(obj, decimals)]})
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        return pd.DataFrame({k: {c: _cell(x, decimals) for c, x in v.items()} for k, v in obj.items()}).T
+    if isinstance(obj, dict):
+        return pd.DataFrame({column: {k: _cell(v, decimals) for k, v in obj.items()}})
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(v, dict) for v in obj):
+        return pd.DataFrame([{k: _cell(x, decimals) for k, x in v.items()} for v in obj])
+    return pd.DataFrame({column: [_cell(v, decimals) for v in obj]})
+
+
+def save(fig, run_dir, name):
+    """Write `fig` as <run_dir>/plots/<name>.png (the ship report embeds every plot there); returns the path."""
+    from pathlib import Path
+
+    path = Path(run_dir) / "plots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path

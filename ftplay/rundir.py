@@ -1,8 +1,10 @@
 """Run directories: atomic JSON writes, run manifests, versions and fingerprints."""
 import hashlib
 import json
+import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -140,25 +142,73 @@ def record(run_dir, stem, results, config=None, started=None):
     return write_json(Path(run_dir) / f"{stem}.json", payload)
 
 
+# Messages libraries log on import or once per process that say nothing about this run, each named with the
+# library that emits it and why it cannot be told not to. Everything else those libraries log still shows.
+LIBRARY_NOISE = (
+    # torchao probes optional CUDA/Blackwell kernels (_C_mxfp8*.so, _C_cutlass_90a*.so) on import; on CPU they
+    # cannot load, and torchao has no switch for the probe
+    ("torchao", r"Failed to load .*\.so"),
+    # torchao (imported by unsloth/peft) registers Enums as pytree constants; torch 2.13 deprecates that and
+    # logs it once per Enum on import: torchao's call, not ours
+    ("torch.utils._pytree", r"is an Enum subclass and is now natively supported"),
+    # bitsandbytes looks for the optional `kernels` package for its CPU 4-bit matmul and falls back to its own
+    ("bitsandbytes.backends.cpu.ops", r"Failed to load CPU gemm_4bit_forward from kernels-community"),
+    # 02 and 01 measure over-long rows on purpose (the length check drops them): the tokenizer warns once
+    ("transformers.tokenization_utils_base", r"Token indices sequence length is longer than the specified maximum"),
+)
+QUIET = ("httpx", "httpx2", "urllib3", "filelock", "torchao", "datasets", "transformers", "accelerate",
+         "papermill")  # papermill: 03's Modal cell runs it in-process; its INFO lines are the runner's job
+
+
+class _Drop(logging.Filter):
+    """Drop records whose message matches `pattern` (one library message, not the logger)."""
+
+    def __init__(self, pattern):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record):
+        return not self.pattern.search(record.getMessage())
+
+
+class _Format(logging.Formatter):
+    """ftplay's INFO lines read as plain sentences; warnings and errors keep their level and source."""
+
+    def format(self, record):
+        msg = super().format(record)
+        return msg if record.levelno <= logging.INFO else f"{record.levelname} {record.name}: {msg}"
+
+
+def quiet_libraries():
+    """Filter LIBRARY_NOISE at the loggers that emit it (a logger's filter sees only its own records, so
+    each entry names the exact logger)."""
+    for name, pattern in LIBRARY_NOISE:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Drop) and f.pattern.pattern == pattern for f in logger.filters):
+            logger.addFilter(_Drop(pattern))
+    for noisy in QUIET:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def setup_notebook(level="INFO"):
     """First cell of every notebook: repository root as working directory (so `data/...` and
-    `runs/...` resolve the same in JupyterLab and under papermill), logging, quiet libraries."""
-    import logging
+    `runs/...` resolve the same in JupyterLab and under papermill), logging to stdout (a notebook's
+    stderr is kept for what went wrong), quiet libraries. Returns one line naming the versions."""
     import warnings
 
     root = Path(__file__).resolve().parent.parent
     if (root / "pyproject.toml").exists():
         os.chdir(root)
-    logging.basicConfig(level=getattr(logging, level), format="%(levelname)s %(name)s: %(message)s",
-                        force=True)
-    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "torchao", "datasets", "transformers", "accelerate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("torch").setLevel(logging.ERROR)  # torch.compile registration chatter from torchao
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Format("%(message)s"))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
+    quiet_libraries()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return {k: v for k, v in versions().items() if k in ("python", "ftplay", "torch", "transformers")}
+    v = versions()
+    return ", ".join(f"{k} {v[k]}" for k in ("python", "ftplay", "torch", "transformers") if k in v)
 
 
 def pid_alive(pid):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import evaluate, identity, models, prompts, tinymodel
+from . import evaluate, identity, models, progress, prompts, tinymodel
 from .errors import ConfigError, FtplayError
 from .serve import ALLOWED_LORA_RANKS, LORA_TARGETS, Client, adapter_config, adapter_rank, lora_rank_for
 
@@ -245,8 +245,9 @@ def structured_scores(client, models_, rows, labels, system_prompt, base_name="b
     for mode in STRUCTURED_MODES:
         for name in models_:
             with ThreadPoolExecutor(concurrency) as ex:
-                answers = list(ex.map(lambda m: client.classify(name, m, labels, mode=mode, max_tokens=max_tokens),
-                                      convs))
+                answers = list(progress.bar(ex.map(lambda m: client.classify(name, m, labels, mode=mode,
+                                                                              max_tokens=max_tokens), convs),
+                                            total=len(convs), desc=f"structured output: {name}, {mode}", unit="row"))
             preds[mode, name] = [evaluate.Prediction(label, 1.0 if label else 0.0, raw) for label, raw in answers]
     out = {"n": len(rows), "modes": list(STRUCTURED_MODES), "models": {}, "choice": {},
            # each row's raw answer, for a second scorer on the same answers (harness.compare)
@@ -339,6 +340,8 @@ def _summary(rows, seconds):
 async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
     import httpx
 
+    bar = progress.bar(total=n, desc="load test" + (" (fixed length)" if ignore_eos else ""), unit="req")
+
     sem = asyncio.Semaphore(concurrency)
     deadline = time.perf_counter() + max_seconds
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -370,8 +373,10 @@ async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key
                 except httpx.HTTPError as e:
                     row["error"] = f"{type(e).__name__}: {e}"[:200]
                 rows.append(row)
+                bar.update(1)
         t0 = time.perf_counter()
         await asyncio.gather(*[one(i) for i in range(n)])
+        bar.close()
         return rows, time.perf_counter() - t0
 
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import progress
+
 log = logging.getLogger(__name__)
 BUILDER_VERSION = 4
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
@@ -103,6 +105,7 @@ def _pretrain(model, tokenizer, texts, spec):
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
     model.train()
+    bar = progress.bar(total=steps, desc="building the embedded model: pretraining", unit="step")
     for _ in range(spec.pretrain_epochs):
         order = torch.randperm(len(seqs), generator=g).tolist()
         for i in range(0, len(order), spec.pretrain_batch):
@@ -121,6 +124,8 @@ def _pretrain(model, tokenizer, texts, spec):
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            bar.update(1)
+    bar.close()
     model.pretrain_loss = float(loss)
     return model
 

@@ -1,0 +1,153 @@
+"""What an analyst reads: executed notebooks without library noise, results as tables, progress on the command line."""
+import json
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ftplay import evaluate, plots, progress, runner
+
+# Text that is noise in an executed notebook, wherever it appears (stdout, stderr, a result's repr)
+NOISE = re.compile(
+    r"\b\w*Warning\b"                       # DeprecationWarning, FutureWarning, UserWarning ... from warnings.warn
+    r"|Failed to load"                       # torchao's _C_mxfp8 probe, bitsandbytes' kernels-community probe
+    r"|^[WE]\d{4} \d\d:\d\d"                 # torch's own log format (the _pytree deprecation)
+    r"|HTTP Request:"                        # httpx/httpx2 request log
+    r"|\bpapermill\b.*(Input|Output) Notebook|Executing Cell"  # papermill's INFO lines
+    r"|\{'loss': |'train_runtime'"           # transformers' own printed training dicts (ftplay logs the steps)
+    r"|Alternative text is missing",
+    re.M)
+# Lines allowed anyway, each with why. Keep this list short: a new entry needs a reason a reader accepts.
+ALLOWED = [
+    # ftplay's own findings about this run's data and model, worded for the reader (02's label warnings,
+    # 01's "scored N rows of these"): they are results, not noise
+    re.compile(r"^WARNING ftplay\.[\w.]+: "),
+]
+REPR = re.compile(r"^(\{|\[|PosixPath\(|WindowsPath\()")  # a cell ending on a dict, list or path repr
+
+
+def _bad_lines(text):
+    return [l for l in text.splitlines() if NOISE.search(l) and not any(a.search(l) for a in ALLOWED)]
+
+
+def noise(nb_path):
+    """Every problem an analyst would wade through in one executed notebook: ['<stem> cell N: ...']."""
+    nb = nbformat.read(str(nb_path), as_version=4)
+    stem, out = Path(nb_path).stem, []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            where = f"{stem} cell {i}"
+            if o.output_type == "stream":
+                if o.name == "stderr":
+                    kept = [l for l in o.text.splitlines() if l.strip() and not any(a.search(l) for a in ALLOWED)]
+                    out += [f"{where}: stderr: {l[:160]}" for l in kept]
+                else:
+                    out += [f"{where}: {l[:160]}" for l in _bad_lines(o.text)]
+            elif o.output_type in ("execute_result", "display_data"):
+                text = o.get("data", {}).get("text/plain", "")
+                out += [f"{where}: {l[:160]}" for l in _bad_lines(text)]
+                if o.output_type == "execute_result" and "text/html" not in o.data and REPR.match(text):
+                    out.append(f"{where}: ends on a repr: {text[:80]!r}")
+            elif o.output_type == "error":
+                out.append(f"{where}: error {o.ename}: {o.evalue[:120]}")
+    return out
+
+
+def run_noise(run_dir):
+    """noise() of every executed notebook of a run."""
+    return [p for nb in sorted(Path(run_dir, "notebooks").glob("*.ipynb")) for p in noise(nb)]
+
+
+def output_lines(nb_path):
+    """Lines an executed notebook shows: stream lines, result text lines, one per image."""
+    nb = nbformat.read(str(nb_path), as_version=4)
+    n = 0
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                n += len(o.text.splitlines())
+            elif o.output_type in ("execute_result", "display_data"):
+                n += 1 if any(m.startswith("image/") for m in o.data) else len(o.data.get("text/plain", "").splitlines())
+            elif o.output_type == "error":
+                n += 1
+    return n
+
+
+def _notebook(tmp_path, outputs):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = outputs
+    nb.cells = [cell]
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_noise_names_each_kind_of_noise(tmp_path):
+    s = nbformat.v4.new_output
+    path = _notebook(tmp_path, [
+        s("stream", name="stderr", text="WARNING torchao: Failed to load /x/_C_mxfp8.so\n"),
+        s("stream", name="stdout", text="ok line\nINFO httpx2: HTTP Request: POST http://x \"200\"\n"),
+        s("stream", name="stdout", text="W1201 15:45:29.866000 17035 torch/utils/_pytree.py:630] <enum>\n"),
+        s("stream", name="stdout", text="WARNING ftplay.data: label 'x' has only 3 rows\n"),
+        s("stream", name="stdout", text="/x.py:3: FutureWarning: gone soon\n"),
+        s("execute_result", data={"text/plain": "PosixPath('/runs/x/00.json')"}, execution_count=1),
+        s("execute_result", data={"text/plain": "{'a': 1}", "text/html": "<table/>"}, execution_count=2),
+        s("stream", name="stderr", text="WARNING ftplay.train: the loss did not fall\n"),
+    ])
+    found = noise(path)
+    assert [f.split(": ", 1)[1][:24] for f in found] == [
+        "stderr: WARNING torchao:", "INFO httpx2: HTTP Reques", "W1201 15:45:29.866000 17", "/x.py:3: FutureWarning: ",
+        "ends on a repr: \"PosixPa"], found
+    assert output_lines(path) == 9
+
+
+def test_progress_lines_count_and_time_left(tmp_path, monkeypatch):
+    assert progress.line("label scoring", 60, 240, 30.0) == "label scoring: 60/240 (25%), 30 s, about 1 min 30 s left"
+    assert progress.line("load test", 24, 24, 8.4) == "load test: 24/24 (100%), 8 s"
+    assert progress.line("build", 7, None, 3725) == "build: 7 done, 1 h 02 min"
+    f = tmp_path / "progress"
+    monkeypatch.setenv(progress.ENV, str(f))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    assert list(progress.bar(range(3), desc="rows")) == [0, 1, 2]
+    lines = f.read_text().splitlines()
+    assert lines[0].startswith("rows: 1/3 (33%), 0 s, about 0 s left") and lines[-1] == "rows: 3/3 (100%), 0 s"
+
+
+def test_results_render_as_rounded_tables():
+    m = {"n": 237, "accuracy": 0.54852, "accuracy_ci": [0.4852, 0.6118], "macro_f1": 0.44921,
+         "macro_f1_ci": [0.3881, 0.5102], "valid_rate": 1.0}
+    t = evaluate.summary_table({"heldout": {"finetuned": m}})
+    assert t.loc[("heldout", "finetuned"), "macro-F1 [95% CI]"] == "0.45 [0.39, 0.51]"  # a 0.12-wide CI: 2 decimals
+    assert evaluate.ci_decimals((0.101, 0.112)) == 3 and evaluate.ci_decimals((0.1, 0.3)) == 2
+    assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in evaluate.read_summary({"heldout": {"finetuned": m}})
+    tab = plots.table({"cheaper": True, "payback_months": 6.8e-05, "share": 0.4249039332107116})
+    assert tab["value"].tolist() == [True, 0.0, 0.425] and list(tab.index) == ["cheaper", "payback_months", "share"]
+    assert plots.table({"a": {"x": 1.23456}, "b": {"x": 2.0}}).loc["a", "x"] == 1.235
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_run_shows_progress_and_writes_clean_notebooks(tmp_path, capfd):
+    """02 and 00 through the real runner: every cell's output is free of library noise, no cell ends on a
+    repr, the HTML names its plots, the runner's own stderr is quiet, and the terminal hears from the
+    run at least every ~10 s (a cell that runs longer than 3 s is named)."""
+    said = []
+    run_dir, summary = runner.run(only=["02", "00"], out=tmp_path / "run",
+                                  progress=lambda line: said.append((time.monotonic(), line)))
+    assert all(v["status"] == "ok" for v in summary["notebooks"].values()), summary["notebooks"]
+    assert run_noise(run_dir) == []
+    err = capfd.readouterr().err
+    assert "Alternative text" not in err and "loaded" not in err, err
+    page = (run_dir / "html" / "02_curate_data.html").read_text()
+    assert page.count('<img alt="plot: fig = plots.') >= 2 and "No description has been provided" not in page
+    assert sorted(p.name for p in (run_dir / "plots").glob("*.png")) == ["02_label_balance.png", "02_length_histogram.png"]
+    assert [p for p in json.loads((run_dir / "summary.json").read_text())["ship_report"]["plots"]] == [
+        "plots/02_label_balance.png", "plots/02_length_histogram.png"]
+    lines = [l for _, l in said]
+    assert any(re.match(r"\[ftplay\] 02_curate_data: cell \d+/\d+ \(.+\) running", l) for l in lines), lines
+    gaps = [b - a for (a, _), (b, _) in zip(said, said[1:])]
+    assert max(gaps) < 12, list(zip(gaps, lines[1:]))
