@@ -51,7 +51,7 @@ def build(run_dir, status=None):
             text = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
             it.update(status="failed", summary=text, problems=[why(text, "summary.json", f"notebooks.{bad[0]}")])
     return {"run_dir": str(run_dir), "items": items, "ship": verdict(items, recs, failed),
-            "route": route_line(recs[COSTS])}
+            "route": route_line(recs[COSTS]), "plots": [f"plots/{p.name}" for p in sorted((run_dir / "plots").glob("*.png"))]}
 
 
 def _answer(key, title, evidence, fn, recs):
@@ -358,7 +358,8 @@ def _answer_of(ship):
 CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.5rem;vertical-align:top;text-align:left}
 .done{color:#17692e}.no,.failed{color:#a3121b}.not-run,.not-proven{color:#8a5a00}.verdict{font-size:1.4rem;padding:.8rem;border-radius:.4rem}
-.yes{background:#e3f4e8}.nay{background:#fbe4e6}.unproven{background:#fdf3dc}code{font-size:.85rem}small{color:#555}"""
+.yes{background:#e3f4e8}.nay{background:#fbe4e6}.unproven{background:#fdf3dc}code{font-size:.85rem}small{color:#555}
+figure{margin:1rem 0}img{max-width:100%}"""
 
 
 def html_page(report):
@@ -381,7 +382,22 @@ def html_page(report):
             "every figure is read from the run's JSON records.</p>"
             f"<p class=\"verdict {css}\">Ship: <b>{e(answer)}</b></p>"
             f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>{route}"
-            f"<h2>Why</h2><ul>{reasons}</ul></body></html>\n")
+            f"<h2>Why</h2><ul>{reasons}</ul>{_figures(report)}</body></html>\n")
+
+
+def _figures(report):
+    """The plots the notebooks saved (<run_dir>/plots/*.png), inline as base64 data URIs: the page stays one file."""
+    import base64
+
+    out = []
+    for rel in report.get("plots") or []:
+        p = Path(report["run_dir"]) / rel
+        if p.is_file():
+            data = base64.b64encode(p.read_bytes()).decode("ascii")
+            name = html.escape(p.stem)
+            out.append(f"<figure><img alt=\"{name}\" src=\"data:image/png;base64,{data}\">"
+                       f"<figcaption>{name} ({html.escape(rel)})</figcaption></figure>")
+    return f"<h2>Plots</h2>{''.join(out)}" if out else ""
 
 
 def write_html(run_dir, report, path=None):

@@ -328,6 +328,28 @@ def test_html_is_self_contained_and_escaped(tmp_path):
     assert page.count("<tr>") == 7  # header + six items
 
 
+def test_html_embeds_the_run_plots_as_data_uris(tmp_path):
+    """The plots the notebooks saved under <run>/plots/ are in the page itself (base64 PNG), nothing linked."""
+    import base64
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ftplay import plots
+
+    run = write_run(tmp_path, RUN)
+    fig = plots.label_balance({"billing": {"train": 3, "heldout": 1}, "bug": {"train": 5, "heldout": 2}})
+    saved = plots.save(fig, run, "02_label_balance")
+    rep = report.build(run)
+    assert rep["plots"] == ["plots/02_label_balance.png"] and saved == run / "plots" / "02_label_balance.png"
+    page = report.write_html(run, rep).read_text()
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")
+    assert base64.b64decode(srcs[0].split(",", 1)[1]) == saved.read_bytes()
+    assert not re.search(r"https?://", page) and 'alt="02_label_balance"' in page
+
+
 def test_summary_json_carries_the_report_and_its_verdict(tmp_path):
     run = write_run(tmp_path, {k: v for k, v in RUN.items() if k != "05_compare_costs"})
     s = runner.summarise(run, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
