@@ -9,24 +9,28 @@ PIP_FLAGS := --disable-pip-version-check -q
 # The CUDA-linked torchvision/torchaudio/torchcodec that pip resolves break beside the CPU torch
 # ("operator torchvision::nms does not exist"); text work needs none of them.
 CUDA_ONLY := torchvision torchaudio torchcodec
+# the kernel the notebooks' metadata select: .venv registered under this name (in .venv itself, --sys-prefix)
+KERNEL := ftplay
+LAB_PORT ?= 8888
 
-.PHONY: setup playbook test test-fast bench clean-runs
+.PHONY: setup playbook test test-fast bench clean-runs lab browser
 
-setup: $(VENV)/.setup-done $(SERVE_VENV)/.setup-done
+setup: $(VENV)/.setup-done $(SERVE_VENV)/.setup-done browser
 
 $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 ifeq ($(GPU),1)
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes,standins]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes,standins,lab]'
 else
 	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes,standins]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes,standins,lab]'
 	$(VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) 2>/dev/null || true
 endif
 	# data files only: the Llama 3 and Qwen tokenizer files the tiny stand-ins convert (ftplay/standins.py)
 	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps llama-models==0.3.0 dashscope==2.0.2
 	$(VENV)/bin/python -c "import unsloth, trl, peft, papermill" 2>&1 | tail -1
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
 	touch $@
 
 # vLLM in its own environment: Unsloth force-loads vLLM's AVX512 extension at import, which
@@ -43,6 +47,25 @@ endif
 	# ftplay's vLLM plugin: grouped LoRA matmuls on the CPU backend (a no-op on a GPU)
 	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e serve_plugin
 	touch $@
+
+# The browser test (tests/test_lab.py) drives Debian's chromium; installed through apt-get where this runs
+# as root (CI), never downloaded at test time. Elsewhere the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }; } \
+	  || echo "chromium not installed (needs root and apt-get): tests/test_lab.py will skip"; }
+
+# JupyterLab on 127.0.0.1 with a fresh token, in the repository root, the .venv kernel registered as
+# "$(KERNEL)" (the notebooks select it). Installs JupyterLab into .venv if an older setup lacks it.
+lab: $(VENV)/.setup-done
+	@$(VENV)/bin/python -c "import jupyterlab" 2>/dev/null || $(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[lab]'
+	@$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
+	@TOKEN=$$($(VENV)/bin/python -c "import secrets; print(secrets.token_hex(24))"); \
+	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_decide_approach.ipynb?token=$$TOKEN"; \
+	  exec $(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	    --ServerApp.port_retries=0 --ServerApp.root_dir="$(CURDIR)" --IdentityProvider.token=$$TOKEN \
+	    --MappingKernelManager.default_kernel_name=$(KERNEL)
 
 playbook: setup
 	$(VENV)/bin/ftplay run $(if $(PARAMS),--params $(PARAMS))
