@@ -65,7 +65,7 @@ lab: $(VENV)/.setup-done
 	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_decide_approach.ipynb?token=$$TOKEN"; \
 	  exec $(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	    --ServerApp.port_retries=0 --ServerApp.root_dir="$(CURDIR)" --IdentityProvider.token=$$TOKEN \
-	    --MappingKernelManager.default_kernel_name=$(KERNEL)
+	    --MappingKernelManager.default_kernel_name=$(KERNEL) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 playbook: setup
 	$(VENV)/bin/ftplay run $(if $(PARAMS),--params $(PARAMS))
