@@ -340,6 +340,16 @@ def export(cfg, exp, out_dir):
     return ExportResult(files={k: str(v) for k, v in files.items()}, commands=cmds, template=template)
 
 
+def differences(configs):
+    """{key: [value in each config]} for the top-level keys whose values differ between the YAML files
+    `configs` ({label: path}); datasets and paths are compared as written."""
+    import yaml
+
+    loaded = [yaml.safe_load(Path(p).read_text()) for p in configs.values()]
+    keys = list(dict.fromkeys(k for y in loaded for k in y))
+    return {k: [y.get(k) for y in loaded] for k in keys if len({json.dumps(y.get(k), sort_keys=True) for y in loaded}) > 1}
+
+
 # ---------------------------------------------------------------- Axolotl's own validator
 def ensure_schema_env(cache=None, requirements=SCHEMA_REQUIREMENTS, python=sys.executable):
     """A folder with Axolotl (no dependencies) to put on PYTHONPATH over this venv, built once and

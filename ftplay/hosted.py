@@ -104,7 +104,21 @@ def together_model(model):
                           "pick the Together base to fine-tune, e.g. 'meta-llama/Meta-Llama-3.1-8B-Instruct-Reference'")
     if model.startswith(standins.PREFIX):
         model = standins.family_of(model).hub_id
+    if model.startswith(("/", ".", "~")) or Path(model).exists():
+        raise ConfigError(f"MODEL={model!r} is a local folder: Together fine-tunes the models it hosts; "
+                          "set TOGETHER_MODEL (or GPU_MODEL in 03) to the hub id of its base")
     return TOGETHER_MODELS.get(model, model)
+
+
+def gpu_job(cfg, gpu_model, training_file, together_name="", **hosted_kw):
+    """{"model", "job"}: the Together job for the model a learner would train on a GPU (03's
+    GPU_MODEL) with `cfg` (the seed's recipe there), or {"model": None, "why"} when Together cannot
+    take it (a local folder and no `together_name`)."""
+    try:
+        name = together_name or together_model(gpu_model)
+    except ConfigError as e:
+        return {"model": None, "why": str(e)}
+    return {"model": name, "job": job_kwargs(cfg, HostedConfig(model=name, **hosted_kw), training_file)}
 
 
 # ---------------------------------------------------------------- the data file

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import prompts
+from . import footprint, prompts, standins
 from .errors import ConfigError, FtplayError, check, type_problems
 
 log = logging.getLogger(__name__)
@@ -143,12 +143,79 @@ def recipe_for(model_kind, overrides=None):
     return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
 
 
-def second_recipe(cfg, epochs=1.0):
-    """The config of a second adapter on the same base and data, for serving many adapters: the
-    other engine (so both engines' adapters meet vLLM), the next seed, `epochs` epochs."""
-    engine = resolve_engine(cfg)[0]
-    other = "trl" if engine == "unsloth" else ("unsloth" if importlib.util.find_spec("unsloth") else "trl")
-    return replace(cfg, engine=other, seed=cfg.seed + 1, num_epochs=epochs, save_steps=0)
+# The model a learner would train on a GPU for each MODEL (03 exports the seed's recipe for it): a hub
+# id is itself, a stand-in the family it stands in for; the embedded model is a tiny Qwen2 with Qwen's
+# ChatML template, so its family's 7B instruct model.
+EMBEDDED_STANDS_IN_FOR = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def gpu_model(ref):
+    """The hub id (or local folder) to train with the seed's recipe on a GPU for a resolved MODEL."""
+    if ref.kind == "embedded":
+        return EMBEDDED_STANDS_IN_FOR
+    if ref.kind == "standin":
+        return standins.family_of(ref.requested).hub_id
+    return ref.requested if ref.kind == "hub" else ref.path
+
+
+def gpu_recipe(cfg):
+    """The seed's recipe (SEED_RECIPE) with this run's seed and sequence length: what 03 exports for
+    the GPU model, whatever recipe this run trained the local model with."""
+    return replace(SEED_RECIPE, seed=cfg.seed, max_seq_len=cfg.max_seq_len)
+
+
+# A second adapter that teaches one thing: the same base, data, engine and seed as the first, with one
+# knob of its recipe changed (SECOND_ADAPTER in 03). 04 scores it next to the first, 06 serves both.
+EXPERIMENTS = {
+    "epochs": "a third of the training: EPOCHS 3 -> 1 (or MAX_STEPS / 3)",
+    "rank": "rank / 8 (alpha / 8 with it, so alpha / r, the update's scale, stays)",
+    "targets": "the seed's q/v/o projections instead of the recipe's (all seven if it had q/v/o)",
+    "engine": "the other engine (Unsloth <-> plain TRL + PEFT); same adapter format",
+}
+
+
+def second_recipe(cfg, experiment):
+    """(config, description, changed) of the second adapter: `cfg` with the one change EXPERIMENTS
+    names; changed is {field: [from, to]} in TrainConfig's names."""
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"SECOND_ADAPTER={experiment!r} is not one of {sorted(EXPERIMENTS)} (or '' for none); "
+                          "set it in the parameters cell")
+    if experiment == "epochs":
+        change = ({"max_steps": max(1, cfg.max_steps // 3)} if cfg.max_steps > 0
+                  else {"num_epochs": cfg.num_epochs / 3})
+    elif experiment == "rank":
+        change = {"lora_r": max(1, cfg.lora_r // 8), "lora_alpha": max(1, cfg.lora_alpha // 8)}
+    elif experiment == "targets":
+        seed = SEED_RECIPE.target_modules
+        change = {"target_modules": ALL_LINEAR if set(cfg.target_modules) == set(seed) else seed}
+    else:
+        engine = resolve_engine(cfg)[0]
+        if importlib.util.find_spec("unsloth") is None:
+            raise ConfigError("SECOND_ADAPTER='engine' needs both engines and unsloth is not installed: "
+                              "pick another experiment or run `make setup`")
+        change = {"engine": "trl" if engine == "unsloth" else "unsloth"}
+        cfg = replace(cfg, engine=engine)
+    changed = {k: [_plain(getattr(cfg, k)), _plain(v)] for k, v in change.items()}
+    text = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+    return replace(cfg, save_steps=0, **change), text, changed
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def read_second(first, second, experiment):
+    """The two adapters side by side in words: what changed, and what it did to steps, trained
+    parameters and the losses (04 scores both on the held-out rows)."""
+    def loss(r):
+        return r.eval_loss if r.eval_loss is not None else r.train_loss
+
+    kind = "eval" if first.eval_loss is not None and second.eval_loss is not None else "training"
+    a, b = loss(first), loss(second)
+    verdict = ("about the same" if abs(a - b) <= 0.02 * max(a, b) else "higher" if b > a else "lower")
+    return (f"One change, {experiment}: {second.steps} steps against {first.steps}, {second.trainable_params:,} "
+            f"trained parameters against {first.trainable_params:,}, {kind} loss {b:.3f} against {a:.3f} "
+            f"({verdict}). 04 tells whether that difference shows on the held-out rows.")
 
 
 # ---------------------------------------------------------------- environment
@@ -346,7 +413,10 @@ class TrainResult:
     resumed_from: str | None
     log_path: str
     trainable_params: int = 0
-    total_params: int = 0
+    total_params: int = 0                # base + adapter parameters (4-bit ones counted as values, not bytes)
+    base_params: int = 0
+    weights_mb: float = 0.0              # the base's parameters as stored (footprint.measure; MB = 10^6 bytes)
+    weights_dtype: str | None = None     # of the base's unquantized parameters as loaded (Unsloth on a CPU: bfloat16)
 
 
 def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
@@ -409,15 +479,54 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
     steps = trainer.state.global_step
     done_epochs = steps / max(1, steps_per_epoch)
     seen = int(tokens * done_epochs)
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trainer.model.parameters())
+    held = footprint.measure(trainer.model)
     return TrainResult(
         adapter_dir=str(adapter_dir), engine=engine, load_in_4bit=four, reasons=reasons, device=dev,
         steps=steps, train_loss=losses[-1] if losses else None, eval_loss=evals[-1] if evals else None,
         first_loss=losses[0] if losses else None, tokens_seen=seen,
         tokens_per_s=round(seen / seconds, 1) if seconds else 0.0, seconds=round(seconds, 2),
         peak_memory_mb=_peak_mb(dev), truncated=truncated, resumed_from=str(last) if last else None,
-        log_path=str(log_path), trainable_params=trainable, total_params=total)
+        log_path=str(log_path), trainable_params=held["trainable_params"],
+        total_params=held["base_params"] + held["trainable_params"], base_params=held["base_params"],
+        weights_mb=round(held["weights_bytes"] / 1e6, 3), weights_dtype=held["dtype"])
+
+
+# ---------------------------------------------------------------- 4-bit against unquantized
+DEMO_STEPS = 8  # per precision: ~5 s each on the embedded model on 2 CPU cores, loading included
+
+
+def compare_precisions(cfg, ref, messages, out_dir, steps=DEMO_STEPS):
+    """The same recipe, base and first batches trained `steps` steps with the base in nf4 (QLoRA) and
+    unquantized, as the engine loads it (float32 with TRL on a CPU, bfloat16 with Unsloth or on a GPU).
+    Per precision: the base's weights as stored (bytes, deterministic), tokens/s (median over the
+    steps after the first), and on a GPU torch's peak allocated memory for that run alone. A CPU has
+    no such peak: the process's peak RSS counts torch and its libraries and never falls, so a second
+    run in the same process cannot be told from the first; the weights' bytes stand in for it there."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    rows = messages[: steps * cfg.batch_size * cfg.grad_accum]
+    out = {}
+    for name, four in (("4bit", True), ("unquantized", False)):
+        c = replace(cfg, load_in_4bit=four, max_steps=steps, logging_steps=1, save_steps=0)
+        if four and not resolve_engine(c)[1]:
+            return {"ran": False, "why": "bitsandbytes is not installed: no 4-bit base to compare"}
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        res = train(c, ref, rows, [], Path(out_dir) / name, resume=False)
+        speeds = [r["tokens_per_s"] for r in read_log(res.log_path) if "tokens_per_s" in r][1:]
+        out[name] = {"load_in_4bit": res.load_in_4bit, "engine": res.engine, "steps": res.steps,
+                     "dtype": "nf4" if four else res.weights_dtype, "rest_dtype": res.weights_dtype,
+                     "weights_mb": res.weights_mb,
+                     "base_params": res.base_params, "peak_mb": res.peak_memory_mb if cuda else None,
+                     "tokens_per_s": round(sorted(speeds)[len(speeds) // 2], 1) if speeds else res.tokens_per_s,
+                     "seconds": res.seconds}
+    four, full = out["4bit"], out["unquantized"]
+    return {"ran": True, **out, "device": "cuda" if cuda else "cpu", "steps": steps,
+            "memory_measure": "torch.cuda peak allocated (per run) and the weights' bytes" if cuda else
+            "the weights' bytes as stored (process peak RSS is not comparable between two runs of one process)",
+            "weights_saving_pct": round(100 * (1 - four["weights_mb"] / full["weights_mb"]), 1),
+            "speed_ratio": round(four["tokens_per_s"] / full["tokens_per_s"], 2) if full["tokens_per_s"] else None}
 
 
 def _cpu_trainer(SFTTrainer):

@@ -293,3 +293,24 @@ def test_axolotl_trains_exactly_ftplays_tokens_per_family(run, standins, schema_
             assert [int(l != -100) for l in g["labels"]] == mask, f"{hub_id}: other trained tokens"
     for r in ax.validate(configs, site):
         assert r["ok"] and r["unknown_keys"] == [], (r["path"], r["error"], r["unknown_keys"])
+
+
+def test_the_seeds_recipe_for_the_gpu_model_beside_this_runs(run, tiny_ref):
+    """03 exports this run's recipe on its own base and the seed's recipe on the hub model the embedded
+    model stands in for: the second is the seed's Axolotl example value by value, and the two differ
+    exactly in the recipe's knobs, the base and their folders."""
+    root, exp = run
+    this = ax.export(train.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}), root / "this")
+    gpu_cfg = train.gpu_recipe(train.EMBEDDED_RECIPE)
+    gpu = ax.export(gpu_cfg, ax.ExportConfig(**{**exp.__dict__, "base_model": train.EMBEDDED_STANDS_IN_FOR}), root / "gpu")
+    y = _load(gpu.files["config"])
+    for key, want in {**SEED_EXAMPLE, "base_model": QWEN}.items():
+        assert y[key] == want, f"{key}: {y[key]!r}, the seed's recipe has {want!r}"
+    assert y["adapter"] == "qlora" and _load(gpu.files["config_fsdp"])["fsdp_config"][
+        "transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer"
+    diff = ax.differences({"this run": this.files["config"], "gpu": gpu.files["config"]})
+    out = lambda d: str(root / d / "outputs")  # noqa: E731
+    assert diff == {"base_model": [tiny_ref.path, QWEN], "lora_r": [32, 16], "lora_alpha": [64, 32],
+                    "lora_dropout": [0.0, 0.05], "lora_target_modules": [list(train.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]],
+                    "dataset_prepared_path": [out("this") + "/prepared", out("gpu") + "/prepared"],
+                    "micro_batch_size": [8, 4], "learning_rate": [1e-3, 2e-4], "output_dir": [out("this"), out("gpu")]}

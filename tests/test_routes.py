@@ -381,3 +381,21 @@ def test_together_takes_the_hub_id_a_standin_stands_in_for():
         "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
     assert hosted.together_model("tiny:Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
     assert hosted.together_model("mistralai/Mistral-7B-Instruct-v0.3") == "mistralai/Mistral-7B-Instruct-v0.3"
+
+
+def test_the_hosted_job_is_the_seeds_recipe_for_the_gpu_model(tmp_path):
+    """03's Together job: the seed's recipe (not the embedded model's r 32 / lr 1e-3 / all-linear) for
+    the hub model a learner would train, within Together's limits; a local folder gets no job."""
+    cfg = train.gpu_recipe(train.recipe_for("embedded"))
+    got = hosted.gpu_job(cfg, train.EMBEDDED_STANDS_IN_FOR, "file-1")
+    kw = got["job"]
+    assert got["model"] == kw["model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert (kw["learning_rate"], kw["lora_r"], kw["lora_alpha"], kw["lora_dropout"], kw["lora_trainable_modules"],
+            kw["n_epochs"], kw["warmup_ratio"]) == (2e-4, 16, 32, 0.05, "q_proj,v_proj,o_proj", 3, 0.1)
+    assert hosted.check_limits(kw, LIMITS)
+    assert hosted.gpu_job(cfg, LLAMA, "f")["model"] == "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    assert hosted.gpu_job(cfg, "org/m", "f", "acct/m-Reference")["job"]["model"] == "acct/m-Reference"
+    local = hosted.gpu_job(cfg, str(tmp_path), "f")
+    assert local["model"] is None and "TOGETHER_MODEL" in local["why"] and "local folder" in local["why"]
+    with pytest.raises(ConfigError, match="local folder"):
+        hosted.together_model(str(tmp_path))

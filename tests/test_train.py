@@ -1,10 +1,12 @@
 """Training: config validation, the loss-mask guard, and real training steps on both engines."""
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from ftplay import prompts, train
+from ftplay import prompts, standins, train
 from ftplay.errors import ConfigError, FtplayError
 
 
@@ -207,3 +209,209 @@ def test_training_entry_points_import_ftplay_train_before_transformers():
     assert first_import(script).startswith("from ftplay import train")
     assert script.index("from ftplay import train") < min(script.index(w) for w in ("import trl", "import transformers",
                                                                                      "from transformers") if w in script)
+
+
+# ---------------------------------------------------------------- what LoRA trains, what QLoRA stores
+QVO = ("q_proj", "v_proj", "o_proj")
+
+
+def test_counts_from_a_shape_equal_what_transformers_and_peft_build():
+    """base_params and lora_params of each hub shape equal the parameters transformers builds for that
+    config (on the meta device: no memory, no download) and the ones PEFT marks trainable."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ftplay import footprint as fp
+
+    for hub_id, (r, targets) in {fp.LLAMA_8B: (16, QVO), "Qwen/Qwen2.5-7B-Instruct": (8, fp.PROJECTIONS)}.items():
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**fp.HUB_SHAPES[hub_id]))
+        s = fp.shape(hub_id)
+        assert fp.base_params(s) == sum(p.numel() for p in model.parameters())
+        peft = get_peft_model(model, LoraConfig(r=r, target_modules=list(targets)))
+        assert fp.lora_params(s, r, targets) == sum(p.numel() for p in peft.parameters() if p.requires_grad)
+
+
+def test_the_seeds_bases_by_the_numbers():
+    from ftplay import footprint as fp
+
+    s = fp.shape(fp.LLAMA_8B)
+    assert fp.base_params(s) == 8_030_261_248 and fp.base_params(fp.shape(fp.LLAMA_70B)) == 70_553_706_496
+    assert fp.lora_params(s, 16, QVO) == 32 * 16 * (8192 + 5120 + 8192) == 11_010_048
+    assert fp.lora_params(s, 16, fp.PROJECTIONS) == 41_943_040
+    assert fp.nf4_bytes(64 * 256 * 4) == 32768 + 1024 + 16 + 4, "codes, 8-bit scales, float32 scales, offset"
+    rows = {(r["model"], r["recipe"]): r for r in fp.table({"8b": fp.LLAMA_8B, "70b": fp.LLAMA_70B},
+                                                            {"seed": (16, QVO)})}
+    r8, r70 = rows["8b", "seed"], rows["70b", "seed"]
+    assert r8["trained_share_pct"] == 0.137 and r8["step_flops_vs_full_pct"] == 66.8
+    assert r8["weights_mb_16bit"] == 16060.5 and r8["weights_mb_nf4"] == 5702.3 and r8["nf4_saving_pct"] == 64.5
+    assert r8["adam_state_mb_lora"] == 88.1 and r8["adam_state_mb_full"] == 64242.1
+    assert r70["weights_mb_nf4"] < fp.H100_MB < r70["weights_mb_16bit"], "the seed: QLoRA trains a 70B on one H100"
+    for hub_id in standins.FAMILIES:
+        want = standins.FAMILIES[hub_id].config
+        assert all(fp.HUB_SHAPES[hub_id][k] == want[k] for k in ("vocab_size", "tie_word_embeddings")), hub_id
+
+
+def test_a_loaded_model_is_measured_as_the_formula_counts_it(tiny_ref):
+    """The embedded base loaded unquantized and in nf4: footprint.measure gives the parameters and the
+    bytes footprint's formulas give for its shape (tied embeddings, q/k/v biases, float32 rest)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from ftplay import footprint as fp
+
+    s = fp.shape(tiny_ref.path)
+    full = fp.measure(AutoModelForCausalLM.from_pretrained(tiny_ref.path, dtype=torch.float32))
+    assert full == {"trainable_params": 4_239_360, "base_params": 4_239_360, "weights_bytes": 4 * 4_239_360,
+                    "dtype": "float32"}
+    assert fp.base_params(s) == 4_239_360 and fp.weight_bytes(s, False, 4) == full["weights_bytes"]
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                           bnb_4bit_compute_dtype=torch.float32)
+    four = fp.measure(AutoModelForCausalLM.from_pretrained(tiny_ref.path, dtype=torch.float32, quantization_config=q))
+    assert four["base_params"] == 4_239_360, "4-bit weights counted as the values they hold, not packed bytes"
+    assert four["weights_bytes"] == fp.weight_bytes(s, True, 4) == 5_084_080
+    assert fp.lora_params(s, 32, fp.PROJECTIONS) == 655_360
+
+
+def test_the_share_is_read_in_words(tiny_ref):
+    from ftplay import footprint as fp
+
+    share = fp.lora_share({"trainable_params": 655_360, "base_params": 4_239_360}, tiny_ref.path,
+                          train.EMBEDDED_RECIPE, train.SEED_RECIPE, others=["Qwen/Qwen2.5-7B-Instruct", fp.LLAMA_8B,
+                                                                           "/no/such/model", ""])
+    assert share["counted_equals_measured"] and share["share_pct"] == 15.46
+    assert [r["model"] for r in share["table"]][::2] == ["this run's base", "Qwen/Qwen2.5-7B-Instruct", fp.LLAMA_8B]
+    text = fp.read_share(share)
+    assert "655,360 of this base's 4,239,360 parameters (15.46%)" in text and "exactly that" in text
+    assert "the seed's r 16 on q_proj/v_proj/o_proj 11.0M (0.137%)" in text and "25.0% at this base's width 256" in text
+    wrong = fp.lora_share({"trainable_params": 1, "base_params": 4_239_360}, tiny_ref.path, train.EMBEDDED_RECIPE,
+                          train.SEED_RECIPE)
+    assert not wrong["counted_equals_measured"] and "does not agree" in fp.read_share(wrong)
+
+
+def test_the_quantization_measurement_is_read_in_words(tiny_ref):
+    from ftplay import footprint as fp
+
+    demo = {"ran": True, "device": "cpu", "weights_saving_pct": 70.0, "speed_ratio": 0.5, "steps": 8,
+            "4bit": {"weights_mb": 5.084, "tokens_per_s": 1000.0, "peak_mb": None},
+            "unquantized": {"weights_mb": 16.957, "dtype": "float32", "tokens_per_s": 2000.0, "peak_mb": None}}
+    text = fp.read_quantization(demo, tiny_ref.path)
+    assert "5.084 MB of weights against 16.957 MB in float32 (70.0% less)" in text
+    assert "Counted in bf16, as on a GPU: 3.4 MB against 8.5 MB (59.7% less)." in text
+    assert "19% of this base is its embedding matrix" in text and "(0.5x, slower; 8 steps, a rough figure)" in text
+    assert "16.1 GB in bf16 (fits one 80 GB H100), 5.7 GB in nf4 (64.5% less" in text
+    assert "141.1 GB in bf16 (does not fit one 80 GB H100), 39.5 GB in nf4 (72.0% less; fits" in text
+    faster = fp.read_quantization({**demo, "speed_ratio": 1.2}, tiny_ref.path)
+    assert "(1.2x, faster; 8 steps, a rough figure)." in faster and "fused" not in faster
+    bf16 = fp.read_quantization({**demo, "unquantized": {**demo["unquantized"], "dtype": "bfloat16"}}, tiny_ref.path)
+    assert "in bfloat16 (70.0% less)." in bf16 and "Counted in bf16" not in bf16
+    assert fp.read_quantization({"ran": False, "why": "no bitsandbytes"}, tiny_ref.path) == "Not measured: no bitsandbytes."
+
+
+# ---------------------------------------------------------------- the GPU model, the second adapter
+def test_the_gpu_model_and_its_recipe():
+    from ftplay.models import ModelRef
+
+    assert train.gpu_model(ModelRef("embedded", "/c/tiny", "embedded", "x")) == "Qwen/Qwen2.5-7B-Instruct"
+    assert train.gpu_model(ModelRef(f"tiny:{QWEN_ID}", "/c/s", "standin", "x")) == QWEN_ID
+    assert train.gpu_model(ModelRef("org/m", "org/m", "hub", "main")) == "org/m"
+    assert train.gpu_model(ModelRef("./m", "/abs/m", "local", "x")) == "/abs/m"
+    cfg = train.recipe_for("embedded", {"seed": 5, "max_seq_len": 256, "max_steps": 10})
+    assert train.gpu_recipe(cfg) == replace(train.SEED_RECIPE, seed=5, max_seq_len=256)
+
+
+QWEN_ID = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_each_second_adapter_changes_one_knob():
+    cfg = train.recipe_for("embedded", {"engine": "trl"})
+    seen = {}
+    for name in ("epochs", "rank", "targets"):
+        b, text, changed = train.second_recipe(cfg, name)
+        diff = {k for k in train.TrainConfig.__dataclass_fields__ if getattr(b, k) != getattr(cfg, k)}
+        assert diff == set(changed), name
+        assert b.engine == cfg.engine and b.seed == cfg.seed, "same engine and seed: one variable"
+        seen[name] = (text, changed)
+    assert seen["epochs"] == ("num_epochs 3.0 -> 1.0", {"num_epochs": [3.0, 1.0]})
+    assert seen["rank"] == ("lora_r 32 -> 4, lora_alpha 64 -> 8", {"lora_r": [32, 4], "lora_alpha": [64, 8]})
+    assert seen["targets"][1] == {"target_modules": [list(train.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]]}
+    assert train.second_recipe(train.SEED_RECIPE, "targets")[2]["target_modules"][1] == list(train.ALL_LINEAR)
+    assert train.second_recipe(replace(cfg, max_steps=10), "epochs")[2] == {"max_steps": [10, 3]}
+    with pytest.raises(ConfigError, match="SECOND_ADAPTER='other' is not one of"):
+        train.second_recipe(cfg, "other")
+
+
+def test_the_engine_experiment_swaps_only_the_engine(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "unsloth" else None)
+    b, text, changed = train.second_recipe(train.recipe_for("embedded", {"engine": "unsloth"}), "engine")
+    assert (b.engine, text, b.seed) == ("trl", "engine unsloth -> trl", 3407)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError, match="needs both engines"):
+        train.second_recipe(train.recipe_for("embedded", {"engine": "trl"}), "engine")
+
+
+def test_two_adapters_are_read_side_by_side():
+    r = lambda steps, n, loss: train.TrainResult(  # noqa: E731
+        "a", "trl", False, [], {}, steps, loss, loss, 9.0, 0, 0.0, 0.0, 0.0, 0, None, "l", trainable_params=n)
+    text = train.read_second(r(321, 655_360, 0.9), r(107, 655_360, 1.5), "num_epochs 3.0 -> 1.0")
+    assert text.startswith("One change, num_epochs 3.0 -> 1.0: 107 steps against 321, 655,360 trained parameters")
+    assert "eval loss 1.500 against 0.900 (higher)" in text
+    assert "(about the same)" in train.read_second(r(1, 1, 1.0), r(1, 1, 1.01), "x")
+
+
+@pytest.mark.slow
+def test_4bit_and_unquantized_are_measured_on_the_same_steps(tiny_ref, tmp_path):
+    convs = [prompts.messages(t, ["billing", "bug"], l) for t, l in
+             [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
+              ("button broken", "bug")] * 4]
+    cfg = train.recipe_for("embedded", {"engine": "trl", "batch_size": 4})
+    demo = train.compare_precisions(cfg, tiny_ref, convs, tmp_path, steps=3)
+    four, full = demo["4bit"], demo["unquantized"]
+    assert demo["ran"] and four["load_in_4bit"] and not full["load_in_4bit"] and four["steps"] == full["steps"] == 3
+    assert (four["dtype"], full["dtype"], four["rest_dtype"]) == ("nf4", "float32", "float32") and four["base_params"] == full["base_params"] == 4_239_360
+    assert four["weights_mb"] == 5.084 and full["weights_mb"] == 16.957 and demo["weights_saving_pct"] == 70.0
+    assert four["tokens_per_s"] > 0 and full["tokens_per_s"] > 0 and four["peak_mb"] is None, "no per-run peak on a CPU"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path):
+    """03 on a run directory where 02 ran: LoRA's share measured and counted, 4-bit against
+    unquantized weights, a second adapter with one knob changed, and the seed's recipe exported for
+    the GPU model (Axolotl and Together) beside this run's; each read in words in the executed notebook."""
+    import yaml
+
+    run_notebook("02_curate_data", tmp_path)
+    tr = run_notebook("03_train_qlora", tmp_path, MAX_STEPS=30, LOAD_IN_4BIT=False)
+    share = tr["lora_share"]
+    assert tr["trainable_params"] == share["trainable_params"] == 655_360 and tr["base_params"] == 4_239_360
+    assert tr["total_params"] == 4_239_360 + 655_360 and share["counted_equals_measured"]
+    assert {r["model"] for r in share["table"]} == {"this run's base", "Qwen/Qwen2.5-7B-Instruct",
+                                                   "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct"}
+    demo = tr["quantization_demo"]
+    assert demo["ran"] and demo["4bit"]["weights_mb"] < demo["unquantized"]["weights_mb"]
+    assert demo["4bit"]["steps"] == demo["unquantized"]["steps"] == train.DEMO_STEPS
+    second = tr["second_adapter"]
+    assert second["name"] == "epochs" and second["experiment"] == "max_steps 30 -> 10"
+    assert second["changed"] == {"max_steps": [30, 10]} and second["steps"] == 10
+    assert second["engine"] == tr["engine"] and second["seed"] == tr["config"]["seed"], "one variable changed"
+    assert (Path(second["adapter_dir"]) / "ftplay_adapter.json").exists()
+    gpu = tr["gpu_export"]
+    assert gpu["model"] == "Qwen/Qwen2.5-7B-Instruct" and gpu["recipe"]["lora_r"] == 16
+    y = yaml.safe_load(open(gpu["axolotl_config"]))
+    assert (y["base_model"], y["lora_r"], y["learning_rate"], y["lora_target_modules"], y["num_epochs"]) == \
+        ("Qwen/Qwen2.5-7B-Instruct", 16, 2e-4, ["q_proj", "v_proj", "o_proj"], 3.0)
+    assert "max_steps" not in y, "the seed's recipe, not this run's MAX_STEPS"
+    this = yaml.safe_load(open(tr["axolotl_config"]))
+    assert this["lora_r"] == 32 and this["max_steps"] == 30 and this["base_model"] == tr["base_model"]["path"]
+    job = gpu["together"]["job"]
+    assert (job["model"], job["learning_rate"], job["lora_trainable_modules"]) == \
+        ("Qwen/Qwen2.5-7B-Instruct", 2e-4, "q_proj,v_proj,o_proj")
+    shown = "".join(o.get("text", "") for c in json.loads((tmp_path / "03_train_qlora.ipynb").read_text())["cells"]
+                    for o in c.get("outputs", []))
+    for words in ("LoRA trains 655,360 of this base's 4,239,360 parameters", "The nf4 base holds",
+                  "One change, max_steps 30 -> 10: 10 steps against 30", "GPU model for the exports below: Qwen"):
+        assert words in shown, words
