@@ -37,7 +37,10 @@ class Bar:
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.desc, self.n, self.closed = desc, 0, False
         self.t0 = self.last = time.monotonic()
-        self.bar = tqdm(total=self.total, desc=desc, unit=unit)
+        # TQDM_DISABLE is passed explicitly: tqdm.notebook turns a missing `disable` into False before tqdm
+        # reads the environment (tqdm 4.70), so under papermill the bars would freeze at 0% in the executed copy
+        off = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+        self.bar = tqdm(total=self.total, desc=desc, unit=unit, disable=off)
         self.path = os.environ.get(ENV)
 
     def __iter__(self):

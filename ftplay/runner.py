@@ -290,7 +290,8 @@ def _env(run_dir):
                      ("JUPYTER_RUNTIME_DIR", "jupyter-runtime")):
         os.environ.setdefault(var, str(cache / sub))
         Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # an executed notebook is a document: bars would stay at 0% in it
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' own ("Loading weights") read this one
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ["FTPLAY_RUN_DIR"] = str(run_dir)
 
@@ -414,7 +415,7 @@ class Watch:
         seen = 0
         while not self.stop.wait(self.TICK_S):
             now, cell = time.monotonic(), self.cell
-            if cell and not cell[4] and now - cell[3] >= self.CELL_S:
+            if cell and not cell[4] and (now - cell[3] >= self.CELL_S or now - self.last_said >= self.QUIET_S):
                 cell[4] = True
                 self._print(f"cell {cell[0]}/{cell[1]} ({cell[2]}) running")
             try:

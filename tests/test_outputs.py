@@ -17,7 +17,8 @@ NOISE = re.compile(
     r"|HTTP Request:"                        # httpx/httpx2 request log
     r"|\bpapermill\b.*(Input|Output) Notebook|Executing Cell"  # papermill's INFO lines
     r"|\{'loss': |'train_runtime'"           # transformers' own printed training dicts (ftplay logs the steps)
-    r"|Alternative text is missing",
+    r"|Alternative text is missing"
+    r"|\d+%\|",                                # a progress bar frozen in the executed copy (bars are for live use)
     re.M)
 # Lines allowed anyway, each with why. Keep this list short: a new entry needs a reason a reader accepts.
 ALLOWED = [
@@ -96,12 +97,13 @@ def test_noise_names_each_kind_of_noise(tmp_path):
         s("execute_result", data={"text/plain": "PosixPath('/runs/x/00.json')"}, execution_count=1),
         s("execute_result", data={"text/plain": "{'a': 1}", "text/html": "<table/>"}, execution_count=2),
         s("stream", name="stderr", text="WARNING ftplay.train: the loss did not fall\n"),
+        s("display_data", data={"text/plain": "zero_shot:   0%|          | 0/40 [00:00<?, ?row/s]"}),
     ])
     found = noise(path)
     assert [f.split(": ", 1)[1][:24] for f in found] == [
         "stderr: WARNING torchao:", "INFO httpx2: HTTP Reques", "W1201 15:45:29.866000 17", "/x.py:3: FutureWarning: ",
-        "ends on a repr: \"PosixPa"], found
-    assert output_lines(path) == 9
+        "ends on a repr: \"PosixPa", "zero_shot:   0%|        "], found
+    assert output_lines(path) == 10
 
 
 def test_progress_lines_count_and_time_left(tmp_path, monkeypatch):
