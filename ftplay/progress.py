@@ -1,8 +1,10 @@
 """Progress of long loops: a tqdm.auto bar in the notebook, and a line for `ftplay run`'s terminal."""
 import os
+import threading
 import time
+from pathlib import Path
 
-ENV = "FTPLAY_PROGRESS"  # file `ftplay run` tails while a notebook executes (runner.Watch); unset in JupyterLab
+ENV = "FTPLAY_PROGRESS"  # file `ftplay run` tails while a notebook executes (Watch); unset in JupyterLab
 EVERY_S = 5.0            # at most one line per loop this often: the runner prints at least every 10 s
 
 
@@ -82,3 +84,95 @@ class Bar:
 def bar(iterable=None, total=None, desc="", unit="it"):
     """Bar(iterable, total, desc, unit): use like tqdm.auto.tqdm."""
     return Bar(iterable, total, desc, unit)
+
+
+# ---------------------------------------------------------------- the runner's side
+class Watch:
+    """While a notebook executes: name each cell that runs longer than CELL_S, print the progress lines the
+    package's loops append to $FTPLAY_PROGRESS (Bar), and, when nothing was printed for
+    QUIET_S, a line saying which cell still runs and for how long. The terminal is never silent longer."""
+
+    CELL_S, QUIET_S, TICK_S = 3.0, 10.0, 0.5
+
+    def __init__(self, stem, run_dir, say):
+        self.stem, self.say = stem, say
+        self.path = Path(run_dir) / ".progress"
+        self.cell = None  # (number, of, title, started, announced)
+        self.last_said = time.monotonic()
+        self.stop = threading.Event()
+
+    def engine(self):
+        """A papermill engine name whose engine reports each cell's start to this watch."""
+        import papermill.engines as pe
+
+        watch = self
+
+        class Engine(pe.NBClientEngine):
+            @classmethod
+            def execute_managed_notebook(cls, nb_man, kernel_name, **kw):
+                start = nb_man.cell_start
+                code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+
+                def cell_start(cell, cell_index=None, **k):
+                    if cell_index in code:
+                        watch.started(code.index(cell_index) + 1, len(code), cell_title(nb_man.nb, cell_index))
+                    return start(cell, cell_index, **k)
+
+                nb_man.cell_start = cell_start
+                return super().execute_managed_notebook(nb_man, kernel_name, **kw)
+
+        pe.papermill_engines.register("ftplay", Engine)
+        return "ftplay"
+
+    def started(self, number, of, title):
+        self.cell = [number, of, title, time.monotonic(), False]
+
+    def _print(self, text):
+        self.say(f"[ftplay] {self.stem}: {text}")
+        self.last_said = time.monotonic()
+
+    def _loop(self):
+        seen = 0
+        while not self.stop.wait(self.TICK_S):
+            now, cell = time.monotonic(), self.cell
+            if cell and not cell[4] and (now - cell[3] >= self.CELL_S or now - self.last_said >= self.QUIET_S):
+                cell[4] = True
+                self._print(f"cell {cell[0]}/{cell[1]} ({cell[2]}) running")
+            try:
+                text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+            except OSError:
+                text = ""
+            end = text.rfind("\n") + 1  # whole lines only: a loop may be writing the next one
+            for line in text[seen:end].splitlines():
+                self._print(line)
+            seen = max(seen, end)
+            if cell and now - self.last_said >= self.QUIET_S:
+                self._print(f"cell {cell[0]}/{cell[1]} ({cell[2]}) still running, {fmt_seconds(now - cell[3])}")
+
+    def __enter__(self):
+        self.path.unlink(missing_ok=True)
+        os.environ[ENV] = str(self.path)  # the kernel inherits it: ftplay.progress writes there
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        os.environ.pop(ENV, None)
+        self.path.unlink(missing_ok=True)
+
+
+def cell_title(nb, index, code_first=False):
+    """What a reader calls a cell: the heading of the markdown above it, else its first line of code
+    (`code_first`: the code line, then the heading)."""
+    first = next((l.strip() for l in nb.cells[index].source.splitlines() if l.strip() and not l.startswith("#")), "")
+    if code_first and first:
+        return f"{first[:60]} ({cell_title(nb, index)})"
+    for c in reversed(nb.cells[:index]):
+        if c.cell_type == "markdown":
+            heads = [l.lstrip("#").strip() for l in c.source.splitlines() if l.startswith("#")]
+            if heads:
+                return heads[-1][:60]
+            break
+    return first[:60]
