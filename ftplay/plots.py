@@ -140,7 +140,7 @@ def table(obj, decimals=3, column="value"):
     if is_dataclass(obj) and not isinstance(obj, type):
         obj = asdict(obj)
     if obj is None or isinstance(obj, (str, int, float, bool)):
-        return pd.DataFrame({column: [] if obj is None else [_cell(obj, decimals)]})
+        return pd.DataFrame({column: ["not recorded" if obj is None else _cell(obj, decimals)]})
     if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
         return pd.DataFrame({k: {c: _cell(x, decimals) for c, x in v.items()} for k, v in obj.items()}).T
     if isinstance(obj, dict):
