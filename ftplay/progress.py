@@ -37,7 +37,7 @@ class Bar:
 
         self.iterable = iterable
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.desc, self.n, self.closed = desc, 0, False
+        self.desc, self.n, self.closed, self.reported = desc, 0, False, None
         self.t0 = self.last = time.monotonic()
         # TQDM_DISABLE is passed explicitly: tqdm.notebook turns a missing `disable` into False before tqdm
         # reads the environment (tqdm 4.70), so under papermill the bars would freeze at 0% in the executed copy
@@ -69,10 +69,11 @@ class Bar:
         if not self.closed:
             self.closed = True
             self.bar.close()
-            self._report()
+            if self.reported != self.n:  # the last update may have said it already
+                self._report()
 
     def _report(self):
-        self.last = time.monotonic()
+        self.last, self.reported = time.monotonic(), self.n
         if self.path:
             try:
                 with open(self.path, "a", encoding="utf-8") as f:

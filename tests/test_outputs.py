@@ -117,6 +117,7 @@ def test_progress_lines_count_and_time_left(tmp_path, monkeypatch):
     assert list(progress.bar(range(3), desc="rows")) == [0, 1, 2]
     lines = f.read_text().splitlines()
     assert lines[0].startswith("rows: 1/3 (33%), 0 s, about 0 s left") and lines[-1] == "rows: 3/3 (100%), 0 s"
+    assert len(lines) == 3, "the end is said once"
 
 
 def test_results_render_as_rounded_tables():
