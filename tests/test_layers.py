@@ -9,7 +9,7 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
                                            one module per stage of the playbook; a stage may use a
                                            lower stage helper (data uses quality and dataload)
   identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
-  shared         records models prompts plots seeding params kernels
+  shared         records models prompts plots seeding params kernels footprint
   model builders standins                  stand-in bases of real model families
   base           stages rundir errors tinymodel   names, files, errors, the embedded tiny model
 Notebooks sit above all of them.
@@ -28,7 +28,7 @@ LAYERS = {
     "stages": (50, {"decide", "data", "evaluate", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
     "stage helpers": (40, {"quality", "dataload"}),
     "identity": (30, {"identity"}),
-    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels"}),
+    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
     "model builders": (15, {"standins"}),
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "__init__"}),
 }

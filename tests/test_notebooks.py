@@ -136,7 +136,12 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     adapter = Path(tr["adapter_dir"])
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "ftplay_adapter.json").exists()
     second = tr["second_adapter"]
-    assert second["engine"] != tr["engine"] and second["seed"] == tr["config"]["seed"] + 1, "the other engine"
+    assert second["engine"] == tr["engine"] and second["seed"] == tr["config"]["seed"], "one knob changed, no more"
+    assert second["name"] == "epochs" and second["changed"] == {"num_epochs": [3.0, 1.0]} and second["steps"] < tr["steps"]
+    q = tr["quantization_demo"]   # QLoRA's saving, measured on the same model and steps
+    assert q["ran"] and q["4bit"]["weights_mb"] < q["unquantized"]["weights_mb"]
+    share = tr["lora_share"]      # LoRA's small trainable share, counted and measured
+    assert share["counted_equals_measured"] and 0 < share["share_pct"] < 100
     assert (Path(second["adapter_dir"]) / "ftplay_adapter.json").exists() and second["train_loss"] < second["first_loss"]
     ev = _read(run_dir, "04_evaluate")
     assert ev["heldout"]["n"] == card["split"]["heldout"]

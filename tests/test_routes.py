@@ -78,8 +78,10 @@ def test_modal_images_install_the_projects_gpu_packages(seen):
     train_cmds, serve_cmds = commands("train"), commands("serve")
     assert "RUN python -m pip install torch==2.13.0" in train_cmds            # the CUDA build, as `make setup GPU=1`
     pip = next(c for c in train_cmds if "unsloth" in c)
+    import shlex
+
     for pin in meta["optional-dependencies"]["train"] + meta["dependencies"]:
-        assert pin in pip.split()                                              # exact pins from pyproject
+        assert pin in shlex.split(pip)                 # exact pins from pyproject (modal shell-quotes `x[extra]`)
     assert "ENV FTPLAY_CACHE=/runs/.cache/ftplay" in train_cmds                # the embedded base persists
     assert any(c.endswith("vllm==0.33.0") for c in serve_cmds) and not any("unsloth" in c for c in serve_cmds)
     mounts = [m for layer in seen["functions"]["train"]["image"] for m in layer.get("mount", [])]
