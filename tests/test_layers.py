@@ -11,7 +11,7 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
   identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
   shared         records models prompts plots seeding params kernels footprint
   model builders standins                  stand-in bases of real model families
-  base           stages rundir errors tinymodel   names, files, errors, the embedded tiny model
+  base           stages rundir errors tinymodel progress   names, files, errors, the embedded tiny model, progress bars
 Notebooks sit above all of them.
 """
 import ast
@@ -30,10 +30,10 @@ LAYERS = {
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
     "model builders": (15, {"standins"}),
-    "base": (10, {"stages", "rundir", "errors", "tinymodel", "__init__"}),
+    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("tinymodel", "rundir")}
+SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
 def imports(path, mods=None):
