@@ -299,11 +299,14 @@ def test_the_quantization_measurement_is_read_in_words(tiny_ref):
     text = fp.read_quantization(demo, tiny_ref.path)
     assert "5.084 MB of weights against 16.957 MB in float32 (70.0% less)" in text
     assert "Counted in bf16, as on a GPU: 3.4 MB against 8.5 MB (59.7% less)." in text
-    assert "19% of this base is its embedding matrix" in text and "(0.5x, slower; 8 steps, a rough figure)" in text
+    assert "19% of this base is its embedding matrix" in text and "(0.5x, slower; 8 steps, a rough figure): each" in text
+    assert "(on a CPU without a fused 4-bit kernel), so QLoRA buys memory with time." in text
+    same = fp.read_quantization({**demo, "speed_ratio": 0.96}, tiny_ref.path)
+    assert "(0.96x, about the same; 8 steps, a rough figure): on a model this small" in same
     assert "16.1 GB in bf16 (fits one 80 GB H100), 5.7 GB in nf4 (64.5% less" in text
     assert "141.1 GB in bf16 (does not fit one 80 GB H100), 39.5 GB in nf4 (72.0% less; fits" in text
     faster = fp.read_quantization({**demo, "speed_ratio": 1.2}, tiny_ref.path)
-    assert "(1.2x, faster; 8 steps, a rough figure)." in faster and "fused" not in faster
+    assert "(1.2x, faster; 8 steps, a rough figure)." in faster and "matmul" not in faster
     bf16 = fp.read_quantization({**demo, "unquantized": {**demo["unquantized"], "dtype": "bfloat16"}}, tiny_ref.path)
     assert "in bfloat16 (70.0% less)." in bf16 and "Counted in bf16" not in bf16
     assert fp.read_quantization({"ran": False, "why": "no bitsandbytes"}, tiny_ref.path) == "Not measured: no bitsandbytes."
@@ -382,6 +385,7 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     """03 on a run directory where 02 ran: LoRA's share measured and counted, 4-bit against
     unquantized weights, a second adapter with one knob changed, and the seed's recipe exported for
     the GPU model (Axolotl and Together) beside this run's; each read in words in the executed notebook."""
+    import nbformat
     import yaml
 
     run_notebook("02_curate_data", tmp_path)
@@ -410,8 +414,8 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     job = gpu["together"]["job"]
     assert (job["model"], job["learning_rate"], job["lora_trainable_modules"]) == \
         ("Qwen/Qwen2.5-7B-Instruct", 2e-4, "q_proj,v_proj,o_proj")
-    shown = "".join(o.get("text", "") for c in json.loads((tmp_path / "03_train_qlora.ipynb").read_text())["cells"]
-                    for o in c.get("outputs", []))
+    executed = nbformat.read(str(tmp_path / "03_train_qlora.ipynb"), as_version=4)
+    shown = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     for words in ("LoRA trains 655,360 of this base's 4,239,360 parameters", "The nf4 base holds",
                   "One change, max_steps 30 -> 10: 10 steps against 30", "GPU model for the exports below: Qwen"):
         assert words in shown, words
