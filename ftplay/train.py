@@ -1,4 +1,5 @@
 """LoRA / QLoRA training: one config, two engines (Unsloth, plain TRL + PEFT), same adapter out."""
+import gc
 import importlib.util
 import json
 import logging
@@ -511,7 +512,9 @@ def compare_precisions(cfg, ref, messages, out_dir, steps=DEMO_STEPS):
         c = replace(cfg, load_in_4bit=four, max_steps=steps, logging_steps=1, save_steps=0)
         if four and not resolve_engine(c)[1]:
             return {"ran": False, "why": "bitsandbytes is not installed: no 4-bit base to compare"}
-        if cuda:
+        if cuda:  # what an earlier training left allocated would count in this run's peak
+            gc.collect()
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         res = train(c, ref, rows, [], Path(out_dir) / name, resume=False)
         speeds = [r["tokens_per_s"] for r in read_log(res.log_path) if "tokens_per_s" in r][1:]

@@ -419,3 +419,38 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     for words in ("LoRA trains 655,360 of this base's 4,239,360 parameters", "The nf4 base holds",
                   "One change, max_steps 30 -> 10: 10 steps against 30", "GPU model for the exports below: Qwen"):
         assert words in shown, words
+
+
+def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
+    """The GPU branch of compare_precisions, run on a CPU with torch.cuda and train() stood in for:
+    the peak is reset before each run and recorded per run; the speed is the median after step 1."""
+    import torch
+
+    calls, peaks = [], iter([900.0, 2100.0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: calls.append("reset"))
+    monkeypatch.setattr(train, "resolve_engine", lambda c: ("unsloth", c.load_in_4bit, "adamw_8bit", []))
+
+    def fake_train(c, ref, rows, evals, out, resume=True):
+        calls.append(("train", c.load_in_4bit, c.max_steps, len(rows)))
+        log = tmp_path / f"{c.load_in_4bit}.jsonl"
+        log.write_text("".join(json.dumps({"step": i, "tokens_per_s": v}) + "\n" for i, v in
+                               enumerate([10.0, 300.0, 100.0, 200.0] if c.load_in_4bit else [10.0, 400.0, 400.0, 500.0])))
+        return train.TrainResult("a", "unsloth", c.load_in_4bit, [], {"compute_dtype": "bfloat16"}, c.max_steps, 1.0,
+                                 None, 2.0, 0, 0.0, 1.0, next(peaks), 0, None, str(log), base_params=10,
+                                 weights_mb=3.0 if c.load_in_4bit else 8.0, weights_dtype="bfloat16")
+
+    monkeypatch.setattr(train, "train", fake_train)
+    demo = train.compare_precisions(train.recipe_for("embedded"), None, [{}] * 100, tmp_path, steps=4)
+    assert calls == ["empty", "reset", ("train", True, 4, 32), "empty", "reset", ("train", False, 4, 32)]
+    assert (demo["4bit"]["peak_mb"], demo["unquantized"]["peak_mb"]) == (900.0, 2100.0) and demo["device"] == "cuda"
+    assert (demo["4bit"]["tokens_per_s"], demo["unquantized"]["tokens_per_s"], demo["speed_ratio"]) == (200.0, 400.0, 0.5)
+    assert demo["weights_saving_pct"] == 62.5 and demo["unquantized"]["dtype"] == "bfloat16"
+
+
+def test_without_bitsandbytes_there_is_no_4bit_run_to_compare(monkeypatch, tmp_path):
+    monkeypatch.setattr(train, "resolve_engine", lambda c: ("trl", False, "adamw_torch", []))
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("nothing is trained"))
+    assert train.compare_precisions(train.recipe_for("embedded"), None, [{}] * 10, tmp_path) == {
+        "ran": False, "why": "bitsandbytes is not installed: no 4-bit base to compare"}
