@@ -18,9 +18,11 @@ FAMILIES = {  # MODEL -> (family, serving template, training mask)
 }
 SHORT = {
     "01_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50},
-    "03_train_qlora": {"MAX_STEPS": 10, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False, "LEARNING_RATE": 2e-3},
+    # the second adapter on the other engine: vLLM serves an Unsloth and a TRL adapter of each family
+    "03_train_qlora": {"MAX_STEPS": 10, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False, "LEARNING_RATE": 2e-3,
+                       "SECOND_ADAPTER": "engine", "DEMO_QUANTIZATION": False},
     "04_evaluate": {"N_BOOT": 50, "MAX_ROWS": 40},
-    "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6},
+    "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6, "STRUCTURED_ROWS": 24, "N_BOOT": 50},
 }
 
 
@@ -45,6 +47,7 @@ def test_the_playbook_runs_on_each_family(model, tmp_path):
     assert (summary["model"]["training_template_hash"] is not None) == (mask == "trl training template")
     trained = json.loads((run_dir / "03_train_qlora.json").read_text())
     assert trained["engine"] == "unsloth" and trained["second_adapter"]["engine"] == "trl"
+    assert trained["second_adapter"]["changed"] == {"engine": ["unsloth", "trl"]}
     for adapter in (trained["adapter_dir"], trained["second_adapter"]["adapter_dir"]):
         meta = json.loads((Path(adapter) / "ftplay_adapter.json").read_text())
         assert meta["family"] == family and meta["template"]["serving_template"] == template
