@@ -292,6 +292,7 @@ def _env(run_dir):
         Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TQDM_DISABLE", "1")  # an executed notebook is a document: bars would stay at 0% in it
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' own ("Loading weights") read this one
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # and datasets' (TRL's "Truncating train dataset")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ["FTPLAY_RUN_DIR"] = str(run_dir)
 
