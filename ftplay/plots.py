@@ -139,6 +139,8 @@ def table(obj, decimals=3, column="value"):
 
     if is_dataclass(obj) and not isinstance(obj, type):
         obj = asdict(obj)
+    if isinstance(obj, dict):  # a dict of configs reads as one row per config
+        obj = {k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in obj.items()}
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return pd.DataFrame({column: ["not recorded" if obj is None else _cell(obj, decimals)]})
     if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import footprint, prompts, standins
+from . import footprint, progress, prompts, standins
 from .errors import ConfigError, FtplayError, check, type_problems
 
 log = logging.getLogger(__name__)
@@ -380,6 +380,15 @@ class _StepLog:
         class CB(TrainerCallback):
             def on_train_begin(self, args, state, control, **kw):
                 outer.t0 = outer.last = (time.time(), state.global_step)
+                # a bar in JupyterLab, count and time left on `ftplay run`'s terminal (a resumed run starts part way)
+                outer.bar = progress.bar(total=state.max_steps, desc="training", unit="step")
+                outer.bar.update(state.global_step)
+
+            def on_step_end(self, args, state, control, **kw):
+                outer.bar.update(1)
+
+            def on_train_end(self, args, state, control, **kw):
+                outer.bar.close()
 
             def on_log(self, args, state, control, logs=None, **kw):
                 now = (time.time(), state.global_step)
@@ -390,9 +399,22 @@ class _StepLog:
                     outer.last = now
                 with open(outer.path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
-                log.info("step %s %s", state.global_step, {k: v for k, v in rec.items() if k != "step"})
+                log.info("%s", step_line(rec, state.max_steps))
 
         return CB()
+
+
+def step_line(rec, max_steps):
+    """One log line for a train_log.jsonl record: 'step 40/321: loss 1.747, 2,100 tokens/s'."""
+    head = f"step {rec['step']}/{max_steps}"
+    if "loss" in rec:
+        speed = f", {rec['tokens_per_s']:,.0f} tokens/s" if rec.get("tokens_per_s") else ""
+        return f"{head}: loss {rec['loss']:.3f}{speed}"
+    if "eval_loss" in rec:
+        return f"{head}: eval loss {rec['eval_loss']:.3f}"
+    if "train_runtime" in rec:
+        return f"{head}: done in {progress.fmt_seconds(rec['train_runtime'])}, mean loss {rec.get('train_loss', float('nan')):.3f}"
+    return f"{head}: {', '.join(f'{k} {v}' for k, v in rec.items() if k not in ('step', 'epoch'))}"
 
 
 @dataclass
@@ -465,6 +487,11 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
                          train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
                          callbacks=[step_log.as_callback()])
+    # transformers prints every log dict itself (PrinterCallback with disable_tqdm): _StepLog says each once, in a line
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     last = _last_checkpoint(ckpt_dir) if resume else None
     if last is None and log_path.exists():
         log_path.unlink()  # a fresh run starts a fresh log
