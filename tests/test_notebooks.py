@@ -86,7 +86,10 @@ def _read(run_dir, stem):
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_playbook_runs_every_notebook(playbook_run):
+    from test_outputs import run_noise
+
     run_dir, summary = playbook_run
+    assert run_noise(run_dir) == [], "library noise, stderr or a bare repr in an executed notebook"
     failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
     assert not failed, failed
     assert list(summary["notebooks"]) == list(stages.ORDER)
