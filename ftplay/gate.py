@@ -227,7 +227,9 @@ def decide(results, paired, cfg=GateConfig(), leakage=None):
     leaks = {k: v for k, v in (leakage or {}).items() if v}
     if leakage is not None:
         checks.append(_check("leakage", BLOCK if leaks else PASS,
-                             f"held-out rows leak into the training rows 03 used: {leaks}; re-run 02" if leaks else
+                             f"held-out rows leak into the training rows 03 used: {leaks}: the held-out score counts rows "
+                             "the model was taught; with a given HELDOUT_PATH drop their twins from the training "
+                             "file (02 lists them), else re-run 02" if leaks else
                              "no held-out row (or near twin) among the training rows 03 used", "leakage_recheck"))
     states = {c["status"] for c in checks}
     verdict = "stop" if BLOCK in states else NOT_PROVEN if NOT_PROVEN in states else "ship"

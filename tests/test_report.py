@@ -391,3 +391,17 @@ def test_a_valid_but_wrong_structured_adapter_is_named(tmp_path):
     assert "(base valid 100%, accuracy 0.100; triage valid 100%, accuracy 0.120)" in items(rep)["served"]["summary"]
     assert any(n.startswith("structured output: triage answers valid JSON but wrong labels (accuracy 0.120")
                for n in rep["ship"]["notes"])
+
+
+def test_a_given_splits_own_leak_is_a_note_and_04s_recheck_decides(tmp_path):
+    recs = copy.deepcopy(RUN)
+    recs["02_curate_data"].update(leakage={"exact": 25, "near": 699}, leakage_curated={"exact": 6, "near": 253},
+                                  split={"train": 3069, "heldout": 3080, "made_here": False})
+    rep = report.build(write_run(tmp_path, recs))
+    assert items(rep)["curated"]["status"] == "done" and rep["ship"]["verdict"] == "YES"
+    assert any("the given held-out split (HELDOUT_PATH) shares rows with its train file: {'exact': 25, 'near': 699} "
+               "as given, {'exact': 6, 'near': 253} after curation" in n for n in rep["ship"]["notes"])
+    recs["04_evaluate"] = with_04(leakage={"exact": 1, "near": 44})["04_evaluate"]
+    rep = report.build(write_run(tmp_path, recs))
+    assert rep["ship"]["verdict"] == "NO"
+    assert any("drop their twins from the training file" in t for t in texts(rep, "blocks"))
