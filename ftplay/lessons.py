@@ -3,12 +3,16 @@
 Mistake 2, leakage: a row-by-row split of the raw export scored by the classical reference, its
 held-out rows grouped by what they share with train. Mistake 4, edge cases: the fine-tune's
 accuracy on the training rows of a slice against the same slice's held-out and production rows.
+Mistake 5, the base model updates: the adapter on its own base, the same adapter loaded on the new
+base (what a silent upgrade serves), and a re-fine-tune on the new base, on the same rows.
 """
 import re
+import warnings
+from dataclasses import replace
 
 import numpy as np
 
-from . import evaluate, quality
+from . import evaluate, identity, models, prompts, quality, train
 def leakage_demo(raw_rows, grouped_train, grouped_heldout, production, labels, near=0.65, fraction=0.2, seed=0):
     """Mistake 2 ("held-out includes data leaked from training: scores look great, production fails")
     measured with the classical reference, in seconds: the raw export split row by row, as a naive
@@ -112,3 +116,47 @@ def read_edge_cases(edge):
         parts.append(f"{name} ({r['train_rows']} training rows): train {acc(t)}, held-out {acc(h)}, production "
                      f"{acc(p)}; {reading}.")
     return " ".join(parts)
+
+
+def base_update(old_ref, new_ref, adapter, cfg, train_rows, heldout, labels, system_prompt, old_preds, out_dir,
+                batch_size=32, n_boot=200):
+    """Mistake 5 ("your fine-tune is on 3.1, Llama 3.3 ships") measured on `heldout`: the adapter on the
+    base it was trained on (`old_preds`, 04's scores), the same adapter loaded on `new_ref` (what a
+    silent base upgrade serves; the pre-flight check says it no longer fits), and the same recipe
+    `cfg` re-trained on `new_ref` from `train_rows` into `out_dir`."""
+    check = identity.check_base(adapter, new_ref)
+    tok = models.load_tokenizer(new_ref)
+    y = [r["label"] for r in heldout]
+
+    def scored(model):
+        scorer = evaluate.LabelScorer(model, tok, labels, system_prompt, batch_size=batch_size)
+        return evaluate.score(y, scorer.predict([r["text"] for r in heldout]), labels, n_boot=n_boot)
+
+    stale = scored(models.load_model(new_ref, adapter))
+    msgs = [prompts.messages(r["text"], labels, r["label"], system_prompt=system_prompt) for r in train_rows]
+    with warnings.catch_warnings():
+        if not train._gpu_present():  # Unsloth's CPU fallback is the stock transformers path: import order is moot
+            warnings.filterwarnings("ignore", message="WARNING: Unsloth should be imported before", category=UserWarning)
+        res = train.train(replace(cfg, save_steps=0, logging_steps=max(cfg.logging_steps, 40)), new_ref, msgs, None,
+                          out_dir, resume=False)
+    train.write_adapter_meta(res.adapter_dir, new_ref, labels, system_prompt)
+    fresh = scored(models.load_model(new_ref, res.adapter_dir))
+    old = evaluate.score(y, old_preds, labels, n_boot=n_boot)
+    pick = lambda m: {k: m[k] for k in ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
+    return {"old_base": f"{old_ref.requested}@{old_ref.revision}", "new_base": f"{new_ref.requested}@{new_ref.revision}",
+            "check": {"changed": check.changed, "message": check.message}, "rows": len(heldout),
+            "systems": {"adapter on its own base": pick(old), "same adapter on the new base": pick(stale),
+                        "re-fine-tuned on the new base": pick(fresh)},
+            "refit": {"adapter_dir": str(res.adapter_dir), "steps": res.steps, "seconds": res.seconds}}
+
+
+def read_base_update(demo):
+    """The base-update demonstration in words."""
+    s = demo["systems"]
+    old, stale, fresh = (s["adapter on its own base"]["macro_f1"], s["same adapter on the new base"]["macro_f1"],
+                         s["re-fine-tuned on the new base"]["macro_f1"])
+    return (f"The pre-flight check on the new base: {demo['check']['message']}. Loaded anyway, the adapter trained on "
+            f"{demo['old_base']} scores macro-F1 {stale:.3f} on {demo['new_base']}, against {old:.3f} on its own base: "
+            f"its weights are deltas to weights that are gone. The same recipe re-trained on the new base "
+            f"({demo['refit']['steps']} steps, {demo['refit']['seconds']:.0f} s) scores {fresh:.3f}. A new base means "
+            "a new fine-tune, and a new comparison against the new base.")

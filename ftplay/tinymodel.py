@@ -126,7 +126,7 @@ def _pretrain(model, tokenizer, texts, spec):
             opt.zero_grad(set_to_none=True)
             bar.update(1)
     bar.close()
-    model.pretrain_loss = float(loss)
+    model.pretrain_loss = float(loss.detach())
     return model
 
 

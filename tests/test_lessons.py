@@ -57,3 +57,16 @@ def test_edge_case_readings():
     assert "distribution mismatch" in lessons.read_edge_cases(row(0.62, 0.60, 0.41))
     assert "not learned" in lessons.read_edge_cases(row(0.15, 0.17, 0.1))
     assert "learned: about as right" in lessons.read_edge_cases(row(0.8, 0.75, 0.7))
+
+
+def test_base_update_reading_names_the_check_and_the_three_scores():
+    m = lambda f1: {"accuracy": f1 + 0.1, "macro_f1": f1}
+    demo = {"old_base": "embedded@aaa", "new_base": "embedded:1@bbb", "rows": 237,
+            "check": {"changed": True, "message": "adapter trained on embedded@aaa, base is now embedded:1@bbb: re-fine-tune"},
+            "systems": {"adapter on its own base": m(0.506), "same adapter on the new base": m(0.039),
+                        "re-fine-tuned on the new base": m(0.319)},
+            "refit": {"adapter_dir": "x", "steps": 321, "seconds": 41.0}}
+    text = lessons.read_base_update(demo)
+    assert "base is now embedded:1@bbb: re-fine-tune" in text
+    assert "scores macro-F1 0.039 on embedded:1@bbb, against 0.506 on its own base" in text
+    assert "(321 steps, 41 s) scores 0.319" in text

@@ -161,6 +161,10 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert leak["twin_same_label"]["n"] > 0 and leak["twin_same_label"]["accuracy"] > leak["no_twin"]["accuracy"]
     edge = ev["lessons"]["edge_cases"]          # mistake 4: the rarest label and the negated requests
     assert len(edge) == 2 and all(e["train"]["n"] > 0 for e in edge.values())
+    bu = ev["lessons"]["base_update"]           # mistake 5: the adapter on a new base, and a re-fine-tune there
+    own, stale, fresh = (bu["systems"][k]["macro_f1"] for k in
+                         ("adapter on its own base", "same adapter on the new base", "re-fine-tuned on the new base"))
+    assert bu["check"]["changed"] is True and stale < own and fresh > stale, bu["systems"]
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
     assert base["reference"]["rows_per_s"] > 0 and base["reference"]["selective_curve"]
     decided = _read(run_dir, "00_decide_approach")   # 00 ran after 01: it decided from 01's numbers
