@@ -170,8 +170,10 @@ def test_lm_eval_against_vllm_agrees_with_ftplay_row_by_row(tmp_path):
         structured = serve_checks.structured_scores(client, ["base", "a", "b"], rows, labels, system, n_boot=20)
         res = harness.score_served(srv.url, ["base", "a", "b"], rows, labels, system, structured,
                                    tmp_path / "eval_framework", api_key=key)
-        cli = subprocess.run(harness.cli_command(srv.url, "b", tmp_path / "eval_framework"),
-                             env={**os.environ, "OPENAI_API_KEY": key}, capture_output=True, text=True, timeout=300)
+        argv = harness.cli_command(srv.url, "b", tmp_path / "eval_framework")
+        argv[0] = str(Path(sys.executable).parent / argv[0])   # the venv's script: make test does not activate it
+        cli = subprocess.run(argv, env={**os.environ, "OPENAI_API_KEY": key}, capture_output=True, text=True,
+                             timeout=300)
     assert "OPENAI_API_KEY" not in os.environ or os.environ["OPENAI_API_KEY"] != key
     assert res["ran"] and res["framework"] == "lm-eval" and res["version"] == "0.4.13" and res["rows"] == 24
     assert res["agree"] is True, harness.findings(res)
