@@ -19,6 +19,7 @@ date (Llama 3.x) renders the same prompt at training time and on any later servi
 import json
 from dataclasses import dataclass
 
+from . import formats
 from .errors import FtplayError
 
 DEFAULT_SYSTEM_PROMPT = "You triage customer support tickets. Answer with exactly one category: {labels}."
@@ -29,6 +30,21 @@ MASK_METHODS = ("template markers", "trl training template", "render difference"
 
 
 # ---------------------------------------------------------------- messages
+REPLY_INTRO = "You answer customer support tickets."
+
+
+def reply_system_text(fmt, system_prompt=None):
+    """The reply task's system prompt: `system_prompt` when given, else REPLY_INTRO and the format's
+    own description (ftplay/formats.py), so the prompt states the exact lines a reply must have."""
+    return system_prompt or f"{REPLY_INTRO} {fmt.description}"
+
+
+def reply_messages(text, fmt, reply=None, *, system_prompt=None, shots=()):
+    """Chat messages for one ticket of the reply task: the format's system prompt, optional (text,
+    reply) shots, the ticket, and the reply when given (a training example)."""
+    return messages(text, (), reply, system_prompt=reply_system_text(fmt, system_prompt), shots=shots)
+
+
 def system_text(labels, system_prompt=None):
     """The system prompt with `{labels}` replaced by the comma-separated label list. Plain
     replacement, not str.format: a prompt that shows JSON such as {"label": ...} stays as written."""

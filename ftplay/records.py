@@ -70,3 +70,28 @@ def read_or_empty(run_dir, stem):
 def read_all(run_dir, stems=stages.STEMS):
     """{stem: Record or None (not run)} for `stems` (default every stage)."""
     return {s: read(run_dir, s, missing_ok=True) for s in stems}
+
+
+def task_of(run_dir):
+    """The task the records in `run_dir` are for: the `task` field 02, 03 or 01 wrote ("classify" for a
+    run recorded before tasks existed)."""
+    for stem in (stages.CURATE, stages.TRAIN, stages.BASELINE, stages.EVALUATE):
+        rec = read(run_dir, stem, missing_ok=True)
+        if rec is not None:
+            return rec.get("task") or stages.CLASSIFY
+    return None
+
+
+def task_runs(run_dir):
+    """{task: folder} of every task recorded in the run: the run directory's own task first, then each
+    <run_dir>/<task>/ that holds records. A run of one task gives one entry."""
+    run_dir = Path(run_dir)
+    out = {}
+    first = task_of(run_dir)
+    if first:
+        out[first] = run_dir
+    for task in stages.TASKS:
+        sub = run_dir / task
+        if task not in out and sub.is_dir() and task_of(sub):
+            out[task_of(sub)] = sub
+    return out

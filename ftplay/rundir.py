@@ -129,10 +129,12 @@ def secret(name, value=""):
     return value or os.environ.get(f"FTPLAY_{name}", "")
 
 
-def record(run_dir, stem, results, config=None, started=None):
-    """Write `<run_dir>/<stem>.json` with results plus the resolved config (secrets redacted),
-    versions and timing."""
+def record(run_dir, stem, results, config=None, started=None, task=None):
+    """Write `<run_dir>/<stem>.json` with results plus the task it is for (`task`, when given), the
+    resolved config (secrets redacted), versions and timing."""
     payload = redact(dict(results))
+    if task is not None:
+        payload["task"] = task
     if config is not None:
         payload["config"] = redact(asdict(config) if is_dataclass(config) else config)
     payload["versions"] = versions()

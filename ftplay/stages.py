@@ -42,6 +42,23 @@ STEMS = tuple(STAGES)   # numeric order: how reports list them
 ORDER = (BASELINE, DECIDE, CURATE, TRAIN, EVALUATE, SERVE, COSTS)
 TRAINING = (CURATE, TRAIN, EVALUATE)   # the stages that want a GPU (modal_app runs them there)
 
+# The tasks a playbook run can fine-tune for (notebook parameter TASK). The first task of a run writes
+# into the run directory itself, each further one into <run dir>/<task>/ (`task_dir`); 01-04 run once
+# per task, 00 (the decision), 06 (one server for every task's adapter) and 05 (each task priced) once.
+CLASSIFY, REPLY = "classify", "reply"
+TASKS = {CLASSIFY: "ticket triage: one category per ticket (a narrow, high-volume task)",
+         REPLY: "a support reply in the house format (a format prompting alone does not hold)"}
+DEFAULT_TASKS = (CLASSIFY, REPLY)   # the default playbook runs both
+PER_TASK = (BASELINE, CURATE, TRAIN, EVALUATE)
+ADAPTER_NAMES = {CLASSIFY: "triage", REPLY: "reply"}   # the served name of each task's adapter
+
+
+def task_dir(run_dir, task, first=CLASSIFY):
+    """Where `task`'s records go: the run directory for the run's first task, else <run_dir>/<task>."""
+    from pathlib import Path
+
+    return Path(run_dir) if task == first else Path(run_dir) / task
+
 
 def record_name(stem):
     """`<stem>.json`, the record a stage writes; ValueError naming the stages for an unknown stem."""

@@ -30,7 +30,7 @@ LAYERS = {
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
     "model builders": (15, {"standins"}),
-    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "__init__"}),
+    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
 SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
