@@ -30,13 +30,15 @@ def _in_order(by_stem):
                                                                     if s not in stages.ORDER}
 
 
-def load_params(path):
+def load_params(path, with_tasks=False):
     """Read a params YAML: flat `NAME: value` for every notebook that declares NAME, plus an
-    optional `notebooks: {stem: {NAME: value}}` for one notebook only."""
+    optional `notebooks: {stem: {NAME: value}}` for one notebook only, an optional `TASKS: [...]`
+    (the tasks to run, see `tasks_of`) and `tasks: {task: {NAME: value}}` for one task only
+    (returned third when `with_tasks`)."""
     import yaml
 
     if path is None:
-        return {}, {}
+        return ({}, {}, {}) if with_tasks else ({}, {})
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"--params {path}: file not found")
@@ -49,11 +51,80 @@ def load_params(path):
     if not isinstance(data, dict):
         raise ConfigError(f"--params {path}: expected a mapping of NAME: value")
     per = data.pop("notebooks", {}) or {}
-    return data, per
+    per_task = data.pop("tasks", {}) or {}
+    if not isinstance(per_task, dict):
+        raise ConfigError(f"--params {path}: tasks must map a task name to NAME: value pairs")
+    return (data, per, per_task) if with_tasks else (data, per)
 
 
-def plan(only=None, params=None, per_notebook=None):
-    """[(stem, path, parameters)] to execute; unknown names and notebooks are errors up front."""
+# The reply task's own data, passed to its notebooks unless the params file's `tasks: {reply: {...}}` says
+# otherwise (the classification task's are the notebooks' own defaults).
+TASK_PARAMS = {stages.CLASSIFY: {},
+               stages.REPLY: {"TRAIN_PATH": "data/replies_raw.csv", "PRODUCTION_PATH": "data/replies_production.csv",
+                              "OUTPUT_FIELD": "reply", "REPLY_FORMAT": "house"}}
+# What defines one task's data: given flat in a params file they are the run's first task's (a run on your own
+# data is one task unless TASKS names more); another task takes them from TASK_PARAMS and `tasks:`.
+TASK_DATA = ("TASK", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
+             "OUTPUT_FIELD", "REPLY_FORMAT", "SYSTEM_PROMPT", "PII_ACCEPTED")
+
+
+class Group(tuple):
+    """One task's notebooks run into one folder: (task, folder relative to the run directory, todo)."""
+    task = property(lambda self: self[0])
+    sub = property(lambda self: self[1])
+    todo = property(lambda self: self[2])
+
+
+def tasks_of(params):
+    """The tasks a run covers: the params' TASKS list; else the one task of a run on given data (a TASK or
+    any data parameter set flat); else stages.DEFAULT_TASKS (the default playbook: both tasks)."""
+    given = params.get("TASKS")
+    if given is not None:
+        given = [given] if isinstance(given, str) else list(given)
+        bad = [t for t in given if t not in stages.TASKS]
+        if bad or not given or len(set(given)) != len(given):
+            raise ConfigError(f"TASKS={given!r}: name each task once, from {', '.join(stages.TASKS)}",
+                              "cannot run the playbook")
+        if "TASK" in params and params["TASK"] != given[0]:
+            raise ConfigError(f"TASK={params['TASK']!r} but TASKS starts with {given[0]!r}: the flat data parameters "
+                              "are the first task's; drop TASK or put it first in TASKS", "cannot run the playbook")
+        return given
+    if params.get("TASK") is not None and params["TASK"] not in stages.TASKS:
+        raise ConfigError(f"TASK={params['TASK']!r} is not a task; choose from {', '.join(stages.TASKS)}",
+                          "cannot run the playbook")
+    if any(k in params for k in TASK_DATA):
+        return [params.get("TASK", stages.CLASSIFY)]
+    return list(stages.DEFAULT_TASKS)
+
+
+def plan_groups(only=None, params=None, per_notebook=None, per_task=None):
+    """[Group] to execute in order: the first task's notebooks (01, 00, 02, 03, 04) into the run directory,
+    each further task's 01-04 into <run dir>/<task>, then 06 and 05 (once, over every task) into the run
+    directory. `per_task`: {task: {NAME: value}} from the params file's `tasks:` section."""
+    params, per_task = dict(params or {}), dict(per_task or {})
+    tasks = tasks_of(params)
+    params.pop("TASKS", None)
+    bad = [t for t in per_task if t not in stages.TASKS]
+    if bad:
+        raise ConfigError(f"tasks.{bad[0]}: no such task; tasks: {', '.join(stages.TASKS)}", "cannot run the playbook")
+    groups, first = [], tasks[0]
+    shared = {k: v for k, v in params.items() if k not in TASK_DATA}
+    for i, task in enumerate(tasks):
+        values = {**TASK_PARAMS[task], **(params if i == 0 else shared), **(per_task.get(task) or {}), "TASK": task}
+        todo = plan(only, values, per_notebook, lenient=("TASK",) + tuple(TASK_PARAMS[task]))
+        mine = [t for t in todo if t[0] in stages.PER_TASK or (i == 0 and t[0] not in (stages.SERVE, stages.COSTS))]
+        if mine:
+            groups.append(Group((task, "" if i == 0 else str(stages.task_dir("", task, first)), mine)))
+    rest = [t for t in plan(only, {**params, "TASK": first}, per_notebook, lenient=("TASK",))
+            if t[0] in (stages.SERVE, stages.COSTS)]
+    if rest:
+        groups.append(Group((first, "", rest)))
+    return groups
+
+
+def plan(only=None, params=None, per_notebook=None, lenient=()):
+    """[(stem, path, parameters)] to execute; unknown names and notebooks are errors up front. `lenient`:
+    names passed only to the notebooks that declare them, without an error where none does."""
     nbs = notebooks()
     params, per_notebook = params or {}, per_notebook or {}
     problems = []
@@ -70,7 +141,7 @@ def plan(only=None, params=None, per_notebook=None):
     declared = {s: declared_parameters(p) for s, p in nbs.items()}
     every = set().union(*[set(d) for d in declared.values()]) if declared else set()
     for name in params:
-        if name not in every:
+        if name not in every and name not in lenient:
             problems.append(f"parameter {name} is declared by no notebook; known: {', '.join(sorted(every))}")
     for stem, values in per_notebook.items():
         if stem not in nbs:
@@ -298,63 +369,90 @@ def _env(run_dir):
 
 
 def run(params_path=None, only=None, out=None, run_root="runs", progress=print, params=None, per_notebook=None,
-        force=False):
+        force=False, per_task=None):
     """Execute the notebooks; returns (run_dir, summary). Parameters come from the YAML at
-    `params_path`, else from `params` / `per_notebook` (same shapes). Stops at the first failing
-    notebook, keeping everything that ran before it, and records the failing cell in the summary.
+    `params_path`, else from `params` / `per_notebook` / `per_task` (same shapes). Each task of the
+    run (`plan_groups`) runs its notebooks into its own folder. Stops at the first failing notebook,
+    keeping everything that ran before it, and records the failing cell in the summary.
     `force`: run into an `out` whose finished notebooks ran with other parameters (check_same_run)."""
-    params, per = load_params(params_path) if params_path else (params or {}, per_notebook or {})
-    todo = plan(only, params, per)
-    check_types(todo)
-    check_ranges(todo)
-    check_inputs(todo)
+    if params_path:
+        params, per, per_task = load_params(params_path, with_tasks=True)
+    else:
+        params, per, per_task = params or {}, per_notebook or {}, per_task or {}
+    groups = plan_groups(only, params, per, per_task)
+    every = [t for g in groups for t in g.todo]
+    check_types(every)
+    check_ranges(every)
+    check_inputs(every)
     # --out is the caller's path, resolved once here: the notebooks run with the repository root as
     # their working directory, so a relative RUN_DIR would land in another folder than the summary
     out = Path(out).expanduser().resolve() if out else None
-    check_order(todo, out)
-    check_adapters(todo, out)
-    check_same_run(todo, out, force)
+    for sub, todo in _by_folder(groups).items():
+        where = out / sub if out and sub else out
+        check_order(todo, where)
+        check_adapters(todo, where)
+        check_same_run(todo, where, force)
     run_dir = out or rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _locked(run_dir):
-        return _execute(todo, run_dir, progress)
+        return _execute(groups, run_dir, progress)
 
 
-def _execute(todo, run_dir, progress):
+def _by_folder(groups):
+    """{folder relative to the run directory: the todo of every group that writes there}."""
+    out = {}
+    for g in groups:
+        out.setdefault(g.sub, []).extend(g.todo)
+    return out
+
+
+def step_name(sub, stem):
+    """How the summary names a notebook of a run: its stem, or <task folder>/<stem> for a further task."""
+    return f"{sub}/{stem}" if sub else stem
+
+
+def _execute(groups, run_dir, progress):
     import papermill as pm
 
-    (run_dir / "notebooks").mkdir(exist_ok=True)
+    if groups and not isinstance(groups[0], Group):   # a plain todo list: one task into the run directory
+        groups = [Group((stages.CLASSIFY, "", groups))]
     _env(run_dir)
     kernels.remove_stale_connection_files()
     status, passed = {}, set()
     previous = kernels.catch_ctrl_c()
     try:
-        for stem, path, values in todo:
-            values = {**values, "RUN_DIR": str(run_dir)} if "RUN_DIR" in declared_parameters(path) else values
-            for name in [k for k, v in values.items() if rundir.is_secret(k) and isinstance(v, str) and v]:
-                # a secret reaches the kernel through its environment (rundir.secret reads it there): as a
-                # papermill parameter it would be written into the executed notebook and summary.json
-                os.environ[f"FTPLAY_{name}"] = values.pop(name)
-                passed.add(f"FTPLAY_{name}")
-            out_nb = run_dir / "notebooks" / path.name
-            CURRENT.update(stem=stem, notebook=out_nb, run_dir=run_dir)
-            progress(f"[ftplay] {stem} ...")
-            t0 = time.time()
-            try:
-                with Watch(stem, run_dir, progress) as watch:
-                    pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
-                                        kernel_name="python3", progress_bar=False, log_output=False,
-                                        kernel_manager_class=kernels.manager(), engine_name=watch.engine())
-                status[stem] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
-            except pm.PapermillExecutionError as e:
-                status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
-                                "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}
-            except Exception as e:  # kernel died, bad notebook...
-                status[stem] = {"status": "failed", "seconds": round(time.time() - t0, 1),
-                                "cell": None, "error": f"{type(e).__name__}: {e}"[:2000]}
-            _html(out_nb, run_dir / "html" / f"{stem}.html")
-            progress(f"[ftplay] {stem}: {status[stem]['status']} in {status[stem]['seconds']} s")
-            if status[stem]["status"] != "ok":
+        for group in groups:
+            where = run_dir / group.sub if group.sub else run_dir
+            (where / "notebooks").mkdir(parents=True, exist_ok=True)
+            for stem, path, values in group.todo:
+                name = step_name(group.sub, stem)
+                values = {**values, "RUN_DIR": str(where)} if "RUN_DIR" in declared_parameters(path) else values
+                for secret in [k for k, v in values.items() if rundir.is_secret(k) and isinstance(v, str) and v]:
+                    # a secret reaches the kernel through its environment (rundir.secret reads it there): as a
+                    # papermill parameter it would be written into the executed notebook and summary.json
+                    os.environ[f"FTPLAY_{secret}"] = values.pop(secret)
+                    passed.add(f"FTPLAY_{secret}")
+                out_nb = where / "notebooks" / path.name
+                CURRENT.update(stem=name, notebook=out_nb, run_dir=where)
+                progress(f"[ftplay] {name} ...")
+                t0 = time.time()
+                try:
+                    with Watch(name, where, progress) as watch:
+                        pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
+                                            kernel_name="python3", progress_bar=False, log_output=False,
+                                            kernel_manager_class=kernels.manager(), engine_name=watch.engine())
+                    status[name] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
+                except pm.PapermillExecutionError as e:
+                    status[name] = {"status": "failed", "seconds": round(time.time() - t0, 1),
+                                    "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}
+                except Exception as e:  # kernel died, bad notebook...
+                    status[name] = {"status": "failed", "seconds": round(time.time() - t0, 1),
+                                    "cell": None, "error": f"{type(e).__name__}: {e}"[:2000]}
+                _html(out_nb, where / "html" / f"{stem}.html")
+                progress(f"[ftplay] {name}: {status[name]['status']} in {status[name]['seconds']} s")
+                if status[name]["status"] != "ok":
+                    break
+            if any(v["status"] != "ok" for v in status.values()):
                 break
     finally:  # a secret is this run's only: the next run in this process must not inherit it
         for var in passed:
@@ -440,25 +538,51 @@ def summarise(run_dir, status):
     summary["serving"] = {k: serve.get(k) for k in ("adapters_served", "load_test")}
     summary["label_warnings"] = records.read_or_empty(run_dir, stages.CURATE).get("label_warnings") or []
     summary["cost"] = cost.get("verdict")
+    summary["tasks"] = {task: _task_summary(run_dir, where) for task, where in records.task_runs(run_dir).items()}
     rep = report.build(run_dir, status)
     summary["ship_report"] = rep
     summary["decision"] = rep["ship"]  # the report's verdict: every checklist item done
     return summary
 
 
+# what the summary shows of each task's base and fine-tuned scores (the first of these each system has)
+TASK_METRICS = ("accuracy", "macro_f1", "macro_f1_ci", "valid_rate", "valid_ci", "field_accuracy",
+                "field_accuracy_ci", "chrf", "chrf_ci")
+
+
+def _task_summary(run_dir, where):
+    """One task's place and scores: {dir, heldout: {n, base, finetuned}, production: {...}} from its 04 record."""
+    ev = records.read_or_empty(where, stages.EVALUATE)
+    out = {"dir": str(Path(where).relative_to(run_dir)) if Path(where) != Path(run_dir) else ".",
+           "adapter": records.read_or_empty(where, stages.TRAIN).get("adapter_dir")}
+    for split in ("heldout", "production"):
+        out[split] = {"n": ev.at(split, "n")}
+        for system in ("base", "finetuned"):
+            m = ev.at(split, "systems", system, default={})
+            out[split][system] = {k: m[k] for k in TASK_METRICS if k in m}
+    return out
+
+
+def _task_line(task, split, s):
+    b, f = s.get("base") or {}, s.get("finetuned") or {}
+    keys = [k for k in ("accuracy", "macro_f1", "valid_rate", "field_accuracy", "chrf") if k in b or k in f]
+    names = {"accuracy": "acc", "macro_f1": "macro-F1", "valid_rate": "valid", "field_accuracy": "fields",
+             "chrf": "chrF"}
+    show = lambda m: " ".join(f"{names[k]} {_f(m.get(k))}" for k in keys)  # noqa: E731
+    return f"{task:<9} {split:<10} n={s['n']:<4} base {show(b)} | fine-tuned {show(f)}"
+
+
 def format_summary(summary):
     """The printed summary: each notebook's time, base vs fine-tuned, the cost verdict, ship or not."""
-    lines = ["", f"Run: {summary['run_dir']}", "", "notebook                  status    seconds"]
+    lines = ["", f"Run: {summary['run_dir']}", "", f"{'notebook':<30} status    seconds"]
     for stem, v in summary["notebooks"].items():
         extra = f"  cell {v.get('cell')}: {v.get('error', '')[:120]}" if v["status"] != "ok" else ""
-        lines.append(f"{stem:<25} {v['status']:<9} {v['seconds']:>7}{extra}")
+        lines.append(f"{stem:<30} {v['status']:<9} {v['seconds']:>7}{extra}")
     lines.append("")
-    for split in ("heldout", "production"):
-        s = summary.get(split) or {}
-        if s.get("n"):
-            b, f = s["base"], s["finetuned"]
-            lines.append(f"{split:<10} n={s['n']:<4} base acc {_f(b.get('accuracy'))} macro-F1 {_f(b.get('macro_f1'))}"
-                         f" | fine-tuned acc {_f(f.get('accuracy'))} macro-F1 {_f(f.get('macro_f1'))}")
+    for task, t in (summary.get("tasks") or {}).items():
+        for split in ("heldout", "production"):
+            if (t.get(split) or {}).get("n"):
+                lines.append(_task_line(task, split, t[split]))
     if summary.get("label_warnings"):
         from .data import format_label_warnings  # 02's wording of them
 

@@ -368,3 +368,32 @@ def test_after_sigkill_the_next_run_removes_the_kernel_file_and_takes_the_lock(t
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "summary.json").read_text())["notebooks"]["00_decide_approach"]["status"] == "ok"
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
+
+
+def test_the_default_playbook_runs_both_tasks_each_into_its_own_folder():
+    groups = runner.plan_groups()
+    assert [(g.task, g.sub, [t[0][:2] for t in g.todo]) for g in groups] == [
+        ("classify", "", ["01", "00", "02", "03", "04"]), ("reply", "reply", ["01", "02", "03", "04"]),
+        ("classify", "", ["06", "05"])]
+    reply = {stem: values for stem, _, values in groups[1].todo}
+    assert reply["02_curate_data"]["TASK"] == "reply"
+    assert reply["02_curate_data"]["TRAIN_PATH"] == runner.TASK_PARAMS["reply"]["TRAIN_PATH"]
+    assert "TASK" not in {k for _, _, v in groups[2].todo for k in v}, "05 and 06 serve and price every task"
+
+
+def test_flat_data_parameters_make_a_one_task_run_and_other_tasks_keep_their_own_data():
+    one = runner.plan_groups(None, {"TRAIN_PATH": "x.csv", "SEED": 3})
+    assert [g.task for g in one] == ["classify", "classify"] and all(g.sub == "" for g in one)
+    reply = runner.plan_groups(["02"], {"TASK": "reply", "TRAIN_PATH": "b.csv"})
+    assert [(g.task, g.sub) for g in reply] == [("reply", "")]
+    assert reply[0].todo[0][2]["TRAIN_PATH"] == "b.csv" and reply[0].todo[0][2]["TASK"] == "reply"
+    both = runner.plan_groups(["02"], {"TASKS": ["classify", "reply"], "TRAIN_PATH": "mine.csv", "SEED": 3},
+                              per_task={"reply": {"MAX_SEQ_LEN": 256}})
+    (_, _, first), (_, _, second) = both[0].todo[0], both[1].todo[0]
+    assert first["TRAIN_PATH"] == "mine.csv" and second["TRAIN_PATH"] == runner.TASK_PARAMS["reply"]["TRAIN_PATH"]
+    assert first["SEED"] == second["SEED"] == 3, "a shared knob reaches every task"
+    assert second["MAX_SEQ_LEN"] == 256 and "MAX_SEQ_LEN" not in first
+    for bad in ({"TASKS": ["classify", "poem"]}, {"TASKS": ["reply", "reply"]}, {"TASK": "poem"},
+                {"TASKS": ["classify", "reply"], "TASK": "reply"}):
+        with pytest.raises(ConfigError):
+            runner.plan_groups(None, bad)
