@@ -109,7 +109,7 @@ UNBOUNDED = {}
 
 # Parameters that define a run's data and model: every notebook of one run directory must agree on
 # them, or its records describe two different runs (runner.check_same_run).
-RUN_IDENTITY = ("MODEL", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
+RUN_IDENTITY = ("MODEL", "TASK", "OUTPUT_FIELD", "REPLY_FORMAT", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
                 "HELDOUT_FRACTION", "NEAR_DUP_THRESHOLD", "MAX_TRAIN_PER_LABEL", "REDACT_PII", "DROP_TRUNCATED",
                 "SYSTEM_PROMPT")
 

@@ -574,10 +574,15 @@ def _task_line(task, split, s):
 
 def format_summary(summary):
     """The printed summary: each notebook's time, base vs fine-tuned, the cost verdict, ship or not."""
-    lines = ["", f"Run: {summary['run_dir']}", "", f"{'notebook':<30} status    seconds"]
+    lines = ["", f"Run: {summary['run_dir']}", "", f"{'notebook':<30} status    seconds  budget"]
     for stem, v in summary["notebooks"].items():
         extra = f"  cell {v.get('cell')}: {v.get('error', '')[:120]}" if v["status"] != "ok" else ""
-        lines.append(f"{stem:<30} {v['status']:<9} {v['seconds']:>7}{extra}")
+        budget = stages.budget(stem)
+        over = " over budget" if budget and v["status"] == "ok" and v["seconds"] > budget else ""
+        lines.append(f"{stem:<30} {v['status']:<9} {v['seconds']:>7} {budget or '-':>7}{over}{extra}")
+    ok = [v["seconds"] for v in summary["notebooks"].values()]
+    lines.append(f"{'total':<30} {'':<9} {round(sum(ok), 1):>7} {stages.BUDGET_TOTAL_S:>7}  (budgets: the default "
+                 "playbook on 2 CPU cores)")
     lines.append("")
     for task, t in (summary.get("tasks") or {}).items():
         for split in ("heldout", "production"):

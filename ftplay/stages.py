@@ -65,3 +65,17 @@ def record_name(stem):
     if stem not in STAGES:
         raise ValueError(f"{stem!r} is not a stage of the playbook; stages: {', '.join(STEMS)}")
     return STAGES[stem].record
+
+
+# Seconds each notebook of the default playbook may take on the teaching machine (2 CPU cores, warm
+# caches); the summary prints them beside the times and benchmarks/playbook_time.py checks the total.
+# Further tasks' notebooks are named <task>/<stem>, as the runner's summary names them.
+BUDGET_TOTAL_S = 480
+BUDGET_S = {BASELINE: 20, DECIDE: 5, CURATE: 10, TRAIN: 70, EVALUATE: 60,
+            f"{REPLY}/{BASELINE}": 35, f"{REPLY}/{CURATE}": 10, f"{REPLY}/{TRAIN}": 90, f"{REPLY}/{EVALUATE}": 60,
+            SERVE: 100, COSTS: 10}
+
+
+def budget(name):
+    """The default playbook's budget in seconds for notebook `name` (a stem or <task>/<stem>), or None."""
+    return BUDGET_S.get(name)
