@@ -63,7 +63,12 @@ def refit(old_run, model, out=None, run_root="runs", progress=print):
     progress(f"[ftplay] refit: {old} trained on {base.trained_on}, re-fine-tuning on {base.base}"
              + (" (the same base: a reproducibility run)" if base.changed is False else ""))
     per, dropped = refit_params(recorded, model)
-    run_dir, summary = runner.run(only=list(per), out=out, run_root=run_root, per_notebook=per, progress=progress)
+    tasks = records.task_runs(old)   # every task the old run fine-tuned, each with the parameters it ran with
+    per_task = {task: {"notebooks": refit_params(runner.recorded_params(where), model)[0]}
+                for task, where in list(tasks.items())[1:]}
+    params = {"TASKS": list(tasks)} if tasks else {}
+    run_dir, summary = runner.run(only=list(per), out=out, run_root=run_root, params=params, per_notebook=per,
+                                  per_task=per_task, progress=progress)
     cmp = compare(old, run_dir) | {"base_check": asdict(base), "dropped_params": dropped}
     rundir.write_json(Path(run_dir) / "refit_compare.json", cmp)
     return run_dir, summary, cmp

@@ -100,7 +100,8 @@ def tasks_of(params):
 def plan_groups(only=None, params=None, per_notebook=None, per_task=None):
     """[Group] to execute in order: the first task's notebooks (01, 00, 02, 03, 04) into the run directory,
     each further task's 01-04 into <run dir>/<task>, then 06 and 05 (once, over every task) into the run
-    directory. `per_task`: {task: {NAME: value}} from the params file's `tasks:` section."""
+    directory. `per_task`: {task: {NAME: value, notebooks: {stem: {NAME: value}}}} from the params file's
+    `tasks:` section (its `notebooks:` for that task's notebook only)."""
     params, per_task = dict(params or {}), dict(per_task or {})
     tasks = tasks_of(params)
     params.pop("TASKS", None)
@@ -110,8 +111,12 @@ def plan_groups(only=None, params=None, per_notebook=None, per_task=None):
     groups, first = [], tasks[0]
     shared = {k: v for k, v in params.items() if k not in TASK_DATA}
     for i, task in enumerate(tasks):
-        values = {**TASK_PARAMS[task], **(params if i == 0 else shared), **(per_task.get(task) or {}), "TASK": task}
-        todo = plan(only, values, per_notebook, lenient=("TASK",) + tuple(TASK_PARAMS[task]))
+        own = dict(per_task.get(task) or {})
+        per_nb = {**per_notebook} if per_notebook else {}
+        for stem, values in (own.pop("notebooks", None) or {}).items():   # this task's notebook only
+            per_nb[stem] = {**(per_nb.get(stem) or {}), **values}
+        values = {**TASK_PARAMS[task], **(params if i == 0 else shared), **own, "TASK": task}
+        todo = plan(only, values, per_nb, lenient=("TASK",) + tuple(TASK_PARAMS[task]))
         mine = [t for t in todo if t[0] in stages.PER_TASK or (i == 0 and t[0] not in (stages.SERVE, stages.COSTS))]
         if mine:
             groups.append(Group((task, "" if i == 0 else str(stages.task_dir("", task, first)), mine)))
@@ -183,13 +188,15 @@ def check_inputs(todo):
                                 "(relative paths are relative to the repository root)")
         train = eff.get("TRAIN_PATH")
         p = _existing(train)
-        if p is not None and ("load", str(p)) not in seen:
-            seen.add(("load", str(p)))
+        key = ("load", str(p), eff.get("TASK"), eff.get("OUTPUT_FIELD"))
+        if p is not None and key not in seen:
+            seen.add(key)
             try:
+                reply = eff.get("TASK") == stages.REPLY
                 rows = dataload.load(p, eff.get("FORMAT", "auto"), eff.get("TEXT_FIELD", "text"),
-                                 eff.get("LABEL_FIELD", "label"))
+                                     eff.get("LABEL_FIELD", "label"), eff.get("OUTPUT_FIELD") if reply else None)
                 labels = {r["label"] for r in rows}
-                if len(labels) < 2:
+                if len(labels) < 2 and not reply:   # a reply task may have no categories (one group)
                     problems.append(f"TRAIN_PATH={train!r} has {len(labels)} label(s) "
                                     f"{sorted(labels)}; a classifier needs at least 2: point TRAIN_PATH at the full export")
             except FtplayError as e:

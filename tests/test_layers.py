@@ -25,7 +25,7 @@ LAYERS = {
     "refit": (80, {"refit"}),
     "runner": (70, {"runner"}),
     "report": (60, {"report"}),
-    "stages": (50, {"decide", "data", "evaluate", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
+    "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
     "stage helpers": (40, {"quality", "dataload"}),
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
@@ -33,7 +33,7 @@ LAYERS = {
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
+SIDEWAYS = {("replies", "evaluate"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
 def imports(path, mods=None):
