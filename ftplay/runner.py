@@ -194,7 +194,7 @@ def check_inputs(todo):
             try:
                 reply = eff.get("TASK") == stages.REPLY
                 rows = dataload.load(p, eff.get("FORMAT", "auto"), eff.get("TEXT_FIELD", "text"),
-                                     eff.get("LABEL_FIELD", "label"), eff.get("OUTPUT_FIELD") if reply else None)
+                                     eff.get("LABEL_FIELD", "label"), output_field=eff.get("OUTPUT_FIELD") if reply else None)
                 labels = {r["label"] for r in rows}
                 if len(labels) < 2 and not reply:   # a reply task may have no categories (one group)
                     problems.append(f"TRAIN_PATH={train!r} has {len(labels)} label(s) "
