@@ -16,23 +16,40 @@ import argparse
 import csv
 import json
 import random
+import sys
 from pathlib import Path
-
-from sampledata.checks import tfidf_check, verify
-from sampledata.fragments import INSTRUCTION, SEED, SYSTEM
-from sampledata.generate import make_pretrain, make_prod, make_raw, stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+sys.path.insert(0, str(ROOT))  # ftplay.formats and ftplay.prompts (stdlib only): the reply format is defined once
+
+from ftplay import formats, prompts  # noqa: E402
+from sampledata.checks import tfidf_check, verify, verify_replies  # noqa: E402
+from sampledata.fragments import INSTRUCTION, SEED, SYSTEM  # noqa: E402
+from sampledata.generate import make_pretrain, make_prod, make_raw, stamp  # noqa: E402
+from sampledata.replies import make_replies  # noqa: E402
+
+COLUMNS = ["ticket_id", "created_at", "channel", "text", "label"]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict], columns=COLUMNS) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["ticket_id", "created_at", "channel", "text", "label"])
+        w.writerow(columns)
         for r in rows:
-            w.writerow([r["ticket_id"], r["created_at"], r["channel"], r["text"], r["label"]])
+            w.writerow([r[c] for c in columns])
+
+
+def write_json(path: Path, defects: dict) -> None:
+    path.write_text("{\n" + ",\n".join(f' "{k}": {json.dumps(v)}' for k, v in defects.items()) + "\n}\n",
+                    encoding="utf-8")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def main(check: bool = False, out: Path = DATA) -> None:
@@ -50,8 +67,7 @@ def main(check: bool = False, out: Path = DATA) -> None:
                "empty_or_trivial": tagged("empty_or_trivial"), "over_long": tagged("over_long"),
                "pii_email": tagged("pii_email"), "pii_phone": tagged("pii_phone"), "pii_card": tagged("pii_card"),
                "clean": ids(clean)}
-    (out / "planted_defects.json").write_text(
-        "{\n" + ",\n".join(f' "{k}": {json.dumps(v)}' for k, v in defects.items()) + "\n}\n", encoding="utf-8")
+    write_json(out / "planted_defects.json", defects)
 
     prod, n_typo = make_prod(rng, [r["text"] for r in all_rows])
     stamp(prod, rng, start_id=500000, year_from=2026)
@@ -64,22 +80,34 @@ def main(check: bool = False, out: Path = DATA) -> None:
     first = [r for r in all_rows if r["ticket_id"] in clean_ids][:20]
     ex = out / "examples"
     ex.mkdir(parents=True, exist_ok=True)
-    with (ex / "tickets.instruction.jsonl").open("w", encoding="utf-8", newline="\n") as f:
-        for r in first:
-            f.write(json.dumps({"instruction": INSTRUCTION, "input": r["text"], "output": r["label"]}, ensure_ascii=False) + "\n")
-    with (ex / "tickets.chat.jsonl").open("w", encoding="utf-8", newline="\n") as f:
-        for r in first:
-            msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["text"]},
-                    {"role": "assistant", "content": r["label"]}]
-            f.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
-
+    write_jsonl(ex / "tickets.instruction.jsonl",
+                [{"instruction": INSTRUCTION, "input": r["text"], "output": r["label"]} for r in first])
+    write_jsonl(ex / "tickets.chat.jsonl", [{"messages": [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": r["text"]},
+        {"role": "assistant", "content": r["label"]}]} for r in first])
     hard, amb = verify(clean, pii_rows, plants, prod, n_typo, all_rows, defects)
+
+    # the reply task: the same rows with a reference reply in the house format (ftplay/formats.py)
+    reply_defects = make_replies(clean, pii_rows, plants, prod)
+    write_csv(out / "replies_raw.csv", all_rows, COLUMNS + ["reply"])
+    write_csv(out / "replies_production.csv", prod, COLUMNS + ["reply"])
+    write_json(out / "planted_reply_defects.json", reply_defects)
+    clean_replies = set(reply_defects["clean"])
+    first = [r for r in all_rows if r["ticket_id"] in clean_replies][:20]
+    system = prompts.reply_system_text(formats.HOUSE)
+    write_jsonl(ex / "replies.instruction.jsonl",
+                [{"instruction": system, "input": r["text"], "output": r["reply"], "label": r["label"]} for r in first])
+    write_jsonl(ex / "replies.chat.jsonl", [{"label": r["label"], "messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": r["text"]},
+        {"role": "assistant", "content": r["reply"]}]} for r in first])
+    verify_replies(all_rows, prod, defects, reply_defects)
     from collections import Counter
     print(f"raw rows: {len(all_rows)} (clean {len(clean)}; hard share {hard:.2f}, ambiguous share {amb:.2f})")
     print("raw labels:", dict(Counter(r["label"] for r in all_rows).most_common()))
     print(f"production rows: {len(prod)} (typo rows {n_typo})")
     print("production labels:", dict(Counter(r["label"] for r in prod).most_common()))
     print("defects:", {k: len(v) for k, v in defects.items()})
+    print("reply defects:", {k: len(v) for k, v in reply_defects.items()})
     if check:
         tfidf_check([r for r in all_rows if r["ticket_id"] in clean_ids], prod)
 

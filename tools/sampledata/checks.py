@@ -90,3 +90,49 @@ def tfidf_check(clean, prod):
         q = mk().fit(X, y).predict(xp)
         print(f"[{name}] raw clean 80/20: acc={accuracy_score(yte, p):.3f} macroF1={f1_score(yte, p, average='macro'):.3f}"
               f" | raw clean -> production: acc={accuracy_score(yp, q):.3f} macroF1={f1_score(yp, q, average='macro'):.3f}")
+
+
+def verify_replies(all_rows, prod, defects, reply_defects):
+    """The reply files hold what data/README.md promises: clean replies parse in the house format with exactly
+    the fields the ticket gives, duplicates share their source's reply, conflicts do not, and every planted
+    reply defect is what its key says (and the only one of its kind)."""
+    from ftplay import formats
+    from sampledata.replies import N_LEAKED, N_OFF_FORMAT, N_OVER_LONG, N_RESTATED, N_TRIVIAL, fields
+
+    byid = {r["ticket_id"]: r for r in all_rows}
+    assert all(r["reply"].strip() for r in all_rows + prod), "every row has a reply (the loader refuses an empty one)"
+    for r in [byid[i] for i in reply_defects["clean"]] + prod:
+        ok, got = formats.parse(formats.HOUSE, r["reply"])
+        assert ok and got == fields(r["label"], r["facts"], r["name"]), (r["ticket_id"], r["reply"])
+        if not r["kind"].endswith("+typo"):  # a typo may mangle a product name; the reply writes it properly
+            for v in [v for _, v in r["facts"]] + ([r["name"]] if r["name"] else []):
+                assert v.lower() in r["text"].lower(), (r["ticket_id"], v)
+        assert len(r["reply"].split()) < 120, r["ticket_id"]
+    for k in ("exact_duplicates", "normalised_duplicates", "near_duplicates", "conflicts"):
+        assert reply_defects[k] == defects[k], k
+    for a, b in defects["exact_duplicates"] + defects["normalised_duplicates"] + defects["near_duplicates"]:
+        assert byid[a]["reply"] == byid[b]["reply"]
+    for a, b in defects["conflicts"]:
+        assert normalise(byid[a]["reply"]) != normalise(byid[b]["reply"])
+    for i in reply_defects["off_format"]:
+        assert not formats.valid(formats.HOUSE, byid[i]["reply"]) and len(byid[i]["reply"].split()) >= 5, i
+    for i in reply_defects["trivial_replies"]:
+        assert len(re.findall(r"[^\W_]+", byid[i]["reply"])) <= 2 and len(byid[i]["reply"]) <= 8, i
+    long = {r["ticket_id"] for r in all_rows if len(r["reply"].split()) >= 400}
+    assert long == set(reply_defects["over_long_replies"]), sorted(long)
+    assert all(formats.valid(formats.HOUSE, byid[i]["reply"]) for i in long)
+    pii = lambda t: EMAIL_RE.findall(t) and True or has_phone(t) or bool(CARD_RE.search(t))
+    hits = {r["ticket_id"] for r in all_rows + prod if pii(r["reply"])}
+    assert hits == set(reply_defects["pii_restated"]) | set(reply_defects["pii_leaked"]), sorted(hits)
+    for i in reply_defects["pii_restated"]:
+        r = byid[i]
+        assert all(v in r["text"] and v in r["reply"] for v in r["pii"].values()) and r["pii"], i
+    for i in reply_defects["pii_leaked"]:
+        assert not pii(byid[i]["text"]), i
+    counts = {k: len(v) for k, v in reply_defects.items()}
+    expect = dict(off_format=N_OFF_FORMAT, trivial_replies=N_TRIVIAL, over_long_replies=N_OVER_LONG,
+                  pii_leaked=N_LEAKED, pii_restated=N_RESTATED)
+    for k, v in expect.items():
+        assert counts[k] == v, (k, counts[k])
+    defect_ids = {i for k in expect for i in reply_defects[k]}
+    assert set(reply_defects["clean"]) == set(defects["clean"]) - defect_ids

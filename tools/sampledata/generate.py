@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from sampledata.fragments import (CHANNELS, HARD, INTENTS, LABELS, LOG_LINES, N_CLEAN, N_PROD, PROD_EXTRA, PROD_SKEW,
                                   PROD_SLOTS, RAW_SKEW, SEED, SLOTS, THREAD_TURNS)
-from sampledata.text import compose, fill, jaccard, normalise, paraphrase, quota, renormalise, too_close, typo, words
+from sampledata.text import (compose, fill, jaccard, normalise, paraphrase, quota, renormalise, ticket_facts, too_close,
+                             typo, words)
 
 
 # --------------------------------------------------------------------------- raw export
@@ -16,9 +17,9 @@ def make_raw(rng: random.Random):
     pool: list[set] = []
     norms: set[str] = set()
 
-    def new_unique(label, channel, slots=SLOTS, long=False, tries=400):
+    def new_unique(label, channel, info, slots=SLOTS, long=False, tries=400):
         for _ in range(tries):
-            text, kind = compose(label, rng, channel, slots, long=long)
+            text, kind = compose(label, rng, channel, slots, long=long, info=info)
             ws = words(text)
             if normalise(text) not in norms and not too_close(ws, pool):
                 pool.append(ws)
@@ -29,8 +30,9 @@ def make_raw(rng: random.Random):
     n_pii = 98
     for label in quota(N_CLEAN + n_pii, RAW_SKEW, rng):
         ch = rng.choice(CHANNELS)
-        text, kind = new_unique(label, ch, long=rng.random() < 0.12)
-        rows.append(dict(text=text, label=label, channel=ch, kind=kind, tags=set(), src=None))
+        info = {}
+        text, kind = new_unique(label, ch, info, long=rng.random() < 0.12)
+        rows.append(dict(text=text, label=label, channel=ch, kind=kind, tags=set(), src=None, **info))
     # PII on the last 98 base rows: 60 e-mail, 40 phone (8 overlap), 10 card (4 overlap)
     first, last = ["alex", "jordan", "sam", "maria", "li", "noah", "emma", "raj", "zoe", "karl"], \
                   ["smith", "garcia", "nguyen", "muller", "okafor", "rossi", "kowalski", "tanaka", "brown", "silva"]
@@ -47,23 +49,25 @@ def make_raw(rng: random.Random):
     pii_rows = rows[N_CLEAN:]
     for j, row in enumerate(pii_rows):
         for _ in range(100):  # the added sentence must not make two PII rows look alike
-            add, tags = [], set()
+            add, tags, pii = [], set(), {}
             if j < 60:
                 e = (f"{rng.choice(first)}{rng.choice(['.', '_', ''])}{rng.choice(last)}{rng.choice(['', str(rng.randrange(10, 99))])}"
                      f"@{rng.choice(['example.com', 'example.org', 'mail.example.com'])}")
-                add.append(rng.choice(email_tpl).format(e=e)); tags.add("pii_email")
+                add.append(rng.choice(email_tpl).format(e=e)); tags.add("pii_email"); pii["email"] = e
             if 52 <= j < 92:
                 p = re.sub(r"\{d\}", lambda m: str(rng.randrange(10)), rng.choice(phones))
-                add.append(rng.choice(phone_tpl).format(p=p)); tags.add("pii_phone")
+                add.append(rng.choice(phone_tpl).format(p=p)); tags.add("pii_phone"); pii["phone"] = p
             if j >= 88:
-                add.append(rng.choice(card_tpl).format(c=rng.choice(cards))); tags.add("pii_card")
+                tpl = rng.choice(card_tpl)  # drawn before the number, as always: the same texts
+                pii["card"] = rng.choice(cards)
+                add.append(tpl.format(c=pii["card"])); tags.add("pii_card")
             rng.shuffle(add)
             t = row["text"] + " " + " ".join(add) if rng.random() < 0.7 else " ".join(add) + " " + row["text"]
             if not too_close(words(t), [p for k, p in enumerate(pool) if k != N_CLEAN + j]):
                 break
         else:
             raise RuntimeError("PII row too close to another row")
-        row["text"], row["tags"] = t, tags
+        row["text"], row["tags"], row["pii"] = t, tags, pii
         pool[N_CLEAN + j] = words(t)
     clean = rows[:N_CLEAN]
     # sources: every planted duplicate points at a distinct clean row
@@ -101,31 +105,33 @@ def make_raw(rng: random.Random):
     trivial = ["", "   ", "asdf", "?", "help", "test", "hello??", "x", "n/a", "pls"]
     for t in trivial:
         plants.append(dict(text=t, label="other", channel=rng.choice(["web", "chat"]), kind="trivial",
-                           tags={"empty_or_trivial"}, src=None))
+                           tags={"empty_or_trivial"}, src=None, facts=[], name=None))
     for k in range(8):
         plants.append(dict(over_long(k, rng), channel="email", kind="long", tags={"over_long"}, src=None))
     return clean, pii_rows, plants
 
 
 def over_long(k: int, rng: random.Random) -> dict:
+    fills = []  # (slot, value, position): what the ticket states, for its reply
     if k % 2 == 0:
         intro = fill(rng.choice(["Sync keeps failing on {device}, full log below.", "The export job dies every night. Log:",
                                  "Here is the console output you asked for, the app froze again.",
-                                 "Crash again after the update, pasting everything I have."]), rng)
+                                 "Crash again after the update, pasting everything I have."]), rng, facts=fills)
         lines, target = [intro], rng.randint(420, 780)
         while len(" ".join(lines).split()) < target:
             t = f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}"
             lines.append(rng.choice(LOG_LINES).format(t=t, k=rng.randrange(1, 400), m=rng.randrange(2, 9000)))
-        return dict(text="\n".join(lines), label="bug")
+        return dict(text="\n".join(lines), label="bug", **ticket_facts([], [], fills))
     label = rng.choice(["refund", "billing", "shipping", "account"])
-    head = fill(rng.choice(HARD[label] + INTENTS[label]), rng)
+    head = fill(rng.choice(HARD[label] + INTENTS[label]), rng, facts=fills)
     parts, target = [head], rng.randint(420, 780)
     while len(" ".join(parts).split()) < target:
         who = rng.choice(SLOTS["name"])
         when = f"{rng.choice(['Mon', 'Tue', 'Wed', 'Thu', 'Fri'])}, {rng.randint(1, 28)} {rng.choice(['Mar', 'Apr', 'May', 'Jun'])}"
         parts.append(f"\n\n> On {when}, {who} from Support wrote:\n> " + " ".join(rng.sample(THREAD_TURNS, 3)))
-        parts.append("\n\n" + fill(rng.choice(INTENTS[label]), rng) + " " + " ".join(rng.sample(THREAD_TURNS, 2)))
-    return dict(text="".join(parts), label=label)
+        parts.append("\n\n" + fill(rng.choice(INTENTS[label]), rng, facts=fills) + " "
+                     + " ".join(rng.sample(THREAD_TURNS, 2)))
+    return dict(text="".join(parts), label=label, **ticket_facts([], [], fills))
 
 
 # --------------------------------------------------------------------------- production
@@ -137,7 +143,8 @@ def make_prod(rng: random.Random, raw_texts: list[str]):
     while len(out) < N_PROD:
         label = labels[len(out)]
         ch = rng.choice(CHANNELS)
-        text, kind = compose(label, rng, ch, PROD_SLOTS, extra=PROD_EXTRA, long=True)
+        info = {}
+        text, kind = compose(label, rng, ch, PROD_SLOTS, extra=PROD_EXTRA, long=True, info=info)
         n_sent = len(re.findall(r"[.!?](\s|$)", text))
         if n_sent < 3 or n_sent > 7:
             continue
@@ -147,7 +154,7 @@ def make_prod(rng: random.Random, raw_texts: list[str]):
         if too_close(ws, raw_pool) or too_close(ws, pool):
             continue
         pool.append(ws)
-        out.append(dict(text=text, label=label, channel=ch, kind=kind))
+        out.append(dict(text=text, label=label, channel=ch, kind=kind, **info))
         n_typo += kind.endswith("+typo")
     return out, n_typo
 

@@ -10,8 +10,15 @@ from sampledata.fragments import (AMBIGUOUS, CAUSAL, CONFUSE, CONTEXT, DELETABLE
 
 
 # --------------------------------------------------------------------------- a ticket's core
-def fill(t: str, rng: random.Random, slots=SLOTS) -> str:
-    return re.sub(r"\{(\w+?)2?\}", lambda m: rng.choice(slots[m.group(1)]), t)
+def fill(t: str, rng: random.Random, slots=SLOTS, facts: list | None = None) -> str:
+    """`t` with every {slot} filled; `facts`, when given, gets (slot, value, position in `t`) of each fill, in
+    order (what the reply generator restates; recording draws nothing, so the texts stay the same)."""
+    def one(m):
+        value = rng.choice(slots[m.group(1)])
+        if facts is not None:
+            facts.append((m.group(1), value, m.start()))
+        return value
+    return re.sub(r"\{(\w+?)2?\}", one, t)
 
 
 def cap(s: str) -> str:
@@ -71,8 +78,10 @@ def too_close(ws: set, pool: list[set], thr: float = 0.5) -> bool:
     return any(jaccard(ws, p) >= thr for p in pool)
 
 
-def compose(label: str, rng: random.Random, channel: str, slots=SLOTS, extra=None, long=False) -> tuple[str, str]:
-    """Return (text, kind) with kind in {'plain', 'hard', 'ambiguous'}."""
+def compose(label: str, rng: random.Random, channel: str, slots=SLOTS, extra=None, long=False,
+            info: dict | None = None) -> tuple[str, str]:
+    """Return (text, kind) with kind in {'plain', 'hard', 'ambiguous'}. `info`, when given, gets what the
+    ticket states: "facts" [(slot, value)] and "name" (the customer's, from the opener or sign-off, or None)."""
     r = rng.random()
     amb = [t for t, c in AMBIGUOUS if label in c]
     if r < P_AMB and amb:
@@ -83,11 +92,12 @@ def compose(label: str, rng: random.Random, channel: str, slots=SLOTS, extra=Non
         core, kind = [plain_core(label, rng, extra)], "plain"
     other = rng.choice([l for l in LABELS if l != label])
     sec = rng.choice(CONFUSE[label]) if kind == "hard" else label
-    parts = []
+    parts, own = [], []  # own: indices of the parts where a {name} is the writer's own (opener, sign-off)
     if channel == "phone" and rng.random() < 0.5:
         parts.append(rng.choice(PHONE_OPENERS))
     elif rng.random() < 0.5:
         parts.append(rng.choice(OPENERS))
+        own.append(0)
     if rng.random() < (0.7 if long else 0.35):
         parts.append(rng.choice(CONTEXT[other]))
     if long and rng.random() < 0.5:
@@ -102,11 +112,37 @@ def compose(label: str, rng: random.Random, channel: str, slots=SLOTS, extra=Non
     if rng.random() < (0.4 if long else 0.15):
         parts.append(rng.choice(URGENCY))
     if rng.random() < (0.6 if long else 0.35):
+        own.append(len(parts))
         parts.append(rng.choice(SIGNOFFS))
-    text = fill(" ".join(parts), rng, slots)
+    fills: list = []
+    text = fill(" ".join(parts), rng, slots, fills)
+    if info is not None:
+        info.update(ticket_facts(parts, own, fills))
     if len(text) > 1 and rng.random() < 0.05:  # hurried lower-case writers
         text = text.lower()
     return text, kind
+
+
+# what a reply's Details line restates: amounts, dates, order and invoice numbers, product and plan names, and the
+# feature, device, error and carrier a ticket names
+FACT_SLOTS = ("amount", "date", "order", "ref", "product", "feature", "device", "error", "carrier")
+
+
+def ticket_facts(parts: list[str], own: list[int], fills: list) -> dict:
+    """{"facts": [(slot, value)] of FACT_SLOTS in order of appearance, each value once; "name": the first
+    {name} filled into an opener or sign-off (a name elsewhere is someone else's, e.g. 'your agent {name}')}."""
+    starts, at = [], 0
+    for p in parts:
+        starts.append(at)
+        at += len(p) + 1
+    spans = [(starts[i], starts[i] + len(parts[i])) for i in own]
+    facts, seen = [], set()
+    for slot, value, pos in fills:
+        if slot in FACT_SLOTS and value not in seen:
+            seen.add(value)
+            facts.append((slot, value))
+    name = next((v for s, v, pos in fills if s == "name" and any(a <= pos < b for a, b in spans)), None)
+    return {"facts": facts, "name": name}
 
 
 def typo(text: str, rng: random.Random) -> str:
