@@ -1,8 +1,9 @@
 """Data files: read CSV, instruction JSONL or chat JSONL strictly into rows, every bad line named; write JSONL.
 
 `load` reads a file into rows {"id", "text", "label", "source"} and reports every bad line at once
-("FILE:LINE: field 'x': what is wrong; expected ..."), before anything is written. Curation
-(`ftplay.data`) starts from these rows.
+("FILE:LINE: field 'x': what is wrong; expected ..."), before anything is written. For the reply task
+(`output_field` given) every row also has "output", the reference reply. Curation (`ftplay.data`)
+starts from these rows.
 """
 import csv
 import io
@@ -10,12 +11,13 @@ import json
 import logging
 from pathlib import Path
 
-from ftplay import rundir
+from ftplay import rundir, stages
 from ftplay.errors import DataError, check
 
 log = logging.getLogger(__name__)
 
-TEXT_FIELD, LABEL_FIELD = "text", "label"
+TEXT_FIELD, LABEL_FIELD, OUTPUT_FIELD = "text", "label", "reply"
+NO_LABEL = "-"             # the reply task's label of a row whose file has none: one group for split and slices
 FORMATS = ("auto", "csv", "instruction", "chat")
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS = 50          # per file; a file broken on every line is reported by its first 50 problems
@@ -105,13 +107,18 @@ def _sniff(path, text, probs):
     return "jsonl"  # empty: reported by the JSONL reader
 
 
-def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD):
+def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD, output_field=None):
     """Rows {"id", "text", "label", "source"} from a CSV, instruction-JSONL or chat-JSONL file. A label
     is stripped of surrounding spaces; a row whose label had some keeps it as written in "label_raw"
     (curation reports them).
 
+    `output_field` given (the reply task): every row also has "output", the reference reply as written:
+    the CSV column `output_field`, an instruction record's `output`, a chat record's last assistant turn
+    (in JSONL any non-empty `output_field` selects this). The label is then a category to split and slice
+    by: the CSV's `label_field` column, a JSONL record's optional "label" key; without either, NO_LABEL.
+
     Raises DataError listing every problem (up to MAX_PROBLEMS) as "FILE:LINE: field 'x': ...".
-    A CSV row with an empty text is loaded (curation reports it as trivial); an empty label is not.
+    A CSV row with an empty text is loaded (curation reports it as trivial); an empty label or reply is not.
     """
     path = Path(path)
     probs, rows, fmt = _Problems(path.name), [], format
@@ -127,9 +134,9 @@ def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD):
     if text is not None:
         fmt = _sniff(path, text, probs) if format == "auto" else format
         if fmt == "csv":
-            rows = _load_csv(path, text, text_field, label_field, probs)
+            rows = _load_csv(path, text, text_field, label_field, probs, output_field)
         elif fmt in ("instruction", "chat", "jsonl"):
-            rows = _load_jsonl(path, text, fmt, probs)
+            rows = _load_jsonl(path, text, fmt, probs, bool(output_field))
     probs.raise_if_any()
     seen = {}
     for r in rows:
@@ -140,7 +147,7 @@ def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD):
     return rows
 
 
-def _load_csv(path, text, text_field, label_field, probs):
+def _load_csv(path, text, text_field, label_field, probs, output_field=None):
     # csv's default limit (131,072 characters a field) would report a long ticket (a pasted log) as a
     # malformed row; it is read, and 02's length check against MAX_SEQ_LEN drops or keeps it
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
@@ -153,27 +160,36 @@ def _load_csv(path, text, text_field, label_field, probs):
                 continue
             if header is None:
                 header = [h.strip() for h in rec]
-                missing = [(f, p) for f, p in ((text_field, "TEXT_FIELD"), (label_field, "LABEL_FIELD"))
-                           if f not in header]
+                need = [(text_field, "TEXT_FIELD")] + ([(output_field, "OUTPUT_FIELD")] if output_field else
+                                                       [(label_field, "LABEL_FIELD")])
+                missing = [(f, p) for f, p in need if f not in header]
                 for f, param in missing:
                     probs.add(start, f, f"no column {f!r} in the header; columns found: {', '.join(header)}",
                               f"a {f!r} column, or set {param} to the column that holds it")
                 if missing:
                     return []
-                ti, li = header.index(text_field), header.index(label_field)
+                ti = header.index(text_field)
+                li = header.index(label_field) if label_field in header else None  # optional for replies
+                oi = header.index(output_field) if output_field else None
+                if output_field and li is None:
+                    log.info("%s: no %r column: every reply row is in one group %r", path.name, label_field, NO_LABEL)
                 ii = header.index("ticket_id") if "ticket_id" in header else None
                 continue
             if len(rec) != len(header):
                 probs.add(start, "(row)", f"{len(rec)} fields but the header has {len(header)}",
                           f"{len(header)} comma-separated fields; quote a text that contains commas")
                 continue
-            label = rec[li].strip()
+            label = rec[li].strip() if li is not None else NO_LABEL
             if not label:
                 probs.add(start, label_field, "empty label", "one of the category names")
                 continue
+            if oi is not None and not rec[oi].strip():
+                probs.add(start, output_field, "empty reply", "the reference reply the model should write")
+                continue
             rid = rec[ii].strip() if ii is not None and rec[ii].strip() else f"{path.stem}:{start}"
             rows.append({"id": rid, "text": rec[ti], "label": label, "source": f"{path.name}:{start}",
-                         **({"label_raw": rec[li]} if rec[li] != label else {})})
+                         **({"label_raw": rec[li]} if li is not None and rec[li] != label else {}),
+                         **({"output": rec[oi]} if oi is not None else {})})
     except csv.Error as e:
         probs.add(line, "(row)", f"malformed CSV ({e}); a quote opened here is never closed",
                   "balanced double quotes; write a quote inside a quoted field as \"\"")
@@ -252,7 +268,14 @@ def _parse_chat(rec, n, probs):
     return from_chat(msgs)
 
 
-def _load_jsonl(path, text, fmt, probs):
+def _label_of(rec, n, probs):
+    """A reply record's optional category: its "label" key (a non-empty string), else NO_LABEL."""
+    if "label" not in rec:
+        return NO_LABEL
+    return rec["label"].strip() if _expect_str(probs, n, "label", rec["label"]) else None
+
+
+def _load_jsonl(path, text, fmt, probs, replies=False):
     rows = []
     lines = text.split("\n")
     for n, line in enumerate(lines, 1):
@@ -272,11 +295,16 @@ def _load_jsonl(path, text, fmt, probs):
         if fmt == "jsonl":  # auto-detect saw no records; decide per record
             fmt = "chat" if "messages" in rec else "instruction"
         parsed = (_parse_chat if fmt == "chat" else _parse_instruction)(rec, n, probs)
-        if parsed:
+        label = _label_of(rec, n, probs) if replies else None
+        if parsed and (label or not replies):
             rid = rec.get("id")
             rid = str(rid) if isinstance(rid, (str, int)) and str(rid) else f"{path.stem}:{n}"
             raw = (next(m["content"] for m in reversed(rec["messages"]) if m["role"] == "assistant")
                    if fmt == "chat" else rec["output"])
+            if replies:  # the answer is the reply, as written; the label a category
+                rows.append({"id": rid, "text": parsed[0], "label": label, "source": f"{path.name}:{n}", "output": raw,
+                             **({"label_raw": rec["label"]} if rec.get("label", label) != label else {})})
+                continue
             rows.append({"id": rid, "text": parsed[0], "label": parsed[1], "source": f"{path.name}:{n}",
                          **({"label_raw": raw} if raw != parsed[1] else {})})
     if not rows and not probs.items:
@@ -298,7 +326,11 @@ def write_jsonl(path, rows):
 
 
 def load_split(run_dir, name):
-    """A split 02 wrote into <run_dir>/data (chat JSONL) as rows; [] when it holds no rows (e.g. no
-    production samples were given)."""
+    """A split 02 wrote into <run_dir>/data (chat JSONL) as rows, with "output" when 02 curated the reply
+    task (its data_card.json says "task"); [] when it holds no rows (e.g. no production samples were given)."""
     path = Path(run_dir) / "data" / f"{name}.jsonl"
-    return load(path, "chat") if path.exists() and path.read_text().strip() else []
+    if not (path.exists() and path.read_text().strip()):
+        return []
+    card = Path(run_dir) / "data" / "data_card.json"
+    task = json.loads(card.read_text(encoding="utf-8")).get("task") if card.exists() else None
+    return load(path, "chat", output_field=OUTPUT_FIELD if task == stages.REPLY else None)
