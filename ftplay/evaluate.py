@@ -24,14 +24,15 @@ class Prediction:
 # ---------------------------------------------------------------- prompts
 class ShotPicker:
     """Few-shot examples: `fixed` (one per label, same for every ticket) or `retrieved`
-    (the k nearest training tickets by TF-IDF cosine, per ticket)."""
+    (the k nearest training tickets by TF-IDF cosine, per ticket). Each shot is (text, answer), the
+    answer being the row's `answer` field: its label, or its reference reply ("output") for the reply task."""
 
-    def __init__(self, train_rows, labels, mode="fixed", k=4, seed=0):
-        self.mode, self.k = mode, k
+    def __init__(self, train_rows, labels, mode="fixed", k=4, seed=0, answer="label"):
+        self.mode, self.k, self.answer = mode, k, answer
         rng = np.random.default_rng(seed)
         by_label = {l: [r for r in train_rows if r["label"] == l] for l in labels}
-        self.fixed = [(rows[int(rng.integers(len(rows)))]["text"], l)
-                      for l, rows in by_label.items() if rows][:k]
+        self.fixed = [(row["text"], row[answer]) for row in
+                      (rows[int(rng.integers(len(rows)))] for rows in by_label.values() if rows)][:k]
         if mode == "retrieved":
             from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -46,7 +47,7 @@ class ShotPicker:
             return self.fixed
         sims = (self.matrix @ self.vec.transform([text]).T).toarray().ravel()
         best = np.argsort(-sims, kind="stable")[: self.k][::-1]  # most similar last, nearest the ticket
-        return [(self.rows[i]["text"], self.rows[i]["label"]) for i in best]
+        return [(self.rows[i]["text"], self.rows[i][self.answer]) for i in best]
 
 
 # ---------------------------------------------------------------- local predictors
@@ -157,29 +158,34 @@ class Generator:
         self.max_new_tokens, self.name = max_new_tokens, name
 
     def predict(self, texts):
-        """Batches of similar-length prompts (less padding), answers returned in input order."""
-        import torch
-
-        preds = [None] * len(texts)
-        self.tok.padding_side = "left"
         ids = [prompts.prompt_ids(self.tok, prompts.messages(t, self.labels, system_prompt=self.system_prompt,
                                                              shots=self.shots(t) if self.shots else ()))
                for t in texts]
-        gen_cfg = prompts.greedy_config(self.tok, self.max_new_tokens)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        bar = progress.bar(total=len(texts), desc=self.name, unit="row")
-        for s in range(0, len(order), self.bs):
-            idx = order[s: s + self.bs]
-            enc = self.tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            with torch.no_grad():
-                gen = self.model.generate(**enc, generation_config=gen_cfg)
-            for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
-                raw = self.tok.decode(row, skip_special_tokens=True)
-                lab = parse_label(raw, self.labels)
-                preds[i] = Prediction(lab, 1.0 if lab else 0.0, raw)
-            bar.update(len(idx))
-        bar.close()
-        return preds
+        raws = generate(self.model, self.tok, ids, self.max_new_tokens, self.bs, self.name)
+        labs = [parse_label(raw, self.labels) for raw in raws]
+        return [Prediction(lab, 1.0 if lab else 0.0, raw) for lab, raw in zip(labs, raws)]
+
+
+def generate(model, tokenizer, ids, max_new_tokens, batch_size=16, name="generation"):
+    """Greedy answers to prompts given as token ids, stopping at end of turn (prompts.greedy_config):
+    batches of similar-length prompts (less padding), left-padded; texts returned in input order."""
+    import torch
+
+    out = [None] * len(ids)
+    tokenizer.padding_side = "left"
+    gen_cfg = prompts.greedy_config(tokenizer, max_new_tokens)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    bar = progress.bar(total=len(ids), desc=name, unit="row")
+    for s in range(0, len(order), batch_size):
+        idx = order[s: s + batch_size]
+        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+        with torch.no_grad():
+            gen = model.generate(**enc, generation_config=gen_cfg)
+        for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
+            out[i] = tokenizer.decode(row, skip_special_tokens=True)
+        bar.update(len(idx))
+    bar.close()
+    return out
 
 
 class EndpointPredictor:
@@ -290,8 +296,6 @@ def score(y_true, preds, labels, n_boot=1000, seed=0):
 def paired_difference(y_true, pred_a, pred_b, labels, n_boot=1000, seed=0):
     """Macro-F1 and accuracy of A minus B on the same rows, with paired bootstrap intervals,
     and McNemar's exact test on which rows each gets right."""
-    from scipy.stats import binomtest
-
     k = len(labels)
     t, a, b = _codes(labels, y_true, [p.label for p in pred_a], [p.label for p in pred_b])
     idx = _resample(t.shape[1], n_boot, seed)
@@ -299,14 +303,23 @@ def paired_difference(y_true, pred_a, pred_b, labels, n_boot=1000, seed=0):
     ra = np.array([p.label == y for p, y in zip(pred_a, y_true)])
     rb = np.array([p.label == y for p, y in zip(pred_b, y_true)])
     d_acc = ra[idx].mean(1) - rb[idx].mean(1)
-    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    p, only_a, only_b = mcnemar(ra, rb)
     fa, fb = float(_f1_codes(t, a, k)[0]), float(_f1_codes(t, b, k)[0])
     return {"n": t.shape[1], "a_macro_f1": fa, "b_macro_f1": fb, "macro_f1_diff": fa - fb,
             "macro_f1_diff_ci": [float(np.quantile(d_f1, .025)), float(np.quantile(d_f1, .975))],
             "accuracy_diff": float(ra.mean() - rb.mean()),
             "accuracy_diff_ci": [float(np.quantile(d_acc, .025)), float(np.quantile(d_acc, .975))],
             "mcnemar_p": float(p), "only_a_right": only_a, "only_b_right": only_b}
+
+
+def mcnemar(right_a, right_b):
+    """McNemar's exact test on paired yes/no outcomes (a row right, a reply valid): (p, rows only A gets
+    right, rows only B gets right); p is 1.0 when they never disagree."""
+    from scipy.stats import binomtest
+
+    ra, rb = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
+    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
+    return (float(binomtest(only_a, only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0), only_a, only_b
 
 
 def run_predictor(predictor, rows, labels, n_boot=1000, seed=0):
@@ -493,10 +506,11 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
     return out
 
 
-def baselines(run_dir, heldout):
+def baselines(run_dir, heldout, load=None):
     """Every system 01 scored, with its predictions on the rows of `heldout` that 01 scored (01 and
     04 may each score a MAX_ROWS sample): {name: {"name", "ids", "preds"}}; {} when 01 has not run
-    here. Systems sharing no row with `heldout` are left out."""
+    here. Systems sharing no row with `heldout` are left out. `load` reads a predictions file as (ids,
+    predictions): load_predictions by default, replies.load_outputs for the reply task."""
     from pathlib import Path
 
     from . import records, stages
@@ -507,7 +521,7 @@ def baselines(run_dir, heldout):
         path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
         if not path.exists():
             continue
-        ids, preds = load_predictions(path)
+        ids, preds = (load or load_predictions)(path)
         both = [(i, p) for i, p in zip(ids, preds) if i in here]
         if len(both) < len(ids):
             log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",

@@ -9,6 +9,13 @@ Every check ends in one of three states:
 "Beats" means a difference, not a sign: the paired bootstrap interval of the macro-F1 difference
 excludes zero and McNemar's exact test is below ALPHA. "Matches" an alternative means the
 interval of the difference reaches zero or above: the alternative is not shown to be better.
+
+The reply task (`decide_replies`) has the same rules and the same decision shape on its own metrics
+(ftplay/replies.py): the fine-tune must beat the base on format validity (interval of the difference
+above zero, McNemar p < ALPHA) and not be worse on chrF; an alternative better on chrF (the task's
+primary metric) beyond its interval blocks; the production drop is measured on validity; a format
+part the fine-tune writes in fewer than MIN_PART_RATE of its replies blocks, as a label under
+MIN_CLASS_F1 does for classification.
 """
 from dataclasses import dataclass
 
@@ -28,10 +35,12 @@ class GateConfig:
     min_class_f1: float = 0.2        # MIN_CLASS_F1: a label under this F1 (held-out or production) blocks
     critical_labels: tuple = ()      # CRITICAL_LABELS: labels that must reach critical_f1
     critical_f1: float = 0.8         # CRITICAL_F1: their floor
+    min_part_rate: float = 0.8       # MIN_PART_RATE (reply task): a format part in fewer fine-tuned replies blocks
 
     def __post_init__(self):
         p = []
-        for name, lo, hi in (("alpha", 0, 0.5), ("max_drop", 0, 1), ("min_class_f1", 0, 1), ("critical_f1", 0, 1)):
+        for name, lo, hi in (("alpha", 0, 0.5), ("max_drop", 0, 1), ("min_class_f1", 0, 1), ("critical_f1", 0, 1),
+                             ("min_part_rate", 0, 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 p.append(f"{name.upper()}={v!r} must be a number in [{lo}, {hi}]; set {name.upper()} in 04's parameters")
@@ -224,17 +233,174 @@ def decide(results, paired, cfg=GateConfig(), leakage=None):
     labels = results["heldout"]["finetuned"]["confusion"]["labels"]
     table = class_table(results, labels)
     checks.append(class_floor(table, cfg))
-    leaks = {k: v for k, v in (leakage or {}).items() if v}
     if leakage is not None:
-        checks.append(_check("leakage", BLOCK if leaks else PASS,
-                             f"held-out rows leak into the training rows 03 used: {leaks}: the held-out score counts rows "
-                             "the model was taught; with a given HELDOUT_PATH drop their twins from the training "
-                             "file (02 lists them), else re-run 02" if leaks else
-                             "no held-out row (or near twin) among the training rows 03 used", "leakage_recheck"))
+        checks.append(leakage_check(leakage))
+    return {**verdict_of(checks), "better": better, "classes": table,
+            "config": {"alpha": cfg.alpha, "max_drop": cfg.max_drop, "min_class_f1": cfg.min_class_f1,
+                       "critical_labels": list(cfg.critical_labels), "critical_f1": cfg.critical_f1}}
+
+
+def leakage_check(leakage):
+    """04's re-check of the held-out rows against the training rows 03 used: any leak blocks."""
+    leaks = {k: v for k, v in (leakage or {}).items() if v}
+    return _check("leakage", BLOCK if leaks else PASS,
+                  f"held-out rows leak into the training rows 03 used: {leaks}: the held-out score counts rows "
+                  "the model was taught; with a given HELDOUT_PATH drop their twins from the training "
+                  "file (02 lists them), else re-run 02" if leaks else
+                  "no held-out row (or near twin) among the training rows 03 used", "leakage_recheck")
+
+
+def verdict_of(checks):
+    """The verdict of a list of checks: stop on any block, else not proven on any missing piece, else ship."""
     states = {c["status"] for c in checks}
     verdict = "stop" if BLOCK in states else NOT_PROVEN if NOT_PROVEN in states else "ship"
     prefix = {BLOCK: "STOP: ", NOT_PROVEN: "NOT PROVEN: ", PASS: ""}
-    return {"ship": verdict == "ship", "verdict": verdict, "checks": checks, "better": better,
-            "reasons": [prefix[c["status"]] + c["text"] for c in checks], "classes": table,
-            "config": {"alpha": cfg.alpha, "max_drop": cfg.max_drop, "min_class_f1": cfg.min_class_f1,
-                       "critical_labels": list(cfg.critical_labels), "critical_f1": cfg.critical_f1}}
+    return {"ship": verdict == "ship", "verdict": verdict, "checks": checks,
+            "reasons": [prefix[c["status"]] + c["text"] for c in checks]}
+
+
+# ---------------------------------------------------------------- the reply task
+REPLY_KNOBS = KNOBS[:3] + ("more training replies (02: the reply rows), or MAX_NEW_TOKENS (04) if replies are cut off",)
+
+
+def _rci(d, metric):
+    lo, hi = d[f"{metric}_diff_ci"]
+    if metric == "chrf":
+        return f"{d['chrf_diff']:+.1f} (95% CI {lo:+.1f} to {hi:+.1f})"
+    return f"{d[f'{metric}_diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f})"
+
+
+def reply_beats_base(split, d, alpha):
+    """The reply fine-tune against the base on `split`, paired: more valid replies (a difference: the
+    interval above zero and McNemar p < ALPHA), and, as a second check, chrF not worse beyond its interval."""
+    field = f"{split}.paired.finetuned_vs_base"
+    valid = (f"{split}: valid replies {d['a_valid_rate']:.0%} fine-tuned vs {d['b_valid_rate']:.0%} base, difference "
+             f"{_rci(d, 'valid_rate')}, McNemar p={d['mcnemar_p']:.2g}")
+    if d["valid_rate_diff_ci"][0] > 0 and d["mcnemar_p"] < alpha:
+        first = _check(f"beats_base_{split}", PASS, f"{valid} < {alpha:g}: the fine-tune beats the base on the format",
+                       field)
+    else:
+        first = _check(f"beats_base_{split}", BLOCK, f"{valid}: not a difference (it needs the interval above zero and "
+                       f"p < ALPHA={alpha:g}); tune training before anything else: {'; '.join(REPLY_KNOBS)}", field)
+    worse = d["chrf_diff_ci"][1] < 0
+    second = _check(f"chrf_vs_base_{split}", BLOCK if worse else PASS,
+                    f"{split}: chrF {d['a_chrf']:.1f} fine-tuned vs {d['b_chrf']:.1f} base, difference {_rci(d, 'chrf')}"
+                    + (": the fine-tune's replies are further from the references than the base's; a format bought with "
+                       "the content is no gain" if worse else ": not worse than the base"), field)
+    return [first, second]
+
+
+def reply_alternatives(split, paired):
+    """The reply fine-tune against every other system scored on the same rows of `split`, on chrF: blocks
+    when one is better beyond its interval (the `better` record names the best such system)."""
+    alts = {k[len("finetuned_vs_"):]: d for k, d in paired.items()
+            if k.startswith("finetuned_vs_") and k != "finetuned_vs_base"}
+    if not alts:
+        return _check(f"alternatives_{split}", NOT_PROVEN,
+                      f"{split}: no other system was scored on these rows; run 01 into this run directory first",
+                      f"{split}.paired"), None
+    worse = {n: x for n, x in alts.items() if x["chrf_diff_ci"][1] < 0}
+    if worse:
+        name, d = max(worse.items(), key=lambda kv: kv[1]["b_chrf"])
+        better = {"name": name, "split": split, "metric": "chrf", "value": d["b_chrf"], "finetuned_value": d["a_chrf"],
+                  "chrf": d["b_chrf"], "finetuned_chrf": d["a_chrf"], "n": d["n"], "chrf_diff": d["chrf_diff"],
+                  "chrf_diff_ci": d["chrf_diff_ci"]}
+        return _check(f"alternatives_{split}", BLOCK,
+                      f"{split}: {name} writes replies closer to the references: chrF {d['b_chrf']:.1f} against the "
+                      f"fine-tune's {d['a_chrf']:.1f} on the same {d['n']} rows, difference {_rci(d, 'chrf')} (valid "
+                      f"{d['b_valid_rate']:.0%} vs {d['a_valid_rate']:.0%}); ship {name} instead, or improve the "
+                      "fine-tune until it matches", f"{split}.paired.finetuned_vs_{name}"), better
+    name, d = max(alts.items(), key=lambda kv: kv[1]["b_chrf"])
+    return _check(f"alternatives_{split}", PASS,
+                  f"{split}: the fine-tune (chrF {d['a_chrf']:.1f}) matches or beats the best other system, {name} "
+                  f"(chrF {d['b_chrf']:.1f}), on the same {d['n']} rows: difference {_rci(d, 'chrf')}",
+                  f"{split}.paired.finetuned_vs_{name}"), None
+
+
+def part_table(results, splits=("heldout", "production")):
+    """Per format part (replies.score's "parts"), the fine-tune's and the base's presence rate on each split,
+    the part the fine-tune misses most first (its lower rate of the splits): the reply task's class_table."""
+    names = list(((results.get("heldout") or {}).get("finetuned") or {}).get("parts") or {})
+    rows = []
+    for part in names:
+        row = {"part": part}
+        for split in splits:
+            ft, base = (((results.get(split) or {}).get(k) or {}).get("parts") or {} for k in ("finetuned", "base"))
+            got = ft.get(part) or {}
+            row[f"{split}_n"] = got.get("n", 0)
+            row[f"{split}_rate"] = None if got.get("rate") is None else round(got["rate"], 3)
+            b = (base.get(part) or {}).get("rate")
+            row[f"{split}_base_rate"] = None if b is None else round(b, 3)
+        rows.append(row)
+    worst = lambda r: min([r[f"{s}_rate"] for s in splits if r[f"{s}_rate"] is not None], default=2.0)
+    return sorted(rows, key=lambda r: (worst(r), r["part"]))
+
+
+def _low_parts(table, floor):
+    return [r for r in table if any(r.get(f"{s}_rate") is not None and r[f"{s}_rate"] < floor
+                                    for s in ("heldout", "production"))]
+
+
+def part_floor(table, cfg):
+    """Format parts the fine-tune writes in fewer than MIN_PART_RATE of its replies, on a split: block."""
+    low = [f"{r['part']} (" + ", ".join(f"{s.replace('heldout', 'held-out')} {r[f'{s}_rate']:.0%} of {r[f'{s}_n']}"
+                                         for s in ("heldout", "production")
+                                         if r.get(f"{s}_rate") is not None and r[f"{s}_rate"] < cfg.min_part_rate) + ")"
+           for r in _low_parts(table, cfg.min_part_rate)]
+    field = "heldout.systems.finetuned.parts, production.systems.finetuned.parts"
+    if low:
+        return _check("part_floor", BLOCK, f"{len(low)} format part(s) under the floor MIN_PART_RATE="
+                      f"{cfg.min_part_rate:g}: {'; '.join(low)}; a reply without them is not in the house format: "
+                      "check the training replies (02) and train longer (03)", field)
+    return _check("part_floor", PASS, f"every format part is in at least {cfg.min_part_rate:.0%} of the fine-tune's "
+                  "replies, held-out and production (MIN_PART_RATE)", field)
+
+
+def read_parts(table, cfg):
+    """One sentence reading the per-part table for the notebook."""
+    if not table:
+        return "No format parts scored."
+    f = lambda x: "-" if x is None else f"{x:.0%}"
+    top = table[0]
+    text = (f"The part the fine-tune misses most is {top['part']}: in {f(top['heldout_rate'])} of its held-out replies, "
+            f"{f(top.get('production_rate'))} of production ones (base {f(top['heldout_base_rate'])}, "
+            f"{f(top.get('production_base_rate'))}). ")
+    low = _low_parts(table, cfg.min_part_rate)
+    if low:
+        return text + (f"{len(low)} of {len(table)} parts fall under MIN_PART_RATE={cfg.min_part_rate:g} "
+                       f"({', '.join(r['part'] for r in low)}): a reply that drops a part is not in the format, "
+                       "however close its words.")
+    return text + f"Every part clears MIN_PART_RATE={cfg.min_part_rate:g}."
+
+
+def decide_replies(results, paired, cfg=GateConfig(), leakage=None):
+    """04's verdict on the reply task, in decide's shape. `results`: {split: {system: replies.score metrics}};
+    `paired`: {split: {"finetuned_vs_<system>": replies.paired}}; `leakage`: the re-check's counts. Returns
+    {"ship", "verdict", "checks", "reasons", "better", "parts", "config"}."""
+    checks, better = [], None
+    held, prod = paired.get("heldout") or {}, paired.get("production") or {}
+    checks += reply_beats_base("heldout", held["finetuned_vs_base"], cfg.alpha)
+    check, better = reply_alternatives("heldout", held)
+    checks += [check, replaced_model(held)]
+    if prod.get("finetuned_vs_base"):
+        checks += reply_beats_base("production", prod["finetuned_vs_base"], cfg.alpha)
+        if len(prod) > 1:
+            check, b = reply_alternatives("production", prod)
+            checks.append(check)
+            better = better or b
+        ho, pr = results["heldout"]["finetuned"]["valid_rate"], results["production"]["finetuned"]["valid_rate"]
+        drop = ho - pr
+        checks.append(_check("production_drop", BLOCK if drop > cfg.max_drop else PASS,
+                             f"valid replies drop {drop:+.3f} from held-out ({ho:.0%}) to production ({pr:.0%}) (limit "
+                             f"MAX_DROP={cfg.max_drop:g})" + ("; the training tickets do not look like production: "
+                                                              "collect production-like examples" if drop > cfg.max_drop
+                                                              else ""), "production.systems.finetuned.valid_rate"))
+    else:
+        checks.append(_check("production", NOT_PROVEN, "no production samples scored: held-out alone cannot show the "
+                             "model holds up; give PRODUCTION_PATH in 02", "production.n"))
+    table = part_table(results)
+    checks.append(part_floor(table, cfg))
+    if leakage is not None:
+        checks.append(leakage_check(leakage))
+    return {**verdict_of(checks), "better": better, "parts": table,
+            "config": {"alpha": cfg.alpha, "max_drop": cfg.max_drop, "min_part_rate": cfg.min_part_rate}}

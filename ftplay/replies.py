@@ -1,0 +1,346 @@
+"""The reply task's evaluation: systems that write replies (the base prompted, a fine-tune, an endpoint,
+the nearest training reply), their metrics with 95% intervals (format validity, fields, chrF), paired
+comparisons, per-label slices; the gate that reads them (and its per-part table) is `gate.decide_replies`.
+
+Metrics come from libraries, not hand-written scorers: validity and fields from the format's own
+parser (ftplay/formats.py), chrF from sacrebleu (per row for the bootstrap, corpus-level beside it),
+McNemar's exact test and the bootstrap from ftplay.evaluate, as for classification.
+"""
+import json
+import logging
+import time
+
+import numpy as np
+
+from . import evaluate, formats, progress, prompts
+
+log = logging.getLogger(__name__)
+
+# The reply task's primary metric: what 01's "best" prompting system is chosen by and what 04's
+# alternatives check compares. chrF, not validity: a canned reply (nearest_reply, or a prompt that
+# copies its example) is always well-formed yet restates the wrong ticket, and validity alone would
+# crown it; chrF rewards the format's fixed lines AND the restated facts, exists for every format
+# (Bitext's has no fields), and is graded per row, so paired intervals are narrow. Validity is what
+# the fine-tune must beat the base on (issue 15's bar), fields are shown beside both.
+PRIMARY = "chrf"
+NEAREST = "nearest_reply"   # the cheap reference, the analogue of 01's TF-IDF classifier
+
+
+# ---------------------------------------------------------------- systems
+def shots(train_rows, labels, mode, k=4, seed=0):
+    """Few-shot (ticket, reference reply) examples: `fixed` (one per label) or `retrieved` (nearest by TF-IDF)."""
+    return evaluate.ShotPicker(train_rows, labels, mode, k, seed, answer="output")
+
+
+class ReplyGenerator:
+    """A local model's replies: the reply conversation (prompts.reply_messages) rendered with the base's
+    own chat template, greedy generation stopping at end of turn, batched (evaluate.generate)."""
+
+    def __init__(self, model, tokenizer, fmt, system_prompt=None, shots=None, batch_size=16, max_new_tokens=96,
+                 name="reply"):
+        self.model, self.tok, self.fmt, self.system_prompt = model, tokenizer, fmt, system_prompt
+        self.shots, self.bs, self.max_new_tokens, self.name = shots, batch_size, max_new_tokens, name
+
+    def messages(self, text):
+        return prompts.reply_messages(text, self.fmt, system_prompt=self.system_prompt,
+                                      shots=self.shots(text) if self.shots else ())
+
+    def reply(self, texts):
+        ids = [prompts.prompt_ids(self.tok, self.messages(t)) for t in texts]
+        return evaluate.generate(self.model, self.tok, ids, self.max_new_tokens, self.bs, self.name)
+
+
+class EndpointReplier:
+    """Replies from an OpenAI-compatible endpoint (a hosted model, or ftplay's own vLLM server), asked
+    with the same conversation as ReplyGenerator, at temperature 0."""
+
+    def __init__(self, client, model, fmt, system_prompt=None, shots=None, max_tokens=96, concurrency=8, name=None,
+                 extra_body=None):
+        self.client, self.model, self.fmt, self.system_prompt, self.shots = client, model, fmt, system_prompt, shots
+        self.max_tokens, self.concurrency, self.name, self.extra_body = max_tokens, concurrency, name or model, extra_body
+
+    def _one(self, text):
+        msgs = prompts.reply_messages(text, self.fmt, system_prompt=self.system_prompt,
+                                      shots=self.shots(text) if self.shots else ())
+        kw = {"extra_body": self.extra_body} if self.extra_body else {}
+        r = self.client.chat.completions.create(model=self.model, messages=msgs, temperature=0,
+                                                max_tokens=self.max_tokens, **kw)
+        return r.choices[0].message.content or ""
+
+    def reply(self, texts):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.concurrency) as ex:
+            return list(progress.bar(ex.map(self._one, texts), total=len(texts), desc=self.name, unit="row"))
+
+
+class NearestReply:
+    """The cheap reference: the reply of the most similar training ticket (TF-IDF word 1-2 grams, cosine),
+    as a canned-answer system would send it. Always well-formed; right only where tickets repeat."""
+
+    def __init__(self, train_rows, name=NEAREST):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.name, self.outputs = name, [r["output"] for r in train_rows]
+        self.vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        self.matrix = self.vec.fit_transform([r["text"] for r in train_rows])
+
+    def reply(self, texts):
+        if not len(texts):
+            return []
+        sims = (self.vec.transform(list(texts)) @ self.matrix.T).toarray()
+        return [self.outputs[int(i)] for i in sims.argmax(1)]
+
+
+# ---------------------------------------------------------------- metrics
+def _norm(v):
+    return None if v is None else " ".join(str(v).split())
+
+
+def row_scores(rows, outputs, fmt):
+    """Per-row arrays: `valid` (n,), `parts` and `needed` (n, parts) (present in the reply; required of it:
+    every part for an exact format, the reference's parts otherwise), `fields` (n, fields) exact match with
+    the reference's after whitespace normalisation, `chrf` (n,) sentence chrF (sacrebleu, 0-100)."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    refs = [r["output"] for r in rows]
+    valid = np.array([formats.valid(fmt, o, ref) for o, ref in zip(outputs, refs)], dtype=bool)
+    names = [p.name for p in fmt.parts]
+    present = lambda texts: np.array([[pp[p] for p in names] for pp in map(lambda t: formats.parts_present(fmt, t), texts)],
+                                     dtype=bool).reshape(-1, len(names))
+    parts = present(outputs)
+    needed = np.ones_like(parts) if fmt.kind == "exact" else present(refs)
+    fields = np.zeros((len(rows), len(fmt.fields)), dtype=bool)
+    for i, (o, ref) in enumerate(zip(outputs, refs) if fmt.fields else ()):  # parse is for formats with fields
+        got, want = formats.parse(fmt, o)[1], formats.parse(fmt, ref)[1]
+        fields[i] = [_norm(got.get(f)) == _norm(want.get(f)) for f in fmt.fields]
+    scores = np.array([chrf.sentence_score(o or "", [ref]).score for o, ref in zip(outputs, refs)], dtype=float)
+    return {"valid": valid, "parts": parts, "needed": needed, "fields": fields, "chrf": scores}
+
+
+def corpus_chrf(rows, outputs):
+    """sacrebleu's corpus-level chrF of the replies against the references (0-100)."""
+    from sacrebleu.metrics import CHRF
+
+    return float(CHRF().corpus_score([o or "" for o in outputs], [[r["output"] for r in rows]]).score)
+
+
+def _mean_ci(values, idx):
+    return [float(values.mean()) if len(values) else 0.0, evaluate._interval(values[idx].mean(1)) if len(values)
+            else [0.0, 0.0]]
+
+
+def score(rows, outputs, fmt, n_boot=1000, seed=0):
+    """Validity, per-part presence, field accuracy (per field too; None for a format without fields) and
+    chrF (mean of sentence chrF; corpus chrF beside it), each rate with its 95% bootstrap interval."""
+    s = row_scores(rows, outputs, fmt)
+    idx = evaluate._resample(len(rows), n_boot, seed)
+    m = {"n": len(rows), "format": fmt.name}
+    m["valid_rate"], m["valid_rate_ci"] = _mean_ci(s["valid"].astype(float), idx)
+    m["parts"] = {p.name: {"n": int(s["needed"][:, j].sum()),
+                           "rate": float(s["parts"][s["needed"][:, j], j].mean()) if s["needed"][:, j].any() else None}
+                  for j, p in enumerate(fmt.parts)}
+    if fmt.fields:
+        m["field_accuracy"], m["field_accuracy_ci"] = _mean_ci(s["fields"].mean(1), idx)
+        m["fields"] = {f: float(s["fields"][:, j].mean()) if len(rows) else 0.0 for j, f in enumerate(fmt.fields)}
+    else:
+        m["field_accuracy"], m["field_accuracy_ci"], m["fields"] = None, None, {}
+    m["chrf"], m["chrf_ci"] = _mean_ci(s["chrf"], idx)
+    m["corpus_chrf"] = corpus_chrf(rows, outputs)
+    return m
+
+
+def paired(rows, a, b, fmt, n_boot=1000, seed=0):
+    """System A's replies minus system B's on the same rows: validity (paired bootstrap interval of the
+    difference, McNemar's exact test on the rows only one gets valid), chrF and field accuracy (paired
+    bootstrap intervals of the mean difference)."""
+    sa, sb = row_scores(rows, a, fmt), row_scores(rows, b, fmt)
+    idx = evaluate._resample(len(rows), n_boot, seed)
+    p, only_a, only_b = evaluate.mcnemar(sa["valid"], sb["valid"])
+    out = {"n": len(rows), "mcnemar_p": p, "only_a_valid": only_a, "only_b_valid": only_b}
+    per_row = {"valid_rate": (sa["valid"].astype(float), sb["valid"].astype(float)), "chrf": (sa["chrf"], sb["chrf"])}
+    if fmt.fields:
+        per_row["field_accuracy"] = (sa["fields"].mean(1), sb["fields"].mean(1))
+    for name, (x, y) in per_row.items():
+        d = x - y
+        out[f"a_{name}"], out[f"b_{name}"] = float(x.mean()), float(y.mean())
+        out[f"{name}_diff"], out[f"{name}_diff_ci"] = float(d.mean()), evaluate._interval(d[idx].mean(1))
+    if not fmt.fields:
+        out.update(a_field_accuracy=None, b_field_accuracy=None, field_accuracy_diff=None, field_accuracy_diff_ci=None)
+    return out
+
+
+def run_system(system, rows, fmt, n_boot=1000, seed=0):
+    """Every row's reply from `system` (anything with .reply(texts)), scored and timed: (metrics, replies)."""
+    t0 = time.time()
+    outputs = system.reply([r["text"] for r in rows])
+    secs = time.time() - t0
+    m = score(rows, outputs, fmt, n_boot, seed)
+    m["seconds"] = round(secs, 2)
+    m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
+    return m, outputs
+
+
+def score_systems(systems, splits, fmt, n_boot=1000, out_dir=None, prefix="04"):
+    """Every system of `systems` ({name: .reply system}) on every non-empty split ({split: rows}):
+    ({split: {name: metrics}}, {(split, name): replies}); with `out_dir`, replies saved as
+    <out_dir>/<prefix>_<split>_<name>.jsonl."""
+    from pathlib import Path
+
+    results, outputs = {}, {}
+    for split, rows in splits.items():
+        if not rows:
+            continue
+        for name, system in systems.items():
+            m, o = run_system(system, rows, fmt, n_boot)
+            results.setdefault(split, {})[name], outputs[(split, name)] = m, o
+            if out_dir is not None:
+                save_outputs(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, o)
+    return results, outputs
+
+
+def save_outputs(path, rows, outputs):
+    """One JSON line per row: id, label, reference reply, the system's reply."""
+    from .rundir import write_text
+
+    write_text(path, "".join(json.dumps({"id": r["id"], "label": r["label"], "reference": r["output"], "output": o})
+                             + "\n" for r, o in zip(rows, outputs)))
+
+
+def load_outputs(path):
+    """Replies saved by `save_outputs`, as (ids, replies)."""
+    from pathlib import Path
+
+    recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [r["id"] for r in recs], [r["output"] for r in recs]
+
+
+def baselines(run_dir, heldout):
+    """Every system 01 scored on the reply task, with its replies on the rows of `heldout` it scored:
+    {name: {"name", "ids", "preds"}} (evaluate.baselines with this task's files)."""
+    return evaluate.baselines(run_dir, heldout, load=load_outputs)
+
+
+def paired_on_baseline_rows(rows, outputs, baseline, fmt, n_boot=1000):
+    """`paired` of `outputs` (one per row of `rows`) against a baseline that scored some of these rows."""
+    at = {r["id"]: i for i, r in enumerate(rows)}
+    idx = [at[i] for i in baseline["ids"]]
+    return paired([rows[i] for i in idx], [outputs[i] for i in idx], baseline["preds"], fmt, n_boot)
+
+
+# ---------------------------------------------------------------- tables and readings
+def _ci(value, ci, d=2, pct=False):
+    if value is None:
+        return "-"
+    if pct:
+        return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+    return f"{value:.{d}f} [{ci[0]:.{d}f}, {ci[1]:.{d}f}]"
+
+
+def summary_table(results):
+    """One row per (split, system): n, valid replies, field accuracy and chrF with their 95% intervals,
+    corpus chrF, rows/s, as a pandas DataFrame."""
+    import pandas as pd
+
+    rows = []
+    for split, systems in results.items():
+        for name, m in systems.items():
+            rows.append({"split": split, "system": name, "n": m["n"],
+                         "valid [95% CI]": _ci(m["valid_rate"], m["valid_rate_ci"], pct=True),
+                         "fields [95% CI]": _ci(m["field_accuracy"], m["field_accuracy_ci"], pct=True),
+                         "chrF [95% CI]": _ci(m["chrf"], m["chrf_ci"], 1),
+                         "corpus chrF": round(m["corpus_chrf"], 1), "rows/s": m.get("rows_per_s")})
+    return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
+
+
+def read_summary(results):
+    """One sentence per split: the system with the highest chrF, the most valid one, and how wide the
+    intervals are on this many rows."""
+    out = []
+    for split, systems in results.items():
+        if not systems:
+            continue
+        best = max(systems, key=lambda k: systems[k][PRIMARY])
+        valid = max(systems, key=lambda k: systems[k]["valid_rate"])
+        m, v = systems[best], systems[valid]
+        lo, hi = m["chrf_ci"]
+        out.append(f"{split} ({m['n']} rows): {best} writes the replies closest to the references, chrF {m['chrf']:.1f} "
+                   f"(95% CI {lo:.1f} to {hi:.1f}); {valid} keeps the format most often, {v['valid_rate']:.0%} valid. "
+                   f"Intervals about {hi - lo:.1f} chrF points wide: closer systems are not told apart here (the "
+                   "paired comparisons say which differences are real).")
+    return "\n".join(out)
+
+
+def examples(rows, outputs, n=3, seed=0, width=60):
+    """A few rows side by side: the ticket (cut to `width`), the reference reply and each system's reply,
+    lines joined with ' | ' so a table cell shows the structure."""
+    idx = sorted(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
+    one = lambda s: " | ".join(line.strip() for line in (s or "").strip().splitlines() if line.strip()) or "(empty)"
+    out = []
+    for i in idx:
+        text = " ".join(rows[i]["text"].split())
+        row = {"ticket": text if len(text) <= width else text[:width - 3] + "...", "reference": one(rows[i]["output"])}
+        row.update({name: one(o[i]) for name, o in outputs.items()})
+        out.append(row)
+    return out
+
+
+def label_table(rows, outputs, fmt, min_rows=20, first="finetuned"):
+    """Per ticket label (a slice of the rows): n, and for each system of `outputs` ({name: replies}) its
+    valid rate and mean chrF; worst first for `first` (valid rate, then chrF); slices under `min_rows`
+    rows carry a warning."""
+    scores = {name: row_scores(rows, o, fmt) for name, o in outputs.items()}
+    out = []
+    for lab in sorted({r["label"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["label"] == lab]
+        row = {"label": lab, "n": len(idx)}
+        for name, s in scores.items():
+            row[f"{name}_valid"] = round(float(s["valid"][idx].mean()), 3)
+            row[f"{name}_chrf"] = round(float(s["chrf"][idx].mean()), 1)
+        row["warning"] = f"only {len(idx)} rows (< {min_rows}): too few to conclude" if len(idx) < min_rows else None
+        out.append(row)
+    key = first if first in scores else next(iter(scores), None)
+    return sorted(out, key=lambda r: (r.get(f"{key}_valid", 0), r.get(f"{key}_chrf", 0), r["label"])) if key else out
+
+
+def read_labels(table, first="finetuned"):
+    """One sentence reading the per-label table: the worst label for `first`, and the spread."""
+    if not table:
+        return "No labels scored."
+    w, b = table[0], table[-1]
+    return (f"{first} is weakest on {w['label']} tickets ({w['n']} rows): {w[f'{first}_valid']:.0%} valid, chrF "
+            f"{w[f'{first}_chrf']:.1f}, against {b[f'{first}_valid']:.0%} and {b[f'{first}_chrf']:.1f} on {b['label']}"
+            + (f"; {w['warning']}." if w["warning"] else "."))
+
+
+def comparison_rows(paired_by_split):
+    """The paired comparisons as table rows: split, the other system, rows, the validity, field accuracy and
+    chrF differences (fine-tune minus other) with intervals, McNemar's p on validity."""
+    iv = lambda d, k: "-" if d.get(f"{k}_diff") is None else (
+        f"{d[f'{k}_diff']:+.3f} [{d[f'{k}_diff_ci'][0]:+.3f}, {d[f'{k}_diff_ci'][1]:+.3f}]" if k != "chrf" else
+        f"{d[f'{k}_diff']:+.1f} [{d[f'{k}_diff_ci'][0]:+.1f}, {d[f'{k}_diff_ci'][1]:+.1f}]")
+    return [{"split": split, "fine-tune vs": key[len("finetuned_vs_"):], "rows": d["n"],
+             "valid (ft / other)": f"{d['a_valid_rate']:.0%} / {d['b_valid_rate']:.0%}",
+             "valid diff [95% CI]": iv(d, "valid_rate"), "McNemar p": float(f"{d['mcnemar_p']:.2g}"),
+             "fields diff [95% CI]": iv(d, "field_accuracy"), "chrF diff [95% CI]": iv(d, "chrf")}
+            for split, by in paired_by_split.items() for key, d in by.items()]
+
+
+def read_comparisons(paired_by_split):
+    """One sentence per split: whom the fine-tune beats on validity, and on chrF, beyond the 95% interval."""
+    out = []
+    for split, by in paired_by_split.items():
+        where = split.replace("heldout", "held-out")
+        said = []
+        for metric, what in (("valid_rate", "format validity"), ("chrf", "chrF")):
+            won, tied, lost = [], [], []
+            for key, d in by.items():
+                lo, hi = d[f"{metric}_diff_ci"]
+                (won if lo > 0 else lost if hi < 0 else tied).append(key[len("finetuned_vs_"):])
+            text = f"on {what} it beats {', '.join(won) or 'nothing'}"
+            text += f", ties {', '.join(tied)}" if tied else ""
+            text += f", loses to {', '.join(lost)}" if lost else ""
+            said.append(text)
+        out.append(f"On {where} rows the fine-tune: " + "; ".join(said) + ".")
+    return " ".join(out)
