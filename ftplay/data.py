@@ -4,6 +4,11 @@
 `ftplay.quality` step by step, drops what cannot be trained on, makes a group-aware stratified split
 (or audits the one given) and returns the rows plus a data card. `data.load` and the other file
 functions are dataload's, imported here so that `from ftplay import data` reaches them.
+
+Both tasks go through the same steps (`DataConfig.task`): for the reply task a row also has "output"
+(the reference reply), conflicts and duplicates compare replies, PII is looked for in replies too,
+trivial replies and replies not valid in REPLY_FORMAT are dropped, and the length is the whole
+training conversation (system prompt, ticket, reply).
 """
 import logging
 import math
@@ -13,11 +18,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftplay import prompts, rundir
-from ftplay.dataload import FORMATS, LABEL_FIELD, TEXT_FIELD, from_chat, load, load_split, write_jsonl  # noqa: F401
+from ftplay import formats, prompts, rundir, stages
+from ftplay.dataload import (FORMATS, LABEL_FIELD, NO_LABEL, OUTPUT_FIELD, TEXT_FIELD, from_chat, load,  # noqa: F401
+                             load_split, write_jsonl)
 from ftplay.errors import ConfigError, DataError, check
 from ftplay.quality import (audit, find_conflicts, find_exact_duplicates, find_near_duplicates, find_pii,
-                            find_trivial, redact)
+                            find_trivial, find_trivial_outputs, redact)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +48,20 @@ class DataConfig:
     drop_near_duplicates: bool = True             # keep one row per near-duplicate group
     seed: int = 0                                 # split seed
     max_train_per_label: int = 0                  # keep at most N training rows per label (0: all)
+    task: str = stages.CLASSIFY                   # classify (a label per ticket) | reply (a reply per ticket)
+    output_field: str = OUTPUT_FIELD              # reply task: CSV column with the reference reply
+    reply_format: str = "house"                   # reply task: the format a reply must be valid in (ftplay.formats)
 
     def __post_init__(self):
         p = []
+        if self.task not in stages.TASKS:
+            p.append(f"TASK={self.task!r} is not one of {', '.join(stages.TASKS)}; set TASK to one of them")
+        if self.task == stages.REPLY:
+            if not isinstance(self.output_field, str) or not self.output_field:
+                p.append(f"OUTPUT_FIELD={self.output_field!r} must name the column with the reply, e.g. 'reply'")
+            if self.reply_format not in formats.FORMATS:
+                p.append(f"REPLY_FORMAT={self.reply_format!r} is not a known reply format; choose from "
+                         f"{', '.join(formats.FORMATS)}")
         if self.format not in FORMATS:
             p.append(f"FORMAT={self.format!r} is not one of {', '.join(FORMATS)}; set FORMAT to one of them")
         if not isinstance(self.heldout_fraction, (int, float)) or not 0 < self.heldout_fraction < 1:
@@ -81,16 +98,40 @@ class DataConfig:
 
 
 # =========================================================================== conversions
-def token_lengths(rows, tokenizer, labels, system_prompt=None):
+def system_prompt_for(task, system_prompt="", reply_format="house"):
+    """The system prompt a task trains and serves with: `system_prompt` when given; else classification's
+    default (which lists the labels) or the reply format's own (prompts.reply_system_text)."""
+    if task == stages.REPLY:
+        return prompts.reply_system_text(formats.get(reply_format), system_prompt or None)
+    return system_prompt or prompts.DEFAULT_SYSTEM_PROMPT
+
+
+def conversation(row, labels, system_prompt=None, reply_format="house"):
+    """A row's training conversation: the ticket and its reply for a reply-task row (one with "output"),
+    else the ticket and its label."""
+    if "output" in row:
+        return prompts.reply_messages(row["text"], formats.get(reply_format), row["output"], system_prompt=system_prompt)
+    return prompts.messages(row["text"], labels, row["label"], system_prompt=system_prompt)
+
+
+def token_counts(rows, tokenizer, labels, system_prompt=None, reply_format="house"):
+    """(sequence, prompt, answer) tokens of each row as training tokenizes it (prompts.training_example:
+    the serving prompt, then the answer and its end of turn, the trained tokens); None without a tokenizer."""
+    if tokenizer is None:
+        return None
+    how, out = prompts.plan(tokenizer), []
+    for r in rows:
+        ids, mask = prompts.training_example(tokenizer, conversation(r, labels, system_prompt, reply_format), how)
+        out.append((len(ids), mask.index(1) if 1 in mask else len(ids), sum(mask)))
+    return out
+
+
+def token_lengths(rows, tokenizer, labels, system_prompt=None, reply_format="house"):
     """Tokens of each row as training tokenizes it (prompts.training_example: the serving prompt and
     the answer, which for Mistral v0.3 is longer than its template's rendering of the conversation);
     None when there is no tokenizer."""
-    if tokenizer is None:
-        return None
-    how = prompts.plan(tokenizer)
-    return [len(prompts.training_example(tokenizer, prompts.messages(r["text"], labels, r["label"],
-                                                                     system_prompt=system_prompt), how)[0])
-            for r in rows]
+    counts = token_counts(rows, tokenizer, labels, system_prompt, reply_format)
+    return None if counts is None else [c[0] for c in counts]
 
 
 # =========================================================================== split
@@ -164,6 +205,8 @@ class Curated:
     labels: list
     report: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
+    task: str = stages.CLASSIFY
+    reply_format: str = "house"
 
 
 def _group_table(rows, groups, kind, extra=None):
@@ -183,29 +226,41 @@ def _pct(values, q):
 def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     """Load, check, drop, split (or audit the given split) and describe the data; see the module docstring.
 
-    The checks run in this order, each one's worst offenders kept in `tables`: trivial texts, PII
-    (before deduplication: redacted twins are twins), conflicting labels, exact duplicates, length
-    (before near duplicates: long pastes of logs look alike), near duplicates; then the split, label
-    counts and leakage audits. With `out_dir`, writes train/heldout/production.jsonl (chat records
-    with "id"), data_card.json and tables.json only after everything succeeded, each atomically.
+    The checks run in this order, each one's worst offenders kept in `tables`: trivial texts (and
+    replies), PII (before deduplication: redacted twins are twins), conflicting answers, exact
+    duplicates, replies not valid in REPLY_FORMAT, length (before near duplicates: long pastes of logs
+    look alike), near duplicates; then the split, label counts and leakage audits. With `out_dir`,
+    writes train/heldout/production.jsonl (chat records with "id"; reply rows also "label"),
+    data_card.json and tables.json only after everything succeeded, each atomically.
+    `system_prompt`: None is the task's default (`system_prompt_for`).
     """
-    rows = load(cfg.train_path, cfg.format, cfg.text_field, cfg.label_field)
+    reply = cfg.task == stages.REPLY
+    system_prompt = system_prompt_for(cfg.task, system_prompt, cfg.reply_format) if reply else system_prompt
+    out_field = cfg.output_field if reply else None
+    rows = load(cfg.train_path, cfg.format, cfg.text_field, cfg.label_field, out_field)
     raw_train = [dict(r) for r in rows]
-    heldout_in = load(cfg.heldout_path, cfg.format, cfg.text_field, cfg.label_field) if cfg.heldout_path else None
-    _refuse_listed_commas(raw_train + (heldout_in or []), cfg, system_prompt)
-    production = (load(cfg.production_path, "auto", cfg.text_field, cfg.label_field)
+    heldout_in = (load(cfg.heldout_path, cfg.format, cfg.text_field, cfg.label_field, out_field)
+                  if cfg.heldout_path else None)
+    if not reply:
+        _refuse_listed_commas(raw_train + (heldout_in or []), cfg, system_prompt)
+    production = (load(cfg.production_path, "auto", cfg.text_field, cfg.label_field, out_field)
                   if cfg.production_path else [])
-    card = _Card({"rows_in": len(rows)}, {})
+    card = _Card({"task": cfg.task, "rows_in": len(rows)}, {})
+    if reply:
+        card.report.update(reply_format=cfg.reply_format, output_field=cfg.output_field)
     rows = _drop_trivial(rows, card)
     _find_pii(rows, cfg.redact_pii, card)
     rows = _drop_conflicts(rows, card)
     rows = _drop_exact_duplicates(rows, card)
-    rows = _drop_over_long(rows, cfg, tokenizer, system_prompt, card)
+    if reply:
+        rows = _drop_invalid_format(rows, cfg, card)
+    rows, counts = _drop_over_long(rows, cfg, tokenizer, system_prompt, card)
     sigs = {}                                   # MinHash signatures shared by the near-duplicate check and audits
     rows, near = _drop_near_duplicates(rows, cfg, sigs, card)
     labels = sorted({r["label"] for r in rows})
     _check_labels(cfg, rows, labels)
     card.report["rows_out"] = len(rows)
+    _count_tokens(rows, counts, card)
     train, heldout = _split(rows, near, heldout_in, cfg, card)
     _count_labels(train, heldout, production, labels, cfg, card)
     card.report["label_warnings"] = label_warnings(raw_train + (heldout_in or []), train, heldout, labels, cfg,
@@ -214,11 +269,12 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
                             "fraction": round(len(heldout) / max(1, len(train) + len(heldout)), 4),
                             "made_here": heldout_in is None}
     _audit(train, heldout, production, cfg, sigs, card, given=None if heldout_in is None else raw_train)
-    card.report["fingerprints"] = {s: rundir.fingerprint_rows([{k: r[k] for k in ("id", "text", "label")} for r in part])
+    keys = ("id", "text", "label", "output") if reply else ("id", "text", "label")
+    card.report["fingerprints"] = {s: rundir.fingerprint_rows([{k: r[k] for k in keys} for r in part])
                                    for s, part in (("train", train), ("heldout", heldout), ("production", production))}
     log.info("curated %d -> %d rows: %d train, %d held out; leakage %s", card.report["rows_in"],
              card.report["rows_out"], len(train), len(heldout), card.report["leakage"])
-    result = Curated(train, heldout, production, labels, card.report, card.tables)
+    result = Curated(train, heldout, production, labels, card.report, card.tables, cfg.task, cfg.reply_format)
     if out_dir is not None:
         write_curated(result, out_dir, system_prompt)
     return result
@@ -236,28 +292,52 @@ def _without(rows, drop):
 
 
 def _drop_trivial(rows, card):
+    """Rows whose text (or, for the reply task, whose reply) says nothing: dropped."""
     trivial = find_trivial(rows)
     card.tables["trivial"] = [{"id": rows[i]["id"], "text": rows[i]["text"], "label": rows[i]["label"],
                                "source": rows[i]["source"]} for i in trivial][:TABLE_ROWS]
     card.report["trivial"] = len(trivial)
-    return _without(rows, set(trivial))
+    rows = _without(rows, set(trivial))
+    if rows and "output" in rows[0]:
+        bare = find_trivial_outputs(rows)
+        card.tables["trivial_outputs"] = [{"id": rows[i]["id"], "output": rows[i]["output"], "label": rows[i]["label"],
+                                           "source": rows[i]["source"]} for i in bare][:TABLE_ROWS]
+        card.report["trivial_outputs"] = len(bare)
+        rows = _without(rows, set(bare))
+    return rows
 
 
 def _find_pii(rows, redact_pii, card):
-    """Report rows with e-mails, phones, card numbers; redact them in place when asked."""
+    """Report rows with e-mails, phones, card numbers in the text (or the reply); redact them in place when asked."""
     pii_rows = []
     for r in rows:
-        found = find_pii(r["text"])
-        if found:
-            pii_rows.append({"id": r["id"], "source": r["source"], "kinds": sorted(found),
-                             "matches": sum(len(v) for v in found.values())})
+        where = {f: found for f in ("text", "output") if f in r and (found := find_pii(r[f]))}
+        if where:
+            kinds = {k for found in where.values() for k in found}
+            pii_rows.append({"id": r["id"], "source": r["source"], "kinds": sorted(kinds),
+                             "matches": sum(len(v) for found in where.values() for v in found.values()),
+                             **({"in": sorted(where)} if "output" in r else {})})
             if redact_pii:
-                r["text"] = redact(r["text"])
+                r.update({f: redact(r[f]) for f in where})
     card.report["pii_rows"] = len(pii_rows)
     card.report["pii_kinds"] = dict(Counter(k for p in pii_rows for k in p["kinds"]))
     card.report["pii_redacted"] = redact_pii
+    if rows and "output" in rows[0]:
+        card.report["pii_output_rows"] = sum("output" in p["in"] for p in pii_rows)
     card.tables["pii"] = pii_rows[:TABLE_ROWS]
 
+
+def _drop_invalid_format(rows, cfg, card):
+    """Replies that are not valid in REPLY_FORMAT (formats.valid: an exact format parses; an as-reference
+    one is complete by its own parts): training on them teaches the format's mistakes."""
+    fmt = formats.get(cfg.reply_format)
+    bad = [i for i, r in enumerate(rows) if not formats.valid(fmt, r["output"], r["output"])]
+    card.tables["invalid_format"] = [
+        {"id": rows[i]["id"], "label": rows[i]["label"], "source": rows[i]["source"], "output": rows[i]["output"],
+         "parts": ", ".join(p for p, ok in formats.parts_present(fmt, rows[i]["output"]).items() if ok) or "none"}
+        for i in bad][:TABLE_ROWS]
+    card.report["invalid_format"] = len(bad)
+    return _without(rows, set(bad))
 
 def _drop_conflicts(rows, card):
     """Same normalised text, different labels: every row of the group goes (nobody knows which is right)."""
@@ -278,10 +358,13 @@ def _drop_exact_duplicates(rows, card):
 
 
 def _drop_over_long(rows, cfg, tokenizer, system_prompt, card):
-    """Rows longer than MAX_SEQ_LEN tokens in the chat rendering: reported, dropped if DROP_TRUNCATED."""
+    """Rows longer than MAX_SEQ_LEN tokens in the chat rendering (for the reply task: system prompt, ticket
+    and reply): reported, dropped if DROP_TRUNCATED. -> (rows, {id: (sequence, prompt, answer) tokens})."""
     labels = sorted({r["label"] for r in rows})
     _check_labels(cfg, rows, labels)
-    lengths = token_lengths(rows, tokenizer, labels, system_prompt)
+    counts = token_counts(rows, tokenizer, labels, system_prompt, cfg.reply_format)
+    lengths = None if counts is None else [c[0] for c in counts]
+    by_id = {} if counts is None else {id(r): c for r, c in zip(rows, counts)}
     truncated = [i for i, n in enumerate(lengths or []) if n > cfg.max_seq_len]
     card.tables["truncated"] = sorted(({"id": rows[i]["id"], "tokens": lengths[i], "label": rows[i]["label"],
                                         "source": rows[i]["source"]} for i in truncated),
@@ -295,12 +378,20 @@ def _drop_over_long(rows, cfg, tokenizer, system_prompt, card):
         card.report["tokens"] = None
         log.info("no tokenizer: token lengths and truncation not checked")
     if not (truncated and cfg.drop_truncated):
-        return rows
+        return rows, by_id
     if len(truncated) == len(rows):
         raise ConfigError(f"every row of TRAIN_PATH={cfg.train_path!r} is longer than MAX_SEQ_LEN={cfg.max_seq_len} "
                           f"tokens once the chat template and system prompt are applied (median {_pct(lengths, 50)}); "
                           "raise MAX_SEQ_LEN (a system prompt listing many labels is long) or set DROP_TRUNCATED=False")
-    return _without(rows, set(truncated))
+    return _without(rows, set(truncated)), by_id
+
+
+def _count_tokens(rows, counts, card):
+    """Prompt and answer tokens of the curated rows (median, p95, max): what 05 prices a request at and
+    how many new tokens a reply needs (the answer counts its end-of-turn token, as generation does)."""
+    for name, k in (("prompt_tokens", 1), ("output_tokens", 2)):
+        vals = [counts[id(r)][k] for r in rows if id(r) in counts]
+        card.report[name] = {"p50": _pct(vals, 50), "p95": _pct(vals, 95), "max": max(vals)} if vals else None
 
 
 def _drop_near_duplicates(rows, cfg, sigs, card):
@@ -431,6 +522,11 @@ def _extras(rows, group):
 
 
 def _check_labels(cfg, rows, labels):
+    if cfg.task == stages.REPLY:  # labels are only groups to split by; one group ('-') is fine
+        if len(rows) < 2:
+            raise ConfigError(f"TRAIN_PATH={cfg.train_path!r} has {len(rows)} usable row(s) after curation; need at "
+                              "least 2 to train and evaluate; see the tables of what was dropped")
+        return
     if len(labels) < 2:
         what = f"a single label {labels[0]!r}" if labels else "no rows left"
         raise ConfigError(f"TRAIN_PATH={cfg.train_path!r} has {what} after curation; a classifier needs "
@@ -442,11 +538,13 @@ def _check_labels(cfg, rows, labels):
 
 
 def write_curated(cur, out_dir, system_prompt=None):
-    """Write the splits as chat JSONL ({"id", "messages"}), data_card.json and tables.json into out_dir."""
+    """Write the splits as chat JSONL ({"id", "messages"}; reply rows {"id", "label", "messages"} ending in
+    the reply), data_card.json and tables.json into out_dir."""
     out_dir = Path(out_dir)
     for name in ("train", "heldout", "production"):
         write_jsonl(out_dir / f"{name}.jsonl",
-                    [{"id": r["id"], "messages": prompts.messages(r["text"], cur.labels, r["label"], system_prompt=system_prompt)}
+                    [{"id": r["id"], **({"label": r["label"]} if "output" in r else {}),
+                      "messages": conversation(r, cur.labels, system_prompt, cur.reply_format)}
                      for r in getattr(cur, name)])
     rundir.write_json(out_dir / "tables.json", cur.tables)
     rundir.write_json(out_dir / "data_card.json", {**cur.report, "labels_list": cur.labels})

@@ -1,7 +1,9 @@
 """Data-quality checks for ticket rows: duplicates, conflicts, near duplicates, trivial text, PII, leakage.
 
 Every check takes rows ({"id", "text", "label", ...}) and returns row indices or groups of them, so
-`ftplay.data.curate` decides what to drop and the notebook shows why.
+`ftplay.data.curate` decides what to drop and the notebook shows why. A row's answer is its label, or
+for the reply task (rows with "output") its normalised reply (`answer_of`): duplicates, conflicts and
+the audit's conflicts compare answers, near duplicates compare inputs only.
 
 Definitions (the data card and the tests use exactly these):
 
@@ -61,6 +63,11 @@ def normalise(text):
     return " ".join(_DIGIT.sub("0", _NON_ALNUM.sub(" ", text.lower())).split())
 
 
+def answer_of(row):
+    """What a row teaches for its input: the label, or the normalised reply of a reply-task row."""
+    return normalise(row["output"]) if "output" in row else row["label"]
+
+
 def _groups_by(keys, min_size=2):
     by = defaultdict(list)
     for i, k in enumerate(keys):
@@ -70,14 +77,14 @@ def _groups_by(keys, min_size=2):
 
 # --------------------------------------------------------------------------- exact checks
 def find_exact_duplicates(rows):
-    """Groups (lists of row indices, first occurrence first) with equal normalised text and label."""
-    return _groups_by([(normalise(r["text"]), r["label"]) for r in rows])
+    """Groups (lists of row indices, first occurrence first) with equal normalised text and answer."""
+    return _groups_by([(normalise(r["text"]), answer_of(r)) for r in rows])
 
 
 def find_conflicts(rows):
-    """Groups of rows whose normalised text is equal but whose labels differ."""
+    """Groups of rows whose normalised text is equal but whose answers (labels, or normalised replies) differ."""
     groups = _groups_by([normalise(r["text"]) for r in rows])
-    return [g for g in groups if len({rows[i]["label"] for i in g}) > 1]
+    return [g for g in groups if len({answer_of(rows[i]) for i in g}) > 1]
 
 
 def find_trivial(rows):
@@ -89,6 +96,12 @@ def find_trivial(rows):
     "card stolen") already name a problem and are kept.
     """
     return [i for i, r in enumerate(rows) if _is_trivial(r["text"] or "")]
+
+
+def find_trivial_outputs(rows):
+    """Indices of reply-task rows whose reply is trivial by the same rule ("ok", "Done.", "n/a"): nothing
+    a model should learn to answer a ticket with."""
+    return [i for i, r in enumerate(rows) if "output" in r and _is_trivial(r["output"] or "")]
 
 
 def _is_trivial(text):
@@ -398,7 +411,8 @@ def audit(train, heldout, threshold=NEAR_DUP_THRESHOLD, cache=None):
     text (bitext: 0, while 16 are exact_ci: its case/whitespace variants straddle the split). exact_ci: equal after lower-case
     and whitespace collapse; exact: equal after `normalise` (punctuation and digits too); near: Jaccard
     >= threshold on character 4-grams, including the exact twins, so exact_ci <= exact <= near;
-    conflicts: an exact twin whose train label differs (the same text taught two answers).
+    conflicts: an exact twin whose train answer differs (the same text taught two answers: another
+    label, or for reply rows another normalised reply).
     """
     exact_ci = [_entry(train, heldout, j, i) for j, i in _twins(train, heldout, normalise_ci)]
     exact_pairs = _twins(train, heldout, normalise)
@@ -406,10 +420,10 @@ def audit(train, heldout, threshold=NEAR_DUP_THRESHOLD, cache=None):
     # conflicts: any train twin with another label (not only the first twin)
     labels_by_text = defaultdict(dict)
     for i, r in enumerate(train):
-        labels_by_text[normalise(r["text"])].setdefault(r["label"], i)
+        labels_by_text[normalise(r["text"])].setdefault(answer_of(r), i)
     conflicts = []
     for j, r in enumerate(heldout):
-        other = {lab: i for lab, i in labels_by_text.get(normalise(r["text"]), {}).items() if lab != r["label"]}
+        other = {lab: i for lab, i in labels_by_text.get(normalise(r["text"]), {}).items() if lab != answer_of(r)}
         if other:
             conflicts.append(_entry(train, heldout, j, min(other.values())))
     # near: best train neighbour per held-out row
