@@ -28,6 +28,10 @@ from ftplay.quality import (audit, find_conflicts, find_exact_duplicates, find_n
 log = logging.getLogger(__name__)
 
 TABLE_ROWS = 50            # worst offenders kept per table in `Curated.tables`
+EXAMPLES = {stages.CLASSIFY: {"instruction": "data/examples/tickets.instruction.jsonl",
+                              "chat": "data/examples/tickets.chat.jsonl"},
+            stages.REPLY: {"instruction": "data/examples/replies.instruction.jsonl",
+                           "chat": "data/examples/replies.chat.jsonl"}}   # the same rows in both shapes, per task
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,13 @@ class DataConfig:
 
 
 # =========================================================================== conversions
+def load_with(cfg, path=None, format=None):
+    """Rows of `path` (default TRAIN_PATH) read as `cfg` says: its format and columns, with "output"
+    (the reply) for the reply task."""
+    return load(path or cfg.train_path, format or cfg.format, cfg.text_field, cfg.label_field,
+                cfg.output_field if cfg.task == stages.REPLY else None)
+
+
 def system_prompt_for(task, system_prompt="", reply_format="house"):
     """The system prompt a task trains and serves with: `system_prompt` when given; else classification's
     default (which lists the labels) or the reply format's own (prompts.reply_system_text)."""
@@ -236,15 +247,12 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     """
     reply = cfg.task == stages.REPLY
     system_prompt = system_prompt_for(cfg.task, system_prompt, cfg.reply_format) if reply else system_prompt
-    out_field = cfg.output_field if reply else None
-    rows = load(cfg.train_path, cfg.format, cfg.text_field, cfg.label_field, out_field)
+    rows = load_with(cfg)
     raw_train = [dict(r) for r in rows]
-    heldout_in = (load(cfg.heldout_path, cfg.format, cfg.text_field, cfg.label_field, out_field)
-                  if cfg.heldout_path else None)
+    heldout_in = load_with(cfg, cfg.heldout_path) if cfg.heldout_path else None
     if not reply:
         _refuse_listed_commas(raw_train + (heldout_in or []), cfg, system_prompt)
-    production = (load(cfg.production_path, "auto", cfg.text_field, cfg.label_field, out_field)
-                  if cfg.production_path else [])
+    production = load_with(cfg, cfg.production_path, "auto") if cfg.production_path else []
     card = _Card({"task": cfg.task, "rows_in": len(rows)}, {})
     if reply:
         card.report.update(reply_format=cfg.reply_format, output_field=cfg.output_field)
@@ -484,6 +492,43 @@ def label_warnings(raw, train, heldout, labels, cfg, system_prompt=None, made_sp
     for w in out:
         log.warning("%s", w["message"])
     return out
+
+
+def drop_summary(card):
+    """What curation dropped and why, one row per check in the order they ran (the data card's counts)."""
+    r = card
+    steps = [("trivial text", r["trivial"], r["trivial"], "nothing to learn from: empty, one word, a few characters"),
+             ("trivial reply", r.get("trivial_outputs"), r.get("trivial_outputs"), "'ok', 'Done.': no reply to learn"),
+             ("personal data", r["pii_rows"], 0, "redacted in place" if r["pii_redacted"] else
+              "kept, not redacted: set REDACT_PII=True, or say why in PII_ACCEPTED"),
+             ("conflicting answers", r["conflict_rows"], r["conflict_rows"],
+              "the same input taught two answers: every copy goes, nobody knows which is right"),
+             ("exact duplicates", r["exact_duplicates"], r["exact_duplicate_rows_dropped"],
+              "the first copy stays; copies would weigh one ticket several times and leak across the split"),
+             ("reply not in the format", r.get("invalid_format"), r.get("invalid_format"),
+              f"not valid in REPLY_FORMAT={r.get('reply_format')!r}: training on it teaches the format's mistakes"),
+             ("longer than MAX_SEQ_LEN", r["truncated"], r["truncated"] if r["truncated_dropped"] else 0,
+              f"over {r['max_seq_len']} tokens: training would cut the answer off" if r["truncated_dropped"] else
+              "kept (DROP_TRUNCATED=False): training cuts them"),
+             ("near duplicates", r["near_duplicate_rows"], r["near_duplicate_rows_dropped"],
+              "rewordings: the first of each label stays")]
+    return [{"check": c, "rows found": found, "rows dropped": dropped, "why": why}
+            for c, found, dropped, why in steps if found is not None]
+
+
+def mask_check(tokenizer, msgs, input_ids, labels):
+    """Whether a tokenized training example (train.tokenize_chat: labels -100 where no loss) trains exactly
+    the answer (the last assistant turn) and the end-of-turn token after it, nothing before or after."""
+    trained = [t for t, lab in zip(input_ids, labels) if lab != -100]
+    first = next((i for i, lab in enumerate(labels) if lab != -100), len(labels))
+    stops = prompts.end_of_turn_ids(tokenizer)
+    answer = msgs[-1]["content"]
+    body = tokenizer.decode(trained[:-1]) if trained else ""
+    return {"answer_chars": len(answer), "sequence_tokens": len(input_ids), "trained_tokens": len(trained),
+            "trained_text_is_the_answer": body.strip() == answer.strip(),
+            "ends_with_end_of_turn": bool(trained) and trained[-1] in stops,
+            "one_contiguous_block": all(lab != -100 for lab in labels[first:first + len(trained)]),
+            "end_of_turn_token": tokenizer.decode(trained[-1:]) if trained else None}
 
 
 def format_label_warnings(warnings):
