@@ -171,18 +171,28 @@ def paired(rows, a, b, fmt, n_boot=1000, seed=0):
     return out
 
 
-def run_system(system, rows, fmt, n_boot=1000, seed=0):
-    """Every row's reply from `system` (anything with .reply(texts)), scored and timed: (metrics, replies)."""
+def token_stats(tokenizer, texts):
+    """Tokens of each reply (no special tokens): mean, median, 95th percentile, max; 05 prices output tokens so."""
+    n = np.array([len(tokenizer(t or "", add_special_tokens=False)["input_ids"]) for t in texts] or [0])
+    return {"mean": round(float(n.mean()), 1), "p50": float(np.percentile(n, 50)), "p95": float(np.percentile(n, 95)),
+            "max": int(n.max())}
+
+
+def run_system(system, rows, fmt, n_boot=1000, seed=0, tokenizer=None):
+    """Every row's reply from `system` (anything with .reply(texts)), scored and timed: (metrics, replies);
+    with `tokenizer`, the replies' token counts too ("output_tokens")."""
     t0 = time.time()
     outputs = system.reply([r["text"] for r in rows])
     secs = time.time() - t0
     m = score(rows, outputs, fmt, n_boot, seed)
     m["seconds"] = round(secs, 2)
     m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
+    if tokenizer is not None:
+        m["output_tokens"] = token_stats(tokenizer, outputs)
     return m, outputs
 
 
-def score_systems(systems, splits, fmt, n_boot=1000, out_dir=None, prefix="04"):
+def score_systems(systems, splits, fmt, n_boot=1000, out_dir=None, prefix="04", tokenizer=None):
     """Every system of `systems` ({name: .reply system}) on every non-empty split ({split: rows}):
     ({split: {name: metrics}}, {(split, name): replies}); with `out_dir`, replies saved as
     <out_dir>/<prefix>_<split>_<name>.jsonl."""
@@ -193,7 +203,7 @@ def score_systems(systems, splits, fmt, n_boot=1000, out_dir=None, prefix="04"):
         if not rows:
             continue
         for name, system in systems.items():
-            m, o = run_system(system, rows, fmt, n_boot)
+            m, o = run_system(system, rows, fmt, n_boot, tokenizer=tokenizer)
             results.setdefault(split, {})[name], outputs[(split, name)] = m, o
             if out_dir is not None:
                 save_outputs(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, o)
@@ -227,6 +237,36 @@ def paired_on_baseline_rows(rows, outputs, baseline, fmt, n_boot=1000):
     at = {r["id"]: i for i, r in enumerate(rows)}
     idx = [at[i] for i in baseline["ids"]]
     return paired([rows[i] for i in idx], [outputs[i] for i in idx], baseline["preds"], fmt, n_boot)
+
+
+def compare_all(splits, outputs, others, fmt, n_boot=1000):
+    """04's paired comparisons: on every split of `splits` ({split: rows}), the fine-tune against every other
+    system scored there (`outputs`: {(split, name): replies}), and on held-out against every system 01 scored
+    (`others`, from `baselines`) on the rows it scored: {split: {"finetuned_vs_<name>": paired}}."""
+    out = {}
+    for split, rows in splits.items():
+        if not rows or (split, "finetuned") not in outputs:
+            continue
+        ft = outputs[(split, "finetuned")]
+        out[split] = {f"finetuned_vs_{name}": paired(rows, ft, o, fmt, n_boot)
+                      for (s, name), o in outputs.items() if s == split and name not in ("finetuned", "finetuned_b")}
+        if split == "heldout":
+            out[split].update({f"finetuned_vs_{name}": paired_on_baseline_rows(rows, ft, b, fmt, n_boot)
+                               for name, b in others.items()})
+    return out
+
+
+def baseline_summary(results):
+    """01's record of the reply task: the primary metric, the best prompting system by it (the reference
+    excluded), and the reference (nearest_reply) with its speed."""
+    keys = ("valid_rate", "field_accuracy")
+    llm = {k: m for k, m in results.items() if k != NEAREST}
+    best = max(llm, key=lambda k: llm[k][PRIMARY])
+    ref = results[NEAREST]
+    return {"primary": PRIMARY,
+            "best": {"name": best, "metric": PRIMARY, PRIMARY: llm[best][PRIMARY], **{k: llm[best][k] for k in keys}},
+            "reference": {"name": NEAREST, PRIMARY: ref[PRIMARY], **{k: ref[k] for k in keys},
+                          "rows_per_s": ref["rows_per_s"], "seconds": ref["seconds"]}}
 
 
 # ---------------------------------------------------------------- tables and readings
