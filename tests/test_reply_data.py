@@ -2,6 +2,8 @@
 import csv
 import json
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -81,6 +83,19 @@ def test_planted_reply_defects_are_what_they_say():
         assert found and all(v in rows[i]["text"] for v in found), i
     for i in PLANTED["pii_leaked"]:
         assert quality.find_pii(rows[i]["reply"]) and not quality.find_pii(rows[i]["text"]), i
+
+
+@pytest.mark.slow
+def test_the_generator_writes_the_committed_files_byte_for_byte(tmp_path):
+    """Regenerating (stdlib python, its own seed; about 18 s) gives every committed data file, the ticket files
+    included: the replies draw from their own random stream."""
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_sample_data.py"), "--out", str(tmp_path)], check=True,
+                   capture_output=True, text=True, timeout=300)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert [str(p) for p in written] == sorted(str(p.relative_to(DATA)) for p in DATA.rglob("*")
+                                               if p.is_file() and p.name != "README.md")
+    for rel in written:
+        assert (tmp_path / rel).read_bytes() == (DATA / rel).read_bytes(), rel
 
 
 def test_reply_examples_load_as_the_same_rows_with_the_reply_system_prompt():
@@ -227,6 +242,7 @@ def test_mask_check_on_the_longest_reply(tiny_tok):
 
 
 # =========================================================================== real replies: Bitext
+@pytest.mark.shared
 @pytest.mark.skipif(not BITEXT.exists(), reason="../shared/datasets/bitext_customer_support absent")
 def test_bitext_replies_curate_with_sane_numbers(tmp_path):
     cfg = data.DataConfig(train_path=str(BITEXT), production_path=None, task="reply", output_field="response",
