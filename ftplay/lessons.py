@@ -69,6 +69,47 @@ def read_leakage(demo):
     return text
 
 
+def reply_leakage_demo(raw_rows, grouped_train, grouped_heldout, production, fmt, near=0.65, fraction=0.2, seed=0):
+    """Mistake 2 on the reply task, measured with the canned-reply reference (replies.NearestReply) in seconds:
+    the raw export split row by row, its held-out rows grouped by whether a near twin sits in train, their
+    chrF and field accuracy, beside 02's grouped split and production. The analogue of `leakage_demo`."""
+    from . import replies
+
+    order = np.random.default_rng(seed).permutation(len(raw_rows))
+    k = int(round(len(raw_rows) * (1 - fraction)))
+    train, held = [raw_rows[i] for i in order[:k]], [raw_rows[i] for i in order[k:]]
+    twins = {e["id"] for e in quality.audit(train, held, near)["near"]}
+    pick = lambda m: None if m is None else {k: m[k] for k in ("chrf", "chrf_ci", "valid_rate", "field_accuracy")}
+
+    def scored(train_rows, rows):
+        return replies.run_system(replies.NearestReply(train_rows), rows, fmt, n_boot=200, seed=seed) if rows else (None, None)
+
+    m, outs = scored(train, held)
+    s = replies.row_scores(held, outs, fmt)
+    groups = {}
+    for name, keep in (("near_twin", lambda r: r["id"] in twins), ("no_twin", lambda r: r["id"] not in twins)):
+        idx = [i for i, r in enumerate(held) if keep(r)]
+        groups[name] = {"n": len(idx), "chrf": float(s["chrf"][idx].mean()) if idx else None,
+                        "field_accuracy": float(s["fields"][idx].mean()) if idx and fmt.fields else None}
+    return {"rows": len(held), "seed": seed, "groups": groups,
+            "row_split": {"heldout": pick(m), "production": pick(scored(train, production)[0])},
+            "grouped_split": {"heldout": pick(scored(grouped_train, grouped_heldout)[0]),
+                              "production": pick(scored(grouped_train, production)[0])}}
+
+
+def read_reply_leakage(demo):
+    """The reply task's leakage demonstration in words."""
+    g, row, grp = demo["groups"], demo["row_split"], demo["grouped_split"]
+    f = lambda x: "-" if x is None else f"{x:.1f}"
+    text = (f"Split row by row, {g['near_twin']['n']} of the {demo['rows']} held-out tickets have a near twin in train: "
+            f"the canned reply of the nearest training ticket scores chrF {f(g['near_twin']['chrf'])} on them, "
+            f"{f(g['no_twin']['chrf'])} on the {g['no_twin']['n']} without one. Held-out chrF {f(row['heldout']['chrf'])} "
+            f"(row split) vs {f(grp['heldout']['chrf'])} (02's grouped split)")
+    if row["production"]:
+        text += f"; on production {f(row['production']['chrf'])} vs {f(grp['production']['chrf'])}"
+    return text + ". A leaked ticket is a question whose reply was in the training data."
+
+
 def edge_cases(train_rows, splits, preds, predict, pattern, labels, max_train=80, seed=0):
     """Mistake 4 ("5 examples of an edge case: the model memorises them; production has different
     edge cases") measured: the fine-tune's accuracy on the training rows of an edge-case slice (what it

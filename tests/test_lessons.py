@@ -70,3 +70,22 @@ def test_base_update_reading_names_the_check_and_the_three_scores():
     assert "base is now embedded:1@bbb: re-fine-tune" in text
     assert "scores macro-F1 0.039 on embedded:1@bbb, against 0.506 on its own base" in text
     assert "(321 steps, 41 s) scores 0.319" in text
+
+
+def test_reply_leakage_demo_scores_twins_with_the_canned_reply():
+    from ftplay import formats
+
+    def reply(r):
+        return formats.render(formats.HOUSE, name="there", topic=r["label"], details=r["id"], next_step="we reply")
+
+    base = [dict(r, output=reply(r)) for r in rows(150)]
+    dup = [dict(r, id=r["id"] + "d") for r in base[:60]]                      # exact twins: the same reply
+    raw = base + dup
+    prod = [dict(r, output=reply(r)) for r in rows(30, seed=1)]
+    demo = lessons.reply_leakage_demo(raw, base[:100], base[100:], prod, formats.HOUSE, seed=0)
+    g = demo["groups"]
+    assert g["near_twin"]["n"] > 5 and g["no_twin"]["n"] > 0
+    assert g["near_twin"]["n"] + g["no_twin"]["n"] == demo["rows"] == round(len(raw) * 0.2)
+    assert g["near_twin"]["chrf"] > g["no_twin"]["chrf"] and g["near_twin"]["field_accuracy"] > g["no_twin"]["field_accuracy"]
+    assert demo["grouped_split"]["heldout"]["valid_rate"] == 1.0 and demo["row_split"]["production"]["chrf"] > 0
+    assert f"{g['near_twin']['n']} of the {demo['rows']} held-out tickets have a near twin" in lessons.read_reply_leakage(demo)
