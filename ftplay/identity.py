@@ -21,16 +21,19 @@ def base_record(ref):
     return {"requested": ref.requested, "path": ref.path, "kind": ref.kind, "revision": ref.revision}
 
 
-def write_adapter_meta(adapter_dir, ref, tokenizer, labels, system_prompt, vocab_size=None):
+def write_adapter_meta(adapter_dir, ref, tokenizer, labels, system_prompt, vocab_size=None, task=stages.CLASSIFY,
+                       reply_format=None):
     """Write ftplay_adapter.json beside an adapter: what serving must match (base, template, labels,
     system prompt, the embedding rows trained against: the base config's vocab_size unless given,
-    which is not len(tokenizer) for every family: Qwen2.5-7B has 152,064 rows for 151,665 tokens);
-    returns the record."""
+    which is not len(tokenizer) for every family: Qwen2.5-7B has 152,064 rows for 151,665 tokens),
+    and the task it answers (`task`; the reply task's `reply_format` too, so a reply conversation
+    can be rebuilt from the adapter alone); returns the record."""
     if vocab_size is None:
         vocab_size = _config_vocab(ref) or len(tokenizer)
-    meta = {"base": base_record(ref), "family": models.family(ref), "template_hash": models.template_hash(tokenizer),
-            "template": prompts.describe(tokenizer), "labels": list(labels),
-            "system_prompt": system_prompt, "vocab_size": vocab_size, "tokenizer_size": len(tokenizer)}
+    meta = {"task": task, "base": base_record(ref), "family": models.family(ref),
+            "template_hash": models.template_hash(tokenizer), "template": prompts.describe(tokenizer),
+            "labels": list(labels), "system_prompt": system_prompt, "vocab_size": vocab_size,
+            "tokenizer_size": len(tokenizer), **({"reply_format": reply_format} if task == stages.REPLY else {})}
     rundir.write_json(Path(adapter_dir) / ADAPTER_META, meta)
     return meta
 
@@ -43,6 +46,11 @@ def _config_vocab(ref):
         return AutoConfig.from_pretrained(ref.path).vocab_size
     except (OSError, ValueError):
         return None
+
+
+def adapter_task(meta):
+    """The task an adapter's ftplay_adapter.json names ("classify" for an adapter written before tasks existed)."""
+    return (meta or {}).get("task") or stages.CLASSIFY
 
 
 def read_adapter_meta(adapter_dir, missing_ok=False):

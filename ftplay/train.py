@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import footprint, progress, prompts, standins
+from . import footprint, progress, prompts, stages, standins
 from .errors import ConfigError, FtplayError, check, type_problems
 
 log = logging.getLogger(__name__)
@@ -138,10 +138,33 @@ EMBEDDED_RECIPE = replace(SEED_RECIPE, target_modules=ALL_LINEAR, lora_r=32, lor
                           learning_rate=1e-3, num_epochs=3.0, lora_dropout=0.0, batch_size=8)
 
 
-def recipe_for(model_kind, overrides=None):
-    """The recipe for a base model kind ('embedded' or real), with non-None overrides applied."""
-    base = EMBEDDED_RECIPE if model_kind == "embedded" else SEED_RECIPE
+# The reply task on the embedded model (issue 15): a six-line house-format reply is ~60 trained tokens
+# of ~200 where a label is 2 of ~85, so every step moves more signal. Measured on this 2-core CPU
+# (1,000 reply conversations, batch 8, 20 steps, idle): 5,630 tokens/s with the base in float32 and
+# 1,380 tokens/s in nf4 (bitsandbytes dequantizes every weight on every CPU step without a fused
+# kernel: 4x slower), so it trains unquantized. One epoch (113 steps, ~35 s idle) already took
+# greedy format validity on 60 held-out tickets from 0.00 (base) to 0.90; two epochs make it robust
+# for about 70 s. A real 7-14B model keeps the seed's recipe (QLoRA) for both tasks.
+EMBEDDED_REPLY_RECIPE = replace(EMBEDDED_RECIPE, load_in_4bit=False, num_epochs=2.0)
+
+
+def recipe_for(model_kind, overrides=None, task=stages.CLASSIFY):
+    """The recipe for a base model kind ('embedded' or real) and task, with non-None overrides applied."""
+    if model_kind == "embedded":
+        base = EMBEDDED_REPLY_RECIPE if task == stages.REPLY else EMBEDDED_RECIPE
+    else:
+        base = SEED_RECIPE
     return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
+
+
+def check_task(card, task):
+    """ConfigError unless TASK is a known task and the one 02 curated (its record's `task`), with the fix."""
+    curated = card.get("task") or stages.CLASSIFY
+    if task not in stages.TASKS:
+        raise ConfigError(f"TASK={task!r} is not one of {sorted(stages.TASKS)}; set TASK in the parameters cell")
+    if task != curated:
+        raise ConfigError(f"TASK={task!r} but 02 curated {curated!r} rows into {getattr(card, 'path', 'this run')}: "
+                          f"set TASK={curated!r}, or run 02 with TASK={task!r} into this RUN_DIR first")
 
 
 # The model a learner would train on a GPU for each MODEL (03 exports the seed's recipe for it): a hub
@@ -304,6 +327,46 @@ def tokenize_chat(tokenizer, messages_list, max_seq_len):
     return rows, truncated
 
 
+def mask_report(tokenizer, messages_list, max_seq_len):
+    """What the loss mask trains, checked per conversation against its own answer: the trained tokens
+    must decode to the whole answer followed by an end-of-turn token, and no prompt token may be
+    trained (a reply is ~60 tokens where a label is 2: a mask cut short or run long would still train
+    something). Conversations longer than `max_seq_len` are cut in training and counted apart.
+    Returns {"examples", "checked", "cut", "whole_answer_trained", "ends_with_end_of_turn",
+    "prompt_tokens_trained", "answer_tokens": {"p50", "max"}}; FtplayError naming the first bad one."""
+    how = prompts.plan(tokenizer)
+    lengths, whole, ends, prompt_trained, cut, bad = [], 0, 0, 0, 0, None
+    for msgs in messages_list:
+        ids, mask = prompts.training_example(tokenizer, msgs, how)
+        if len(ids) > max_seq_len:
+            cut += 1
+            continue
+        trained = [t for t, m in zip(ids, mask) if m]
+        lengths.append(len(trained))
+        n_prompt = len(prompts.prompt_ids(tokenizer, msgs[:-1]))
+        prompt_trained += sum(mask[:n_prompt])
+        end = bool(trained) and trained[-1] in how.stop_ids
+        said = tokenizer.decode(trained[:-1] if end else trained).strip()
+        ok = end and said.split() == msgs[-1]["content"].split()   # spacing aside (a template may trim)
+        ends += end
+        whole += ok
+        if not ok and bad is None:
+            bad = f"trained {said[:80]!r}{'' if end else ' (no end of turn)'}, the answer is {msgs[-1]['content'].strip()[:80]!r}"
+    checked = len(lengths)
+    problems = []
+    if prompt_trained:
+        problems.append(f"{prompt_trained} prompt tokens are trained: the mask must start after the generation prompt")
+    if whole < checked:
+        problems.append(f"{checked - whole} of {checked} examples do not train exactly their answer and its end of "
+                        f"turn; first: {bad}")
+    if problems:
+        raise FtplayError(problems, "broken training labels")
+    lengths.sort()
+    return {"examples": len(messages_list), "checked": checked, "cut": cut, "whole_answer_trained": whole,
+            "ends_with_end_of_turn": ends, "prompt_tokens_trained": prompt_trained,
+            "answer_tokens": {"p50": lengths[len(lengths) // 2] if lengths else 0, "max": max(lengths, default=0)}}
+
+
 def check_mask(tokenizer, rows):
     """Fail loudly instead of training on a broken loss mask."""
     problems = []
@@ -440,6 +503,7 @@ class TrainResult:
     base_params: int = 0
     weights_mb: float = 0.0              # the base's parameters as stored (footprint.measure; MB = 10^6 bytes)
     weights_dtype: str | None = None     # of the base's unquantized parameters as loaded (Unsloth on a CPU: bfloat16)
+    mask: dict = field(default_factory=dict)   # mask_report of the training conversations
 
 
 def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
@@ -460,6 +524,7 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     train_rows, truncated = tokenize_chat(tok, train_messages, cfg.max_seq_len)
+    mask = mask_report(tok, train_messages, cfg.max_seq_len)
     eval_rows, _ = tokenize_chat(tok, eval_messages, cfg.max_seq_len) if eval_messages else ([], 0)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -516,7 +581,7 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
         peak_memory_mb=_peak_mb(dev), truncated=truncated, resumed_from=str(last) if last else None,
         log_path=str(log_path), trainable_params=held["trainable_params"],
         total_params=held["base_params"] + held["trainable_params"], base_params=held["base_params"],
-        weights_mb=round(held["weights_bytes"] / 1e6, 3), weights_dtype=held["dtype"])
+        weights_mb=round(held["weights_bytes"] / 1e6, 3), weights_dtype=held["dtype"], mask=mask)
 
 
 # ---------------------------------------------------------------- 4-bit against unquantized
@@ -616,11 +681,13 @@ def read_log(path):
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
 
-def write_adapter_meta(adapter_dir, ref, labels, system_prompt):
-    """ftplay_adapter.json beside the adapter: what serving must match (see identity.write_adapter_meta)."""
+def write_adapter_meta(adapter_dir, ref, labels, system_prompt, task=stages.CLASSIFY, reply_format=None):
+    """ftplay_adapter.json beside the adapter: what serving must match, and the task it answers (see
+    identity.write_adapter_meta)."""
     from . import identity, models
 
-    return identity.write_adapter_meta(adapter_dir, ref, models.load_tokenizer(ref), labels, system_prompt)
+    return identity.write_adapter_meta(adapter_dir, ref, models.load_tokenizer(ref), labels, system_prompt,
+                                       task=task, reply_format=reply_format)
 
 
 def manifest(result, cfg, ref, meta, train_rows):
@@ -630,6 +697,7 @@ def manifest(result, cfg, ref, meta, train_rows):
     return {**asdict(result),
             "base_model": {**identity.base_record(ref), **(models.describe(ref.path) if ref.kind != "hub" else {})},
             "family": meta.get("family"), "template_hash": meta["template_hash"], "template": meta.get("template"),
-            "labels": meta["labels"], "train_fingerprint": rundir.fingerprint_rows(
-                [{k: r[k] for k in ("id", "text", "label")} for r in train_rows]),
+            "labels": meta["labels"], "reply_format": meta.get("reply_format"),
+            "train_fingerprint": rundir.fingerprint_rows(
+                [{k: r[k] for k in ("id", "text", "label", "output") if k in r} for r in train_rows]),
             "train_rows": len(train_rows), "train_ids": [r["id"] for r in train_rows]}

@@ -67,6 +67,74 @@ def test_tokenize_chat_trains_only_the_answer(tiny_tok):
         train.tokenize_chat(tiny_tok, [_conv("bug")], 16)
 
 
+def test_the_reply_task_gets_its_own_embedded_recipe():
+    """Issue 15: the embedded reply recipe trains unquantized (nf4 is 4x slower on this CPU) for 2 epochs;
+    triage and the real models' recipes are unchanged, and the parameters cell still overrides it."""
+    reply = train.recipe_for("embedded", task="reply")
+    assert (reply.load_in_4bit, reply.num_epochs, reply.lora_r, reply.learning_rate) == (False, 2.0, 32, 1e-3)
+    assert train.recipe_for("embedded") == train.EMBEDDED_RECIPE and train.EMBEDDED_RECIPE.load_in_4bit
+    assert train.recipe_for("hub", task="reply") == train.SEED_RECIPE
+    assert train.recipe_for("embedded", {"load_in_4bit": True, "num_epochs": None}, task="reply").load_in_4bit
+
+
+def _reply_convs():
+    from ftplay import formats
+
+    fmt = formats.HOUSE
+    a = formats.render(fmt, name="Ana", topic="a refund", details="order 1042; charged twice",
+                       next_step="we refund the second charge")
+    b = formats.render(fmt, name="there", topic="your delivery", details="none", next_step="we check with the carrier")
+    return [prompts.reply_messages("I was charged twice for order 1042.", fmt, a),
+            prompts.reply_messages("Where is my parcel?", fmt, b)]
+
+
+def test_the_mask_trains_every_reply_token_and_the_end_of_turn_only(tiny_tok):
+    convs = _reply_convs()
+    report = train.mask_report(tiny_tok, convs, 512)
+    assert report == {"examples": 2, "checked": 2, "cut": 0, "whole_answer_trained": 2, "ends_with_end_of_turn": 2,
+                      "prompt_tokens_trained": 0, "answer_tokens": {"p50": 49, "max": 49}}
+    rows, _ = train.tokenize_chat(tiny_tok, convs, 512)
+    trained = [t for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
+    assert tiny_tok.decode(trained) == convs[0][-1]["content"] + "<|im_end|>"
+    assert len(rows[0]["input_ids"]) == 187 and len(trained) == 49
+    assert train.mask_report(tiny_tok, convs, 180)["cut"] == 1, "a conversation MAX_SEQ_LEN cuts is counted apart"
+    assert train.mask_report(tiny_tok, [_conv("bug")], 512)["answer_tokens"] == {"p50": 2, "max": 2}
+
+
+def test_a_mask_that_drops_the_end_of_turn_or_trains_the_prompt_is_refused(tiny_tok, monkeypatch):
+    real = prompts.training_example
+    monkeypatch.setattr(prompts, "training_example", lambda tok, msgs, how=None: (
+        lambda ids, mask: (ids, mask[:-2] + [0, 0]))(*real(tok, msgs, how)))
+    with pytest.raises(FtplayError, match="2 of 2 examples do not train exactly their answer"):
+        train.mask_report(tiny_tok, _reply_convs(), 512)
+    monkeypatch.setattr(prompts, "training_example", lambda tok, msgs, how=None: (
+        lambda ids, mask: (ids, [1] * len(mask)))(*real(tok, msgs, how)))
+    with pytest.raises(FtplayError, match="prompt tokens are trained"):
+        train.mask_report(tiny_tok, _reply_convs(), 512)
+
+
+def test_03_trains_the_task_02_curated():
+    from ftplay.errors import ConfigError
+
+    train.check_task({"task": "reply"}, "reply")
+    train.check_task({}, "classify")   # a record written before tasks existed is triage
+    with pytest.raises(ConfigError, match="TASK='reply' but 02 curated 'classify'"):
+        train.check_task({"task": "classify"}, "reply")
+    with pytest.raises(ConfigError, match="TASK='summary' is not one of"):
+        train.check_task({}, "summary")
+
+
+def test_the_adapter_names_its_task(tiny_ref, tmp_path):
+    from ftplay import identity
+
+    meta = train.write_adapter_meta(tmp_path / "r", tiny_ref, [], "Reply.", "reply", "house")
+    assert (meta["task"], meta["reply_format"], meta["system_prompt"]) == ("reply", "house", "Reply.")
+    assert identity.read_adapter_meta(tmp_path / "r") == meta and identity.adapter_task(meta) == "reply"
+    cls = train.write_adapter_meta(tmp_path / "c", tiny_ref, ["bug"], "Triage.")
+    assert cls["task"] == "classify" and "reply_format" not in cls
+    assert identity.adapter_task({}) == "classify", "an adapter written before tasks existed is triage"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["trl", "unsloth"])
 def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, tmp_path):
@@ -389,7 +457,7 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     import yaml
 
     run_notebook("02_curate_data", tmp_path)
-    tr = run_notebook("03_train_qlora", tmp_path, MAX_STEPS=30, LOAD_IN_4BIT=False)
+    tr = run_notebook("03_train_qlora", tmp_path, MAX_STEPS=30, LOAD_IN_4BIT=False, SECOND_ADAPTER="epochs")
     share = tr["lora_share"]
     assert tr["trainable_params"] == share["trainable_params"] == 655_360 and tr["base_params"] == 4_239_360
     assert tr["total_params"] == 4_239_360 + 655_360 and share["counted_equals_measured"]
@@ -402,6 +470,7 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     assert second["name"] == "epochs" and second["experiment"] == "max_steps 30 -> 10"
     assert second["changed"] == {"max_steps": [30, 10]} and second["steps"] == 10
     assert second["engine"] == tr["engine"] and second["seed"] == tr["config"]["seed"], "one variable changed"
+    assert tr["task"] == "classify" and tr["mask"]["prompt_tokens_trained"] == 0
     assert (Path(second["adapter_dir"]) / "ftplay_adapter.json").exists()
     gpu = tr["gpu_export"]
     assert gpu["model"] == "Qwen/Qwen2.5-7B-Instruct" and gpu["recipe"]["lora_r"] == 16
@@ -417,7 +486,8 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     executed = nbformat.read(str(tmp_path / "03_train_qlora.ipynb"), as_version=4)
     shown = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     for words in ("LoRA trains 655,360 of this base's 4,239,360 parameters", "The nf4 base holds",
-                  "One change, max_steps 30 -> 10: 10 steps against 30", "GPU model for the exports below: Qwen"):
+                  "One change, max_steps 30 -> 10: 10 steps against 30", "GPU model for the exports below: Qwen",
+                  "conversations train exactly their answer and its end of turn (median 2 tokens"):
         assert words in shown, words
 
 
