@@ -6,9 +6,11 @@
     python3 tools/make_sample_data.py --out /tmp/d && diff -r /tmp/d data   # byte-identical: nothing else changed
 
 Every text is synthetic, assembled from the hand-written fragments in sampledata/fragments.py
-(sampledata/text.py composes one ticket, sampledata/generate.py the rows, sampledata/checks.py
-asserts what data/README.md promises). PII is fake:
-example.com / example.org addresses, 555 / Ofcom drama numbers, public test card numbers.
+(sampledata/text.py composes one ticket, sampledata/generate.py the rows, sampledata/replies.py each
+ticket's house-format reply for the reply task, sampledata/checks.py asserts what data/README.md
+promises). PII is fake: example.com / example.org addresses, 555 / Ofcom drama numbers, public test
+card numbers. Besides the standard library it imports ftplay.formats and ftplay.prompts (stdlib only
+themselves), so the reply format and its system prompt are defined once.
 """
 from __future__ import annotations
 
