@@ -144,6 +144,8 @@ def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD, ou
             log.warning("%s: id %r repeats (first at %s); ids are not unique", r["source"], r["id"], seen[r["id"]])
         seen.setdefault(r["id"], r["source"])
     log.info("loaded %d rows from %s (%s)", len(rows), path, fmt)
+    if output_field and rows and all(r["label"] == NO_LABEL for r in rows):
+        log.info("%s: no categories: every row is in one group %r (the split is then random)", path.name, NO_LABEL)
     return rows
 
 
@@ -171,8 +173,6 @@ def _load_csv(path, text, text_field, label_field, probs, output_field=None):
                 ti = header.index(text_field)
                 li = header.index(label_field) if label_field in header else None  # optional for replies
                 oi = header.index(output_field) if output_field else None
-                if output_field and li is None:
-                    log.info("%s: no %r column: every reply row is in one group %r", path.name, label_field, NO_LABEL)
                 ii = header.index("ticket_id") if "ticket_id" in header else None
                 continue
             if len(rec) != len(header):

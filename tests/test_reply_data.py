@@ -258,3 +258,13 @@ def test_bitext_replies_curate_with_sane_numbers(tmp_path):
     assert rep["leakage"]["near"] == 0
     held = data.load_split(tmp_path, "heldout")
     assert len(held) == rep["split"]["heldout"] and all(r["output"] for r in held)
+
+
+def test_reply_rows_without_categories_split_as_one_group(tmp_path):
+    rows = [r for r in data.load(RAW, output_field="reply") if r["id"] in set(PLANTED["clean"][:100])]
+    p = tmp_path / "r.jsonl"
+    p.write_text("".join(json.dumps({"messages": data.conversation(r, [])}) + "\n" for r in rows))
+    cfg = data.DataConfig(train_path=str(p), production_path=None, task="reply")
+    cur = data.curate(cfg, out_dir=tmp_path / "run" / "data")
+    assert cur.labels == ["-"] and (len(cur.train), len(cur.heldout)) == (80, 20)
+    assert [r["output"] for r in data.load_split(tmp_path / "run", "heldout")] == [r["output"] for r in cur.heldout]
