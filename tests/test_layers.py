@@ -33,7 +33,7 @@ LAYERS = {
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("replies", "evaluate"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
+SIDEWAYS = {("replies", "evaluate"), ("lessons", "replies"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
 def imports(path, mods=None):
