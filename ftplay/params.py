@@ -91,7 +91,7 @@ RANGES = {
     "NUM_GPUS": at_least(1),
     # serving (06)
     "PORT": Range(0, 65535), "LOAD_TEST_REQUESTS": at_least(1), "LOAD_TEST_CONCURRENCY": at_least(1),
-    "MAX_TOKENS": at_least(1), "STARTUP_TIMEOUT_S": above(0), "STRUCTURED_ROWS": at_least(0),
+    "MAX_TOKENS": at_least(1), "REPLY_MAX_TOKENS": Range(8, 2048), "STARTUP_TIMEOUT_S": above(0), "STRUCTURED_ROWS": at_least(0),
     # decision and costs (00, 05)
     "MONTHLY_REQUESTS": at_least(0), "TOKENS_PER_REQUEST": at_least(0), "LABELED_EXAMPLES": at_least(0),
     "CURRENT_QUALITY": SHARE, "TARGET_QUALITY": SHARE, "INPUT_TOKENS_PER_REQUEST": at_least(0),

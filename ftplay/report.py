@@ -12,13 +12,13 @@ import html
 import math
 from pathlib import Path
 
-from . import records, rundir
+from . import records, rundir, stages
 from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
 TARGET_ACCURACY = 0.9  # routing line when 05 did not record its TARGET_ACCURACY
 BLOCKS, NOT_PROVEN, SUPPORTS = "blocks", "not proven", "supports"
 # the 05 option that prices a system 04 found better than the fine-tune
-PRICED_AS = {"tfidf_logreg": "classical_reference"}
+PRICED_AS = {"tfidf_logreg": "classical_reference", "nearest_reply": "classical_reference"}
 
 
 def why(text, stem, field, effect=BLOCKS):
@@ -35,23 +35,56 @@ def reason_line(r):
 
 # ---------------------------------------------------------------- the checklist
 def build(run_dir, status=None):
-    """{"run_dir", "items": [item], "ship": {"ship", "reasons", "notes"}, "route"} for `run_dir`.
+    """{"run_dir", "items": [item], "ship": {"ship", "reasons", "notes"}, "route", "plots", "tasks"} for
+    `run_dir`. Each task of the run (records.task_runs: triage, the house-format reply) is answered on
+    its own records, with the run's one server (06) and cost notebook (05): `tasks` holds {task: {"dir",
+    "items", "ship"}} for each, and "items"/"ship" at the top are the run's first task's.
 
-    `status` is the runner's {stem: {"status", "cell", "error"}}: a notebook that failed makes the
-    items it is evidence for "failed" (its JSON, if any, is from an earlier run).
+    `status` is the runner's {name: {"status", "cell", "error"}} (a further task's notebooks named
+    <task>/<stem>): a notebook that failed makes the items it is evidence for "failed" (its JSON, if
+    any, is from an earlier run).
     """
     run_dir = Path(run_dir)
-    recs = {s: records.read_or_empty(run_dir, s) for s in (DECIDE, BASELINE, CURATE, TRAIN, EVALUATE, COSTS, SERVE)}
-    failed = {s: v for s, v in (status or {}).items() if v.get("status") != "ok"}
-    items = [_answer(key, title, evidence, fn, recs) for key, title, evidence, fn in CHECKLIST]
-    for it in items:
-        bad = [s for s in it["evidence"] if s in failed]
-        if bad:
-            v = failed[bad[0]]
-            text = f"notebook {bad[0]} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
-            it.update(status="failed", summary=text, problems=[why(text, "summary.json", f"notebooks.{bad[0]}")])
-    return {"run_dir": str(run_dir), "items": items, "ship": verdict(items, recs, failed),
-            "route": route_line(recs[COSTS]), "plots": [f"plots/{p.name}" for p in sorted((run_dir / "plots").glob("*.png"))]}
+    runs = records.task_runs(run_dir) or {stages.CLASSIFY: run_dir}
+    shared = {s: records.read_or_empty(run_dir, s) for s in (DECIDE, COSTS, SERVE)}
+    tasks = {}
+    for i, (task, where) in enumerate(runs.items()):
+        sub = "" if Path(where) == run_dir else Path(where).name
+        recs = {s: records.read_or_empty(where, s) for s in stages.PER_TASK} | shared
+        recs[DECIDE] = shared[DECIDE] if i == 0 else records.Record({}, records.path(where, DECIDE), DECIDE)
+        recs[COSTS] = _cost_view(shared[COSTS], task)
+        recs["task"] = task
+        key = lambda s: f"{sub}/{s}" if sub and s in stages.PER_TASK else s  # noqa: E731  (the runner's names)
+        failed = {s: v for s in stages.STEMS for v in [(status or {}).get(key(s))] if v and v.get("status") != "ok"}
+        items = [_answer(k, title, evidence, fn, recs) for k, title, evidence, fn in CHECKLIST]
+        for it in items:
+            bad = [s for s in it["evidence"] if s in failed]
+            if bad:
+                v = failed[bad[0]]
+                text = f"notebook {key(bad[0])} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
+                it.update(status="failed", summary=text, problems=[why(text, "summary.json", f"notebooks.{key(bad[0])}")])
+            for p in it["problems"] + it["passed"]:   # a further task's records are in its own folder
+                if sub and p["record"][:-5] in stages.PER_TASK:
+                    p["record"] = f"{sub}/{p['record']}"
+        failed_named = {key(s): v for s, v in failed.items()}
+        tasks[task] = {"dir": sub or ".", "adapter_name": stages.ADAPTER_NAMES.get(task), "items": items,
+                       "ship": verdict(items, recs, failed_named)}
+    first = tasks[next(iter(tasks))]
+    return {"run_dir": str(run_dir), "items": first["items"], "ship": first["ship"], "tasks": tasks,
+            "route": route_line(shared[COSTS]), "plots": [f"plots/{p.name}" for p in sorted((run_dir / "plots").glob("*.png"))]}
+
+
+def _cost_view(cost, task):
+    """05's record as one task's cost: its per-task table (`tasks.<task>`) over the shared fields."""
+    mine = cost.at("tasks", task, default=None)
+    if not isinstance(mine, dict):
+        return cost
+    return records.Record({**cost, **mine}, cost.path, cost.stem)
+
+
+def metric_of(rec):
+    """The metric a stage's record ranks systems by: its `primary` (the reply task's), else macro-F1."""
+    return rec.get("primary") or "macro_f1"
 
 
 def _answer(key, title, evidence, fn, recs):
@@ -74,23 +107,28 @@ def _answer(key, title, evidence, fn, recs):
 def tried_cheaper(recs):
     """Prompting (zero- and few-shot), retrieved few-shot (RAG) and routing, measured before fine-tuning."""
     base, ev4 = recs[BASELINE], recs[EVALUATE]
+    metric = metric_of(base)
+    name = METRIC_NAMES.get(metric, metric)
     systems = base.at("systems", default={})
-    fig = {name: systems[name].get("macro_f1") for name in ("zero_shot", "few_shot_fixed", "few_shot_retrieved",
-                                                            "free_text_zero_shot") if name in systems}
+    fig = {n: systems[n].get(metric) for n in ("zero_shot", "few_shot_fixed", "few_shot_retrieved",
+                                               "free_text_zero_shot") if n in systems}
     fig["best_prompt"] = base.at("best", "name")
     ref = base.at("reference", default={})
     if ref:
-        fig["reference"] = {ref.get("name"): ref.get("macro_f1")}
+        fig["reference"] = {ref.get("name"): ref.get(metric)}
     problems, notes = [], []
     if "few_shot_retrieved" not in systems:
         problems.append(why("retrieved few-shot (RAG) was not scored in 01", BASELINE, "systems.few_shot_retrieved",
                             NOT_PROVEN))
     parts = [f"{n} {_f(v)}" for n, v in fig.items() if n in systems]
-    text = "macro-F1 " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
+    text = f"{name} " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
     if ref:
-        text += f"; reference {ref.get('name')} {_f(ref.get('macro_f1'))}"
+        text += f"; reference {ref.get('name')} {_f(ref.get(metric))}"
     curve = ev4.get("selective_curve")
-    if curve:
+    if recs.get("task", stages.CLASSIFY) != stages.CLASSIFY:
+        notes.append("routing (a cheap model first, the unsure share escalated) is measured for triage only: a "
+                     "generated reply carries no confidence to route on")
+    elif curve:
         target = recs[COSTS].at("config", "target_accuracy", default=TARGET_ACCURACY)
         reach = [p for p in curve if p.get("accuracy_kept") is not None and p["escalated"] < 1
                  and p["accuracy_kept"] >= target]
@@ -178,38 +216,56 @@ def trained(recs):
     return {"summary": text, "figures": fig, "problems": problems}
 
 
+# the figures a system's scores give, by task: classification's, or the reply task's (ftplay/replies.py)
+SCORE_KEYS = {"macro_f1": ("macro_f1", "macro_f1_ci", "accuracy"),
+              "reply": ("valid_rate", "valid_rate_ci", "field_accuracy", "field_accuracy_ci", "chrf", "chrf_ci")}
+METRIC_NAMES = {"macro_f1": "macro-F1", "valid_rate": "format valid", "field_accuracy": "field accuracy",
+                "chrf": "chrF"}
+
+
 def evaluated(recs):
     """Base against fine-tuned on held-out and production, against every alternative, per class: 04's
     gate, each of its checks a reason naming the field it read."""
     e = recs[EVALUATE]
+    metric = metric_of(e)
+    reply = recs.get("task", stages.CLASSIFY) != stages.CLASSIFY
+    keys = SCORE_KEYS["reply" if reply else "macro_f1"]
     fig, parts = {}, []
     for split in ("heldout", "production"):
         systems = e.at(split, "systems", default={})
         if not systems:
             continue
-        fig[split] = {"n": e.at(split, "n")} | {name: {k: m.get(k) for k in ("macro_f1", "macro_f1_ci", "accuracy")}
-                                                for name, m in systems.items()}
+        fig[split] = {"n": e.at(split, "n")} | {name: {k: m.get(k) for k in keys} for name, m in systems.items()}
         b, f = systems.get("base") or {}, systems.get("finetuned") or {}
-        parts.append(f"{split} n={e.at(split, 'n')}: base {_ci(b)} vs fine-tuned {_ci(f)} macro-F1")
+        if reply:
+            parts.append(f"{split} n={e.at(split, 'n')}: base vs fine-tuned " + ", ".join(
+                f"{METRIC_NAMES[k]} {_ci(b, k)} vs {_ci(f, k)}" for k in ("valid_rate", "field_accuracy", "chrf")
+                if b.get(k) is not None or f.get(k) is not None))
+        else:
+            parts.append(f"{split} n={e.at(split, 'n')}: base {_ci(b)} vs fine-tuned {_ci(f)} macro-F1")
     p = e.at("heldout", "paired", "finetuned_vs_base", default={})
+    diff = "valid_rate" if reply else "macro_f1"   # what "beats the base" is read on
     if p:
-        fig["heldout_diff"] = {k: p.get(k) for k in ("macro_f1_diff", "macro_f1_diff_ci", "mcnemar_p")}
-        lo, hi = p.get("macro_f1_diff_ci") or (None, None)
-        parts[0] += (f", difference {_f(p.get('macro_f1_diff'), '+.3f')} [{_f(lo, '+.3f')}, {_f(hi, '+.3f')}], "
-                     f"McNemar p={_f(p.get('mcnemar_p'), '.2g')}")
-    alts = {k[len("finetuned_vs_"):]: d.get("macro_f1_diff") for k, d in e.at("heldout", "paired", default={}).items()
+        fig["heldout_diff"] = {k: p.get(k) for k in (f"{diff}_diff", f"{diff}_diff_ci", "mcnemar_p")}
+        lo, hi = p.get(f"{diff}_diff_ci") or (None, None)
+        parts[0] += (f"{'; format valid' if reply else ','} difference {_f(p.get(f'{diff}_diff'), '+.3f')} "
+                     f"[{_f(lo, '+.3f')}, {_f(hi, '+.3f')}], McNemar p={_f(p.get('mcnemar_p'), '.2g')}")
+    alts = {k[len("finetuned_vs_"):]: d.get(f"{metric}_diff") for k, d in e.at("heldout", "paired", default={}).items()
             if k.startswith("finetuned_vs_") and k != "finetuned_vs_base"}
     if alts:
         fig["heldout_vs_alternatives"] = alts
-        parts.append("fine-tuned minus " + ", ".join(f"{n} {_f(d, '+.3f')}" for n, d in alts.items()))
+        parts.append("fine-tuned minus " + ", ".join(f"{n} {_f(d, '+.3f')}" for n, d in alts.items())
+                     + (f" ({METRIC_NAMES.get(metric, metric)})" if reply else ""))
     gate = e.at("decision", default={})
     fig["decision"] = {k: gate.get(k) for k in ("ship", "verdict", "better")}
     verdict = gate.get("verdict") or ("ship" if gate.get("ship") else "stop")
     parts.append(f"gate: {verdict}")
     better = gate.get("better")
     if better:
-        parts.append(f"better system: {better['name']} ({_f(better['macro_f1'])} vs {_f(better['finetuned_macro_f1'])} "
-                     f"on {better['split']})")
+        m = better.get("metric", "macro_f1")
+        named = f"{METRIC_NAMES.get(m, m)} " if reply else ""
+        parts.append(f"better system: {better['name']} ({named}{_f(better.get(m, better.get('value')))} "
+                     f"vs {_f(better.get('finetuned_' + m, better.get('finetuned_value')))} on {better['split']})")
     effect = {"block": BLOCKS, "not proven": NOT_PROVEN}
     problems = [why(c["text"], EVALUATE, c["field"], effect[c["status"]]) for c in gate.get("checks", [])
                 if c.get("status") in effect]
@@ -345,17 +401,24 @@ MARK = {"done": "[x]", "no": "[!]", "failed": "[!]", "not run": "[ ]", "not prov
 
 
 def format_text(report):
-    """The checklist as short text lines: one per item, then ship or not."""
-    lines = ["What I'd ship:"]
-    for it in report["items"]:
-        lines.append(f"{MARK.get(it['status'], '[?]')} {it['title']}: {it['status']}  ({', '.join(s + '.json' for s in it['evidence'])})")
-        lines.append(f"      {it['summary']}")
-    if report.get("route"):
-        lines.append(f"route the numbers favour: {report['route']}")
-    lines += [f"note: {n}" for n in report["ship"]["notes"]]
-    lines.append(f"ship: {_answer_of(report['ship'])}")
-    lines += [f"  - [{r['effect']}] {reason_line(r)}" for r in report["ship"]["reasons"]]
-    return "\n".join(lines)
+    """The checklist as short text lines: for each task, one line per item, then ship or not."""
+    tasks = report.get("tasks") or {None: {"items": report["items"], "ship": report["ship"]}}
+    lines = []
+    for task, t in tasks.items():
+        head = "What I'd ship" + (f" for {task} ({stages.TASKS.get(task, '')}; adapter '{t.get('adapter_name')}', "
+                                  f"records in {t.get('dir')})" if task and len(tasks) > 1 else "") + ":"
+        lines.append(head)
+        for it in t["items"]:
+            lines.append(f"{MARK.get(it['status'], '[?]')} {it['title']}: {it['status']}  "
+                         f"({', '.join(s + '.json' for s in it['evidence'])})")
+            lines.append(f"      {it['summary']}")
+        if report.get("route") and task in (None, next(iter(tasks))):
+            lines.append(f"route the numbers favour: {report['route']}")
+        lines += [f"note: {n}" for n in t["ship"]["notes"]]
+        lines.append(f"ship{' ' + task if task and len(tasks) > 1 else ''}: {_answer_of(t['ship'])}")
+        lines += [f"  - [{r['effect']}] {reason_line(r)}" for r in t["ship"]["reasons"]]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
 
 
 def _answer_of(ship):
@@ -370,26 +433,31 @@ figure{margin:1rem 0}img{max-width:100%}"""
 
 
 def html_page(report):
-    """A self-contained HTML page (inline CSS, escaped text, no scripts)."""
+    """A self-contained HTML page (inline CSS, escaped text, no scripts): a section per task."""
     e = html.escape
-    ship = report["ship"]
-    rows = []
-    for it in report["items"]:
-        extra = "".join(f"<br><small>{e(t)}</small>" for t in [reason_line(p) for p in it["problems"]] + it["notes"])
-        rows.append(f"<tr><td class=\"{e(it['status'].replace(' ', '-'))}\"><b>{e(it['status'])}</b></td>"
-                    f"<td><b>{e(it['title'])}</b><br>{e(it['summary'])}{extra}</td>"
-                    f"<td><code>{'<br>'.join(e(s + '.json') for s in it['evidence'])}</code></td></tr>")
+    tasks = report.get("tasks") or {None: {"items": report["items"], "ship": report["ship"]}}
+    sections = []
+    for task, t in tasks.items():
+        ship, rows = t["ship"], []
+        for it in t["items"]:
+            extra = "".join(f"<br><small>{e(x)}</small>" for x in [reason_line(p) for p in it["problems"]] + it["notes"])
+            rows.append(f"<tr><td class=\"{e(it['status'].replace(' ', '-'))}\"><b>{e(it['status'])}</b></td>"
+                        f"<td><b>{e(it['title'])}</b><br>{e(it['summary'])}{extra}</td>"
+                        f"<td><code>{'<br>'.join(e(s + '.json') for s in it['evidence'])}</code></td></tr>")
+        reasons = "".join(f"<li>{e(x)}</li>" for x in [f"[{r['effect']}] {reason_line(r)}" for r in ship["reasons"]]
+                          + [f"note: {n}" for n in ship["notes"]])
+        answer = _answer_of(ship)
+        css = {"YES": "yes", "NO": "nay"}.get(answer, "unproven")
+        title = (f"<h2>{e(task)}: {e(stages.TASKS.get(task, ''))} (adapter <code>{e(str(t.get('adapter_name')))}</code>)"
+                 "</h2>" if task and len(tasks) > 1 else "")
+        sections.append(f"{title}<p class=\"verdict {css}\">Ship{' ' + e(task) if title else ''}: <b>{e(answer)}</b></p>"
+                        f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>"
+                        f"<h3>Why</h3><ul>{reasons}</ul>")
     route = f"<p>Route the numbers favour: {e(report['route'])}</p>" if report.get("route") else ""
-    reasons = "".join(f"<li>{e(t)}</li>" for t in [f"[{r['effect']}] {reason_line(r)}" for r in ship["reasons"]]
-                      + [f"note: {n}" for n in ship["notes"]])
-    answer = _answer_of(ship)
-    css = {"YES": "yes", "NO": "nay"}.get(answer, "unproven")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Ship report: {e(report['run_dir'])}</title>"
             f"<style>{CSS}</style></head><body><h1>What I'd ship</h1><p>Run <code>{e(report['run_dir'])}</code>; "
             "every figure is read from the run's JSON records.</p>"
-            f"<p class=\"verdict {css}\">Ship: <b>{e(answer)}</b></p>"
-            f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>{route}"
-            f"<h2>Why</h2><ul>{reasons}</ul>{_figures(report)}</body></html>\n")
+            f"{''.join(sections)}{route}{_figures(report)}</body></html>\n")
 
 
 def _figures(report):
@@ -425,6 +493,7 @@ def _n(x):
     return "-" if x is None else f"{x:,.0f}" if _finite(x) and abs(x) >= 100 else f"{x:g}" if _finite(x) else str(x)
 
 
-def _ci(m):
-    lo, hi = m.get("macro_f1_ci") or (None, None)
-    return f"{_f(m.get('macro_f1'))} [{_f(lo)}, {_f(hi)}]"
+def _ci(m, key="macro_f1"):
+    lo, hi = m.get(f"{key}_ci") or (None, None)
+    fmt = ".1f" if key == "chrf" else ".3f"   # chrF is on 0-100
+    return f"{_f(m.get(key), fmt)} [{_f(lo, fmt)}, {_f(hi, fmt)}]"

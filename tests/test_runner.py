@@ -122,7 +122,7 @@ def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp
     msg = str(e.value)
     for text in ("EPOCHS='three' (str) must be Optional[float]", "LORA_R='16' (str) must be Optional[int] "
                  "(written in quotes: drop them)", "LEARNING_RATE='2e-3' (str) must be Optional[float] (YAML read it "
-                 "as text: write 0.002", "LOAD_IN_4BIT=1 (int) must be bool", "TARGET_MODULES=['q_proj', 3] (list)",
+                 "as text: write 0.002", "LOAD_IN_4BIT=1 (int) must be Optional[bool]", "TARGET_MODULES=['q_proj', 3] (list)",
                  "N_BOOT=100.5 (float) must be int", "01_baseline_prompting: SEED='7' (str) must be int"):
         assert text in msg, msg
     assert not (tmp_path / "run").exists(), "nothing runs or is written before the types are right"
