@@ -405,3 +405,27 @@ def test_a_given_splits_own_leak_is_a_note_and_04s_recheck_decides(tmp_path):
     rep = report.build(write_run(tmp_path, recs))
     assert rep["ship"]["verdict"] == "NO"
     assert any("drop their twins from the training file" in t for t in texts(rep, "blocks"))
+
+
+def test_each_task_of_a_run_gets_its_own_answers_and_verdict(tmp_path):
+    """A two-task run: triage in the run directory, the reply task in reply/. Each task is answered on
+    its own records (a reply reason names reply/<record>), 05 and 06 are shared, and a failed reply
+    notebook fails the reply task's items only."""
+    run = write_run(tmp_path, RUN)
+    reply = {stem: dict(copy.deepcopy(rec), task="reply") for stem, rec in RUN.items()
+             if stem[:2] in ("01", "02", "03", "04")}
+    reply["02_curate_data"]["pii_rows"], reply["02_curate_data"]["pii_kinds"] = 4, {"phone": 4}
+    write_run(tmp_path / "reply", reply)
+    rep = report.build(run)
+    assert list(rep["tasks"]) == ["classify", "reply"] and rep["tasks"]["reply"]["dir"] == "reply"
+    assert rep["ship"] == rep["tasks"]["classify"]["ship"] and rep["ship"]["verdict"] == "YES"
+    r = rep["tasks"]["reply"]["ship"]
+    assert r["verdict"] == "NO" and r["reasons"][0]["record"] == "reply/02_curate_data.json", r["reasons"][0]
+    assert "PII in 4 training rows" in r["reasons"][0]["text"]
+    text = report.format_text(rep)
+    assert "ship classify: YES" in text and "ship reply: NO" in text and "adapter 'reply', records in reply" in text
+    failed = report.build(run, {"reply/04_evaluate": {"status": "failed", "cell": 7, "error": "boom"}})
+    items = {i["key"]: i["status"] for i in failed["tasks"]["reply"]["items"]}
+    assert items["evaluated"] == "failed" and failed["tasks"]["classify"]["ship"]["verdict"] == "YES"
+    assert any(x["field"] == "notebooks.reply/04_evaluate" for x in failed["tasks"]["reply"]["ship"]["reasons"])
+    assert "ship reply" in report.html_page(rep) or "Ship reply" in report.html_page(rep)
