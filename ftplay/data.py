@@ -516,18 +516,16 @@ def drop_summary(card):
             for c, found, dropped, why in steps if found is not None]
 
 
-def mask_check(tokenizer, msgs, input_ids, labels):
-    """Whether a tokenized training example (train.tokenize_chat: labels -100 where no loss) trains exactly
+def mask_check(tokenizer, msgs, input_ids, mask):
+    """Whether a training example (prompts.training_example: mask 1 where a token carries loss) trains exactly
     the answer (the last assistant turn) and the end-of-turn token after it, nothing before or after."""
-    trained = [t for t, lab in zip(input_ids, labels) if lab != -100]
-    first = next((i for i, lab in enumerate(labels) if lab != -100), len(labels))
-    stops = prompts.end_of_turn_ids(tokenizer)
+    trained = [t for t, m in zip(input_ids, mask) if m]
+    first = next((i for i, m in enumerate(mask) if m), len(mask))
     answer = msgs[-1]["content"]
-    body = tokenizer.decode(trained[:-1]) if trained else ""
     return {"answer_chars": len(answer), "sequence_tokens": len(input_ids), "trained_tokens": len(trained),
-            "trained_text_is_the_answer": body.strip() == answer.strip(),
-            "ends_with_end_of_turn": bool(trained) and trained[-1] in stops,
-            "one_contiguous_block": all(lab != -100 for lab in labels[first:first + len(trained)]),
+            "trained_text_is_the_answer": tokenizer.decode(trained[:-1]).strip() == answer.strip(),
+            "ends_with_end_of_turn": bool(trained) and trained[-1] in prompts.end_of_turn_ids(tokenizer),
+            "one_contiguous_block": all(mask[first:first + len(trained)]),
             "end_of_turn_token": tokenizer.decode(trained[-1:]) if trained else None}
 
 

@@ -227,18 +227,17 @@ def test_reply_config_is_validated():
 
 
 def test_mask_check_on_the_longest_reply(tiny_tok):
-    from ftplay import train
-
     rows = data.load(RAW, output_field="reply")
     row = max((r for r in rows if r["id"] in PLANTED["clean"]), key=lambda r: len(r["output"]))
     msgs = data.conversation(row, [], data.system_prompt_for("reply"))
-    tok, _ = train.tokenize_chat(tiny_tok, [msgs], 512)
-    check = data.mask_check(tiny_tok, msgs, tok[0]["input_ids"], tok[0]["labels"])
+    ids, mask = prompts.training_example(tiny_tok, msgs)
+    check = data.mask_check(tiny_tok, msgs, ids, mask)
     assert check["trained_text_is_the_answer"] and check["ends_with_end_of_turn"] and check["one_contiguous_block"]
-    assert check["trained_tokens"] > 60
-    labels = list(tok[0]["labels"])                  # one prompt token trained: the check says so
-    labels[3] = tok[0]["input_ids"][3]
-    assert not data.mask_check(tiny_tok, msgs, tok[0]["input_ids"], labels)["trained_text_is_the_answer"]
+    assert check["trained_tokens"] > 60 and check["end_of_turn_token"] == "<|im_end|>"
+    leaky = list(mask)                               # one prompt token trained: the check says so
+    leaky[3] = 1
+    assert not data.mask_check(tiny_tok, msgs, ids, leaky)["trained_text_is_the_answer"]
+    assert not data.mask_check(tiny_tok, msgs, ids, leaky)["one_contiguous_block"]
 
 
 # =========================================================================== real replies: Bitext
