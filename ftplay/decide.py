@@ -12,6 +12,7 @@ classifier that already reaches the target ends it: ship the classifier.
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .stages import REPLY
 
 REASONS = {"narrow_high_volume": "a narrow, high-volume task where a small model cuts the cost",
            "format_or_style": "a format or style prompting cannot hold",
@@ -64,16 +65,35 @@ class Checklist:
             raise ConfigError(p, "invalid checklist")
 
 
+def metric(baselines):
+    """The quality 00 reads from 01's record: macro-F1 for triage; for the reply task (01's `task`), the
+    share of replies in the house format, the thing prompting must hold for "format or style"."""
+    return "valid_rate" if (baselines or {}).get("task") == REPLY else "macro_f1"
+
+
+METRIC_NAMES = {"macro_f1": "macro-F1", "valid_rate": "replies in format"}
+NOT_APPLICABLE = {  # the reply task: options with nothing to try for a generated reply
+    "tried_structured_output": "not applicable to a free-text reply: its fixed lines are in the prompt (zero_shot), "
+                               "the facts it restates cannot be constrained",
+    "tried_routing": "not applicable: a generated reply carries no confidence to route on"}
+
+
 def best_baseline(baselines):
-    """(name, macro_f1) of 01's best prompting system, or None when 01 has not run."""
+    """(name, quality) of 01's best prompting system, or None when 01 has not run."""
     if not baselines:
         return None
+    m = metric(baselines)
     best = baselines.get("best") or {}
-    if best.get("macro_f1") is not None:
-        return best.get("name", "best"), best["macro_f1"]
-    scored = [(n, s.get("macro_f1")) for n, s in (baselines.get("systems") or {}).items()
-              if s.get("macro_f1") is not None and n != "tfidf_logreg"]
+    if best.get(m) is not None:
+        return best.get("name", "best"), best[m]
+    scored = [(n, s.get(m)) for n, s in (baselines.get("systems") or {}).items()
+              if s.get(m) is not None and n not in ("tfidf_logreg", "nearest_reply")]
     return max(scored, key=lambda t: t[1]) if scored else None
+
+
+def reference_quality(baselines):
+    """01's cheap reference (the TF-IDF classifier; a canned reply for the reply task) on 00's metric."""
+    return ((baselines or {}).get("reference") or {}).get(metric(baselines))
 
 
 def measured_options(baselines):
@@ -81,21 +101,24 @@ def measured_options(baselines):
     if not baselines:
         return {}
     sys = baselines.get("systems") or {}
-    f1 = lambda n: f"{n} macro-F1 {sys[n]['macro_f1']:.3f}"
+    m = metric(baselines)
+    f1 = lambda n: f"{n} {METRIC_NAMES[m]} {sys[n][m]:.3f}"  # noqa: E731
     out = {}
     if "zero_shot" in sys:
         out["tried_prompting"] = f"01 scored {f1('zero_shot')}"
     fixed = [n for n in ("few_shot_fixed", "few_shot_retrieved") if n in sys]
     if fixed:
         out["tried_few_shot"] = f"01 scored {', '.join(f1(n) for n in fixed)}"
+    if "few_shot_retrieved" in sys:
+        out["tried_retrieval"] = f"01 scored {f1('few_shot_retrieved')} (nearest training tickets in the prompt)"
+    if m == "valid_rate":
+        return out | NOT_APPLICABLE
     constrained = [n for n in sys if n not in ("tfidf_logreg",) and not n.startswith("free_text")]
     if constrained:
         free = [n for n in sys if n.startswith("free_text")]
         out["tried_structured_output"] = (f"01 constrained the answer to the label set ({', '.join(constrained)})"
                                           + (f"; free text beside it: {f1(free[0])}, valid "
                                              f"{sys[free[0]].get('valid_rate', 0):.0%}" if free else ""))
-    if "few_shot_retrieved" in sys:
-        out["tried_retrieval"] = f"01 scored {f1('few_shot_retrieved')} (nearest training tickets in the prompt)"
     ref = baselines.get("reference") or {}
     curve = ref.get("selective_curve")
     if curve:
@@ -128,34 +151,44 @@ def assess(checklist, baselines=None):
     for name, label in CHEAPER.items():
         said = getattr(c, name)
         if name in evidence:
-            tried[name] = {"tried": True, "source": evidence[name]}
+            applicable = evidence[name] != NOT_APPLICABLE.get(name)
+            tried[name] = {"tried": True if applicable else None, "source": evidence[name],
+                           **({} if applicable else {"applicable": False})}
         elif said is None:
             tried[name] = {"tried": None, "source": "unknown: not measured, not answered"}
         else:
             tried[name] = {"tried": said, "source": f"answered: {name.upper()}={said}"}
     for name, t in tried.items():
-        reasons.append(f"{CHEAPER[name]}: {'tried' if t['tried'] else 'unknown' if t['tried'] is None else 'not tried'}"
-                       f" ({t['source']})")
-    untried = [CHEAPER[n] for n, t in tried.items() if not t["tried"]]
+        state = 'not applicable' if t.get("applicable") is False else 'tried' if t['tried'] else \
+            'unknown' if t['tried'] is None else 'not tried'
+        reasons.append(f"{CHEAPER[name]}: {state} ({t['source']})")
+    untried = [CHEAPER[n] for n, t in tried.items() if not t["tried"] and t.get("applicable") is not False]
     if untried:
         stops.append("try the cheaper options first")
         reasons.append(f"cheaper options not tried or unknown: {', '.join(untried)}")
         todo += [f"try {u}, or answer {n.upper()} in the parameters cell" for n, u in CHEAPER.items() if u in untried]
         if not baselines:
             todo.append("or run 01_baseline_prompting and re-run 00: it measures most of them")
+    q = METRIC_NAMES[metric(baselines)]
     if quality is not None and quality < c.target_quality:
-        reasons.append(f"prompting falls short: best prompt macro-F1 {quality:.3f} < target {c.target_quality:.3f} "
+        reasons.append(f"prompting falls short: best prompt {q} {quality:.3f} < target {c.target_quality:.3f} "
                        f"({source})")
     elif quality is not None:
         if c.reason == "narrow_high_volume":
-            reasons.append(f"prompting already reaches the target (macro-F1 {quality:.3f}): fine-tune only to cut "
+            reasons.append(f"prompting already reaches the target ({q} {quality:.3f}): fine-tune only to cut "
                            "cost, and only if it keeps that quality")
         else:
             stops.append("ship the prompt")
-            reasons.append(f"prompting already reaches the target (macro-F1 {quality:.3f} >= {c.target_quality:.3f}) "
+            reasons.append(f"prompting already reaches the target ({q} {quality:.3f} >= {c.target_quality:.3f}) "
                            "and the reason is not cost: ship the prompt")
     ref = (baselines or {}).get("reference") or {}
-    if ref.get("macro_f1") is not None:
+    if metric(baselines) == "valid_rate" and ref:
+        reasons.append(f"a canned reply ({ref.get('name')}: the reply of the nearest training ticket) is in format "
+                       f"{ref.get('valid_rate', 0):.0%} of the time but restates another ticket: field accuracy "
+                       f"{ref.get('field_accuracy') if ref.get('field_accuracy') is None else format(ref['field_accuracy'], '.3f')}, "
+                       f"chrF {ref.get('chrf', float('nan')):.1f} (01); the fine-tune must beat it on what the reply "
+                       "gets right (04)")
+    elif ref.get("macro_f1") is not None:
         if ref["macro_f1"] >= c.target_quality:
             stops.insert(0, "ship the classifier")
             reasons.append(f"a cheap classifier already reaches the target: {ref.get('name')} macro-F1 "

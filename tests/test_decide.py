@@ -125,3 +125,21 @@ def test_notebook_00_before_and_after_01(tmp_path, run_notebook):
     out = run_notebook("00_decide_approach", tmp_path, CURRENT_QUALITY=0.5)
     assert out["proceed"] is True and out["measured_baselines"] is True
     assert out["quality"] == 0.059 and out["labeled_examples"] == 1180
+
+
+def test_the_reply_task_is_decided_on_the_share_of_replies_in_format():
+    """01's reply record: quality is the best prompt's format validity; structured output and routing
+    are not applicable to a generated reply (neither tried nor a reason to stop); a canned reply is
+    quoted, never 'ship the classifier'."""
+    reply = {"task": "reply", "n": 228, "rows_out": 1150,
+             "systems": {"zero_shot": {"valid_rate": 0.0, "chrf": 20.0}, "few_shot_fixed": {"valid_rate": 0.1},
+                         "few_shot_retrieved": {"valid_rate": 0.2}, "nearest_reply": {"valid_rate": 1.0}},
+             "best": {"name": "few_shot_retrieved", "metric": "chrf", "valid_rate": 0.2, "chrf": 30.0},
+             "reference": {"name": "nearest_reply", "valid_rate": 1.0, "field_accuracy": 0.31, "chrf": 84.5}}
+    assert decide.best_baseline(reply) == ("few_shot_retrieved", 0.2)
+    v = decide.assess(decide.Checklist(reason="format_or_style"), reply)
+    assert v["proceed"] is True, v["reasons"]
+    assert v["tried"]["tried_routing"]["applicable"] is False and v["tried"]["tried_routing"]["tried"] is None
+    text = "\n".join(v["reasons"])
+    assert "replies in format 0.200 < target 0.850" in text and "field accuracy 0.310, chrF 84.5" in text
+    assert "routing (a cheap model first, escalate the rest): not applicable" in text and "ship the classifier" not in text
