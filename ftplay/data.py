@@ -494,9 +494,8 @@ def label_warnings(raw, train, heldout, labels, cfg, system_prompt=None, made_sp
     return out
 
 
-def drop_summary(card):
-    """What curation dropped and why, one row per check in the order they ran (the data card's counts)."""
-    r = card
+def drop_summary(r):
+    """What curation dropped and why, one row per check in the order they ran (`r`: the data card)."""
     steps = [("trivial text", r["trivial"], r["trivial"], "nothing to learn from: empty, one word, a few characters"),
              ("trivial reply", r.get("trivial_outputs"), r.get("trivial_outputs"), "'ok', 'Done.': no reply to learn"),
              ("personal data", r["pii_rows"], 0, "redacted in place" if r["pii_redacted"] else
