@@ -79,6 +79,11 @@ def playbook_run(tmp_path_factory):
     return Path(run_dir), summary
 
 
+# the default playbook: triage's notebooks, the reply task's 01-04 in reply/, then one server and one cost notebook
+ORDER_BOTH_TASKS = [s for s in stages.ORDER if s not in (stages.SERVE, stages.COSTS)] + \
+    [f"reply/{s}" for s in stages.ORDER if s in stages.PER_TASK] + [stages.SERVE, stages.COSTS]
+
+
 def _read(run_dir, stem):
     return json.loads((run_dir / f"{stem}.json").read_text())
 
@@ -92,7 +97,7 @@ def test_playbook_runs_every_notebook(playbook_run):
     assert run_noise(run_dir) == [], "library noise, stderr or a bare repr in an executed notebook"
     failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
     assert not failed, failed
-    assert list(summary["notebooks"]) == list(stages.ORDER)
+    assert list(summary["notebooks"]) == ORDER_BOTH_TASKS
     for stem in EXPECTED:
         assert (run_dir / f"{stem}.json").exists() and (run_dir / "html" / f"{stem}.html").exists()
         assert (run_dir / "notebooks" / f"{stem}.ipynb").exists()
@@ -138,14 +143,11 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert tr["steps"] > 300 and math.isfinite(tr["train_loss"]) and tr["train_loss"] < tr["first_loss"]
     adapter = Path(tr["adapter_dir"])
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "ftplay_adapter.json").exists()
-    second = tr["second_adapter"]
-    assert second["engine"] == tr["engine"] and second["seed"] == tr["config"]["seed"], "one knob changed, no more"
-    assert second["name"] == "epochs" and second["changed"] == {"num_epochs": [3.0, 1.0]} and second["steps"] < tr["steps"]
+    assert tr["second_adapter"] is None and tr["task"] == "classify", "the default's second adapter is the reply task's"
     q = tr["quantization_demo"]   # QLoRA's saving, measured on the same model and steps
     assert q["ran"] and q["4bit"]["weights_mb"] < q["unquantized"]["weights_mb"]
     share = tr["lora_share"]      # LoRA's small trainable share, counted and measured
     assert share["counted_equals_measured"] and 0 < share["share_pct"] < 100
-    assert (Path(second["adapter_dir"]) / "ftplay_adapter.json").exists() and second["train_loss"] < second["first_loss"]
     ev = _read(run_dir, "04_evaluate")
     assert ev["heldout"]["n"] == card["split"]["heldout"]
     assert ev["heldout"]["systems"]["finetuned"]["n"] == ev["heldout"]["n"]
@@ -172,10 +174,10 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert all(t["tried"] for t in decided["tried"].values()), decided["tried"]
     sv = _read(run_dir, "06_serve_vllm")
     assert sv["load_test"]["errors"] == 0 and sv["load_test"]["requests"] == 24
-    assert len(sv["adapters_served"]) == 2 and sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert set(sv["load_test"]["per_model"]) == {"base", *sv["adapters_served"]}, "base and both adapters, one server"
-    assert set(sv["parity"]["models"]) >= set(sv["adapters_served"])
-    assert set(ev["heldout"]["systems"]) >= {"base", "finetuned", "finetuned_b"}
+    assert sorted(sv["adapters_served"]) == ["reply", "triage"], "one base, each task's adapter"
+    assert sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert set(sv["load_test"]["per_model"]) == {"base", "triage", "reply"}, "base and both tasks, one server, mixed"
+    assert set(sv["parity"]["models"]) >= {"base", "triage", "reply"}
     assert all(f["ok"] for f in sv["preflight"]) and sv["parity"]["ok"]
     assert sv["structured_output"]["valid_rate"] == 1.0 and sv["unknown_adapter"]["status"] == 404
     assert sv["server"]["stopped"]
@@ -188,6 +190,38 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     options = {o["name"]: o for o in cost["options"]}
     assert cost["verdict"]["cheaper"] is True and cost["verdict"]["best_option"] != "hosted_frontier"
     assert options[cost["verdict"]["best_option"]]["monthly_cost"] < options["hosted_frontier"]["monthly_cost"]
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_the_reply_task_runs_beside_triage_and_learns_the_house_format(playbook_run):
+    """Issue 15: the default playbook's second task, a reply in the house format, curated, trained,
+    scored against the base with its own metrics, served from the same base, priced and reported."""
+    run_dir, summary = playbook_run
+    reply = run_dir / "reply"
+    card, tr, ev, base = (_read(reply, s) for s in ("02_curate_data", "03_train_qlora", "04_evaluate",
+                                                     "01_baseline_prompting"))
+    assert {r["task"] for r in (card, tr, ev, base)} == {"reply"} and _read(run_dir, "04_evaluate")["task"] == "classify"
+    # 02: the planted reply defects are found (data/planted_reply_defects.json)
+    assert card["invalid_format"] > 0 and card["conflicts"] > 0 and card["pii_output_rows"] > 0
+    assert card["output_tokens"]["max"] > 40, "replies are long answers, not a label"
+    # 03: the whole reply and its end of turn trained, nothing of the prompt; the adapter names its task
+    assert tr["mask"]["whole_answer_trained"] and tr["mask"]["prompt_tokens_trained"] == 0
+    assert json.loads((Path(tr["adapter_dir"]) / "ftplay_adapter.json").read_text())["task"] == "reply"
+    # 04: the fine-tune beats the base on format validity, 95% CI above zero, held-out AND production
+    for split in ("heldout", "production"):
+        d = ev[split]["paired"]["finetuned_vs_base"]
+        assert d["valid_rate_diff_ci"][0] > 0 and d["mcnemar_p"] < 0.05, (split, d)
+        f = ev[split]["systems"]["finetuned"]
+        assert f["valid_rate"] > 0.5 and 0 <= f["chrf"] <= 100 and f["field_accuracy"] is not None
+    assert {f"finetuned_vs_{n}" for n in base["systems"]} <= set(ev["heldout"]["paired"]), "every 01 system, same rows"
+    assert ev["decision"]["verdict"] in ("stop", "not proven", "ship") and ev["decision"]["checks"]
+    # the summary and the ship report cover both tasks
+    assert set(summary["tasks"]) == {"classify", "reply"} and summary["tasks"]["reply"]["dir"] == "reply"
+    rep = summary["ship_report"]
+    assert set(rep["tasks"]) == {"classify", "reply"} and rep["tasks"]["reply"]["ship"]["reasons"]
+    assert all(r["record"].startswith("reply/") or r["record"][:2] in ("05", "06") or r["record"] == "summary.json"
+               for r in rep["tasks"]["reply"]["ship"]["reasons"]), "the reply task's reasons name its own records"
 
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
