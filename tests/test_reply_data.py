@@ -150,6 +150,17 @@ def test_reply_loader_errors_name_file_line_and_field(tmp_path):
 
 
 # =========================================================================== curating replies
+def test_reply_duplicates_and_conflicts_compare_normalised_replies():
+    rows = [{"id": str(i), "text": t, "label": "billing", "output": o, "source": f"x:{i}"} for i, (t, o) in enumerate([
+        ("Charged twice!", "Hello there,\nWe refund $12."), ("charged twice", "hello there, we refund $99"),
+        ("Charged twice", "Hello there,\nWe cancel the plan."), ("App crashes", "We fix it."), ("app crashes.", "We fix it.")])]
+    assert quality.find_exact_duplicates(rows) == [[0, 1], [3, 4]]       # digits and punctuation aside, the same reply
+    assert quality.find_conflicts(rows) == [[0, 1, 2]]                    # another reply to the same ticket
+    assert quality.find_trivial_outputs(rows + [dict(rows[0], output="Done.")]) == [5]
+    audit = quality.audit(rows[:1], [dict(rows[2], id="h")], 0.7)
+    assert audit["counts"]["conflicts"] == 1 and audit["conflicts"][0]["train_id"] == "0"
+
+
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
