@@ -82,7 +82,7 @@ RANGES = {
     "MAX_ROWS": at_least(0),
     # scoring (01, 04)
     "BATCH_SIZE": at_least(1), "N_BOOT": at_least(1), "MAX_DROP": SHARE, "MIN_SLICE": at_least(1),
-    "ALPHA": OPEN_SHARE, "MIN_CLASS_F1": SHARE, "CRITICAL_F1": SHARE, "MAX_NEW_TOKENS": Range(8, 2048),
+    "ALPHA": OPEN_SHARE, "MIN_CLASS_F1": SHARE, "CRITICAL_F1": SHARE, "MAX_NEW_TOKENS": Range(8, 2048, also=(0,)),
     "MIN_PART_RATE": SHARE,
     # training (03)
     "LORA_R": Range(1, 256), "LORA_ALPHA": above(0), "LORA_DROPOUT": Range(0, 1, hi_open=True),
