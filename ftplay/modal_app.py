@@ -145,7 +145,7 @@ def settings(cfg, root=ROOT):
 def write_app(cfg, out, root=ROOT):
     """Write the Modal app file for `cfg` to `out` and return its path. The notebooks and parameters
     are checked first (`ftplay run` would refuse them on the GPU otherwise)."""
-    runner.plan(list(cfg.only), dict(cfg.params))   # unknown notebooks or parameter names fail here
+    runner.plan_groups(list(cfg.only), dict(cfg.params))   # unknown notebooks, tasks or parameter names fail here
     values = settings(cfg, root)
     block = "\n".join(f"{k} = {v!r}" for k, v in values.items())
     text = TEMPLATE.replace("@@SETTINGS@@", block).replace("@@FILE@@", Path(out).name)
