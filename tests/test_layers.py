@@ -26,14 +26,14 @@ LAYERS = {
     "runner": (70, {"runner"}),
     "report": (60, {"report"}),
     "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
-    "stage helpers": (40, {"quality", "dataload"}),
+    "stage helpers": (40, {"quality", "dataload", "datachat"}),
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
     "model builders": (15, {"standins"}),
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("replies", "evaluate"), ("lessons", "replies"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
+SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
 def imports(path, mods=None):
