@@ -249,6 +249,21 @@ def score_served(url, model_names, rows, labels, system_prompt, structured, out_
             "models": models_}
 
 
+def score_served_tasks(url, tasks, structured, out_dir, base_name="base", api_key=None, enabled=True, concurrency=4):
+    """score_served for the triage task of 06's served tasks ({task: serve.TaskServing}): the base and the
+    classification adapters on the rows `structured` scored; {"ran": False, "why"} when it is off
+    (EVAL_FRAMEWORK) or no classification adapter is served (a reply has no label set to score)."""
+    from .stages import CLASSIFY
+
+    triage = tasks.get(CLASSIFY)
+    if triage is None or not structured.get("ran", True):
+        return {"ran": False, "why": "no classification adapter is served: the eval framework scores labels, "
+                                     "the triage task only"}
+    return score_served(url, [base_name, *triage.adapters], list(triage.rows[:structured["n"]]), list(triage.labels),
+                        triage.system_prompt, structured, out_dir, api_key=api_key, enabled=enabled,
+                        concurrency=concurrency)
+
+
 def findings(result):
     """One sentence per model: lm-eval's accuracy beside ftplay's and whether they agree row by row."""
     if not result.get("ran"):

@@ -141,24 +141,43 @@ def _strip_eos(ids, stop):
     return ids[:-1] if ids and ids[-1] in stop else ids
 
 
+def parity_cases(tasks, base_name="base", n=6):
+    """{case: {"model", "task", "conversations", "max_tokens"}} for `parity`: each task's adapters on that
+    task's own conversations and answer cap, and the base on each task's (the first task's case is
+    named `base_name`, a further task's "<base_name>:<task>")."""
+    cases = {}
+    for i, (task, t) in enumerate(tasks.items()):
+        convs = t.conversations(n)
+        for name in (base_name, *t.adapters):
+            case = f"{base_name}:{task}" if name == base_name and i else name
+            cases[case] = {"model": name, "task": task, "conversations": convs, "max_tokens": t.max_tokens}
+    return cases
+
+
 def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base"):
     """Greedy answers from transformers + PEFT in-process (float32) against the server's, token by token.
 
-    `conversations` are chat message lists. Each is rendered by prompts.prompt_ids (the ids training and
+    `conversations` are chat message lists sent to the base and every adapter with `max_tokens`, or
+    {case: {"model", "conversations", "max_tokens"}} (`parity_cases`: each task's adapters on their own
+    conversations). Each is rendered by prompts.prompt_ids (the ids training and
     scoring use) and sent to /v1/completions as those token ids, and as messages to
     /v1/chat/completions, where the server renders them with its own copy of the template (token
     ids compared for both; `chat_prompt_exact` counts the chats whose prompt, as the server rendered
-    it, is token for token the prompt training and scoring use). Returns {"models": {name: {"prompts",
-    "exact", "token_agreement", "chat_exact", "chat_prompt_exact", "first_mismatch"}}, "ok": bool};
+    it, is token for token the prompt training and scoring use). Returns {"models": {case: {"model", "prompts",
+    "max_tokens", "exact", "token_agreement", "chat_exact", "chat_prompt_exact", "first_mismatch"}}, "ok": bool};
     the end-of-turn token is ignored (vLLM does not return it).
     """
+    from contextlib import nullcontext
+
     from peft import PeftModel
 
+    names = list(adapters)
+    if not isinstance(conversations, dict):
+        conversations = {n: {"model": n, "conversations": conversations, "max_tokens": max_tokens}
+                         for n in [base_name] + names}
     tok = models.load_tokenizer(ref)
-    texts = [prompts.prompt_ids(tok, m) for m in conversations]
     stop = prompts.end_of_turn_ids(tok)
     base = models.load_model(ref)
-    names = list(adapters)
     model = base
     if names:
         model = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
@@ -166,24 +185,23 @@ def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base")
             model.load_adapter(str(adapters[n]), adapter_name=n)
         model.eval()
     result = {}
-    for name in [base_name] + names:
-        if name == base_name and names:
-            ctx = model.disable_adapter()
+    for case, spec in conversations.items():
+        name, convs, cap = spec["model"], spec["conversations"], spec["max_tokens"]
+        if name == base_name:
+            ctx = model.disable_adapter() if names else nullcontext()
         else:
-            if names:
-                model.set_adapter(name)
-            from contextlib import nullcontext
-
+            model.set_adapter(name)
             ctx = nullcontext()
+        texts = [prompts.prompt_ids(tok, m) for m in convs]
         exact = chat_exact = prompt_exact = agree = total = 0
         first = None
         with ctx:
-            for msgs, text in zip(conversations, texts):
-                hf = _strip_eos(_hf_greedy(model, tok, text, max_tokens), stop)
-                c = client.complete(name, text, max_tokens=max_tokens, extra_body={"return_token_ids": True,
-                                                                                   "skip_special_tokens": False})
+            for msgs, text in zip(convs, texts):
+                hf = _strip_eos(_hf_greedy(model, tok, text, cap), stop)
+                c = client.complete(name, text, max_tokens=cap, extra_body={"return_token_ids": True,
+                                                                            "skip_special_tokens": False})
                 served = _strip_eos(list(getattr(c.choices[0], "token_ids", None) or []), stop)
-                ch = client.chat(name, msgs, max_tokens=max_tokens, extra_body={"return_token_ids": True})
+                ch = client.chat(name, msgs, max_tokens=cap, extra_body={"return_token_ids": True})
                 served_chat = _strip_eos(list(getattr(ch.choices[0], "token_ids", None) or []), stop)
                 n = max(len(hf), len(served))
                 agree += sum(a == b for a, b in zip(hf, served))
@@ -197,11 +215,12 @@ def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base")
                              "prompt_ids_differ_from": None if served_prompt == text else tok.decode(served_prompt),
                              "completions": c.choices[0].text, "chat": ch.choices[0].message.content,
                              "transformers_ids": hf, "completions_ids": served, "chat_ids": served_chat}
-        result[name] = {"prompts": len(conversations), "exact": exact, "chat_exact": chat_exact,
-                        "chat_prompt_exact": prompt_exact,
+        result[case] = {"model": name, "task": spec.get("task"), "prompts": len(convs), "max_tokens": cap,
+                        "exact": exact, "chat_exact": chat_exact, "chat_prompt_exact": prompt_exact,
                         "token_agreement": round(agree / total, 4) if total else 1.0, "first_mismatch": first}
     ok = all(r["exact"] == r["prompts"] == r["chat_exact"] == r["chat_prompt_exact"] for r in result.values())
-    return {"ok": ok, "max_tokens": max_tokens, "models": result}
+    return {"ok": ok, "max_tokens": max(r["max_tokens"] for r in result.values()) if result else max_tokens,
+            "models": result}
 
 
 def check_parity(result):
@@ -269,6 +288,40 @@ def structured_scores(client, models_, rows, labels, system_prompt, base_name="b
     return out
 
 
+def classify_models(tasks, base_name="base"):
+    """(model names, TaskServing) of the triage task for structured output and the eval framework, which
+    score labels (a reply has none to restrict an answer to): the base and the classification adapters;
+    ([base_name], None) when no served adapter classifies."""
+    from .stages import CLASSIFY
+
+    t = tasks.get(CLASSIFY)
+    return ([base_name, *t.adapters], t) if t else ([base_name], None)
+
+
+NO_TRIAGE = "no classification adapter is served: structured output and the eval framework score labels, the triage task only"
+
+
+def structured_for(client, tasks, base_name="base", n_rows=60, n_boot=1000):
+    """structured_scores for the triage task's models on its first `n_rows` rows, with "ran": True;
+    {"ran": False, "why", "findings"} when no classification adapter is served."""
+    names, triage = classify_models(tasks, base_name)
+    if triage is None:
+        return {"ran": False, "why": NO_TRIAGE, "findings": [NO_TRIAGE]}
+    return {"ran": True, **structured_scores(client, names, list(triage.rows[:n_rows]), list(triage.labels),
+                                             triage.system_prompt, base_name=base_name, n_boot=n_boot)}
+
+
+def structured_frame(structured, columns=("valid_rate", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci",
+                                          "valid_but_wrong_share", "top_answer")):
+    """structured_for's metrics as one table (mode, model) x columns, or its reason when it did not run."""
+    import pandas as pd
+
+    if not structured.get("ran", True):
+        return pd.DataFrame({"structured output": [structured["why"]]})
+    return pd.concat({mode: pd.DataFrame(structured["models" if mode == "json_schema" else "choice"]).T[list(columns)]
+                      for mode in structured["modes"]})
+
+
 def _structured_metrics(truth, preds, labels, n_boot, seed):
     s = evaluate.score(truth, preds, labels, n_boot=n_boot, seed=seed)
     answered = [p.label for p in preds if p.label is not None]
@@ -323,6 +376,7 @@ def _pct(values, q):
 
 def _summary(rows, seconds):
     ok = [r for r in rows if r["error"] is None]
+    stopped = sum(r.get("finish_reason") == "stop" for r in ok)
     lat = [r["ms"] for r in ok]
     ctoks = sum(r["completion_tokens"] for r in ok)
     ptoks = sum(r["prompt_tokens"] for r in ok)
@@ -330,14 +384,15 @@ def _summary(rows, seconds):
     return {"requests": len(rows), "errors": len(rows) - len(ok),
             "prompt_tokens": ptoks, "completion_tokens": ctoks,
             "completion_tokens_per_request": round(ctoks / len(ok), 2) if ok else None,
-            "stopped": sum(r.get("finish_reason") == "stop" for r in ok),   # ended at end of turn, not max_tokens
+            "stopped": stopped,   # ended at end of turn, not max_tokens
+            "stopped_share": round(stopped / len(ok), 4) if ok else None,
             "tokens_per_s": round(ctoks / seconds, 1) if seconds else None,
             "total_tokens_per_s": round((ptoks + ctoks) / seconds, 1) if seconds else None,
             "per_request_tokens_per_s": round(ctoks / busy_s, 1) if busy_s else None,
             "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)}
 
 
-async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key, max_seconds, ignore_eos):
+async def _load(url, lanes, n, concurrency, api_key, max_seconds, ignore_eos):
     import httpx
 
     bar = progress.bar(total=n, desc="load test" + (" (fixed length)" if ignore_eos else ""), unit="req")
@@ -349,10 +404,12 @@ async def _load(url, models_, conversations, n, concurrency, max_tokens, api_key
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=max_seconds) as http:
         async def one(i):
-            model, msgs = models_[i % len(models_)], conversations[i % len(conversations)]
+            lane = lanes[i % len(lanes)]
+            model, max_tokens = lane["model"], lane["max_tokens"]
+            msgs = lane["conversations"][(i // len(lanes)) % len(lane["conversations"])]
             async with sem:
-                row = {"model": model, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "ms": 0.0,
-                       "finish_reason": None}
+                row = {"model": model, "task": lane.get("task"), "error": None, "prompt_tokens": 0,
+                       "completion_tokens": 0, "ms": 0.0, "finish_reason": None}
                 if time.perf_counter() > deadline:
                     row["error"] = "not sent: time budget spent"
                     rows.append(row)
@@ -392,36 +449,64 @@ def _run_async(coro):
         return ex.submit(asyncio.run, coro).result()
 
 
-def load_test(url, models_, conversations, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
+def load_lanes(tasks, base_name="base", max_tokens=None, n=12):
+    """The load test's request mix: for each task, the base and each of the task's adapters on that task's
+    first `n` conversations with its answer cap (`max_tokens` given: that cap for every lane, the fixed-length run).
+    [{"model", "task", "conversations", "max_tokens"}], requests cycling through them in this order."""
+    return [{"model": name, "task": task, "conversations": t.conversations(n),
+             "max_tokens": max_tokens or t.max_tokens}
+            for task, t in tasks.items() for name in (base_name, *t.adapters)]
+
+
+def load_test(url, models_, conversations=None, n_requests=60, concurrency=16, max_tokens=8, api_key=None,
               max_seconds=300.0, ignore_eos=True):
-    """Send `n_requests` chat requests, `concurrency` at a time, cycling through `models_` (base and
-    adapters mixed) and `conversations` (message lists); stops sending after `max_seconds`.
+    """Send `n_requests` chat requests, `concurrency` at a time, cycling through the request mix: `models_`
+    a list of names that all get `conversations` (message lists) with `max_tokens`, or a list of lanes
+    {"model", "task", "conversations", "max_tokens"} (`load_lanes`: base, triage and reply requests mixed,
+    each task's model on its own conversations); stops sending after `max_seconds`. Request i goes to lane
+    i mod lanes, with that lane's conversations in turn.
 
     tokens_per_s is completion tokens over wall time (the server's throughput), total_tokens_per_s
     prompt + completion tokens over wall time (what a cost per token prices); `stopped` counts the
-    answers that ended at end of turn (finish_reason "stop") rather than at `max_tokens`; per-model
+    answers that ended at end of turn (finish_reason "stop") rather than at `max_tokens`, `stopped_share`
+    their share; per-model (`per_model`, base requests of every task together) and per-lane (`per_lane`,
+    "<model>:<task>") summaries give latency, tokens/s and answer tokens; per-model
     `per_request_tokens_per_s` is completion tokens over that model's summed request latencies, and
     `lora_overhead` = base per-request tokens/s ÷ adapters' per-request tokens/s in this same mixed
     run (>1: adapter requests are slower; None without `ignore_eos`, where the models' answers differ
     in length). Base requests batched with adapter requests share part of LoRA's cost, so this
     understates the overhead a base-only vs adapter-only comparison shows.
-    `ignore_eos` makes every answer exactly `max_tokens` long, so runs are comparable; with
+    `ignore_eos` makes every answer exactly its cap long, so runs are comparable; with
     `ignore_eos=False` answers stop at end of turn, so completion tokens are the real answer lengths.
     """
-    if n_requests < 1 or concurrency < 1 or not models_ or not conversations:
+    if models_ and isinstance(models_[0], dict):
+        lanes = [dict(l) for l in models_]
+    else:
+        lanes = [{"model": m, "task": None, "conversations": list(conversations or []), "max_tokens": max_tokens}
+                 for m in models_ or []]
+    if n_requests < 1 or concurrency < 1 or not lanes or not all(l["conversations"] for l in lanes):
         raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and conversations")
     url = url.rstrip("/").removesuffix("/v1")
-    rows, seconds = _run_async(_load(url, list(models_), list(conversations), n_requests, concurrency, max_tokens,
-                                      api_key, max_seconds, ignore_eos))
+    rows, seconds = _run_async(_load(url, lanes, n_requests, concurrency, api_key, max_seconds, ignore_eos))
+    names = list(dict.fromkeys(l["model"] for l in lanes))
+    caps = sorted({l["max_tokens"] for l in lanes})
     out = _summary(rows, seconds)
-    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=max_tokens, ignore_eos=ignore_eos,
+    out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=caps[-1], ignore_eos=ignore_eos,
                requests_per_s=round(len(rows) / seconds, 2) if seconds else None,
-               per_model={m: _summary([r for r in rows if r["model"] == m], seconds) for m in dict.fromkeys(models_)},
+               per_model={m: {**_summary([r for r in rows if r["model"] == m], seconds),
+                              "max_tokens": max(l["max_tokens"] for l in lanes if l["model"] == m),
+                              "tasks": sorted({l["task"] for l in lanes if l["model"] == m and l["task"]})}
+                          for m in names},
+               lanes=[{"model": l["model"], "task": l["task"], "max_tokens": l["max_tokens"],
+                       "conversations": len(l["conversations"])} for l in lanes],
                error_examples=sorted({r["error"] for r in rows if r["error"]})[:5])
-    base, adapters = models_[0], [m for m in models_[1:]]
+    if any(l["task"] for l in lanes):
+        out["per_lane"] = {f"{l['model']}:{l['task']}": _summary([r for r in rows if r["model"] == l["model"]
+                                                                  and r["task"] == l["task"]], seconds) for l in lanes}
+    base, adapters = names[0], names[1:]
     b = out["per_model"][base]["per_request_tokens_per_s"]
-    a = [out["per_model"][m]["per_request_tokens_per_s"] for m in dict.fromkeys(adapters)]
+    a = [out["per_model"][m]["per_request_tokens_per_s"] for m in adapters]
     a = [x for x in a if x]
     # a ratio of per-request speeds means LoRA's cost only when every answer has the same length
-    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a and ignore_eos else None
+    out["lora_overhead"] = round(b / (sum(a) / len(a)), 3) if b and a and ignore_eos and len(caps) == 1 else None
     return out

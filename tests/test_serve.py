@@ -256,6 +256,124 @@ def test_load_summary_counts_real_answer_lengths():
     assert s["tokens_per_s"] == 5.5 and s["total_tokens_per_s"] == 105.5             # (200 + 11) / 2 s
 
 
+# ---------------------------------------------------------------- two tasks, one server (no server)
+def _adapter(path, task="classify", labels=("bug", "billing"), system_prompt="Triage."):
+    """A folder that passes for an adapter (adapter_config.json) with the ftplay_adapter.json of `task`."""
+    from ftplay import rundir
+
+    path.mkdir(parents=True)
+    (path / "adapter_config.json").write_text("{}")
+    rundir.write_json(path / identity.ADAPTER_META, {"task": task, "labels": list(labels), "system_prompt": system_prompt,
+                                                     **({"reply_format": "house"} if task == "reply" else {})})
+    return str(path)
+
+
+def _two_task_run(root, second=False):
+    """A default playbook's layout: triage records in the run directory, the reply task's in <run>/reply."""
+    from ftplay import rundir
+
+    reply_prompt = prompts.reply_system_text(__import__("ftplay.formats").formats.HOUSE)
+    a, b = _adapter(root / "ad" / "a"), _adapter(root / "ad" / "b", "reply", (), reply_prompt)
+    rundir.record(root / "run", "03_train_qlora", {"adapter_dir": a, "second_adapter": {
+        "adapter_dir": _adapter(root / "ad" / "a2")} if second else None}, task="classify")
+    rundir.record(root / "run" / "reply", "03_train_qlora", {"adapter_dir": b}, task="reply")
+    for folder, task, answer in ((root / "run", "classify", "bug"), (root / "run" / "reply", "reply", "Hello there,")):
+        (folder / "data").mkdir()
+        (folder / "data" / "heldout.jsonl").write_text("".join(json.dumps({"id": str(i), "messages": [
+            {"role": "user", "content": f"{task} ticket {i}"}, {"role": "assistant", "content": answer}]}) + "\n"
+            for i in range(3)))
+    return root / "run", a, b
+
+
+def test_every_tasks_adapter_is_found_and_named_by_its_task(tmp_path):
+    run, a, b = _two_task_run(tmp_path)
+    assert serve.resolve_adapters(run) == {"triage": a, "reply": b}
+    run2, _, _ = _two_task_run(tmp_path / "second", second=True)
+    assert list(serve.resolve_adapters(run2)) == ["triage", "triage_b", "reply"], "03's second adapter stays served"
+    # a run of the reply task alone keeps its records in the run directory itself
+    assert serve.resolve_adapters(run / "reply") == {"reply": b}
+    # ADAPTER_DIR: named by the task its ftplay_adapter.json states; SECOND_ADAPTER_DIR after it
+    assert serve.resolve_adapters(tmp_path / "nowhere", b, a) == {"reply": b, "reply_b": a}
+    with pytest.raises(ConfigError, match="no adapter_dir is recorded in .*nowhere/03_train_qlora.json"):
+        serve.resolve_adapters(tmp_path / "nowhere")
+
+
+def test_each_task_sends_its_own_conversations_and_answer_cap(tmp_path):
+    run, a, b = _two_task_run(tmp_path)
+    tasks = serve.task_serving(run, serve.resolve_adapters(run), n=2, max_tokens={"classify": 8, "reply": 128})
+    assert list(tasks) == ["classify", "reply"]
+    triage, reply = tasks["classify"], tasks["reply"]
+    assert (triage.adapters, triage.max_tokens, triage.labels, reply.adapters, reply.max_tokens, reply.reply_format) == \
+        (("triage",), 8, ("bug", "billing"), ("reply",), 128, "house")
+    assert triage.source == str(run / "data" / "heldout.jsonl") and reply.source == str(run / "reply" / "data" / "heldout.jsonl")
+    assert triage.conversations() == [prompts.messages(f"classify ticket {i}", ["bug", "billing"], system_prompt="Triage.")
+                                      for i in range(2)]
+    from ftplay import formats
+
+    assert reply.conversations(1) == [prompts.reply_messages("reply ticket 0", formats.HOUSE)]
+    assert reply.conversations(1)[0][0]["content"].endswith("Kind regards,\nSupport Team")
+    # without held-out rows (an ADAPTER_DIR outside the run), each task's production samples
+    alone = serve.task_serving(tmp_path / "nowhere", {"reply": b}, n=2, max_tokens={"reply": 96})
+    assert alone["reply"].source.endswith("data/replies_production.csv") and len(alone["reply"].rows) == 2
+
+
+def test_parity_and_load_lanes_cover_both_tasks(tmp_path):
+    run, a, b = _two_task_run(tmp_path)
+    tasks = serve.task_serving(run, serve.resolve_adapters(run), n=3, max_tokens={"classify": 8, "reply": 128})
+    cases = serve_checks.parity_cases(tasks, "base", n=2)
+    assert {k: (v["model"], v["task"], v["max_tokens"], len(v["conversations"])) for k, v in cases.items()} == {
+        "base": ("base", "classify", 8, 2), "triage": ("triage", "classify", 8, 2),
+        "base:reply": ("base", "reply", 128, 2), "reply": ("reply", "reply", 128, 2)}
+    lanes = serve_checks.load_lanes(tasks, "base", n=3)
+    assert [(l["model"], l["task"], l["max_tokens"]) for l in lanes] == [
+        ("base", "classify", 8), ("triage", "classify", 8), ("base", "reply", 128), ("reply", "reply", 128)]
+    assert {l["max_tokens"] for l in serve_checks.load_lanes(tasks, "base", max_tokens=8)} == {8}
+    assert serve_checks.classify_models(tasks) == (["base", "triage"], tasks["classify"])
+    assert serve_checks.classify_models({"reply": tasks["reply"]}) == (["base"], None)
+    off = serve_checks.structured_for(None, {"reply": tasks["reply"]})
+    assert off["ran"] is False and "triage task only" in off["why"]
+    from ftplay import harness
+
+    assert harness.score_served_tasks("http://x", {"reply": tasks["reply"]}, off, tmp_path)["ran"] is False
+
+
+def test_model_len_covers_the_longest_prompt_and_its_answer_cap():
+    assert serve.model_len_for([100, 300], [8, 128]) == 512
+    assert serve.model_len_for([400, 100], [128, 8]) == 768       # 528 rounded up to 256s
+    assert serve.model_len_for([], []) == 512
+
+
+def test_mixed_load_test_accounts_per_model_and_per_lane(monkeypatch):
+    """Base, triage and reply requests: the base's row holds both tasks' requests, each lane its own."""
+    def row(model, task, p, c, stop=True, ms=100.0):
+        return {"model": model, "task": task, "error": None, "prompt_tokens": p, "completion_tokens": c, "ms": ms,
+                "finish_reason": "stop" if stop else "length"}
+
+    rows = [row("base", "classify", 80, 8, False), row("triage", "classify", 80, 2), row("base", "reply", 150, 128, False),
+            row("reply", "reply", 150, 56), row("base", "classify", 90, 8, False), row("triage", "classify", 90, 2),
+            row("base", "reply", 160, 100), row("reply", "reply", 160, 60, False, ms=300.0)]
+
+    def fake(coro):
+        coro.close()
+        return rows, 2.0
+
+    monkeypatch.setattr(serve_checks, "_run_async", fake)
+    lanes = [{"model": m, "task": t, "conversations": [[{"role": "user", "content": "x"}]], "max_tokens": n}
+             for m, t, n in (("base", "classify", 8), ("triage", "classify", 8), ("base", "reply", 128), ("reply", "reply", 128))]
+    res = serve_checks.load_test("http://127.0.0.1:1", lanes, None, n_requests=8, concurrency=4, ignore_eos=False)
+    base, triage, reply = (res["per_model"][m] for m in ("base", "triage", "reply"))
+    assert (base["requests"], base["tasks"], base["max_tokens"], base["stopped"], base["stopped_share"]) == \
+        (4, ["classify", "reply"], 128, 1, 0.25)
+    assert (triage["prompt_tokens"], triage["completion_tokens_per_request"], triage["stopped_share"]) == (170, 2.0, 1.0)
+    assert (reply["prompt_tokens"], reply["completion_tokens"], reply["completion_tokens_per_request"]) == (310, 116, 58.0)
+    assert reply["stopped_share"] == 0.5 and reply["per_request_tokens_per_s"] == 290.0     # 116 tokens / 0.4 s
+    assert res["per_lane"]["base:reply"]["completion_tokens"] == 228 and res["per_lane"]["base:classify"]["requests"] == 2
+    assert res["completion_tokens"] == 364 and res["tokens_per_s"] == 182.0 and res["max_tokens"] == 128
+    assert res["lora_overhead"] is None and [l["conversations"] for l in res["lanes"]] == [1, 1, 1, 1]
+    with pytest.raises(ConfigError, match="LOAD_TEST_REQUESTS"):
+        serve_checks.load_test("http://127.0.0.1:1", [dict(lanes[0], conversations=[])], None, n_requests=5)
+
+
 # ---------------------------------------------------------------- process lifecycle (no vLLM needed)
 def test_server_that_exits_early_raises_with_its_log(ref, tmp_path):
     """A python without vLLM: the server dies at once; the error carries the log tail."""
@@ -410,6 +528,44 @@ class TestRealServer:
         assert set(res["models"]) == {"base", "a", "b"}
         assert all(m["exact"] == 4 and m["token_agreement"] == 1.0 for m in res["models"].values())
         assert serve_checks.check_parity(res) is res
+
+    def test_a_triage_and_a_reply_adapter_from_one_base(self, ref, adapters, vllm_server, client, tmp_path_factory):
+        """Issue 15: two adapters of different tasks on the running server (loaded at runtime, named by their
+        task as 06 finds them in a two-task run), each answering its own task's prompts: parity token for
+        token with transformers on both, and the mixed load test counting each model's requests."""
+        import shutil as sh
+
+        from ftplay import formats
+
+        root = tmp_path_factory.mktemp("two_tasks")
+        reply_dir = root / "reply_adapter"
+        sh.copytree(adapters["b"], reply_dir)
+        identity.write_adapter_meta(reply_dir, ref, models.load_tokenizer(ref), [],
+                                    prompts.reply_system_text(formats.HOUSE), task="reply", reply_format="house")
+        from ftplay import rundir
+
+        rundir.record(root, "03_train_qlora", {"adapter_dir": adapters["a"]}, task="classify")
+        rundir.record(root / "reply", "03_train_qlora", {"adapter_dir": str(reply_dir)}, task="reply")
+        served = serve.resolve_adapters(root)
+        assert served == {"triage": adapters["a"], "reply": str(reply_dir)}
+        for name, path in served.items():
+            client.load_adapter(name, path)
+        try:
+            tasks = serve.task_serving(root, served, n=4, max_tokens={"classify": 8, "reply": 48})
+            par = serve_checks.parity(ref, served, client, serve_checks.parity_cases(tasks, n=3))
+            assert set(par["models"]) == {"base", "triage", "base:reply", "reply"}
+            assert par["ok"], {k: v["first_mismatch"] for k, v in par["models"].items()}
+            assert par["models"]["reply"]["max_tokens"] == 48 and par["max_tokens"] == 48
+            res = serve_checks.load_test(vllm_server.url, serve_checks.load_lanes(tasks, n=4), None, n_requests=24,
+                                         concurrency=8, ignore_eos=True)
+            assert res["errors"] == 0, res["error_examples"]
+            per = res["per_model"]
+            assert (per["base"]["requests"], per["triage"]["requests"], per["reply"]["requests"]) == (12, 6, 6)
+            assert per["triage"]["completion_tokens"] == 6 * 8 and per["reply"]["completion_tokens"] == 6 * 48
+            assert per["reply"]["prompt_tokens"] > 6 * 100 > per["triage"]["prompt_tokens"], "the reply prompt states the format"
+        finally:
+            for name in served:
+                client.unload_adapter(name)
 
     def test_check_parity_shows_the_mismatch(self):
         fake = {"ok": False, "models": {"a": {"prompts": 2, "exact": 1, "chat_exact": 2, "token_agreement": 0.9,
