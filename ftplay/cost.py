@@ -17,7 +17,9 @@ A GPU paid by the hour is paid all month (MIN_GPUS_ALWAYS_ON, default 1): below 
 volume self-hosting costs more than the hosted model, and the verdict says so. Its per-token
 equivalent at full volume ($/M at the stated throughput and busy share, the seed's $0.30/M) is
 shown only under that name, never as self-hosting's price.
-Tokens per request count only when the priced model's own tokenizer counted them (a hub model, a
+Each task of the run is priced with its own prompt and answer tokens (`by_task`: a reply is dozens of
+output tokens where a label is a few; the reply task has no routing, since a reply has no confidence
+to escalate on). Tokens per request count only when the priced model's own tokenizer counted them (a hub model, a
 local folder, a `tiny:` stand-in, which carries its family's real tokenizer); the embedded model's
 tiny tokenizer says nothing about an 8B's, so with it they are assumptions from the parameters cell.
 Training time is estimated as 6*N*T FLOPs over the GPU's peak x an assumed MFU (see
@@ -235,14 +237,20 @@ def tokenizer_source(model):
     return True, f"counted by {m}'s own tokenizer"
 
 
-def read_measured(run_dir, cfg):
-    """This run's measurements, each {"value", "source", "usable", "why"}; absent files add nothing.
+def read_measured(run_dir, cfg, task=None):
+    """This run's measurements for `task` (default the run directory's own), each {"value", "source",
+    "usable", "why"}; absent files add nothing. 01-04's records come from the task's folder
+    (`records.task_runs`), 06's from the run directory, its load test read for the task's own adapters
+    (06's `adapter_tasks`), so each task is priced with its own prompt and answer tokens.
     Throughput and training time count only when measured on a GPU with a model of about the
     size priced (0.5-2x cfg.model_params_b); token counts only when the priced model's own
     tokenizer counted them (`tokenizer_source`), answer lengths only when answers stopped at end
     of turn; data sizes and the CPU classifier's speed count wherever measured."""
-    baseline, curate, train, ev, serve = (records.read_or_empty(run_dir, s) for s in
-                                          (stages.BASELINE, stages.CURATE, stages.TRAIN, stages.EVALUATE, stages.SERVE))
+    task = task or records.task_of(run_dir) or stages.CLASSIFY
+    folder = records.task_runs(run_dir).get(task, run_dir)
+    baseline, curate, train, ev = (records.read_or_empty(folder, s) for s in
+                                   (stages.BASELINE, stages.CURATE, stages.TRAIN, stages.EVALUATE))
+    serve = records.read_or_empty(run_dir, stages.SERVE)
     m = {}
 
     def put(name, value, why="", usable=True):
@@ -265,7 +273,7 @@ def read_measured(run_dir, cfg):
         if ev.get(field):
             m[name] = {"value": ev[field], "source": stages.record_name(stages.EVALUATE), "usable": True, "why": ""}
     ref = baseline.at("reference", default={})
-    if ref.get("rows_per_s"):
+    if ref.get("rows_per_s") and task == stages.CLASSIFY:   # the reply task's reference retrieves canned replies
         put("classical_rows_per_s", ref["rows_per_s"], f"01's {ref.get('name', 'reference')} classified the held-out "
             "rows at this rate in one process on this machine's CPU, priced as one vCPU")
         m["classical_rows_per_s"]["reference"] = {k: ref.get(k) for k in ("name", "macro_f1", "rows_per_s", "seconds")}
@@ -273,11 +281,17 @@ def read_measured(run_dir, cfg):
     if served is not None and served != cfg.model:
         tok_ok, tok_why = False, f"06 served MODEL={served!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL"
     lt = serve.at("load_test", default={})
-    ok_requests = (lt.get("requests") or 0) - (lt.get("errors") or 0)
+    names = task_adapters(serve, task)
+    # one task's own prompts: its adapters' requests (06 records adapter_tasks since the reply task; before, one task)
+    rows = [lt["per_model"][a] for a in names if a in (lt.get("per_model") or {})] if "adapter_tasks" in serve else []
+    ok_requests = (sum(r["requests"] - (r.get("errors") or 0) for r in rows) if rows else
+                   (lt.get("requests") or 0) - (lt.get("errors") or 0))
     if ok_requests > 0:
-        put("input_tokens_per_request", lt.get("prompt_tokens", 0) / ok_requests,
-            f"mean prompt of 06's load test ({ok_requests} requests over held-out tickets), {tok_why}", tok_ok)
-        value, why, stopped = _answer_length(serve, lt)
+        prompt = sum(r.get("prompt_tokens", 0) for r in rows) if rows else lt.get("prompt_tokens", 0)
+        whose = f"{', '.join(names)}'s requests" if rows else "every request"
+        put("input_tokens_per_request", prompt / ok_requests,
+            f"mean prompt of {whose} in 06's load test ({ok_requests} requests over held-out tickets), {tok_why}", tok_ok)
+        value, why, stopped = _answer_length(serve, lt, names)
         put("output_tokens_per_request", value, f"{why}, {tok_why}", stopped and tok_ok)
         if lt.get("total_tokens_per_s"):
             put("serving_tokens_per_s", lt["total_tokens_per_s"],
@@ -288,15 +302,25 @@ def read_measured(run_dir, cfg):
     return m
 
 
-def _answer_length(serve, lt):
+def task_adapters(serve, task):
+    """The served names of `task`'s adapters in 06's record (its `adapter_tasks`); for a record written
+    before tasks existed, every adapter it served (one task)."""
+    tasks = serve.get("adapter_tasks")
+    if tasks is None:
+        return list(serve.get("adapters_served") or [])
+    return [name for name, t in tasks.items() if t == task]
+
+
+def _answer_length(serve, lt, names=None):
     """(tokens per answer, why, whether answers stopped at end of turn) from 06's load test: the
-    fine-tuned adapters' answers (the base's are not what would be served)."""
+    fine-tuned adapters' answers (`names`, default every adapter served; the base's are not what
+    would be served)."""
     if lt.get("ignore_eos", True):   # records before 06 recorded it ran every answer to MAX_TOKENS
         n = lt["requests"] - (lt.get("errors") or 0)
         return (lt.get("completion_tokens", 0) / n, f"06's load test ran every answer to MAX_TOKENS="
                 f"{lt.get('max_tokens')} (ignore_eos), not the real answer length; run 06 again", False)
     per = lt.get("per_model") or {}
-    names = [a for a in serve.get("adapters_served") or [] if a in per] or list(per)
+    names = [a for a in (serve.get("adapters_served") if names is None else names) or [] if a in per] or list(per)
     rows = [per[a] for a in names] or [lt]
     n = sum(r["requests"] - (r.get("errors") or 0) for r in rows)
     stopped = sum(r.get("stopped", 0) for r in rows)
@@ -359,12 +383,15 @@ def prices(cfg):
 
 
 # ---------------------------------------------------------------- the table and the verdict
-def compare(cfg, measured=None):
+def compare(cfg, measured=None, routing=True):
     """Price every option at cfg.monthly_requests. Returns {"config" (resolved), "options" (table),
     "escalation_share", "training", "measured", "assumed", "not_used", "prices", "verdict"}; the
-    verdict is about cost only, and picks among the fine-tuned options."""
+    verdict is about cost only, and picks among the fine-tuned options. `routing` False prices no
+    escalation (the reply task: a generated reply has no confidence to route on)."""
     cfg, used, assumed = resolve(cfg, measured)
     escalation = used["escalation_share"]["value"] if "escalation_share" in used else cfg.escalation_share
+    if not routing:
+        escalation = None
     estimated = cfg.training_gpu_hours is None
     hours = assumed["training_gpu_hours"]["value"] if estimated else cfg.training_gpu_hours
     gpu_training = hours * cfg.gpu_price_per_hour * cfg.training_runs
@@ -399,7 +426,7 @@ def compare(cfg, measured=None):
                          "training time measured on a GPU (03_train_qlora.json)"},
             "measured": used, "assumed": assumed, "not_used": not_used, "prices": prices(cfg),
             "classical_reference": _classical(cfg, rows, measured or {}),
-            "verdict": _verdict(cfg, rows, used, assumed, escalation)}
+            "verdict": _verdict(cfg, rows, used, assumed, escalation, routing)}
 
 
 def _classical(cfg, rows, measured):
@@ -424,7 +451,7 @@ def _when(months):
             else f"{days:.1f} days" if days < 30.4 else f"{days / 30.4:.1f} months")
 
 
-def _verdict(cfg, rows, used, assumed, escalation):
+def _verdict(cfg, rows, used, assumed, escalation, routing=True):
     by = {r["name"]: r for r in rows}
     hosted = by["hosted_frontier"]
     viable = [r for r in rows if r["name"] in FINE_TUNED and r["savings_vs_hosted"] > 0
@@ -456,7 +483,9 @@ def _verdict(cfg, rows, used, assumed, escalation):
     if toks:
         reasons.append(f"cost: {', '.join(toks)} assumed (parameters cell): "
                        f"{assumed[toks[0]]['why']}")
-    if escalation is None:
+    if not routing:
+        reasons.append("cost: a generated reply has no confidence score to escalate on: routing priced out")
+    elif escalation is None:
         reasons.append(f"cost: no escalation share reaches TARGET_ACCURACY={cfg.target_accuracy} in 04's curve: "
                        "routing priced out")
     hw = [k for k in ("serving_tokens_per_s", "training_gpu_hours") if k not in used]
@@ -465,6 +494,68 @@ def _verdict(cfg, rows, used, assumed, escalation):
     return {"cheaper": bool(viable), "best_option": best["name"], "headline": headline, "reasons": reasons,
             "monthly_requests": cfg.monthly_requests,
             "break_even": {r["name"]: r["break_even_volume"] for r in rows if r["name"] in FINE_TUNED}}
+
+
+# ---------------------------------------------------------------- each task priced
+def by_task(run_dir, cfg, assumed_output=None):
+    """{task: compare(...) + "task", "adapters"} for every task recorded in the run (`records.task_runs`),
+    each with its own measured tokens (`read_measured(..., task)`). Where a task's counts are not usable
+    (the embedded tokenizer), `assumed_output` {task: tokens} replaces the parameters cell's output tokens
+    per request for that task (a reply is dozens of tokens where a label is a few). The reply task is
+    priced without routing (no confidence to escalate on)."""
+    serve = records.read_or_empty(run_dir, stages.SERVE)
+    tasks = list(records.task_runs(run_dir)) or [stages.CLASSIFY]
+    out = {}
+    for task in tasks:
+        c = cfg
+        if (assumed_output or {}).get(task) is not None:
+            c = replace(cfg, output_tokens_per_request=assumed_output[task])
+        result = compare(c, read_measured(run_dir, c, task), routing=task != stages.REPLY)
+        out[task] = {**result, "task": task, "adapters": task_adapters(serve, task)}
+    return out
+
+
+def read_task(priced):
+    """One sentence reading a task's table: its tokens per request and where they came from, the hosted
+    bill, the cheapest fine-tuned option and the cost verdict."""
+    cfg, by = priced["config"], {r["name"]: r for r in priced["options"]}
+    src = {k: "measured" if k in priced["measured"] else "assumed"
+           for k in ("input_tokens_per_request", "output_tokens_per_request")}
+    hosted = by["hosted_frontier"]
+    best = by.get(priced["verdict"]["best_option"], hosted)
+    out_share = (cfg.output_tokens_per_request * cfg.hosted_price_out_per_m /
+                 (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m + cfg.output_tokens_per_request
+                  * cfg.hosted_price_out_per_m)) if hosted["monthly_cost"] else 0.0
+    return (f"{priced['task']} ({', '.join(priced['adapters']) or 'no adapter served'}): "
+            f"{cfg.input_tokens_per_request:,.0f} input ({src['input_tokens_per_request']}) and "
+            f"{cfg.output_tokens_per_request:,.0f} output tokens ({src['output_tokens_per_request']}) per request; "
+            f"the hosted model costs ${hosted['monthly_cost']:,.0f}/month at {cfg.monthly_requests:,} requests, "
+            f"{out_share:.0%} of it for output tokens; the cheapest fine-tuned option is {best['label']} at "
+            f"${best['monthly_cost']:,.0f}/month. Verdict: "
+            + ("cheaper" if priced["verdict"]["cheaper"] else "not cheaper") + f": {priced['verdict']['headline']}")
+
+
+def task_record(priced):
+    """What 05 records per task (the ship report reads it): tokens and their sources, the table, the verdict."""
+    cfg = priced["config"]
+    return {"task": priced["task"], "adapters": priced["adapters"],
+            "input_tokens_per_request": cfg.input_tokens_per_request,
+            "output_tokens_per_request": cfg.output_tokens_per_request,
+            "tokens_measured": sorted(k for k in ("input_tokens_per_request", "output_tokens_per_request")
+                                      if k in priced["measured"]),
+            "options": priced["options"], "verdict": priced["verdict"], "escalation_share": priced["escalation_share"],
+            "measured": priced["measured"], "assumed": priced["assumed"], "not_used": priced["not_used"],
+            "training": priced["training"], "reading": read_task(priced)}
+
+
+def format_tasks(priced):
+    """Every task's table (format_options) under its reading sentence (read_task)."""
+    return "\n\n".join(f"== {task} ==\n{read_task(p)}\n{format_options(p['options'])}" for task, p in priced.items())
+
+
+def tasks_record(priced):
+    """{task: task_record} for 05's record."""
+    return {task: task_record(p) for task, p in priced.items()}
 
 
 def beside_seed(result, seed):

@@ -208,6 +208,78 @@ def test_per_token_view_is_named_in_the_verdict():
     assert cost.CostConfig().min_gpus_always_on == 1                              # the default is a GPU kept on
 
 
+# ---------------------------------------------------------------- each task priced with its own tokens
+def two_task_run(d, served=LLAMA):
+    """Triage in the run directory, the reply task in <run>/reply; 06 served both adapters from one base:
+    triage 40 requests of 110 prompt tokens answering 3, reply 40 of 150 answering 58 (39 stopped)."""
+    fake_run(d, served=served)
+    rundir.record(d, "02_curate_data", {"rows_out": 1_100, "tokens": {"p50": 90},
+                                        "labels": {"a": {"train": 500}, "b": {"train": 380}}}, task="classify")
+    rundir.record(d / "reply", "02_curate_data", {"rows_out": 1_000, "tokens": {"p50": 210},
+                                                  "labels": {"a": {"train": 600}, "b": {"train": 300}}}, task="reply")
+    rundir.record(d / "reply", "03_train_qlora", {"seconds": 70.0, "device": {"device": "cpu"},
+                                                  "base_model": {"requested": served}}, task="reply")
+    per = {"base": {"requests": 80, "errors": 0, "prompt_tokens": 10_400, "completion_tokens": 5_440, "stopped": 0},
+           "triage": {"requests": 40, "errors": 0, "prompt_tokens": 4_400, "completion_tokens": 120, "stopped": 40},
+           "reply": {"requests": 40, "errors": 0, "prompt_tokens": 6_000, "completion_tokens": 2_320, "stopped": 39}}
+    rundir.write_json(d / "06_serve_vllm.json", {
+        "model": {"requested": served, "kind": "standin"}, "adapters_served": ["triage", "reply"],
+        "adapter_tasks": {"triage": "classify", "reply": "reply"},
+        "load_test": {"tokens_per_s": 500.0, "total_tokens_per_s": 1_000.0, "completion_tokens": 7_880,
+                      "prompt_tokens": 20_800, "requests": 160, "errors": 0, "max_tokens": 128, "ignore_eos": False,
+                      "per_model": per}})
+    return d
+
+
+def test_each_task_is_priced_with_its_own_tokens(tmp_path):
+    priced = cost.by_task(two_task_run(tmp_path), MEASURED, {"reply": 60})
+    assert list(priced) == ["classify", "reply"]
+    triage, reply = priced["classify"], priced["reply"]
+    assert (triage["config"].input_tokens_per_request, triage["config"].output_tokens_per_request) == (110, 3)
+    assert (reply["config"].input_tokens_per_request, reply["config"].output_tokens_per_request) == (150, 58)
+    assert "mean prompt of reply's requests in 06's load test (40 requests" in reply["measured"]["input_tokens_per_request"]["why"]
+    assert "reply in 06's load test, stopped at end of turn (39/40 stopped" in reply["measured"]["output_tokens_per_request"]["why"]
+    assert reply["adapters"] == ["reply"] and triage["adapters"] == ["triage"]
+    # each task's own 02: training examples and tokens per example
+    assert (reply["config"].train_examples, reply["config"].tokens_per_example) == (900, 210)
+    assert (triage["config"].train_examples, triage["config"].tokens_per_example) == (880, 90)
+    # hosted: 1e6 x (110 x 3 + 3 x 15) / 1e6 = 375; reply: 1e6 x (150 x 3 + 58 x 15) / 1e6 = 1,320
+    assert by_name(triage)["hosted_frontier"]["monthly_cost"] == 375.0
+    assert by_name(reply)["hosted_frontier"]["monthly_cost"] == 1_320.0
+    # hosted fine-tune: 1e6 x (150 + 58) x 0.2 / 1e6 = 41.6 for the reply
+    assert by_name(reply)["hosted_fine_tune"]["monthly_cost"] == 41.6
+    # the reply has no confidence to route on: no routed option, and the verdict says why
+    assert "routed" not in by_name(reply) and "routed" in by_name(triage) and reply["escalation_share"] is None
+    assert "a generated reply has no confidence score to escalate on" in " ".join(reply["verdict"]["reasons"])
+    assert cost.read_task(reply).startswith("reply (reply): 150 input (measured) and 58 output tokens (measured) per "
+                                            "request; the hosted model costs $1,320/month at 1,000,000 requests, 66% of it "
+                                            "for output tokens")
+    rec = cost.tasks_record(priced)
+    assert rec["reply"]["tokens_measured"] == ["input_tokens_per_request", "output_tokens_per_request"]
+    assert rec["reply"]["verdict"] == reply["verdict"] and rec["classify"]["output_tokens_per_request"] == 3
+    assert "== classify ==" in cost.format_tasks(priced) and "== reply ==" in cost.format_tasks(priced)
+
+
+def test_embedded_counts_price_each_task_with_its_assumed_answer(tmp_path):
+    """The embedded tokenizer's counts are not used: the triage answer is the parameters cell's 10 tokens,
+    the reply's REPLY_OUTPUT_TOKENS_PER_REQUEST."""
+    cfg = replace(MEASURED, model="embedded")
+    priced = cost.by_task(two_task_run(tmp_path, served="embedded"), cfg, {"reply": 60})
+    triage, reply = priced["classify"], priced["reply"]
+    assert (triage["config"].output_tokens_per_request, reply["config"].output_tokens_per_request) == (10, 60)
+    assert reply["config"].input_tokens_per_request == 1_000 and "output_tokens_per_request" in reply["assumed"]
+    # 1e6 x (1,000 x 3 + 60 x 15) / 1e6 = 3,900 against triage's 3,150
+    assert (by_name(triage)["hosted_frontier"]["monthly_cost"], by_name(reply)["hosted_frontier"]["monthly_cost"]) == \
+        (3_150.0, 3_900.0)
+    assert "60 output tokens (assumed)" in cost.read_task(reply)
+
+
+def test_a_one_task_run_prices_that_task(tmp_path):
+    fake_run(tmp_path)
+    priced = cost.by_task(tmp_path, MEASURED)
+    assert list(priced) == ["classify"] and priced["classify"]["config"].input_tokens_per_request == 120
+
+
 # ---------------------------------------------------------------- measurements
 def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_per_s=None, stopped=50):
     rundir.write_json(d / "02_curate_data.json", {"rows_out": 1_100, "tokens": {"p50": 90},
