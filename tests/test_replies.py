@@ -255,3 +255,14 @@ def test_generator_writes_text_and_stops_at_end_of_turn(tiny_ref, tiny_tok):
     got = model.generate(**tiny_tok.pad({"input_ids": [ids]}, return_tensors="pt"),
                          generation_config=prompts.greedy_config(tiny_tok, 12))
     assert got.shape[1] == len(ids) + 1 and int(got[0, -1]) == eot
+
+
+def test_a_small_model_decodes_on_one_thread_and_the_count_is_restored(tiny_ref):
+    import torch
+
+    from ftplay import models
+
+    model, before = models.load_model(tiny_ref), torch.get_num_threads()
+    with replies.decode_threads(model):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
