@@ -517,12 +517,11 @@ def by_task(run_dir, cfg, assumed_output=None):
 
 def read_task(priced):
     """One sentence reading a task's table: its tokens per request and where they came from, the hosted
-    bill, the cheapest fine-tuned option and the cost verdict."""
+    bill and the share of it output tokens make, and the cost verdict (the cheapest fine-tuned option)."""
     cfg, by = priced["config"], {r["name"]: r for r in priced["options"]}
     src = {k: "measured" if k in priced["measured"] else "assumed"
            for k in ("input_tokens_per_request", "output_tokens_per_request")}
     hosted = by["hosted_frontier"]
-    best = by.get(priced["verdict"]["best_option"], hosted)
     out_share = (cfg.output_tokens_per_request * cfg.hosted_price_out_per_m /
                  (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m + cfg.output_tokens_per_request
                   * cfg.hosted_price_out_per_m)) if hosted["monthly_cost"] else 0.0
@@ -530,9 +529,7 @@ def read_task(priced):
             f"{cfg.input_tokens_per_request:,.0f} input ({src['input_tokens_per_request']}) and "
             f"{cfg.output_tokens_per_request:,.0f} output tokens ({src['output_tokens_per_request']}) per request; "
             f"the hosted model costs ${hosted['monthly_cost']:,.0f}/month at {cfg.monthly_requests:,} requests, "
-            f"{out_share:.0%} of it for output tokens; the cheapest fine-tuned option is {best['label']} at "
-            f"${best['monthly_cost']:,.0f}/month. Verdict: "
-            + ("cheaper" if priced["verdict"]["cheaper"] else "not cheaper") + f": {priced['verdict']['headline']}")
+            f"{out_share:.0%} of it for output tokens. Cost verdict: {priced['verdict']['headline']}")
 
 
 def task_record(priced):

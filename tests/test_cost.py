@@ -253,7 +253,7 @@ def test_each_task_is_priced_with_its_own_tokens(tmp_path):
     assert "a generated reply has no confidence score to escalate on" in " ".join(reply["verdict"]["reasons"])
     assert cost.read_task(reply).startswith("reply (reply): 150 input (measured) and 58 output tokens (measured) per "
                                             "request; the hosted model costs $1,320/month at 1,000,000 requests, 66% of it "
-                                            "for output tokens")
+                                            "for output tokens. Cost verdict: ")
     rec = cost.tasks_record(priced)
     assert rec["reply"]["tokens_measured"] == ["input_tokens_per_request", "output_tokens_per_request"]
     assert rec["reply"]["verdict"] == reply["verdict"] and rec["classify"]["output_tokens_per_request"] == 3
@@ -482,6 +482,23 @@ def test_notebook_05_without_measurements(tmp_path, run_notebook):
                                                    "routed"}
     assert [r["name"] for r in out["routes"]["rows"]] == ["self_hosted_vllm", "modal", "hosted_fine_tune", "hosted_frontier"]
     assert out["routes"]["favoured"] == "hosted_fine_tune" and out["routes"]["requests"] == 3_000_000
+
+
+@pytest.mark.notebook
+def test_notebook_05_prices_each_task_with_its_own_tokens(tmp_path, run_notebook):
+    import nbformat
+
+    out = run_notebook("05_compare_costs", two_task_run(tmp_path), MONTHLY_REQUESTS=1_000_000, MODEL=LLAMA)
+    tasks = out["tasks"]
+    assert list(tasks) == ["classify", "reply"]
+    assert (tasks["classify"]["input_tokens_per_request"], tasks["classify"]["output_tokens_per_request"]) == (110, 3)
+    assert (tasks["reply"]["input_tokens_per_request"], tasks["reply"]["output_tokens_per_request"]) == (150, 58)
+    assert tasks["reply"]["escalation_share"] is None and tasks["reply"]["verdict"]["headline"]
+    hosted = {t: next(r for r in v["options"] if r["name"] == "hosted_frontier")["monthly_cost"] for t, v in tasks.items()}
+    assert hosted == {"classify": 375.0, "reply": 1_320.0}
+    shown = "".join(o.get("text", "") for c in nbformat.read(str(tmp_path / "05_compare_costs.ipynb"), 4).cells
+                    for o in c.get("outputs", []))
+    assert "== reply ==" in shown and tasks["reply"]["reading"] in shown and "reply: " in shown
 
 
 @pytest.mark.notebook
