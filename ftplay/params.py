@@ -95,7 +95,7 @@ RANGES = {
     # decision and costs (00, 05)
     "MONTHLY_REQUESTS": at_least(0), "TOKENS_PER_REQUEST": at_least(0), "LABELED_EXAMPLES": at_least(0),
     "CURRENT_QUALITY": SHARE, "TARGET_QUALITY": SHARE, "INPUT_TOKENS_PER_REQUEST": at_least(0),
-    "OUTPUT_TOKENS_PER_REQUEST": at_least(0), "HOSTED_PRICE_IN_PER_M": at_least(0),
+    "OUTPUT_TOKENS_PER_REQUEST": at_least(0), "REPLY_OUTPUT_TOKENS_PER_REQUEST": at_least(0), "HOSTED_PRICE_IN_PER_M": at_least(0),
     "HOSTED_PRICE_OUT_PER_M": at_least(0), "GPU_PRICE_PER_HOUR": at_least(0), "SERVING_TOKENS_PER_S": above(0),
     "SERVING_UTILISATION": POSITIVE_SHARE, "MIN_GPUS_ALWAYS_ON": at_least(0), "TRAINING_GPU_HOURS": at_least(0),
     "MODEL_PARAMS_B": above(0), "TRAIN_EXAMPLES": at_least(0), "TOKENS_PER_EXAMPLE": at_least(0),
