@@ -12,8 +12,8 @@ interval of the difference reaches zero or above: the alternative is not shown t
 
 The reply task (`decide_replies`) has the same rules and the same decision shape on its own metrics
 (ftplay/replies.py): the fine-tune must beat the base on format validity (interval of the difference
-above zero, McNemar p < ALPHA) and not be worse on chrF; an alternative better on chrF (the task's
-primary metric) beyond its interval blocks; the production drop is measured on validity; a format
+above zero, McNemar p < ALPHA) and not be worse on chrF; an alternative better on the task's primary
+metric (replies.primary: field accuracy for a format with fields, chrF otherwise) beyond its interval blocks; the production drop is measured on validity; a format
 part the fine-tune writes in fewer than MIN_PART_RATE of its replies blocks, as a label under
 MIN_CLASS_F1 does for classification.
 """
@@ -263,11 +263,18 @@ def verdict_of(checks):
 REPLY_KNOBS = KNOBS[:3] + ("more training replies (02: the reply rows), or MAX_NEW_TOKENS (04) if replies are cut off",)
 
 
+METRIC_NAMES = {"chrf": "chrF", "field_accuracy": "field accuracy", "valid_rate": "valid replies"}
+
+
 def _rci(d, metric):
     lo, hi = d[f"{metric}_diff_ci"]
     if metric == "chrf":
         return f"{d['chrf_diff']:+.1f} (95% CI {lo:+.1f} to {hi:+.1f})"
     return f"{d[f'{metric}_diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f})"
+
+
+def _val(metric, x):
+    return f"{x:.1f}" if metric == "chrf" else f"{x:.0%}"
 
 
 def reply_beats_base(split, d, alpha):
@@ -291,30 +298,34 @@ def reply_beats_base(split, d, alpha):
 
 
 def reply_alternatives(split, paired):
-    """The reply fine-tune against every other system scored on the same rows of `split`, on chrF: blocks
-    when one is better beyond its interval (the `better` record names the best such system)."""
+    """The reply fine-tune against every other system scored on the same rows of `split`, on the task's primary
+    metric (each comparison's "primary"): blocks when one is better beyond its interval (the `better` record
+    names the best such system, in classification's shape with the metric named)."""
     alts = {k[len("finetuned_vs_"):]: d for k, d in paired.items()
             if k.startswith("finetuned_vs_") and k != "finetuned_vs_base"}
     if not alts:
         return _check(f"alternatives_{split}", NOT_PROVEN,
                       f"{split}: no other system was scored on these rows; run 01 into this run directory first",
                       f"{split}.paired"), None
-    worse = {n: x for n, x in alts.items() if x["chrf_diff_ci"][1] < 0}
+    metric = next(iter(alts.values())).get("primary", "chrf")
+    what = METRIC_NAMES[metric]
+    worse = {n: x for n, x in alts.items() if x[f"{metric}_diff_ci"][1] < 0}
     if worse:
-        name, d = max(worse.items(), key=lambda kv: kv[1]["b_chrf"])
-        better = {"name": name, "split": split, "metric": "chrf", "value": d["b_chrf"], "finetuned_value": d["a_chrf"],
-                  "chrf": d["b_chrf"], "finetuned_chrf": d["a_chrf"], "n": d["n"], "chrf_diff": d["chrf_diff"],
-                  "chrf_diff_ci": d["chrf_diff_ci"]}
+        name, d = max(worse.items(), key=lambda kv: (kv[1][f"b_{metric}"], kv[1]["b_chrf"]))
+        better = {"name": name, "split": split, "metric": metric, "value": d[f"b_{metric}"],
+                  "finetuned_value": d[f"a_{metric}"], metric: d[f"b_{metric}"], f"finetuned_{metric}": d[f"a_{metric}"],
+                  "n": d["n"], f"{metric}_diff": d[f"{metric}_diff"], f"{metric}_diff_ci": d[f"{metric}_diff_ci"]}
         return _check(f"alternatives_{split}", BLOCK,
-                      f"{split}: {name} writes replies closer to the references: chrF {d['b_chrf']:.1f} against the "
-                      f"fine-tune's {d['a_chrf']:.1f} on the same {d['n']} rows, difference {_rci(d, 'chrf')} (valid "
-                      f"{d['b_valid_rate']:.0%} vs {d['a_valid_rate']:.0%}); ship {name} instead, or improve the "
-                      "fine-tune until it matches", f"{split}.paired.finetuned_vs_{name}"), better
-    name, d = max(alts.items(), key=lambda kv: kv[1]["b_chrf"])
+                      f"{split}: {name} is better: {what} {_val(metric, d[f'b_{metric}'])} against the fine-tune's "
+                      f"{_val(metric, d[f'a_{metric}'])} on the same {d['n']} rows, difference {_rci(d, metric)} (valid "
+                      f"{d['b_valid_rate']:.0%} vs {d['a_valid_rate']:.0%}, chrF {d['b_chrf']:.1f} vs {d['a_chrf']:.1f}); "
+                      f"ship {name} instead, or improve the fine-tune until it matches",
+                      f"{split}.paired.finetuned_vs_{name}"), better
+    name, d = max(alts.items(), key=lambda kv: (kv[1][f"b_{metric}"], kv[1]["b_chrf"]))
     return _check(f"alternatives_{split}", PASS,
-                  f"{split}: the fine-tune (chrF {d['a_chrf']:.1f}) matches or beats the best other system, {name} "
-                  f"(chrF {d['b_chrf']:.1f}), on the same {d['n']} rows: difference {_rci(d, 'chrf')}",
-                  f"{split}.paired.finetuned_vs_{name}"), None
+                  f"{split}: the fine-tune ({what} {_val(metric, d[f'a_{metric}'])}) matches or beats the best other "
+                  f"system, {name} ({_val(metric, d[f'b_{metric}'])}), on the same {d['n']} rows: difference "
+                  f"{_rci(d, metric)}", f"{split}.paired.finetuned_vs_{name}"), None
 
 
 def part_table(results, splits=("heldout", "production")):

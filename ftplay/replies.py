@@ -14,22 +14,42 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import evaluate, formats, progress, prompts
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# The reply task's primary metric: what 01's "best" prompting system is chosen by and what 04's
-# alternatives check compares. chrF, not validity: a canned reply (nearest_reply, or a prompt that
-# copies its example) is always well-formed yet restates the wrong ticket, and validity alone would
-# crown it; chrF rewards the format's fixed lines AND the restated facts, exists for every format
-# (Bitext's has no fields), and is graded per row, so paired intervals are narrow. Validity is what
-# the fine-tune must beat the base on (issue 15's bar), fields are shown beside both.
-PRIMARY = "chrf"
 NEAREST = "nearest_reply"   # the cheap reference, the analogue of 01's TF-IDF classifier
+MARGIN_TOKENS = 16          # MAX_NEW_TOKENS=0: room above the longest curated reply
 # On a CPU, greedy decoding of a small model is a chain of tiny matrix products, where a second thread costs more
 # (start-up, and spin-waiting whenever another process holds a core) than it gains. Measured on this 2-core machine,
 # 64 replies of the embedded model (4.2M parameters), 96 new tokens, batch 16, another process busy: 4.4 s on one
 # thread, 64.9 s on two. Models this small decode on one thread; larger ones, and any on a GPU, keep torch's count.
 ONE_THREAD_BELOW = 50_000_000   # parameters
+
+
+
+
+def primary(fmt):
+    """The reply task's primary metric for `fmt`: what 01's "best" prompting system is chosen by and what 04's
+    alternatives check compares. Not validity: a canned reply (nearest_reply, or a prompt that copies its example)
+    is always well-formed yet restates the wrong ticket. Field accuracy where the format has fields (the house
+    format: 4 of its 6 lines are fixed text, so chrF rewards boilerplate: nearest_reply, greeting the wrong customer
+    with the wrong facts, scores chrF 85.7 on the embedded held-out rows); chrF for a format without fields
+    (Bitext's). Validity is what the fine-tune must beat the base on (issue 15's bar); chrF is reported everywhere."""
+    return "field_accuracy" if fmt.fields else "chrf"
+
+
+def max_new_tokens(value, output_tokens, margin=MARGIN_TOKENS):
+    """MAX_NEW_TOKENS resolved: `value` when above 0; 0 means the longest curated reply (02's output_tokens.max,
+    its end of turn counted) plus `margin`, so a format of long replies (Bitext: 407 tokens at most) is not cut
+    by a cap sized for house replies (86). Returns (tokens, why)."""
+    if value and value > 0:
+        return int(value), f"MAX_NEW_TOKENS={value}"
+    if not (output_tokens or {}).get("max"):
+        raise ConfigError("MAX_NEW_TOKENS=0 takes the longest reply of the curated rows (02's output_tokens), and none "
+                          "was counted; run 02 into this run directory with a tokenizer, or set MAX_NEW_TOKENS, e.g. 128")
+    n = int(output_tokens["max"]) + margin
+    return n, f"MAX_NEW_TOKENS=0: the longest curated reply, {output_tokens['max']} tokens, + {margin}"
 
 
 # ---------------------------------------------------------------- systems
@@ -162,7 +182,7 @@ def score(rows, outputs, fmt, n_boot=1000, seed=0):
     chrF (mean of sentence chrF; corpus chrF beside it), each rate with its 95% bootstrap interval."""
     s = row_scores(rows, outputs, fmt)
     idx = evaluate._resample(len(rows), n_boot, seed)
-    m = {"n": len(rows), "format": fmt.name}
+    m = {"n": len(rows), "format": fmt.name, "primary": primary(fmt)}
     m["valid_rate"], m["valid_rate_ci"] = _mean_ci(s["valid"].astype(float), idx)
     m["parts"] = {p.name: {"n": int(s["needed"][:, j].sum()),
                            "rate": float(s["parts"][s["needed"][:, j], j].mean()) if s["needed"][:, j].any() else None}
@@ -184,7 +204,7 @@ def paired(rows, a, b, fmt, n_boot=1000, seed=0):
     sa, sb = row_scores(rows, a, fmt), row_scores(rows, b, fmt)
     idx = evaluate._resample(len(rows), n_boot, seed)
     p, only_a, only_b = evaluate.mcnemar(sa["valid"], sb["valid"])
-    out = {"n": len(rows), "mcnemar_p": p, "only_a_valid": only_a, "only_b_valid": only_b}
+    out = {"n": len(rows), "primary": primary(fmt), "mcnemar_p": p, "only_a_valid": only_a, "only_b_valid": only_b}
     per_row = {"valid_rate": (sa["valid"].astype(float), sb["valid"].astype(float)), "chrf": (sa["chrf"], sb["chrf"])}
     if fmt.fields:
         per_row["field_accuracy"] = (sa["fields"].mean(1), sb["fields"].mean(1))
@@ -282,17 +302,21 @@ def compare_all(splits, outputs, others, fmt, n_boot=1000):
     return out
 
 
-def baseline_summary(results):
-    """01's record of the reply task: the primary metric, the best prompting system by it (the reference
-    excluded), and the reference (nearest_reply) with its speed."""
-    keys = ("valid_rate", "field_accuracy")
+def _rank(m):
+    """Order of systems: the primary metric, chrF on a tie (every prompt at 0% fields)."""
+    return (m[m["primary"]] or 0.0, m["chrf"])
+
+
+def baseline_summary(results, fmt):
+    """01's record of the reply task: the primary metric, the best prompting system by it (chrF on a tie; the
+    reference excluded), and the reference (nearest_reply) with its speed."""
+    keys = ("valid_rate", "field_accuracy", "chrf")
     llm = {k: m for k, m in results.items() if k != NEAREST}
-    best = max(llm, key=lambda k: llm[k][PRIMARY])
+    best = max(llm, key=lambda k: _rank(llm[k]))
     ref = results[NEAREST]
-    return {"primary": PRIMARY,
-            "best": {"name": best, "metric": PRIMARY, PRIMARY: llm[best][PRIMARY], **{k: llm[best][k] for k in keys}},
-            "reference": {"name": NEAREST, PRIMARY: ref[PRIMARY], **{k: ref[k] for k in keys},
-                          "rows_per_s": ref["rows_per_s"], "seconds": ref["seconds"]}}
+    return {"primary": primary(fmt), "best": {"name": best, "metric": primary(fmt), **{k: llm[best][k] for k in keys}},
+            "reference": {"name": NEAREST, **{k: ref[k] for k in keys}, "rows_per_s": ref.get("rows_per_s"),
+                          "seconds": ref.get("seconds")}}
 
 
 # ---------------------------------------------------------------- tables and readings
@@ -321,20 +345,23 @@ def summary_table(results):
 
 
 def read_summary(results):
-    """One sentence per split: the system with the highest chrF, the most valid one, and how wide the
+    """One sentence per split: the best system by the primary metric, the most valid one, and how wide the
     intervals are on this many rows."""
     out = []
     for split, systems in results.items():
         if not systems:
             continue
-        best = max(systems, key=lambda k: systems[k][PRIMARY])
+        best = max(systems, key=lambda k: _rank(systems[k]))
         valid = max(systems, key=lambda k: systems[k]["valid_rate"])
         m, v = systems[best], systems[valid]
-        lo, hi = m["chrf_ci"]
-        out.append(f"{split} ({m['n']} rows): {best} writes the replies closest to the references, chrF {m['chrf']:.1f} "
-                   f"(95% CI {lo:.1f} to {hi:.1f}); {valid} keeps the format most often, {v['valid_rate']:.0%} valid. "
-                   f"Intervals about {hi - lo:.1f} chrF points wide: closer systems are not told apart here (the "
-                   "paired comparisons say which differences are real).")
+        lo, hi = m[f"{m['primary']}_ci"]
+        said = (f"restates the most fields right, {m['field_accuracy']:.0%} (95% CI {lo:.0%} to {hi:.0%}), chrF "
+                f"{m['chrf']:.1f}" if m["primary"] == "field_accuracy" else
+                f"writes the replies closest to the references, chrF {m['chrf']:.1f} (95% CI {lo:.1f} to {hi:.1f})")
+        width = f"{hi - lo:.0%}" if m["primary"] == "field_accuracy" else f"{hi - lo:.1f} chrF points"
+        out.append(f"{split} ({m['n']} rows): {best} {said}; {valid} keeps the format most often, {v['valid_rate']:.0%} "
+                   f"valid. Intervals about {width} wide: closer systems are not told apart here (the paired "
+                   "comparisons say which differences are real).")
     return "\n".join(out)
 
 
@@ -399,7 +426,10 @@ def read_comparisons(paired_by_split):
     for split, by in paired_by_split.items():
         where = split.replace("heldout", "held-out")
         said = []
-        for metric, what in (("valid_rate", "format validity"), ("chrf", "chrF")):
+        first = next(iter(by.values()), {}).get("primary", "chrf")
+        for metric, what in (("valid_rate", "format validity"), ("field_accuracy", "fields"), ("chrf", "chrF")):
+            if metric == "field_accuracy" and first != metric:
+                continue
             won, tied, lost = [], [], []
             for key, d in by.items():
                 lo, hi = d[f"{metric}_diff_ci"]

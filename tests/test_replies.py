@@ -131,7 +131,7 @@ def test_tables_and_readings_name_the_best_system():
     results = {"heldout": {"good": replies.score(ROWS, GOOD, H, 50), "canned": replies.score(ROWS, CANNED, H, 50)}}
     table = replies.summary_table(results)
     assert list(table.index) == [("heldout", "good"), ("heldout", "canned")] and table.iloc[0]["valid [95% CI]"] == "100% [100%, 100%]"
-    assert "good writes the replies closest" in replies.read_summary(results)
+    assert "good restates the most fields right, 100%" in replies.read_summary(results)
     ex = replies.examples(ROWS, {"good": GOOD}, n=2)
     assert len(ex) == 2 and ex[0]["reference"].startswith("Hello ") and " | Support Team" in ex[0]["good"]
     paired = {"heldout": {"finetuned_vs_base": replies.paired(ROWS, GOOD, BROKEN, H, 100)}}
@@ -186,12 +186,48 @@ def test_gate_blocks_a_format_bought_with_the_content():
 
 
 def test_gate_blocks_on_a_better_alternative_and_names_it():
-    d = run(mix(30), BROKEN, {"nearest_reply": GOOD, "endpoint_few_shot": CANNED}, PROD)
+    wrong_quarter = GOOD[:30] + CANNED[30:]                          # valid, a quarter about another ticket
+    d = run(wrong_quarter, BROKEN, {"nearest_reply": GOOD, "endpoint_few_shot": CANNED}, PROD)
     assert status(d, "alternatives_heldout") == "block" and d["verdict"] == "stop"
-    b = d["better"]
-    assert b["name"] == "nearest_reply" and b["metric"] == "chrf" and b["value"] == 100.0 and b["split"] == "heldout"
-    assert b["chrf_diff_ci"][1] < 0 and b["finetuned_value"] < 100
-    assert status(run(mix(30), BROKEN, ALTS, PROD), "alternatives_heldout") == "pass"
+    b = d["better"]   # the house format's primary metric is field accuracy
+    assert b["name"] == "nearest_reply" and b["metric"] == "field_accuracy" and b["value"] == 1.0 and b["split"] == "heldout"
+    assert b["field_accuracy_diff_ci"][1] < 0 and b["finetuned_value"] == b["finetuned_field_accuracy"] == 0.75
+    assert status(run(wrong_quarter, BROKEN, ALTS, PROD), "alternatives_heldout") == "pass"
+
+
+def test_the_primary_metric_is_fields_where_the_format_has_them_else_chrf():
+    assert replies.primary(H) == "field_accuracy" and replies.primary(formats.BITEXT) == "chrf"
+    results = {k: replies.score(ROWS, o, H, 20) for k, o in {"nearest_reply": CANNED, "zero_shot": BROKEN,
+                                                             "few_shot_fixed": mix(10)}.items()}
+    got = replies.baseline_summary(results, H)
+    assert got["primary"] == "field_accuracy" and got["best"]["name"] == "few_shot_fixed"   # fields tie at 100%: chrF
+    assert got["reference"]["name"] == "nearest_reply" and got["reference"]["field_accuracy"] == 0.0
+
+
+def test_the_gate_compares_alternatives_on_chrf_for_a_format_without_fields():
+    B = formats.BITEXT
+    rows = [{"id": f"b{i}", "text": "t", "label": "x", "output": f"Sure, order {i} is on its way. We can help."}
+            for i in range(30)]
+    good = [r["output"] for r in rows]
+    other = ["Sure, it is on its way. We can help." for _ in rows]
+    cut = [g[:-12] for g in good]                                    # no full stop at the end: invalid
+    S = {"finetuned": other, "base": cut, "nearest_reply": good}
+    results = {"heldout": {k: replies.score(rows, o, B, 50) for k, o in S.items()}}
+    paired = {"heldout": {f"finetuned_vs_{k}": replies.paired(rows, other, o, B, 100) for k, o in S.items()
+                          if k != "finetuned"}}
+    d = gate.decide_replies(results, paired)
+    assert status(d, "beats_base_heldout") == "pass" and d["better"]["metric"] == "chrf"
+    assert d["better"]["name"] == "nearest_reply" and d["better"]["chrf"] == 100.0
+
+
+def test_max_new_tokens_zero_reads_the_longest_curated_reply():
+    from ftplay.errors import ConfigError
+
+    assert replies.max_new_tokens(96, None) == (96, "MAX_NEW_TOKENS=96")
+    n, why = replies.max_new_tokens(0, {"p50": 56, "p95": 68, "max": 86})
+    assert n == 86 + replies.MARGIN_TOKENS == 102 and "86 tokens" in why
+    with pytest.raises(ConfigError, match="MAX_NEW_TOKENS"):
+        replies.max_new_tokens(0, None)
 
 
 def test_gate_is_not_proven_without_the_replaced_model_or_without_alternatives():
