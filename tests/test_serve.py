@@ -562,7 +562,7 @@ class TestRealServer:
             per = res["per_model"]
             assert (per["base"]["requests"], per["triage"]["requests"], per["reply"]["requests"]) == (12, 6, 6)
             assert per["triage"]["completion_tokens"] == 6 * 8 and per["reply"]["completion_tokens"] == 6 * 48
-            assert per["reply"]["prompt_tokens"] > 6 * 100 > per["triage"]["prompt_tokens"], "the reply prompt states the format"
+            assert per["reply"]["prompt_tokens"] > per["triage"]["prompt_tokens"], "the reply prompt states the format"
         finally:
             for name in served:
                 client.unload_adapter(name)
