@@ -381,8 +381,8 @@ def examples(rows, outputs, n=3, seed=0, width=60):
 
 def label_table(rows, outputs, fmt, min_rows=20, first="finetuned"):
     """Per ticket label (a slice of the rows): n, and for each system of `outputs` ({name: replies}) its
-    valid rate and mean chrF; worst first for `first` (valid rate, then chrF); slices under `min_rows`
-    rows carry a warning."""
+    valid rate, field accuracy (formats with fields) and mean chrF; worst first for `first` (valid rate, then
+    chrF); slices under `min_rows` rows carry a warning."""
     scores = {name: row_scores(rows, o, fmt) for name, o in outputs.items()}
     out = []
     for lab in sorted({r["label"] for r in rows}):
@@ -390,6 +390,8 @@ def label_table(rows, outputs, fmt, min_rows=20, first="finetuned"):
         row = {"label": lab, "n": len(idx)}
         for name, s in scores.items():
             row[f"{name}_valid"] = round(float(s["valid"][idx].mean()), 3)
+            if fmt.fields:
+                row[f"{name}_fields"] = round(float(s["fields"][idx].mean()), 3)
             row[f"{name}_chrf"] = round(float(s["chrf"][idx].mean()), 1)
         row["warning"] = f"only {len(idx)} rows (< {min_rows}): too few to conclude" if len(idx) < min_rows else None
         out.append(row)
@@ -402,8 +404,9 @@ def read_labels(table, first="finetuned"):
     if not table:
         return "No labels scored."
     w, b = table[0], table[-1]
-    return (f"{first} is weakest on {w['label']} tickets ({w['n']} rows): {w[f'{first}_valid']:.0%} valid, chrF "
-            f"{w[f'{first}_chrf']:.1f}, against {b[f'{first}_valid']:.0%} and {b[f'{first}_chrf']:.1f} on {b['label']}"
+    said = lambda r: (f"{r[f'{first}_valid']:.0%} valid, " + (f"{r[f'{first}_fields']:.0%} of fields right, "
+                                                            if f"{first}_fields" in r else "") + f"chrF {r[f'{first}_chrf']:.1f}")
+    return (f"{first} is weakest on {w['label']} tickets ({w['n']} rows): {said(w)}, against {said(b)} on {b['label']}"
             + (f"; {w['warning']}." if w["warning"] else "."))
 
 

@@ -124,7 +124,8 @@ def test_label_table_puts_the_worst_label_first_and_warns_when_small():
     assert [r["label"] for r in t] == ["billing", "login"]
     assert t[0]["finetuned_valid"] == 0 and t[1]["finetuned_valid"] == 1 and t[0]["n"] == 20
     assert "too few" in t[0]["warning"]
-    assert "billing" in replies.read_labels(t)
+    assert t[0]["finetuned_fields"] == 1.0        # a lost sign-off keeps every field
+    assert "billing" in replies.read_labels(t) and "100% of fields right" in replies.read_labels(t)
 
 
 def test_tables_and_readings_name_the_best_system():
