@@ -194,6 +194,9 @@ def score(rows, outputs, fmt, n_boot=1000, seed=0):
         m["field_accuracy"], m["field_accuracy_ci"], m["fields"] = None, None, {}
     m["chrf"], m["chrf_ci"] = _mean_ci(s["chrf"], idx)
     m["corpus_chrf"] = corpus_chrf(rows, outputs)
+    # a model that learnt the format but not the ticket writes one reply for every ticket (the embedded fine-tune
+    # does, after 208 steps): valid, and as distinct as a canned answer
+    m["distinct"] = len({" ".join((o or "").split()) for o in outputs})
     return m
 
 
@@ -340,7 +343,8 @@ def summary_table(results):
                          "valid [95% CI]": _ci(m["valid_rate"], m["valid_rate_ci"], pct=True),
                          "fields [95% CI]": _ci(m["field_accuracy"], m["field_accuracy_ci"], pct=True),
                          "chrF [95% CI]": _ci(m["chrf"], m["chrf_ci"], 1),
-                         "corpus chrF": round(m["corpus_chrf"], 1), "rows/s": m.get("rows_per_s")})
+                         "corpus chrF": round(m["corpus_chrf"], 1), "distinct replies": m.get("distinct"),
+                         "rows/s": m.get("rows_per_s")})
     return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
 
 
@@ -359,9 +363,13 @@ def read_summary(results):
                 f"{m['chrf']:.1f}" if m["primary"] == "field_accuracy" else
                 f"writes the replies closest to the references, chrF {m['chrf']:.1f} (95% CI {lo:.1f} to {hi:.1f})")
         width = f"{hi - lo:.0%}" if m["primary"] == "field_accuracy" else f"{hi - lo:.1f} chrF points"
+        canned = [f"{k} ({x['distinct']})" for k, x in systems.items()
+                  if x.get("distinct") is not None and x["valid_rate"] >= 0.5 and x["distinct"] <= x["n"] / 10]
         out.append(f"{split} ({m['n']} rows): {best} {said}; {valid} keeps the format most often, {v['valid_rate']:.0%} "
                    f"valid. Intervals about {width} wide: closer systems are not told apart here (the paired "
-                   "comparisons say which differences are real).")
+                   "comparisons say which differences are real)."
+                   + (f" Well-formed but canned: {', '.join(canned)} distinct replies for {m['n']} tickets, the format "
+                      "learnt without the ticket's content." if canned else ""))
     return "\n".join(out)
 
 

@@ -45,6 +45,7 @@ def test_score_exact_values():
     outs = [rows[0]["output"], o2, broken(rows[2]), "I cannot help with that."]
     m = replies.score(rows, outs, H, n_boot=200)
     assert m["n"] == 4 and m["valid_rate"] == 0.5                     # rows 1 and 2 parse; a lost sign-off does not
+    assert m["distinct"] == 4 and replies.score(rows, [outs[0]] * 4, H, n_boot=10)["distinct"] == 1
     assert m["fields"] == {"name": 0.5, "topic": 0.75, "details": 0.75, "next_step": 0.75}   # spaces normalised
     assert m["field_accuracy"] == pytest.approx((1 + 0.75 + 1 + 0) / 4)
     assert {p: v["rate"] for p, v in m["parts"].items()} == {"greeting": 0.75, "topic": 0.75, "details": 0.75,
@@ -133,6 +134,7 @@ def test_tables_and_readings_name_the_best_system():
     table = replies.summary_table(results)
     assert list(table.index) == [("heldout", "good"), ("heldout", "canned")] and table.iloc[0]["valid [95% CI]"] == "100% [100%, 100%]"
     assert "good restates the most fields right, 100%" in replies.read_summary(results)
+    assert "Well-formed but canned: canned (1) distinct replies for 40 tickets" in replies.read_summary(results)
     ex = replies.examples(ROWS, {"good": GOOD}, n=2)
     assert len(ex) == 2 and ex[0]["reference"].startswith("Hello ") and " | Support Team" in ex[0]["good"]
     paired = {"heldout": {"finetuned_vs_base": replies.paired(ROWS, GOOD, BROKEN, H, 100)}}
