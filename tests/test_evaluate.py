@@ -158,3 +158,18 @@ def test_answer_examples_show_raw_answers_and_scored_labels():
     assert ex[0]["ticket"] == "my card was charged twice m..." and ex[0]["label"] == "billing"
     assert ex[0]["zero_shot"] == "billing (0.41)" and ex[1]["free_text"] == "bug (1.00)"
     assert ex[0]["free_text"] == "'I am sorry to hear that, let me' (not a label)"
+
+
+def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_rows():
+    p, only_a, only_b = evaluate.mcnemar([1, 1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0, 1])
+    assert (only_a, only_b) == (5, 0) and p == 2 * 0.5 ** 5
+    assert evaluate.mcnemar([1, 0], [1, 0]) == (1.0, 0, 0)
+
+
+def test_shot_picker_answers_with_the_field_it_is_given():
+    rows = [{"text": "refund my order", "label": "billing", "output": "Hello there, ... refund"},
+            {"text": "app crashes", "label": "bug", "output": "Hello there, ... crash"}]
+    assert evaluate.ShotPicker(rows, ["billing", "bug"], "fixed")("x") == [("refund my order", "billing"),
+                                                                          ("app crashes", "bug")]
+    near = evaluate.ShotPicker(rows, ["billing", "bug"], "retrieved", k=1, answer="output")("the app crashes")
+    assert near == [("app crashes", "Hello there, ... crash")]
