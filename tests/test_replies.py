@@ -305,3 +305,24 @@ def test_a_small_model_decodes_on_one_thread_and_the_count_is_restored(tiny_ref)
     with replies.decode_threads(model):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_endpoint_replier_sends_the_reply_conversation_at_temperature_zero():
+    from types import SimpleNamespace
+
+    sent = []
+
+    class Completions:
+        def create(self, **kw):
+            sent.append(kw)
+            return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=GOOD[0]))])
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=Completions()))
+    ep = replies.EndpointReplier(client, "gpt-x", H, shots=replies.shots(ROWS, ["billing", "login"], "fixed"),
+                                 max_tokens=102, extra_body={"repetition_penalty": 1.0})
+    assert ep.reply([ROWS[0]["text"], ROWS[1]["text"]]) == [GOOD[0], GOOD[0]]
+    kw = sent[0]
+    assert kw["model"] == "gpt-x" and kw["temperature"] == 0 and kw["max_tokens"] == 102 and kw["extra_body"]
+    assert kw["messages"][0] == {"role": "system", "content": prompts.reply_system_text(H)}
+    assert [m["role"] for m in kw["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert kw["messages"][-1]["content"] in (ROWS[0]["text"], ROWS[1]["text"]) and "response_format" not in kw
