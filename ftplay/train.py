@@ -151,9 +151,13 @@ EMBEDDED_REPLY_RECIPE = replace(EMBEDDED_RECIPE, load_in_4bit=False, num_epochs=
 
 
 def recipe_for(model_kind, overrides=None, task=stages.CLASSIFY):
-    """The recipe for a base model kind ('embedded' or real) and task, with non-None overrides applied."""
+    """The recipe for a base model kind ('embedded' or real) and task, with non-None overrides applied.
+    The embedded model trains unquantized where there is no GPU (both tasks; a GPU keeps QLoRA), as the
+    reply recipe measured; a real model keeps the seed's QLoRA everywhere."""
     if model_kind == "embedded":
         base = EMBEDDED_REPLY_RECIPE if task == stages.REPLY else EMBEDDED_RECIPE
+        if not _cuda():   # CPU: nf4 is 4x slower here (above); 03's DEMO_QUANTIZATION measures what 4-bit saves
+            base = replace(base, load_in_4bit=False)
     else:
         base = SEED_RECIPE
     return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
