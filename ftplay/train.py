@@ -138,15 +138,17 @@ EMBEDDED_RECIPE = replace(SEED_RECIPE, target_modules=ALL_LINEAR, lora_r=32, lor
                           learning_rate=1e-3, num_epochs=3.0, lora_dropout=0.0, batch_size=8)
 
 
-# The reply task on the embedded model (issue 15): a six-line house-format reply is ~60 trained tokens
-# of ~200 where a label is 2 of ~85, so every step moves more signal. Measured on this 2-core CPU
-# (1,000 reply conversations, batch 8, 20 steps, idle): 5,630 tokens/s with the base in float32 and
-# 1,380 tokens/s in nf4 (bitsandbytes dequantizes every weight on every CPU step without a fused
-# kernel: 4x slower), so it trains unquantized. One epoch (113 steps, ~35 s idle) already took
-# greedy format validity on 60 held-out tickets from 0.00 (base) to 0.90; two epochs make it hold:
-# on 02's reply split of the sample data (830 conversations, 208 steps) greedy replies to 80 held-out
-# tickets were valid 80/80 against the base's 0/80 (213 s at 1,654 tokens/s with another notebook on
-# the second core; about 65 s at the idle rate). A real 7-14B model keeps the seed's recipe (QLoRA).
+# The reply task on the embedded model (issue 15): a six-line house-format reply is ~56 trained tokens
+# of ~210 where a label is 2 of ~85, so every step moves more signal. It trains unquantized: measured
+# on this 2-core CPU (02's reply split, batch 8, 30 steps, back to back) nf4 ran at 4,480 tokens/s against
+# 4,740 for the float32 base (the notes' 1,930 vs 2,100 on triage: 5-8% slower), and the base it would
+# shrink is 17 MB; QLoRA's saving matters on a GPU with a 7-70B base, not here. (A first measurement,
+# 1,380 vs 5,630, had another training start on the second core during the nf4 run: never compare
+# speeds taken while the machine is shared.) One epoch (113 steps) already took greedy format validity
+# on 60 held-out tickets from 0.00 (base) to 0.90; two epochs make it hold: on 02's reply split of the
+# sample data (830 conversations, 208 steps) greedy replies to 80 held-out tickets were valid 80/80
+# against the base's 0/80 (353k tokens: about 75 s at 4,700 tokens/s; 213-559 s measured with other notebooks running
+# on the same two cores). A real 7-14B model keeps the seed's recipe (QLoRA) for both tasks.
 EMBEDDED_REPLY_RECIPE = replace(EMBEDDED_RECIPE, load_in_4bit=False, num_epochs=2.0)
 
 
