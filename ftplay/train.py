@@ -158,7 +158,7 @@ def recipe_for(model_kind, overrides=None, task=stages.CLASSIFY):
     reply recipe measured; a real model keeps the seed's QLoRA everywhere."""
     if model_kind == "embedded":
         base = EMBEDDED_REPLY_RECIPE if task == stages.REPLY else EMBEDDED_RECIPE
-        if not _cuda():   # CPU: nf4 is 4x slower here (above); 03's DEMO_QUANTIZATION measures what 4-bit saves
+        if not _cuda():   # CPU: nf4 ~5% slower and saves nothing that matters (above); 03's DEMO_QUANTIZATION measures it
             base = replace(base, load_in_4bit=False)
     else:
         base = SEED_RECIPE
