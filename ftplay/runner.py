@@ -64,7 +64,8 @@ TASK_PARAMS = {stages.CLASSIFY: {},
                               "OUTPUT_FIELD": "reply", "REPLY_FORMAT": "house", "REASON": "format_or_style",
                               # 01 and 04 score a seeded 100 of the 228 held-out replies (production: all 200): the
                               # base writes up to 102 tokens per reply for three prompts, 175 s for all 228 here
-                              "MAX_ROWS": 100}}
+                              "MAX_ROWS": 100,
+                              "DEMO_QUANTIZATION": False}}   # 03 measures 4-bit once, on the triage adapter
 # What defines one task's data: given flat in a params file they are the run's first task's (a run on your own
 # data is one task unless TASKS names more); another task takes them from TASK_PARAMS and `tasks:`.
 TASK_DATA = ("TASK", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
