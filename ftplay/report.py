@@ -79,7 +79,7 @@ def _cost_view(cost, task):
     mine = cost.at("tasks", task, default=None)
     if not isinstance(mine, dict):
         return cost
-    return records.Record({**cost, **mine}, cost.path, cost.stem)
+    return records.Record({**cost, **mine, "run_options": cost.get("options")}, cost.path, cost.stem)
 
 
 def metric_of(rec):
@@ -159,11 +159,17 @@ def curated(recs):
                                  "conflicts", "conflict_rows", "trivial", "truncated", "pii_rows", "pii_redacted")}
     fig.update(train=split.get("train"), heldout=split.get("heldout"), production=production,
                leakage=c.at("leakage", default={}))
+    reply = c.get("task") == stages.REPLY
+    answers = "replies" if reply else "labels"
     text = (f"{_n(c.get('rows_in'))} rows in, {_n(c.get('rows_out'))} out: {_n(fig['exact_duplicate_rows_dropped'])} exact "
             f"and {_n(fig['near_duplicate_rows_dropped'])} near duplicates dropped, {_n(c.get('conflicts'))} conflicting "
-            f"labels ({_n(c.get('conflict_rows'))} rows), {_n(c.get('trivial'))} trivial, {_n(c.get('truncated'))} "
-            f"over-long; split {_n(split.get('train'))} train / {_n(split.get('heldout'))} held-out"
-            + (f" + {production:,} production" if production else ""))
+            f"{answers} ({_n(c.get('conflict_rows'))} rows), {_n(c.get('trivial'))} trivial"
+            + (f", {_n(c.get('trivial_outputs'))} trivial replies, {_n(c.get('invalid_format'))} replies not in the "
+               f"{c.get('reply_format')} format, {_n(c.get('pii_output_rows'))} replies with PII" if reply else "")
+            + f", {_n(c.get('truncated'))} over-long; split {_n(split.get('train'))} train / {_n(split.get('heldout'))} "
+            "held-out" + (f" + {production:,} production" if production else ""))
+    if reply:
+        fig.update({k: c.get(k) for k in ("trivial_outputs", "invalid_format", "pii_output_rows", "output_tokens")})
     leaks = {k: v for k, v in fig["leakage"].items() if v}
     problems, notes = [], []
     if leaks and split.get("made_here") is False:   # the authors' split, audited as given: 04 re-checks what trained
@@ -286,6 +292,11 @@ def _cost_of(name, recs):
     rows = {r.get("name"): r for r in recs[COSTS].at("options", default=[])}
     option = PRICED_AS.get(name) or ("hosted_frontier" if name.startswith("endpoint") else None)
     row = rows.get(option) if option else None
+    shared = {r.get("name"): r for r in recs[COSTS].get("run_options") or []}
+    if (not row or row.get("monthly_cost") is None) and option == "classical_reference" and \
+            (shared.get(option) or {}).get("monthly_cost") is not None:   # a TF-IDF lookup on CPUs, priced once
+        return (f"{name} is a TF-IDF lookup on CPUs, as the triage classifier 05 priced: about "
+                f"${shared[option]['monthly_cost']:,.0f} a month (05_compare_costs.json: options.{option})")
     if row and row.get("monthly_cost") is not None:
         return f"{name} would cost ${row['monthly_cost']:,.0f} a month (05_compare_costs.json: options.{option})"
     if option:
@@ -328,10 +339,22 @@ def served(recs):
     if load.get("errors") or not load.get("requests"):
         problems.append(why(f"load test: {load.get('errors')} errors in {load.get('requests')} requests", SERVE,
                             "load_test.errors, load_test.requests"))
-    notes = [f"structured output: {m} answers valid JSON but wrong labels (accuracy {_f(v.get('accuracy'))}, "
-             f"valid {_f(v.get('valid_rate'), '.0%')}): it was trained on the bare label; serve the format it was "
-             "trained on, or train on the format you serve (06_serve_vllm.json: structured_output.models)"
-             for m, v in by_model.items() if v.get("valid_but_wrong")]
+    task = recs.get("task", stages.CLASSIFY)
+    name = stages.ADAPTER_NAMES.get(task)
+    mine = (load.get("per_model") or {}).get(name) or {}
+    if task != stages.CLASSIFY and mine:   # this task's own requests in the mixed load test
+        fig["load_test_" + name] = {k: mine.get(k) for k in ("requests", "errors", "p50_ms", "p95_ms",
+                                                              "completion_tokens_per_request", "stopped_share") if k in mine}
+        text += (f"; {name} requests: {_n(mine.get('requests'))}, p50 {_n(mine.get('p50_ms'))} ms, "
+                 f"{_n(mine.get('completion_tokens_per_request'))} answer tokens, "
+                 f"{_f(mine.get('stopped_share'), '.0%')} stopped at end of turn")
+    if name and name not in (s.get("adapters_served") or []):
+        problems.append(why(f"the {task} adapter ({name}) was not served", SERVE, "adapters_served"))
+    notes = [] if task != stages.CLASSIFY else [
+        f"structured output: {m} answers valid JSON but wrong labels (accuracy {_f(v.get('accuracy'))}, "
+        f"valid {_f(v.get('valid_rate'), '.0%')}): it was trained on the bare label; serve the format it was "
+        "trained on, or train on the format you serve (06_serve_vllm.json: structured_output.models)"
+        for m, v in by_model.items() if v.get("valid_but_wrong")]
     return {"summary": text, "figures": fig, "problems": problems, "notes": notes}
 
 

@@ -576,10 +576,11 @@ def _task_summary(run_dir, where):
 
 def _task_line(task, split, s):
     b, f = s.get("base") or {}, s.get("finetuned") or {}
-    keys = [k for k in ("accuracy", "macro_f1", "valid_rate", "field_accuracy", "chrf") if k in b or k in f]
+    keys = ("accuracy", "macro_f1") if task == stages.CLASSIFY else ("valid_rate", "field_accuracy", "chrf")
     names = {"accuracy": "acc", "macro_f1": "macro-F1", "valid_rate": "valid", "field_accuracy": "fields",
              "chrf": "chrF"}
-    show = lambda m: " ".join(f"{names[k]} {_f(m.get(k))}" for k in keys)  # noqa: E731
+    show = lambda m: " ".join(f"{names[k]} {_f(m.get(k), '.1f' if k == 'chrf' else '.3f')}"  # noqa: E731
+                              for k in keys if k in b or k in f)
     return f"{task:<9} {split:<10} n={s['n']:<4} base {show(b)} | fine-tuned {show(f)}"
 
 
@@ -610,5 +611,5 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
-def _f(x):
-    return f"{x:.3f}" if isinstance(x, (int, float)) else "  -  "
+def _f(x, fmt=".3f"):
+    return format(x, fmt) if isinstance(x, (int, float)) else "  -  "

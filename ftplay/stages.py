@@ -71,9 +71,9 @@ def record_name(stem):
 # caches); the summary prints them beside the times and benchmarks/playbook_time.py checks the total.
 # Further tasks' notebooks are named <task>/<stem>, as the runner's summary names them.
 BUDGET_TOTAL_S = 480
-BUDGET_S = {BASELINE: 20, DECIDE: 5, CURATE: 10, TRAIN: 70, EVALUATE: 60,
-            f"{REPLY}/{BASELINE}": 35, f"{REPLY}/{CURATE}": 10, f"{REPLY}/{TRAIN}": 90, f"{REPLY}/{EVALUATE}": 60,
-            SERVE: 100, COSTS: 10}
+BUDGET_S = {BASELINE: 20, DECIDE: 5, CURATE: 12, TRAIN: 70, EVALUATE: 70,
+            f"{REPLY}/{BASELINE}": 70, f"{REPLY}/{CURATE}": 10, f"{REPLY}/{TRAIN}": 75, f"{REPLY}/{EVALUATE}": 65,
+            SERVE: 80, COSTS: 3}
 
 
 def budget(name):
