@@ -544,3 +544,15 @@ def test_without_bitsandbytes_there_is_no_4bit_run_to_compare(monkeypatch, tmp_p
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("nothing is trained"))
     assert train.compare_precisions(train.recipe_for("embedded"), None, [{}] * 10, tmp_path) == {
         "ran": False, "why": "bitsandbytes is not installed: no 4-bit base to compare"}
+
+
+def test_a_long_answer_to_a_short_prompt_passes_the_mask_check_and_a_trained_prompt_does_not():
+    """Bitext's replies run to 400 tokens after 10-token queries: most of such an example is trained, and
+    rightly. A mask that trains the prompt is caught by its first token being trained."""
+    from types import SimpleNamespace
+
+    tok = SimpleNamespace(eos_token_id=2, eos_token="</s>", pad_token_id=0, bos_token_id=None, bos_token=None)
+    long_answer = {"input_ids": [5, 6, 7] + [9] * 40 + [2], "labels": [-100] * 3 + [9] * 40 + [2]}
+    train.check_mask(tok, [long_answer])
+    with pytest.raises(FtplayError, match="trained from its first token"):
+        train.check_mask(tok, [{"input_ids": [5, 6, 9, 2], "labels": [5, 6, 9, 2]}])
