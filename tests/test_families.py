@@ -22,7 +22,8 @@ SHORT = {
     "03_train_qlora": {"MAX_STEPS": 10, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False, "LEARNING_RATE": 2e-3,
                        "SECOND_ADAPTER": "engine", "DEMO_QUANTIZATION": False},
     "04_evaluate": {"N_BOOT": 50, "MAX_ROWS": 40},
-    "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6, "STRUCTURED_ROWS": 24, "N_BOOT": 50},
+    "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6, "STRUCTURED_ROWS": 24, "N_BOOT": 50,
+                      "REPLY_MAX_TOKENS": 32},
 }
 
 
@@ -36,7 +37,10 @@ def test_the_playbook_runs_on_each_family(model, tmp_path):
 
     family, template, mask = FAMILIES[model]
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"MODEL": model, "notebooks": SHORT}))
+    # both tasks (the default playbook): the reply task's long answers through each family's template too
+    # (short replies, no production rows: random weights never stop, so every reply runs to its cap)
+    params.write_text(yaml.safe_dump({"MODEL": model, "notebooks": SHORT, "tasks": {"reply": {
+        "PRODUCTION_PATH": "", "MAX_NEW_TOKENS": 32, "notebooks": {"03_train_qlora": {"SECOND_ADAPTER": ""}}}}}))
     run_dir, summary = runner.run(params, out=tmp_path / "run", progress=lambda *_: None)
     run_dir = Path(run_dir)
     failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
@@ -56,4 +60,10 @@ def test_the_playbook_runs_on_each_family(model, tmp_path):
     assert served["parity"]["ok"], served["parity"]  # vLLM and transformers + PEFT, token for token
     assert set(served["parity"]["models"]) >= set(served["adapters_served"]) | {"base"}
     assert served["structured_output"]["valid_rate"] == 1.0
-    assert served["load_test"]["errors"] == 0 and set(served["load_test"]["per_model"]) >= {"base"}
+    assert served["load_test"]["errors"] == 0 and set(served["load_test"]["per_model"]) >= {"base", "triage", "reply"}
+    reply = json.loads((run_dir / "reply" / "03_train_qlora.json").read_text())   # the reply task on this family
+    assert reply["task"] == "reply" and reply["mask"]["whole_answer_trained"] and reply["mask"]["prompt_tokens_trained"] == 0
+    assert json.loads((Path(reply["adapter_dir"]) / "ftplay_adapter.json").read_text())["family"] == family
+    assert "reply" in served["adapters_served"] and "reply" in served["parity"]["models"]
+    scored = json.loads((run_dir / "reply" / "04_evaluate.json").read_text())
+    assert scored["task"] == "reply" and scored["heldout"]["systems"]["finetuned"]["n"] > 0
