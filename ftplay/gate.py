@@ -204,32 +204,41 @@ def _fmt(x):
     return "-" if x is None else f"{x:.2f}"
 
 
+def held_and_production(results, paired, cfg, beats, alternatives, metric, show, what, unlike):
+    """The checks both tasks' gates share, on the task's own `metric`: the fine-tune beats the base and the
+    cheaper alternatives on held-out, the replaced model; then on production the same two and the drop from
+    held-out, or "not proven" without production rows. `beats(split, d, alpha)` returns a list of checks,
+    `alternatives(split, paired)` (check, the better alternative or None). Returns (checks, better)."""
+    checks, better = [], None
+    held, prod = paired.get("heldout") or {}, paired.get("production") or {}
+    checks += beats("heldout", held["finetuned_vs_base"], cfg.alpha)
+    check, better = alternatives("heldout", held)
+    checks += [check, replaced_model(held)]
+    if not prod.get("finetuned_vs_base"):
+        return checks + [_check("production", NOT_PROVEN, "no production samples scored: held-out alone cannot show "
+                                "the model holds up; give PRODUCTION_PATH in 02", "production.n")], better
+    checks += beats("production", prod["finetuned_vs_base"], cfg.alpha)
+    if len(prod) > 1:
+        check, b = alternatives("production", prod)
+        checks.append(check)
+        better = better or b
+    ho, pr = results["heldout"]["finetuned"][metric], results["production"]["finetuned"][metric]
+    drop = ho - pr
+    checks.append(_check("production_drop", BLOCK if drop > cfg.max_drop else PASS,
+                         f"{what} {drop:+.3f} from held-out ({show(ho)}) to production ({show(pr)}) (limit "
+                         f"MAX_DROP={cfg.max_drop:g})" + (f"; the training {unlike} not look like production: collect "
+                                                          "production-like examples" if drop > cfg.max_drop else ""),
+                         f"production.systems.finetuned.{metric}"))
+    return checks, better
+
+
 def decide(results, paired, cfg=GateConfig(), leakage=None):
     """04's verdict from its own numbers. `results`: {split: {system: evaluate.score metrics}};
     `paired`: {split: {"finetuned_vs_<system>": evaluate.paired_difference}}; `leakage`: the
     re-check's counts. Returns {"ship", "verdict": ship | stop | not proven, "checks", "reasons",
     "better", "classes"}."""
-    checks, better = [], None
-    held, prod = paired.get("heldout") or {}, paired.get("production") or {}
-    checks.append(beats_base("heldout", held["finetuned_vs_base"], cfg.alpha))
-    check, better = against_alternatives("heldout", held)
-    checks += [check, replaced_model(held)]
-    if prod.get("finetuned_vs_base"):
-        checks.append(beats_base("production", prod["finetuned_vs_base"], cfg.alpha))
-        if len(prod) > 1:
-            check, b = against_alternatives("production", prod)
-            checks.append(check)
-            better = better or b
-        ho, pr = results["heldout"]["finetuned"]["macro_f1"], results["production"]["finetuned"]["macro_f1"]
-        drop = ho - pr
-        checks.append(_check("production_drop", BLOCK if drop > cfg.max_drop else PASS,
-                             f"macro-F1 drops {drop:+.3f} from held-out ({ho:.3f}) to production ({pr:.3f}) (limit "
-                             f"MAX_DROP={cfg.max_drop:g})" + ("; the training data does not look like production: "
-                                                              "collect production-like examples" if drop > cfg.max_drop
-                                                              else ""), "production.systems.finetuned.macro_f1"))
-    else:
-        checks.append(_check("production", NOT_PROVEN, "no production samples scored: held-out alone cannot show the "
-                             "model holds up; give PRODUCTION_PATH in 02", "production.n"))
+    checks, better = held_and_production(results, paired, cfg, lambda *a: [beats_base(*a)], against_alternatives,
+                                         "macro_f1", lambda x: f"{x:.3f}", "macro-F1 drops", "data does")
     labels = results["heldout"]["finetuned"]["confusion"]["labels"]
     table = class_table(results, labels)
     checks.append(class_floor(table, cfg))
@@ -388,27 +397,8 @@ def decide_replies(results, paired, cfg=GateConfig(), leakage=None):
     """04's verdict on the reply task, in decide's shape. `results`: {split: {system: replies.score metrics}};
     `paired`: {split: {"finetuned_vs_<system>": replies.paired}}; `leakage`: the re-check's counts. Returns
     {"ship", "verdict", "checks", "reasons", "better", "parts", "config"}."""
-    checks, better = [], None
-    held, prod = paired.get("heldout") or {}, paired.get("production") or {}
-    checks += reply_beats_base("heldout", held["finetuned_vs_base"], cfg.alpha)
-    check, better = reply_alternatives("heldout", held)
-    checks += [check, replaced_model(held)]
-    if prod.get("finetuned_vs_base"):
-        checks += reply_beats_base("production", prod["finetuned_vs_base"], cfg.alpha)
-        if len(prod) > 1:
-            check, b = reply_alternatives("production", prod)
-            checks.append(check)
-            better = better or b
-        ho, pr = results["heldout"]["finetuned"]["valid_rate"], results["production"]["finetuned"]["valid_rate"]
-        drop = ho - pr
-        checks.append(_check("production_drop", BLOCK if drop > cfg.max_drop else PASS,
-                             f"valid replies drop {drop:+.3f} from held-out ({ho:.0%}) to production ({pr:.0%}) (limit "
-                             f"MAX_DROP={cfg.max_drop:g})" + ("; the training tickets do not look like production: "
-                                                              "collect production-like examples" if drop > cfg.max_drop
-                                                              else ""), "production.systems.finetuned.valid_rate"))
-    else:
-        checks.append(_check("production", NOT_PROVEN, "no production samples scored: held-out alone cannot show the "
-                             "model holds up; give PRODUCTION_PATH in 02", "production.n"))
+    checks, better = held_and_production(results, paired, cfg, reply_beats_base, reply_alternatives, "valid_rate",
+                                         lambda x: f"{x:.0%}", "valid replies drop", "tickets do")
     table = part_table(results)
     checks.append(part_floor(table, cfg))
     if leakage is not None:
