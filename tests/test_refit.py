@@ -160,6 +160,9 @@ def test_refit_needs_a_run_that_trained(tmp_path):
 
 
 SMALL = {"MODEL": "embedded", "HELDOUT_FRACTION": 0.1, "MAX_STEPS": 10, "N_BOOT": 50}  # 10 steps: the loss falls
+# the reply task is re-fitted too, small: 24 held-out replies of at most 32 tokens, no production rows (its 04
+# generated 315 replies of up to 102 tokens, 90 s of the test's 7.5 minutes, twice)
+SMALL_REPLY = {"reply": {"PRODUCTION_PATH": "", "MAX_NEW_TOKENS": 32, "notebooks": {"04_evaluate": {"MAX_ROWS": 24}}}}
 
 
 @pytest.mark.notebook
@@ -168,7 +171,7 @@ def test_refit_reruns_the_playbook_on_a_new_base(tmp_path, capsys, bases):
     """A small real run on `embedded` (02, 03, 04, 05), then `ftplay refit` onto `embedded:1`."""
     old, new = bases
     old_dir, summary = runner.run(only=["02", "03", "04", "05"], out=tmp_path / "old", progress=lambda *_: None,
-                                  params=SMALL)
+                                  params=SMALL, per_task=SMALL_REPLY)
     assert {v["status"] for v in summary["notebooks"].values()} == {"ok"}, summary["notebooks"]
     assert cli.main(["refit", "--from", str(old_dir), "--model", "embedded:1", "--out", str(tmp_path / "new")]) == 0
     out = capsys.readouterr().out
@@ -187,3 +190,9 @@ def test_refit_reruns_the_playbook_on_a_new_base(tmp_path, capsys, bases):
     assert {p["MODEL"] for p in after.values() if "MODEL" in p} == {"embedded:1"}
     summary = json.loads((tmp_path / "new" / "summary.json").read_text())
     assert summary["params"] == after and (tmp_path / "new" / "ship_report.html").exists()
+    # every task of the old run is re-fitted, the reply task with its own small parameters
+    assert {k: v["status"] for k, v in summary["notebooks"].items() if k.startswith("reply/")} == {
+        f"reply/{s}": "ok" for s in ("02_curate_data", "03_train_qlora", "04_evaluate")}
+    reply = json.loads((tmp_path / "new" / "reply" / "03_train_qlora.json").read_text())
+    assert reply["task"] == "reply" and reply["base_model"]["requested"] == "embedded:1"
+    assert json.loads((tmp_path / "new" / "reply" / "04_evaluate.json").read_text())["heldout"]["n"] == 24
