@@ -556,3 +556,19 @@ def test_a_long_answer_to_a_short_prompt_passes_the_mask_check_and_a_trained_pro
     train.check_mask(tok, [long_answer])
     with pytest.raises(FtplayError, match="trained from its first token"):
         train.check_mask(tok, [{"input_ids": [5, 6, 9, 2], "labels": [5, 6, 9, 2]}])
+
+
+@pytest.mark.parametrize("hub_id", list(standins.FAMILIES))
+def test_each_familys_template_trains_exactly_the_reply_and_its_end_of_turn(hub_id):
+    """The reply task's long answers through the Llama 3.1, Qwen 2.5 and Mistral v0.3 templates (tokenizer only;
+    the families test trains and serves the reply task on one family's stand-in, the triage task on all three)."""
+    from ftplay import models
+
+    tok = models.load_tokenizer(models.resolve(f"tiny:{hub_id}"))
+    convs = _reply_convs()
+    report = train.mask_report(tok, convs, 1024)
+    assert (report["whole_answer_trained"], report["ends_with_end_of_turn"], report["prompt_tokens_trained"]) == (2, 2, 0)
+    rows, _ = train.tokenize_chat(tok, convs, 1024)
+    for row, conv in zip(rows, convs):
+        trained = tok.decode([t for t, l in zip(row["input_ids"], row["labels"]) if l != -100])
+        assert trained.strip().startswith(conv[-1]["content"]) and trained.strip() != conv[-1]["content"]
