@@ -50,11 +50,14 @@ def test_cpu_command_and_environment(ref, adapters):
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", ref.path,
         "--served-model-name", "base", "--host", "127.0.0.1", "--port", "8123", "--dtype", "float32",
         "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "3",
-        "--lora-modules", f"a={adapters['a']}", f"b={adapters['b']}",
+        "--lora-modules", f"a={adapters['a']}", f"b={adapters['b']}", "--max-num-seqs", "256",
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     assert serve.environment(cfg) == {  # what notebooks show and record: no secret in it
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
-        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1"}
+    assert "--max-num-seqs 64" in " ".join(serve.command(serve.ServeConfig(ref.path, backend="cpu", max_num_seqs=64,
+                                                                          python=sys.executable)))
     assert serve.child_environment(cfg)["VLLM_API_KEY"] == "k"  # the key reaches vLLM this way, never argv
     assert "VLLM_API_KEY='***'" in serve.shell_line(serve.command(cfg), {"VLLM_API_KEY": "k"})
 
@@ -69,8 +72,8 @@ def test_cuda_command_uses_vllm_serve(ref, adapters, tmp_path):
         "--port", "9000", "--dtype", "auto", "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "8",
         "--max-loras", "1", "--lora-modules", f"a={adapters['a']}", "--structured-outputs-config",
         '{"backend": "xgrammar", "disable_any_whitespace": true}']
-    env = serve.environment(cfg)
-    assert "VLLM_CPU_KVCACHE_SPACE" not in env and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env
+    env = serve.environment(cfg)  # no CPU tuning on a GPU: no --max-num-seqs above, none of the CPU variables
+    assert not {"VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "VLLM_ENABLE_V1_MULTIPROCESSING"} & set(env)
     cpu = serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable, runtime_lora_updating=False,
                             kv_cache_gib=2.5)
     assert "--enable-lora" not in serve.command(cpu) and serve.environment(cpu)["VLLM_CPU_KVCACHE_SPACE"] == "2.5"
@@ -174,6 +177,31 @@ for idx in (torch.randint(-1, S, (T,)), torch.full((T,), 1), torch.full((T,), -1
         assert torch.allclose(w0[lora], w1[lora], atol=1e-5) and (w1[~lora][:, :o] == 1).all()
     if (~lora).any():
         assert not torch.allclose(y0[~lora], y1[~lora]), "vLLM's own op applies the last slot to slot -1"
+# the sgmv ops (slots per sequence, lengths): vLLM's per-token results, tokens expanded from the sequences
+seq, start = torch.tensor([5, 10, 1, 1, 20]), torch.tensor([0, 5, 15, 16, 17])
+for per_seq in (torch.tensor([0, -1, 2, 1, -1]), torch.full((5,), 1), torch.full((5,), -1)):
+    idx = torch.repeat_interleave(per_seq, seq)
+    lora = idx >= 0
+    y0, y1 = torch.zeros(T, r), torch.zeros(T, r)
+    L.bgmv_shrink(x, A, y0, idx, 0.5); P.sgmv_shrink(x, A, y1, start, seq, per_seq, 5, 20, T, 0.5)
+    assert torch.allclose(y0[lora], y1[lora], atol=1e-5) and not y1[~lora].any()
+    for add in (True, False):
+        z0, z1 = torch.ones(T, o), torch.ones(T, o)
+        L.bgmv_expand(xr, B, z0, idx, add); P.sgmv_expand(xr, B, z1, start, seq, per_seq, 5, 20, T, add)
+        assert torch.allclose(z0[lora], z1[lora], atol=1e-5) and (z1[~lora] == (1.0 if add else 0.0)).all()
+        w0, w1 = torch.ones(T, 2 * o), torch.ones(T, 2 * o)
+        L.bgmv_expand_slice(xr, B, w0, idx, o, o, add)
+        P.sgmv_expand_slice(xr, B, w1, start, seq, per_seq, 5, 20, T, o, o, add)
+        assert torch.allclose(w0[lora], w1[lora], atol=1e-5) and (w1[~lora][:, :o] == 1).all()
+# the slot mask is cached per step: an in-place update of vLLM's index buffer (the next step) rebuilds it
+slots, ones, x5 = torch.tensor([0, 1, 2, 0, 1]), torch.ones(5, dtype=torch.long), torch.randn(5, i)
+P.sgmv_shrink(x5, A, torch.zeros(5, r), start, ones[:5], slots[:5], 5, 1, 5, 1.0)
+slots[:5].copy_(torch.full((5,), 2))
+y = torch.zeros(5, r); P.sgmv_shrink(x5, A, y, start, ones[:5], slots[:5], 5, 1, 5, 1.0)
+assert torch.allclose(y, x5 @ A[2, 0].T, atol=1e-5)
+B[1].mul_(2)   # a weight buffer updated in place (an adapter loaded into slot 1): its cached layout too
+z = torch.zeros(5, o); P.sgmv_expand(xr[:5], B, z, start, ones[:5], torch.ones(5, dtype=torch.long), 5, 1, 5)
+assert torch.allclose(z, xr[:5] @ B[1, 0].T, atol=1e-5)
 print("ok")
 """
 
@@ -181,7 +209,8 @@ print("ok")
 @pytest.mark.skipif(not Path(serve.default_serve_python()).exists(), reason="no serving environment (make setup)")
 def test_cpu_lora_plugin_computes_vllms_lora_products_and_none_for_base_tokens():
     """The grouped LoRA ops of serve_plugin/ (installed into .venv-serve as a vLLM general plugin)
-    give vLLM's per-token results for every adapter slot, shrink, expand and slice, mixed or not; and
+    give vLLM's per-token results for every adapter slot, shrink, expand and slice, mixed or not, per token
+    (bgmv) or per sequence (sgmv), and follow in-place updates of vLLM's index and weight buffers; and
     nothing for slot -1 (a base request's token), where vLLM's own CPU op applies the last slot."""
     done = subprocess.run([serve.default_serve_python(), "-c", PLUGIN_CHECK], capture_output=True, text=True,
                           timeout=300)
