@@ -53,10 +53,12 @@ class ShotPicker:
 # ---------------------------------------------------------------- local predictors
 class LabelScorer:
     """Constrained classification: the log-likelihood of each label (plus end-of-turn) after the
-    prompt, in one forward pass per batch. Every label's tokens are appended to the prompt as a
-    tree (each candidate attends to the prompt and to its own earlier tokens, via a 4D mask), and
-    only the last prompt position and the candidate positions go through the LM head: 9 labels
-    cost about what the prefill of a generation costs. Prompts are batched by length."""
+    prompt. The prompts' common prefix (chat template, system prompt listing the labels, fixed shots)
+    goes through the model once per call and its key/value cache is shared by every batch; each batch
+    then runs only its tickets' own tokens and the labels' tokens as a trie (labels sharing first
+    tokens share nodes; each node attends to the prefix, its ticket and its ancestors, via a 4D mask),
+    and only the last prompt position and the trie nodes go through the LM head. Prompts are batched
+    by length."""
 
     def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
                  name="scoring"):
@@ -64,6 +66,7 @@ class LabelScorer:
         self.system_prompt, self.shots, self.bs, self.name = system_prompt, shots, batch_size, name
         how = prompts.plan(tokenizer)  # each label's tokens in context, as training produced them
         self.cand = [prompts.answer_ids(tokenizer, l, how) for l in self.labels]
+        self.prefix_tokens = 0  # tokens of the last call's shared prefix, run once
 
     def _prompt_ids(self, text):
         shots = self.shots(text) if self.shots else ()
@@ -71,51 +74,85 @@ class LabelScorer:
         return prompts.prompt_ids(self.tok, msgs)
 
     def _tree(self):
-        """The candidates' tokens that predict a next one, flattened: token, owner label, offset,
-        the token it predicts, and the (Q, Q) mask of which flattened token may see which."""
+        """The labels' tokens that predict a next one, as a trie (one node per distinct label prefix):
+        node tokens, node depths, the (Q, Q) mask of which node may see which (its ancestors and itself),
+        and per scored token (node, the token it predicts, owner label)."""
         import torch
 
-        flat = [(t, j, k, c[k + 1]) for j, c in enumerate(self.cand) for k, t in enumerate(c[:-1])]
-        tok, owner, offset, target = (torch.tensor([f[i] for f in flat], dtype=torch.long) for i in range(4))
-        see = (owner[:, None] == owner[None, :]) & (offset[None, :] <= offset[:, None])
-        return tok, owner, offset, target, see
+        node, tok, depth, pairs = {}, [], [], []
+        for j, c in enumerate(self.cand):
+            for k in range(len(c) - 1):
+                key = tuple(c[: k + 1])
+                if key not in node:
+                    node[key] = len(tok)
+                    tok.append(c[k])
+                    depth.append(k)
+                pairs.append((node[key], c[k + 1], j))
+        see = torch.zeros((len(tok), len(tok)), dtype=torch.bool)
+        for key, i in node.items():
+            see[i, [node[key[: m + 1]] for m in range(len(key))]] = True
+        at, target, owner = (torch.tensor([p[i] for p in pairs], dtype=torch.long) for i in range(3))
+        return torch.tensor(tok, dtype=torch.long), torch.tensor(depth, dtype=torch.long), see, at, target, owner
+
+    def _prefix_cache(self, prefix):
+        """Each layer's (keys, values) for the shared prefix, computed once: [(1, H, P, D) tensors]."""
+        import torch
+        from transformers import DynamicCache
+
+        with torch.no_grad():
+            cache = self.model(input_ids=torch.tensor([prefix]), past_key_values=DynamicCache(), use_cache=True,
+                               logits_to_keep=1).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers]
 
     def logprobs(self, texts):
         """(n, n_labels) array of summed candidate log-probabilities."""
+        import os.path
+
         import torch
+        from transformers import DynamicCache
 
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        if not texts:
+            return out
         first_tok = torch.tensor([c[0] for c in self.cand])
-        tree_tok, owner, offset, target, see = self._tree()
+        tree_tok, depth, see, at, target, owner = self._tree()
         Q, pad = len(tree_tok), self.tok.pad_token_id
         prompts = [self._prompt_ids(t) for t in texts]
+        # the common prefix, less at least one token per prompt: its last position predicts the first label token
+        P = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
+        self.prefix_tokens = P
+        kv = self._prefix_cache(prompts[0][:P]) if P else None
         order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
         bar = progress.bar(total=len(texts), desc=self.name, unit="row")
         for s in range(0, len(order), self.bs):
             idx = order[s: s + self.bs]
-            ids = [prompts[i] for i in idx]
-            B, Lp = len(ids), max(len(i) for i in ids)
-            inp = torch.full((B, Lp + Q), pad, dtype=torch.long)
-            valid = torch.zeros((B, Lp), dtype=torch.bool)
-            for i, seq in enumerate(ids):  # left padding keeps every prompt's end at position Lp-1
-                inp[i, Lp - len(seq): Lp] = torch.tensor(seq)
-                valid[i, Lp - len(seq):] = True
-            inp[:, Lp:] = tree_tok
-            pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
-            pos = torch.cat([pos, pos[:, -1:] + 1 + offset], 1)
-            n = Lp + Q  # 4D mask, True = may attend: causal over real prompt tokens, the tree after it
-            mask = torch.zeros((B, 1, n, n), dtype=torch.bool)
-            mask[:, 0, :Lp, :Lp] = torch.ones(Lp, Lp, dtype=torch.bool).tril() & valid[:, None, :]
-            mask[:, 0, Lp:, :Lp] = valid[:, None, :]
-            mask[:, 0, Lp:, Lp:] = see
-            mask[:, 0, torch.arange(n), torch.arange(n)] = True  # padding rows see themselves: no NaN
+            ids = [prompts[i][P:] for i in idx]
+            B, L = len(ids), max(len(i) for i in ids)
+            inp = torch.full((B, L + Q), pad, dtype=torch.long)
+            valid = torch.zeros((B, L), dtype=torch.bool)
+            for i, seq in enumerate(ids):  # left padding keeps every prompt's end at position L-1
+                inp[i, L - len(seq): L] = torch.tensor(seq)
+                valid[i, L - len(seq):] = True
+            inp[:, L:] = tree_tok
+            pos = P + (valid.long().cumsum(-1) - 1).clamp(min=0)
+            pos = torch.cat([pos, pos[:, -1:] + 1 + depth], 1)
+            n = L + Q  # 4D mask (B, 1, new, P + new), True = may attend: the whole prefix, causal over the
+            mask = torch.zeros((B, 1, n, P + n), dtype=torch.bool)  # real ticket tokens, the trie after it
+            mask[:, 0, :, :P] = True
+            new = mask[:, 0, :, P:]
+            new[:, :L, :L] = torch.ones(L, L, dtype=torch.bool).tril() & valid[:, None, :]
+            new[:, L:, :L] = valid[:, None, :]
+            new[:, L:, L:] = see
+            new[:, torch.arange(n), torch.arange(n)] = True  # padding rows see themselves: no NaN without a prefix
+            cache = DynamicCache(ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1))
+                                                 for k, v in kv]) if kv else None
             with torch.no_grad():
-                logits = self.model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=False,
-                                    logits_to_keep=Q + 1).logits.float()
-                lp = torch.log_softmax(logits, -1)                                    # (B, Q+1, V)
-                score = lp[:, 0, first_tok]                                           # (B, C)
+                logits = self.model(input_ids=inp, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                                    use_cache=cache is not None, logits_to_keep=Q + 1).logits.float()
+                norm = torch.logsumexp(logits, -1)                                    # (B, Q+1)
+                score = logits[:, 0, first_tok] - norm[:, :1]                          # (B, C)
                 if Q:
-                    got = lp[:, 1:].gather(-1, target.expand(B, Q).unsqueeze(-1)).squeeze(-1)  # (B, Q)
+                    got = logits[:, 1 + at, target] - norm[:, 1 + at]                 # (B, scored tokens)
                     score.index_add_(1, owner, got)
             out[idx] = score.numpy()
             bar.update(len(idx))

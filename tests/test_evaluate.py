@@ -1,4 +1,6 @@
 """Evaluation harness: shared-prefix scoring equals naive scoring; metrics, paired test, gate."""
+import os.path
+
 import numpy as np
 import pytest
 
@@ -9,35 +11,89 @@ LABELS = ["billing", "bug", "shipping", "card_arrival"]
 SYS = "Answer with one of: {labels}."
 
 
-def _naive_logprobs(model, tok, text):
-    """Each candidate scored by its own full forward pass: slow, obviously right."""
+FAMILIES = ["embedded", "tiny:Qwen/Qwen2.5-7B-Instruct", "tiny:mistralai/Mistral-7B-Instruct-v0.3"]
+TRIE_LABELS = ["billing", "bill", "billing_dispute", "bug", "card_arrival"]  # labels sharing first tokens
+TEXTS = ["my card was charged twice", "the app crashes when I open settings and I lost my order",
+         "where is my parcel?", "x", "¿Dónde está mi pedido? 42 días"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def fam(request):
+    from ftplay import models
+
+    ref = models.resolve(request.param)
+    model = models.load_model(ref)
+    model.eval()
+    return request.param, model, models.load_tokenizer(ref)
+
+
+def _naive_logprobs(model, tok, text, labels, shots=()):
+    """Each candidate scored by its own full forward pass over prompt + answer: slow, obviously right."""
     import torch
 
-    prompt = tok.apply_chat_template(prompts.messages(text, LABELS, system_prompt=SYS), add_generation_prompt=True,
-                                     tokenize=True, return_dict=False)
+    prompt = prompts.prompt_ids(tok, prompts.messages(text, labels, system_prompt=SYS, shots=shots))
     out = []
-    for lab in LABELS:
-        cand = tok(lab + tok.eos_token, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt + cand])
+    for lab in labels:
+        cand = prompts.answer_ids(tok, lab)
         with torch.no_grad():
-            lp = torch.log_softmax(model(ids).logits[0].float(), -1)
+            lp = torch.log_softmax(model(torch.tensor([prompt + cand])).logits[0].float(), -1)
         out.append(sum(lp[len(prompt) - 1 + i, c].item() for i, c in enumerate(cand)))
     return np.array(out)
 
 
-def test_shared_prefix_scoring_matches_naive(tiny_ref, tiny_tok):
+def test_shared_prefix_scoring_matches_naive(fam):
+    """The prefix's cache, the left-padded tickets and the label trie give each label's exact log-probability,
+    on the embedded model and on Qwen's and Mistral's stand-ins (Mistral writes the system prompt into the
+    user turn, so its shared prefix ends inside that turn)."""
+    name, model, tok = fam
+    scorer = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, batch_size=2)
+    got = scorer.logprobs(TEXTS)
+    first = [prompts.prompt_ids(tok, prompts.messages(t, TRIE_LABELS, system_prompt=SYS)) for t in TEXTS]
+    assert 0 < scorer.prefix_tokens < min(map(len, first)), name
+    assert first[0][: scorer.prefix_tokens] == first[-1][: scorer.prefix_tokens]
+    assert first[0][scorer.prefix_tokens] != first[1][scorer.prefix_tokens]  # the longest shared prefix
+    for i, t in enumerate(TEXTS):
+        np.testing.assert_allclose(got[i], _naive_logprobs(model, tok, t, TRIE_LABELS), atol=1e-4, err_msg=name)
+    one = scorer.logprobs(TEXTS[1:2])  # one prompt: all of it shared but its last token
+    assert scorer.prefix_tokens == len(first[1]) - 1
+    np.testing.assert_allclose(one[0], got[1], atol=1e-4)
+    preds = scorer.predict(TEXTS)
+    assert [p.label for p in preds] == [TRIE_LABELS[j] for j in got.argmax(1)]
+    assert all(0 < p.confidence <= 1 for p in preds)
+
+
+def test_labels_sharing_first_tokens_share_trie_nodes(tiny_tok):
+    scorer = evaluate.LabelScorer(None, tiny_tok, TRIE_LABELS, SYS)
+    tok, depth, see, at, target, owner = scorer._tree()
+    assert len(tok) < sum(len(c) - 1 for c in scorer.cand)  # 'billing' and 'billing_dispute' share 'billing'
+    assert len(at) == sum(len(c) - 1 for c in scorer.cand)  # every label token after the first is still scored
+    assert see.diagonal().all() and not see.triu(1).any()  # each node sees its ancestors and itself only
+    assert sorted(set(owner.tolist())) == list(range(len(TRIE_LABELS)))
+
+
+def test_the_shared_prefix_runs_once_and_batches_run_only_their_own_tokens(tiny_ref, tiny_tok):
+    """Counting the tokens the model runs: the shared prefix once, then each batch its tickets (left-padded)
+    and the label trie; with fixed shots the shared prefix grows by the shots."""
     from ftplay import models
 
     model = models.load_model(tiny_ref)
-    texts = ["my card was charged twice", "the app crashes when I open settings and I lost my order",
-             "where is my parcel?"]
-    scorer = evaluate.LabelScorer(model, tiny_tok, LABELS, SYS, batch_size=2)
-    got = scorer.logprobs(texts)
-    assert len(tiny_tok("card_arrival<|im_end|>", add_special_tokens=False)["input_ids"]) > 2  # multi-token label
-    for i, t in enumerate(texts):
-        np.testing.assert_allclose(got[i], _naive_logprobs(model, tiny_tok, t), atol=2e-3)
-    preds = scorer.predict(texts)
-    assert all(p.label in LABELS and 0 < p.confidence <= 1 for p in preds)
+    model.eval()
+    calls = []
+    forward = model.forward
+    model.forward = lambda *a, **k: calls.append(tuple(k["input_ids"].shape)) or forward(*a, **k)
+    shots = evaluate.ShotPicker([{"text": "refund my order", "label": "billing"},
+                                 {"text": "app crashes", "label": "bug"}], TRIE_LABELS, "fixed")
+    for picker in (None, shots):
+        calls.clear()
+        scorer = evaluate.LabelScorer(model, tiny_tok, TRIE_LABELS, SYS, shots=picker, batch_size=2)
+        scorer.logprobs(TEXTS)
+        ids = sorted((scorer._prompt_ids(t) for t in TEXTS), key=len)
+        P, Q = scorer.prefix_tokens, len(scorer._tree()[0])
+        assert calls[0] == (1, P) and P == len(os.path.commonprefix(ids))
+        assert calls[1:] == [(len(b), max(len(i) for i in b) - P + Q) for b in (ids[0:2], ids[2:4], ids[4:])]
+        if picker is None:
+            no_shots = P
+    assert P > no_shots + 10  # the fixed shots are in the shared prefix
 
 
 @pytest.mark.parametrize("raw,expected", [
