@@ -1,22 +1,36 @@
-"""Evaluation speed: label scoring against batched greedy generation, same model, same 500 rows.
+"""Evaluation speed: label scoring against batched greedy generation, same model, same rows; and
+label scoring's cost per row as the label set grows.
 
-    .venv/bin/python benchmarks/eval_speed.py [--run runs/full1] [--rows 500] [--batch-size 16]
+    .venv/bin/python benchmarks/eval_speed.py --run runs/both2 [--rows 500] [--batch-size 16] [--repeats 3]
+    .venv/bin/python benchmarks/eval_speed.py --run runs/both2 --labels 9,38,75,150 [--rows 200]
 
 With --run, the run's fine-tuned adapter is evaluated on tickets that run never trained on (its
 train.jsonl ids excluded) from data/tickets_raw.csv and data/production_samples.csv; without, the
-base model. Each method runs twice (alternated) and its faster run counts. Last line printed: JSON
-{"scoring_seconds", "generation_seconds", "ratio" (generation ÷ scoring), "scoring_accuracy",
-"generation_accuracy", "scoring_valid_rate", "generation_valid_rate", ...}.
+base model. The methods (or label counts) run in turn, --repeats times, and each one's median counts.
+
+Default mode, last line JSON: {"scoring_seconds", "generation_seconds" (medians), "ratio" (generation ÷
+scoring), "scoring_accuracy", "generation_accuracy", "equal_accuracy", "rows_answered_differently", ...}.
+With --labels: the run's labels plus made-up support intents (verb_noun, built deterministically) up to
+each count; last line JSON {"labels", "seconds_per_row" (one per count), "growth" (last count ÷ first)}.
 """
 import argparse
+import itertools
 import json
+import os
 import random
+import statistics
 import time
 from pathlib import Path
 
-from ftplay import data, evaluate, models, prompts, rundir
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars cost time in the loops being timed
+
+from ftplay import data, evaluate, models, prompts, rundir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+VERBS = ["track", "cancel", "change", "check", "report", "update", "request", "reset", "delete", "renew",
+         "upgrade", "confirm", "dispute", "transfer", "recover"]
+NOUNS = ["order", "invoice", "password", "delivery", "subscription", "address", "payment", "warranty",
+         "coupon", "device", "plan", "email", "refund", "return", "login", "card"]
 
 
 def pick_rows(run, n, seed=0):
@@ -30,12 +44,88 @@ def pick_rows(run, n, seed=0):
     return rows[:n]
 
 
+def made_up_labels(labels, n):
+    """`labels` plus distinct verb_noun support intents (track_order, cancel_invoice, ...) up to n in all,
+    nouns varying fastest so that consecutive counts mix verbs and nouns alike."""
+    extra = (f"{v}_{o}" for v, o in itertools.product(VERBS, NOUNS))
+    out = list(labels) + [l for l in itertools.islice((l for l in extra if l not in labels), max(0, n - len(labels)))]
+    if len(out) < n:
+        raise SystemExit(f"--labels asks for {n} labels; at most {len(labels) + len(VERBS) * len(NOUNS)} can be made")
+    return out
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def compare(model, tok, labels, texts, truth, a):
+    """Label scoring against generation, alternating, a.repeats times each: medians and both accuracies."""
+    sp = prompts.DEFAULT_SYSTEM_PROMPT
+    methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size),
+               "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size)}
+    for m in methods.values():
+        m.predict(texts[:a.batch_size])  # warm-up
+    secs, preds = {name: [] for name in methods}, {}
+    for rep in range(a.repeats):
+        for name, m in methods.items():
+            sec, preds[name] = timed(lambda: m.predict(texts))
+            secs[name].append(sec)
+            print(f"{name:<10} run {rep + 1}: {sec:.2f} s", flush=True)
+    med = {name: statistics.median(s) for name, s in secs.items()}
+    out = {"scoring_seconds": round(med["scoring"], 3), "generation_seconds": round(med["generation"], 3),
+           "ratio": round(med["generation"] / med["scoring"], 3), "rows": len(texts), "repeats": a.repeats,
+           "batch_size": a.batch_size, "prefix_tokens": methods["scoring"].prefix_tokens}
+    for name, ps in preds.items():
+        out[f"{name}_accuracy"] = round(sum(p.label == t for p, t in zip(ps, truth)) / len(ps), 4)
+        out[f"{name}_valid_rate"] = round(sum(p.label in labels for p in ps) / len(ps), 4)
+    out["equal_accuracy"] = out["scoring_accuracy"] == out["generation_accuracy"]
+    out["rows_answered_differently"] = sum(p.label != q.label for p, q in zip(preds["scoring"], preds["generation"]))
+    out["scoring_with_confidence"] = all(0.0 < p.confidence <= 1.0 for p in preds["scoring"])
+    print(f"ratio {out['ratio']:.2f} (generation {med['generation']:.2f} s / scoring {med['scoring']:.2f} s, "
+          f"medians of {a.repeats}); accuracy: scoring {out['scoring_accuracy']:.4f}, generation "
+          f"{out['generation_accuracy']:.4f}: {'equal' if out['equal_accuracy'] else 'NOT equal'} "
+          f"({out['rows_answered_differently']} of {len(texts)} rows answered differently)")
+    return out
+
+
+def scaling(model, tok, labels, texts, counts, a):
+    """Label scoring's seconds per row with each count of labels, counts in turn, a.repeats times: medians."""
+    sp = prompts.DEFAULT_SYSTEM_PROMPT
+    scorers = {n: evaluate.LabelScorer(model, tok, made_up_labels(labels, n), sp, batch_size=a.batch_size)
+               for n in counts}
+    for n, s in scorers.items():
+        s.predict(texts[:a.batch_size])  # warm-up
+        nodes = len(s._tree()[0])
+        print(f"{n:>4} labels: prompt {len(s._prompt_ids(texts[0]))} tokens for the first ticket, shared prefix "
+              f"{s.prefix_tokens}, {nodes} label-trie tokens per row")
+    secs = {n: [] for n in counts}
+    for rep in range(a.repeats):
+        for n, s in scorers.items():
+            sec, _ = timed(lambda: s.predict(texts))
+            secs[n].append(sec / len(texts))
+            print(f"{n:>4} labels run {rep + 1}: {1000 * secs[n][-1]:.2f} ms/row", flush=True)
+    per_row = [statistics.median(secs[n]) for n in counts]
+    out = {"labels": counts, "seconds_per_row": [round(s, 5) for s in per_row],
+           "growth": round(per_row[-1] / per_row[0], 3), "rows": len(texts), "repeats": a.repeats,
+           "batch_size": a.batch_size,
+           "trie_tokens": [len(scorers[n]._tree()[0]) for n in counts],
+           "prefix_tokens": [scorers[n].prefix_tokens for n in counts]}
+    print("seconds per row: " + ", ".join(f"{n} labels {1000 * s:.2f} ms" for n, s in zip(counts, per_row))
+          + f"; {counts[-1]} vs {counts[0]} labels: {out['growth']:.2f}x")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="", help="a playbook run directory: evaluate its adapter")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--rows", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each method (or label count); medians count")
+    ap.add_argument("--labels", default="", help="comma-separated label counts, e.g. 9,38,75,150: time label "
+                                                 "scoring's seconds per row at each instead of comparing methods")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     a = ap.parse_args()
 
@@ -56,27 +146,11 @@ def main():
     texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
     model = models.load_model(ref, adapter)
     model.eval()
-    sp = prompts.DEFAULT_SYSTEM_PROMPT
-    methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size),
-               "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size)}
     print(f"{len(rows)} rows, {len(labels)} labels, adapter={adapter}, {torch.get_num_threads()} threads")
-    for m in methods.values():
-        m.predict(texts[:a.batch_size])  # warm-up
-    best, preds = {}, {}
-    for rep in range(2):
-        for name, m in methods.items():
-            t0 = time.perf_counter()
-            preds[name] = m.predict(texts)
-            sec = time.perf_counter() - t0
-            best[name] = min(best.get(name, sec), sec)
-            print(f"{name:<10} run {rep + 1}: {sec:.2f} s")
-    out = {"scoring_seconds": round(best["scoring"], 3), "generation_seconds": round(best["generation"], 3),
-           "ratio": round(best["generation"] / best["scoring"], 3), "rows": len(rows)}
-    for name, ps in preds.items():
-        valid = [p for p in ps if p.label in labels]
-        out[f"{name}_accuracy"] = round(sum(p.label == t for p, t in zip(ps, truth)) / len(ps), 4)
-        out[f"{name}_valid_rate"] = round(len(valid) / len(ps), 4)
-    out["scoring_with_confidence"] = all(0.0 < p.confidence <= 1.0 for p in preds["scoring"])
+    if a.labels:
+        out = scaling(model, tok, labels, texts, [int(n) for n in a.labels.split(",")], a)
+    else:
+        out = compare(model, tok, labels, texts, truth, a)
     print(json.dumps(out))
 
 
