@@ -494,23 +494,6 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
         assert words in shown, words
 
 
-@pytest.mark.notebook
-@pytest.mark.slow
-def test_notebook_03_trains_the_reply_task(run_notebook, tmp_path):
-    """03 with TASK='reply' on 02's reply split: the embedded reply recipe (unquantized), the mask over the
-    whole reply, and the task in the record and in ftplay_adapter.json."""
-    run_notebook("02_curate_data", tmp_path, TASK="reply", TRAIN_PATH="data/replies_raw.csv",
-                 PRODUCTION_PATH="data/replies_production.csv", OUTPUT_FIELD="reply", REPLY_FORMAT="house")
-    tr = run_notebook("03_train_qlora", tmp_path, TASK="reply", MAX_STEPS=12, DEMO_QUANTIZATION=False)
-    assert (tr["task"], tr["reply_format"], tr["load_in_4bit"], tr["config"]["num_epochs"]) == ("reply", "house", False, 2.0)
-    mask = tr["mask"]
-    assert mask["whole_answer_trained"] == mask["checked"] == tr["train_rows"] and mask["prompt_tokens_trained"] == 0
-    assert mask["answer_tokens"]["p50"] > 40, "a reply trains dozens of tokens, a label two"
-    meta = json.loads((Path(tr["adapter_dir"]) / "ftplay_adapter.json").read_text())
-    assert (meta["task"], meta["reply_format"]) == ("reply", "house") and "Support Team" in meta["system_prompt"]
-    assert tr["second_adapter"] is None and tr["train_loss"] < tr["first_loss"]
-
-
 def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
     """The GPU branch of compare_precisions, run on a CPU with torch.cuda and train() stood in for:
     the peak is reset before each run and recorded per run; the speed is the median after step 1."""
