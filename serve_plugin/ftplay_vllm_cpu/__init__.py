@@ -23,15 +23,17 @@ import os
 
 log = logging.getLogger(__name__)
 _FUNCS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink", "sgmv_expand", "sgmv_expand_slice")
-_WEIGHTS = {}  # {data_ptr: (key, weight tensor, its expand layout)}
-_MASKS = {}   # {"bgmv"|"sgmv": (key, index tensors, mask)}: one step's slot mask, reused by every layer
+_WEIGHTS = {}  # {data_ptr: (key, weight tensor, its active slots side by side)}
+_MASKS = {}   # {"bgmv"|"sgmv": (key, index tensors, (active slots, mask))}: one step's, reused by every layer
 
 
 def _mask(kind, tensors, slots, dtype, make):
-    """(slots, tokens, 1) one-hot of each token's slot, zero for slot -1, built once per step: every LoRA layer
-    of a forward pass passes views of the same persistent index buffers, unchanged. A hit needs the same memory,
-    shape and `_version` (any in-place update of a buffer, or of a view of it, bumps it); the cache holds the
-    tensors it was built from, so their memory cannot be freed and reused by another tensor meanwhile."""
+    """(active slots as a tuple, (len(active), tokens, 1) one-hot of each token's slot among them, zero for slot
+    -1), built once per step: every LoRA layer of a forward pass passes views of the same persistent index
+    buffers, unchanged. Only the slots some token uses count: the free slot kept for runtime loading (and an
+    adapter nobody asked for in this batch) would otherwise cost a third of the LoRA FLOPs. A hit needs the same
+    memory, shape and `_version` (any in-place update of a buffer, or of a view of it, bumps it); the cache holds
+    the tensors it was built from, so their memory cannot be freed and reused by another tensor meanwhile."""
     import torch
 
     key = tuple((t.data_ptr(), tuple(t.shape), t.stride(), t._version) for t in tensors) + (slots, dtype)
@@ -39,38 +41,46 @@ def _mask(kind, tensors, slots, dtype, make):
     if hit is not None and hit[0] == key:
         return hit[2]
     indices = make()
-    mask = (indices.unsqueeze(0) == torch.arange(slots, dtype=indices.dtype).unsqueeze(1)).to(dtype).unsqueeze(2)
-    _MASKS[kind] = (key, tensors, mask)
-    return mask
+    active = tuple(int(s) for s in torch.unique(tensors[0]).tolist() if 0 <= s < slots)
+    ids = torch.tensor(active, dtype=indices.dtype)
+    mask = (indices.unsqueeze(0) == ids.unsqueeze(1)).to(dtype).unsqueeze(2)
+    _MASKS[kind] = (key, tensors, (active, mask))
+    return active, mask
 
 
 def _products(inputs, weights, mask, dtype):
     """(tokens, out) = inputs @ weights[slot(t)].T for each token t, zero for slot -1, as ONE GEMM whatever the
-    mix: weights (slots, out, in) side by side as (out, slots * in); each token's input put in its slot's block
-    of a (tokens, slots * in) matrix (zero elsewhere) for an expand (in = rank), or every slot's product
+    mix: the active slots' weights (slots, out, in) side by side; each token's input put in its slot's block
+    of a (tokens, slots * in) matrix (zero elsewhere) for an expand (in = rank), or every active slot's product
     computed and the token's own kept for a shrink (out = rank). The per-slot gather/scatter before
     (x[rows], out[rows] = ...) cost 18% of the engine's time in a mixed batch (py-spy)."""
     import torch
 
+    active, mask = mask
     if weights.dim() == 4:
         weights = weights.squeeze(1)
     slots, out, k = weights.shape
-    x, mask_t = inputs.to(dtype), mask.transpose(0, 1)            # mask_t: (tokens, slots, 1)
-    if out <= k:   # shrink: every slot's (tokens, rank) at once, then each token's own slot
-        w = weights.to(dtype).reshape(slots * out, k)
-        return (torch.mm(x, w.t()).view(-1, slots, out) * mask_t).sum(1)
-    return torch.mm((x.unsqueeze(1) * mask_t).reshape(x.shape[0], slots * k), _side_by_side(weights, dtype))
+    if not active:
+        return inputs.new_zeros((inputs.shape[0], out), dtype=dtype)
+    x, mask_t = inputs.to(dtype), mask.transpose(0, 1)            # mask_t: (tokens, active slots, 1)
+    w = _side_by_side(weights, active, dtype, shrink=out <= k)
+    if out <= k:   # shrink: every active slot's (tokens, rank) at once, then each token's own slot
+        return (torch.mm(x, w).view(-1, len(active), out) * mask_t).sum(1)
+    return torch.mm((x.unsqueeze(1) * mask_t).reshape(x.shape[0], len(active) * k), w)
 
 
-def _side_by_side(weights, dtype):
-    """weights (slots, out, rank) as (slots * rank, out), cached per weight tensor until it changes (`_version`)."""
-    key = (weights.data_ptr(), tuple(weights.shape), weights.stride(), weights._version, dtype)
+def _side_by_side(weights, active, dtype, shrink):
+    """The active slots of weights (slots, out, in) as one (len(active) * in, out) matrix for an expand, or
+    (in, len(active) * out) for a shrink; cached per weight tensor and slot set until it changes (`_version`)."""
+    key = (weights.data_ptr(), tuple(weights.shape), weights.stride(), weights._version, dtype, active)
     hit = _WEIGHTS.get(key[0])
     if hit is None or hit[0] != key:
         if len(_WEIGHTS) > 512:
             _WEIGHTS.clear()
-        slots, out, rank = weights.shape
-        hit = _WEIGHTS[key[0]] = (key, weights, weights.to(dtype).transpose(1, 2).reshape(slots * rank, out).contiguous())
+        w = weights[list(active)].to(dtype)                         # (active, out, in), a copy
+        n, out, k = w.shape
+        w = w.reshape(n * out, k).t() if shrink else w.transpose(1, 2).reshape(n * k, out)
+        hit = _WEIGHTS[key[0]] = (key, weights, w.contiguous())
     return hit[2]
 
 
