@@ -202,6 +202,24 @@ assert torch.allclose(y, x5 @ A[2, 0].T, atol=1e-5)
 B[1].mul_(2)   # a weight buffer updated in place (an adapter loaded into slot 1): its cached layout too
 z = torch.zeros(5, o); P.sgmv_expand(xr[:5], B, z, start, ones[:5], torch.ones(5, dtype=torch.long), 5, 1, 5)
 assert torch.allclose(z, xr[:5] @ B[1, 0].T, atol=1e-5)
+# a layer's slices fused (qkv: 3 slices of different widths, gate_up: 2): one shrink + one expand = vLLM's per slice
+from types import SimpleNamespace
+outs = (96, 32, 32)
+As = tuple(torch.randn(S, 1, r, i) for _ in outs)
+Bs = tuple(torch.randn(S, 1, n, r) for n in outs)
+for idx in (torch.randint(-1, S, (T,)), torch.full((T,), 1), torch.full((T,), -1)):
+    lora = idx >= 0
+    ref = torch.ones(T, sum(outs)); off = 0
+    for a, b, n in zip(As, Bs, outs):
+        h = torch.zeros(T, r); L.bgmv_shrink(x, a, h, idx, 0.5)
+        L.bgmv_expand_slice(h, b, ref, idx, off, n, True); off += n
+    got = torch.ones(T, sum(outs)) + 0   # a fresh buffer each time: the caches must not hide a changed input
+    P.add_lora_linear(SimpleNamespace(token_lora_indices=idx.clone()), got, x, As, Bs, 0.5, outs)
+    assert torch.allclose(ref[lora], got[lora], atol=1e-4) and (got[~lora] == 1).all()
+As[1][2].mul_(3)   # an adapter loaded into slot 2 in place: the fused layout follows
+idx = torch.full((T,), 2); got = torch.zeros(T, sum(outs))
+P.add_lora_linear(SimpleNamespace(token_lora_indices=idx), got, x, As, Bs, 1.0, outs)
+assert torch.allclose(got[:, 96:128], (x @ As[1][2, 0].T) @ Bs[1][2, 0].T, atol=1e-4)
 print("ok")
 """
 

@@ -161,6 +161,65 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
                   output_tensor[:, slice_offset: slice_offset + slice_size], add_inputs)
 
 
+# One layer's slices (q/k/v of qkv_proj, gate/up of gate_up_proj) share their input: vLLM's CPU wrapper runs a shrink
+# and an expand per slice; here ONE shrink (every active slot's and slice's lora_a side by side) and ONE expand (the
+# slices' lora_b block-diagonal, so each slice's rank block lands in its own output columns) per layer, whatever the
+# number of slices: a tiny model's step is bound by per-op overhead, not by these FLOPs.
+def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *, buffer=None, **kwargs):
+    import torch
+
+    x2, idx = x.view(-1, x.shape[-1]), self.token_lora_indices
+    y2 = y.view(-1, y.shape[-1])
+    if (x2.shape[0] != idx.shape[0] or y2.shape[0] != x2.shape[0] or buffer is not None
+            or any(b.shape[-2] != n for b, n in zip(lora_b_stacked, output_slices))):
+        return _ORIGINAL["add_lora_linear"](self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
+                                            buffer=buffer, **kwargs)
+    active, mask = _bgmv_mask(idx, lora_a_stacked[0].shape[0], torch.float32)
+    add = kwargs.get("add_inputs", True)
+    n_out = sum(output_slices)
+    if not active:   # no token of this step uses an adapter
+        if not add:
+            y2[:, :n_out] = 0
+        return None
+    wa, wb = _fused(lora_a_stacked, lora_b_stacked, output_slices, active, y.dtype)
+    mask_t = mask.transpose(0, 1)                                       # (tokens, active slots, 1)
+    h = (torch.mm(x2.to(torch.float32), wa).view(x2.shape[0], len(active), -1) * mask_t).sum(1)
+    if scale != 1.0:
+        h = h * scale
+    out = torch.mm((h.unsqueeze(1) * mask_t).reshape(x2.shape[0], -1).to(y.dtype), wb)
+    if add:
+        y2[:, :n_out] += out
+    else:
+        y2[:, :n_out] = out
+    return None
+
+
+def _fused(lora_a_stacked, lora_b_stacked, output_slices, active, dtype):
+    """(in, active * slices * rank) lora_a and (active * slices * rank, sum(output_slices)) block-diagonal lora_b
+    of one layer, rows and columns in (slot, slice, rank) order; cached until a weight changes (`_version`)."""
+    import torch
+
+    key = tuple((w.data_ptr(), tuple(w.shape), w._version) for w in (*lora_a_stacked, *lora_b_stacked))
+    key += (active, dtype)
+    hit = _WEIGHTS.get(("fused", key[0][0]))
+    if hit is not None and hit[0] == key:
+        return hit[2]
+    if len(_WEIGHTS) > 512:
+        _WEIGHTS.clear()
+    sl, n_s = list(active), len(lora_a_stacked)
+    a = torch.stack([(w.squeeze(1) if w.dim() == 4 else w)[sl] for w in lora_a_stacked], 1)  # (A, S, r, in)
+    n_a, _, r, k = a.shape
+    wa = a.reshape(n_a * n_s * r, k).t().contiguous().to(torch.float32)
+    wb = torch.zeros(n_a, n_s, r, sum(output_slices), dtype=dtype)
+    off = 0
+    for s, (w, n) in enumerate(zip(lora_b_stacked, output_slices)):
+        w = w.squeeze(1) if w.dim() == 4 else w                         # (slots, out, r)
+        wb[:, s, :, off:off + n] = w[sl].transpose(1, 2).to(dtype)
+        off += n
+    hit = _WEIGHTS[("fused", key[0][0])] = (key, (lora_a_stacked, lora_b_stacked), (wa, wb.reshape(n_a * n_s * r, -1)))
+    return hit[2]
+
+
 _ORIGINAL = {}
 
 
@@ -180,4 +239,7 @@ def register():
         for module in (lora_ops, punica_cpu):
             if hasattr(module, name):
                 setattr(module, name, globals()[name])
+    if os.environ.get("FTPLAY_VLLM_CPU_LORA_FUSED", "1") != "0":
+        _ORIGINAL.setdefault("add_lora_linear", punica_cpu.PunicaWrapperCPU.add_lora_linear)
+        punica_cpu.PunicaWrapperCPU.add_lora_linear = add_lora_linear
     log.info("ftplay: grouped CPU LoRA ops installed (%s)", ", ".join(_FUNCS))
