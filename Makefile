@@ -6,10 +6,10 @@ VENV := .venv
 SERVE_VENV := .venv-serve
 GPU ?= 0
 PIP_FLAGS := --disable-pip-version-check -q
-# --no-compile: pip byte-compiled every file it installed (all of torch, vLLM, transformers: ~47 s for
-# .venv-serve alone); Python compiles what is imported, on first import (importing vLLM's server: 24.1 s the
-# first time, 23.9 s the second)
-INSTALL := install $(PIP_FLAGS) --no-compile
+# pip byte-compiles what it installs, and must here: with PYTHONDONTWRITEBYTECODE=1 (set on this machine and
+# in CI) Python never writes .pyc itself, so an install without them (--no-compile, tried) compiled torch,
+# transformers and vLLM from source in every process: the test suite ran slower, every notebook kernel too
+INSTALL := install $(PIP_FLAGS)
 # The CUDA-linked torchvision/torchaudio/torchcodec that pip resolves break beside the CPU torch
 # ("operator torchvision::nms does not exist"); text work needs none of them.
 CUDA_ONLY := torchvision torchaudio torchcodec
