@@ -8,10 +8,14 @@ With --run, the run's fine-tuned adapter is evaluated on tickets that run never 
 train.jsonl ids excluded) from data/tickets_raw.csv and data/production_samples.csv; without, the
 base model. The methods (or label counts) run in turn, --repeats times, and each one's median counts.
 
+"scoring" is LabelScorer.predict as the notebooks call it (best-first search of the label trie, --margin
+nats); "exact" is the same scorer with margin=None (every label's log-prob), run beside it.
 Default mode, last line JSON: {"scoring_seconds", "generation_seconds" (medians), "ratio" (generation ÷
-scoring), "scoring_accuracy", "generation_accuracy", "equal_accuracy", "rows_answered_differently", ...}.
+scoring), "exact_scoring_seconds", "exact_ratio", "scoring_accuracy", "generation_accuracy",
+"equal_accuracy", "rows_answered_differently", "pruned_vs_exact_labels_differ", ...}.
 With --labels: the run's labels plus made-up support intents (verb_noun, built deterministically) up to
-each count; last line JSON {"labels", "seconds_per_row" (one per count), "growth" (last count ÷ first)}.
+each count; last line JSON {"labels", "seconds_per_row" (one per count, pruned), "growth" (last count ÷
+first), "exact_seconds_per_row", "exact_growth", "trie_nodes_run_per_row", ...}.
 """
 import argparse
 import itertools
@@ -63,7 +67,8 @@ def timed(fn):
 def compare(model, tok, labels, texts, truth, a):
     """Label scoring against generation, alternating, a.repeats times each: medians and both accuracies."""
     sp = prompts.DEFAULT_SYSTEM_PROMPT
-    methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size),
+    methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin),
+               "exact": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=None),
                "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size)}
     for m in methods.values():
         m.predict(texts[:a.batch_size])  # warm-up
@@ -76,44 +81,63 @@ def compare(model, tok, labels, texts, truth, a):
     med = {name: statistics.median(s) for name, s in secs.items()}
     out = {"scoring_seconds": round(med["scoring"], 3), "generation_seconds": round(med["generation"], 3),
            "ratio": round(med["generation"] / med["scoring"], 3), "rows": len(texts), "repeats": a.repeats,
-           "batch_size": a.batch_size, "prefix_tokens": methods["scoring"].prefix_tokens}
+           "batch_size": a.batch_size, "prefix_tokens": methods["scoring"].prefix_tokens, "margin": a.margin,
+           "exact_scoring_seconds": round(med["exact"], 3), "exact_ratio": round(med["generation"] / med["exact"], 3),
+           "trie_nodes_run_per_row": round(methods["scoring"].expanded / len(texts), 2),
+           "trie_nodes_exact": len(methods["exact"]._tree()[0])}
     for name, ps in preds.items():
         out[f"{name}_accuracy"] = round(sum(p.label == t for p, t in zip(ps, truth)) / len(ps), 4)
         out[f"{name}_valid_rate"] = round(sum(p.label in labels for p in ps) / len(ps), 4)
     out["equal_accuracy"] = out["scoring_accuracy"] == out["generation_accuracy"]
     out["rows_answered_differently"] = sum(p.label != q.label for p, q in zip(preds["scoring"], preds["generation"]))
+    out["pruned_vs_exact_labels_differ"] = sum(p.label != q.label for p, q in zip(preds["scoring"], preds["exact"]))
+    out["pruned_vs_exact_max_confidence_diff"] = max(abs(p.confidence - q.confidence)
+                                                     for p, q in zip(preds["scoring"], preds["exact"]))
     out["scoring_with_confidence"] = all(0.0 < p.confidence <= 1.0 for p in preds["scoring"])
     print(f"ratio {out['ratio']:.2f} (generation {med['generation']:.2f} s / scoring {med['scoring']:.2f} s, "
           f"medians of {a.repeats}); accuracy: scoring {out['scoring_accuracy']:.4f}, generation "
           f"{out['generation_accuracy']:.4f}: {'equal' if out['equal_accuracy'] else 'NOT equal'} "
-          f"({out['rows_answered_differently']} of {len(texts)} rows answered differently)")
+          f"({out['rows_answered_differently']} of {len(texts)} rows answered differently); exact scoring "
+          f"{med['exact']:.2f} s (ratio {out['exact_ratio']:.2f}), pruned vs exact: "
+          f"{out['pruned_vs_exact_labels_differ']} labels differ, confidence within "
+          f"{out['pruned_vs_exact_max_confidence_diff']:.1e}, {out['trie_nodes_run_per_row']} trie nodes run per row "
+          f"(exact: {out['trie_nodes_exact']})")
     return out
 
 
 def scaling(model, tok, labels, texts, counts, a):
     """Label scoring's seconds per row with each count of labels, counts in turn, a.repeats times: medians."""
     sp = prompts.DEFAULT_SYSTEM_PROMPT
-    scorers = {n: evaluate.LabelScorer(model, tok, made_up_labels(labels, n), sp, batch_size=a.batch_size)
-               for n in counts}
-    for n, s in scorers.items():
+    scorers = {(n, kind): evaluate.LabelScorer(model, tok, made_up_labels(labels, n), sp, batch_size=a.batch_size,
+                                               margin=a.margin if kind == "pruned" else None)
+               for n in counts for kind in ("pruned", "exact")}
+    for (n, kind), s in scorers.items():
         s.predict(texts[:a.batch_size])  # warm-up
-        nodes = len(s._tree()[0])
-        print(f"{n:>4} labels: prompt {len(s._prompt_ids(texts[0]))} tokens for the first ticket, shared prefix "
-              f"{s.prefix_tokens}, {nodes} label-trie tokens per row")
-    secs = {n: [] for n in counts}
+        if kind == "exact":
+            print(f"{n:>4} labels: prompt {len(s._prompt_ids(texts[0]))} tokens for the first ticket, shared prefix "
+                  f"{s.prefix_tokens}, {len(s._tree()[0])} label-trie tokens per row")
+    secs, preds = {k: [] for k in scorers}, {}
     for rep in range(a.repeats):
-        for n, s in scorers.items():
-            sec, _ = timed(lambda: s.predict(texts))
-            secs[n].append(sec / len(texts))
-            print(f"{n:>4} labels run {rep + 1}: {1000 * secs[n][-1]:.2f} ms/row", flush=True)
-    per_row = [statistics.median(secs[n]) for n in counts]
-    out = {"labels": counts, "seconds_per_row": [round(s, 5) for s in per_row],
-           "growth": round(per_row[-1] / per_row[0], 3), "rows": len(texts), "repeats": a.repeats,
-           "batch_size": a.batch_size,
-           "trie_tokens": [len(scorers[n]._tree()[0]) for n in counts],
-           "prefix_tokens": [scorers[n].prefix_tokens for n in counts]}
-    print("seconds per row: " + ", ".join(f"{n} labels {1000 * s:.2f} ms" for n, s in zip(counts, per_row))
-          + f"; {counts[-1]} vs {counts[0]} labels: {out['growth']:.2f}x")
+        for (n, kind), s in scorers.items():
+            sec, preds[n, kind] = timed(lambda: s.predict(texts))
+            secs[n, kind].append(sec / len(texts))
+            print(f"{n:>4} labels {kind:<6} run {rep + 1}: {1000 * secs[n, kind][-1]:.2f} ms/row"
+                  + (f", {s.expanded / len(texts):.1f} trie nodes run per row" if kind == "pruned" else ""), flush=True)
+    per_row = {kind: [statistics.median(secs[n, kind]) for n in counts] for kind in ("pruned", "exact")}
+    out = {"labels": counts, "seconds_per_row": [round(s, 5) for s in per_row["pruned"]],
+           "growth": round(per_row["pruned"][-1] / per_row["pruned"][0], 3),
+           "exact_seconds_per_row": [round(s, 5) for s in per_row["exact"]],
+           "exact_growth": round(per_row["exact"][-1] / per_row["exact"][0], 3),
+           "rows": len(texts), "repeats": a.repeats, "batch_size": a.batch_size, "margin": a.margin,
+           "trie_tokens": [len(scorers[n, "exact"]._tree()[0]) for n in counts],
+           "trie_nodes_run_per_row": [round(scorers[n, "pruned"].expanded / len(texts), 2) for n in counts],
+           "prefix_tokens": [scorers[n, "exact"].prefix_tokens for n in counts],
+           "pruned_vs_exact_labels_differ": [sum(p.label != q.label for p, q in zip(preds[n, "pruned"], preds[n, "exact"]))
+                                             for n in counts]}
+    for kind in ("pruned", "exact"):
+        g = out["growth"] if kind == "pruned" else out["exact_growth"]
+        print(f"{kind} seconds per row: " + ", ".join(f"{n} labels {1000 * s:.2f} ms" for n, s in zip(counts, per_row[kind]))
+              + f"; {counts[-1]} vs {counts[0]} labels: {g:.2f}x")
     return out
 
 
@@ -126,6 +150,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="runs of each method (or label count); medians count")
     ap.add_argument("--labels", default="", help="comma-separated label counts, e.g. 9,38,75,150: time label "
                                                  "scoring's seconds per row at each instead of comparing methods")
+    ap.add_argument("--margin", type=float, default=15.0, help="the pruned scorer's margin in nats (predict's "
+                                                                  "default); the exact scorer runs beside it")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     a = ap.parse_args()
 

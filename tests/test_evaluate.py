@@ -11,7 +11,8 @@ LABELS = ["billing", "bug", "shipping", "card_arrival"]
 SYS = "Answer with one of: {labels}."
 
 
-FAMILIES = ["embedded", "tiny:Qwen/Qwen2.5-7B-Instruct", "tiny:mistralai/Mistral-7B-Instruct-v0.3"]
+FAMILIES = ["embedded", "tiny:Qwen/Qwen2.5-7B-Instruct", "tiny:mistralai/Mistral-7B-Instruct-v0.3",
+            "tiny:meta-llama/Llama-3.1-8B-Instruct"]
 TRIE_LABELS = ["billing", "bill", "billing_dispute", "bug", "card_arrival"]  # labels sharing first tokens
 TEXTS = ["my card was charged twice", "the app crashes when I open settings and I lost my order",
          "where is my parcel?", "x", "¿Dónde está mi pedido? 42 días"]
@@ -61,6 +62,78 @@ def test_shared_prefix_scoring_matches_naive(fam):
     preds = scorer.predict(TEXTS)
     assert [p.label for p in preds] == [TRIE_LABELS[j] for j in got.argmax(1)]
     assert all(0 < p.confidence <= 1 for p in preds)
+
+
+SEARCH_LABELS = TRIE_LABELS + ["bug_report", "refund_request"]  # shared first tokens, 2 to 8 tokens each
+
+
+@pytest.mark.parametrize("margin", [15.0, 2.0, 0.0])
+def test_pruned_search_keeps_the_exact_argmax_and_confidence_within_its_bound(fam, margin):
+    """predict()'s best-first search: the same label as exact scoring on every row, exact log-probs for the labels
+    it completes, only labels more than `margin` below the best left out, and confidence within the docstring's
+    (n_labels - 1) * e^-margin of the exact one."""
+    name, model, tok = fam
+    exact = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=None)
+    pruned = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=margin)
+    full, got = exact.logprobs(TEXTS), pruned.search(TEXTS)
+    kept = np.isfinite(got)
+    assert (got.argmax(1) == full.argmax(1)).all(), name
+    np.testing.assert_allclose(got[kept], full[kept], rtol=1e-5, atol=1e-4, err_msg=name)
+    best = full.max(1, keepdims=True)
+    assert (full[~kept] < (best - margin + 1e-4).repeat(len(SEARCH_LABELS), 1)[~kept]).all(), name
+    if margin <= 2:
+        assert not kept.all(), name  # something was left out: the bound is tested, not vacuous
+    bound = (len(SEARCH_LABELS) - 1) * np.exp(-margin) + 1e-6
+    for p, q in zip(pruned.predict(TEXTS), exact.predict(TEXTS)):
+        assert p.label == q.label and abs(p.confidence - q.confidence) <= bound, name
+    assert pruned.expanded < len(TEXTS) * len(exact._tree()[0]) or margin > 2
+
+
+def test_search_expands_further_when_the_best_partial_label_ends_badly():
+    """On Qwen's stand-in, 'billing_dispute' leads after its first two tokens (above 'billing', already complete
+    with its end-of-turn), but its later tokens are unlikely: even with no margin the search must run its next
+    node, see it fall below 'billing' and only then stop; stopping at the first complete label would not."""
+    import torch
+
+    from ftplay import models
+
+    ref = models.resolve("tiny:Qwen/Qwen2.5-7B-Instruct")
+    model, tok = models.load_model(ref), models.load_tokenizer(ref)
+    model.eval()
+    labels = ["billing", "billing_dispute", "bug"]
+    scorer = evaluate.LabelScorer(model, tok, labels, SYS, batch_size=2, margin=0.0)
+    text = TEXTS[0]
+    prompt = prompts.prompt_ids(tok, prompts.messages(text, labels, system_prompt=SYS))
+    cand = [prompts.answer_ids(tok, l) for l in labels]
+    per = []
+    for c in cand:
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([prompt + c])).logits[0].float(), -1)
+        per.append([lp[len(prompt) - 1 + i, t].item() for i, t in enumerate(c)])
+    assert len(cand[0]) == 2 and len(cand[1]) > 3 and cand[1][0] == cand[0][0]
+    assert sum(per[1][:2]) > sum(per[0]) > sum(per[1][:3])  # leads after two tokens, behind after three
+    got = scorer.search([text])
+    assert labels[int(got.argmax())] == "billing" and np.isinf(got[0, 1])
+    assert scorer.expanded == len({c[0] for c in cand}) + 1  # the first level (with the ticket), then its node
+
+
+def test_the_last_layer_runs_only_the_positions_whose_logits_are_kept(fam):
+    """Exact scoring runs tickets + trie in one pass but needs logits only at the last ticket position and the
+    trie: the last decoder layer's MLP sees only those (its keys and values still cover every position)."""
+    name, model, tok = fam
+    scorer = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, batch_size=8, margin=None)
+    layers = next(m for n, m in model.named_modules() if n.endswith("layers"))
+    seen = {0: [], len(layers) - 1: []}
+    hooks = [layers[i].mlp.register_forward_pre_hook(lambda mod, a, i=i: seen[i].append(a[0].shape[1])) for i in seen]
+    try:
+        scorer.logprobs(TEXTS)
+    finally:
+        for h in hooks:
+            h.remove()
+    Q = len(scorer._tree()[0])
+    n = max(len(scorer._prompt_ids(t)) for t in TEXTS) - scorer.prefix_tokens
+    assert seen[0] == [scorer.prefix_tokens, n + Q], name
+    assert seen[len(layers) - 1] == [scorer.prefix_tokens, Q + 1], name
 
 
 def test_labels_sharing_first_tokens_share_trie_nodes(tiny_tok):
