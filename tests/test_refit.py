@@ -159,7 +159,10 @@ def test_refit_needs_a_run_that_trained(tmp_path):
         refit.refit(tmp_path, "embedded:1")
 
 
-SMALL = {"MODEL": "embedded", "HELDOUT_FRACTION": 0.1, "MAX_STEPS": 10, "N_BOOT": 50}  # 10 steps: the loss falls
+# 10 steps: the loss falls; no triage production rows (scored by the same code as the held-out rows). A flat
+# data parameter makes a run one task unless TASKS names more: both tasks are named
+SMALL = {"MODEL": "embedded", "HELDOUT_FRACTION": 0.1, "MAX_STEPS": 10, "N_BOOT": 50, "PRODUCTION_PATH": "",
+         "TASKS": ["classify", "reply"]}
 # the reply task is re-fitted too, small: 24 held-out replies of at most 32 tokens, no production rows (its 04
 # generated 315 replies of up to 102 tokens, 90 s of the test's 7.5 minutes, twice)
 SMALL_REPLY = {"reply": {"PRODUCTION_PATH": "", "MAX_NEW_TOKENS": 32, "notebooks": {"04_evaluate": {"MAX_ROWS": 24}}}}
