@@ -36,6 +36,11 @@ ALLOWED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # ftplay never trains it and vLLM's support for it has changed between versions.
 DECODER_LINEAR = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
 CPU_MAX_NUM_SEQS = 256  # ServeConfig.max_num_seqs's default on CPU (why: there)
+# --block-size on CPU: prefix caching reuses whole KV blocks only, and vLLM's CPU default block of 128 tokens is
+# longer than a whole ticket prompt (~80 tokens), so the system prompt every request shares was never reused (hit
+# rate 0-2%); 32 is the smallest the CPU attention takes (16 fails: "No common block size"): hit rate 41%, mixed
+# load 512 requests at 256 in flight 2,305 -> 2,760-3,170 tokens/s. GPU vLLM defaults to 16 already.
+CPU_BLOCK_SIZE = 32
 LORA_TARGETS = {"qwen2": DECODER_LINEAR, "qwen3": DECODER_LINEAR, "llama": DECODER_LINEAR,
                 "mistral": DECODER_LINEAR}
 
@@ -175,6 +180,8 @@ def command(cfg):
     max_num_seqs = cfg.max_num_seqs or (CPU_MAX_NUM_SEQS if cfg.backend == "cpu" else 0)
     if max_num_seqs:
         argv += ["--max-num-seqs", str(max_num_seqs)]
+    if cfg.backend == "cpu":
+        argv += ["--block-size", str(CPU_BLOCK_SIZE)]
     if cfg.tensor_parallel_size > 1:
         argv += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     if cfg.compact_json:

@@ -51,7 +51,7 @@ def test_cpu_command_and_environment(ref, adapters):
         "--served-model-name", "base", "--host", "127.0.0.1", "--port", "8123", "--dtype", "float32",
         "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "3",
         "--lora-modules", f"a={adapters['a']}", f"b={adapters['b']}", "--max-num-seqs", "256",
-        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+        "--block-size", "32", "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     assert serve.environment(cfg) == {  # what notebooks show and record: no secret in it
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -79,6 +79,7 @@ def test_cuda_command_uses_vllm_serve(ref, adapters, tmp_path):
     assert "--enable-lora" not in serve.command(cpu) and serve.environment(cpu)["VLLM_CPU_KVCACHE_SPACE"] == "2.5"
     gpu = serve.gpu_command(serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable))
     assert gpu[:3] == ["vllm", "serve", ref.path] and gpu[gpu.index("--dtype") + 1] == "auto"
+    assert not {"--max-num-seqs", "--block-size"} & set(gpu)  # the CPU tuning stays off the GPU line
 
 
 def test_config_collects_every_problem(ref, tmp_path):
