@@ -8,6 +8,7 @@ McNemar's exact test and the bootstrap from ftplay.evaluate, as for classificati
 """
 import json
 import logging
+import os
 import time
 from contextlib import contextmanager
 
@@ -25,6 +26,10 @@ MARGIN_TOKENS = 16          # MAX_NEW_TOKENS=0: room above the longest curated r
 # 64 replies of the embedded model (4.2M parameters), 96 new tokens, batch 16, another process busy: 4.4 s on one
 # thread, 64.9 s on two. Models this small decode on one thread; larger ones, and any on a GPU, keep torch's count.
 ONE_THREAD_BELOW = 50_000_000   # parameters
+# Two such decodes side by side, one batch per Python thread (the GIL is free while each op runs): 96 house replies of
+# the embedded reply adapter, 102 new tokens, batch 16, here: 7.45 s one batch at a time, 5.0 s two at once, the
+# same replies. More threads were not measured (2 cores); they would queue for the GIL between ops.
+DECODE_WORKERS = 2
 
 
 
@@ -73,13 +78,15 @@ class ReplyGenerator:
 
     def reply(self, texts):
         ids = [prompts.prompt_ids(self.tok, self.messages(t)) for t in texts]
-        with decode_threads(self.model):
-            return evaluate.generate(self.model, self.tok, ids, self.max_new_tokens, self.bs, self.name)
+        with decode_threads(self.model) as workers:
+            return evaluate.generate(self.model, self.tok, ids, self.max_new_tokens, self.bs, self.name, workers)
 
 
 @contextmanager
 def decode_threads(model):
-    """One torch thread while a small model decodes on the CPU (ONE_THREAD_BELOW), the count restored after."""
+    """One torch thread while a small model decodes on the CPU (ONE_THREAD_BELOW), the count restored after.
+    Yields how many batches may decode at once (evaluate.generate's workers): for such a model DECODE_WORKERS
+    (at most one per core), else 1."""
     import torch
 
     first = next(model.parameters(), None)
@@ -88,7 +95,7 @@ def decode_threads(model):
     if small:
         torch.set_num_threads(1)
     try:
-        yield
+        yield min(DECODE_WORKERS, os.cpu_count() or 1) if small else 1
     finally:
         torch.set_num_threads(before)
 

@@ -297,14 +297,49 @@ def test_generator_writes_text_and_stops_at_end_of_turn(tiny_ref, tiny_tok):
 
 
 def test_a_small_model_decodes_on_one_thread_and_the_count_is_restored(tiny_ref):
+    import os
+
     import torch
 
     from ftplay import models
 
     model, before = models.load_model(tiny_ref), torch.get_num_threads()
-    with replies.decode_threads(model):
-        assert torch.get_num_threads() == 1
+    with replies.decode_threads(model) as workers:
+        assert torch.get_num_threads() == 1 and workers == min(replies.DECODE_WORKERS, os.cpu_count())
     assert torch.get_num_threads() == before
+
+
+def test_batches_decoded_side_by_side_give_the_same_replies_in_order(tiny_ref, tiny_tok):
+    """evaluate.generate's workers: every batch decodes on its own thread, as it would alone, and each reply
+    lands on its own row; a worker's error reaches the caller."""
+    import threading
+
+    from ftplay import models
+
+    model = models.load_model(tiny_ref)
+    texts = [f"Order {i}: {'the parcel is late again and ' * (i % 4)}please help." for i in range(7)]
+    ids = [prompts.prompt_ids(tiny_tok, replies.ReplyGenerator(model, tiny_tok, H).messages(t)) for t in texts]
+    alone = [evaluate.generate(model, tiny_tok, [i], 10, batch_size=2) for i in ids]  # one prompt per call
+    threads, real = set(), model.generate
+
+    def spy(*a, **kw):
+        threads.add(threading.current_thread().name)
+        return real(*a, **kw)
+
+    model.generate = spy
+    one = evaluate.generate(model, tiny_tok, ids, 10, batch_size=2)
+    assert threads == {threading.current_thread().name}
+    two = evaluate.generate(model, tiny_tok, ids, 10, batch_size=2, workers=2)
+    assert len(threads - {threading.current_thread().name}) == 2, threads  # 4 batches on 2 decode threads
+    assert two == one and len(set(one)) > 1
+    assert [o == a[0] for o, a in zip(one, alone)].count(True) >= 5  # padding may move a float, not the rows
+
+    def broken(*a, **kw):
+        raise RuntimeError("decode failed")
+
+    model.generate = broken
+    with pytest.raises(RuntimeError, match="decode failed"):
+        evaluate.generate(model, tiny_tok, ids, 10, batch_size=2, workers=2)
 
 
 def test_endpoint_replier_sends_the_reply_conversation_at_temperature_zero():
