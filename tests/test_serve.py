@@ -241,6 +241,56 @@ def test_load_test_rejects_empty_input():
         serve_checks.load_test("http://127.0.0.1:1", ["base"], [], n_requests=5)
 
 
+def test_load_test_speaks_plain_http(tmp_path):
+    """load_test's own HTTP/1.1 client against a stdlib server: the chat request it sends (path, auth, body),
+    a 404 counted as an error, a chunked answer, and a kept-alive connection the server closes (reopened)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, self.headers.get("Authorization"), body))
+            out = json.dumps({"usage": {"prompt_tokens": 10, "completion_tokens": body["max_tokens"]},
+                              "choices": [{"finish_reason": "length"}]}).encode()
+            code = 404 if body["model"] == "nope" else 200
+            out = b'{"error": "no such model"}' if code == 404 else out
+            self.send_response(code)
+            if body["model"] == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for part in (out[:7], out[7:], b""):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            else:
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+            self.close_connection = len(seen) % 5 == 0  # the server drops some kept-alive connections
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        res = serve_checks.load_test(f"http://127.0.0.1:{srv.server_port}/v1", ["base", "nope", "chunked"],
+                                     [[{"role": "user", "content": "hi"}]], n_requests=30, concurrency=4,
+                                     max_tokens=5, api_key="k")
+    finally:
+        srv.shutdown()
+    assert (res["requests"], res["errors"], res["completion_tokens"]) == (30, 10, 100)
+    assert res["error_examples"] == ['HTTP 404: {"error": "no such model"}']
+    assert res["per_model"]["chunked"]["completion_tokens"] == 50 and len(seen) == 30
+    path, auth, body = seen[0]
+    assert (path, auth, body["model"], body["max_tokens"], body["ignore_eos"]) == \
+        ("/v1/chat/completions", "Bearer k", "base", 5, True)
+    assert body["messages"] == [{"role": "user", "content": "hi"}] and body["repetition_penalty"] == 1.0
+
+
 # ---------------------------------------------------------------- structured output, scored (no server)
 LABELS3 = ["billing", "bug", "other"]
 ROWS = [{"text": f"ticket {i}", "label": LABELS3[i % 3]} for i in range(30)]
