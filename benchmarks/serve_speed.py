@@ -6,9 +6,12 @@ vLLM CPU server still used 0.9 CPU-s per 10 s here (its worker polls), so HF get
 round includes a server's own variance. On the server: base-only, adapter-only and mixed (base and every adapter
 in equal shares) load tests; ratio = mixed tokens/s ÷ HF sequential tokens/s; lora_overhead = base-only
 tokens/s ÷ adapter-only tokens/s. HF runs with 1 and with 2 torch threads each round and the faster counts
-(the honest baseline: nothing slows it down on purpose). ftplay's vLLM plugin (serve_plugin/: LoRA as one GEMM
-per layer on CPU) is on; --plugin-compare adds the mixed run once more on a server with it off (not by default:
-vLLM's own CPU LoRA ops took over 2 minutes for this load, more than the three rounds' budget).
+(the honest baseline: nothing slows it down on purpose). The load generator (serve_checks.load_test, plain
+asyncio HTTP) runs in this process on the same cores as the server; its CPU seconds are printed with each run
+(httpx's async client took 3.5-5.6 CPU-s per mixed run here, 15-25% of the machine; this one ~0.1).
+ftplay's vLLM plugin (serve_plugin/: LoRA as one GEMM per layer on CPU) is on; --plugin-compare adds the mixed
+run once more on a server with it off (not by default: vLLM's own CPU LoRA ops took over 2 minutes for this load,
+more than the three rounds' budget).
 With --run, that run's adapter(s) (03 trains two); else two random-weight r=16 test adapters.
 Last line printed: JSON {"ratio_median", "ratios", "lora_overhead", "rounds": [...], ...}.
 
@@ -77,10 +80,12 @@ def main():
             print(f"vLLM ready after {srv.startup_s} s (FTPLAY_VLLM_CPU_LORA={os.environ.get('FTPLAY_VLLM_CPU_LORA', '1')})")
             serve_checks.load_test(srv.url, mixed, convs[:8], 32, 16, 4)  # warm-up
             for name, mix in mixes:
+                cpu0 = time.process_time()
                 out[name] = r = serve_checks.load_test(srv.url, mix, convs[:args.requests], args.requests,
                                                        args.concurrency, args.max_tokens, max_seconds=300)
+                r["client_cpu_s"] = round(time.process_time() - cpu0, 2)  # the load generator's share of the CPU
                 print(f"  vLLM {name:<8} {r['requests']} req, {r['errors']} errors, {r['tokens_per_s']} tok/s, "
-                      f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms")
+                      f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, client {r['client_cpu_s']} CPU-s in {r['seconds']} s")
             out["startup_s"] = srv.startup_s
         return out
 
@@ -112,6 +117,7 @@ def main():
         r = {"vllm_mixed": v["mixed"]["tokens_per_s"], "vllm_base": v["base"]["tokens_per_s"],
              "vllm_adapter": v["adapter"]["tokens_per_s"], "hf": {f"{n}_threads": hf[n] for n in threads},
              "hf_best": hf[best], "hf_best_threads": best, "startup_s": v["startup_s"],
+             "client_cpu_s": v["mixed"]["client_cpu_s"],
              "errors": sum(v[k]["errors"] for k in ("base", "adapter", "mixed"))}
         r["ratio"] = round(r["vllm_mixed"] / r["hf_best"], 2)
         r["lora_overhead"] = round(r["vllm_base"] / r["vllm_adapter"], 3) if r["vllm_adapter"] else None
