@@ -7,7 +7,7 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
   report         report                    the ship checklist, read from a run's records
   stages         decide data evaluate train cost serve hosted axolotl ...
                                            one module per stage of the playbook; a stage may use a
-                                           lower stage helper (data uses quality and dataload)
+                                           lower stage helper (data uses quality and dataload, evaluate scoring)
   identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
   shared         records models prompts plots seeding params kernels footprint
   model builders standins                  stand-in bases of real model families
@@ -25,15 +25,15 @@ LAYERS = {
     "refit": (80, {"refit"}),
     "runner": (70, {"runner"}),
     "report": (60, {"report"}),
-    "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "hosted", "axolotl"}),
-    "stage helpers": (40, {"quality", "dataload", "datachat"}),
+    "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "loadtest", "hosted", "axolotl"}),
+    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring"}),
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
     "model builders": (15, {"standins"}),
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
+SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "loadtest"), ("loadtest", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
 def imports(path, mods=None):

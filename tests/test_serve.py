@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from adapters import make_test_adapter
-from ftplay import identity, models, prompts, serve, serve_checks
+from ftplay import identity, loadtest, models, prompts, serve, serve_checks
 from ftplay.errors import ConfigError, FtplayError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,7 +349,7 @@ def test_load_summary_counts_real_answer_lengths():
     rows = [{"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 3, "ms": 50.0, "finish_reason": "stop"},
             {"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 8, "ms": 50.0, "finish_reason": "length"},
             {"model": "a", "error": "HTTP 500", "prompt_tokens": 0, "completion_tokens": 0, "ms": 5.0, "finish_reason": None}]
-    s = serve_checks._summary(rows, 2.0)
+    s = loadtest._summary(rows, 2.0)
     assert (s["requests"], s["errors"], s["stopped"], s["completion_tokens_per_request"]) == (3, 1, 1, 5.5)
     assert s["tokens_per_s"] == 5.5 and s["total_tokens_per_s"] == 105.5             # (200 + 11) / 2 s
 
@@ -455,7 +455,7 @@ def test_mixed_load_test_accounts_per_model_and_per_lane(monkeypatch):
         coro.close()
         return rows, 2.0
 
-    monkeypatch.setattr(serve_checks, "_run_async", fake)
+    monkeypatch.setattr(loadtest, "_run_async", fake)
     lanes = [{"model": m, "task": t, "conversations": [[{"role": "user", "content": "x"}]], "max_tokens": n}
              for m, t, n in (("base", "classify", 8), ("triage", "classify", 8), ("base", "reply", 128), ("reply", "reply", 128))]
     res = serve_checks.load_test("http://127.0.0.1:1", lanes, None, n_requests=8, concurrency=4, ignore_eos=False)
