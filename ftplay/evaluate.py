@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from . import progress, prompts
-from .scoring import LabelScorer, Prediction  # noqa: F401 (the notebooks' evaluate.LabelScorer)
+from .scoring import LabelScorer, Prediction  # used here, and by the notebooks as evaluate.LabelScorer
 
 log = logging.getLogger(__name__)
 

@@ -270,8 +270,7 @@ class LabelScorer:
         # the first level runs with the tickets, in their pass: every label needs its first node unless the
         # first token alone rules it out, and one pass is cheaper than two (a label of one token and end-of-turn,
         # like the default task's, is then complete after it)
-        first = [k for k in kids.get((), {}) if (k,) in kids]
-        first = [(k,) for k in first]
+        first = [(k,) for k in kids.get((), {}) if (k,) in kids]
         ids, P, kv, order = self._setup(texts)
         bar = progress.bar(total=len(texts), desc=self.name, unit="row")
         for s in range(0, len(order), self.bs):
