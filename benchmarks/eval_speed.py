@@ -8,14 +8,19 @@ With --run, the run's fine-tuned adapter is evaluated on tickets that run never 
 train.jsonl ids excluded) from data/tickets_raw.csv and data/production_samples.csv; without, the
 base model. The methods (or label counts) run in turn, --repeats times, and each one's median counts.
 
-"scoring" is LabelScorer.predict as the notebooks call it (best-first search of the label trie, --margin
-nats); "exact" is the same scorer with margin=None (every label's log-prob), run beside it.
+"scoring" is LabelScorer.predict as the notebooks call it: constrained decoding's probability of each label
+(method "constrained"), by best-first search of the label trie with --margin nats; "exact" is the same scorer
+with margin=None (every label's log-prob); "joint" is the same scorer with method="joint" (each label's full
+likelihood with its end-of-turn, every trie node run), the method the notebooks used before; all run beside
+generation, on the same rows.
 Default mode, last line JSON: {"scoring_seconds", "generation_seconds" (medians), "ratio" (generation ÷
-scoring), "exact_scoring_seconds", "exact_ratio", "scoring_accuracy", "generation_accuracy",
-"equal_accuracy", "rows_answered_differently", "pruned_vs_exact_labels_differ", ...}.
+scoring), "exact_scoring_seconds", "exact_ratio", "joint_seconds", "joint_ratio", "scoring_accuracy",
+"generation_accuracy", "joint_accuracy", "equal_accuracy", "rows_answered_differently",
+"pruned_vs_exact_labels_differ", "scoring_vs_joint_labels_differ", ...}.
 With --labels: the run's labels plus made-up support intents (verb_noun, built deterministically) up to
 each count; last line JSON {"labels", "seconds_per_row" (one per count, pruned), "growth" (last count ÷
-first), "exact_seconds_per_row", "exact_growth", "trie_nodes_run_per_row", ...}.
+first), "exact_seconds_per_row", "exact_growth", "joint_seconds_per_row", "joint_growth",
+"trie_nodes_run_per_row", ...}.
 """
 import argparse
 import itertools
@@ -69,6 +74,8 @@ def compare(model, tok, labels, texts, truth, a):
     sp = prompts.DEFAULT_SYSTEM_PROMPT
     methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin),
                "exact": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=None),
+               "joint": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin,
+                                             method="joint"),
                "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size)}
     for m in methods.values():
         m.predict(texts[:a.batch_size])  # warm-up
@@ -82,7 +89,9 @@ def compare(model, tok, labels, texts, truth, a):
     out = {"scoring_seconds": round(med["scoring"], 3), "generation_seconds": round(med["generation"], 3),
            "ratio": round(med["generation"] / med["scoring"], 3), "rows": len(texts), "repeats": a.repeats,
            "batch_size": a.batch_size, "prefix_tokens": methods["scoring"].prefix_tokens, "margin": a.margin,
+           "method": methods["scoring"].method,
            "exact_scoring_seconds": round(med["exact"], 3), "exact_ratio": round(med["generation"] / med["exact"], 3),
+           "joint_seconds": round(med["joint"], 3), "joint_ratio": round(med["generation"] / med["joint"], 3),
            "trie_nodes_run_per_row": round(methods["scoring"].expanded / len(texts), 2),
            "trie_nodes_exact": len(methods["exact"]._tree()[0])}
     for name, ps in preds.items():
@@ -91,6 +100,9 @@ def compare(model, tok, labels, texts, truth, a):
     out["equal_accuracy"] = out["scoring_accuracy"] == out["generation_accuracy"]
     out["rows_answered_differently"] = sum(p.label != q.label for p, q in zip(preds["scoring"], preds["generation"]))
     out["pruned_vs_exact_labels_differ"] = sum(p.label != q.label for p, q in zip(preds["scoring"], preds["exact"]))
+    out["scoring_vs_joint_labels_differ"] = sum(p.label != q.label for p, q in zip(preds["scoring"], preds["joint"]))
+    out["scoring_vs_joint_max_confidence_diff"] = max(abs(p.confidence - q.confidence)
+                                                      for p, q in zip(preds["scoring"], preds["joint"]))
     out["pruned_vs_exact_max_confidence_diff"] = max(abs(p.confidence - q.confidence)
                                                      for p, q in zip(preds["scoring"], preds["exact"]))
     out["scoring_with_confidence"] = all(0.0 < p.confidence <= 1.0 for p in preds["scoring"])
@@ -101,16 +113,22 @@ def compare(model, tok, labels, texts, truth, a):
           f"{med['exact']:.2f} s (ratio {out['exact_ratio']:.2f}), pruned vs exact: "
           f"{out['pruned_vs_exact_labels_differ']} labels differ, confidence within "
           f"{out['pruned_vs_exact_max_confidence_diff']:.1e}, {out['trie_nodes_run_per_row']} trie nodes run per row "
-          f"(exact: {out['trie_nodes_exact']})")
+          f"(joint likelihood's trie: {out['trie_nodes_exact']})")
+    print(f"joint likelihood (the notebooks' method before constrained decoding): {med['joint']:.2f} s, ratio "
+          f"{out['joint_ratio']:.2f}, accuracy {out['joint_accuracy']:.4f}; "
+          f"{out['scoring_vs_joint_labels_differ']} rows labelled differently, confidence within "
+          f"{out['scoring_vs_joint_max_confidence_diff']:.1e}")
     return out
 
 
 def scaling(model, tok, labels, texts, counts, a):
     """Label scoring's seconds per row with each count of labels, counts in turn, a.repeats times: medians."""
     sp = prompts.DEFAULT_SYSTEM_PROMPT
+    kinds = ("pruned", "exact", "joint")
     scorers = {(n, kind): evaluate.LabelScorer(model, tok, made_up_labels(labels, n), sp, batch_size=a.batch_size,
-                                               margin=a.margin if kind == "pruned" else None)
-               for n in counts for kind in ("pruned", "exact")}
+                                               margin=None if kind == "exact" else a.margin,
+                                               method="joint" if kind == "joint" else "constrained")
+               for n in counts for kind in kinds}
     for (n, kind), s in scorers.items():
         s.predict(texts[:a.batch_size])  # warm-up
         if kind == "exact":
@@ -122,20 +140,23 @@ def scaling(model, tok, labels, texts, counts, a):
             sec, preds[n, kind] = timed(lambda: s.predict(texts))
             secs[n, kind].append(sec / len(texts))
             print(f"{n:>4} labels {kind:<6} run {rep + 1}: {1000 * secs[n, kind][-1]:.2f} ms/row"
-                  + (f", {s.expanded / len(texts):.1f} trie nodes run per row" if kind == "pruned" else ""), flush=True)
-    per_row = {kind: [statistics.median(secs[n, kind]) for n in counts] for kind in ("pruned", "exact")}
+                  + (f", {s.expanded / len(texts):.1f} trie nodes run per row" if kind != "exact" else ""), flush=True)
+    per_row = {kind: [statistics.median(secs[n, kind]) for n in counts] for kind in kinds}
     out = {"labels": counts, "seconds_per_row": [round(s, 5) for s in per_row["pruned"]],
            "growth": round(per_row["pruned"][-1] / per_row["pruned"][0], 3),
            "exact_seconds_per_row": [round(s, 5) for s in per_row["exact"]],
            "exact_growth": round(per_row["exact"][-1] / per_row["exact"][0], 3),
+           "joint_seconds_per_row": [round(s, 5) for s in per_row["joint"]],
+           "joint_growth": round(per_row["joint"][-1] / per_row["joint"][0], 3),
+           "joint_trie_nodes_run_per_row": [round(scorers[n, "joint"].expanded / len(texts), 2) for n in counts],
            "rows": len(texts), "repeats": a.repeats, "batch_size": a.batch_size, "margin": a.margin,
            "trie_tokens": [len(scorers[n, "exact"]._tree()[0]) for n in counts],
            "trie_nodes_run_per_row": [round(scorers[n, "pruned"].expanded / len(texts), 2) for n in counts],
            "prefix_tokens": [scorers[n, "exact"].prefix_tokens for n in counts],
            "pruned_vs_exact_labels_differ": [sum(p.label != q.label for p, q in zip(preds[n, "pruned"], preds[n, "exact"]))
                                              for n in counts]}
-    for kind in ("pruned", "exact"):
-        g = out["growth"] if kind == "pruned" else out["exact_growth"]
+    for kind in kinds:
+        g = out["growth"] if kind == "pruned" else out[f"{kind}_growth"]
         print(f"{kind} seconds per row: " + ", ".join(f"{n} labels {1000 * s:.2f} ms" for n, s in zip(counts, per_row[kind]))
               + f"; {counts[-1]} vs {counts[0]} labels: {g:.2f}x")
     return out

@@ -1,7 +1,9 @@
-"""Label scoring: the constrained classifier behind `evaluate.LabelScorer`, each label's log-likelihood
-after the prompt, with the prompts' shared prefix run once and the labels as a trie searched best-first.
+"""Label scoring: the constrained classifier behind `evaluate.LabelScorer`, each label's probability when
+decoding is constrained to the label set (or its full likelihood, method "joint"), with the prompts' shared
+prefix run once and the labels as a trie searched best-first.
 `Prediction` is what every predictor returns (scoring, generation, endpoints, TF-IDF)."""
 import functools
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +19,27 @@ class Prediction:
     raw: str = ""          # what the system said, for generation and endpoints
 
 
+_LAST_LAYERS = weakref.WeakKeyDictionary()
+
+
+def _last_layer(model):
+    """(last decoder layer, its attention, its family's apply_rotary_pos_emb) when the layer is the
+    q/k/v-projection, rotary kind `_last_layer_at` knows, else None; looked up once per model (walking the
+    modules on every batch cost 2% of a scoring run)."""
+    if model not in _LAST_LAYERS:
+        import sys
+
+        layers = [m for name, m in model.named_modules() if name.endswith("layers") and hasattr(m, "__len__")]
+        layer = layers[0][len(layers[0]) - 1] if layers and len(layers[0]) else None
+        attn = getattr(layer, "self_attn", None)
+        rope = getattr(sys.modules.get(type(attn).__module__), "apply_rotary_pos_emb", None)
+        known = attn is not None and rope is not None and hasattr(layer, "input_layernorm") and \
+            all(hasattr(attn, a) for a in ("k_proj", "v_proj", "head_dim", "layer_idx")) and \
+            not hasattr(attn, "k_norm")  # Qwen3/Gemma-style norms on keys: not this kind
+        _LAST_LAYERS[model] = (layer, attn, rope) if known else None
+    return _LAST_LAYERS[model]
+
+
 @contextmanager
 def _last_layer_at(model, keep):
     """While open, the model's last decoder layer runs its query side (attention output, MLP) only for the
@@ -26,20 +49,13 @@ def _last_layer_at(model, keep):
     keep[0] >= their length run the layer as usual; so does a family whose attention is not the
     q/k/v-projection, rotary kind this knows (its keys then come from its own code). The saving is
     1/n_layers of the non-output tokens' work (a quarter on the embedded 4-layer model)."""
-    import sys
-
     import torch
 
-    layers = [m for name, m in model.named_modules() if name.endswith("layers") and hasattr(m, "__len__")]
-    layer = layers[0][len(layers[0]) - 1] if layers and len(layers[0]) else None
-    attn = getattr(layer, "self_attn", None)
-    rope = getattr(sys.modules.get(type(attn).__module__), "apply_rotary_pos_emb", None)
-    known = attn is not None and rope is not None and hasattr(layer, "input_layernorm") and \
-        all(hasattr(attn, a) for a in ("k_proj", "v_proj", "head_dim", "layer_idx")) and \
-        not hasattr(attn, "k_norm")  # Qwen3/Gemma-style norms on keys: not this kind
-    if not known:
+    found = _last_layer(model)
+    if found is None:
         yield
         return
+    layer, attn, rope = found
     run = layer.forward
 
     def forward(hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None, **kw):
@@ -103,29 +119,54 @@ def _room_layer():
 
 
 class LabelScorer:
-    """Constrained classification: the log-likelihood of each label (plus end-of-turn) after the
-    prompt. The prompts' common prefix (chat template, system prompt listing the labels, fixed shots)
-    goes through the model once per call and its key/value cache is shared by every batch. Prompts are
-    batched by length.
+    """Constrained classification: each label's probability as the answer after the prompt. The prompts'
+    common prefix (chat template, system prompt listing the labels, fixed shots) goes through the model once
+    per call and its key/value cache is shared by every batch. Prompts are batched by length.
 
-    `logprobs()` is exact for every label: each batch runs its tickets' own tokens and the labels' tokens
-    as a trie (labels sharing first tokens share nodes; each node attends to the prefix, its ticket and its
-    ancestors, via a 4D mask), and only the last prompt position and the trie nodes go through the LM head.
+    What a label's log-probability is, `method`:
+    - "constrained" (the default): the probability constrained decoding over the label set gives it. Where
+      labels part ways, the model's next-token probabilities are renormalised over the tokens that continue
+      some label (end-of-turn among them where a label ends, so "card" still competes with "card_arrival");
+      a token that is the only continuation is forced and costs nothing. So only the trie nodes where labels
+      still differ below run through the model. With labels of one token each (the default task) the
+      tickets' own pass is all, and the chosen label is the label greedy generation answers whenever it
+      answers a label (its first token is the most likely of the labels' first tokens).
+    - "joint": the model's full likelihood of the label's tokens and its end-of-turn, unrenormalised: every
+      trie node runs, and a label the model would go on from after its last token loses probability.
 
-    `predict()` (with `margin`, the default) searches the trie best-first instead and expands only labels
-    that can matter: a node's summed log-prob bounds every label under it (log-probs are <= 0), so once a
-    row's open nodes are all below its best complete label minus `margin` nats, none of them can win. The
-    chosen label is the exact argmax; every label left out has probability below e^-margin times the
-    best's, so the confidence is the exact one plus at most (n_labels - 1) * e^-margin (150 labels at the
-    default 15 nats: 4.6e-5). `margin=None` makes predict() use the exact `logprobs()`."""
+    `logprobs()` is exact for every label. For "joint" each batch runs its tickets' own tokens and the labels'
+    tokens as a trie (labels sharing first tokens share nodes; each node attends to the prefix, its ticket
+    and its ancestors, via a 4D mask) in one pass; only the last prompt position and the trie nodes go
+    through the LM head. For "constrained" it is the search below with no margin.
+
+    `predict()` searches the trie best-first instead and expands only labels that can matter: a node's summed
+    log-prob bounds every label under it (log-probs are <= 0), so once a row's open nodes are all below its
+    best complete label, none of them can win, and the chosen label is the exact argmax.
+    - "constrained": the labels' probabilities sum to one by construction (each branch's are renormalised),
+      so the best label's probability is its confidence, exact, with no other label completed: the search
+      stops as soon as no open node can beat the best complete label.
+    - "joint": the confidence needs the other labels' likelihoods, so the search completes every label within
+      `margin` nats of the best; each one left out has probability below e^-margin times the best's, so the
+      confidence is the exact one plus at most (n_labels - 1) * e^-margin (150 labels at the default 15 nats:
+      4.6e-5).
+    `margin=None` makes predict() use the exact `logprobs()`."""
+
+    METHODS = ("constrained", "joint")
 
     def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
-                 name="scoring", margin=15.0):
+                 name="scoring", margin=15.0, method="constrained"):
+        if method not in self.METHODS:
+            raise ValueError(f"LabelScorer(method={method!r}): use one of {', '.join(self.METHODS)}")
         self.model, self.tok, self.labels = model, tokenizer, list(labels)
         self.system_prompt, self.shots, self.bs, self.name = system_prompt, shots, batch_size, name
-        self.margin = margin
+        self.margin, self.method = margin, method
         how = prompts.plan(tokenizer)  # each label's tokens in context, as training produced them
         self.cand = [prompts.answer_ids(tokenizer, l, how) for l in self.labels]
+        same = {}
+        for i, (l, c) in enumerate(zip(self.labels, self.cand)):
+            if same.setdefault(tuple(c), i) != i:
+                raise ValueError(f"labels {self.labels[same[tuple(c)]]!r} and {l!r} are the same tokens to this "
+                                 "tokenizer, so no score can tell them apart: list each label once, under one spelling")
         self.prefix_tokens = 0  # tokens of the last call's shared prefix, run once
         self.expanded = 0       # trie nodes the last predict() ran through the model, all rows together
 
@@ -213,9 +254,11 @@ class LabelScorer:
         return cache
 
     def logprobs(self, texts):
-        """(n, n_labels) array of summed candidate log-probabilities, exact for every label."""
+        """(n, n_labels) array of every label's log-probability under `method`, exact."""
         import torch
 
+        if self.method == "constrained":
+            return self.search(texts, margin=np.inf)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         if not texts:
             return out
@@ -249,12 +292,13 @@ class LabelScorer:
         return out
 
     def search(self, texts, margin=None):
-        """(n, n_labels) log-probabilities by best-first search of the label trie: exact for every label the
-        search completed, -inf for the labels it left out (each below its row's best minus `margin` nats).
-        Per batch, one pass runs the tickets (on the prefix cache) and gives every first label token; then each
-        pass runs, per row, every open trie node within `margin` of max(best complete label, best open node),
-        as new tokens on the batch's growing cache, until no row has an open node within `margin` of its best
-        complete label."""
+        """(n, n_labels) log-probabilities under `method` by best-first search of the label trie: exact for
+        every label the search completed, -inf for the labels it left out (each below its row's best minus
+        `margin` nats; margin=np.inf completes every label). Per batch, one pass runs the tickets (on the
+        prefix cache) and the first trie level that needs running; then each pass runs, per row, every open
+        trie node within `margin` of max(best complete label, best open node), as new tokens on the batch's
+        growing cache, until no row has an open node within `margin` of its best complete label.
+        A node needs running when labels below it still differ ("joint": any node with a next token)."""
         import torch
 
         margin = self.margin if margin is None else margin
@@ -262,17 +306,28 @@ class LabelScorer:
         self.expanded = 0
         if not texts:
             return out
-        kids, leaf = {}, {}
+        joint = self.method == "joint"
+        kids, under = {}, {}  # next tokens of each label prefix (in label order); the labels below it
         for j, c in enumerate(self.cand):
-            leaf[tuple(c)] = j
-            for k in range(len(c)):
-                kids.setdefault(tuple(c[:k]), {})[c[k]] = None  # each next token once, in label order
-        # the first level runs with the tickets, in their pass: every label needs its first node unless the
-        # first token alone rules it out, and one pass is cheaper than two (a label of one token and end-of-turn,
-        # like the default task's, is then complete after it)
-        first = [(k,) for k in kids.get((), {}) if (k,) in kids]
+            for k in range(len(c) + 1):
+                under.setdefault(tuple(c[:k]), []).append(j)
+                if k < len(c):
+                    kids.setdefault(tuple(c[:k]), {})[c[k]] = None
+        kid_toks = {key: np.fromiter(ks, dtype=np.int64) for key, ks in kids.items()}
+        # a key is complete when its label is settled: the whole label ("joint"), or a single label below it
+        # ("constrained": what follows is forced); a key runs when it has next tokens and is not complete
+        done = {key: js[0] for key, js in under.items() if len(js) == 1 and (not joint or key not in kids)}
+        # "joint", and any search that completes every label: the first level runs with the tickets, in their
+        # pass (every label needs its first node unless the first token alone rules it out, and one pass is
+        # cheaper than two); a constrained search that may stop early runs only the nodes it reaches
+        first = [(k,) for k in kids.get((), {}) if (k,) in kids and (k,) not in done] \
+            if joint or np.isinf(margin) else []
         ids, P, kv, order = self._setup(texts)
         bar = progress.bar(total=len(texts), desc=self.name, unit="row")
+
+        def step(logits):  # what the loop reads per node: log-probs ("joint"), raw logits ("constrained")
+            return (torch.log_softmax(logits.float(), -1) if joint else logits.float()).numpy()
+
         for s in range(0, len(order), self.bs):
             idx = order[s: s + self.bs]
             B = len(idx)
@@ -290,9 +345,8 @@ class LabelScorer:
             best = [-np.inf] * B                # per row: best complete label
             todo = [[(), *first] for _ in range(B)]  # the root's children from the tickets' last position,
             with torch.no_grad(), _last_layer_at(self.model, [1 + len(first)]):  # the first level's from
-                lp = torch.log_softmax(self.model(input_ids=inp, attention_mask=mask, position_ids=pos,
-                                                  past_key_values=cache, use_cache=True,
-                                                  logits_to_keep=1 + len(first)).logits.float(), -1).numpy()
+                lp = step(self.model(input_ids=inp, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                                     use_cache=True, logits_to_keep=1 + len(first)).logits)
             for r in range(B):  # (their own positions: they ran with the tickets)
                 for j, key in enumerate(first):
                     col[r][key] = P + L + j
@@ -300,12 +354,18 @@ class LabelScorer:
             while True:
                 for r in range(B):
                     for j, key in enumerate(todo[r]):
-                        for t in kids[key]:
+                        if joint:
+                            got = lp[r, j, kid_toks[key]]
+                        else:  # renormalised over the tokens that continue a label
+                            x = lp[r, j, kid_toks[key]]
+                            got = x - (x.max() + np.log(np.exp(x - x.max()).sum()))
+                        for t, v in zip(kids[key], got.tolist()):
                             child = key + (t,)
-                            g[r][child] = v = g[r][key] + float(lp[r, j, t])
-                            if child in leaf:
+                            g[r][child] = v = g[r][key] + v
+                            if child in done:
                                 best[r] = max(best[r], v)
-                            if child in kids:
+                                out[idx[r], done[child]] = v
+                            else:
                                 live[r].add(child)
                     live[r].difference_update(todo[r])
                     top = max([best[r]] + [g[r][k] for k in live[r]])
@@ -327,21 +387,21 @@ class LabelScorer:
                         col[r][key] = past + j
                 m[:, 0, torch.arange(n), past + torch.arange(n)] = True
                 with torch.no_grad():
-                    lp = torch.log_softmax(self.model(input_ids=tok, attention_mask=m, position_ids=where,
-                                                      past_key_values=cache, use_cache=True,
-                                                      logits_to_keep=n).logits.float(), -1).numpy()
-            for r, i in enumerate(idx):
-                for key, j in leaf.items():
-                    if key in g[r]:
-                        out[i, j] = g[r][key]
+                    lp = step(self.model(input_ids=tok, attention_mask=m, position_ids=where, past_key_values=cache,
+                                         use_cache=True, logits_to_keep=n).logits)
             bar.update(B)
         bar.close()
         return out
 
     def predict(self, texts):
-        # labels of one token (+ end-of-turn) have nothing to prune after the tickets' pass: the exact one-pass
-        # scoring does the same work without the search's bookkeeping
-        shallow = max(map(len, self.cand), default=0) <= 2
+        if self.method == "constrained":  # probabilities that sum to one: no margin needed for the confidence
+            lp = self.logprobs(texts) if self.margin is None else self.search(texts, margin=0.0)
+            best = lp.argmax(1)
+            conf = np.exp(lp[np.arange(len(best)), best]).clip(max=1.0)
+            return [Prediction(self.labels[b], float(c), self.labels[b]) for b, c in zip(best, conf)]
+        # "joint" labels of one token (+ end-of-turn) have nothing to prune after the tickets' pass: the exact
+        # one-pass scoring does the same work without the search's bookkeeping
+        shallow = self.method == "joint" and max(map(len, self.cand), default=0) <= 2
         lp = self.logprobs(texts) if self.margin is None or shallow else self.search(texts)
         probs = np.exp(lp - lp.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)

@@ -28,26 +28,37 @@ def fam(request):
     return request.param, model, models.load_tokenizer(ref)
 
 
-def _naive_logprobs(model, tok, text, labels, shots=()):
-    """Each candidate scored by its own full forward pass over prompt + answer: slow, obviously right."""
+def _naive_logprobs(model, tok, text, labels, shots=(), method="joint"):
+    """Each candidate scored by its own full forward pass over prompt + answer: slow, obviously right. "joint":
+    the sum of its tokens' log-probs; "constrained": each token's log-prob renormalised over the tokens that
+    continue some label at that point (zero where it is the only one)."""
     import torch
 
     prompt = prompts.prompt_ids(tok, prompts.messages(text, labels, system_prompt=SYS, shots=shots))
+    cands = [prompts.answer_ids(tok, lab) for lab in labels]
     out = []
-    for lab in labels:
-        cand = prompts.answer_ids(tok, lab)
+    for cand in cands:
         with torch.no_grad():
             lp = torch.log_softmax(model(torch.tensor([prompt + cand])).logits[0].float(), -1)
-        out.append(sum(lp[len(prompt) - 1 + i, c].item() for i, c in enumerate(cand)))
+        total = 0.0
+        for i, c in enumerate(cand):
+            row = lp[len(prompt) - 1 + i]
+            if method == "joint":
+                total += row[c].item()
+            else:
+                allowed = sorted({d[i] for d in cands if len(d) > i and d[:i] == cand[:i]})
+                total += (row[c] - torch.logsumexp(row[allowed], 0)).item()
+        out.append(total)
     return np.array(out)
 
 
-def test_shared_prefix_scoring_matches_naive(fam):
-    """The prefix's cache, the left-padded tickets and the label trie give each label's exact log-probability,
-    on the embedded model and on Qwen's and Mistral's stand-ins (Mistral writes the system prompt into the
-    user turn, so its shared prefix ends inside that turn)."""
+@pytest.mark.parametrize("method", evaluate.LabelScorer.METHODS)
+def test_shared_prefix_scoring_matches_naive(fam, method):
+    """The prefix's cache, the left-padded tickets and the label trie give each label's exact log-probability
+    under either method, on the embedded model and on Qwen's, Mistral's and Llama's stand-ins (Mistral writes
+    the system prompt into the user turn, so its shared prefix ends inside that turn)."""
     name, model, tok = fam
-    scorer = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, batch_size=2)
+    scorer = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, batch_size=2, method=method)
     got = scorer.logprobs(TEXTS)
     first = [prompts.prompt_ids(tok, prompts.messages(t, TRIE_LABELS, system_prompt=SYS)) for t in TEXTS]
     assert 0 < scorer.prefix_tokens < min(map(len, first)), name
@@ -55,33 +66,51 @@ def test_shared_prefix_scoring_matches_naive(fam):
     assert first[0][scorer.prefix_tokens] != first[1][scorer.prefix_tokens]  # the longest shared prefix
     # float32 sums in another order: log-probs near -80 differ by up to 2e-6 of their size (seen on CI)
     for i, t in enumerate(TEXTS):
-        np.testing.assert_allclose(got[i], _naive_logprobs(model, tok, t, TRIE_LABELS), rtol=1e-5, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got[i], _naive_logprobs(model, tok, t, TRIE_LABELS, method=method), rtol=1e-5,
+                                   atol=1e-4, err_msg=name)
     one = scorer.logprobs(TEXTS[1:2])  # one prompt: all of it shared but its last token
     assert scorer.prefix_tokens == len(first[1]) - 1
     np.testing.assert_allclose(one[0], got[1], rtol=1e-5, atol=1e-4)
     preds = scorer.predict(TEXTS)
     assert [p.label for p in preds] == [TRIE_LABELS[j] for j in got.argmax(1)]
     assert all(0 < p.confidence <= 1 for p in preds)
+    if method == "constrained":  # a distribution over the labels by itself, before predict() renormalises
+        np.testing.assert_allclose(np.exp(got).sum(1), 1.0, rtol=1e-4, err_msg=name)
 
 
-SEARCH_LABELS = TRIE_LABELS + ["bug_report", "refund_request"]  # shared first tokens, 2 to 8 tokens each
+def test_the_methods_differ_where_a_label_could_go_on(fam):
+    """On random stand-in weights end-of-turn after a label is far from certain, so the joint likelihood (which
+    pays for it) and constrained decoding (where it is forced unless another label goes on) must differ: the
+    methods are not one computation under two names."""
+    name, model, tok = fam
+    joint = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, method="joint").logprobs(TEXTS)
+    constrained = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS).logprobs(TEXTS)
+    assert (constrained >= joint - 1e-4).all(), name  # renormalising over fewer tokens never lowers a log-prob
+    assert np.abs(constrained - joint).max() > 1.0, name
 
 
+# shared first tokens, 2 to 10 tokens each; labels parting after their third token, so that constrained decoding
+# (which runs a node only where labels below it differ) has later nodes to prune too
+SEARCH_LABELS = TRIE_LABELS + ["bug_report", "refund_request", "billing_dispute_open", "billing_dispute_closed",
+                               "bug_report_ios", "bug_report_android"]
+
+
+@pytest.mark.parametrize("method", evaluate.LabelScorer.METHODS)
 @pytest.mark.parametrize("margin", [15.0, 2.0, 0.0])
-def test_pruned_search_keeps_the_exact_argmax_and_confidence_within_its_bound(fam, margin):
+def test_pruned_search_keeps_the_exact_argmax_and_confidence_within_its_bound(fam, margin, method):
     """predict()'s best-first search: the same label as exact scoring on every row, exact log-probs for the labels
     it completes, only labels more than `margin` below the best left out, and confidence within the docstring's
     (n_labels - 1) * e^-margin of the exact one."""
     name, model, tok = fam
-    exact = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=None)
-    pruned = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=margin)
+    exact = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=None, method=method)
+    pruned = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=margin, method=method)
     full, got = exact.logprobs(TEXTS), pruned.search(TEXTS)
     kept = np.isfinite(got)
     assert (got.argmax(1) == full.argmax(1)).all(), name
     np.testing.assert_allclose(got[kept], full[kept], rtol=1e-5, atol=1e-4, err_msg=name)
     best = full.max(1, keepdims=True)
     assert (full[~kept] < (best - margin + 1e-4).repeat(len(SEARCH_LABELS), 1)[~kept]).all(), name
-    if margin <= 2:
+    if margin <= (2 if method == "joint" else 0):
         assert not kept.all(), name  # something was left out: the bound is tested, not vacuous
     bound = (len(SEARCH_LABELS) - 1) * np.exp(-margin) + 1e-6
     for p, q in zip(pruned.predict(TEXTS), exact.predict(TEXTS)):
@@ -89,10 +118,28 @@ def test_pruned_search_keeps_the_exact_argmax_and_confidence_within_its_bound(fa
     assert pruned.expanded < len(TEXTS) * len(exact._tree()[0]) or margin > 2
 
 
+def test_constrained_predict_stops_at_the_best_label_with_its_exact_confidence(fam):
+    """Constrained probabilities sum to one over the labels, so predict() needs no other label completed: the
+    same label as exact scoring, the confidence exp(its log-prob) = its share of every label's, and fewer
+    trie nodes run than exact scoring runs."""
+    name, model, tok = fam
+    exact = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2, margin=None)
+    full = exact.logprobs(TEXTS)
+    ran = exact.expanded
+    scorer = evaluate.LabelScorer(model, tok, SEARCH_LABELS, SYS, batch_size=2)
+    preds = scorer.predict(TEXTS)
+    probs = np.exp(full) / np.exp(full).sum(1, keepdims=True)
+    for i, p in enumerate(preds):
+        assert p.label == SEARCH_LABELS[full[i].argmax()], name
+        assert p.confidence == pytest.approx(probs[i].max(), abs=1e-5), name
+    assert scorer.expanded < ran, name
+
+
 def test_search_expands_further_when_the_best_partial_label_ends_badly():
-    """On Qwen's stand-in, 'billing_dispute' leads after its first two tokens (above 'billing', already complete
-    with its end-of-turn), but its later tokens are unlikely: even with no margin the search must run its next
-    node, see it fall below 'billing' and only then stop; stopping at the first complete label would not."""
+    """Joint likelihood on Qwen's stand-in: 'billing_dispute' leads after its first two tokens (above 'billing',
+    already complete with its end-of-turn), but its later tokens are unlikely: even with no margin the search must
+    run its next node, see it fall below 'billing' and only then stop; stopping at the first complete label would
+    not."""
     import torch
 
     from ftplay import models
@@ -101,7 +148,7 @@ def test_search_expands_further_when_the_best_partial_label_ends_badly():
     model, tok = models.load_model(ref), models.load_tokenizer(ref)
     model.eval()
     labels = ["billing", "billing_dispute", "bug"]
-    scorer = evaluate.LabelScorer(model, tok, labels, SYS, batch_size=2, margin=0.0)
+    scorer = evaluate.LabelScorer(model, tok, labels, SYS, batch_size=2, margin=0.0, method="joint")
     text = TEXTS[0]
     prompt = prompts.prompt_ids(tok, prompts.messages(text, labels, system_prompt=SYS))
     cand = [prompts.answer_ids(tok, l) for l in labels]
@@ -118,10 +165,10 @@ def test_search_expands_further_when_the_best_partial_label_ends_badly():
 
 
 def test_the_last_layer_runs_only_the_positions_whose_logits_are_kept(fam):
-    """Exact scoring runs tickets + trie in one pass but needs logits only at the last ticket position and the
+    """Exact joint scoring runs tickets + trie in one pass but needs logits only at the last ticket position and the
     trie: the last decoder layer's MLP sees only those (its keys and values still cover every position)."""
     name, model, tok = fam
-    scorer = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, batch_size=8, margin=None)
+    scorer = evaluate.LabelScorer(model, tok, TRIE_LABELS, SYS, batch_size=8, margin=None, method="joint")
     layers = next(m for n, m in model.named_modules() if n.endswith("layers"))
     seen = {0: [], len(layers) - 1: []}
     hooks = [layers[i].mlp.register_forward_pre_hook(lambda mod, a, i=i: seen[i].append(a[0].shape[1])) for i in seen]
@@ -159,7 +206,7 @@ def test_the_shared_prefix_runs_once_and_batches_run_only_their_own_tokens(tiny_
                                  {"text": "app crashes", "label": "bug"}], TRIE_LABELS, "fixed")
     for picker in (None, shots):
         calls.clear()
-        scorer = evaluate.LabelScorer(model, tiny_tok, TRIE_LABELS, SYS, shots=picker, batch_size=2)
+        scorer = evaluate.LabelScorer(model, tiny_tok, TRIE_LABELS, SYS, shots=picker, batch_size=2, method="joint")
         scorer.logprobs(TEXTS)
         ids = sorted((scorer._prompt_ids(t) for t in TEXTS), key=len)
         P, Q = scorer.prefix_tokens, len(scorer._tree()[0])
@@ -168,6 +215,49 @@ def test_the_shared_prefix_runs_once_and_batches_run_only_their_own_tokens(tiny_
         if picker is None:
             no_shots = P
     assert P > no_shots + 10  # the fixed shots are in the shared prefix
+
+
+def test_constrained_scoring_runs_only_the_nodes_where_labels_still_differ(tiny_ref, tiny_tok):
+    """Constrained decoding forces a token that is the only continuation, so the search runs a trie node only
+    where labels below it still differ. Labels of one token each: the tickets' pass is all (one call per batch,
+    no label token in it). Labels sharing first tokens: exactly the keys with two or more labels below run."""
+    from ftplay import models
+
+    model = models.load_model(tiny_ref)
+    model.eval()
+    calls = []
+    forward = model.forward
+    model.forward = lambda *a, **k: calls.append(tuple(k["input_ids"].shape)) or forward(*a, **k)
+    single = [l for l in LABELS + ["account", "feature", "refund", "other"]
+              if len(prompts.answer_ids(tiny_tok, l)) == 2]
+    assert len(single) >= 3, single
+    scorer = evaluate.LabelScorer(model, tiny_tok, single, SYS, batch_size=2)
+    scorer.predict(TEXTS)
+    ids = sorted((scorer._prompt_ids(t) for t in TEXTS), key=len)
+    P = scorer.prefix_tokens
+    assert calls == [(1, P)] + [(len(b), max(map(len, b)) - P) for b in (ids[0:2], ids[2:4], ids[4:])]
+    assert scorer.expanded == 0
+
+    scorer = evaluate.LabelScorer(model, tiny_tok, TRIE_LABELS, SYS, batch_size=2)
+    scorer.logprobs(TEXTS)
+    cands = [tuple(c) for c in scorer.cand]
+    branching = {c[:k] for c in cands for k in range(1, len(c)) if sum(d[:k] == c[:k] for d in cands) > 1}
+    assert branching and scorer.expanded == len(TEXTS) * len(branching)
+    joint = evaluate.LabelScorer(model, tiny_tok, TRIE_LABELS, SYS, batch_size=2, method="joint")
+    joint.logprobs(TEXTS)
+    assert joint.expanded > scorer.expanded
+
+
+def test_a_scorer_refuses_labels_it_cannot_tell_apart_and_unknown_methods(tiny_tok, monkeypatch):
+    with pytest.raises(ValueError, match="method='likelihood'"):
+        evaluate.LabelScorer(None, tiny_tok, LABELS, SYS, method="likelihood")
+    with pytest.raises(ValueError, match="'bug' and 'bug'"):
+        evaluate.LabelScorer(None, tiny_tok, ["bug", "billing", "bug"], SYS)
+    real = prompts.answer_ids  # two spellings one tokenizer renders alike (here: made alike)
+    with monkeypatch.context() as m:
+        m.setattr(prompts, "answer_ids", lambda tok, label, how=None: real(tok, label.strip(), how))
+        with pytest.raises(ValueError, match="'bug' and 'bug '"):
+            evaluate.LabelScorer(None, tiny_tok, ["bug", "billing", "bug "], SYS)
 
 
 @pytest.mark.parametrize("raw,expected", [

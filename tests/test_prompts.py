@@ -96,7 +96,7 @@ def test_label_scoring_equals_naive_in_context_scoring(fam):
 
     name, ref, tok = fam
     model = models.load_model(ref)
-    scorer = evaluate.LabelScorer(model, tok, LABELS, "Answer with one of: {labels}.", batch_size=2)
+    scorer = evaluate.LabelScorer(model, tok, LABELS, "Answer with one of: {labels}.", batch_size=2, method="joint")
     got = scorer.logprobs(TICKETS)
     for i, t in enumerate(TICKETS):
         prompt = prompts.prompt_ids(tok, prompts.messages(t, LABELS, system_prompt="Answer with one of: {labels}."))
