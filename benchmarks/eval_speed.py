@@ -3,16 +3,17 @@ label scoring's cost per row as the label set grows.
 
     .venv/bin/python benchmarks/eval_speed.py --run runs/both2 [--rows 500] [--batch-size 16] [--repeats 3]
     .venv/bin/python benchmarks/eval_speed.py --run runs/both2 --labels 9,38,75,150 [--rows 200]
+    .venv/bin/python benchmarks/eval_speed.py --run RUN --rows-from RUN/data/heldout.jsonl   (a run on other data)
 
-With --run, the run's fine-tuned adapter is evaluated on tickets that run never trained on (its
-train.jsonl ids excluded) from data/tickets_raw.csv and data/production_samples.csv; without, the
-base model. The methods (or label counts) run in turn, --repeats times, and each one's median counts.
+With --run, the run's fine-tuned adapter is evaluated, with the system prompt it was trained with, on
+tickets that run never trained on (its train.jsonl ids excluded) from data/tickets_raw.csv and
+data/production_samples.csv, or from --rows-from; without, the base model. The methods (or label counts) run in turn, --repeats times, and each one's median counts.
 
 "scoring" is LabelScorer.predict as the notebooks call it: constrained decoding's probability of each label
-(method "constrained"), by best-first search of the label trie with --margin nats; "exact" is the same scorer
-with margin=None (every label's log-prob); "joint" is the same scorer with method="joint" (each label's full
-likelihood with its end-of-turn, every trie node run), the method the notebooks used before; all run beside
-generation, on the same rows.
+(method "constrained"), by best-first search of the label trie, stopping at the best label; "exact" is the
+same scorer with margin=None (every label's log-prob); "joint" is the same scorer with method="joint" (each
+label's full likelihood with its end-of-turn, searched with --margin nats), the method the notebooks used
+before; all run beside generation, on the same rows.
 Default mode, last line JSON: {"scoring_seconds", "generation_seconds" (medians), "ratio" (generation ÷
 scoring), "exact_scoring_seconds", "exact_ratio", "joint_seconds", "joint_ratio", "scoring_accuracy",
 "generation_accuracy", "joint_accuracy", "equal_accuracy", "rows_answered_differently",
@@ -42,9 +43,11 @@ NOUNS = ["order", "invoice", "password", "delivery", "subscription", "address", 
          "coupon", "device", "plan", "email", "refund", "return", "login", "card"]
 
 
-def pick_rows(run, n, seed=0):
-    """n tickets never trained on by `run` (all of data/ when no run), in a seeded order."""
-    rows = data.load(ROOT / "data" / "tickets_raw.csv") + data.load(ROOT / "data" / "production_samples.csv")
+def pick_rows(run, n, seed=0, source=""):
+    """n tickets never trained on by `run` (all of them when no run), in a seeded order: from `source` (a file
+    of text,label rows, e.g. a run's data/heldout.jsonl) or data/tickets_raw.csv and data/production_samples.csv."""
+    rows = data.load(source) if source else \
+        data.load(ROOT / "data" / "tickets_raw.csv") + data.load(ROOT / "data" / "production_samples.csv")
     if run:
         trained = data.load_split(run, "train")
         ids, texts = {r["id"] for r in trained}, {r["text"] for r in trained}
@@ -70,13 +73,16 @@ def timed(fn):
 
 
 def compare(model, tok, labels, texts, truth, a):
-    """Label scoring against generation, alternating, a.repeats times each: medians and both accuracies."""
-    sp = prompts.DEFAULT_SYSTEM_PROMPT
+    """Label scoring against generation, alternating, a.repeats times each: medians and both accuracies.
+    Generation may write as many tokens as the longest label has (end-of-turn included)."""
+    sp = a.system_prompt
+    longest = max(len(c) for c in evaluate.LabelScorer(None, tok, labels, sp).cand)
     methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin),
                "exact": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=None),
                "joint": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin,
                                              method="joint"),
-               "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size)}
+               "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size,
+                                                max_new_tokens=max(8, longest))}
     for m in methods.values():
         m.predict(texts[:a.batch_size])  # warm-up
     secs, preds = {name: [] for name in methods}, {}
@@ -123,7 +129,7 @@ def compare(model, tok, labels, texts, truth, a):
 
 def scaling(model, tok, labels, texts, counts, a):
     """Label scoring's seconds per row with each count of labels, counts in turn, a.repeats times: medians."""
-    sp = prompts.DEFAULT_SYSTEM_PROMPT
+    sp = a.system_prompt
     kinds = ("pruned", "exact", "joint")
     scorers = {(n, kind): evaluate.LabelScorer(model, tok, made_up_labels(labels, n), sp, batch_size=a.batch_size,
                                                margin=None if kind == "exact" else a.margin,
@@ -167,12 +173,14 @@ def main():
     ap.add_argument("--run", default="", help="a playbook run directory: evaluate its adapter")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--rows", type=int, default=500)
+    ap.add_argument("--rows-from", default="", help="a file of text,label rows to draw them from (e.g. the run's "
+                                                    "data/heldout.jsonl); default: data/'s tickets")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each method (or label count); medians count")
     ap.add_argument("--labels", default="", help="comma-separated label counts, e.g. 9,38,75,150: time label "
                                                  "scoring's seconds per row at each instead of comparing methods")
-    ap.add_argument("--margin", type=float, default=15.0, help="the pruned scorer's margin in nats (predict's "
-                                                                  "default); the exact scorer runs beside it")
+    ap.add_argument("--margin", type=float, default=15.0, help="the joint method's margin in nats (predict's "
+                                                                  "default; constrained scoring needs none)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     a = ap.parse_args()
 
@@ -183,10 +191,12 @@ def main():
     if a.run:
         meta = rundir.read_json(Path(a.run) / "train" / "adapter" / "ftplay_adapter.json")
         ref, adapter, labels = models.resolve(meta["base"]["requested"]), str(Path(a.run) / "train" / "adapter"), meta["labels"]
+        a.system_prompt = meta.get("system_prompt") or prompts.DEFAULT_SYSTEM_PROMPT  # the one it was trained with
     else:
         ref, adapter = models.resolve(a.model), None
-        labels = sorted({r["label"] for r in data.load(ROOT / "data" / "tickets_raw.csv")})
-    rows = pick_rows(a.run, a.rows * 2)
+        labels = sorted({r["label"] for r in data.load(a.rows_from or ROOT / "data" / "tickets_raw.csv")})
+        a.system_prompt = prompts.DEFAULT_SYSTEM_PROMPT
+    rows = pick_rows(a.run, a.rows * 2, source=a.rows_from)
     tok = models.load_tokenizer(ref)
     # as curation would (MAX_SEQ_LEN 512): the raw export has planted over-long tickets
     rows = [r for r in rows if len(tok(r["text"])["input_ids"]) <= 400][:a.rows]
