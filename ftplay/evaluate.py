@@ -264,10 +264,10 @@ def run_predictor(predictor, rows, labels, n_boot=1000, seed=0):
 
 
 def score_systems(systems, splits, tokenizer, labels, system_prompt, n_boot=1000, batch_size=32, out_dir=None,
-                  prefix="04"):
+                  prefix="04", method="constrained"):
     """Every model of `systems` ({name: model}) on every non-empty split of `splits` ({split: rows}) by
-    label scoring: ({split: {name: metrics}}, {(split, name): predictions}). With `out_dir`, each
-    one's predictions go to <out_dir>/<prefix>_<split>_<name>.jsonl."""
+    label scoring (LabelScorer's `method`): ({split: {name: metrics}}, {(split, name): predictions}). With
+    `out_dir`, each one's predictions go to <out_dir>/<prefix>_<split>_<name>.jsonl."""
     from pathlib import Path
 
     results, preds = {}, {}
@@ -276,7 +276,7 @@ def score_systems(systems, splits, tokenizer, labels, system_prompt, n_boot=1000
             continue
         for name, model in systems.items():
             scorer = LabelScorer(model, tokenizer, labels, system_prompt, batch_size=batch_size,
-                                 name=f"scoring {name} on {split}")
+                                 name=f"scoring {name} on {split}", method=method)
             m, p = run_predictor(scorer, rows, labels, n_boot)
             results.setdefault(split, {})[name], preds[(split, name)] = m, p
             if out_dir is not None:

@@ -160,17 +160,17 @@ def read_edge_cases(edge):
 
 
 def base_update(old_ref, new_ref, adapter, cfg, train_rows, heldout, labels, system_prompt, old_preds, out_dir,
-                batch_size=32, n_boot=200):
+                batch_size=32, n_boot=200, method="constrained"):
     """Mistake 5 ("your fine-tune is on 3.1, Llama 3.3 ships") measured on `heldout`: the adapter on the
     base it was trained on (`old_preds`, 04's scores), the same adapter loaded on `new_ref` (what a
     silent base upgrade serves; the pre-flight check says it no longer fits), and the same recipe
-    `cfg` re-trained on `new_ref` from `train_rows` into `out_dir`."""
+    `cfg` re-trained on `new_ref` from `train_rows` into `out_dir`, each scored by label scoring's `method`."""
     check = identity.check_base(adapter, new_ref)
     tok = models.load_tokenizer(new_ref)
     y = [r["label"] for r in heldout]
 
     def scored(model):
-        scorer = evaluate.LabelScorer(model, tok, labels, system_prompt, batch_size=batch_size)
+        scorer = evaluate.LabelScorer(model, tok, labels, system_prompt, batch_size=batch_size, method=method)
         return evaluate.score(y, scorer.predict([r["text"] for r in heldout]), labels, n_boot=n_boot)
 
     stale = scored(models.load_model(new_ref, adapter))

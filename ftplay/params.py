@@ -105,6 +105,10 @@ RANGES = {
     "MODAL_SERVING_UTILISATION": POSITIVE_SHARE, "CPU_PRICE_PER_HOUR": at_least(0), "TARGET_ACCURACY": POSITIVE_SHARE,
     "ESCALATION_SHARE": Range(0, 1, hi_open=True), "MAX_PAYBACK_MONTHS": above(0),
 }
+# Text parameters that take one of a few values, checked with the numbers (check_ranges).
+CHOICES = {
+    "SCORING_METHOD": ("constrained", "joint"),  # scoring.LabelScorer.METHODS (tests/test_runner.py: the same)
+}
 # Numeric parameters with no range, each with why (none today: a new one goes in RANGES or here).
 UNBOUNDED = {}
 
@@ -112,7 +116,7 @@ UNBOUNDED = {}
 # them, or its records describe two different runs (runner.check_same_run).
 RUN_IDENTITY = ("MODEL", "TASK", "OUTPUT_FIELD", "REPLY_FORMAT", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
                 "HELDOUT_FRACTION", "NEAR_DUP_THRESHOLD", "MAX_TRAIN_PER_LABEL", "REDACT_PII", "DROP_TRUNCATED",
-                "SYSTEM_PROMPT")
+                "SYSTEM_PROMPT", "SCORING_METHOD")
 
 
 def is_numeric(type_name):
@@ -146,13 +150,18 @@ def check_types(todo):
 
 
 def check_ranges(todo):
-    """Every number a params file gives, against its range in RANGES, for every notebook of the plan,
-    before anything runs (after check_types: only values of the right type are looked at). One error
-    naming each notebook, parameter, value, rule and a value that works."""
+    """Every number a params file gives, against its range in RANGES, and every text of CHOICES against its
+    values, for every notebook of the plan, before anything runs (after check_types: only values of the right
+    type are looked at). One error naming each notebook, parameter, value, rule and a value that works."""
     problems, seen = [], set()
     for stem, path, values in todo:
         declared = declared_parameters(path)
         for name, value in values.items():
+            if name in CHOICES and value not in CHOICES[name] and (name, repr(value)) not in seen:
+                seen.add((name, repr(value)))
+                problems.append(f"{stem}: {name}={value!r} is not one of {', '.join(map(repr, CHOICES[name]))}; set "
+                                f"{name} in the params file to one of them")
+                continue
             rule = RANGES.get(name)
             if rule is None or not isinstance(value, (int, float)) or isinstance(value, bool) or rule.holds(value):
                 continue

@@ -156,7 +156,8 @@ class LabelScorer:
     def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
                  name="scoring", margin=15.0, method="constrained"):
         if method not in self.METHODS:
-            raise ValueError(f"LabelScorer(method={method!r}): use one of {', '.join(self.METHODS)}")
+            raise ValueError(f"LabelScorer(method={method!r}) (the notebooks' SCORING_METHOD): use one of "
+                             f"{', '.join(self.METHODS)}")
         self.model, self.tok, self.labels = model, tokenizer, list(labels)
         self.system_prompt, self.shots, self.bs, self.name = system_prompt, shots, batch_size, name
         self.margin, self.method = margin, method

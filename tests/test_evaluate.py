@@ -347,6 +347,14 @@ def test_score_systems_scores_each_model_on_each_split_and_saves_predictions(tin
     ids, saved = evaluate.load_predictions(tmp_path / "04_heldout_base.jsonl")
     assert ids == ["1", "2"] and [p.label for p in saved] == [p.label for p in preds[("heldout", "base")]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["04_heldout_base.jsonl", "04_heldout_same.jsonl"]
+    for method in evaluate.LabelScorer.METHODS:  # the notebooks' SCORING_METHOD reaches the scorer
+        _, got = evaluate.score_systems({"base": model}, {"heldout": rows}, tiny_tok, LABELS, SYS, n_boot=20,
+                                        batch_size=2, method=method)
+        want = evaluate.LabelScorer(model, tiny_tok, LABELS, SYS, method=method).predict([r["text"] for r in rows])
+        assert [(p.label, p.confidence) for p in got[("heldout", "base")]] == [(p.label, p.confidence) for p in want]
+    texts = [r["text"] for r in rows]
+    assert [p.confidence for p in evaluate.LabelScorer(model, tiny_tok, LABELS, SYS, method="joint").predict(texts)] \
+        != [p.confidence for p in evaluate.LabelScorer(model, tiny_tok, LABELS, SYS).predict(texts)]  # told apart
 
 
 def test_vectorised_macro_f1_equals_sklearn_on_every_resample():

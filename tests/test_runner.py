@@ -229,6 +229,25 @@ def test_ranges_are_checked_for_every_notebook_of_the_plan_before_anything_runs(
                                     {"03_train_qlora": {"LORA_R": None, "MAX_STEPS": -1, "EPOCHS": 0.5}}))
 
 
+def test_a_text_parameter_of_a_few_values_is_checked_before_anything_runs(tmp_path):
+    """SCORING_METHOD (01 and 04) takes label scoring's methods only; a typo is one error (named once, as a number
+    out of range is), with the values that work, before any notebook runs; both methods pass."""
+    from ftplay import scoring
+
+    assert params.CHOICES["SCORING_METHOD"] == scoring.LabelScorer.METHODS
+    with pytest.raises(ConfigError) as e:
+        params.check_ranges(runner.plan(["01", "04"], {"SCORING_METHOD": "likelihood"}))
+    assert e.value.problems == [
+        "01_baseline_prompting: SCORING_METHOD='likelihood' is not one of 'constrained', 'joint'; set SCORING_METHOD "
+        "in the params file to one of them"]
+    with pytest.raises(ConfigError, match="SCORING_METHOD='Joint' is not one of"):
+        runner.run(None, only=["04"], params={"SCORING_METHOD": "Joint"}, out=tmp_path / "run", progress=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+    for method in scoring.LabelScorer.METHODS:
+        params.check_ranges(runner.plan(["01", "04"], {"SCORING_METHOD": method}))
+    assert "SCORING_METHOD" in params.RUN_IDENTITY  # 04 pairs its systems with 01's: one method for both
+
+
 def test_a_system_prompt_showing_json_passes_the_checks_and_renders_as_written():
     from ftplay import prompts
 
