@@ -7,7 +7,8 @@ label scoring's cost per row as the label set grows.
 
 With --run, the run's fine-tuned adapter is evaluated, with the system prompt it was trained with, on
 tickets that run never trained on (its train.jsonl ids excluded) from data/tickets_raw.csv and
-data/production_samples.csv, or from --rows-from; without, the base model. The methods (or label counts) run in turn, --repeats times, and each one's median counts.
+data/production_samples.csv, or from --rows-from; without, the base model. The methods (or label counts)
+run in turn, --repeats times, and each one's median counts.
 
 "scoring" is LabelScorer.predict as the notebooks call it: constrained decoding's probability of each label
 (method "constrained"), by best-first search of the label trie, stopping at the best label; "exact" is the
@@ -76,13 +77,13 @@ def compare(model, tok, labels, texts, truth, a):
     """Label scoring against generation, alternating, a.repeats times each: medians and both accuracies.
     Generation may write as many tokens as the longest label has (end-of-turn included)."""
     sp = a.system_prompt
-    longest = max(len(c) for c in evaluate.LabelScorer(None, tok, labels, sp).cand)
     methods = {"scoring": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin),
                "exact": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=None),
                "joint": evaluate.LabelScorer(model, tok, labels, sp, batch_size=a.batch_size, margin=a.margin,
-                                             method="joint"),
-               "generation": evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size,
-                                                max_new_tokens=max(8, longest))}
+                                             method="joint")}
+    longest = max(len(c) for c in methods["scoring"].cand)
+    methods["generation"] = evaluate.Generator(model, tok, labels, sp, batch_size=a.batch_size,
+                                               max_new_tokens=max(8, longest))
     for m in methods.values():
         m.predict(texts[:a.batch_size])  # warm-up
     secs, preds = {name: [] for name in methods}, {}

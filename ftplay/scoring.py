@@ -359,7 +359,8 @@ class LabelScorer:
                             got = lp[r, j, kid_toks[key]]
                         else:  # renormalised over the tokens that continue a label
                             x = lp[r, j, kid_toks[key]]
-                            got = x - (x.max() + np.log(np.exp(x - x.max()).sum()))
+                            hi = x.max()
+                            got = x - hi - np.log(np.exp(x - hi).sum())
                         for t, v in zip(kids[key], got.tolist()):
                             child = key + (t,)
                             g[r][child] = v = g[r][key] + v
@@ -402,7 +403,7 @@ class LabelScorer:
             return [Prediction(self.labels[b], float(c), self.labels[b]) for b, c in zip(best, conf)]
         # "joint" labels of one token (+ end-of-turn) have nothing to prune after the tickets' pass: the exact
         # one-pass scoring does the same work without the search's bookkeeping
-        shallow = self.method == "joint" and max(map(len, self.cand), default=0) <= 2
+        shallow = max(map(len, self.cand), default=0) <= 2
         lp = self.logprobs(texts) if self.margin is None or shallow else self.search(texts)
         probs = np.exp(lp - lp.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
