@@ -40,8 +40,8 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ftplay import train  # noqa: E402  (first: on a GPU it imports Unsloth before transformers)
-from ftplay import data, models, prompts, serve, serve_checks, standins  # noqa: E402
+from ftplay import train  # noqa: E402  # isort: skip  (first: on a GPU it imports Unsloth before transformers)
+from ftplay import models, prompts, serve, serve_checks, standins  # noqa: E402
 
 MODES = {"4bit": True, "16bit": False}
 ALL_MODELS = ("embedded", *(standins.PREFIX + h for h in standins.FAMILIES))

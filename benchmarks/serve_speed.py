@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test adapters
-from adapters import make_test_adapter  # noqa: E402
 from ftplay import identity, models, prompts, serve, serve_checks  # noqa: E402
+
+from adapters import make_test_adapter  # noqa: E402
 
 
 def main():

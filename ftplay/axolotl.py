@@ -410,10 +410,9 @@ def tokenized(config, tokenizer_path, site, rows=2, python=sys.executable, timeo
 def _tokenize_here(config, tokenizer_path, rows):
     """In the subprocess: Axolotl's chat_template strategy on the config's first dataset."""
     import yaml
-    from transformers import AutoTokenizer
-
     from axolotl.prompt_strategies.chat_template import load
     from axolotl.utils.dict import DictDefault
+    from transformers import AutoTokenizer
 
     cfg = DictDefault(yaml.safe_load(Path(config).read_text()))
     ds = dict(cfg["datasets"][0])

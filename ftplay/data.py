@@ -20,13 +20,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftplay import formats, prompts, rundir, stages
-from ftplay.datachat import (conversation, drop_summary, holdout_slice, load_with, mask_check,  # noqa: F401
-                             subsample, system_prompt_for, token_counts, token_lengths, write_curated)
-from ftplay.dataload import (FORMATS, LABEL_FIELD, NO_LABEL, OUTPUT_FIELD, TEXT_FIELD, from_chat, load,  # noqa: F401
-                             load_split, write_jsonl)
+from ftplay.datachat import (  # noqa: F401
+    conversation,
+    drop_summary,
+    holdout_slice,
+    load_with,
+    mask_check,
+    subsample,
+    system_prompt_for,
+    token_counts,
+    token_lengths,
+    write_curated,
+)
+from ftplay.dataload import (  # noqa: F401
+    FORMATS,
+    LABEL_FIELD,
+    NO_LABEL,
+    OUTPUT_FIELD,
+    TEXT_FIELD,
+    from_chat,
+    load,
+    load_split,
+    write_jsonl,
+)
 from ftplay.errors import ConfigError, DataError, check
-from ftplay.quality import (audit, find_conflicts, find_exact_duplicates, find_near_duplicates, find_pii,
-                            find_trivial, find_trivial_outputs, redact)
+from ftplay.quality import (
+    audit,
+    find_conflicts,
+    find_exact_duplicates,
+    find_near_duplicates,
+    find_pii,
+    find_trivial,
+    find_trivial_outputs,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 

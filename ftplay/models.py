@@ -74,8 +74,13 @@ def check_hub_access(hub_id, param="MODEL", revision="main", timeout=HUB_CHECK_T
     ConfigError; any other answer (a 5xx, a repo without config.json) is left to the download."""
     import httpx
     from huggingface_hub import get_hf_file_metadata, get_token, hf_hub_url
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
 
     page = f"https://huggingface.co/{hub_id}"
     try:

@@ -134,8 +134,9 @@ def _cell(v, decimals):
 def table(obj, decimals=3, column="value"):
     """A result as a pandas DataFrame for a notebook to show instead of a dict/list repr: a dataclass or flat
     dict becomes one `column` indexed by name, a dict of dicts one row per key, a list of dicts one row each."""
-    import pandas as pd
     from dataclasses import asdict, is_dataclass
+
+    import pandas as pd
 
     if is_dataclass(obj) and not isinstance(obj, type):
         obj = asdict(obj)

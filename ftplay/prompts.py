@@ -19,7 +19,6 @@ date (Llama 3.x) renders the same prompt at training time and on any later servi
 import json
 from dataclasses import dataclass
 
-from . import formats
 from .errors import FtplayError
 
 DEFAULT_SYSTEM_PROMPT = "You triage customer support tickets. Answer with exactly one category: {labels}."

@@ -11,10 +11,10 @@ samples: the base model reads the domain but was never taught the labels, which 
 playbook's "beat the base" gate meaningful on a laptop. Same inputs give the same files (checked by hash).
 """
 import csv
-import math
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile

@@ -5,7 +5,6 @@ answer and its end-of-turn token, and a double BOS is refused."""
 import json
 from datetime import datetime
 
-import numpy as np
 import pytest
 
 from ftplay import data, evaluate, models, prompts, train
@@ -131,9 +130,10 @@ def test_mistral_drops_the_system_prompt_from_a_training_conversation_and_ftplay
 def test_a_template_that_writes_the_date_renders_the_same_prompt_on_another_day(monkeypatch):
     """Llama 3.2's template prints strftime_now() unless date_string is given; 3.1's has a fixed
     default. prompts passes one fixed date_string, so the prompt does not move with the calendar."""
-    import trl
-    import transformers.utils.chat_template_utils as ctu
     from pathlib import Path
+
+    import transformers.utils.chat_template_utils as ctu
+    import trl
 
     tok = models.load_tokenizer(models.resolve("tiny:meta-llama/Llama-3.1-8B-Instruct"))
     llama32 = (Path(trl.__file__).parent / "chat_templates" / "llama3_2.jinja").read_text()

@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters import make_test_adapter
 from ftplay import identity, loadtest, models, prompts, serve, serve_checks
 from ftplay.errors import ConfigError, FtplayError
+
+from adapters import make_test_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_PY = ROOT / ".venv-serve" / "bin" / "python"

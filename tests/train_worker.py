@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from ftplay import data, models, prompts, train
+from ftplay import models, prompts, train
 
 TEXTS = [("I was charged twice for my plan", "billing"), ("the app crashes when I upload", "bug"),
          ("please refund my last invoice", "billing"), ("the export button does nothing", "bug"),

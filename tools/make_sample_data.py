@@ -26,6 +26,7 @@ DATA = ROOT / "data"
 sys.path.insert(0, str(ROOT))  # ftplay.formats and ftplay.prompts (stdlib only): the reply format is defined once
 
 from ftplay import formats, prompts  # noqa: E402
+
 from sampledata.checks import tfidf_check, verify, verify_replies  # noqa: E402
 from sampledata.fragments import INSTRUCTION, SEED, SYSTEM  # noqa: E402
 from sampledata.generate import make_pretrain, make_prod, make_raw, stamp  # noqa: E402

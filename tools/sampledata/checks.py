@@ -6,7 +6,6 @@ import re
 from sampledata.fragments import LABELS, PROD_SLOTS
 from sampledata.text import jaccard, normalise, too_close, words
 
-
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE_CAND = re.compile(r"(?:\+\d{1,3}[\s-]?)?(?:\(\d{2,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,4}){1,3}")
 CARD_RE = re.compile(r"\b\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}\b")
@@ -97,6 +96,7 @@ def verify_replies(all_rows, prod, defects, reply_defects):
     the fields the ticket gives, duplicates share their source's reply, conflicts do not, and every planted
     reply defect is what its key says (and the only one of its kind)."""
     from ftplay import formats
+
     from sampledata.replies import N_LEAKED, N_OFF_FORMAT, N_OVER_LONG, N_RESTATED, N_TRIVIAL, fields
 
     byid = {r["ticket_id"]: r for r in all_rows}

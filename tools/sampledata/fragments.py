@@ -1,7 +1,6 @@
 """The settings and the hand-written fragments every synthetic ticket is assembled from (data only)."""
 from __future__ import annotations
 
-
 SEED = 20250611
 LABELS = ["billing", "account", "bug", "shipping", "refund", "feature", "cancellation", "security", "other"]
 RAW_SKEW = [20, 17, 15, 12, 10, 9, 7, 5, 5]

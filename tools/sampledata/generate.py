@@ -5,10 +5,35 @@ import random
 import re
 from datetime import datetime, timedelta
 
-from sampledata.fragments import (CHANNELS, HARD, INTENTS, LABELS, LOG_LINES, N_CLEAN, N_PROD, PROD_EXTRA, PROD_SKEW,
-                                  PROD_SLOTS, RAW_SKEW, SEED, SLOTS, THREAD_TURNS)
-from sampledata.text import (compose, fill, jaccard, normalise, paraphrase, quota, renormalise, ticket_facts, too_close,
-                             typo, words)
+from sampledata.fragments import (
+    CHANNELS,
+    HARD,
+    INTENTS,
+    LABELS,
+    LOG_LINES,
+    N_CLEAN,
+    N_PROD,
+    PROD_EXTRA,
+    PROD_SKEW,
+    PROD_SLOTS,
+    RAW_SKEW,
+    SEED,
+    SLOTS,
+    THREAD_TURNS,
+)
+from sampledata.text import (
+    compose,
+    fill,
+    jaccard,
+    normalise,
+    paraphrase,
+    quota,
+    renormalise,
+    ticket_facts,
+    too_close,
+    typo,
+    words,
+)
 
 
 # --------------------------------------------------------------------------- raw export

@@ -4,9 +4,32 @@ from __future__ import annotations
 import random
 import re
 
-from sampledata.fragments import (AMBIGUOUS, CAUSAL, CONFUSE, CONTEXT, DELETABLE, DETAILS, FILLERS, HARD, INTENTS,
-                                  LABELS, NEG, NP, OPENERS, PHONE_OPENERS, P_AMB, P_HARD, REQ, SIGNOFFS, SIT, SLOTS,
-                                  SYN, TXT, URGENCY, WANT)
+from sampledata.fragments import (
+    AMBIGUOUS,
+    CAUSAL,
+    CONFUSE,
+    CONTEXT,
+    DELETABLE,
+    DETAILS,
+    FILLERS,
+    HARD,
+    INTENTS,
+    LABELS,
+    NEG,
+    NP,
+    OPENERS,
+    P_AMB,
+    P_HARD,
+    PHONE_OPENERS,
+    REQ,
+    SIGNOFFS,
+    SIT,
+    SLOTS,
+    SYN,
+    TXT,
+    URGENCY,
+    WANT,
+)
 
 
 # --------------------------------------------------------------------------- a ticket's core
