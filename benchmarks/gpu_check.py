@@ -41,7 +41,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ftplay import train  # noqa: E402  # isort: skip  (first: on a GPU it imports Unsloth before transformers)
-from ftplay import models, prompts, serve, serve_checks, standins  # noqa: E402
+from ftplay import models, prompts, recipes, serve, serve_checks, standins  # noqa: E402
 
 MODES = {"4bit": True, "16bit": False}
 ALL_MODELS = ("embedded", *(standins.PREFIX + h for h in standins.FAMILIES))
@@ -60,7 +60,7 @@ def conversations(n, path=ROOT / "data" / "tickets_raw.csv"):
 
 
 def recipe(four, args):
-    return train.recipe_for("embedded", {"engine": "unsloth", "load_in_4bit": four, "max_steps": args.steps,
+    return recipes.recipe_for("embedded", {"engine": "unsloth", "load_in_4bit": four, "max_steps": args.steps,
                                          "batch_size": args.batch_size, "logging_steps": args.logging_steps,
                                          "save_steps": 0})
 
@@ -100,9 +100,9 @@ def dry_run(four, ref, convs, args):
     sys.modules["unsloth"] = fake
     try:
         with mock.patch.object(trl, "SFTConfig", sft_config), \
-                mock.patch.object(train, "device_info", lambda: dict(CUDA_BF16)), \
-                mock.patch.object(train, "_cuda", lambda: True), tempfile.TemporaryDirectory() as work:
-            engine, four_used, optim, reasons = train.resolve_engine(cfg)
+                mock.patch.object(recipes, "device_info", lambda: dict(CUDA_BF16)), \
+                mock.patch.object(recipes, "_cuda", lambda: True), tempfile.TemporaryDirectory() as work:
+            engine, four_used, optim, reasons = recipes.resolve_engine(cfg)
             try:
                 train.train(cfg, ref, convs, None, work)
             except Stop:

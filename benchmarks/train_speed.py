@@ -51,21 +51,21 @@ def flops_per_token(cfg_json, lora_params, avg_len, trained_share):
 
 
 def worker_ftplay(model_dir, train_file, out_dir):
-    from ftplay import data, models, prompts, train
+    from ftplay import data, masks, models, prompts, recipes, train
 
     rows = data.load(train_file, "chat")
     labels = sorted({r["label"] for r in rows})
     convs = [prompts.messages(r["text"], labels, r["label"]) for r in rows]
     ref = models.resolve(model_dir)
-    cfg = train.recipe_for("embedded", {"engine": "trl", "load_in_4bit": False, "num_epochs": 1.0,
+    cfg = recipes.recipe_for("embedded", {"engine": "trl", "load_in_4bit": False, "num_epochs": 1.0,
                                         "logging_steps": 10, "save_steps": 0})
     res = train.train(cfg, ref, convs, [], out_dir, resume=False)
     tok = models.load_tokenizer(ref)
-    rows_tok, _ = train.tokenize_chat(tok, convs, cfg.max_seq_len)
+    rows_tok, _ = masks.tokenize_chat(tok, convs, cfg.max_seq_len)
     trained = sum(sum(l != -100 for l in r["labels"]) for r in rows_tok)
     print(json.dumps({"tokens": res.tokens_seen, "seconds": res.seconds, "steps": res.steps,
                       "final_loss": res.train_loss, "lora_params": res.trainable_params,
-                      "trained_tokens": trained, "optimizer": train.resolve_engine(cfg)[2],
+                      "trained_tokens": trained, "optimizer": recipes.resolve_engine(cfg)[2],
                       "group_by_length": cfg.group_by_length}))
 
 

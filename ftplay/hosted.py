@@ -241,7 +241,7 @@ def job_kwargs(cfg, hosted, training_file, validation_file=None):
     """Keyword arguments for `client.fine_tuning.create` from a TrainConfig (LoRA knobs, epochs,
     learning rate, warmup, batch size, seed) and a HostedConfig. TrainConfig fields with no Together
     counterpart are listed in NOT_SENT."""
-    from .train import ALL_LINEAR
+    from .recipes import ALL_LINEAR
 
     p = []
     if float(cfg.num_epochs) != int(cfg.num_epochs):

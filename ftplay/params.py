@@ -74,7 +74,7 @@ SEED = Range(0, 2**32 - 1)               # numpy's seeds are unsigned 32-bit
 
 # Every numeric notebook parameter, by name (a name means the same thing in every notebook that
 # declares it). The notebooks' own configs check the same bounds again (data.DataConfig,
-# train.TrainConfig, cost.CostInputs); these only move the check before anything runs.
+# recipes.TrainConfig, cost.CostInputs); these only move the check before anything runs.
 RANGES = {
     # data and prompts (01, 02)
     "HELDOUT_FRACTION": OPEN_SHARE, "NEAR_DUP_THRESHOLD": POSITIVE_SHARE, "MIN_LABEL_COUNT": at_least(1),

@@ -4,15 +4,14 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import footprint, progress, prompts, stages, standins
-from .errors import ConfigError, FtplayError, check, type_problems
+from . import footprint, masks, progress, recipes, stages
+from .recipes import TrainConfig  # 01/04 call it here  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -64,343 +63,6 @@ def unsloth_patched(modules=None):
         return UNSLOTH_FIRST
     return False if "unsloth" in modules else None
 
-
-ENGINES = ("auto", "unsloth", "trl")
-OPTIMIZERS = ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adamw_torch_fused")
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The seed's QLoRA recipe for 7-14B models; every knob validated up front."""
-    engine: str = "auto"                 # auto: unsloth when importable, else trl
-    load_in_4bit: bool = True            # QLoRA (nf4 base); off where bitsandbytes is missing
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple = ("q_proj", "v_proj", "o_proj")
-    learning_rate: float = 2e-4
-    num_epochs: float = 3.0
-    batch_size: int = 4                  # per device (the seed's micro_batch_size)
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    optimizer: str = "adamw_8bit"        # bitsandbytes 8-bit AdamW
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.0
-    max_seq_len: int = 512
-    max_steps: int = -1                  # >0 overrides epochs (smoke tests)
-    save_steps: int = 0                  # checkpoint every N steps; 0: no intermediate checkpoints
-    logging_steps: int = 5
-    seed: int = 3407
-    threads: int = 0                     # CPU threads; 0: all cores
-    group_by_length: bool = True         # batches of similar length: less padding computed
-
-    def __post_init__(self):
-        check(type_problems(self, {"num_epochs": "EPOCHS"}), title="invalid training parameters")
-        object.__setattr__(self, "target_modules", tuple(self.target_modules))
-        p = []
-        if self.engine not in ENGINES:
-            p.append(f"ENGINE={self.engine!r} is not one of {ENGINES}; set ENGINE in the parameters cell")
-        if self.lora_r < 1 or self.lora_r > 256:
-            p.append(f"LORA_R={self.lora_r} must be between 1 and 256 (16 is the teaching default)")
-        if self.lora_alpha <= 0:
-            p.append(f"LORA_ALPHA={self.lora_alpha} must be positive (usually 2 x LORA_R)")
-        if not 0 <= self.lora_dropout < 1:
-            p.append(f"LORA_DROPOUT={self.lora_dropout} must be in [0, 1)")
-        bad = [m for m in self.target_modules if m not in ALL_LINEAR]
-        if bad or not self.target_modules:
-            p.append(f"TARGET_MODULES={list(self.target_modules)} must be a non-empty subset of {list(ALL_LINEAR)}")
-        if not 0 < self.learning_rate < 1:
-            p.append(f"LEARNING_RATE={self.learning_rate} must be in (0, 1); 2e-4 for 7-14B models")
-        if self.num_epochs <= 0 and self.max_steps <= 0:
-            p.append(f"EPOCHS={self.num_epochs} must be positive (or set MAX_STEPS)")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            p.append(f"BATCH_SIZE={self.batch_size} and GRAD_ACCUM={self.grad_accum} must be >= 1")
-        if not 0 <= self.warmup_ratio < 1:
-            p.append(f"WARMUP_RATIO={self.warmup_ratio} must be in [0, 1)")
-        if self.optimizer not in OPTIMIZERS:
-            p.append(f"OPTIMIZER={self.optimizer!r} is not one of {OPTIMIZERS}")
-        if self.max_seq_len < 16:
-            p.append(f"MAX_SEQ_LEN={self.max_seq_len} is too small; use at least 16")
-        if self.save_steps < 0 or self.logging_steps < 1:
-            p.append("SAVE_STEPS must be >= 0 and LOGGING_STEPS >= 1")
-        if p:
-            raise ConfigError(p, "invalid training parameters")
-
-
-SEED_RECIPE = TrainConfig()
-# The embedded tiny model (4M parameters, briefly pretrained on unlabelled support text) is no
-# 7B model: LoRA on q/v/o at 2e-4 moves it too little to learn the task in a few CPU minutes
-# (measured: accuracy near the majority class). It gets every projection adapted, rank 32 and a
-# 5x learning rate. Still a plain LoRA adapter, no modules_to_save, so vLLM serves it.
-# Measured (full playbook, Unsloth, 4-bit): held-out accuracy 0.54, macro-F1 0.415 against 0.047 for the base.
-EMBEDDED_RECIPE = replace(SEED_RECIPE, target_modules=ALL_LINEAR, lora_r=32, lora_alpha=64,
-                          learning_rate=1e-3, num_epochs=3.0, lora_dropout=0.0, batch_size=8)
-
-
-# The reply task on the embedded model (issue 15): a six-line house-format reply is ~56 trained tokens
-# of ~210 where a label is 2 of ~85, so every step moves more signal. It trains unquantized: measured
-# on this 2-core CPU (02's reply split, batch 8, 30 steps, back to back) nf4 ran at 4,480 tokens/s against
-# 4,740 for the float32 base (the notes' 1,930 vs 2,100 on triage: 5-8% slower), and the base it would
-# shrink is 17 MB; QLoRA's saving matters on a GPU with a 7-70B base, not here. (A first measurement,
-# 1,380 vs 5,630, had another training start on the second core during the nf4 run: never compare
-# speeds taken while the machine is shared.) One epoch (113 steps) already took greedy format validity
-# on 60 held-out tickets from 0.00 (base) to 0.90; two epochs make it hold: on 02's reply split of the
-# sample data (830 conversations, 208 steps) greedy replies to 80 held-out tickets were valid 80/80
-# against the base's 0/80 (353k tokens: about 75 s at 4,700 tokens/s; 213-559 s measured with other notebooks running
-# on the same two cores). A real 7-14B model keeps the seed's recipe (QLoRA) for both tasks.
-EMBEDDED_REPLY_RECIPE = replace(EMBEDDED_RECIPE, load_in_4bit=False, num_epochs=2.0)
-
-
-def recipe_for(model_kind, overrides=None, task=stages.CLASSIFY):
-    """The recipe for a base model kind ('embedded' or real) and task, with non-None overrides applied.
-    The embedded model trains unquantized where there is no GPU (both tasks; a GPU keeps QLoRA), as the
-    reply recipe measured; a real model keeps the seed's QLoRA everywhere."""
-    if model_kind == "embedded":
-        base = EMBEDDED_REPLY_RECIPE if task == stages.REPLY else EMBEDDED_RECIPE
-        if not _cuda():   # CPU: nf4 ~5% slower and saves nothing that matters (above); 03's DEMO_QUANTIZATION measures it
-            base = replace(base, load_in_4bit=False)
-    else:
-        base = SEED_RECIPE
-    return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
-
-
-def check_task(card, task):
-    """ConfigError unless TASK is a known task and the one 02 curated (its record's `task`), with the fix."""
-    curated = card.get("task") or stages.CLASSIFY
-    if task not in stages.TASKS:
-        raise ConfigError(f"TASK={task!r} is not one of {sorted(stages.TASKS)}; set TASK in the parameters cell")
-    if task != curated:
-        raise ConfigError(f"TASK={task!r} but 02 curated {curated!r} rows into {getattr(card, 'path', 'this run')}: "
-                          f"set TASK={curated!r}, or run 02 with TASK={task!r} into this RUN_DIR first")
-
-
-# The model a learner would train on a GPU for each MODEL (03 exports the seed's recipe for it): a hub
-# id is itself, a stand-in the family it stands in for; the embedded model is a tiny Qwen2 with Qwen's
-# ChatML template, so its family's 7B instruct model.
-EMBEDDED_STANDS_IN_FOR = "Qwen/Qwen2.5-7B-Instruct"
-
-
-def gpu_model(ref):
-    """The hub id (or local folder) to train with the seed's recipe on a GPU for a resolved MODEL."""
-    if ref.kind == "embedded":
-        return EMBEDDED_STANDS_IN_FOR
-    if ref.kind == "standin":
-        return standins.family_of(ref.requested).hub_id
-    return ref.requested if ref.kind == "hub" else ref.path
-
-
-def gpu_recipe(cfg):
-    """The seed's recipe (SEED_RECIPE) with this run's seed and sequence length: what 03 exports for
-    the GPU model, whatever recipe this run trained the local model with."""
-    return replace(SEED_RECIPE, seed=cfg.seed, max_seq_len=cfg.max_seq_len)
-
-
-# A second adapter that teaches one thing: the same base, data, engine and seed as the first, with one
-# knob of its recipe changed (SECOND_ADAPTER in 03). 04 scores it next to the first, 06 serves both.
-EXPERIMENTS = {
-    "epochs": "a third of the training: EPOCHS 3 -> 1 (or MAX_STEPS / 3)",
-    "rank": "rank / 8 (alpha / 8 with it, so alpha / r, the update's scale, stays)",
-    "targets": "the seed's q/v/o projections instead of the recipe's (all seven if it had q/v/o)",
-    "engine": "the other engine (Unsloth <-> plain TRL + PEFT); same adapter format",
-}
-
-
-def second_recipe(cfg, experiment):
-    """(config, description, changed) of the second adapter: `cfg` with the one change EXPERIMENTS
-    names; changed is {field: [from, to]} in TrainConfig's names."""
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"SECOND_ADAPTER={experiment!r} is not one of {sorted(EXPERIMENTS)} (or '' for none); "
-                          "set it in the parameters cell")
-    if experiment == "epochs":
-        change = ({"max_steps": max(1, cfg.max_steps // 3)} if cfg.max_steps > 0
-                  else {"num_epochs": cfg.num_epochs / 3})
-    elif experiment == "rank":
-        change = {"lora_r": max(1, cfg.lora_r // 8), "lora_alpha": max(1, cfg.lora_alpha // 8)}
-    elif experiment == "targets":
-        seed = SEED_RECIPE.target_modules
-        change = {"target_modules": ALL_LINEAR if set(cfg.target_modules) == set(seed) else seed}
-    else:
-        engine = resolve_engine(cfg)[0]
-        if importlib.util.find_spec("unsloth") is None:
-            raise ConfigError("SECOND_ADAPTER='engine' needs both engines and unsloth is not installed: "
-                              "pick another experiment or run `make setup`")
-        change = {"engine": "trl" if engine == "unsloth" else "unsloth"}
-        cfg = replace(cfg, engine=engine)
-    changed = {k: [_plain(getattr(cfg, k)), _plain(v)] for k, v in change.items()}
-    text = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
-    return replace(cfg, save_steps=0, **change), text, changed
-
-
-def _plain(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
-def read_second(first, second, experiment):
-    """The two adapters side by side in words: what changed, and what it did to steps, trained
-    parameters and the losses (04 scores both on the held-out rows)."""
-    def loss(r):
-        return r.eval_loss if r.eval_loss is not None else r.train_loss
-
-    kind = "eval" if first.eval_loss is not None and second.eval_loss is not None else "training"
-    a, b = loss(first), loss(second)
-    verdict = ("about the same" if abs(a - b) <= 0.02 * max(a, b) else "higher" if b > a else "lower")
-    return (f"One change, {experiment}: {second.steps} steps against {first.steps}, {second.trainable_params:,} "
-            f"trained parameters against {first.trainable_params:,}, {kind} loss {b:.3f} against {a:.3f} "
-            f"({verdict}). 04 tells whether that difference shows on the held-out rows.")
-
-
-# ---------------------------------------------------------------- environment
-def device_info():
-    """What hardware training gets, and why (nanochat-style: defaults that depend on it say so)."""
-    import torch
-
-    if torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability()
-        bf16 = torch.cuda.is_bf16_supported()
-        return {"device": "cuda", "name": torch.cuda.get_device_name(), "bf16": bf16,
-                "compute_dtype": "bfloat16" if bf16 else "float16",
-                "why": f"CUDA SM {major}{minor}: {'bf16' if bf16 else 'fp16'} compute"}
-    return {"device": "cpu", "name": _cpu_name(), "bf16": False, "compute_dtype": "float32",
-            "threads": torch.get_num_threads(),
-            "why": "no CUDA device: float32 compute (bf16 autocast on CPUs without BF16 instructions is ~2x slower)"}
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"
-
-
-def resolve_engine(cfg):
-    """(engine, load_in_4bit, optimizer, reasons): what will actually run, with the reason for each choice."""
-    reasons = []
-    has_unsloth = importlib.util.find_spec("unsloth") is not None
-    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
-    engine = cfg.engine
-    if engine == "auto":
-        engine = "unsloth" if has_unsloth else "trl"
-        reasons.append("ENGINE=auto: " + ("unsloth is installed" if has_unsloth
-                                          else "unsloth is not installed, plain TRL + PEFT"))
-    elif engine == "unsloth" and not has_unsloth:
-        raise ConfigError("ENGINE='unsloth' but unsloth is not installed: run `make setup` "
-                          "(or pip install -e '.[train]'), or set ENGINE='trl'")
-    four = cfg.load_in_4bit
-    if four and not has_bnb:
-        four = False
-        reasons.append("LOAD_IN_4BIT=True but bitsandbytes is not installed: training in 16/32-bit")
-    elif four:
-        reasons.append("4-bit nf4 base weights (QLoRA) via bitsandbytes")
-    opt = cfg.optimizer
-    if "8bit" in opt and not has_bnb:
-        opt = "adamw_torch"
-        reasons.append("8-bit AdamW needs bitsandbytes: using adamw_torch")
-    elif "8bit" in opt and engine == "unsloth" and not _cuda():
-        opt = "adamw_torch_fused"  # what Unsloth's CPU fallback would switch to anyway, said here
-        reasons.append("Unsloth on CPU runs 8-bit AdamW only on a GPU: using adamw_torch_fused")
-    return engine, four, opt, reasons
-
-
-def _cuda():
-    import torch
-
-    return torch.cuda.is_available()
-
-
-# ---------------------------------------------------------------- data
-def tokenize_chat(tokenizer, messages_list, max_seq_len):
-    """input_ids and labels (-100 except on the answer and its end-of-turn token) for each
-    conversation, in the base model's own template (prompts.training_example: its generation
-    markers, TRL's training variant, or the rendering difference). Raises naming the cause when
-    the mask is broken."""
-    rows, truncated = [], 0
-    how = prompts.plan(tokenizer)
-    for msgs in messages_list:
-        ids, mask = prompts.training_example(tokenizer, msgs, how)
-        if len(ids) > max_seq_len:
-            truncated += 1
-            if not any(mask[:max_seq_len]):
-                continue  # the cut removed the whole answer: nothing left to learn from this one
-            ids, mask = ids[:max_seq_len], mask[:max_seq_len]
-        labels = [t if m else -100 for t, m in zip(ids, mask)]
-        rows.append({"input_ids": ids, "labels": labels})
-    if messages_list and not rows:
-        raise FtplayError(f"every example is longer than MAX_SEQ_LEN={max_seq_len} tokens, answer included; "
-                          "raise MAX_SEQ_LEN in the parameters cell", "nothing to train on")
-    check_mask(tokenizer, rows)
-    return rows, truncated
-
-
-def mask_report(tokenizer, messages_list, max_seq_len):
-    """What the loss mask trains, checked per conversation against its own answer: the trained tokens
-    must decode to the whole answer followed by an end-of-turn token, and no prompt token may be
-    trained (a reply is ~60 tokens where a label is 2: a mask cut short or run long would still train
-    something). Conversations longer than `max_seq_len` are cut in training and counted apart.
-    Returns {"examples", "checked", "cut", "whole_answer_trained", "ends_with_end_of_turn",
-    "prompt_tokens_trained", "answer_tokens": {"p50", "max"}}; FtplayError naming the first bad one."""
-    how = prompts.plan(tokenizer)
-    lengths, whole, ends, prompt_trained, cut, bad = [], 0, 0, 0, 0, None
-    for msgs in messages_list:
-        ids, mask = prompts.training_example(tokenizer, msgs, how)
-        if len(ids) > max_seq_len:
-            cut += 1
-            continue
-        trained = [t for t, m in zip(ids, mask) if m]
-        lengths.append(len(trained))
-        n_prompt = len(prompts.prompt_ids(tokenizer, msgs[:-1]))
-        prompt_trained += sum(mask[:n_prompt])
-        end = bool(trained) and trained[-1] in how.stop_ids
-        said = tokenizer.decode(trained[:-1] if end else trained).strip()
-        ok = end and said.split() == msgs[-1]["content"].split()   # spacing aside (a template may trim)
-        ends += end
-        whole += ok
-        if not ok and bad is None:
-            bad = f"trained {said[:80]!r}{'' if end else ' (no end of turn)'}, the answer is {msgs[-1]['content'].strip()[:80]!r}"
-    checked = len(lengths)
-    problems = []
-    if prompt_trained:
-        problems.append(f"{prompt_trained} prompt tokens are trained: the mask must start after the generation prompt")
-    if whole < checked:
-        problems.append(f"{checked - whole} of {checked} examples do not train exactly their answer and its end of "
-                        f"turn; first: {bad}")
-    if problems:
-        raise FtplayError(problems, "broken training labels")
-    lengths.sort()
-    return {"examples": len(messages_list), "checked": checked, "cut": cut, "whole_answer_trained": whole,
-            "ends_with_end_of_turn": ends, "prompt_tokens_trained": prompt_trained,
-            "answer_tokens": {"p50": lengths[len(lengths) // 2] if lengths else 0, "max": max(lengths, default=0)}}
-
-
-def check_mask(tokenizer, rows):
-    """Fail loudly instead of training on a broken loss mask."""
-    problems = []
-    if not any(l != -100 for r in rows for l in r["labels"]):
-        problems.append("no token is trained: the assistant mask is all zero; check that every conversation "
-                        "ends with a non-empty assistant answer and that the chat template renders it")
-    eos = tokenizer.eos_token_id
-    if eos is not None and rows and not any(eos in [l for l in r["labels"] if l != -100] for r in rows):
-        why = " (pad equals EOS and was masked)" if tokenizer.pad_token_id == eos else ""
-        problems.append(f"the end-of-turn token {tokenizer.eos_token!r} is never trained{why}: the model "
-                        "would not learn to stop; the template's generation block (or the rendered answer) "
-                        "must end with it")
-    bos = tokenizer.bos_token_id
-    if bos is not None and any(list(r["input_ids"][:2]) == [bos, bos] for r in rows):
-        problems.append(f"a sequence starts with two BOS tokens ({tokenizer.bos_token!r} x2): the chat template "
-                        "writes BOS and the tokenizer added another; tokenize rendered text with "
-                        "add_special_tokens=False (prompts.encode)")
-    # A prompt in the loss shows as training from the first token on. (Not "more than half of the tokens
-    # trained": a long reply to a short question, Bitext's 400-token answers to 10-token queries, is that.)
-    for r in rows[:50]:
-        if len(r["labels"]) > 1 and r["labels"][0] != -100:
-            problems.append("an example is trained from its first token: prompt tokens are in the loss; check "
-                            "the template's generation markers")
-            break
-    if problems:
-        raise FtplayError(problems, "broken training labels")
 
 
 # ---------------------------------------------------------------- training
@@ -527,14 +189,14 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    dev = device_info()
-    engine, four, optim, reasons = resolve_engine(cfg)
+    dev = recipes.device_info()
+    engine, four, optim, reasons = recipes.resolve_engine(cfg)
     model, tok = (_load_unsloth if engine == "unsloth" else _load_trl)(ref, cfg, four, dev)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    train_rows, truncated = tokenize_chat(tok, train_messages, cfg.max_seq_len)
-    mask = mask_report(tok, train_messages, cfg.max_seq_len)
-    eval_rows, _ = tokenize_chat(tok, eval_messages, cfg.max_seq_len) if eval_messages else ([], 0)
+    train_rows, truncated = masks.tokenize_chat(tok, train_messages, cfg.max_seq_len)
+    mask = masks.mask_report(tok, train_messages, cfg.max_seq_len)
+    eval_rows, _ = masks.tokenize_chat(tok, eval_messages, cfg.max_seq_len) if eval_messages else ([], 0)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -611,7 +273,7 @@ def compare_precisions(cfg, ref, messages, out_dir, steps=DEMO_STEPS):
     out = {}
     for name, four in (("4bit", True), ("unquantized", False)):
         c = replace(cfg, load_in_4bit=four, max_steps=steps, logging_steps=1, save_steps=0)
-        if four and not resolve_engine(c)[1]:
+        if four and not recipes.resolve_engine(c)[1]:
             return {"ran": False, "why": "bitsandbytes is not installed: no 4-bit base to compare"}
         if cuda:  # what an earlier training left allocated would count in this run's peak
             gc.collect()

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ftplay import axolotl as ax
-from ftplay import data, prompts, train
+from ftplay import data, prompts, recipes
 from ftplay.errors import ConfigError, FtplayError
 
 # pip's words when the package registry cannot be reached: only then is the validator test skipped.
@@ -37,7 +37,7 @@ def _load(path):
 
 def test_seed_recipe_exports_to_the_documented_axolotl_config(run):
     root, exp = run
-    res = ax.export(train.SEED_RECIPE, exp, root / "axolotl")
+    res = ax.export(recipes.SEED_RECIPE, exp, root / "axolotl")
     y = _load(res.files["config"])
     ds = {"path": str(root / "data" / "train.jsonl"), "ds_type": "json", "type": "chat_template",
           "field_messages": "messages", "message_property_mappings": {"role": "role", "content": "content"},
@@ -74,14 +74,14 @@ def test_seed_recipe_exports_to_the_documented_axolotl_config(run):
 
 def test_16bit_recipe_exports_plain_lora_and_its_overrides(run):
     root, exp = run
-    cfg = train.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "max_steps": 60,
+    cfg = recipes.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "max_steps": 60,
                                         "save_steps": 20, "batch_size": 4, "grad_accum": 2})
     exp = ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 0.1, "sequence_len": 256,
                              "micro_batch_size": 2, "zero_stage": 3, "num_gpus": 4})
     res = ax.export(cfg, exp, root / "ax16")
     y = _load(res.files["config"])
     assert (y["adapter"], y["load_in_4bit"], y["optimizer"]) == ("lora", False, "adamw_torch")
-    assert y["lora_target_modules"] == list(train.ALL_LINEAR) and y["lora_r"] == 32 and y["learning_rate"] == 1e-3
+    assert y["lora_target_modules"] == list(recipes.ALL_LINEAR) and y["lora_r"] == 32 and y["learning_rate"] == 1e-3
     assert (y["max_steps"], y["save_steps"], y["save_total_limit"]) == (60, 20, 2) and "save_strategy" not in y
     assert (y["sequence_len"], y["micro_batch_size"], y["gradient_accumulation_steps"]) == (256, 2, 2)
     assert "test_datasets" not in y and (y["val_set_size"], y["evals_per_epoch"]) == (0.1, 1)
@@ -108,7 +108,7 @@ def test_export_errors_name_every_parameter_and_write_nothing(run, monkeypatch):
         ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 1.0})
     monkeypatch.delitem(ax.OPTIMIZERS, "adamw_8bit")
     with pytest.raises(ConfigError, match="OPTIMIZER='adamw_8bit' has no Axolotl mapping"):
-        ax.export(train.SEED_RECIPE, exp, root / "never")
+        ax.export(recipes.SEED_RECIPE, exp, root / "never")
     assert not (root / "never").exists()
 
 
@@ -146,7 +146,7 @@ def _write(path, d):
 def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, schema_env):
     root, exp = run
     site, install_s = schema_env
-    res = ax.export(train.SEED_RECIPE, exp, root / "axolotl")
+    res = ax.export(recipes.SEED_RECIPE, exp, root / "axolotl")
     good = _load(res.files["config"])
     fsdp = _load(res.files["config_fsdp"])
     broken = {  # one mistake each, and the words Axolotl rejects it with
@@ -159,7 +159,7 @@ def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, sc
                                "deepspeed and fsdp cannot be used together"),
     }
     typo = _write(root / "typo.yml", {**{k: v for k, v in good.items() if k != "lora_dropout"}, "lora_droput": 0.05})
-    lora16 = train.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "save_steps": 20})
+    lora16 = recipes.recipe_for("embedded", {"load_in_4bit": False, "optimizer": "adamw_torch", "save_steps": 20})
     plain = ax.export(lora16, ax.ExportConfig(**{**exp.__dict__, "heldout_path": "", "val_set_size": 0.1}),
                       root / "ax16").files["config"]
     items = [(res.files["config"], 1), (res.files["config_deepspeed"], 2), (res.files["config_fsdp"], 2),
@@ -210,14 +210,14 @@ SEED_EXAMPLE = {"base_model": LLAMA, "load_in_4bit": True, "lora_r": 16, "lora_a
 def test_seed_model_and_recipe_carry_every_value_of_the_seeds_axolotl_example(run):
     root, exp = run
     exp = ax.ExportConfig(**{**exp.__dict__, "base_model": LLAMA})
-    y = _load(ax.export(train.SEED_RECIPE, exp, root / "seed").files["config"])
+    y = _load(ax.export(recipes.SEED_RECIPE, exp, root / "seed").files["config"])
     for key, want in SEED_EXAMPLE.items():
         assert y[key] == want, f"{key}: {y[key]!r}, the seed's example has {want!r}"
     assert y["datasets"][0]["type"] == "chat_template" and y["chat_template"] == "tokenizer_default"
     # The seed writes `adapter: lora` beside `load_in_4bit: true  # QLoRA`; in Axolotl 0.21 only
     # `qlora` loads the base in nf4 (loaders/model.py), so the export writes what the seed means.
     assert y["adapter"] == "qlora"
-    assert _load(ax.export(train.SEED_RECIPE, exp, root / "seed").files["config_fsdp"])["fsdp_config"][
+    assert _load(ax.export(recipes.SEED_RECIPE, exp, root / "seed").files["config_fsdp"])["fsdp_config"][
         "transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
 
 
@@ -226,7 +226,7 @@ def test_a_standin_exports_its_hub_id_and_the_served_prompt(run, standins, hub_i
     root, exp = run
     ref = standins[hub_id]
     exp = ax.ExportConfig(**{**exp.__dict__, "base_model": ref.path})
-    res = ax.export(train.SEED_RECIPE, exp, root / "ax")
+    res = ax.export(recipes.SEED_RECIPE, exp, root / "ax")
     y = _load(res.files["config"])
     assert y["base_model"] == hub_id, "the real run happens on a GPU box: the hub id, not this cache path"
     assert y["chat_template"] == "tokenizer_default" and res.template.local_path == ref.path
@@ -259,7 +259,7 @@ def test_a_standin_exports_its_hub_id_and_the_served_prompt(run, standins, hub_i
 
 def test_the_embedded_model_keeps_its_local_path(run, tiny_ref):
     root, exp = run
-    y = _load(ax.export(train.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}),
+    y = _load(ax.export(recipes.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}),
                         root / "emb").files["config"])
     assert y["base_model"] == tiny_ref.path and y["datasets"][0]["path"] == exp.train_path
 
@@ -281,7 +281,7 @@ def test_axolotl_trains_exactly_ftplays_tokens_per_family(run, standins, schema_
     configs = []
     for hub_id in FAMILIES:
         ref = standins[hub_id]
-        res = ax.export(train.SEED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": ref.path}),
+        res = ax.export(recipes.SEED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": ref.path}),
                         root / hub_id.split("/")[0])
         configs += [(res.files["config"], 1), (res.files["config_fsdp"], 2)]
         tok = AutoTokenizer.from_pretrained(ref.path)
@@ -300,9 +300,9 @@ def test_the_seeds_recipe_for_the_gpu_model_beside_this_runs(run, tiny_ref):
     model stands in for: the second is the seed's Axolotl example value by value, and the two differ
     exactly in the recipe's knobs, the base and their folders."""
     root, exp = run
-    this = ax.export(train.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}), root / "this")
-    gpu_cfg = train.gpu_recipe(train.EMBEDDED_RECIPE)
-    gpu = ax.export(gpu_cfg, ax.ExportConfig(**{**exp.__dict__, "base_model": train.EMBEDDED_STANDS_IN_FOR}), root / "gpu")
+    this = ax.export(recipes.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}), root / "this")
+    gpu_cfg = recipes.gpu_recipe(recipes.EMBEDDED_RECIPE)
+    gpu = ax.export(gpu_cfg, ax.ExportConfig(**{**exp.__dict__, "base_model": recipes.EMBEDDED_STANDS_IN_FOR}), root / "gpu")
     y = _load(gpu.files["config"])
     for key, want in {**SEED_EXAMPLE, "base_model": QWEN}.items():
         assert y[key] == want, f"{key}: {y[key]!r}, the seed's recipe has {want!r}"
@@ -311,6 +311,6 @@ def test_the_seeds_recipe_for_the_gpu_model_beside_this_runs(run, tiny_ref):
     diff = ax.differences({"this run": this.files["config"], "gpu": gpu.files["config"]})
     out = lambda d: str(root / d / "outputs")  # noqa: E731
     assert diff == {"base_model": [tiny_ref.path, QWEN], "lora_r": [32, 16], "lora_alpha": [64, 32],
-                    "lora_dropout": [0.0, 0.05], "lora_target_modules": [list(train.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]],
+                    "lora_dropout": [0.0, 0.05], "lora_target_modules": [list(recipes.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]],
                     "dataset_prepared_path": [out("this") + "/prepared", out("gpu") + "/prepared"],
                     "micro_batch_size": [8, 4], "learning_rate": [1e-3, 2e-4], "output_dir": [out("this"), out("gpu")]}

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from ftplay import data, evaluate, models, prompts, train
+from ftplay import data, evaluate, masks, models, prompts
 from ftplay.errors import FtplayError
 
 FAMILIES = {  # MODEL -> (mask method, the end-of-turn token a trained answer ends with)
@@ -32,7 +32,7 @@ def test_trained_tokens_are_exactly_the_answer_and_end_of_turn(fam):
     assert prompts.plan(tok).method == method
     for label in LABELS:
         convs = [prompts.messages(t, LABELS, label) for t in TICKETS]
-        rows, _ = train.tokenize_chat(tok, convs, 512)
+        rows, _ = masks.tokenize_chat(tok, convs, 512)
         for r in rows:
             trained = [t for t, l in zip(r["input_ids"], r["labels"]) if l != -100]
             assert tok.decode(trained) in (label + eot, " " + label + eot), (name, tok.decode(trained))
@@ -50,7 +50,7 @@ def test_the_prompt_trained_on_is_the_prompt_scored_and_served(fam, tmp_path):
     data.write_curated(cur, tmp_path, system_prompt="Triage into one of: {labels}.")
     stored = data.load(tmp_path / "train.jsonl", "chat")
     msgs = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])["messages"]
-    trained = train.tokenize_chat(tok, [msgs], 512)[0][0]
+    trained = masks.tokenize_chat(tok, [msgs], 512)[0][0]
     first_trained = next(i for i, l in enumerate(trained["labels"]) if l != -100)
     at_training = trained["input_ids"][:first_trained]
     scorer = evaluate.LabelScorer(None, tok, LABELS, "Triage into one of: {labels}.")
@@ -74,7 +74,7 @@ def test_a_double_bos_is_refused(fam):
     with pytest.raises(FtplayError, match="two BOS"):
         prompts.check_bos(naive, tok)
     with pytest.raises(FtplayError, match="two BOS"):
-        train.check_mask(tok, [{"input_ids": naive, "labels": [-100] * (len(naive) - 1) + [naive[-1]]}])
+        masks.check_mask(tok, [{"input_ids": naive, "labels": [-100] * (len(naive) - 1) + [naive[-1]]}])
 
 
 def test_label_tokens_do_not_depend_on_the_ticket(fam):
@@ -159,10 +159,10 @@ def test_a_template_that_writes_the_date_renders_the_same_prompt_on_another_day(
 def test_a_template_without_generation_markers_trains_the_same_tokens(tiny_ref):
     tok = models.load_tokenizer(tiny_ref)
     conv = prompts.messages("my card was charged twice", ["billing", "bug"], "bug")
-    with_markers = train.tokenize_chat(tok, [conv], 512)[0]
+    with_markers = masks.tokenize_chat(tok, [conv], 512)[0]
     tok.chat_template = tok.chat_template.replace("{%- generation %}", "").replace("{%- endgeneration %}", "")
     assert prompts.plan(tok).method == "render difference"
-    assert train.tokenize_chat(tok, [conv], 512)[0] == with_markers
+    assert masks.tokenize_chat(tok, [conv], 512)[0] == with_markers
 
 
 def test_a_template_that_is_not_prefix_preserving_is_refused(tiny_ref):
@@ -170,7 +170,7 @@ def test_a_template_that_is_not_prefix_preserving_is_refused(tiny_ref):
     tok.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
                          "{% if add_generation_prompt %}assistant (reply):{% endif %}")
     with pytest.raises(FtplayError, match="renders the prompt differently"):
-        train.tokenize_chat(tok, [prompts.messages("x", ["bug"], "bug")], 512)
+        masks.tokenize_chat(tok, [prompts.messages("x", ["bug"], "bug")], 512)
     with pytest.raises(FtplayError, match="must end with the assistant"):
         prompts.training_example(tok, prompts.messages("x", ["bug"]))
 

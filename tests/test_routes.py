@@ -6,7 +6,7 @@ import warnings
 import httpx
 import pytest
 
-from ftplay import cli, hosted, modal_app, runner, train
+from ftplay import cli, hosted, modal_app, recipes, runner
 from ftplay.errors import ConfigError, DataError
 
 pytest.importorskip("modal")
@@ -210,7 +210,7 @@ def test_length_and_minimum_rules(tmp_path):
 # ---------------------------------------------------------------- Together: the job
 LIMITS = {"model_name": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "default_gradient_accumulation_steps": 1,
           "lora_training": {"default_rank": 8, "max_batch_size": 32, "max_batch_size_dpo": 16, "max_rank": 64,
-                            "min_batch_size": 8, "target_modules": list(train.ALL_LINEAR)},
+                            "min_batch_size": 8, "target_modules": list(recipes.ALL_LINEAR)},
           "max_learning_rate": 1.0, "max_num_checkpoints": 20, "max_num_epochs": 20, "max_num_evals": 100,
           "max_seq_length_dpo": 8192, "max_seq_length_sft": 8192, "merge_output_lora": True,
           "min_learning_rate": 1e-8, "min_max_seq_length": 512, "supports_full_training": True,
@@ -219,21 +219,21 @@ LIMITS = {"model_name": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "defa
 
 
 def test_job_parameters_come_from_the_train_config():
-    kw = hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "file-1")
+    kw = hosted.job_kwargs(recipes.SEED_RECIPE, hosted.HostedConfig(), "file-1")
     assert kw == {"training_file": "file-1", "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "n_epochs": 3,
                   "learning_rate": 2e-4, "lr_scheduler_type": "linear", "warmup_ratio": 0.1, "weight_decay": 0.0,
                   "batch_size": 8, "gradient_accumulation_steps": 1, "lora": True, "lora_r": 16, "lora_alpha": 32,
                   "lora_dropout": 0.05, "lora_trainable_modules": "q_proj,v_proj,o_proj", "train_on_inputs": False,
                   "n_checkpoints": 1, "n_evals": 0, "packing": True, "max_seq_length": None,
                   "suffix": "ftplay-triage", "random_seed": 3407}
-    emb = hosted.job_kwargs(train.EMBEDDED_RECIPE, hosted.HostedConfig(n_evals=2), "f", validation_file="v")
+    emb = hosted.job_kwargs(recipes.EMBEDDED_RECIPE, hosted.HostedConfig(n_evals=2), "f", validation_file="v")
     assert emb["lora_trainable_modules"] == "all-linear" and emb["lora_r"] == 32 and emb["validation_file"] == "v"
     with pytest.raises(ConfigError) as e:
-        hosted.job_kwargs(train.TrainConfig(num_epochs=2.5, lr_scheduler="constant"), hosted.HostedConfig(n_evals=1), "f")
+        hosted.job_kwargs(recipes.TrainConfig(num_epochs=2.5, lr_scheduler="constant"), hosted.HostedConfig(n_evals=1), "f")
     assert len(e.value.problems) == 3 and "EPOCHS=2.5" in str(e.value) and "TOGETHER_N_EVALS=1" in str(e.value)
     sent = {"num_epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "batch_size", "grad_accum",
             "lora_r", "lora_alpha", "lora_dropout", "target_modules", "seed"}
-    assert sent | set(hosted.NOT_SENT) == set(train.TrainConfig.__dataclass_fields__)   # every knob accounted for
+    assert sent | set(hosted.NOT_SENT) == set(recipes.TrainConfig.__dataclass_fields__)   # every knob accounted for
 
 
 def test_hosted_config_and_model_names():
@@ -247,20 +247,20 @@ def test_hosted_config_and_model_names():
 
 
 def test_limits_are_checked_with_the_parameter_to_change():
-    kw = hosted.job_kwargs(train.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=64), hosted.HostedConfig(), "f")
+    kw = hosted.job_kwargs(recipes.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=64), hosted.HostedConfig(), "f")
     kw["lora_trainable_modules"] = "q_proj,lm_head"
     with pytest.raises(ConfigError) as e:
         hosted.check_limits(kw, LIMITS)
     assert len(e.value.problems) == 3
     for text in ("LORA_R=128 > 64", "['lm_head']", "BATCH_SIZE=64 must be 8-32"):
         assert text in str(e.value)
-    ok = hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "f")
-    assert train.SEED_RECIPE.batch_size == 4 and ok["batch_size"] == 8, "the seed's micro batch 4 goes as Together's minimum"
+    ok = hosted.job_kwargs(recipes.SEED_RECIPE, hosted.HostedConfig(), "f")
+    assert recipes.SEED_RECIPE.batch_size == 4 and ok["batch_size"] == 8, "the seed's micro batch 4 goes as Together's minimum"
     assert hosted.check_limits(ok, LIMITS).lora_training.max_rank == 64
 
 
 def test_request_body_is_built_by_the_together_package():
-    body = hosted.request_body(hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "file-1"), LIMITS)
+    body = hosted.request_body(hosted.job_kwargs(recipes.SEED_RECIPE, hosted.HostedConfig(), "file-1"), LIMITS)
     assert body["training_type"] == {"type": "Lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
                                      "lora_trainable_modules": "q_proj,v_proj,o_proj"}
     assert body["lr_scheduler"] == {"lr_scheduler_type": "linear", "lr_scheduler_args": {"min_lr_ratio": 0.0}}
@@ -305,7 +305,7 @@ class FakeTogether:
 def test_start_uploads_the_export_and_posts_the_request_body(tmp_path):
     out = hosted.export(_run(tmp_path, [_row(i) for i in range(5)]))
     fake = FakeTogether()
-    res = hosted.start(fake.client(), out["files"]["train"], train.SEED_RECIPE, hosted.HostedConfig())
+    res = hosted.start(fake.client(), out["files"]["train"], recipes.SEED_RECIPE, hosted.HostedConfig())
     assert res["job"].id == "ft-1" and res["training_file"].id == "file-1"
     calls = [(r.method, r.url.path) for r in fake.requests]
     assert calls == [("GET", "/v1/fine-tunes/models/limits"), ("POST", "/v1/files"), ("PUT", "/put/file-1"),
@@ -313,7 +313,7 @@ def test_start_uploads_the_export_and_posts_the_request_body(tmp_path):
                      ("POST", "/v1/fine-tunes")]
     assert fake.requests[2].content == open(out["files"]["train"], "rb").read()     # the exported bytes
     sent = json.loads(fake.requests[-1].content)
-    want = hosted.request_body(hosted.job_kwargs(train.SEED_RECIPE, hosted.HostedConfig(), "file-1"), LIMITS)
+    want = hosted.request_body(hosted.job_kwargs(recipes.SEED_RECIPE, hosted.HostedConfig(), "file-1"), LIMITS)
     assert sent == want
 
 
@@ -322,10 +322,10 @@ def test_start_spends_nothing_on_a_bad_file_or_config(tmp_path):
     bad.write_text(json.dumps(_row(1)) + "\n" + json.dumps({"messages": [{"role": "user", "content": "x"}]}) + "\n")
     fake = FakeTogether()
     with pytest.raises(DataError, match=r"train.jsonl:2: rule ends_with_assistant"):
-        hosted.start(fake.client(), bad, train.SEED_RECIPE, hosted.HostedConfig())
+        hosted.start(fake.client(), bad, recipes.SEED_RECIPE, hosted.HostedConfig())
     good = hosted.export(_run(tmp_path / "g", [_row(1)]))["files"]["train"]
     with pytest.raises(ConfigError, match="LORA_R=128"):
-        hosted.start(fake.client(), good, train.TrainConfig(lora_r=128), hosted.HostedConfig())
+        hosted.start(fake.client(), good, recipes.TrainConfig(lora_r=128), hosted.HostedConfig())
     assert [(r.method, r.url.path) for r in fake.requests] == [("GET", "/v1/fine-tunes/models/limits")] * 2
 
 
@@ -388,8 +388,8 @@ def test_together_takes_the_hub_id_a_standin_stands_in_for():
 def test_the_hosted_job_is_the_seeds_recipe_for_the_gpu_model(tmp_path):
     """03's Together job: the seed's recipe (not the embedded model's r 32 / lr 1e-3 / all-linear) for
     the hub model a learner would train, within Together's limits; a local folder gets no job."""
-    cfg = train.gpu_recipe(train.recipe_for("embedded"))
-    got = hosted.gpu_job(cfg, train.EMBEDDED_STANDS_IN_FOR, "file-1")
+    cfg = recipes.gpu_recipe(recipes.recipe_for("embedded"))
+    got = hosted.gpu_job(cfg, recipes.EMBEDDED_STANDS_IN_FOR, "file-1")
     kw = got["job"]
     assert got["model"] == kw["model"] == "Qwen/Qwen2.5-7B-Instruct"
     assert (kw["learning_rate"], kw["lora_r"], kw["lora_alpha"], kw["lora_dropout"], kw["lora_trainable_modules"],

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from ftplay import prompts, standins, train
+from ftplay import masks, prompts, recipes, standins, train
 from ftplay.errors import ConfigError, FtplayError
 
 
 def test_config_reports_every_problem_at_once():
     with pytest.raises(ConfigError) as e:
-        train.TrainConfig(engine="magic", lora_r=0, learning_rate=5, target_modules=("lm_head",), optimizer="sgd")
+        recipes.TrainConfig(engine="magic", lora_r=0, learning_rate=5, target_modules=("lm_head",), optimizer="sgd")
     msg = str(e.value)
     for name in ("ENGINE", "LORA_R", "LEARNING_RATE", "TARGET_MODULES", "OPTIMIZER"):
         assert name in msg
@@ -21,25 +21,25 @@ def test_config_reports_every_problem_at_once():
 
 def test_wrong_types_are_config_errors_naming_each_parameter():
     with pytest.raises(ConfigError) as e:
-        train.TrainConfig(lora_r="16")
+        recipes.TrainConfig(lora_r="16")
     assert e.value.problems == ["LORA_R='16' (str) must be an int; set it in the parameters cell like LORA_R=16"]
     with pytest.raises(ConfigError) as e:
-        train.TrainConfig(num_epochs="3", load_in_4bit=1, lora_dropout=None, target_modules="q_proj", max_steps=2.0)
+        recipes.TrainConfig(num_epochs="3", load_in_4bit=1, lora_dropout=None, target_modules="q_proj", max_steps=2.0)
     assert [p.split("=")[0] for p in e.value.problems] == ["LOAD_IN_4BIT", "LORA_DROPOUT", "TARGET_MODULES", "EPOCHS",
                                                            "MAX_STEPS"]
     assert "must be a list of names" in e.value.problems[2]
-    cfg = train.TrainConfig(num_epochs=3, target_modules=["q_proj"])  # an int is a number, a list a tuple
+    cfg = recipes.TrainConfig(num_epochs=3, target_modules=["q_proj"])  # an int is a number, a list a tuple
     assert cfg.num_epochs == 3 and cfg.target_modules == ("q_proj",)
 
 
 def test_seed_recipe_is_the_documented_default():
-    c = train.SEED_RECIPE
+    c = recipes.SEED_RECIPE
     assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.learning_rate, c.num_epochs, c.warmup_ratio) == \
         (16, 32, 0.05, 2e-4, 3.0, 0.1)
     assert c.target_modules == ("q_proj", "v_proj", "o_proj") and c.optimizer == "adamw_8bit" and c.load_in_4bit
-    assert train.recipe_for("hub").lora_r == 16
-    emb = train.recipe_for("embedded", {"learning_rate": None, "num_epochs": 1})
-    assert emb.target_modules == train.ALL_LINEAR and emb.num_epochs == 1
+    assert recipes.recipe_for("hub").lora_r == 16
+    emb = recipes.recipe_for("embedded", {"learning_rate": None, "num_epochs": 1})
+    assert emb.target_modules == recipes.ALL_LINEAR and emb.num_epochs == 1
 
 
 def _conv(label="billing"):
@@ -51,33 +51,33 @@ def test_mask_guard_names_masked_eos(tiny_tok):
     eos = tiny_tok.eos_token_id
     labels = [t if i > len(ids) - 4 and t != eos else -100 for i, t in enumerate(ids)]
     with pytest.raises(FtplayError, match="never trained"):
-        train.check_mask(tiny_tok, [{"input_ids": ids, "labels": labels}])
+        masks.check_mask(tiny_tok, [{"input_ids": ids, "labels": labels}])
     with pytest.raises(FtplayError, match="prompt tokens are in the loss"):
-        train.check_mask(tiny_tok, [{"input_ids": ids, "labels": list(ids)}])
+        masks.check_mask(tiny_tok, [{"input_ids": ids, "labels": list(ids)}])
 
 
 def test_tokenize_chat_trains_only_the_answer(tiny_tok):
-    rows, truncated = train.tokenize_chat(tiny_tok, [_conv("bug")], 512)
+    rows, truncated = masks.tokenize_chat(tiny_tok, [_conv("bug")], 512)
     trained = [tiny_tok.decode([t]) for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
     assert trained == ["bug", "<|im_end|>"] and truncated == 0
     long = prompts.messages("word " * 200, ["billing", "bug"], "bug")
-    rows, truncated = train.tokenize_chat(tiny_tok, [_conv("bug"), long], 60)
+    rows, truncated = masks.tokenize_chat(tiny_tok, [_conv("bug"), long], 60)
     assert truncated == 1 and len(rows) == 1, "an example cut before its answer is dropped, not trained empty"
     with pytest.raises(FtplayError, match="MAX_SEQ_LEN=16"):
-        train.tokenize_chat(tiny_tok, [_conv("bug")], 16)
+        masks.tokenize_chat(tiny_tok, [_conv("bug")], 16)
 
 
 def test_the_reply_task_gets_its_own_embedded_recipe():
     """Issue 15: the embedded reply recipe trains unquantized (nf4 saves nothing that matters on a 17 MB base and is
     5-8% slower on this CPU) for 2 epochs;
     triage and the real models' recipes are unchanged, and the parameters cell still overrides it."""
-    reply = train.recipe_for("embedded", task="reply")
+    reply = recipes.recipe_for("embedded", task="reply")
     assert (reply.load_in_4bit, reply.num_epochs, reply.lora_r, reply.learning_rate) == (False, 2.0, 32, 1e-3)
-    assert train.EMBEDDED_RECIPE.load_in_4bit and train.SEED_RECIPE.load_in_4bit
+    assert recipes.EMBEDDED_RECIPE.load_in_4bit and recipes.SEED_RECIPE.load_in_4bit
     # issue 18: on a CPU (this machine, CI) the embedded model trains triage unquantized too; a GPU keeps QLoRA
-    assert train.recipe_for("embedded") == replace(train.EMBEDDED_RECIPE, load_in_4bit=train._cuda())
-    assert train.recipe_for("hub", task="reply") == train.SEED_RECIPE
-    assert train.recipe_for("embedded", {"load_in_4bit": True, "num_epochs": None}, task="reply").load_in_4bit
+    assert recipes.recipe_for("embedded") == replace(recipes.EMBEDDED_RECIPE, load_in_4bit=recipes._cuda())
+    assert recipes.recipe_for("hub", task="reply") == recipes.SEED_RECIPE
+    assert recipes.recipe_for("embedded", {"load_in_4bit": True, "num_epochs": None}, task="reply").load_in_4bit
 
 
 def _reply_convs():
@@ -93,15 +93,15 @@ def _reply_convs():
 
 def test_the_mask_trains_every_reply_token_and_the_end_of_turn_only(tiny_tok):
     convs = _reply_convs()
-    report = train.mask_report(tiny_tok, convs, 512)
+    report = masks.mask_report(tiny_tok, convs, 512)
     assert report == {"examples": 2, "checked": 2, "cut": 0, "whole_answer_trained": 2, "ends_with_end_of_turn": 2,
                       "prompt_tokens_trained": 0, "answer_tokens": {"p50": 49, "max": 49}}
-    rows, _ = train.tokenize_chat(tiny_tok, convs, 512)
+    rows, _ = masks.tokenize_chat(tiny_tok, convs, 512)
     trained = [t for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
     assert tiny_tok.decode(trained) == convs[0][-1]["content"] + "<|im_end|>"
     assert len(rows[0]["input_ids"]) == 187 and len(trained) == 49
-    assert train.mask_report(tiny_tok, convs, 180)["cut"] == 1, "a conversation MAX_SEQ_LEN cuts is counted apart"
-    assert train.mask_report(tiny_tok, [_conv("bug")], 512)["answer_tokens"] == {"p50": 2, "max": 2}
+    assert masks.mask_report(tiny_tok, convs, 180)["cut"] == 1, "a conversation MAX_SEQ_LEN cuts is counted apart"
+    assert masks.mask_report(tiny_tok, [_conv("bug")], 512)["answer_tokens"] == {"p50": 2, "max": 2}
 
 
 def test_a_mask_that_drops_the_end_of_turn_or_trains_the_prompt_is_refused(tiny_tok, monkeypatch):
@@ -109,22 +109,22 @@ def test_a_mask_that_drops_the_end_of_turn_or_trains_the_prompt_is_refused(tiny_
     monkeypatch.setattr(prompts, "training_example", lambda tok, msgs, how=None: (
         lambda ids, mask: (ids, mask[:-2] + [0, 0]))(*real(tok, msgs, how)))
     with pytest.raises(FtplayError, match="2 of 2 examples do not train exactly their answer"):
-        train.mask_report(tiny_tok, _reply_convs(), 512)
+        masks.mask_report(tiny_tok, _reply_convs(), 512)
     monkeypatch.setattr(prompts, "training_example", lambda tok, msgs, how=None: (
         lambda ids, mask: (ids, [1] * len(mask)))(*real(tok, msgs, how)))
     with pytest.raises(FtplayError, match="prompt tokens are trained"):
-        train.mask_report(tiny_tok, _reply_convs(), 512)
+        masks.mask_report(tiny_tok, _reply_convs(), 512)
 
 
 def test_03_trains_the_task_02_curated():
     from ftplay.errors import ConfigError
 
-    train.check_task({"task": "reply"}, "reply")
-    train.check_task({}, "classify")   # a record written before tasks existed is triage
+    recipes.check_task({"task": "reply"}, "reply")
+    recipes.check_task({}, "classify")   # a record written before tasks existed is triage
     with pytest.raises(ConfigError, match="TASK='reply' but 02 curated 'classify'"):
-        train.check_task({"task": "classify"}, "reply")
+        recipes.check_task({"task": "classify"}, "reply")
     with pytest.raises(ConfigError, match="TASK='summary' is not one of"):
-        train.check_task({}, "summary")
+        recipes.check_task({}, "summary")
 
 
 def test_the_adapter_names_its_task(tiny_ref, tmp_path):
@@ -144,12 +144,12 @@ def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, t
     convs = [prompts.messages(t, ["billing", "bug"], l) for t, l in
              [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
               ("button broken", "bug")] * 4]
-    cfg = train.recipe_for("embedded", {"engine": engine, "max_steps": 4, "batch_size": 4, "logging_steps": 1,
+    cfg = recipes.recipe_for("embedded", {"engine": engine, "max_steps": 4, "batch_size": 4, "logging_steps": 1,
                                         "load_in_4bit": engine == "unsloth"})
     res = train.train(cfg, tiny_ref, convs, convs[:4], tmp_path)
     assert res.engine == engine and res.steps == 4
     if engine == "unsloth":
-        assert train.resolve_engine(cfg)[2] == "adamw_torch_fused", "the optimizer actually used is reported"
+        assert recipes.resolve_engine(cfg)[2] == "adamw_torch_fused", "the optimizer actually used is reported"
     assert math.isfinite(res.train_loss) and res.train_loss < res.first_loss
     files = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors"} <= files
@@ -168,7 +168,7 @@ def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_ref, tiny_tok
     torch.manual_seed(0)
     model = get_peft_model(models.load_model(tiny_ref),
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    rows, _ = train.tokenize_chat(tiny_tok, [_conv("billing"), prompts.messages("it crashes on start, again and "
+    rows, _ = masks.tokenize_chat(tiny_tok, [_conv("billing"), prompts.messages("it crashes on start, again and "
                                                                                 "again", ["billing", "bug"], "bug")], 512)
     n = max(len(r["input_ids"]) for r in rows)
     pad = lambda xs, v: [x + [v] * (n - len(x)) for x in xs]  # noqa: E731
@@ -349,15 +349,15 @@ def test_the_share_is_read_in_words(tiny_ref):
     from ftplay import footprint as fp
 
     share = fp.lora_share({"trainable_params": 655_360, "base_params": 4_239_360}, tiny_ref.path,
-                          train.EMBEDDED_RECIPE, train.SEED_RECIPE, others=["Qwen/Qwen2.5-7B-Instruct", fp.LLAMA_8B,
+                          recipes.EMBEDDED_RECIPE, recipes.SEED_RECIPE, others=["Qwen/Qwen2.5-7B-Instruct", fp.LLAMA_8B,
                                                                            "/no/such/model", ""])
     assert share["counted_equals_measured"] and share["share_pct"] == 15.46
     assert [r["model"] for r in share["table"]][::2] == ["this run's base", "Qwen/Qwen2.5-7B-Instruct", fp.LLAMA_8B]
     text = fp.read_share(share)
     assert "655,360 of this base's 4,239,360 parameters (15.46%)" in text and "exactly that" in text
     assert "the seed's r 16 on q_proj/v_proj/o_proj 11.0M (0.137%)" in text and "25.0% at this base's width 256" in text
-    wrong = fp.lora_share({"trainable_params": 1, "base_params": 4_239_360}, tiny_ref.path, train.EMBEDDED_RECIPE,
-                          train.SEED_RECIPE)
+    wrong = fp.lora_share({"trainable_params": 1, "base_params": 4_239_360}, tiny_ref.path, recipes.EMBEDDED_RECIPE,
+                          recipes.SEED_RECIPE)
     assert not wrong["counted_equals_measured"] and "does not agree" in fp.read_share(wrong)
 
 
@@ -387,53 +387,53 @@ def test_the_quantization_measurement_is_read_in_words(tiny_ref):
 def test_the_gpu_model_and_its_recipe():
     from ftplay.models import ModelRef
 
-    assert train.gpu_model(ModelRef("embedded", "/c/tiny", "embedded", "x")) == "Qwen/Qwen2.5-7B-Instruct"
-    assert train.gpu_model(ModelRef(f"tiny:{QWEN_ID}", "/c/s", "standin", "x")) == QWEN_ID
-    assert train.gpu_model(ModelRef("org/m", "org/m", "hub", "main")) == "org/m"
-    assert train.gpu_model(ModelRef("./m", "/abs/m", "local", "x")) == "/abs/m"
-    cfg = train.recipe_for("embedded", {"seed": 5, "max_seq_len": 256, "max_steps": 10})
-    assert train.gpu_recipe(cfg) == replace(train.SEED_RECIPE, seed=5, max_seq_len=256)
+    assert recipes.gpu_model(ModelRef("embedded", "/c/tiny", "embedded", "x")) == "Qwen/Qwen2.5-7B-Instruct"
+    assert recipes.gpu_model(ModelRef(f"tiny:{QWEN_ID}", "/c/s", "standin", "x")) == QWEN_ID
+    assert recipes.gpu_model(ModelRef("org/m", "org/m", "hub", "main")) == "org/m"
+    assert recipes.gpu_model(ModelRef("./m", "/abs/m", "local", "x")) == "/abs/m"
+    cfg = recipes.recipe_for("embedded", {"seed": 5, "max_seq_len": 256, "max_steps": 10})
+    assert recipes.gpu_recipe(cfg) == replace(recipes.SEED_RECIPE, seed=5, max_seq_len=256)
 
 
 QWEN_ID = "Qwen/Qwen2.5-7B-Instruct"
 
 
 def test_each_second_adapter_changes_one_knob():
-    cfg = train.recipe_for("embedded", {"engine": "trl"})
+    cfg = recipes.recipe_for("embedded", {"engine": "trl"})
     seen = {}
     for name in ("epochs", "rank", "targets"):
-        b, text, changed = train.second_recipe(cfg, name)
-        diff = {k for k in train.TrainConfig.__dataclass_fields__ if getattr(b, k) != getattr(cfg, k)}
+        b, text, changed = recipes.second_recipe(cfg, name)
+        diff = {k for k in recipes.TrainConfig.__dataclass_fields__ if getattr(b, k) != getattr(cfg, k)}
         assert diff == set(changed), name
         assert b.engine == cfg.engine and b.seed == cfg.seed, "same engine and seed: one variable"
         seen[name] = (text, changed)
     assert seen["epochs"] == ("num_epochs 3.0 -> 1.0", {"num_epochs": [3.0, 1.0]})
     assert seen["rank"] == ("lora_r 32 -> 4, lora_alpha 64 -> 8", {"lora_r": [32, 4], "lora_alpha": [64, 8]})
-    assert seen["targets"][1] == {"target_modules": [list(train.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]]}
-    assert train.second_recipe(train.SEED_RECIPE, "targets")[2]["target_modules"][1] == list(train.ALL_LINEAR)
-    assert train.second_recipe(replace(cfg, max_steps=10), "epochs")[2] == {"max_steps": [10, 3]}
+    assert seen["targets"][1] == {"target_modules": [list(recipes.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]]}
+    assert recipes.second_recipe(recipes.SEED_RECIPE, "targets")[2]["target_modules"][1] == list(recipes.ALL_LINEAR)
+    assert recipes.second_recipe(replace(cfg, max_steps=10), "epochs")[2] == {"max_steps": [10, 3]}
     with pytest.raises(ConfigError, match="SECOND_ADAPTER='other' is not one of"):
-        train.second_recipe(cfg, "other")
+        recipes.second_recipe(cfg, "other")
 
 
 def test_the_engine_experiment_swaps_only_the_engine(monkeypatch):
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "unsloth" else None)
-    b, text, changed = train.second_recipe(train.recipe_for("embedded", {"engine": "unsloth"}), "engine")
+    b, text, changed = recipes.second_recipe(recipes.recipe_for("embedded", {"engine": "unsloth"}), "engine")
     assert (b.engine, text, b.seed) == ("trl", "engine unsloth -> trl", 3407)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ConfigError, match="needs both engines"):
-        train.second_recipe(train.recipe_for("embedded", {"engine": "trl"}), "engine")
+        recipes.second_recipe(recipes.recipe_for("embedded", {"engine": "trl"}), "engine")
 
 
 def test_two_adapters_are_read_side_by_side():
     r = lambda steps, n, loss: train.TrainResult(  # noqa: E731
         "a", "trl", False, [], {}, steps, loss, loss, 9.0, 0, 0.0, 0.0, 0.0, 0, None, "l", trainable_params=n)
-    text = train.read_second(r(321, 655_360, 0.9), r(107, 655_360, 1.5), "num_epochs 3.0 -> 1.0")
+    text = recipes.read_second(r(321, 655_360, 0.9), r(107, 655_360, 1.5), "num_epochs 3.0 -> 1.0")
     assert text.startswith("One change, num_epochs 3.0 -> 1.0: 107 steps against 321, 655,360 trained parameters")
     assert "eval loss 1.500 against 0.900 (higher)" in text
-    assert "(about the same)" in train.read_second(r(1, 1, 1.0), r(1, 1, 1.01), "x")
+    assert "(about the same)" in recipes.read_second(r(1, 1, 1.0), r(1, 1, 1.01), "x")
 
 
 @pytest.mark.slow
@@ -441,7 +441,7 @@ def test_4bit_and_unquantized_are_measured_on_the_same_steps(tiny_ref, tmp_path)
     convs = [prompts.messages(t, ["billing", "bug"], l) for t, l in
              [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
               ("button broken", "bug")] * 4]
-    cfg = train.recipe_for("embedded", {"engine": "trl", "batch_size": 4})
+    cfg = recipes.recipe_for("embedded", {"engine": "trl", "batch_size": 4})
     demo = train.compare_precisions(cfg, tiny_ref, convs, tmp_path, steps=3)
     four, full = demo["4bit"], demo["unquantized"]
     assert demo["ran"] and four["load_in_4bit"] and not full["load_in_4bit"] and four["steps"] == full["steps"] == 3
@@ -503,7 +503,7 @@ def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: calls.append("reset"))
-    monkeypatch.setattr(train, "resolve_engine", lambda c: ("unsloth", c.load_in_4bit, "adamw_8bit", []))
+    monkeypatch.setattr(recipes, "resolve_engine", lambda c: ("unsloth", c.load_in_4bit, "adamw_8bit", []))
 
     def fake_train(c, ref, rows, evals, out, resume=True):
         calls.append(("train", c.load_in_4bit, c.max_steps, len(rows)))
@@ -515,7 +515,7 @@ def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
                                  weights_mb=3.0 if c.load_in_4bit else 8.0, weights_dtype="bfloat16")
 
     monkeypatch.setattr(train, "train", fake_train)
-    demo = train.compare_precisions(train.recipe_for("embedded"), None, [{}] * 100, tmp_path, steps=4)
+    demo = train.compare_precisions(recipes.recipe_for("embedded"), None, [{}] * 100, tmp_path, steps=4)
     assert calls == ["empty", "reset", ("train", True, 4, 32), "empty", "reset", ("train", False, 4, 32)]
     assert (demo["4bit"]["peak_mb"], demo["unquantized"]["peak_mb"]) == (900.0, 2100.0) and demo["device"] == "cuda"
     assert (demo["4bit"]["tokens_per_s"], demo["unquantized"]["tokens_per_s"], demo["speed_ratio"]) == (200.0, 400.0, 0.5)
@@ -523,9 +523,9 @@ def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
 
 
 def test_without_bitsandbytes_there_is_no_4bit_run_to_compare(monkeypatch, tmp_path):
-    monkeypatch.setattr(train, "resolve_engine", lambda c: ("trl", False, "adamw_torch", []))
+    monkeypatch.setattr(recipes, "resolve_engine", lambda c: ("trl", False, "adamw_torch", []))
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("nothing is trained"))
-    assert train.compare_precisions(train.recipe_for("embedded"), None, [{}] * 10, tmp_path) == {
+    assert train.compare_precisions(recipes.recipe_for("embedded"), None, [{}] * 10, tmp_path) == {
         "ran": False, "why": "bitsandbytes is not installed: no 4-bit base to compare"}
 
 
@@ -536,9 +536,9 @@ def test_a_long_answer_to_a_short_prompt_passes_the_mask_check_and_a_trained_pro
 
     tok = SimpleNamespace(eos_token_id=2, eos_token="</s>", pad_token_id=0, bos_token_id=None, bos_token=None)
     long_answer = {"input_ids": [5, 6, 7] + [9] * 40 + [2], "labels": [-100] * 3 + [9] * 40 + [2]}
-    train.check_mask(tok, [long_answer])
+    masks.check_mask(tok, [long_answer])
     with pytest.raises(FtplayError, match="trained from its first token"):
-        train.check_mask(tok, [{"input_ids": [5, 6, 9, 2], "labels": [5, 6, 9, 2]}])
+        masks.check_mask(tok, [{"input_ids": [5, 6, 9, 2], "labels": [5, 6, 9, 2]}])
 
 
 @pytest.mark.parametrize("hub_id", list(standins.FAMILIES))
@@ -549,9 +549,9 @@ def test_each_familys_template_trains_exactly_the_reply_and_its_end_of_turn(hub_
 
     tok = models.load_tokenizer(models.resolve(f"tiny:{hub_id}"))
     convs = _reply_convs()
-    report = train.mask_report(tok, convs, 1024)
+    report = masks.mask_report(tok, convs, 1024)
     assert (report["whole_answer_trained"], report["ends_with_end_of_turn"], report["prompt_tokens_trained"]) == (2, 2, 0)
-    rows, _ = train.tokenize_chat(tok, convs, 1024)
+    rows, _ = masks.tokenize_chat(tok, convs, 1024)
     for row, conv in zip(rows, convs):
         trained = tok.decode([t for t, l in zip(row["input_ids"], row["labels"]) if l != -100])
         assert trained.strip().startswith(conv[-1]["content"]) and trained.strip() != conv[-1]["content"]

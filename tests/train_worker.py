@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from ftplay import models, prompts, train
+from ftplay import models, prompts, recipes, train
 
 TEXTS = [("I was charged twice for my plan", "billing"), ("the app crashes when I upload", "bug"),
          ("please refund my last invoice", "billing"), ("the export button does nothing", "bug"),
@@ -23,7 +23,7 @@ def conversations():
 if __name__ == "__main__":
     out, seed = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3407
     convs = conversations()
-    cfg = train.recipe_for("embedded", {"engine": "trl", "load_in_4bit": False, "num_epochs": 2.0, "batch_size": 4,
+    cfg = recipes.recipe_for("embedded", {"engine": "trl", "load_in_4bit": False, "num_epochs": 2.0, "batch_size": 4,
                                         "save_steps": 4, "logging_steps": 2, "seed": seed, "lora_dropout": 0.05})
     res = train.train(cfg, models.resolve("embedded"), convs[:40], convs[40:], out)
     print(json.dumps(asdict(res)))
