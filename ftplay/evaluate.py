@@ -1,5 +1,5 @@
-"""One evaluation harness for every system: predictors, metrics with intervals, paired comparisons
-(the gate that reads them is `ftplay.gate`; label scoring itself is `ftplay.scoring`)."""
+"""Classification's systems and metrics: predictors, accuracy and macro-F1 with intervals, paired comparisons,
+McNemar's test (the task that puts them together is ftplay/tasks/classify.py; label scoring is `ftplay.scoring`)."""
 import json
 import logging
 import math
@@ -159,13 +159,6 @@ def _interval(vals, alpha=0.05):
     return [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))]
 
 
-def bootstrap_ci(y_true, y_pred, metric, n=1000, seed=0, alpha=0.05):
-    """Percentile bootstrap interval of `metric` over resampled rows."""
-    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-    idx = _resample(len(y_true), n, seed)
-    return _interval(np.array([metric(y_true[i], y_pred[i]) for i in idx]), alpha)
-
-
 def _acc(t, p):
     return float(np.mean([a == b for a, b in zip(t, p)]))
 
@@ -252,50 +245,10 @@ def mcnemar(right_a, right_b):
     return (float(binomtest(only_a, only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0), only_a, only_b
 
 
-def run_predictor(predictor, rows, labels, n_boot=1000, seed=0):
-    """Predict every row, score it, time it. Returns (metrics, predictions)."""
-    t0 = time.time()
-    preds = predictor.predict([r["text"] for r in rows])
-    secs = time.time() - t0
-    m = score([r["label"] for r in rows], preds, labels, n_boot, seed)
-    m["seconds"] = round(secs, 2)
-    m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
-    return m, preds
-
-
-def score_systems(systems, splits, tokenizer, labels, system_prompt, n_boot=1000, batch_size=32, out_dir=None,
-                  prefix="04", method="constrained"):
-    """Every model of `systems` ({name: model}) on every non-empty split of `splits` ({split: rows}) by
-    label scoring (LabelScorer's `method`): ({split: {name: metrics}}, {(split, name): predictions}). With
-    `out_dir`, each one's predictions go to <out_dir>/<prefix>_<split>_<name>.jsonl."""
-    from pathlib import Path
-
-    results, preds = {}, {}
-    for split, rows in splits.items():
-        if not rows:
-            continue
-        for name, model in systems.items():
-            scorer = LabelScorer(model, tokenizer, labels, system_prompt, batch_size=batch_size,
-                                 name=f"scoring {name} on {split}", method=method)
-            m, p = run_predictor(scorer, rows, labels, n_boot)
-            results.setdefault(split, {})[name], preds[(split, name)] = m, p
-            if out_dir is not None:
-                save_predictions(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, p)
-    return results, preds
-
-
-def paired_on_baseline_rows(rows, preds, baseline, labels, n_boot=1000):
-    """paired_difference of `preds` (one per row of `rows`) against a baseline that scored some of
-    these rows ({"ids", "preds"}, as `baselines` returns each), on the rows it scored."""
-    at = {r["id"]: i for i, r in enumerate(rows)}
-    idx = [at[i] for i in baseline["ids"]]
-    return paired_difference([rows[i]["label"] for i in idx], [preds[i] for i in idx], baseline["preds"], labels,
-                             n_boot)
-
-
 class TfidfClassifier:
     """A cheap non-LLM classifier (TF-IDF word 1-2 grams + logistic regression) as a reference,
     fitted on `train_rows`; `predict` gives each row's most likely label and its probability."""
+    name = "tfidf_logreg"
 
     def __init__(self, train_rows):
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -310,11 +263,6 @@ class TfidfClassifier:
         proba = self.clf.predict_proba(list(texts))
         classes = list(self.clf.classes_)
         return [Prediction(classes[int(i)], float(p[int(i)])) for p, i in zip(proba, proba.argmax(1))]
-
-
-def tfidf_reference(train_rows, rows):
-    """TfidfClassifier fitted on `train_rows`, its predictions for `rows`."""
-    return TfidfClassifier(train_rows).predict([r["text"] for r in rows])
 
 
 def selective_curve(y_true, preds, steps=11):
@@ -367,45 +315,6 @@ def answer_examples(rows, predictions, n=4, seed=0, width=70):
     return out
 
 
-def ci_decimals(*cis):
-    """Decimals an interval supports: two significant digits of its width (width 0.19 -> 2, 0.019 -> 3)."""
-    widths = [hi - lo for lo, hi in cis if hi is not None and lo is not None and hi > lo]
-    return min(4, max(1, 1 - math.floor(math.log10(min(widths))))) if widths else 3
-
-
-def summary_table(results):
-    """One row per (split, system): n, accuracy and macro-F1 with their 95% intervals, valid rate, as a
-    pandas DataFrame rounded to the decimals the intervals support."""
-    import pandas as pd
-
-    rows = []
-    for split, systems in results.items():
-        for name, m in systems.items():
-            a, f = m["accuracy_ci"], m["macro_f1_ci"]
-            d = ci_decimals(a, f)
-            rows.append({"split": split, "system": name, "n": m["n"],
-                         "accuracy [95% CI]": f"{m['accuracy']:.{d}f} [{a[0]:.{d}f}, {a[1]:.{d}f}]",
-                         "macro-F1 [95% CI]": f"{m['macro_f1']:.{d}f} [{f[0]:.{d}f}, {f[1]:.{d}f}]",
-                         "valid answers": f"{m['valid_rate']:.0%}"})
-    return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
-
-
-def read_summary(results):
-    """One sentence per split under summary_table: the best system by macro-F1 and what the interval width
-    means for telling systems apart on this many rows."""
-    out = []
-    for split, systems in results.items():
-        if not systems:
-            continue
-        best = max(systems, key=lambda k: systems[k]["macro_f1"])
-        m = systems[best]
-        lo, hi = m["macro_f1_ci"]
-        out.append(f"{split} ({m['n']} rows): {best} scores highest, macro-F1 {m['macro_f1']:.2f} "
-                   f"(95% CI {lo:.2f} to {hi:.2f}); with intervals about {hi - lo:.2f} wide, systems closer than that "
-                   "are not told apart here (the paired comparisons below say which differences are real).")
-    return "\n".join(out)
-
-
 def vocabulary(rows):
     """Lower-cased words of the training texts: a word outside it in a ticket hints at a typo."""
     return {w for r in rows for w in re.findall(r"[a-z]+", r["text"].lower())}
@@ -433,30 +342,5 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
     small = [l for l in labels if counts[l] < min_rows]
     out["small_labels"] = {"labels": small, "warning": f"{len(small)} label(s) with < {min_rows} rows: "
                            "their per-class scores are noise" if small else None}
-    return out
-
-
-def baselines(run_dir, heldout, load=None):
-    """Every system 01 scored, with its predictions on the rows of `heldout` that 01 scored (01 and
-    04 may each score a MAX_ROWS sample): {name: {"name", "ids", "preds"}}; {} when 01 has not run
-    here. Systems sharing no row with `heldout` are left out. `load` reads a predictions file as (ids,
-    predictions): load_predictions by default, replies.load_outputs for the reply task."""
-    from pathlib import Path
-
-    from . import records, stages
-
-    rec = records.read_or_empty(run_dir, stages.BASELINE)
-    here, out = {r["id"] for r in heldout}, {}
-    for name in rec.at("systems", default={}):
-        path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
-        if not path.exists():
-            continue
-        ids, preds = (load or load_predictions)(path)
-        both = [(i, p) for i, p in zip(ids, preds) if i in here]
-        if len(both) < len(ids):
-            log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
-                        len(ids), len(both), name)
-        if both:
-            out[name] = {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
     return out
 

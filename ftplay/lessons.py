@@ -1,7 +1,7 @@
 """The seed's common mistakes, measured on the run's own data instead of only named.
 
-Mistake 2, leakage: a row-by-row split of the raw export scored by the classical reference, its
-held-out rows grouped by what they share with train. Mistake 4, edge cases: the fine-tune's
+Mistake 2, leakage: a row-by-row split of the raw export (`row_split`) scored by each task's cheap
+reference, its held-out rows grouped by what they share with train (the task's `leakage_demo`). Mistake 4, edge cases: the fine-tune's
 accuracy on the training rows of a slice against the same slice's held-out and production rows.
 Mistake 5, the base model updates: the adapter on its own base, the same adapter loaded on the new
 base (what a silent upgrade serves), and a re-fine-tune on the new base, on the same rows.
@@ -12,102 +12,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import evaluate, identity, models, prompts, quality, train
-def leakage_demo(raw_rows, grouped_train, grouped_heldout, production, labels, near=0.65, fraction=0.2, seed=0):
-    """Mistake 2 ("held-out includes data leaked from training: scores look great, production fails")
-    measured with the classical reference, in seconds: the raw export split row by row, as a naive
-    split does, TF-IDF trained on it, its held-out rows grouped by what they share with train (a near
-    twin with the same label, a twin with another label, none), beside 02's grouped split."""
+from . import evaluate, identity, models, prompts, train
+
+
+def row_split(raw_rows, fraction=0.2, seed=0):
+    """The raw export split row by row, as a naive split does: (train, held-out), `fraction` held out."""
     order = np.random.default_rng(seed).permutation(len(raw_rows))
     k = int(round(len(raw_rows) * (1 - fraction)))
-    train, held = [raw_rows[i] for i in order[:k]], [raw_rows[i] for i in order[k:]]
-    twin = {e["id"]: e for e in quality.audit(train, held, near)["near"]}
-    group = lambda r: ("no_twin" if r["id"] not in twin else
-                       "twin_same_label" if twin[r["id"]]["train_label"] == r["label"] else "twin_other_label")
-
-    def scored(clf, rows):
-        p = clf.predict([r["text"] for r in rows])
-        return p, evaluate.score([r["label"] for r in rows], p, labels, n_boot=200, seed=seed)
-
-    naive = evaluate.TfidfClassifier(train)
-    p, m = scored(naive, held)
-    groups = {}
-    for name in ("twin_same_label", "twin_other_label", "no_twin"):
-        idx = [i for i, r in enumerate(held) if group(r) == name]
-        groups[name] = {"n": len(idx), "accuracy": float(np.mean([p[i].label == held[i]["label"] for i in idx]))
-                        if idx else None}
-    _, mp = scored(naive, production) if production else (None, None)
-    grouped = evaluate.TfidfClassifier(grouped_train)
-    _, g = scored(grouped, grouped_heldout)
-    _, gp = scored(grouped, production) if production else (None, None)
-    pick = lambda x: None if x is None else {k: x[k] for k in ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
-    return {"rows": len(held), "seed": seed, "groups": groups,
-            "row_split": {"heldout": pick(m), "production": pick(mp)},
-            "grouped_split": {"heldout": pick(g), "production": pick(gp)}}
-
-
-def read_leakage(demo):
-    """The leakage demonstration in words."""
-    g, row, grp = demo["groups"], demo["row_split"], demo["grouped_split"]
-    acc = lambda x: "-" if x is None else f"{x:.2f}"
-    twins = g["twin_same_label"]["n"] + g["twin_other_label"]["n"]
-    text = (f"Split row by row, {twins} of the {demo['rows']} held-out rows have a near twin in train. The "
-            f"{g['twin_same_label']['n']} whose twin carries the same label are answered right "
-            f"{acc(g['twin_same_label']['accuracy'])} of the time, the {g['no_twin']['n']} with no twin "
-            f"{acc(g['no_twin']['accuracy'])}: a leaked row is a question the model has seen with its answer. ")
-    if g["twin_other_label"]["n"]:
-        text += (f"The {g['twin_other_label']['n']} whose twin carries another label score "
-                 f"{acc(g['twin_other_label']['accuracy'])}: the conflicts 02 drops. ")
-    if row["production"] and grp["production"]:
-        text += (f"Held-out accuracy {acc(row['heldout']['accuracy'])} (row split) vs {acc(grp['heldout']['accuracy'])} "
-                 f"(02's grouped split); on production {acc(row['production']['accuracy'])} vs "
-                 f"{acc(grp['production']['accuracy'])}. ")
-        gap = row["heldout"]["accuracy"] - row["production"]["accuracy"]
-        text += (f"The row split promises {gap:+.2f} more than production delivers." if gap > 0 else
-                 "On this export the leaked rows are too few (and too often conflicting) to lift the whole held-out "
-                 "score above production's: the per-group figures are where the leak shows.")
-    return text
-
-
-def reply_leakage_demo(raw_rows, grouped_train, grouped_heldout, production, fmt, near=0.65, fraction=0.2, seed=0):
-    """Mistake 2 on the reply task, measured with the canned-reply reference (replies.NearestReply) in seconds:
-    the raw export split row by row, its held-out rows grouped by whether a near twin sits in train, their
-    chrF and field accuracy, beside 02's grouped split and production. The analogue of `leakage_demo`."""
-    from . import replies
-
-    order = np.random.default_rng(seed).permutation(len(raw_rows))
-    k = int(round(len(raw_rows) * (1 - fraction)))
-    train, held = [raw_rows[i] for i in order[:k]], [raw_rows[i] for i in order[k:]]
-    twins = {e["id"] for e in quality.audit(train, held, near)["near"]}
-    pick = lambda m: None if m is None else {k: m[k] for k in ("chrf", "chrf_ci", "valid_rate", "field_accuracy")}
-
-    def scored(train_rows, rows):
-        return replies.run_system(replies.NearestReply(train_rows), rows, fmt, n_boot=200, seed=seed) if rows else (None, None)
-
-    m, outs = scored(train, held)
-    s = replies.row_scores(held, outs, fmt)
-    groups = {}
-    for name, keep in (("near_twin", lambda r: r["id"] in twins), ("no_twin", lambda r: r["id"] not in twins)):
-        idx = [i for i, r in enumerate(held) if keep(r)]
-        groups[name] = {"n": len(idx), "chrf": float(s["chrf"][idx].mean()) if idx else None,
-                        "field_accuracy": float(s["fields"][idx].mean()) if idx and fmt.fields else None}
-    return {"rows": len(held), "seed": seed, "groups": groups,
-            "row_split": {"heldout": pick(m), "production": pick(scored(train, production)[0])},
-            "grouped_split": {"heldout": pick(scored(grouped_train, grouped_heldout)[0]),
-                              "production": pick(scored(grouped_train, production)[0])}}
-
-
-def read_reply_leakage(demo):
-    """The reply task's leakage demonstration in words."""
-    g, row, grp = demo["groups"], demo["row_split"], demo["grouped_split"]
-    f = lambda x: "-" if x is None else f"{x:.1f}"
-    text = (f"Split row by row, {g['near_twin']['n']} of the {demo['rows']} held-out tickets have a near twin in train: "
-            f"the canned reply of the nearest training ticket scores chrF {f(g['near_twin']['chrf'])} on them, "
-            f"{f(g['no_twin']['chrf'])} on the {g['no_twin']['n']} without one. Held-out chrF {f(row['heldout']['chrf'])} "
-            f"(row split) vs {f(grp['heldout']['chrf'])} (02's grouped split)")
-    if row["production"]:
-        text += f"; on production {f(row['production']['chrf'])} vs {f(grp['production']['chrf'])}"
-    return text + ". A leaked ticket is a question whose reply was in the training data."
+    return [raw_rows[i] for i in order[:k]], [raw_rows[i] for i in order[k:]]
 
 
 def edge_cases(train_rows, splits, preds, predict, pattern, labels, max_train=80, seed=0):
@@ -157,6 +69,18 @@ def read_edge_cases(edge):
         parts.append(f"{name} ({r['train_rows']} training rows): train {acc(t)}, held-out {acc(h)}, production "
                      f"{acc(p)}; {reading}.")
     return " ".join(parts)
+
+
+def edge_table(edge):
+    """The edge-case demonstration as a table: {slice: {"train rows", "<split> accuracy", ...}}."""
+    return {name: {"train rows": r["train_rows"], **{f"{s} accuracy": (r.get(s) or {}).get("accuracy")
+                                                    for s in ("train", "heldout", "production")}}
+            for name, r in edge.items()}
+
+
+def record(leakage=None, edge_cases=None, base_update=None):
+    """04's record of the lessons it measured (None where one did not run)."""
+    return {"leakage": leakage, "edge_cases": edge_cases, "base_update": base_update}
 
 
 def base_update(old_ref, new_ref, adapter, cfg, train_rows, heldout, labels, system_prompt, old_preds, out_dir,

@@ -1,9 +1,58 @@
-"""One reader for run records (`<run_dir>/<stem>.json`): typed access, errors that name the file and the fix."""
+"""Run records (`<run_dir>/<stem>.json`): each stage's schema, written and read here; errors that name the file,
+the field and the fix."""
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import stages
+from . import rundir, stages
 from .errors import FtplayError
+
+VERSION = 2   # the records' schema version, in every record as "schema"; readers refuse another version
+ENVELOPE = ("task", "config", "versions", "written_at", "seconds", "schema")   # what rundir.record adds
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What one stage's record holds: the fields it must carry, those it may, and whether a task adds its own
+    (Task.record_fields). Notebooks write their record through it (`records.EVALUATE.write(run_dir, ...)`)."""
+    stem: str
+    required: tuple
+    optional: tuple = ()
+    per_task: bool = False   # the stage runs once per task: its task's own fields are allowed beside these
+
+    def write(self, run_dir, task=None, config=None, started=None, task_fields=None, **fields):
+        """Write the record: `fields` checked against the schema (ValueError naming the stage and the field),
+        `task_fields` (the task's own, per-task stages only) beside them, then the envelope: the task's name,
+        the resolved config, versions, the time, the schema version."""
+        missing = [k for k in self.required if k not in fields]
+        unknown = [k for k in fields if k not in self.required + self.optional]
+        extra = dict(task_fields or {})
+        if extra and not self.per_task:
+            unknown += list(extra)
+        clash = [k for k in extra if k in fields or k in ENVELOPE]
+        if missing or unknown or clash:
+            raise ValueError(f"record {self.stem}: " + "; ".join(
+                part for part in (missing and f"missing field(s) {', '.join(missing)}",
+                                  unknown and f"field(s) not in its schema: {', '.join(unknown)}",
+                                  clash and f"task field(s) that clash with the record's own: {', '.join(clash)}")
+                if part))
+        name = getattr(task, "name", task)
+        return rundir.record(run_dir, self.stem, {**fields, **extra, "schema": VERSION}, config=config,
+                             started=started, task=name)
+
+
+def by_split(splits, results, paired):
+    """04's per-split fields: {split: {"n", "systems", "paired"}} for every split of `splits` ({split: rows})."""
+    return {split: {"n": len(rows), "systems": results.get(split, {}), "paired": paired.get(split, {})}
+            for split, rows in splits.items()}
+
+
+DECIDE = Schema(stages.DECIDE, ("proceed", "recommendation", "reasons", "todo", "quality", "quality_source", "tried",
+                                "labeled_examples", "measured_baselines"))
+BASELINE = Schema(stages.BASELINE, ("n", "labels", "systems", "best", "reference", "rows_in", "rows_out",
+                                    "heldout_fingerprint"), per_task=True)
+EVALUATE = Schema(stages.EVALUATE, ("heldout", "decision", "slices", "leakage_recheck", "adapter_dir", "baselines",
+                                    "lessons"), ("production",), per_task=True)
 
 _ABSENT = object()
 
@@ -59,6 +108,10 @@ def read(run_dir, stem, missing_ok=False):
     if not isinstance(data, dict):
         raise FtplayError(f"{p} holds a JSON {type(data).__name__}, not a record (an object): run notebook "
                           f"{stem} again to write it", title="a run record is unreadable")
+    if "schema" in data and data["schema"] != VERSION:
+        raise FtplayError(f"{p} has field schema={data['schema']!r}: it was written by another version of ftplay, "
+                          f"which this one (schema {VERSION}) does not read; run notebook {stem} again into this run "
+                          "directory", title="a run record is of another version")
     return Record(data, p, stem)
 
 

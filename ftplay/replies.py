@@ -1,6 +1,6 @@
-"""The reply task's evaluation: systems that write replies (the base prompted, a fine-tune, an endpoint,
+"""The reply task's systems and metrics: systems that write replies (the base prompted, a fine-tune, an endpoint,
 the nearest training reply), their metrics with 95% intervals (format validity, fields, chrF), paired
-comparisons, per-label slices; the gate that reads them (and its per-part table) is `gate.decide_replies`.
+comparisons, per-label slices; the task that puts them together, with its gate, is ftplay/tasks/reply.py.
 
 Metrics come from libraries, not hand-written scorers: validity and fields from the format's own
 parser (ftplay/formats.py), chrF from sacrebleu (per row for the bootstrap, corpus-level beside it),
@@ -30,8 +30,6 @@ ONE_THREAD_BELOW = 50_000_000   # parameters
 # the embedded reply adapter, 102 new tokens, batch 16, here: 7.45 s one batch at a time, 5.0 s two at once, the
 # same replies. More threads were not measured (2 cores); they would queue for the GIL between ops.
 DECODE_WORKERS = 2
-
-
 
 
 def primary(fmt):
@@ -234,38 +232,6 @@ def token_stats(tokenizer, texts):
             "max": int(n.max())}
 
 
-def run_system(system, rows, fmt, n_boot=1000, seed=0, tokenizer=None):
-    """Every row's reply from `system` (anything with .reply(texts)), scored and timed: (metrics, replies);
-    with `tokenizer`, the replies' token counts too ("output_tokens")."""
-    t0 = time.time()
-    outputs = system.reply([r["text"] for r in rows])
-    secs = time.time() - t0
-    m = score(rows, outputs, fmt, n_boot, seed)
-    m["seconds"] = round(secs, 2)
-    m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
-    if tokenizer is not None:
-        m["output_tokens"] = token_stats(tokenizer, outputs)
-    return m, outputs
-
-
-def score_systems(systems, splits, fmt, n_boot=1000, out_dir=None, prefix="04", tokenizer=None):
-    """Every system of `systems` ({name: .reply system}) on every non-empty split ({split: rows}):
-    ({split: {name: metrics}}, {(split, name): replies}); with `out_dir`, replies saved as
-    <out_dir>/<prefix>_<split>_<name>.jsonl."""
-    from pathlib import Path
-
-    results, outputs = {}, {}
-    for split, rows in splits.items():
-        if not rows:
-            continue
-        for name, system in systems.items():
-            m, o = run_system(system, rows, fmt, n_boot, tokenizer=tokenizer)
-            results.setdefault(split, {})[name], outputs[(split, name)] = m, o
-            if out_dir is not None:
-                save_outputs(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, o)
-    return results, outputs
-
-
 def save_outputs(path, rows, outputs):
     """One JSON line per row: id, label, reference reply, the system's reply."""
     from .rundir import write_text
@@ -282,104 +248,7 @@ def load_outputs(path):
     return [r["id"] for r in recs], [r["output"] for r in recs]
 
 
-def baselines(run_dir, heldout):
-    """Every system 01 scored on the reply task, with its replies on the rows of `heldout` it scored:
-    {name: {"name", "ids", "preds"}} (evaluate.baselines with this task's files)."""
-    return evaluate.baselines(run_dir, heldout, load=load_outputs)
-
-
-def paired_on_baseline_rows(rows, outputs, baseline, fmt, n_boot=1000):
-    """`paired` of `outputs` (one per row of `rows`) against a baseline that scored some of these rows."""
-    at = {r["id"]: i for i, r in enumerate(rows)}
-    idx = [at[i] for i in baseline["ids"]]
-    return paired([rows[i] for i in idx], [outputs[i] for i in idx], baseline["preds"], fmt, n_boot)
-
-
-def compare_all(splits, outputs, others, fmt, n_boot=1000):
-    """04's paired comparisons: on every split of `splits` ({split: rows}), the fine-tune against every other
-    system scored there (`outputs`: {(split, name): replies}), and on held-out against every system 01 scored
-    (`others`, from `baselines`) on the rows it scored: {split: {"finetuned_vs_<name>": paired}}."""
-    out = {}
-    for split, rows in splits.items():
-        if not rows or (split, "finetuned") not in outputs:
-            continue
-        ft = outputs[(split, "finetuned")]
-        out[split] = {f"finetuned_vs_{name}": paired(rows, ft, o, fmt, n_boot)
-                      for (s, name), o in outputs.items() if s == split and name not in ("finetuned", "finetuned_b")}
-        if split == "heldout":
-            out[split].update({f"finetuned_vs_{name}": paired_on_baseline_rows(rows, ft, b, fmt, n_boot)
-                               for name, b in others.items()})
-    return out
-
-
-def _rank(m):
-    """Order of systems: the primary metric, chrF on a tie (every prompt at 0% fields)."""
-    return (m[m["primary"]] or 0.0, m["chrf"])
-
-
-def baseline_summary(results, fmt):
-    """01's record of the reply task: the primary metric, the best prompting system by it (chrF on a tie; the
-    reference excluded), and the reference (nearest_reply) with its speed."""
-    keys = ("valid_rate", "field_accuracy", "chrf")
-    llm = {k: m for k, m in results.items() if k != NEAREST}
-    best = max(llm, key=lambda k: _rank(llm[k]))
-    ref = results[NEAREST]
-    return {"primary": primary(fmt), "best": {"name": best, "metric": primary(fmt), **{k: llm[best][k] for k in keys}},
-            "reference": {"name": NEAREST, **{k: ref[k] for k in keys}, "rows_per_s": ref.get("rows_per_s"),
-                          "seconds": ref.get("seconds")}}
-
-
 # ---------------------------------------------------------------- tables and readings
-def _ci(value, ci, d=2, pct=False):
-    if value is None:
-        return "-"
-    if pct:
-        return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
-    return f"{value:.{d}f} [{ci[0]:.{d}f}, {ci[1]:.{d}f}]"
-
-
-def summary_table(results):
-    """One row per (split, system): n, valid replies, field accuracy and chrF with their 95% intervals,
-    corpus chrF, rows/s, as a pandas DataFrame."""
-    import pandas as pd
-
-    rows = []
-    for split, systems in results.items():
-        for name, m in systems.items():
-            rows.append({"split": split, "system": name, "n": m["n"],
-                         "valid [95% CI]": _ci(m["valid_rate"], m["valid_rate_ci"], pct=True),
-                         "fields [95% CI]": _ci(m["field_accuracy"], m["field_accuracy_ci"], pct=True),
-                         "chrF [95% CI]": _ci(m["chrf"], m["chrf_ci"], 1),
-                         "corpus chrF": round(m["corpus_chrf"], 1), "distinct replies": m.get("distinct"),
-                         "rows/s": m.get("rows_per_s")})
-    return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
-
-
-def read_summary(results):
-    """One sentence per split: the best system by the primary metric, the most valid one, and how wide the
-    intervals are on this many rows."""
-    out = []
-    for split, systems in results.items():
-        if not systems:
-            continue
-        best = max(systems, key=lambda k: _rank(systems[k]))
-        valid = max(systems, key=lambda k: systems[k]["valid_rate"])
-        m, v = systems[best], systems[valid]
-        lo, hi = m[f"{m['primary']}_ci"]
-        said = (f"restates the most fields right, {m['field_accuracy']:.0%} (95% CI {lo:.0%} to {hi:.0%}), chrF "
-                f"{m['chrf']:.1f}" if m["primary"] == "field_accuracy" else
-                f"writes the replies closest to the references, chrF {m['chrf']:.1f} (95% CI {lo:.1f} to {hi:.1f})")
-        width = f"{hi - lo:.0%}" if m["primary"] == "field_accuracy" else f"{hi - lo:.1f} chrF points"
-        canned = [f"{k} ({x['distinct']})" for k, x in systems.items()
-                  if x.get("distinct") is not None and x["valid_rate"] >= 0.5 and x["distinct"] <= x["n"] / 10]
-        out.append(f"{split} ({m['n']} rows): {best} {said}; {valid} keeps the format most often, {v['valid_rate']:.0%} "
-                   f"valid. Intervals about {width} wide: closer systems are not told apart here (the paired "
-                   "comparisons say which differences are real)."
-                   + (f" Well-formed but canned: {', '.join(canned)} distinct replies for {m['n']} tickets, the format "
-                      "learnt without the ticket's content." if canned else ""))
-    return "\n".join(out)
-
-
 def examples(rows, outputs, n=3, seed=0, width=60):
     """A few rows side by side: the ticket (cut to `width`), the reference reply and each system's reply,
     lines joined with ' | ' so a table cell shows the structure."""
@@ -413,48 +282,3 @@ def label_table(rows, outputs, fmt, min_rows=20, first="finetuned"):
     key = first if first in scores else next(iter(scores), None)
     return sorted(out, key=lambda r: (r.get(f"{key}_valid", 0), r.get(f"{key}_chrf", 0), r["label"])) if key else out
 
-
-def read_labels(table, first="finetuned"):
-    """One sentence reading the per-label table: the worst label for `first`, and the spread."""
-    if not table:
-        return "No labels scored."
-    w, b = table[0], table[-1]
-    said = lambda r: (f"{r[f'{first}_valid']:.0%} valid, " + (f"{r[f'{first}_fields']:.0%} of fields right, "
-                                                            if f"{first}_fields" in r else "") + f"chrF {r[f'{first}_chrf']:.1f}")
-    return (f"{first} is weakest on {w['label']} tickets ({w['n']} rows): {said(w)}, against {said(b)} on {b['label']}"
-            + (f"; {w['warning']}." if w["warning"] else "."))
-
-
-def comparison_rows(paired_by_split):
-    """The paired comparisons as table rows: split, the other system, rows, the validity, field accuracy and
-    chrF differences (fine-tune minus other) with intervals, McNemar's p on validity."""
-    iv = lambda d, k: "-" if d.get(f"{k}_diff") is None else (
-        f"{d[f'{k}_diff']:+.3f} [{d[f'{k}_diff_ci'][0]:+.3f}, {d[f'{k}_diff_ci'][1]:+.3f}]" if k != "chrf" else
-        f"{d[f'{k}_diff']:+.1f} [{d[f'{k}_diff_ci'][0]:+.1f}, {d[f'{k}_diff_ci'][1]:+.1f}]")
-    return [{"split": split, "fine-tune vs": key[len("finetuned_vs_"):], "rows": d["n"],
-             "valid (ft / other)": f"{d['a_valid_rate']:.0%} / {d['b_valid_rate']:.0%}",
-             "valid diff [95% CI]": iv(d, "valid_rate"), "McNemar p": float(f"{d['mcnemar_p']:.2g}"),
-             "fields diff [95% CI]": iv(d, "field_accuracy"), "chrF diff [95% CI]": iv(d, "chrf")}
-            for split, by in paired_by_split.items() for key, d in by.items()]
-
-
-def read_comparisons(paired_by_split):
-    """One sentence per split: whom the fine-tune beats on validity, and on chrF, beyond the 95% interval."""
-    out = []
-    for split, by in paired_by_split.items():
-        where = split.replace("heldout", "held-out")
-        said = []
-        first = next(iter(by.values()), {}).get("primary", "chrf")
-        for metric, what in (("valid_rate", "format validity"), ("field_accuracy", "fields"), ("chrf", "chrF")):
-            if metric == "field_accuracy" and first != metric:
-                continue
-            won, tied, lost = [], [], []
-            for key, d in by.items():
-                lo, hi = d[f"{metric}_diff_ci"]
-                (won if lo > 0 else lost if hi < 0 else tied).append(key[len("finetuned_vs_"):])
-            text = f"on {what} it beats {', '.join(won) or 'nothing'}"
-            text += f", ties {', '.join(tied)}" if tied else ""
-            text += f", loses to {', '.join(lost)}" if lost else ""
-            said.append(text)
-        out.append(f"On {where} rows the fine-tune: " + "; ".join(said) + ".")
-    return " ".join(out)

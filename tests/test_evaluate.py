@@ -4,7 +4,8 @@ import os.path
 import numpy as np
 import pytest
 
-from ftplay import evaluate, prompts
+from ftplay import evaluate, prompts, tasks
+from ftplay.config import ScoringConfig
 from ftplay.evaluate import Prediction
 
 LABELS = ["billing", "bug", "shipping", "card_arrival"]
@@ -328,7 +329,8 @@ def test_baseline_comparison_uses_the_rows_the_baseline_scored():
     rows = [{"id": f"r{i}", "label": lab} for i, lab in enumerate(["a"] * 6 + ["b"] * 6)]
     ft = _preds([r["label"] for r in rows])                          # right on every row
     baseline = {"ids": ["r11", "r0", "r7"], "preds": _preds(["b", "b", "b"])}  # scored 3 rows, in its own order
-    d = evaluate.paired_on_baseline_rows(rows, ft, baseline, ["a", "b"], n_boot=50)
+    task = tasks.get("classify", scoring=ScoringConfig(n_boot=50)).bind(["a", "b"], None)
+    d = task.paired_on_rows(rows, ft, baseline)
     assert d == evaluate.paired_difference(["b", "a", "b"], _preds(["b", "a", "b"]), baseline["preds"], ["a", "b"], 50)
     assert d["only_a_right"] == 1 and d["only_b_right"] == 0
 
@@ -339,8 +341,9 @@ def test_score_systems_scores_each_model_on_each_split_and_saves_predictions(tin
     rows = [{"id": "1", "text": "my card was charged twice", "label": "billing"},
             {"id": "2", "text": "the app crashes on start", "label": "bug"}]
     model = models.load_model(tiny_ref)
-    results, preds = evaluate.score_systems({"base": model, "same": model}, {"heldout": rows, "production": []},
-                                            tiny_tok, LABELS, SYS, n_boot=20, batch_size=2, out_dir=tmp_path)
+    task = tasks.get("classify", scoring=ScoringConfig(batch_size=2, n_boot=20)).bind(LABELS, SYS, tiny_tok)
+    systems = {name: task.system(model, name) for name in ("base", "same")}
+    results, preds = task.score_systems(systems, {"heldout": rows, "production": []}, out_dir=tmp_path)
     assert list(results) == ["heldout"] and list(results["heldout"]) == ["base", "same"]
     assert list(preds) == [("heldout", "base"), ("heldout", "same")] and len(preds[("heldout", "base")]) == 2
     assert [p.label for p in preds[("heldout", "base")]] == [p.label for p in preds[("heldout", "same")]]
@@ -348,8 +351,8 @@ def test_score_systems_scores_each_model_on_each_split_and_saves_predictions(tin
     assert ids == ["1", "2"] and [p.label for p in saved] == [p.label for p in preds[("heldout", "base")]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["04_heldout_base.jsonl", "04_heldout_same.jsonl"]
     for method in evaluate.LabelScorer.METHODS:  # the notebooks' SCORING_METHOD reaches the scorer
-        _, got = evaluate.score_systems({"base": model}, {"heldout": rows}, tiny_tok, LABELS, SYS, n_boot=20,
-                                        batch_size=2, method=method)
+        task = tasks.get("classify", scoring=ScoringConfig(method, 2, 20)).bind(LABELS, SYS, tiny_tok)
+        _, got = task.score_systems({"base": task.system(model, "base")}, {"heldout": rows})
         want = evaluate.LabelScorer(model, tiny_tok, LABELS, SYS, method=method).predict([r["text"] for r in rows])
         assert [(p.label, p.confidence) for p in got[("heldout", "base")]] == [(p.label, p.confidence) for p in want]
     texts = [r["text"] for r in rows]

@@ -1,7 +1,7 @@
 """04's gate on real scores: predictions scored and compared by ftplay.evaluate, decided by ftplay.gate."""
 import pytest
 
-from ftplay import evaluate, gate
+from ftplay import evaluate, gate, tasks
 from ftplay.errors import ConfigError
 from ftplay.evaluate import Prediction
 
@@ -24,7 +24,7 @@ def run(ft, base, alts=None, prod=None, cfg=gate.GateConfig()):
         results["production"] = {k: evaluate.score(Y, p, LABELS, n_boot=100) for k, p in PP.items()}
         paired["production"] = {f"finetuned_vs_{k}": evaluate.paired_difference(Y, PP["finetuned"], p, LABELS, 200)
                                 for k, p in PP.items() if k != "finetuned"}
-    return gate.decide(results, paired, cfg, leakage={"exact": 0, "near": 0})
+    return tasks.get("classify").decide(results, paired, cfg, leakage={"exact": 0, "near": 0})
 
 
 def status(d, name):
@@ -75,7 +75,7 @@ def test_read_classes_says_which_labels_fall_under_the_floor():
               "production_f1": 0.0, "production_base_f1": 0.1},
              {"label": "billing", "heldout_n": 40, "heldout_f1": 0.7, "heldout_base_f1": 0.1, "production_n": 30,
               "production_f1": 0.69, "production_base_f1": 0.1}]
-    text = gate.read_classes(table, gate.GateConfig())
+    text = tasks.get("classify").read_units(table, gate.GateConfig())
     assert text.startswith("The worst label is security: F1 0.00 held-out, 0.00 production")
     assert "1 of 2 labels fall under their floor (security)" in text
 
@@ -88,7 +88,7 @@ def test_gate_parameters_are_checked_together():
 
 def test_read_comparisons_says_what_wins_ties_and_loses():
     d = lambda diff, lo, hi: {"macro_f1_diff": diff, "macro_f1_diff_ci": [lo, hi]}
-    text = gate.read_comparisons({"heldout": {"finetuned_vs_base": d(0.458, 0.383, 0.52),
+    text = tasks.get("classify").read_comparisons({"heldout": {"finetuned_vs_base": d(0.458, 0.383, 0.52),
                                               "finetuned_vs_endpoint": d(0.01, -0.05, 0.07),
                                               "finetuned_vs_tfidf_logreg": d(-0.313, -0.393, -0.237)}})
     assert text == ("On held-out rows the fine-tune beats base (+0.458); it cannot be told apart from endpoint "

@@ -9,7 +9,9 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
                                            one module per stage of the playbook; a stage may use a
                                            lower stage helper (data uses quality and dataload, evaluate scoring)
   identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
-  shared         records models prompts plots seeding params kernels footprint
+  tasks          tasks/ (a package)        one module per task behind one interface; the notebooks call it
+  shared         records models prompts plots seeding params kernels footprint config numbers
+  training config recipes                  TrainConfig and the recipes (params' ranges and footprint read them)
   model builders standins                  stand-in bases of real model families
   base           stages rundir errors tinymodel progress   names, files, errors, the embedded tiny model, progress bars
 Notebooks sit above all of them.
@@ -25,37 +27,54 @@ LAYERS = {
     "refit": (80, {"refit"}),
     "runner": (70, {"runner"}),
     "report": (60, {"report"}),
+    "tasks": (55, {"tasks"}),
     "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "loadtest", "hosted", "axolotl"}),
-    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring"}),
+    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks"}),
     "identity": (30, {"identity"}),
-    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint"}),
+    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint", "config", "numbers"}),
+    "training config": (17, {"recipes"}),
     "model builders": (15, {"standins"}),
     "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("hosted", "train"), ("serve_checks", "serve"), ("serve_checks", "loadtest"), ("loadtest", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
+SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("serve_checks", "serve"), ("serve_checks", "loadtest"), ("loadtest", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
-def imports(path, mods=None):
-    """ftplay modules that the module at `path` imports, anywhere in it (module level or in a function)."""
-    mods = mods or {p.stem for p in PKG.glob("*.py")}
+def imports(path, mods=None, depth=0):
+    """ftplay modules that the module at `path` imports, anywhere in it (module level or in a function).
+
+    `depth` is how many packages deep below ftplay/ the module sits (1 for ftplay/tasks/*.py): its
+    relative imports climb that many levels more, and an import inside its own package is not an edge."""
+    mods = mods or top_modules()
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if (node.level == 1 and node.module is None) or (node.level == 0 and node.module == "ftplay"):
+            level = node.level - depth if node.level else 0
+            if node.level and level < 1:
+                continue                                                    # inside its own subpackage
+            if (level == 1 and node.module is None) or (level == 0 and node.module == "ftplay"):
                 out |= {a.name for a in node.names if a.name in mods}       # from . import x / from ftplay import x
-            elif node.level == 1:
+            elif level == 1:
                 out.add(node.module.split(".")[0])                          # from .x import y
-            elif node.level == 0 and (node.module or "").startswith("ftplay."):
+            elif level == 0 and (node.module or "").startswith("ftplay."):
                 out.add(node.module.split(".")[1])                          # from ftplay.x import y
         elif isinstance(node, ast.Import):
             out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ftplay.")}
-    return out - {path.stem}
+    return out
+
+
+def top_modules():
+    """The package's modules and subpackages, by the name an import gives them."""
+    return {p.stem for p in PKG.glob("*.py")} | {p.parent.name for p in PKG.glob("*/__init__.py")}
 
 
 def graph():
-    """{module: set of ftplay modules it imports} for every module of the package."""
-    return {p.stem: imports(p) for p in sorted(PKG.glob("*.py"))}
+    """{module: set of ftplay modules it imports} for every module of the package; a subpackage is one node."""
+    g = {p.stem: imports(p) - {p.stem} for p in sorted(PKG.glob("*.py"))}
+    for init in sorted(PKG.glob("*/__init__.py")):
+        sub = init.parent
+        g[sub.name] = set().union(*(imports(p, depth=1) for p in sorted(sub.glob("*.py")))) - {sub.name}
+    return g
 
 
 def rank(module):
@@ -106,6 +125,13 @@ def test_the_graph_reads_function_level_imports(tmp_path):
     src.write_text("from . import a\nfrom .b import c\ndef f():\n    from . import d, e\n    from ftplay import g\n"
                    "    from ftplay.h import i\n    import ftplay.j\n")
     assert imports(src, mods={"a", "d", "e", "g"}) == {"a", "b", "d", "e", "g", "h", "j"}
+    sub = tmp_path / "y.py"
+    sub.write_text("from .. import a\nfrom ..b import c\nfrom . import local\nfrom .other import z\n")
+    assert imports(sub, mods={"a"}, depth=1) == {"a", "b"}
+
+
+def test_the_tasks_package_is_in_the_graph():
+    assert "tasks" in graph() and {"gate", "records"} <= graph()["tasks"]
 
 
 # imported but installed elsewhere on purpose
@@ -126,7 +152,7 @@ def test_every_third_party_import_is_declared():
     norm = lambda name: name.lower().replace("_", "-")  # noqa: E731
     declared = {norm(re.split(r"[=<>\[; ]", d)[0])
                 for d in project["dependencies"] + sum(project["optional-dependencies"].values(), [])}
-    sources = [p.read_text() for p in PKG.glob("*.py")]
+    sources = [p.read_text() for p in PKG.rglob("*.py")]
     sources += [c.source for nb in (PKG.parent / "notebooks").glob("*.ipynb")
                 for c in nbformat.read(str(nb), as_version=4).cells if c.cell_type == "code"]
     tops = set()

@@ -1,5 +1,5 @@
 """The seed's mistakes measured: leakage by a row-by-row split, memorised edge cases."""
-from ftplay import lessons
+from ftplay import lessons, tasks
 from ftplay.evaluate import Prediction
 
 WORDS = {"billing": "invoice charge payment card receipt", "bug": "crash error broken screen freeze",
@@ -25,13 +25,13 @@ def test_leakage_demo_groups_held_out_rows_by_their_twins():
     dup = [dict(r, id=r["id"] + "d") for r in base[:60]]                       # exact twins, same label
     conflict = [dict(r, id=r["id"] + "c", label="bug" if r["label"] != "bug" else "billing") for r in base[60:80]]
     raw = base + dup + conflict
-    demo = lessons.leakage_demo(raw, base[:100], base[100:], rows(30, seed=1), ["billing", "bug", "shipping"], seed=0)
+    task = tasks.get("classify").bind(["billing", "bug", "shipping"], None)
+    demo, text = task.leakage_demo(raw, base[:100], base[100:], rows(30, seed=1), 0.65, seed=0)
     g = demo["groups"]
     assert g["twin_same_label"]["n"] > 5 and g["twin_other_label"]["n"] > 0 and g["no_twin"]["n"] > 0
     assert sum(x["n"] for x in g.values()) == demo["rows"] == round(len(raw) * 0.2)
     assert g["twin_same_label"]["accuracy"] > g["twin_other_label"]["accuracy"]
     assert demo["grouped_split"]["heldout"]["macro_f1"] is not None and demo["row_split"]["production"]
-    text = lessons.read_leakage(demo)
     assert f"{g['twin_same_label']['n']} whose twin carries the same label" in text
 
 
@@ -82,10 +82,10 @@ def test_reply_leakage_demo_scores_twins_with_the_canned_reply():
     dup = [dict(r, id=r["id"] + "d") for r in base[:60]]                      # exact twins: the same reply
     raw = base + dup
     prod = [dict(r, output=reply(r)) for r in rows(30, seed=1)]
-    demo = lessons.reply_leakage_demo(raw, base[:100], base[100:], prod, formats.HOUSE, seed=0)
+    demo, text = tasks.get("reply").leakage_demo(raw, base[:100], base[100:], prod, 0.65, seed=0)
     g = demo["groups"]
     assert g["near_twin"]["n"] > 5 and g["no_twin"]["n"] > 0
     assert g["near_twin"]["n"] + g["no_twin"]["n"] == demo["rows"] == round(len(raw) * 0.2)
     assert g["near_twin"]["chrf"] > g["no_twin"]["chrf"] and g["near_twin"]["field_accuracy"] > g["no_twin"]["field_accuracy"]
     assert demo["grouped_split"]["heldout"]["valid_rate"] == 1.0 and demo["row_split"]["production"]["chrf"] > 0
-    assert f"{g['near_twin']['n']} of the {demo['rows']} held-out tickets have a near twin" in lessons.read_reply_leakage(demo)
+    assert f"{g['near_twin']['n']} of the {demo['rows']} held-out tickets have a near twin" in text

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import evaluate, plots, progress, runner
+from ftplay import evaluate, numbers, plots, progress, runner, tasks
 
 # Text that is noise in an executed notebook, wherever it appears (stdout, stderr, a result's repr)
 NOISE = re.compile(
@@ -123,10 +123,10 @@ def test_progress_lines_count_and_time_left(tmp_path, monkeypatch):
 def test_results_render_as_rounded_tables():
     m = {"n": 237, "accuracy": 0.54852, "accuracy_ci": [0.4852, 0.6118], "macro_f1": 0.44921,
          "macro_f1_ci": [0.3881, 0.5102], "valid_rate": 1.0}
-    t = evaluate.summary_table({"heldout": {"finetuned": m}})
+    t = tasks.get("classify").summary_table({"heldout": {"finetuned": m}})
     assert t.loc[("heldout", "finetuned"), "macro-F1 [95% CI]"] == "0.45 [0.39, 0.51]"  # a 0.12-wide CI: 2 decimals
-    assert evaluate.ci_decimals((0.101, 0.112)) == 3 and evaluate.ci_decimals((0.1, 0.3)) == 2
-    assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in evaluate.read_summary({"heldout": {"finetuned": m}})
+    assert numbers.ci_decimals((0.101, 0.112)) == 3 and numbers.ci_decimals((0.1, 0.3)) == 2
+    assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in tasks.get("classify").read_summary({"heldout": {"finetuned": m}})
     tab = plots.table({"cheaper": True, "payback_months": 6.8e-05, "share": 0.4249039332107116})
     assert tab["value"].tolist() == [True, 0.0, 0.425] and list(tab.index) == ["cheaper", "payback_months", "share"]
     assert plots.table({"a": {"x": 1.23456}, "b": {"x": 2.0}}).loc["a", "x"] == 1.235

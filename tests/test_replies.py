@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import CHRF
 
-from ftplay import evaluate, formats, gate, prompts, replies
+from ftplay import evaluate, formats, gate, prompts, replies, tasks
+from ftplay.config import ScoringConfig
+
+REPLY = tasks.get("reply")   # the house format
 
 H = formats.HOUSE
 NAMES = ["Ann", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ida", "Jo"]
@@ -92,7 +95,7 @@ def test_paired_intervals_and_mcnemar():
 
 def test_paired_on_baseline_rows_compares_only_the_rows_the_baseline_scored():
     base = {"ids": ["r3", "r1"], "preds": [BROKEN[3], BROKEN[1]]}
-    d = replies.paired_on_baseline_rows(ROWS, GOOD, base, H, n_boot=50)
+    d = tasks.get("reply", scoring=ScoringConfig(n_boot=50)).paired_on_rows(ROWS, GOOD, base)
     assert d["n"] == 2 and d["a_valid_rate"] == 1.0 and d["b_valid_rate"] == 0.0
 
 
@@ -115,7 +118,7 @@ def test_outputs_round_trip_and_baselines_read_them(tmp_path):
     replies.save_outputs(tmp_path / "predictions" / "01_zero_shot.jsonl", ROWS[:3], BROKEN[:3])
     assert replies.load_outputs(tmp_path / "predictions" / "01_zero_shot.jsonl") == (["r0", "r1", "r2"], BROKEN[:3])
     rundir.record(tmp_path, "01_baseline_prompting", {"systems": {"zero_shot": {}}}, task="reply")
-    got = replies.baselines(tmp_path, ROWS[1:5])
+    got = tasks.get("reply").baselines(tmp_path, ROWS[1:5])
     assert got["zero_shot"]["ids"] == ["r1", "r2"] and got["zero_shot"]["preds"] == BROKEN[1:3]
 
 
@@ -126,20 +129,20 @@ def test_label_table_puts_the_worst_label_first_and_warns_when_small():
     assert t[0]["finetuned_valid"] == 0 and t[1]["finetuned_valid"] == 1 and t[0]["n"] == 20
     assert "too few" in t[0]["warning"]
     assert t[0]["finetuned_fields"] == 1.0        # a lost sign-off keeps every field
-    assert "billing" in replies.read_labels(t) and "100% of fields right" in replies.read_labels(t)
+    assert "billing" in REPLY.read_labels(t) and "100% of fields right" in REPLY.read_labels(t)
 
 
 def test_tables_and_readings_name_the_best_system():
     results = {"heldout": {"good": replies.score(ROWS, GOOD, H, 50), "canned": replies.score(ROWS, CANNED, H, 50)}}
-    table = replies.summary_table(results)
+    table = REPLY.summary_table(results)
     assert list(table.index) == [("heldout", "good"), ("heldout", "canned")] and table.iloc[0]["valid [95% CI]"] == "100% [100%, 100%]"
-    assert "good restates the most fields right, 100%" in replies.read_summary(results)
-    assert "Well-formed but canned: canned (1) distinct replies for 40 tickets" in replies.read_summary(results)
+    assert "good restates the most fields right, 100%" in REPLY.read_summary(results)
+    assert "Well-formed but canned: canned (1) distinct replies for 40 tickets" in REPLY.read_summary(results)
     ex = replies.examples(ROWS, {"good": GOOD}, n=2)
     assert len(ex) == 2 and ex[0]["reference"].startswith("Hello ") and " | Support Team" in ex[0]["good"]
     paired = {"heldout": {"finetuned_vs_base": replies.paired(ROWS, GOOD, BROKEN, H, 100)}}
-    assert replies.comparison_rows(paired)[0]["valid diff [95% CI]"].startswith("+1.000")
-    assert "on format validity it beats base" in replies.read_comparisons(paired)
+    assert REPLY.comparison_rows(paired)[0]["valid diff [95% CI]"].startswith("+1.000")
+    assert "on format validity it beats base" in REPLY.read_comparisons(paired)
 
 
 # ---------------------------------------------------------------- the gate
@@ -153,7 +156,7 @@ def run(ft, base, alts=None, prod=None, cfg=gate.GateConfig(), leakage=None):
         results["production"] = {k: replies.score(ROWS, o, H, 100) for k, o in prod.items()}
         paired["production"] = {f"finetuned_vs_{k}": replies.paired(ROWS, prod["finetuned"], o, H, 200)
                                 for k, o in prod.items() if k != "finetuned"}
-    return gate.decide_replies(results, paired, cfg, leakage={"exact": 0, "near": 0} if leakage is None else leakage)
+    return REPLY.decide(results, paired, cfg, leakage={"exact": 0, "near": 0} if leakage is None else leakage)
 
 
 def status(d, name):
@@ -202,7 +205,7 @@ def test_the_primary_metric_is_fields_where_the_format_has_them_else_chrf():
     assert replies.primary(H) == "field_accuracy" and replies.primary(formats.BITEXT) == "chrf"
     results = {k: replies.score(ROWS, o, H, 20) for k, o in {"nearest_reply": CANNED, "zero_shot": BROKEN,
                                                              "few_shot_fixed": mix(10)}.items()}
-    got = replies.baseline_summary(results, H)
+    got, _ = tasks.get("reply").baseline_fields(results, {}, ROWS)
     assert got["primary"] == "field_accuracy" and got["best"]["name"] == "few_shot_fixed"   # fields tie at 100%: chrF
     assert got["reference"]["name"] == "nearest_reply" and got["reference"]["field_accuracy"] == 0.0
 
@@ -218,7 +221,7 @@ def test_the_gate_compares_alternatives_on_chrf_for_a_format_without_fields():
     results = {"heldout": {k: replies.score(rows, o, B, 50) for k, o in S.items()}}
     paired = {"heldout": {f"finetuned_vs_{k}": replies.paired(rows, other, o, B, 100) for k, o in S.items()
                           if k != "finetuned"}}
-    d = gate.decide_replies(results, paired)
+    d = tasks.get("reply", reply_format="bitext").decide(results, paired)
     assert status(d, "beats_base_heldout") == "pass" and d["better"]["metric"] == "chrf"
     assert d["better"]["name"] == "nearest_reply" and d["better"]["chrf"] == 100.0
 
@@ -256,7 +259,7 @@ def test_gate_blocks_a_part_under_its_floor():
     assert status(d, "part_floor") == "block" and "sign_off" in next(c["text"] for c in d["checks"]
                                                                      if c["name"] == "part_floor")
     assert d["parts"][0]["part"] == "sign_off" and d["parts"][0]["heldout_rate"] == 0.75
-    assert "sign_off" in gate.read_parts(d["parts"], gate.GateConfig())
+    assert "sign_off" in REPLY.read_units(d["parts"], gate.GateConfig())
     assert status(run(mix(30), BROKEN, ALTS, PROD, gate.GateConfig(min_part_rate=0.7)), "part_floor") == "pass"
 
 

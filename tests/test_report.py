@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ftplay import gate, report, runner
+from ftplay import gate, report, runner, tasks
 
 CURVE = [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.7}, {"escalated": 0.3, "kept": 70, "accuracy_kept": 0.91},
          {"escalated": 0.5, "kept": 50, "accuracy_kept": 0.95}, {"escalated": 1.0, "kept": 0, "accuracy_kept": None}]
@@ -32,7 +32,7 @@ def evaluation(results, paired, cfg=gate.GateConfig(), leakage=None):
     leakage = {"exact": 0, "near": 0} if leakage is None else leakage
     return {split: {"n": 160 if split == "heldout" else 50, "systems": results[split], "paired": paired.get(split, {})}
             for split in results} | {
-        "decision": gate.decide(results, paired, cfg, leakage=leakage), "selective_curve": CURVE,
+        "decision": tasks.get("classify").decide(results, paired, cfg, leakage=leakage), "selective_curve": CURVE,
         "leakage_recheck": leakage, "baselines": sorted(k[len("finetuned_vs_"):] for k in paired["heldout"])}
 
 

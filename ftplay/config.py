@@ -1,0 +1,35 @@
+"""Knob groups that several stages share, each a frozen dataclass validated once (collected errors naming the
+parameter) and recorded once, by the record of the notebook that used it."""
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+SCORING_METHODS = ("constrained", "joint")   # scoring.LabelScorer's methods; params.CHOICES checks SCORING_METHOD
+MAX_BOOT = 100_000   # bootstrap resamples: each one re-scores every row (10,000 already pins an interval to 1e-3)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How 01 and 04 score systems on rows: label scoring's method and search margin, prompts per forward pass,
+    bootstrap resamples for every 95% interval."""
+    method: str = "constrained"   # SCORING_METHOD: constrained | joint (scoring.LabelScorer)
+    batch_size: int = 32          # BATCH_SIZE: prompts per forward pass
+    n_boot: int = 1000            # N_BOOT: bootstrap resamples for the 95% intervals
+    margin: float = 15.0          # label scoring's search margin in nats ("joint" only; scoring.LabelScorer)
+
+    def __post_init__(self):
+        p = []
+        if self.method not in SCORING_METHODS:
+            p.append(f"SCORING_METHOD={self.method!r} is not one of {', '.join(map(repr, SCORING_METHODS))}; "
+                     "set SCORING_METHOD in the parameters cell")
+        for name, value, lo, hi in (("BATCH_SIZE", self.batch_size, 1, 4096), ("N_BOOT", self.n_boot, 1, MAX_BOOT)):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                p.append(f"{name}={value!r} must be a whole number in [{lo}, {hi:,}]; set {name} in the parameters cell")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not self.margin >= 0:
+            p.append(f"margin={self.margin!r} must be a number of nats >= 0")
+        if p:
+            raise ConfigError(p, "invalid scoring parameters")
+
+    def record(self):
+        """The fields a record keeps of it: the method (04 pairs its systems with 01's: run identity)."""
+        return {"scoring_method": self.method}

@@ -1,0 +1,36 @@
+"""The tasks a playbook run can fine-tune for, one module each, found by name (the notebooks' TASK).
+
+Adding a task is its module (a `Task` subclass, ftplay/tasks/base.py), its data, and one line here."""
+from ..errors import ConfigError
+from .base import Task
+from .classify import ClassifyTask
+from .reply import ReplyTask
+
+REGISTRY = {}
+
+
+def register(cls):
+    """Make the Task subclass `cls` available as TASK=cls.name; returns it (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)) or not cls.name:
+        raise TypeError(f"{cls!r} is not a named Task subclass")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def names():
+    """The registered tasks' names, in registration order."""
+    return tuple(REGISTRY)
+
+
+def get(name, **options):
+    """The task `name` (a notebook's TASK), unbound (`Task.bind` gives it the run's labels); `options` are the
+    notebook parameters it may read (scoring=ScoringConfig, reply_format, max_new_tokens). ConfigError naming
+    TASK for an unknown name."""
+    if name not in REGISTRY:
+        raise ConfigError(f"TASK={name!r} is not a task of the playbook; set TASK to one of "
+                          f"{', '.join(map(repr, REGISTRY))}")
+    return REGISTRY[name](**options)
+
+
+for _cls in (ClassifyTask, ReplyTask):
+    register(_cls)

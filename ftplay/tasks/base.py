@@ -1,0 +1,292 @@
+"""The task interface: what a task's systems are, how they are scored and compared, what its gate checks.
+
+A task is one class (one module under ftplay/tasks/, registered by name): notebooks 01-04 ask the registry for
+`TASK` and call the task's methods, so they never branch on which task it is. In the manner of
+lm-evaluation-harness's `Task` (which 06 drives against the served adapters): a task knows how to ask a system
+for its outputs on rows, how to score them (`score`, per split, with 95% intervals), how to compare two systems
+on the same rows (`paired`), which metric ranks systems (`primary`) and what its gate checks beyond the shared
+ones. What every task shares lives here: scoring every system on every split, reading 01's baselines, the
+paired comparisons against every alternative, the gate's held-out/production checks and the verdict.
+"""
+import logging
+import time
+from pathlib import Path
+
+from .. import gate, records, stages
+from ..config import ScoringConfig
+
+log = logging.getLogger(__name__)
+
+
+class Task:
+    """One fine-tuning task. Subclasses set the class attributes and implement the methods marked `per task`;
+    an instance is bound to a run's labels, system prompt and tokenizer."""
+    name = ""              # TASK's value, and the `task` field of every record
+    description = ""       # one line: what the fine-tune does
+    adapter_name = ""      # the name 06 serves the task's adapter under
+    reference = ""         # the cheap non-LLM system 01 scores, and 04 scores on production
+    endpoint_system = ""   # 01's name for the model the fine-tune would replace (gate.ENDPOINT_PREFIX...)
+    units = ""             # what the per-unit floor of the gate is over: "classes" (labels), "parts" (a format's)
+    knobs = gate.KNOBS     # what to tune when the fine-tune does not beat the base
+    routable = False       # whether its outputs carry a confidence to route on (04's selective curve)
+    drop_what = ""         # the production-drop check's wording: "<metric> drops"
+    unlike = ""            # "the training <unlike> not look like production"
+    answer = "label"       # what a row's answer is: "label" (one of the labels) or "output" (a text, e.g. a reply)
+
+    def __init__(self, scoring=None, **options):
+        """`scoring`: config.ScoringConfig; `options`: the notebook parameters a task reads (REPLY_FORMAT as
+        reply_format, ...); a task ignores those it does not use."""
+        self.scoring = scoring or ScoringConfig()
+        self.labels, self.system_prompt, self.tokenizer = [], None, None
+        self.note = ""   # one line a notebook prints once the task is bound (what it resolved), or ""
+
+    def bind(self, labels, system_prompt, tokenizer=None, **_):
+        """The run's labels, system prompt and tokenizer (known after 02's curation); returns the task."""
+        self.labels, self.system_prompt, self.tokenizer = list(labels), system_prompt, tokenizer
+        return self
+
+    def raw_output_field(self, config):
+        """The column of the raw export holding the answer text (02's `config`), or None for a label task."""
+        return None
+
+    def read_reference(self, metrics):
+        """One sentence on the cheap reference's scores and speed."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ per task
+    @property
+    def primary(self):
+        """The metric that ranks systems (01's best prompting system, the gate's alternatives)."""
+        raise NotImplementedError
+
+    @property
+    def drop_metric(self):
+        """The metric whose drop from held-out to production the gate limits (MAX_DROP)."""
+        return self.primary
+
+    def show(self, value):
+        """`value` of drop_metric as the gate's text writes it."""
+        return f"{value:.3f}"
+
+    def reference_system(self, train_rows):
+        """The cheap non-LLM system fitted on `train_rows` (its `name` is `reference`)."""
+        raise NotImplementedError
+
+    def prompted(self, model, train_rows, n_shots, seed):
+        """{name: system} of the base model prompted: zero-shot, few-shot with fixed and retrieved examples, and
+        whatever else the task measures of prompting."""
+        raise NotImplementedError
+
+    def shots(self, train_rows, mode, n_shots, seed):
+        """A few-shot example picker (evaluate.ShotPicker) over `train_rows`."""
+        raise NotImplementedError
+
+    def endpoint(self, client, model, shots):
+        """A system asking an OpenAI-compatible endpoint (the model the fine-tune would replace)."""
+        raise NotImplementedError
+
+    def system(self, model, name):
+        """The system a local model (base, or base + adapter) is as this task's answerer in 04."""
+        raise NotImplementedError
+
+    def outputs(self, system, rows):
+        """What `system` answers for each of `rows`."""
+        raise NotImplementedError
+
+    def score(self, rows, outputs, seed=0):
+        """Metrics of `outputs` (one per row) against the rows' references, each with its 95% interval."""
+        raise NotImplementedError
+
+    def paired(self, rows, a, b, seed=0):
+        """System A's outputs against system B's on the same rows: differences with paired intervals, McNemar."""
+        raise NotImplementedError
+
+    def save(self, path, rows, outputs):
+        """Write one JSON line per row (id, reference, the system's output)."""
+        raise NotImplementedError
+
+    def load(self, path):
+        """Outputs saved by `save`, as (ids, outputs)."""
+        raise NotImplementedError
+
+    def summary_table(self, results):
+        """{split: {system: metrics}} as a DataFrame, one row per (split, system)."""
+        raise NotImplementedError
+
+    def read_summary(self, results):
+        """One sentence per split under summary_table."""
+        raise NotImplementedError
+
+    def read_prompting(self, results):
+        """One sentence on what prompting gave in 01 (`results`: {system: metrics} on held-out)."""
+        raise NotImplementedError
+
+    def examples(self, rows, outputs, seed=0):
+        """A few rows side by side with each system's output, for a table."""
+        raise NotImplementedError
+
+    def baseline_fields(self, results, outputs, rows):
+        """01's record fields of this task: the best prompting system and the reference, by `primary`."""
+        raise NotImplementedError
+
+    def comparison_rows(self, paired):
+        """04's paired comparisons as table rows."""
+        raise NotImplementedError
+
+    def read_comparisons(self, paired):
+        """One sentence per split reading the paired comparisons."""
+        raise NotImplementedError
+
+    def beats_base(self, split, d, alpha):
+        """The gate's checks of the fine-tune against the base on `split` (a list)."""
+        raise NotImplementedError
+
+    def alternatives(self, split, paired):
+        """The gate's check against every other system on `split`: (check, the better system or None)."""
+        raise NotImplementedError
+
+    def unit_table(self, results):
+        """The fine-tune's and the base's score per unit (label, or format part), the worst first."""
+        raise NotImplementedError
+
+    def unit_floor(self, table, cfg):
+        """The gate's check that every unit clears its floor."""
+        raise NotImplementedError
+
+    def read_units(self, table, cfg):
+        """One sentence reading unit_table."""
+        raise NotImplementedError
+
+    def gate_config(self, cfg):
+        """The gate parameters this task's decision uses, as recorded."""
+        raise NotImplementedError
+
+    def figures(self, results):
+        """04's figures of the fine-tune's answers: {file name under plots/: matplotlib figure}."""
+        return {}
+
+    def slices(self, splits, outputs, train_rows, min_rows):
+        """04's slices of the rows, per split: (the record's `slices`, one sentence, a table)."""
+        raise NotImplementedError
+
+    def selective_curve(self, rows, outputs):
+        """Accuracy kept against the share escalated, or (None, why) where the outputs carry no confidence."""
+        return None, (f"not measured for the {self.name} task: its outputs carry no confidence to route on")
+
+    def leakage_demo(self, raw, train_rows, heldout, production, near, seed=0):
+        """Mistake 2 measured with the cheap reference: (the demonstration, one sentence)."""
+        raise NotImplementedError
+
+    def leakage_groups(self, demo):
+        """The leakage demonstration's groups as a table."""
+        return demo["groups"]
+
+    def edge_cases(self, train_rows, splits, outputs, system, pattern):
+        """Mistake 4 measured: (the demonstration or None, one sentence)."""
+        return None, f"not run for the {self.name} task"
+
+    def base_update(self, ref, new_ref, adapter, train_cfg, train_rows, heldout, outputs, out_dir):
+        """Mistake 5 measured: (the demonstration or None, one sentence)."""
+        return None, f"not run for the {self.name} task"
+
+    def record_fields(self):
+        """The fields 01's and 04's records carry for this task beside the shared ones."""
+        return {}
+
+    # ------------------------------------------------------------ shared
+    def check_adapter(self, meta):
+        """Stop, with the fix, when the adapter (its ftplay_adapter.json `meta`) was trained for another task."""
+        from .. import identity
+        from ..errors import ConfigError
+
+        trained_for = identity.adapter_task(meta)
+        if trained_for != self.name:
+            raise ConfigError(f"the adapter was trained for the {trained_for!r} task; set TASK={trained_for!r} or "
+                              f"point ADAPTER_DIR at a {self.name} adapter")
+
+    def run(self, system, rows, seed=0):
+        """Every row's output from `system`, scored and timed: (metrics, outputs)."""
+        t0 = time.time()
+        outputs = self.outputs(system, rows)
+        secs = time.time() - t0
+        m = self.score(rows, outputs, seed)
+        m["seconds"] = round(secs, 2)
+        m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
+        return m, outputs
+
+    def score_systems(self, systems, splits, out_dir=None, prefix="04"):
+        """Every system of `systems` ({name: system}) on every non-empty split of `splits` ({split: rows}):
+        ({split: {name: metrics}}, {(split, name): outputs}). With `out_dir`, each one's outputs go to
+        <out_dir>/<prefix>_<split>_<name>.jsonl."""
+        results, outputs = {}, {}
+        for split, rows in splits.items():
+            if not rows:
+                continue
+            for name, system in systems.items():
+                m, o = self.run(system, rows)
+                results.setdefault(split, {})[name], outputs[(split, name)] = m, o
+                if out_dir is not None:
+                    self.save(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, o)
+        return results, outputs
+
+    def add_reference(self, results, outputs, split, rows, train_rows, out_dir=None, prefix="04"):
+        """The cheap reference fitted on `train_rows`, scored on `split` (04: production) beside the models."""
+        if not rows:
+            return
+        ref = self.reference_system(train_rows)
+        results.setdefault(split, {})[ref.name], outputs[(split, ref.name)] = self.run(ref, rows)
+        if out_dir is not None:
+            self.save(Path(out_dir) / f"{prefix}_{split}_{ref.name}.jsonl", rows, outputs[(split, ref.name)])
+
+    def baselines(self, run_dir, heldout):
+        """Every system 01 scored, with its outputs on the rows of `heldout` that 01 scored (01 and 04 may each
+        score a MAX_ROWS sample): {name: {"name", "ids", "preds"}}; {} when 01 has not run here. Systems
+        sharing no row with `heldout` are left out."""
+        rec = records.read_or_empty(run_dir, stages.BASELINE)
+        here, out = {r["id"] for r in heldout}, {}
+        for name in rec.at("systems", default={}):
+            path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
+            if not path.exists():
+                continue
+            ids, preds = self.load(path)
+            both = [(i, p) for i, p in zip(ids, preds) if i in here]
+            if len(both) < len(ids):
+                log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
+                            len(ids), len(both), name)
+            if both:
+                out[name] = {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
+        return out
+
+    def paired_on_rows(self, rows, outputs, baseline):
+        """`paired` of `outputs` (one per row of `rows`) against a baseline that scored some of these rows
+        ({"ids", "preds"}, as `baselines` returns each), on the rows it scored."""
+        at = {r["id"]: i for i, r in enumerate(rows)}
+        idx = [at[i] for i in baseline["ids"]]
+        return self.paired([rows[i] for i in idx], [outputs[i] for i in idx], baseline["preds"])
+
+    def compare(self, splits, outputs, others):
+        """04's paired comparisons: on every split of `splits` ({split: rows}), the fine-tune against every other
+        system scored there (`outputs`: {(split, name): outputs}; 03's experiment `finetuned_b` aside), and on
+        held-out against every system 01 scored (`others`, from `baselines`) on the rows it scored:
+        {split: {"finetuned_vs_<name>": paired}}."""
+        out = {}
+        for split, rows in splits.items():
+            if not rows or (split, "finetuned") not in outputs:
+                continue
+            ft = outputs[(split, "finetuned")]
+            out[split] = {f"finetuned_vs_{name}": self.paired(rows, ft, o)
+                          for (s, name), o in outputs.items() if s == split and name not in ("finetuned", "finetuned_b")}
+            if split == "heldout":
+                out[split].update({f"finetuned_vs_{name}": self.paired_on_rows(rows, ft, b) for name, b in others.items()})
+        return out
+
+    def decide(self, results, paired, cfg=gate.GateConfig(), leakage=None):
+        """04's verdict from its own numbers: the checks every task shares (gate.held_and_production), the
+        task's per-unit floor and the leakage re-check. Returns {"ship", "verdict": ship | stop | not proven,
+        "checks", "reasons", "better", <units>: the unit table, "config"}."""
+        checks, better = gate.held_and_production(results, paired, cfg, self)
+        table = self.unit_table(results)
+        checks.append(self.unit_floor(table, cfg))
+        if leakage is not None:
+            checks.append(gate.leakage_check(leakage))
+        return {**gate.verdict_of(checks), "better": better, self.units: table, "config": self.gate_config(cfg)}
