@@ -61,7 +61,8 @@ def made_up_labels(labels, n):
     """`labels` plus distinct verb_noun support intents (track_order, cancel_invoice, ...) up to n in all,
     nouns varying fastest so that consecutive counts mix verbs and nouns alike."""
     extra = (f"{v}_{o}" for v, o in itertools.product(VERBS, NOUNS))
-    out = list(labels) + [l for l in itertools.islice((l for l in extra if l not in labels), max(0, n - len(labels)))]
+    fresh = (label for label in extra if label not in labels)
+    out = list(labels) + list(itertools.islice(fresh, max(0, n - len(labels))))
     if len(out) < n:
         raise SystemExit(f"--labels asks for {n} labels; at most {len(labels) + len(VERBS) * len(NOUNS)} can be made")
     return out
@@ -160,11 +161,12 @@ def scaling(model, tok, labels, texts, counts, a):
            "trie_tokens": [len(scorers[n, "exact"]._tree()[0]) for n in counts],
            "trie_nodes_run_per_row": [round(scorers[n, "pruned"].expanded / len(texts), 2) for n in counts],
            "prefix_tokens": [scorers[n, "exact"].prefix_tokens for n in counts],
-           "pruned_vs_exact_labels_differ": [sum(p.label != q.label for p, q in zip(preds[n, "pruned"], preds[n, "exact"]))
-                                             for n in counts]}
+           "pruned_vs_exact_labels_differ": [
+               sum(p.label != q.label for p, q in zip(preds[n, "pruned"], preds[n, "exact"])) for n in counts]}
     for kind in kinds:
         g = out["growth"] if kind == "pruned" else out[f"{kind}_growth"]
-        print(f"{kind} seconds per row: " + ", ".join(f"{n} labels {1000 * s:.2f} ms" for n, s in zip(counts, per_row[kind]))
+        print(f"{kind} seconds per row: "
+              + ", ".join(f"{n} labels {1000 * s:.2f} ms" for n, s in zip(counts, per_row[kind]))
               + f"; {counts[-1]} vs {counts[0]} labels: {g:.2f}x")
     return out
 
@@ -191,7 +193,8 @@ def main():
         torch.set_num_threads(a.threads)
     if a.run:
         meta = rundir.read_json(Path(a.run) / "train" / "adapter" / "ftplay_adapter.json")
-        ref, adapter, labels = models.resolve(meta["base"]["requested"]), str(Path(a.run) / "train" / "adapter"), meta["labels"]
+        ref, adapter = models.resolve(meta["base"]["requested"]), str(Path(a.run) / "train" / "adapter")
+        labels = meta["labels"]
         a.system_prompt = meta.get("system_prompt") or prompts.DEFAULT_SYSTEM_PROMPT  # the one it was trained with
     else:
         ref, adapter = models.resolve(a.model), None

@@ -27,7 +27,8 @@ class CpuSFTTrainer(SFTTrainer):
 def main(model_dir, train_file, out_dir):
     dataset = load_dataset("json", data_files=train_file, split="train").remove_columns(["id"])
     peft_config = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.0, task_type="CAUSAL_LM",
-                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                             "gate_proj", "up_proj", "down_proj"])
     args = SFTConfig(output_dir=out_dir, num_train_epochs=1, per_device_train_batch_size=8, learning_rate=1e-3,
                      warmup_steps=0.1, optim="adamw_8bit", assistant_only_loss=True, max_length=512, bf16=False,
                      logging_steps=10, save_strategy="no", report_to="none", seed=3407, disable_tqdm=True)
@@ -36,8 +37,9 @@ def main(model_dir, train_file, out_dir):
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
+    history = trainer.state.log_history
     print(json.dumps({"tokens": tokens, "seconds": round(seconds, 3), "steps": trainer.state.global_step,
-                      "final_loss": trainer.state.log_history[-2].get("loss") if len(trainer.state.log_history) > 1 else None,
+                      "final_loss": history[-2].get("loss") if len(history) > 1 else None,
                       "gradient_checkpointing": args.gradient_checkpointing}))
 
 

@@ -43,7 +43,8 @@ def flops_per_token(cfg_json, lora_params, avg_len, trained_share):
     LoRA weights: 6N; attention scores and values: 4·d·T/2 per layer forward (causal), x3 with backward;
     LM head: 4·V·d, only at the share of positions that carry a label (what the loss needs).
     """
-    d, L, f, V = cfg_json["hidden_size"], cfg_json["num_hidden_layers"], cfg_json["intermediate_size"], cfg_json["vocab_size"]
+    d, L = cfg_json["hidden_size"], cfg_json["num_hidden_layers"]
+    f, V = cfg_json["intermediate_size"], cfg_json["vocab_size"]
     kv = d // cfg_json["num_attention_heads"] * cfg_json.get("num_key_value_heads", cfg_json["num_attention_heads"])
     frozen = L * (d * d + 2 * d * kv + d * d + 3 * d * f)
     attention = 3 * L * 4 * d * avg_len / 2
@@ -62,7 +63,7 @@ def worker_ftplay(model_dir, train_file, out_dir):
     res = train.train(cfg, ref, convs, [], out_dir, resume=False)
     tok = models.load_tokenizer(ref)
     rows_tok, _ = masks.tokenize_chat(tok, convs, cfg.max_seq_len)
-    trained = sum(sum(l != -100 for l in r["labels"]) for r in rows_tok)
+    trained = sum(sum(label != -100 for label in r["labels"]) for r in rows_tok)
     print(json.dumps({"tokens": res.tokens_seen, "seconds": res.seconds, "steps": res.steps,
                       "final_loss": res.train_loss, "lora_params": res.trainable_params,
                       "trained_tokens": trained, "optimizer": recipes.resolve_engine(cfg)[2],
@@ -103,7 +104,8 @@ def main():
 
     plains, ourss = [], []
     for i in range(a.repeats):  # alternated, best of each: a noisy neighbour hurts both alike
-        plains.append(run([sys.executable, "benchmarks/plain_trl_sft.py", ref.path, train_file, str(work / f"plain{i}")]))
+        plains.append(run([sys.executable, "benchmarks/plain_trl_sft.py", ref.path, train_file,
+                           str(work / f"plain{i}")]))
         print("plain TRL + PEFT:", json.dumps(plains[-1]))
         ourss.append(run([sys.executable, "benchmarks/train_speed.py", "--worker", "ftplay", ref.path, train_file,
                           str(work / f"ftplay{i}")]))

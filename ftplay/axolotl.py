@@ -285,7 +285,8 @@ def commands(files, num_gpus):
         "train_1gpu": f"axolotl train {q['config']}",
         "train_1gpu_accelerate": f"accelerate launch -m axolotl.cli.train {q['config']}",
         "train_deepspeed": f"axolotl train {q['config_deepspeed']} --launcher accelerate -- --num_processes {n}",
-        "train_deepspeed_accelerate": f"accelerate launch --num_processes {n} -m axolotl.cli.train {q['config_deepspeed']}",
+        "train_deepspeed_accelerate": f"accelerate launch --num_processes {n} -m axolotl.cli.train "
+                                      f"{q['config_deepspeed']}",
         "train_fsdp": f"axolotl train {q['config_fsdp']} --launcher accelerate -- --num_processes {n}",
         "train_fsdp_accelerate": f"accelerate launch --num_processes {n} -m axolotl.cli.train {q['config_fsdp']}",
     }
@@ -347,7 +348,8 @@ def differences(configs):
 
     loaded = [yaml.safe_load(Path(p).read_text()) for p in configs.values()]
     keys = list(dict.fromkeys(k for y in loaded for k in y))
-    return {k: [y.get(k) for y in loaded] for k in keys if len({json.dumps(y.get(k), sort_keys=True) for y in loaded}) > 1}
+    return {k: [y.get(k) for y in loaded] for k in keys
+            if len({json.dumps(y.get(k), sort_keys=True) for y in loaded}) > 1}
 
 
 # ---------------------------------------------------------------- Axolotl's own validator

@@ -102,7 +102,10 @@ def measured_options(baselines):
         return {}
     sys = baselines.get("systems") or {}
     m = metric(baselines)
-    f1 = lambda n: f"{n} {METRIC_NAMES[m]} {sys[n][m]:.3f}"  # noqa: E731
+
+    def f1(n):
+        return f"{n} {METRIC_NAMES[m]} {sys[n][m]:.3f}"
+
     out = {}
     if "zero_shot" in sys:
         out["tried_prompting"] = f"01 scored {f1('zero_shot')}"
@@ -183,9 +186,10 @@ def assess(checklist, baselines=None):
                            "and the reason is not cost: ship the prompt")
     ref = (baselines or {}).get("reference") or {}
     if metric(baselines) == "valid_rate" and ref:
+        field_accuracy = ref.get("field_accuracy")
         reasons.append(f"a canned reply ({ref.get('name')}: the reply of the nearest training ticket) is in format "
                        f"{ref.get('valid_rate', 0):.0%} of the time but restates another ticket: field accuracy "
-                       f"{ref.get('field_accuracy') if ref.get('field_accuracy') is None else format(ref['field_accuracy'], '.3f')}, "
+                       f"{field_accuracy if field_accuracy is None else format(field_accuracy, '.3f')}, "
                        f"chrF {ref.get('chrf', float('nan')):.1f} (01); the fine-tune must beat it on what the reply "
                        "gets right (04)")
     elif ref.get("macro_f1") is not None:
@@ -223,7 +227,8 @@ def assess(checklist, baselines=None):
         reasons.append(f"only {n} labelled examples ({where}; fewer than ~{MIN_EXAMPLES})")
         todo.append(f"collect and curate more examples first: {lo:,}-{hi:,} is the target")
     elif n < lo:
-        reasons.append(f"{n} labelled examples ({where}): enough to start, below the {lo:,}-{hi:,} that usually suffice")
+        reasons.append(f"{n} labelled examples ({where}): enough to start, "
+                       f"below the {lo:,}-{hi:,} that usually suffice")
         todo.append(f"grow the set towards {lo:,} curated examples")
     else:
         reasons.append(f"{n:,} labelled examples ({where}; the seed's range is {lo:,}-{hi:,} curated)")

@@ -1,4 +1,4 @@
-"""The held-out rows as an lm-evaluation-harness task, scored by lm-eval against 06's vLLM server and compared with ftplay's own scoring.
+"""The held-out rows as an lm-eval task, scored by lm-eval against 06's vLLM server and compared with ftplay's scoring.
 
 Why lm-eval (`lm-eval==0.4.13`) and not Inspect AI: lm-eval's core installs into `.venv` beside
 requirements/train.lock with 26 small packages and no torch of its own; `inspect-ai==0.3.285`
@@ -12,7 +12,7 @@ ResolutionImpossible).
 ticket as the user message, no few-shot) is the conversation ftplay sends. The answer is restricted
 to the label set with vLLM's `structured_outputs.choice` (06's `choice` mode) and scored by
 `exact_match` with case and punctuation kept: right when the answer is the row's label, the way
-`serve.Client.classify` + `evaluate.score` count it. `run` runs lm-eval's own `simple_evaluate` with its
+`serve_client.Client.classify` + `evaluate.score` count it. `run` runs lm-eval's own `simple_evaluate` with its
 `local-chat-completions` model, once per served name (base and each adapter); `compare` puts its
 per-row answers beside ftplay's.
 """
@@ -30,7 +30,7 @@ from .errors import ConfigError, FtplayError
 log = logging.getLogger(__name__)
 FRAMEWORK = "lm-eval"
 TASK = "ftplay_heldout"
-MAX_TOKENS = 32   # what serve.Client.classify allows a structured answer; a label is 1-3 tokens
+MAX_TOKENS = 32   # what serve_client.Client.classify allows a structured answer; a label is 1-3 tokens
 
 
 # ---------------------------------------------------------------- export
@@ -62,7 +62,7 @@ def task_config(data_file, labels, task=TASK, max_tokens=MAX_TOKENS):
         "num_fewshot": 0,
         "generation_kwargs": {
             "until": [], "max_gen_toks": max_tokens, "do_sample": False, "temperature": 0.0,
-            # passed through to the request body, as serve.Client sends them (06's `choice` mode)
+            # passed through to the request body, as serve_client.Client sends them (06's `choice` mode)
             "structured_outputs": {"choice": list(labels)},
             "chat_template_kwargs": dict(prompts.TEMPLATE_KWARGS), "repetition_penalty": 1.0},
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
@@ -250,7 +250,7 @@ def score_served(url, model_names, rows, labels, system_prompt, structured, out_
 
 
 def score_served_tasks(url, tasks, structured, out_dir, base_name="base", api_key=None, enabled=True, concurrency=4):
-    """score_served for the triage task of 06's served tasks ({task: serve.TaskServing}): the base and the
+    """score_served for the triage task of 06's served tasks ({task: serve_tasks.TaskServing}): the base and the
     classification adapters on the rows `structured` scored; {"ran": False, "why"} when it is off
     (EVAL_FRAMEWORK) or no classification adapter is served (a reply has no label set to score)."""
     from .stages import CLASSIFY
@@ -277,6 +277,7 @@ def findings(result):
                 "identical to ftplay's")
         d = m["first_difference"]
         if d:
-            text += f"; first difference: row {d['row']} (label {d['label']!r}): lm-eval {d['lm_eval']!r}, ftplay {d['ftplay']!r}"
+            text += (f"; first difference: row {d['row']} (label {d['label']!r}): "
+                     f"lm-eval {d['lm_eval']!r}, ftplay {d['ftplay']!r}")
         out.append(text)
     return out

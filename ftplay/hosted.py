@@ -89,7 +89,8 @@ class HostedConfig:
         if not 0 < len(self.suffix) <= 40:
             p.append(f"TOGETHER_SUFFIX={self.suffix!r} must be 1-40 characters (Together's limit)")
         if self.n_checkpoints < 1 or self.n_evals < 0:
-            p.append(f"TOGETHER_N_CHECKPOINTS={self.n_checkpoints} must be >= 1 and TOGETHER_N_EVALS={self.n_evals} >= 0")
+            p.append(f"TOGETHER_N_CHECKPOINTS={self.n_checkpoints} must be >= 1 "
+                     f"and TOGETHER_N_EVALS={self.n_evals} >= 0")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             p.append(f"TOGETHER_MAX_SEQ_LENGTH={self.max_seq_length} must be positive, or None for the model's default")
         if p:
@@ -224,7 +225,7 @@ def export(run_dir, out_dir=None, max_tokens=None, count_tokens=None):
         if not src.exists():
             raise DataError(f"{src} is missing: run notebook 02 (curation) with RUN_DIR={run_dir} first")
         _raise(check_file(src, max_tokens, count_tokens), str(src))
-        rows = [json.loads(l) for l in src.read_text(encoding="utf-8").splitlines() if l.strip()]
+        rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
         out = [{"messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]} for r in rows]
         files[split] = rundir.write_text(out_dir / f"{split}.jsonl",
                                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
@@ -279,7 +280,8 @@ def check_limits(kwargs, limits, examples=None):
     lim = _limits(limits)
     lora, p = lim.lora_training, []
     if kwargs["lora_r"] > lora.max_rank:
-        p.append(f"LORA_R={kwargs['lora_r']} > {lora.max_rank}, the largest rank Together trains for {lim.api_model_name}")
+        p.append(f"LORA_R={kwargs['lora_r']} > {lora.max_rank}, "
+                 f"the largest rank Together trains for {lim.api_model_name}")
     modules = kwargs["lora_trainable_modules"]
     bad = [] if modules == "all-linear" else [m for m in modules.split(",") if m not in lora.target_modules]
     if bad:
@@ -293,7 +295,8 @@ def check_limits(kwargs, limits, examples=None):
         p.append(f"BATCH_SIZE={kwargs['batch_size']} must be {lora.min_batch_size}-{lora.max_batch_size} "
                  f"for LoRA on {lim.api_model_name}")
     if kwargs["n_checkpoints"] > lim.max_num_checkpoints or kwargs["n_evals"] > lim.max_num_evals:
-        p.append(f"TOGETHER_N_CHECKPOINTS / TOGETHER_N_EVALS must be <= {lim.max_num_checkpoints} / {lim.max_num_evals}")
+        p.append("TOGETHER_N_CHECKPOINTS / TOGETHER_N_EVALS must be "
+                 f"<= {lim.max_num_checkpoints} / {lim.max_num_evals}")
     seq = kwargs.get("max_seq_length")
     if seq is not None and not lim.min_max_seq_length <= seq <= lim.max_seq_length_sft:
         p.append(f"TOGETHER_MAX_SEQ_LENGTH={seq} must be {lim.min_max_seq_length}-{lim.max_seq_length_sft}")

@@ -27,7 +27,8 @@ def manager():
         def __init__(self, **kw):
             runtime = Path(os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir())
             kw.setdefault("transport_encryption", "auto")
-            kw.setdefault("connection_file", str(runtime / f"{CONNECTION_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}.json"))
+            name = f"{CONNECTION_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+            kw.setdefault("connection_file", str(runtime / name))
             super().__init__(**kw)
 
         async def shutdown_kernel(self, now=False, restart=False):

@@ -50,7 +50,8 @@ def mask_report(tokenizer, messages_list, max_seq_len):
         ends += end
         whole += ok
         if not ok and bad is None:
-            bad = f"trained {said[:80]!r}{'' if end else ' (no end of turn)'}, the answer is {msgs[-1]['content'].strip()[:80]!r}"
+            bad = (f"trained {said[:80]!r}{'' if end else ' (no end of turn)'}, "
+                   f"the answer is {msgs[-1]['content'].strip()[:80]!r}")
     checked = len(lengths)
     problems = []
     if prompt_trained:
@@ -69,11 +70,11 @@ def mask_report(tokenizer, messages_list, max_seq_len):
 def check_mask(tokenizer, rows):
     """Fail loudly instead of training on a broken loss mask."""
     problems = []
-    if not any(l != -100 for r in rows for l in r["labels"]):
+    if not any(label != -100 for r in rows for label in r["labels"]):
         problems.append("no token is trained: the assistant mask is all zero; check that every conversation "
                         "ends with a non-empty assistant answer and that the chat template renders it")
     eos = tokenizer.eos_token_id
-    if eos is not None and rows and not any(eos in [l for l in r["labels"] if l != -100] for r in rows):
+    if eos is not None and rows and not any(eos in [label for label in r["labels"] if label != -100] for r in rows):
         why = " (pad equals EOS and was masked)" if tokenizer.pad_token_id == eos else ""
         problems.append(f"the end-of-turn token {tokenizer.eos_token!r} is never trained{why}: the model "
                         "would not learn to stop; the template's generation block (or the rendered answer) "

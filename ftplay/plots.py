@@ -61,11 +61,12 @@ def selective_curve(curve, target=None, chosen=None, ax=None):
 def label_balance(counts, ax=None):
     """Rows per label per split. counts: {label: {"train": n, "heldout": n, "production": n}}."""
     fig, ax = _axes(ax, (8, 4))
-    labels = sorted(counts, key=lambda l: -sum(counts[l].values()))
-    splits = [s for s in ("train", "heldout", "production") if any(counts[l].get(s) for l in labels)]
+    labels = sorted(counts, key=lambda label: -sum(counts[label].values()))
+    splits = [s for s in ("train", "heldout", "production") if any(counts[label].get(s) for label in labels)]
     width = 0.8 / max(1, len(splits))
     for i, s in enumerate(splits):
-        ax.bar([x + i * width for x in range(len(labels))], [counts[l].get(s, 0) for l in labels], width, label=s)
+        ax.bar([x + i * width for x in range(len(labels))], [counts[label].get(s, 0) for label in labels], width,
+               label=s)
     ax.set_xticks([x + width * (len(splits) - 1) / 2 for x in range(len(labels))], labels, rotation=45, ha="right")
     ax.set_ylabel("rows")
     ax.set_title("label balance per split")

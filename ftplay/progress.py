@@ -167,12 +167,13 @@ class Watch:
 def cell_title(nb, index, code_first=False):
     """What a reader calls a cell: the heading of the markdown above it, else its first line of code
     (`code_first`: the code line, then the heading)."""
-    first = next((l.strip() for l in nb.cells[index].source.splitlines() if l.strip() and not l.startswith("#")), "")
+    first = next((line.strip() for line in nb.cells[index].source.splitlines()
+                  if line.strip() and not line.startswith("#")), "")
     if code_first and first:
         return f"{first[:60]} ({cell_title(nb, index)})"
     for c in reversed(nb.cells[:index]):
         if c.cell_type == "markdown":
-            heads = [l.lstrip("#").strip() for l in c.source.splitlines() if l.startswith("#")]
+            heads = [line.lstrip("#").strip() for line in c.source.splitlines() if line.startswith("#")]
             if heads:
                 return heads[-1][:60]
             break

@@ -165,11 +165,12 @@ def plan(tokenizer):
 
 def training_example(tokenizer, msgs, how=None):
     """(input_ids, mask) of a conversation whose last turn is the answer: the serving prompt
-    (prompt_ids) followed by the answer as the original template renders it; mask 1 on the answer and its end-of-turn token only (what follows the
-    generation prompt, up to the first stop id). Generation markers (the template's own, or TRL's
-    training variant) are checked against that mask: same ids, every answer token marked. TRL's
-    Qwen2.5 variant also marks the newline before the answer (the generation prompt already holds
-    it) and the one after <|im_end|> (a served model never generates it): those stay untrained."""
+    (prompt_ids) followed by the answer as the original template renders it; mask 1 on the answer
+    and its end-of-turn token only (what follows the generation prompt, up to the first stop id).
+    Generation markers (the template's own, or TRL's training variant) are checked against that
+    mask: same ids, every answer token marked. TRL's Qwen2.5 variant also marks the newline before
+    the answer (the generation prompt already holds it) and the one after <|im_end|> (a served model
+    never generates it): those stay untrained."""
     if msgs[-1]["role"] != "assistant":
         raise FtplayError("a training conversation must end with the assistant's answer", "bad example")
     how = how or plan(tokenizer)
@@ -273,7 +274,7 @@ def greedy_config(tokenizer, max_new_tokens):
     from transformers import GenerationConfig
 
     # transformers fills every field left unset (None) from the model's generation_config, so the
-    # penalty must be set to 1.0 explicitly (vLLM requests say the same: serve.Client.extra_body)
+    # penalty must be set to 1.0 explicitly (vLLM requests say the same: serve_client.Client.extra_body)
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.0,
                             temperature=1.0, top_p=1.0, top_k=50,  # neutral: no "flags ignored" warning
                             eos_token_id=sorted(end_of_turn_ids(tokenizer)), pad_token_id=tokenizer.pad_token_id)

@@ -408,11 +408,11 @@ def audit(train, heldout, threshold=NEAR_DUP_THRESHOLD, cache=None):
 
     Returns {"exact_ci": [...], "exact": [...], "near": [...], "conflicts": [...], "counts": {...}}; each
     list has one entry per held-out row with its first twin in train. counts["identical"]: byte-equal
-    text (bitext: 0, while 16 are exact_ci: its case/whitespace variants straddle the split). exact_ci: equal after lower-case
-    and whitespace collapse; exact: equal after `normalise` (punctuation and digits too); near: Jaccard
-    >= threshold on character 4-grams, including the exact twins, so exact_ci <= exact <= near;
-    conflicts: an exact twin whose train answer differs (the same text taught two answers: another
-    label, or for reply rows another normalised reply).
+    text (bitext: 0, while 16 are exact_ci: its case/whitespace variants straddle the split).
+    exact_ci: equal after lower-case and whitespace collapse; exact: equal after `normalise`
+    (punctuation and digits too); near: Jaccard >= threshold on character 4-grams, including the
+    exact twins, so exact_ci <= exact <= near; conflicts: an exact twin whose train answer differs
+    (the same text taught two answers: another label, or for reply rows another normalised reply).
     """
     exact_ci = [_entry(train, heldout, j, i) for j, i in _twins(train, heldout, normalise_ci)]
     exact_pairs = _twins(train, heldout, normalise)
@@ -448,6 +448,6 @@ def audit(train, heldout, threshold=NEAR_DUP_THRESHOLD, cache=None):
                         best[j] = (s, tr[0])
     near = [_entry(train, heldout, j, i, jaccard=round(s, 3)) for j, (s, i) in sorted(best.items())]
     identical = _twins(train, heldout, lambda t: t)
-    counts = {"identical": len(identical), "exact_ci": len(exact_ci), "exact": len(exact), "near": len(near), "conflicts": len(conflicts),
-              "near_label_differs": sum(e["label"] != e["train_label"] for e in near)}
+    counts = {"identical": len(identical), "exact_ci": len(exact_ci), "exact": len(exact), "near": len(near),
+              "conflicts": len(conflicts), "near_label_differs": sum(e["label"] != e["train_label"] for e in near)}
     return {"exact_ci": exact_ci, "exact": exact, "near": near, "conflicts": conflicts, "counts": counts}

@@ -250,7 +250,8 @@ def _write(fam, out):
     model.generation_config = GenerationConfig(**copy.deepcopy(fam.generation))
     model.save_pretrained(out, safe_serialization=True)
     meta = {"builder_version": BUILDER_VERSION, "family": fam.family, "stands_in_for": fam.hub_id,
-            "architecture": fam.architecture, "tokenizer_source": f"{fam.tokenizer_source[0]}: {fam.tokenizer_source[2]}",
+            "architecture": fam.architecture,
+            "tokenizer_source": f"{fam.tokenizer_source[0]}: {fam.tokenizer_source[2]}",
             "template_source": fam.template_source, "seed": SEED, "shape": SHAPE,
             "parameters": sum(p.numel() for p in model.parameters()),
             "note": "A stand-in: the family's real tokenizer, chat template and config conventions on a "

@@ -90,7 +90,7 @@ def _corpus(corpus):
 
 
 def _lines(path):
-    return [l for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+    return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _pretrain(model, tokenizer, texts, spec):
@@ -103,7 +103,8 @@ def _pretrain(model, tokenizer, texts, spec):
     steps = spec.pretrain_epochs * math.ceil(len(seqs) / spec.pretrain_batch)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.pretrain_lr, weight_decay=0.01)
     warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
     model.train()
     bar = progress.bar(total=steps, desc="building the embedded model: pretraining", unit="step")
     for _ in range(spec.pretrain_epochs):
@@ -165,7 +166,7 @@ def _write(spec, corpus, out):
 
     texts, labels = _corpus(corpus)
     raw = train_tokenizer(texts, spec.vocab_size)
-    split = [l for l in labels if len(raw.encode(l, add_special_tokens=False).ids) != 1]
+    split = [label for label in labels if len(raw.encode(label, add_special_tokens=False).ids) != 1]
     if split:  # still correct (scoring handles several tokens per label), only slower to learn
         log.warning("labels %s are not single tokens at vocab_size=%d", split, spec.vocab_size)
     tokenizer = PreTrainedTokenizerFast(

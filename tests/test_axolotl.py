@@ -20,8 +20,8 @@ OFFLINE = re.compile(r"NewConnectionError|Max retries exceeded|Temporary failure
 def run(tmp_path):
     """A run directory as notebook 02 leaves it, and a local model folder (config.json is enough)."""
     for name in ("train", "heldout"):
-        rows = [{"id": f"{name}-{i}", "messages": prompts.messages(t, ["billing", "bug"], l)}
-                for i, (t, l) in enumerate([("card charged twice", "billing"), ("app crashes", "bug")])]
+        rows = [{"id": f"{name}-{i}", "messages": prompts.messages(text, ["billing", "bug"], label)}
+                for i, (text, label) in enumerate([("card charged twice", "billing"), ("app crashes", "bug")])]
         data.write_jsonl(tmp_path / "data" / f"{name}.jsonl", rows)
     model = tmp_path / "model"
     model.mkdir()
@@ -175,7 +175,8 @@ def test_axolotl_validator_accepts_the_export_and_rejects_broken_configs(run, sc
     assert by["ax16/config.yml"]["resolved"]["adapter"] == "lora"
     r = by["axolotl/config.yml"]["resolved"]
     assert (r["adapter"], r["optimizer"], r["train_on_inputs"]) == ("qlora", "adamw_bnb_8bit", False)
-    assert r["datasets"][0]["chat_template"] == "tokenizer_default" and r["datasets"][0]["roles_to_train"] == ["assistant"]
+    dataset = r["datasets"][0]
+    assert dataset["chat_template"] == "tokenizer_default" and dataset["roles_to_train"] == ["assistant"]
     f = by["axolotl/config_fsdp.yml"]["resolved"]["fsdp_config"]
     assert f["transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer" and f["fsdp_version"] == 2
     assert by["axolotl/config_deepspeed.yml"]["resolved"]["deepspeed"] == res.files["deepspeed_json"]
@@ -237,9 +238,9 @@ def test_a_standin_exports_its_hub_id_and_the_served_prompt(run, standins, hub_i
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(ref.path)
-    original = [json.loads(l) for l in open(exp.train_path)]
-    sent = [json.loads(l) for l in open(y["datasets"][0]["path"])]
-    held = [json.loads(l) for l in open(y["test_datasets"][0]["path"])]
+    original = [json.loads(line) for line in open(exp.train_path)]
+    sent = [json.loads(line) for line in open(y["datasets"][0]["path"])]
+    held = [json.loads(line) for line in open(y["test_datasets"][0]["path"])]
     assert (y["datasets"][0]["path"] != exp.train_path) is fold and len(held) == 2
     for row, out in zip(original, sent):
         assert out["id"] == row["id"]
@@ -248,7 +249,8 @@ def test_a_standin_exports_its_hub_id_and_the_served_prompt(run, standins, hub_i
             "what Axolotl renders is the serving prompt + answer ftplay trains"
         if fold:
             assert [m["role"] for m in out["messages"]] == ["user", "assistant"]
-            assert out["messages"][0]["content"] == row["messages"][0]["content"] + "\n\n" + row["messages"][1]["content"]
+            folded = row["messages"][0]["content"] + "\n\n" + row["messages"][1]["content"]
+            assert out["messages"][0]["content"] == folded
             served = prompts.prompt_ids(tok, row["messages"][:-1])
             assert rendered[:len(served)] == served
             # the original row as Axolotl would render it: the system prompt is gone
@@ -285,12 +287,12 @@ def test_axolotl_trains_exactly_ftplays_tokens_per_family(run, standins, schema_
                         root / hub_id.split("/")[0])
         configs += [(res.files["config"], 1), (res.files["config_fsdp"], 2)]
         tok = AutoTokenizer.from_pretrained(ref.path)
-        rows = [json.loads(l) for l in open(exp.train_path)]
+        rows = [json.loads(line) for line in open(exp.train_path)]
         got = ax.tokenized(res.files["config"], ref.path, site, rows=2)
         for row, g in zip(rows, got):
             ids, mask = prompts.training_example(tok, row["messages"])
             assert g["input_ids"] == ids, f"{hub_id}: Axolotl trains another prompt than ftplay serves"
-            assert [int(l != -100) for l in g["labels"]] == mask, f"{hub_id}: other trained tokens"
+            assert [int(label != -100) for label in g["labels"]] == mask, f"{hub_id}: other trained tokens"
     for r in ax.validate(configs, site):
         assert r["ok"] and r["unknown_keys"] == [], (r["path"], r["error"], r["unknown_keys"])
 
@@ -300,17 +302,23 @@ def test_the_seeds_recipe_for_the_gpu_model_beside_this_runs(run, tiny_ref):
     model stands in for: the second is the seed's Axolotl example value by value, and the two differ
     exactly in the recipe's knobs, the base and their folders."""
     root, exp = run
-    this = ax.export(recipes.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}), root / "this")
+    this = ax.export(recipes.EMBEDDED_RECIPE, ax.ExportConfig(**{**exp.__dict__, "base_model": tiny_ref.path}),
+                     root / "this")
     gpu_cfg = recipes.gpu_recipe(recipes.EMBEDDED_RECIPE)
-    gpu = ax.export(gpu_cfg, ax.ExportConfig(**{**exp.__dict__, "base_model": recipes.EMBEDDED_STANDS_IN_FOR}), root / "gpu")
+    gpu = ax.export(gpu_cfg, ax.ExportConfig(**{**exp.__dict__, "base_model": recipes.EMBEDDED_STANDS_IN_FOR}),
+                    root / "gpu")
     y = _load(gpu.files["config"])
     for key, want in {**SEED_EXAMPLE, "base_model": QWEN}.items():
         assert y[key] == want, f"{key}: {y[key]!r}, the seed's recipe has {want!r}"
     assert y["adapter"] == "qlora" and _load(gpu.files["config_fsdp"])["fsdp_config"][
         "transformer_layer_cls_to_wrap"] == "Qwen2DecoderLayer"
     diff = ax.differences({"this run": this.files["config"], "gpu": gpu.files["config"]})
-    out = lambda d: str(root / d / "outputs")  # noqa: E731
+
+    def out(d):
+        return str(root / d / "outputs")
+
     assert diff == {"base_model": [tiny_ref.path, QWEN], "lora_r": [32, 16], "lora_alpha": [64, 32],
-                    "lora_dropout": [0.0, 0.05], "lora_target_modules": [list(recipes.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]],
+                    "lora_dropout": [0.0, 0.05],
+                    "lora_target_modules": [list(recipes.ALL_LINEAR), ["q_proj", "v_proj", "o_proj"]],
                     "dataset_prepared_path": [out("this") + "/prepared", out("gpu") + "/prepared"],
                     "micro_batch_size": [8, 4], "learning_rate": [1e-3, 2e-4], "output_dir": [out("this"), out("gpu")]}

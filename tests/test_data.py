@@ -369,7 +369,8 @@ def test_curate_caps_only_the_training_split(tmp_path):
     capped = data.curate(data.DataConfig(production_path=None, max_train_per_label=20), out_dir=tmp_path / "data")
     assert capped.heldout == full.heldout and max(Counter(r["label"] for r in capped.train).values()) == 20
     assert capped.report["capped"] == len(full.train) - len(capped.train) > 0
-    assert data.load_split(tmp_path, "production") == [] and len(data.load_split(tmp_path, "train")) == len(capped.train)
+    assert data.load_split(tmp_path, "production") == []
+    assert len(data.load_split(tmp_path, "train")) == len(capped.train)
 
 
 def test_subsample_is_seeded_ordered_and_spans_a_sorted_file():
@@ -430,7 +431,8 @@ def test_label_warnings_name_stripped_spaces_and_labels_never_held_out(tmp_path)
          "message": "label 'gift_cards' has 1 row(s) after curation, all in train: it is trained on but never scored "
                     "on held-out; give it at least 3 rows (HELDOUT_FRACTION=0.2) or merge it into another label"}]
     assert cur.report["labels"]["gift_cards"] == {"train": 1, "heldout": 0, "production": 0}
-    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["label_warnings"] == cur.report["label_warnings"]
+    card = json.loads((tmp_path / "out" / "data_card.json").read_text())
+    assert card["label_warnings"] == cur.report["label_warnings"]
     text = data.format_label_warnings(cur.report["label_warnings"])
     assert text.splitlines()[0] == "labels: 2 warning(s)" and "gift_cards" in text
     assert data.format_label_warnings([]).startswith("labels: no warnings")

@@ -152,7 +152,7 @@ def test_search_expands_further_when_the_best_partial_label_ends_badly():
     scorer = evaluate.LabelScorer(model, tok, labels, SYS, batch_size=2, margin=0.0, method="joint")
     text = TEXTS[0]
     prompt = prompts.prompt_ids(tok, prompts.messages(text, labels, system_prompt=SYS))
-    cand = [prompts.answer_ids(tok, l) for l in labels]
+    cand = [prompts.answer_ids(tok, label) for label in labels]
     per = []
     for c in cand:
         with torch.no_grad():
@@ -229,8 +229,8 @@ def test_constrained_scoring_runs_only_the_nodes_where_labels_still_differ(tiny_
     calls = []
     forward = model.forward
     model.forward = lambda *a, **k: calls.append(tuple(k["input_ids"].shape)) or forward(*a, **k)
-    single = [l for l in LABELS + ["account", "feature", "refund", "other"]
-              if len(prompts.answer_ids(tiny_tok, l)) == 2]
+    single = [label for label in LABELS + ["account", "feature", "refund", "other"]
+              if len(prompts.answer_ids(tiny_tok, label)) == 2]
     assert len(single) >= 3, single
     scorer = evaluate.LabelScorer(model, tiny_tok, single, SYS, batch_size=2)
     scorer.predict(TEXTS)
@@ -269,7 +269,7 @@ def test_parse_label(raw, expected):
 
 
 def _preds(labels, conf=None):
-    return [Prediction(l, c) for l, c in zip(labels, conf or [0.9] * len(labels))]
+    return [Prediction(label, c) for label, c in zip(labels, conf or [0.9] * len(labels))]
 
 
 def test_score_exact_values():
@@ -306,7 +306,8 @@ def test_selective_curve_accuracy_rises_as_doubtful_rows_are_escalated():
 
 
 def test_slices_warn_when_small():
-    rows = [{"id": str(i), "text": "short text here" if i % 2 else "a much longer ticket " * 10, "label": "a" if i < 15 else "b"}
+    rows = [{"id": str(i), "text": "short text here" if i % 2 else "a much longer ticket " * 10,
+             "label": "a" if i < 15 else "b"}
             for i in range(18)]
     preds = _preds([r["label"] for r in rows])
     s = evaluate.slices(rows, preds, preds, ["a", "b"], evaluate.vocabulary(rows), min_rows=20)
@@ -317,7 +318,7 @@ def test_slices_warn_when_small():
 def test_macro_f1_counts_only_labels_in_the_rows_or_answers():
     """A 2-label slice of a 4-label task: perfect answers score 1.0, not 0.5 for two absent labels."""
     truth = ["billing", "bug", "billing", "bug"]
-    perfect = [Prediction(l, 1.0) for l in truth]
+    perfect = [Prediction(label, 1.0) for label in truth]
     assert evaluate.score(truth, perfect, LABELS, n_boot=20)["macro_f1"] == 1.0
     one_wrong = perfect[:3] + [Prediction("shipping", 1.0)]  # a false positive on an absent label counts
     assert abs(evaluate.score(truth, one_wrong, LABELS, n_boot=20)["macro_f1"] - (1 + 2 / 3 + 0) / 3) < 1e-9
@@ -372,7 +373,7 @@ def test_vectorised_macro_f1_equals_sklearn_on_every_resample():
     def sk(t, p):
         p = ["<invalid>" if x is None else x for x in p]
         seen = set(t) | set(p)
-        return f1_score(t, p, labels=[l for l in labels if l in seen], average="macro", zero_division=0)
+        return f1_score(t, p, labels=[label for label in labels if label in seen], average="macro", zero_division=0)
     t, p = evaluate._codes(labels, truth, answers)
     idx = rng.integers(0, 60, size=(50, 12))                       # small resamples: labels go missing
     fast = evaluate._f1_codes(t[0][idx], p[0][idx], len(labels))

@@ -80,7 +80,8 @@ def test_the_playbook_runs_on_each_family(model, tmp_path):
         return
     assert set(served["load_test"]["per_model"]) >= {"reply"}
     reply = json.loads((run_dir / "reply" / "03_train_qlora.json").read_text())   # the reply task on this family
-    assert reply["task"] == "reply" and reply["mask"]["whole_answer_trained"] and reply["mask"]["prompt_tokens_trained"] == 0
+    assert reply["task"] == "reply" and reply["mask"]["whole_answer_trained"]
+    assert reply["mask"]["prompt_tokens_trained"] == 0
     assert json.loads((Path(reply["adapter_dir"]) / "ftplay_adapter.json").read_text())["family"] == family
     assert "reply" in served["adapters_served"] and "reply" in served["parity"]["models"]
     scored = json.loads((run_dir / "reply" / "04_evaluate.json").read_text())

@@ -10,7 +10,7 @@ Y = ["a"] * 20 + ["b"] * 20
 
 
 def preds(labels):
-    return [Prediction(l, 0.9) for l in labels]
+    return [Prediction(label, 0.9) for label in labels]
 
 
 def run(ft, base, alts=None, prod=None, cfg=gate.GateConfig()):
@@ -87,7 +87,9 @@ def test_gate_parameters_are_checked_together():
 
 
 def test_read_comparisons_says_what_wins_ties_and_loses():
-    d = lambda diff, lo, hi: {"macro_f1_diff": diff, "macro_f1_diff_ci": [lo, hi]}
+    def d(diff, lo, hi):
+        return {"macro_f1_diff": diff, "macro_f1_diff_ci": [lo, hi]}
+
     text = tasks.get("classify").read_comparisons({"heldout": {"finetuned_vs_base": d(0.458, 0.383, 0.52),
                                               "finetuned_vs_endpoint": d(0.01, -0.05, 0.07),
                                               "finetuned_vs_tfidf_logreg": d(-0.313, -0.393, -0.237)}})

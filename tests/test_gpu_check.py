@@ -79,7 +79,8 @@ def test_dry_run_shows_the_exact_unsloth_trl_and_vllm_arguments_per_family():
             assert p["get_peft_model"] == {"r": 32, "lora_alpha": 64, "lora_dropout": 0.0,
                                            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                               "up_proj", "down_proj"],
-                                           "bias": "none", "random_state": 3407, "use_gradient_checkpointing": "unsloth"}
+                                           "bias": "none", "random_state": 3407,
+                                           "use_gradient_checkpointing": "unsloth"}
             s = p["sft_config"]
             assert (s["max_steps"], s["per_device_train_batch_size"], s["optim"], s["bf16"], s["fp16"]) == \
                 (7, 4, "adamw_8bit", True, False)

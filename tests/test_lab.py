@@ -1,4 +1,4 @@
-"""`make lab`'s JupyterLab in headless Chromium: open 00, run all its cells through the menu, check the kernel and outputs."""
+"""`make lab`'s JupyterLab in headless Chromium: open 00, run its cells from the menu, check the kernel and outputs."""
 import base64
 import json
 import os
@@ -160,12 +160,14 @@ def test_jupyterlab_runs_00_in_a_real_browser(lab, tmp_path):
         # Run > Run All Cells, clicked like a person would
         _wait("the Run menu", lambda: page.click(".lm-MenuBar-item", "Run"), 30)
         _wait("Run All Cells", lambda: page.click('.lm-Menu-item[data-command="runmenu:run-all"]'), 30)
-        prompts = "[...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim())"
+        prompts = ("[...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]"
+                   ".map(e => e.textContent.trim())")
         done = _wait("every code cell executed", lambda: (lambda p: len(p) == n_code and all(
             re.fullmatch(r"\[\d+\]:", x) for x in p) and p)(page.js(prompts)), 300)
         assert [int(x[1:-2]) for x in done] == list(range(1, n_code + 1)), f"run in order, once: {done}"
         errors = page.js("[...document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea-output')]"
-                         ".filter(e => e.dataset.mimeType === 'application/vnd.jupyter.stderr').map(e => e.textContent.slice(0, 300))")
+                         ".filter(e => e.dataset.mimeType === 'application/vnd.jupyter.stderr')"
+                         ".map(e => e.textContent.slice(0, 300))")
         assert errors == [], errors
         assert record.exists() and record.stat().st_mtime >= started, "the last cell recorded 00's verdict"
         assert page.js("document.body.textContent.includes('recorded 00_decide_approach.json')")

@@ -39,7 +39,10 @@ def test_edge_cases_tell_memorised_from_learned():
     train = [{"text": f"i don't want a refund {i}", "label": "billing"} for i in range(5)] + \
             [{"text": f"crash {i}", "label": "bug"} for i in range(20)]
     held = [{"text": "i don't want a refund now", "label": "billing"}, {"text": "crash", "label": "bug"}]
-    memoriser = lambda texts: [Prediction("billing" if t in {r["text"] for r in train[:5]} else "bug", 1.0) for t in texts]
+    def memoriser(texts):
+        taught = {r["text"] for r in train[:5]}
+        return [Prediction("billing" if t in taught else "bug", 1.0) for t in texts]
+
     preds = {"heldout": memoriser([r["text"] for r in held]), "production": []}
     edge = lessons.edge_cases(train, {"heldout": held, "production": []}, preds, memoriser, r"don't want",
                               ["billing", "bug"])
@@ -51,8 +54,10 @@ def test_edge_cases_tell_memorised_from_learned():
 
 
 def test_edge_case_readings():
-    row = lambda t, h, p: {"x": {"train_rows": 5, "train": {"accuracy": t}, "heldout": {"accuracy": h},
-                                 "production": {"accuracy": p}}}
+    def row(t, h, p):
+        return {"x": {"train_rows": 5, "train": {"accuracy": t}, "heldout": {"accuracy": h},
+                      "production": {"accuracy": p}}}
+
     assert "memorised" in lessons.read_edge_cases(row(1.0, 0.4, 0.4))
     assert "distribution mismatch" in lessons.read_edge_cases(row(0.62, 0.60, 0.41))
     assert "not learned" in lessons.read_edge_cases(row(0.15, 0.17, 0.1))
@@ -60,9 +65,12 @@ def test_edge_case_readings():
 
 
 def test_base_update_reading_names_the_check_and_the_three_scores():
-    m = lambda f1: {"accuracy": f1 + 0.1, "macro_f1": f1}
+    def m(f1):
+        return {"accuracy": f1 + 0.1, "macro_f1": f1}
+
     demo = {"old_base": "embedded@aaa", "new_base": "embedded:1@bbb", "rows": 237,
-            "check": {"changed": True, "message": "adapter trained on embedded@aaa, base is now embedded:1@bbb: re-fine-tune"},
+            "check": {"changed": True,
+                      "message": "adapter trained on embedded@aaa, base is now embedded:1@bbb: re-fine-tune"},
             "systems": {"adapter on its own base": m(0.506), "same adapter on the new base": m(0.039),
                         "re-fine-tuned on the new base": m(0.319)},
             "refit": {"adapter_dir": "x", "steps": 321, "seconds": 41.0}}
@@ -86,6 +94,7 @@ def test_reply_leakage_demo_scores_twins_with_the_canned_reply():
     g = demo["groups"]
     assert g["near_twin"]["n"] > 5 and g["no_twin"]["n"] > 0
     assert g["near_twin"]["n"] + g["no_twin"]["n"] == demo["rows"] == round(len(raw) * 0.2)
-    assert g["near_twin"]["chrf"] > g["no_twin"]["chrf"] and g["near_twin"]["field_accuracy"] > g["no_twin"]["field_accuracy"]
+    assert g["near_twin"]["chrf"] > g["no_twin"]["chrf"]
+    assert g["near_twin"]["field_accuracy"] > g["no_twin"]["field_accuracy"]
     assert demo["grouped_split"]["heldout"]["valid_rate"] == 1.0 and demo["row_split"]["production"]["chrf"] > 0
     assert f"{g['near_twin']['n']} of the {demo['rows']} held-out tickets have a near twin" in text

@@ -41,7 +41,8 @@ def test_tokenizer_matches_what_was_trained(tiny_ref, tiny_tok):
 
     raw = Tokenizer.from_file(str(tinymodel.Path(tiny_ref.path) / "tokenizer.json"))
     texts = [r.split(",", 3)[-1] for r in (tinymodel.DEFAULT_CORPUS.read_text().splitlines()[1:400])]
-    bad = [t for t in texts if tiny_tok(t, add_special_tokens=False)["input_ids"] != raw.encode(t, add_special_tokens=False).ids]
+    bad = [t for t in texts
+           if tiny_tok(t, add_special_tokens=False)["input_ids"] != raw.encode(t, add_special_tokens=False).ids]
     assert bad == []
 
 

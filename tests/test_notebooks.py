@@ -38,8 +38,8 @@ def test_notebook_is_clean_and_parameterised(path):
         ast.literal_eval(node.value)  # literal values only
     names = {n.target.id for n in tree.body}
     assert "RUN_DIR" in names
-    lines = [l for l in params[0].source.splitlines() if l.strip()]
-    assert all("#" in l for l in lines), "every parameter has a comment"
+    lines = [line for line in params[0].source.splitlines() if line.strip()]
+    assert all("#" in line for line in lines), "every parameter has a comment"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -201,13 +201,15 @@ def test_the_reply_task_runs_beside_triage_and_learns_the_house_format(playbook_
     reply = run_dir / "reply"
     card, tr, ev, base = (_read(reply, s) for s in ("02_curate_data", "03_train_qlora", "04_evaluate",
                                                      "01_baseline_prompting"))
-    assert {r["task"] for r in (card, tr, ev, base)} == {"reply"} and _read(run_dir, "04_evaluate")["task"] == "classify"
+    assert {r["task"] for r in (card, tr, ev, base)} == {"reply"}
+    assert _read(run_dir, "04_evaluate")["task"] == "classify"
     # 02: the planted reply defects are found (data/planted_reply_defects.json)
     assert card["invalid_format"] > 0 and card["conflicts"] > 0 and card["pii_output_rows"] > 0
     assert card["output_tokens"]["max"] > 40, "replies are long answers, not a label"
     # 03: the whole reply and its end of turn trained, nothing of the prompt; the adapter names its task
     # (the embedded reply recipe: unquantized, 2 epochs; no second adapter; the loss falls)
-    assert (tr["task"], tr["reply_format"], tr["load_in_4bit"], tr["config"]["num_epochs"]) == ("reply", "house", False, 2.0)
+    assert (tr["task"], tr["reply_format"], tr["load_in_4bit"], tr["config"]["num_epochs"]) == \
+        ("reply", "house", False, 2.0)
     mask = tr["mask"]
     assert mask["whole_answer_trained"] == mask["checked"] == tr["train_rows"] and mask["prompt_tokens_trained"] == 0
     assert mask["answer_tokens"]["p50"] > 40, "a reply trains dozens of tokens, a label two"

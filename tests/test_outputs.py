@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import evaluate, numbers, plots, progress, runner, tasks
+from ftplay import numbers, plots, progress, runner, tasks
 
 # Text that is noise in an executed notebook, wherever it appears (stdout, stderr, a result's repr)
 NOISE = re.compile(
@@ -30,7 +30,7 @@ REPR = re.compile(r"^(\{|\[|PosixPath\(|WindowsPath\()")  # a cell ending on a d
 
 
 def _bad_lines(text):
-    return [l for l in text.splitlines() if NOISE.search(l) and not any(a.search(l) for a in ALLOWED)]
+    return [line for line in text.splitlines() if NOISE.search(line) and not any(a.search(line) for a in ALLOWED)]
 
 
 def noise(nb_path):
@@ -42,13 +42,14 @@ def noise(nb_path):
             where = f"{stem} cell {i}"
             if o.output_type == "stream":
                 if o.name == "stderr":
-                    kept = [l for l in o.text.splitlines() if l.strip() and not any(a.search(l) for a in ALLOWED)]
-                    out += [f"{where}: stderr: {l[:160]}" for l in kept]
+                    kept = [line for line in o.text.splitlines()
+                            if line.strip() and not any(a.search(line) for a in ALLOWED)]
+                    out += [f"{where}: stderr: {line[:160]}" for line in kept]
                 else:
-                    out += [f"{where}: {l[:160]}" for l in _bad_lines(o.text)]
+                    out += [f"{where}: {line[:160]}" for line in _bad_lines(o.text)]
             elif o.output_type in ("execute_result", "display_data"):
                 text = o.get("data", {}).get("text/plain", "")
-                out += [f"{where}: {l[:160]}" for l in _bad_lines(text)]
+                out += [f"{where}: {line[:160]}" for line in _bad_lines(text)]
                 if o.output_type == "execute_result" and "text/html" not in o.data and REPR.match(text):
                     out.append(f"{where}: ends on a repr: {text[:80]!r}")
             elif o.output_type == "error":
@@ -70,7 +71,10 @@ def output_lines(nb_path):
             if o.output_type == "stream":
                 n += len(o.text.splitlines())
             elif o.output_type in ("execute_result", "display_data"):
-                n += 1 if any(m.startswith("image/") for m in o.data) else len(o.data.get("text/plain", "").splitlines())
+                if any(m.startswith("image/") for m in o.data):
+                    n += 1
+                else:
+                    n += len(o.data.get("text/plain", "").splitlines())
             elif o.output_type == "error":
                 n += 1
     return n
@@ -126,7 +130,8 @@ def test_results_render_as_rounded_tables():
     t = tasks.get("classify").summary_table({"heldout": {"finetuned": m}})
     assert t.loc[("heldout", "finetuned"), "macro-F1 [95% CI]"] == "0.45 [0.39, 0.51]"  # a 0.12-wide CI: 2 decimals
     assert numbers.ci_decimals((0.101, 0.112)) == 3 and numbers.ci_decimals((0.1, 0.3)) == 2
-    assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in tasks.get("classify").read_summary({"heldout": {"finetuned": m}})
+    reading = tasks.get("classify").read_summary({"heldout": {"finetuned": m}})
+    assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in reading
     tab = plots.table({"cheaper": True, "payback_months": 6.8e-05, "share": 0.4249039332107116})
     assert tab["value"].tolist() == [True, 0.0, 0.425] and list(tab.index) == ["cheaper", "payback_months", "share"]
     assert plots.table({"a": {"x": 1.23456}, "b": {"x": 2.0}}).loc["a", "x"] == 1.235
@@ -147,10 +152,11 @@ def test_a_run_shows_progress_and_writes_clean_notebooks(tmp_path, capfd):
     assert "Alternative text" not in err and "loaded" not in err, err
     page = (run_dir / "html" / "02_curate_data.html").read_text()
     assert page.count('<img alt="plot: fig = plots.') >= 2 and "No description has been provided" not in page
-    assert sorted(p.name for p in (run_dir / "plots").glob("*.png")) == ["02_label_balance.png", "02_length_histogram.png"]
+    assert sorted(p.name for p in (run_dir / "plots").glob("*.png")) == \
+        ["02_label_balance.png", "02_length_histogram.png"]
     assert [p for p in json.loads((run_dir / "summary.json").read_text())["ship_report"]["plots"]] == [
         "plots/02_label_balance.png", "plots/02_length_histogram.png"]
-    lines = [l for _, l in said]
-    assert any(re.match(r"\[ftplay\] 02_curate_data: cell \d+/\d+ \(.+\) running", l) for l in lines), lines
+    lines = [line for _, line in said]
+    assert any(re.match(r"\[ftplay\] 02_curate_data: cell \d+/\d+ \(.+\) running", line) for line in lines), lines
     gaps = [b - a for (a, _), (b, _) in zip(said, said[1:])]
     assert max(gaps) < 12, list(zip(gaps, lines[1:]))

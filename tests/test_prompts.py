@@ -34,7 +34,7 @@ def test_trained_tokens_are_exactly_the_answer_and_end_of_turn(fam):
         convs = [prompts.messages(t, LABELS, label) for t in TICKETS]
         rows, _ = masks.tokenize_chat(tok, convs, 512)
         for r in rows:
-            trained = [t for t, l in zip(r["input_ids"], r["labels"]) if l != -100]
+            trained = [t for t, label in zip(r["input_ids"], r["labels"]) if label != -100]
             assert tok.decode(trained) in (label + eot, " " + label + eot), (name, tok.decode(trained))
             assert trained[-1] == tok.convert_tokens_to_ids(eot)
             assert trained == prompts.answer_ids(tok, label)
@@ -51,7 +51,7 @@ def test_the_prompt_trained_on_is_the_prompt_scored_and_served(fam, tmp_path):
     stored = data.load(tmp_path / "train.jsonl", "chat")
     msgs = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])["messages"]
     trained = masks.tokenize_chat(tok, [msgs], 512)[0][0]
-    first_trained = next(i for i, l in enumerate(trained["labels"]) if l != -100)
+    first_trained = next(i for i, label in enumerate(trained["labels"]) if label != -100)
     at_training = trained["input_ids"][:first_trained]
     scorer = evaluate.LabelScorer(None, tok, LABELS, "Triage into one of: {labels}.")
     at_scoring = scorer._prompt_ids(stored[0]["text"])

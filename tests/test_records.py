@@ -34,8 +34,8 @@ def test_read_names_the_file_and_the_fix(tmp_path):
     empty = records.read_or_empty(tmp_path, stages.CURATE)
     assert empty == {} and not empty and empty.at("split", "train", default=0) == 0
     (tmp_path / "02_curate_data.json").write_text('{"rows_in": 3,\n')
-    with pytest.raises(FtplayError, match=r"02_curate_data.json is not JSON \(line 2: .*\): run notebook 02_curate_data "
-                                          "again"):
+    with pytest.raises(FtplayError, match=r"02_curate_data.json is not JSON \(line 2: .*\): "
+                                          "run notebook 02_curate_data again"):
         records.read(tmp_path, stages.CURATE, missing_ok=True)  # a broken file is an error even when absence is not
     (tmp_path / "02_curate_data.json").write_text("[1, 2]")
     with pytest.raises(FtplayError, match="holds a JSON list, not a record"):

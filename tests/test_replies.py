@@ -70,7 +70,8 @@ def test_an_empty_or_missing_reply_is_invalid_and_scores_zero_fields():
 
 def test_as_reference_format_needs_the_references_parts_and_has_no_fields():
     B = formats.BITEXT
-    rows = [{"id": "a", "text": "t", "label": "x", "output": "Sure.\n1. Open {{Account}}.\nContact us if you need help."},
+    rows = [{"id": "a", "text": "t", "label": "x",
+             "output": "Sure.\n1. Open {{Account}}.\nContact us if you need help."},
             {"id": "b", "text": "t", "label": "x", "output": "Thanks. We can help."}]
     outs = ["1. Open {{Account}}.\nReach out if you need help.", "We can help."]
     m = replies.score(rows, outs, B, n_boot=10)
@@ -135,7 +136,8 @@ def test_label_table_puts_the_worst_label_first_and_warns_when_small():
 def test_tables_and_readings_name_the_best_system():
     results = {"heldout": {"good": replies.score(ROWS, GOOD, H, 50), "canned": replies.score(ROWS, CANNED, H, 50)}}
     table = REPLY.summary_table(results)
-    assert list(table.index) == [("heldout", "good"), ("heldout", "canned")] and table.iloc[0]["valid [95% CI]"] == "100% [100%, 100%]"
+    assert list(table.index) == [("heldout", "good"), ("heldout", "canned")]
+    assert table.iloc[0]["valid [95% CI]"] == "100% [100%, 100%]"
     assert "good restates the most fields right, 100%" in REPLY.read_summary(results)
     assert "Well-formed but canned: canned (1) distinct replies for 40 tickets" in REPLY.read_summary(results)
     ex = replies.examples(ROWS, {"good": GOOD}, n=2)
@@ -196,7 +198,8 @@ def test_gate_blocks_on_a_better_alternative_and_names_it():
     d = run(wrong_quarter, BROKEN, {"nearest_reply": GOOD, "endpoint_few_shot": CANNED}, PROD)
     assert status(d, "alternatives_heldout") == "block" and d["verdict"] == "stop"
     b = d["better"]   # the house format's primary metric is field accuracy
-    assert b["name"] == "nearest_reply" and b["metric"] == "field_accuracy" and b["value"] == 1.0 and b["split"] == "heldout"
+    assert b["name"] == "nearest_reply" and b["metric"] == "field_accuracy"
+    assert b["value"] == 1.0 and b["split"] == "heldout"
     assert b["field_accuracy_diff_ci"][1] < 0 and b["finetuned_value"] == b["finetuned_field_accuracy"] == 0.75
     assert status(run(wrong_quarter, BROKEN, ALTS, PROD), "alternatives_heldout") == "pass"
 

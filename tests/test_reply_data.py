@@ -119,7 +119,8 @@ def test_load_reply_csv_and_jsonl(tmp_path):
     no_label = tmp_path / "n.csv"
     no_label.write_text('text,answer\nwhere is my parcel,"Hello there,\nIt is on its way."\n')
     assert data.load(no_label, output_field="answer") == [{"id": "n:2", "text": "where is my parcel", "label": "-",
-                                                            "source": "n.csv:2", "output": "Hello there,\nIt is on its way."}]
+                                                            "source": "n.csv:2",
+                                                            "output": "Hello there,\nIt is on its way."}]
     chat = tmp_path / "c.jsonl"
     chat.write_text(json.dumps({"messages": [{"role": "user", "content": "hi, card charged twice"},
                                              {"role": "assistant", "content": "  Sorry! We refund it.  "}]}) + "\n"
@@ -153,7 +154,8 @@ def test_reply_loader_errors_name_file_line_and_field(tmp_path):
 def test_reply_duplicates_and_conflicts_compare_normalised_replies():
     rows = [{"id": str(i), "text": t, "label": "billing", "output": o, "source": f"x:{i}"} for i, (t, o) in enumerate([
         ("Charged twice!", "Hello there,\nWe refund $12."), ("charged twice", "hello there, we refund $99"),
-        ("Charged twice", "Hello there,\nWe cancel the plan."), ("App crashes", "We fix it."), ("app crashes.", "We fix it.")])]
+        ("Charged twice", "Hello there,\nWe cancel the plan."), ("App crashes", "We fix it."),
+        ("app crashes.", "We fix it.")])]
     assert quality.find_exact_duplicates(rows) == [[0, 1], [3, 4]]       # digits and punctuation aside, the same reply
     assert quality.find_conflicts(rows) == [[0, 1, 2]]                    # another reply to the same ticket
     assert quality.find_trivial_outputs(rows + [dict(rows[0], output="Done.")]) == [5]
@@ -171,7 +173,10 @@ def curated(tmp_path_factory):
 def test_curation_finds_every_planted_reply_defect(curated):
     cur, _ = curated
     rep, t = cur.report, cur.tables
-    ids = lambda name: {r["id"] for r in t[name]}
+
+    def ids(name):
+        return {r["id"] for r in t[name]}
+
     assert rep["task"] == "reply" and rep["reply_format"] == "house" and rep["output_field"] == "reply"
     assert rep["trivial"] == len(TICKET_DEFECTS["empty_or_trivial"])
     assert ids("trivial_outputs") == set(PLANTED["trivial_replies"]) and rep["trivial_outputs"] == 8
@@ -184,7 +189,8 @@ def test_curation_finds_every_planted_reply_defect(curated):
     assert rep["near_duplicates"] == 60 and rep["near_duplicate_rows_dropped"] == 60
     pii_tickets = {i for k in ("pii_email", "pii_phone", "pii_card") for i in TICKET_DEFECTS[k]}
     rows = data.load(RAW, output_field="reply")     # the table keeps the first 50; the counts are all of them
-    assert {r["id"] for r in rows if quality.find_pii(r["output"])} == set(PLANTED["pii_restated"] + PLANTED["pii_leaked"])
+    planted_pii = set(PLANTED["pii_restated"] + PLANTED["pii_leaked"])
+    assert {r["id"] for r in rows if quality.find_pii(r["output"])} == planted_pii
     assert {r["id"] for r in rows if quality.find_pii(r["text"])} == pii_tickets
     assert rep["pii_output_rows"] == 24 and rep["pii_rows"] == len(pii_tickets | set(PLANTED["pii_leaked"])) == 102
     assert all(set(r["in"]) <= {"text", "output"} for r in t["pii"])

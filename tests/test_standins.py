@@ -8,7 +8,8 @@ import pytest
 from ftplay import cli, models, standins, tinymodel
 from ftplay.errors import ConfigError
 
-LLAMA, QWEN, MISTRAL = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"
+LLAMA, QWEN, MISTRAL = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
+                        "mistralai/Mistral-7B-Instruct-v0.3")
 HUB_IDS = [LLAMA, QWEN, MISTRAL]
 # Plain strings of the kinds the playbook feeds a tokenizer: words, leading space, newlines, digits,
 # non-ASCII (already NFC, which Qwen's normalizer would otherwise change), a label word.
@@ -22,7 +23,8 @@ KNOWN = {
     LLAMA: ({"Hello world": [128000, 9906, 1917]},
             {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|finetune_right_pad_id|>": 128004,
              "<|start_header_id|>": 128006, "<|end_header_id|>": 128007, "<|eom_id|>": 128008, "<|eot_id|>": 128009,
-             "<|python_tag|>": 128010, "<|reserved_special_token_3|>": 128011, "<|reserved_special_token_247|>": 128255}),
+             "<|python_tag|>": 128010, "<|reserved_special_token_3|>": 128011,
+             "<|reserved_special_token_247|>": 128255}),
     # Qwen2.5 "Hello world" = 9707, 1879 (Qwen's qwen.tiktoken ranks, no BOS); special ids from
     # Qwen2.5-7B-Instruct tokenizer_config.json added_tokens_decoder (151643-151664).
     QWEN: ({"Hello world": [9707, 1879]},

@@ -17,7 +17,8 @@ TEXTS = [("I was charged twice for my plan", "billing"), ("the app crashes when 
 
 
 def conversations():
-    return [prompts.messages(f"{t} (ticket {i})", ["billing", "bug"], l) for i in range(6) for t, l in TEXTS]
+    return [prompts.messages(f"{text} (ticket {i})", ["billing", "bug"], label)
+            for i in range(6) for text, label in TEXTS]
 
 
 if __name__ == "__main__":

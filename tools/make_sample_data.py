@@ -62,9 +62,16 @@ def main(check: bool = False, out: Path = DATA) -> None:
     stamp(all_rows, rng, start_id=100)
     rng.shuffle(all_rows)
     write_csv(out / "tickets_raw.csv", all_rows)
-    ids = lambda rows: sorted(r["ticket_id"] for r in rows)
-    pair = lambda tag: sorted([p["ticket_id"], clean[p["src"]]["ticket_id"]] for p in plants if tag in p["tags"])
-    tagged = lambda tag: sorted(r["ticket_id"] for r in pii_rows + plants if tag in r["tags"])
+
+    def ids(rows):
+        return sorted(r["ticket_id"] for r in rows)
+
+    def pair(tag):
+        return sorted([p["ticket_id"], clean[p["src"]]["ticket_id"]] for p in plants if tag in p["tags"])
+
+    def tagged(tag):
+        return sorted(r["ticket_id"] for r in pii_rows + plants if tag in r["tags"])
+
     defects = {"exact_duplicates": pair("exact_duplicates"), "normalised_duplicates": pair("normalised_duplicates"),
                "near_duplicates": pair("near_duplicates"), "conflicts": pair("conflicts"),
                "empty_or_trivial": tagged("empty_or_trivial"), "over_long": tagged("over_long"),

@@ -84,11 +84,15 @@ def tfidf_check(clean, prod):
     xp, yp = [r["text"] for r in prod], [r["label"] for r in prod]
     xtr, xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
     for name, kw, lr in [("default", {}, {}), ("sublinear, C=10", {"sublinear_tf": True}, {"C": 10})]:
-        mk = lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2), **kw), LogisticRegression(max_iter=2000, **lr))
+        def mk():
+            return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), **kw), LogisticRegression(max_iter=2000, **lr))
+
         p = mk().fit(xtr, ytr).predict(xte)
         q = mk().fit(X, y).predict(xp)
-        print(f"[{name}] raw clean 80/20: acc={accuracy_score(yte, p):.3f} macroF1={f1_score(yte, p, average='macro'):.3f}"
-              f" | raw clean -> production: acc={accuracy_score(yp, q):.3f} macroF1={f1_score(yp, q, average='macro'):.3f}")
+        print(f"[{name}] raw clean 80/20: acc={accuracy_score(yte, p):.3f} "
+              f"macroF1={f1_score(yte, p, average='macro'):.3f}"
+              f" | raw clean -> production: acc={accuracy_score(yp, q):.3f} "
+              f"macroF1={f1_score(yp, q, average='macro'):.3f}")
 
 
 def verify_replies(all_rows, prod, defects, reply_defects):
@@ -121,7 +125,10 @@ def verify_replies(all_rows, prod, defects, reply_defects):
     long = {r["ticket_id"] for r in all_rows if len(r["reply"].split()) >= 400}
     assert long == set(reply_defects["over_long_replies"]), sorted(long)
     assert all(formats.valid(formats.HOUSE, byid[i]["reply"]) for i in long)
-    pii = lambda t: EMAIL_RE.findall(t) and True or has_phone(t) or bool(CARD_RE.search(t))
+
+    def pii(t):
+        return EMAIL_RE.findall(t) and True or has_phone(t) or bool(CARD_RE.search(t))
+
     hits = {r["ticket_id"] for r in all_rows + prod if pii(r["reply"])}
     assert hits == set(reply_defects["pii_restated"]) | set(reply_defects["pii_leaked"]), sorted(hits)
     for i in reply_defects["pii_restated"]:

@@ -21,7 +21,8 @@ SLOTS = {
                 "the Orbit speaker", "the label printer", "the Basic plan", "the charging dock", "the webcam"],
     "feature": ["dark mode", "CSV export", "calendar sync", "bulk editing", "a Slack integration", "offline mode",
                 "keyboard shortcuts", "custom fields", "a shared inbox", "recurring tasks", "two-way Google Drive sync",
-                "a Zapier connector", "tagging", "read receipts", "an audit log", "a public API", "multi-currency invoices",
+                "a Zapier connector", "tagging", "read receipts", "an audit log", "a public API",
+                "multi-currency invoices",
                 "saved filters", "a Gantt view", "markdown support", "scheduled reports", "SAML login", "widgets"],
     "order": ["#48213", "#51907", "order 60342", "order no. 73318", "#A-10293", "order 88120", "#B-33471", "#66012",
               "order #90455", "#C-2291", "order 41876", "#57730", "ref 39044", "#D-77105", "order 52669"],
@@ -47,7 +48,8 @@ SLOTS = {
 
 # --------------------------------------------------------------------------- fragments
 OPENERS = ["Hi,", "Hello.", "Hey team,", "Good morning,", "Hi support,", "To whom it may concern,", "Hope you're well.",
-           "Quick one.", "Sorry to bother you again.", "First time writing in.", "I've already emailed twice about this.",
+           "Quick one.", "Sorry to bother you again.", "First time writing in.",
+           "I've already emailed twice about this.",
            "Urgent.", "Hi, it's {name} from {company}.", "I'm contacting you on behalf of my mother.", "Hiya,",
            "Good afternoon.", "Hello, {name} here.", "Writing from {company}.", "Dear support team,", "Hey,",
            "Not sure this is the right place, but here goes.", "Long-time customer here.", "Hi again,",
@@ -58,7 +60,8 @@ SIGNOFFS = ["Thanks.", "Thanks in advance!", "Cheers, {name}", "Regards, {name}"
             "Let me know asap.", "Thank you for your time.", "Best, {name}", "Kind regards.", "ty", "Many thanks!",
             "Looking forward to hearing from you.", "Thanks, {name} ({company})", "Would appreciate a quick reply.",
             "Have a good day.", "Thx", "Cheers!", "Speak soon.", "Grateful for any help.", "Much appreciated, {name}"]
-URGENCY = ["This is urgent.", "I need this sorted by Friday.", "Please get back to me today.", "It's quite frustrating.",
+URGENCY = ["This is urgent.", "I need this sorted by Friday.", "Please get back to me today.",
+           "It's quite frustrating.",
            "No rush.", "My boss is asking about it.", "This is the third time I'm asking.", "Thanks for being patient.",
            "I'm travelling so email is best.", "We have a deadline next week."]
 # background sentences that borrow one topic's vocabulary without stating the request
@@ -72,7 +75,8 @@ CONTEXT = {
     "bug": ["The app has been a bit slow since the last update.", "I'm on {device}.", "I already cleared my cache.",
             "I reinstalled the app {date}.", "Everything else seems to work normally.",
             "I saw {error} once last month but it went away."],
-    "shipping": ["I ordered {product} {date}.", "The package for {order} came with {carrier}.", "The parcel came on time.",
+    "shipping": ["I ordered {product} {date}.", "The package for {order} came with {carrier}.",
+                 "The parcel came on time.",
                  "I live in a flat so deliveries go to the concierge.", "I got the shipping confirmation {date}.",
                  "It was a gift for my sister."],
     "refund": ["I returned something last year and it went smoothly.", "I know your return policy is 30 days.",
@@ -93,7 +97,8 @@ INTENTS = {
         "My invoice shows the wrong company name and VAT number.",
         "I need to update the card on file, the old one expired.",
         "The price went up from {amount} to {amount2} without any notice.",
-        "There's a charge of {amount} on my statement I don't recognise.", "How do I switch from monthly to annual billing?",
+        "There's a charge of {amount} on my statement I don't recognise.",
+        "How do I switch from monthly to annual billing?",
         "My payment keeps getting declined even though the card works everywhere else.",
         "Please add our PO number to future invoices.", "We were billed for 8 seats but only have 5 users.",
         "The receipt for {order} is missing the tax breakdown.", "Is it possible to pay by bank transfer instead?",
@@ -127,7 +132,8 @@ INTENTS = {
         "How do I switch the interface language to German?", "My profile picture won't update, is there a size limit?",
         "Please remove my old phone number as the recovery option.",
         "I'd like to invite my accountant as a read-only member.", "How do I leave a team I was added to by mistake?",
-        "I need to reactivate a user we deactivated last month.", "Can I sign in with my work email instead of my personal one?",
+        "I need to reactivate a user we deactivated last month.",
+        "Can I sign in with my work email instead of my personal one?",
         "The invite link I sent to a new hire doesn't let them join."],
     "bug": [
         "The app crashes every time I open the settings page.", "Export to PDF produces a blank file.",
@@ -147,16 +153,19 @@ INTENTS = {
         "Printing from the app cuts off the right margin.", "The scroll bar jumps back to the top every few seconds.",
         "Typing in the comment box lags by a second per letter.", "The chart tooltips show NaN instead of values."],
     "shipping": [
-        "The parcel for {order} still hasn't arrived, it's been {n} days.", "Tracking has said 'in transit' for a week.",
+        "The parcel for {order} still hasn't arrived, it's been {n} days.",
+        "Tracking has said 'in transit' for a week.",
         "The parcel was delivered to the wrong address.", "Can I change the delivery address for {order}?",
         "The {carrier} driver said nobody was home but I was in all day.", "Do you ship to {country}?",
         "The box arrived crushed and the corner of the item is dented.", "Only one of the two items in my order came.",
         "How long does express delivery take to {country}?", "The tracking number doesn't work on the {carrier} site.",
         "Can I collect the order from a store instead?", "My package shows as delivered but it isn't here.",
-        "Could the delivery be held until I'm back from holiday?", "Customs is asking me for an import fee, is that normal?",
+        "Could the delivery be held until I'm back from holiday?",
+        "Customs is asking me for an import fee, is that normal?",
         "The estimated delivery date keeps moving.", "When will {product} be dispatched?",
         "The parcel is sitting at the depot and nobody is bringing it.", "Can you ship to a PO box?",
-        "The label says the wrong house number.", "My order has been 'processing' for {n} days and hasn't left the warehouse.",
+        "The label says the wrong house number.",
+        "My order has been 'processing' for {n} days and hasn't left the warehouse.",
         "I was sent the black version instead of the white one.", "Can you combine my two orders into one delivery?"],
     "refund": [
         "I'd like a refund for {order}, the product didn't work as described.",
@@ -171,7 +180,8 @@ INTENTS = {
         "Please reverse the payment for {order}, I never received it.",
         "I'd like to return {product}, it's not what I expected. Money back please.",
         "My refund status says approved but nothing has arrived.", "Is the return shipping free if I send it back?",
-        "Can I get a partial refund since half the set was missing?", "Please credit back the {amount} for the upgrade."],
+        "Can I get a partial refund since half the set was missing?",
+        "Please credit back the {amount} for the upgrade."],
     "feature": [
         "It would be great if you could add {feature}.", "Any plans to support {feature}?",
         "Could reports be exported straight to Excel?", "Please consider a way to schedule posts in advance.",
@@ -179,9 +189,11 @@ INTENTS = {
         "Is {feature} on the roadmap? Our team really needs it.", "Feature request: a keyboard shortcut for archiving.",
         "It would help a lot if the mobile app had {feature}.", "Can you add an option to hide completed tasks?",
         "We'd honestly pay more for {feature}.", "The weekly summary email would be nicer with charts.",
-        "Please let us choose the start day of the week.", "An option to duplicate a whole project would save us hours.",
+        "Please let us choose the start day of the week.",
+        "An option to duplicate a whole project would save us hours.",
         "Can you make the sidebar collapsible?", "I wish I could set different reminders per list.",
-        "Would you consider a Linux version of the desktop client?", "Let admins set default templates for new users, please."],
+        "Would you consider a Linux version of the desktop client?",
+        "Let admins set default templates for new users, please."],
     "cancellation": [
         "Please cancel my subscription at the end of this billing period.",
         "I want to close our plan, we've moved to another tool.", "How do I stop the automatic renewal?",
@@ -201,7 +213,8 @@ INTENTS = {
         "Suspicious login attempts are coming in every few minutes.",
         "A former employee may still have access, can you revoke all sessions?",
         "Do you have a bug bounty or disclosure policy?", "Someone is impersonating your support team on social media.",
-        "Where are your servers located and who are your subprocessors?", "My API key was committed to a public repo, how do I rotate it?"],
+        "Where are your servers located and who are your subprocessors?",
+        "My API key was committed to a public repo, how do I rotate it?"],
     "other": [
         "Who can I talk to about a partnership?", "Do you have an office in Berlin?",
         "Just wanted to say thanks, the support was great.", "Are you hiring?", "Can I get a copy of your press kit?",
@@ -331,7 +344,8 @@ AMBIGUOUS += [
 # compositional hard cases: the same phrases appear as primary request in one ticket and as negated /
 # secondary topic in another, so only the structure (negation, "so", "but that's sorted") decides the label
 NP = {
-    "billing": ["an explanation of the {amount} charge", "a corrected invoice", "the invoice for {order}", "a proper receipt",
+    "billing": ["an explanation of the {amount} charge", "a corrected invoice", "the invoice for {order}",
+                "a proper receipt",
                 "the card on file updated", "a breakdown of my bill", "the VAT number fixed on my invoices"],
     "account": ["access to my account again", "my login email changed", "a working password reset link",
                 "my two-factor reset", "the workspace owner changed", "my username changed back"],
@@ -339,22 +353,25 @@ NP = {
             "the app to stop freezing", "the broken search fixed"],
     "shipping": ["news on where my parcel is", "the delivery address changed", "a tracking update on {order}",
                  "the parcel actually delivered", "a delivery date for {order}"],
-    "refund": ["a refund", "my money back", "the {amount} refunded", "a reimbursement for {order}", "the payment reversed"],
+    "refund": ["a refund", "my money back", "the {amount} refunded", "a reimbursement for {order}",
+               "the payment reversed"],
     "feature": ["{feature} added", "an option for {feature}", "{feature} on the roadmap", "a setting for {feature}"],
-    "cancellation": ["a cancellation", "the subscription cancelled", "the plan ended at renewal", "the order called off",
-                     "the membership closed"],
+    "cancellation": ["a cancellation", "the subscription cancelled", "the plan ended at renewal",
+                     "the order called off", "the membership closed"],
     "security": ["all my sessions revoked", "someone to check the strange logins", "the break-in investigated",
                  "the leaked API key disabled"],
     "other": ["a quick chat with someone", "a contact for partnerships", "a call back sometime", "your press kit"],
 }
 SIT = {
-    "billing": ["I was charged twice this month", "my card was billed {amount} {date}", "the invoice had the wrong VAT number",
+    "billing": ["I was charged twice this month", "my card was billed {amount} {date}",
+                "the invoice had the wrong VAT number",
                 "the price went up without notice", "the renewal charge was higher than usual"],
     "account": ["I can't log in", "my password reset email never came", "I lost my two-factor codes",
                 "my account got locked", "my login email is outdated"],
     "bug": ["the app keeps crashing", "the export produces blank files", "sync has been broken since the update",
             "I keep getting {error}", "the dashboard won't load on {device}"],
-    "shipping": ["my parcel arrived {n} days late", "the courier lost my package", "the parcel for {order} went to the wrong address",
+    "shipping": ["my parcel arrived {n} days late", "the courier lost my package",
+                 "the parcel for {order} went to the wrong address",
                  "the box arrived crushed", "tracking hasn't moved in a week"],
     "refund": ["I returned the item last week", "you promised me a refund", "the refund still hasn't arrived",
                "I sent {product} back"],
@@ -366,10 +383,11 @@ SIT = {
     "other": ["your agent was really friendly", "I saw your ad on the train", "a friend told me about you"],
 }
 REQ = {
-    "billing": ["please explain the charge", "please send a corrected invoice", "can you tell me why I was billed that amount?",
+    "billing": ["please explain the charge", "please send a corrected invoice",
+                "can you tell me why I was billed that amount?",
                 "please put the new card on file", "which payment is the right one?"],
-    "account": ["please help me get back into my account", "can you reset my login?", "please change the email on my profile",
-                "please unlock my account", "how do I get my username back?"],
+    "account": ["please help me get back into my account", "can you reset my login?",
+                "please change the email on my profile", "please unlock my account", "how do I get my username back?"],
     "bug": ["please fix it", "can your developers look into it?", "please get the export working again",
             "is there a workaround?", "when will a patch be out?"],
     "shipping": ["where is my parcel now?", "please send it to the right address", "when will it actually arrive?",
@@ -386,12 +404,13 @@ REQ = {
 }
 NEG = ["I don't want {np}", "I'm not asking for {np}", "I don't need {np}", "I'm not looking for {np}",
        "I'm not after {np}", "no need for {np}"]
-WANT = ["I just want {np}", "all I need is {np}", "what I actually need is {np}", "I only want {np}", "I'd just like {np}"]
+WANT = ["I just want {np}", "all I need is {np}", "what I actually need is {np}", "I only want {np}",
+        "I'd just like {np}"]
 PAIRS = ["billing refund", "billing cancellation", "billing account", "billing shipping", "account security",
          "account bug", "bug feature", "bug refund", "bug cancellation", "shipping refund", "shipping cancellation",
          "refund cancellation", "feature cancellation", "security billing", "security bug", "other shipping",
          "other refund", "other account", "other bug", "other billing"]
-CONFUSE = {l: [b if a == l else a for a, b in map(str.split, PAIRS) if l in (a, b)] for l in LABELS}
+CONFUSE = {label: [b if a == label else a for a, b in map(str.split, PAIRS) if label in (a, b)] for label in LABELS}
 CAUSAL = {("bug", "refund"), ("bug", "cancellation"), ("shipping", "refund"), ("shipping", "cancellation"),
           ("billing", "refund"), ("billing", "cancellation"), ("feature", "cancellation"), ("cancellation", "billing"),
           ("cancellation", "refund"), ("security", "account"), ("account", "security"), ("security", "cancellation"),
@@ -407,8 +426,8 @@ DETAILS = {
             "Screenshot attached.", "It started after version 4.2.", "Restarting doesn't help."],
     "shipping": ["The tracking page hasn't changed since {date}.", "I need it for a birthday on Saturday.",
                  "The neighbours haven't seen it either.", "I paid for next-day delivery."],
-    "refund": ["I sent it back with {carrier}.", "The return was confirmed {date}.", "I still have the original packaging.",
-               "It was for {order}."],
+    "refund": ["I sent it back with {carrier}.", "The return was confirmed {date}.",
+               "I still have the original packaging.", "It was for {order}."],
     "feature": ["Happy to beta test.", "Several people on my team asked for this.", "Competitors already have it.",
                 "Even a basic version would be fine."],
     "cancellation": ["Please confirm by email once it's done.", "I don't want to be charged again.",
@@ -441,16 +460,21 @@ PROD_EXTRA = {
     "security": ["A login from a TOR exit node showed up on my {product} account overnight.",
                  "{product} is sending session tokens in the URL, that looks like a vulnerability.",
                  "Someone added an unknown recovery email to my {product} account."],
-    "other": ["Do you have a student ambassador programme for {product}?", "Will {product} be at the trade fair in May?"],
+    "other": ["Do you have a student ambassador programme for {product}?",
+              "Will {product} be at the trade fair in May?"],
 }
 TXT = {"you": "u", "your": "ur", "please": "pls", "thanks": "thx", "are": "r", "because": "bc", "really": "rly",
        "message": "msg", "tomorrow": "tmrw", "before": "b4", "people": "ppl", "though": "tho", "why": "y"}
 
 # over-long rows: pasted logs and long email threads
-LOG_LINES = ["[{t}] INFO  SyncWorker: starting batch {k} (items={m})", "[{t}] WARN  HttpClient: retrying request after 503",
-             "[{t}] ERROR SyncWorker: timeout after 30000 ms on item {k}", "[{t}] DEBUG Cache: evicted {m} stale entries",
-             "[{t}] ERROR Uploader: chunk {k} rejected, checksum mismatch", "[{t}] INFO  Auth: token refreshed for session",
-             "[{t}] WARN  Db: slow query took {m} ms on table attachments", "[{t}] ERROR Renderer: null reference in ChartView line {m}"]
+LOG_LINES = ["[{t}] INFO  SyncWorker: starting batch {k} (items={m})",
+             "[{t}] WARN  HttpClient: retrying request after 503",
+             "[{t}] ERROR SyncWorker: timeout after 30000 ms on item {k}",
+             "[{t}] DEBUG Cache: evicted {m} stale entries",
+             "[{t}] ERROR Uploader: chunk {k} rejected, checksum mismatch",
+             "[{t}] INFO  Auth: token refreshed for session",
+             "[{t}] WARN  Db: slow query took {m} ms on table attachments",
+             "[{t}] ERROR Renderer: null reference in ChartView line {m}"]
 THREAD_TURNS = ["Thanks for getting back to me, but the problem is still there and I have now waited more than a week.",
                 "As I explained in my first message, I have tried everything your colleague suggested, step by step.",
                 "Could you please escalate this to someone who can actually look at my order history and the payments?",
@@ -461,7 +485,8 @@ THREAD_TURNS = ["Thanks for getting back to me, but the problem is still there a
                 "This has now taken far longer than it should, and I am starting to lose patience with the process."]
 
 
-SYN = {"hi": "hello", "please": "pls", "can't": "cannot", "order": "purchase", "thanks": "thank you", "app": "application",
+SYN = {"hi": "hello", "please": "pls", "can't": "cannot", "order": "purchase", "thanks": "thank you",
+       "app": "application",
        "i'm": "i am", "don't": "do not", "isn't": "is not", "it's": "it is", "parcel": "package", "card": "credit card",
        "invoice": "bill", "week": "few days", "wrong": "incorrect", "still": "yet"}
 DELETABLE = {"just", "really", "please", "so", "also", "still", "very", "now", "again", "actually", "hi", "thanks",

@@ -65,8 +65,9 @@ def make_raw(rng: random.Random):
               "+44 20 7946 0{d}{d}{d}", "555-01{d}{d}", "+1 650 555 01{d}{d}", "0113 496 0{d}{d}{d}"]
     cards = ["4111 1111 1111 1111", "5555 5555 5555 4444", "4242 4242 4242 4242", "4000-0566-5566-5556",
              "5105 1051 0510 5100", "6011 1111 1111 1117", "4012 8888 8888 1881", "2223 0031 2200 3222"]
-    email_tpl = ["You can reach me at {e}.", "My email is {e} in case the form drops it.", "Please reply to {e}, not the old one.",
-                 "Registered address: {e}.", "cc {e}", "Contact: {e}", "I also tried from {e}."]
+    email_tpl = ["You can reach me at {e}.", "My email is {e} in case the form drops it.",
+                 "Please reply to {e}, not the old one.", "Registered address: {e}.", "cc {e}", "Contact: {e}",
+                 "I also tried from {e}."]
     phone_tpl = ["Call me on {p}.", "My number is {p} if easier.", "Phone: {p}", "You can text me at {p}.",
                  "Best number to reach me is {p} after 5pm."]
     card_tpl = ["I paid with card {c}, exp 12/27.", "The card used was {c}.", "Charged to {c} I think.",
@@ -76,16 +77,22 @@ def make_raw(rng: random.Random):
         for _ in range(100):  # the added sentence must not make two PII rows look alike
             add, tags, pii = [], set(), {}
             if j < 60:
-                e = (f"{rng.choice(first)}{rng.choice(['.', '_', ''])}{rng.choice(last)}{rng.choice(['', str(rng.randrange(10, 99))])}"
+                e = (f"{rng.choice(first)}{rng.choice(['.', '_', ''])}{rng.choice(last)}"
+                     f"{rng.choice(['', str(rng.randrange(10, 99))])}"
                      f"@{rng.choice(['example.com', 'example.org', 'mail.example.com'])}")
-                add.append(rng.choice(email_tpl).format(e=e)); tags.add("pii_email"); pii["email"] = e
+                add.append(rng.choice(email_tpl).format(e=e))
+                tags.add("pii_email")
+                pii["email"] = e
             if 52 <= j < 92:
                 p = re.sub(r"\{d\}", lambda m: str(rng.randrange(10)), rng.choice(phones))
-                add.append(rng.choice(phone_tpl).format(p=p)); tags.add("pii_phone"); pii["phone"] = p
+                add.append(rng.choice(phone_tpl).format(p=p))
+                tags.add("pii_phone")
+                pii["phone"] = p
             if j >= 88:
                 tpl = rng.choice(card_tpl)  # drawn before the number, as always: the same texts
                 pii["card"] = rng.choice(cards)
-                add.append(tpl.format(c=pii["card"])); tags.add("pii_card")
+                add.append(tpl.format(c=pii["card"]))
+                tags.add("pii_card")
             rng.shuffle(add)
             t = row["text"] + " " + " ".join(add) if rng.random() < 0.7 else " ".join(add) + " " + row["text"]
             if not too_close(words(t), [p for k, p in enumerate(pool) if k != N_CLEAN + j]):
@@ -108,13 +115,15 @@ def make_raw(rng: random.Random):
     for i in exact_src:
         plants.append(dict(clean[i], tags={"exact_duplicates"}, src=i, kind="dup"))
     for i in norm_src:
-        plants.append(dict(clean[i], text=renormalise(clean[i]["text"], rng), tags={"normalised_duplicates"}, src=i, kind="dup"))
+        plants.append(dict(clean[i], text=renormalise(clean[i]["text"], rng), tags={"normalised_duplicates"}, src=i,
+                           kind="dup"))
     confuse = {"billing": ["refund", "cancellation"], "account": ["security", "bug"], "bug": ["feature", "account"],
                "shipping": ["refund", "cancellation"], "refund": ["billing", "shipping"], "feature": ["bug", "other"],
                "cancellation": ["billing", "refund"], "security": ["account", "bug"], "other": ["feature", "billing"]}
     for k, i in enumerate(conflict_src):
         t = clean[i]["text"] if k % 2 == 0 else renormalise(clean[i]["text"], rng)
-        plants.append(dict(clean[i], text=t, label=rng.choice(confuse[clean[i]["label"]]), tags={"conflicts"}, src=i, kind="dup"))
+        plants.append(dict(clean[i], text=t, label=rng.choice(confuse[clean[i]["label"]]), tags={"conflicts"}, src=i,
+                           kind="dup"))
     others = pool  # clean + final PII word sets
     for i in near_src:
         src_ws = words(clean[i]["text"])
@@ -139,7 +148,8 @@ def make_raw(rng: random.Random):
 def over_long(k: int, rng: random.Random) -> dict:
     fills = []  # (slot, value, position): what the ticket states, for its reply
     if k % 2 == 0:
-        intro = fill(rng.choice(["Sync keeps failing on {device}, full log below.", "The export job dies every night. Log:",
+        intro = fill(rng.choice(["Sync keeps failing on {device}, full log below.",
+                                 "The export job dies every night. Log:",
                                  "Here is the console output you asked for, the app froze again.",
                                  "Crash again after the update, pasting everything I have."]), rng, facts=fills)
         lines, target = [intro], rng.randint(420, 780)
@@ -152,7 +162,8 @@ def over_long(k: int, rng: random.Random) -> dict:
     parts, target = [head], rng.randint(420, 780)
     while len(" ".join(parts).split()) < target:
         who = rng.choice(SLOTS["name"])
-        when = f"{rng.choice(['Mon', 'Tue', 'Wed', 'Thu', 'Fri'])}, {rng.randint(1, 28)} {rng.choice(['Mar', 'Apr', 'May', 'Jun'])}"
+        when = (f"{rng.choice(['Mon', 'Tue', 'Wed', 'Thu', 'Fri'])}, "
+                f"{rng.randint(1, 28)} {rng.choice(['Mar', 'Apr', 'May', 'Jun'])}")
         parts.append(f"\n\n> On {when}, {who} from Support wrote:\n> " + " ".join(rng.sample(THREAD_TURNS, 3)))
         parts.append("\n\n" + fill(rng.choice(INTENTS[label]), rng, facts=fills) + " "
                      + " ".join(rng.sample(THREAD_TURNS, 2)))

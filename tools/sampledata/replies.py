@@ -33,7 +33,8 @@ NEXT_STEPS = {
     "feature": ("We have passed your request to our product team, who review requests every month.", None, None),
     "cancellation": ("We will cancel your subscription at the end of the current billing period and confirm by e-mail.",
                      "We will cancel {v} at the end of the current billing period and confirm by e-mail.", "product"),
-    "security": ("We have locked your account, and a security specialist will contact you within 24 hours.", None, None),
+    "security": ("We have locked your account, and a security specialist will contact you within 24 hours.",
+                 None, None),
     "other": ("A colleague will get back to you within 2 working days.", None, None),
 }
 N_OFF_FORMAT, N_TRIVIAL, N_OVER_LONG, N_LEAKED, N_RESTATED = 20, 8, 5, 4, 20
@@ -119,8 +120,13 @@ def make_replies(clean, pii_rows, plants, prod):
         f = fields(r["label"], r["facts"], r["name"])
         r["reply"] = formats.render(formats.HOUSE, **dict(f, details="; ".join(
             [v for _, v in r["facts"]] + [r["pii"][k] for k in ("email", "phone", "card") if k in r["pii"]])))
-    ids = lambda rows: sorted(r["ticket_id"] for r in rows)
-    pair = lambda tag: sorted([p["ticket_id"], clean[p["src"]]["ticket_id"]] for p in plants if tag in p["tags"])
+
+    def ids(rows):
+        return sorted(r["ticket_id"] for r in rows)
+
+    def pair(tag):
+        return sorted([p["ticket_id"], clean[p["src"]]["ticket_id"]] for p in plants if tag in p["tags"])
+
     defects = {k: pair(k) for k in ("exact_duplicates", "normalised_duplicates", "near_duplicates", "conflicts")}
     defects.update({k: ids(v) for k, v in cuts.items()})
     defects["pii_restated"] = ids(restated)

@@ -55,10 +55,13 @@ def stop(s: str) -> str:
 def hard_core(label: str, sec: str, rng: random.Random) -> str:
     form = rng.random()
     if label == "other" or form < 0.2:
-        return cap(rng.choice(SIT[sec])) + rng.choice([", but that's sorted now. ", " but that got fixed, thanks. ",
-                                                       ", anyway that part is fine now. "]) + cap(stop(rng.choice(REQ[label])))
+        return (cap(rng.choice(SIT[sec]))
+                + rng.choice([", but that's sorted now. ", " but that got fixed, thanks. ",
+                              ", anyway that part is fine now. "])
+                + cap(stop(rng.choice(REQ[label]))))
     if form < 0.4 and (sec, label) in CAUSAL:
-        return cap(rng.choice(SIT[sec])) + rng.choice([", so ", ". So ", " and because of that "]) + stop(rng.choice(REQ[label]))
+        return (cap(rng.choice(SIT[sec])) + rng.choice([", so ", ". So ", " and because of that "])
+                + stop(rng.choice(REQ[label])))
     if form < 0.85:
         neg, want = rng.choice(NEG).format(np=rng.choice(NP[sec])), rng.choice(WANT).format(np=rng.choice(NP[label]))
         return cap(neg) + ", " + stop(want) if rng.random() < 0.6 else cap(want) + ", " + stop(neg)
@@ -92,7 +95,7 @@ def quota(n: int, skew: list[int], rng: random.Random) -> list[str]:
     cnt = [int(x) for x in raw]
     for i in sorted(range(len(raw)), key=lambda i: cnt[i] - raw[i])[: n - sum(cnt)]:
         cnt[i] += 1
-    out = [l for l, c in zip(LABELS, cnt) for _ in range(c)]
+    out = [label for label, c in zip(LABELS, cnt) for _ in range(c)]
     rng.shuffle(out)
     return out
 
@@ -113,7 +116,7 @@ def compose(label: str, rng: random.Random, channel: str, slots=SLOTS, extra=Non
         core, kind = [None], "hard"
     else:
         core, kind = [plain_core(label, rng, extra)], "plain"
-    other = rng.choice([l for l in LABELS if l != label])
+    other = rng.choice([name for name in LABELS if name != label])
     sec = rng.choice(CONFUSE[label]) if kind == "hard" else label
     parts, own = [], []  # own: indices of the parts where a {name} is the writer's own (opener, sign-off)
     if channel == "phone" and rng.random() < 0.5:
