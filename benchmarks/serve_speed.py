@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test adapters
-from ftplay import identity, models, prompts, serve, serve_checks  # noqa: E402
+from ftplay import identity, models, prompts, serve, serve_checks, serve_tasks  # noqa: E402
 
 from adapters import make_test_adapter  # noqa: E402
 
@@ -45,7 +45,8 @@ def main():
     ap.add_argument("--requests", type=int, default=512)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--plugin-compare", action="store_true", help="add a mixed run without ftplay's CPU LoRA plugin (slow)")
+    ap.add_argument("--plugin-compare", action="store_true",
+                    help="add a mixed run without ftplay's CPU LoRA plugin (slow)")
     ap.add_argument("--hf-prompts", type=int, default=16, help="prompts for the (slow) sequential HF run")
     ap.add_argument("--threads", default="1,2", help="torch thread counts HF generate runs with; the fastest counts")
     ap.add_argument("--python", default="", help="serving python; empty: .venv-serve/bin/python if present")
@@ -59,12 +60,12 @@ def main():
     ref = models.resolve(args.model)
     work = Path(tempfile.mkdtemp(prefix="serve_speed_"))
     if args.run:
-        adapters = serve.resolve_adapters(args.run)
+        adapters = serve_tasks.resolve_adapters(args.run)
     else:
         adapters = {"ft": args.adapter} if args.adapter else {
             f"ft{i}": str(make_test_adapter(ref, work / f"adapter{i}", r=16, seed=i)) for i in (1, 2)}
     first = next(iter(adapters.values()))
-    texts, _ = serve.sample_texts(args.run or work, n=max(args.requests, args.hf_prompts))
+    texts, _ = serve_tasks.sample_texts(args.run or work, n=max(args.requests, args.hf_prompts))
     labels = (identity.read_adapter_meta(first, missing_ok=True) or {"labels": ["other"]})["labels"]
     convs = [prompts.messages(t, labels, system_prompt=prompts.DEFAULT_SYSTEM_PROMPT) for t in texts]
     cfg = serve.ServeConfig(ref.path, adapters, python=args.python)
@@ -78,7 +79,8 @@ def main():
     def measure(mixes, tag):
         out = {}
         with serve.Server(cfg, work, log_name=f"vllm_{tag}.log") as srv:
-            print(f"vLLM ready after {srv.startup_s} s (FTPLAY_VLLM_CPU_LORA={os.environ.get('FTPLAY_VLLM_CPU_LORA', '1')})")
+            plugin = os.environ.get("FTPLAY_VLLM_CPU_LORA", "1")
+            print(f"vLLM ready after {srv.startup_s} s (FTPLAY_VLLM_CPU_LORA={plugin})")
             serve_checks.load_test(srv.url, mixed, convs[:8], 32, 16, 4)  # warm-up
             for name, mix in mixes:
                 cpu0 = time.process_time()
@@ -86,7 +88,8 @@ def main():
                                                        args.concurrency, args.max_tokens, max_seconds=300)
                 r["client_cpu_s"] = round(time.process_time() - cpu0, 2)  # the load generator's share of the CPU
                 print(f"  vLLM {name:<8} {r['requests']} req, {r['errors']} errors, {r['tokens_per_s']} tok/s, "
-                      f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, client {r['client_cpu_s']} CPU-s in {r['seconds']} s")
+                      f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, "
+                      f"client {r['client_cpu_s']} CPU-s in {r['seconds']} s")
             out["startup_s"] = srv.startup_s
         return out
 
@@ -127,7 +130,9 @@ def main():
               + ", ".join(f"{t} thread(s) {s} tok/s" for t, s in hf.items())
               + f"; round ratio {r['ratio']}x, LoRA overhead {r['lora_overhead']}")
 
-    med = lambda k: statistics.median(r[k] for r in rounds if r[k] is not None)  # noqa: E731
+    def med(k):
+        return statistics.median(r[k] for r in rounds if r[k] is not None)
+
     out = {"ratio_median": med("ratio"), "ratios": [r["ratio"] for r in rounds],
            "lora_overhead": med("lora_overhead"), "lora_overheads": [r["lora_overhead"] for r in rounds],
            "vllm_mixed_tokens_per_s": med("vllm_mixed"), "vllm_base_tokens_per_s": med("vllm_base"),
@@ -138,7 +143,8 @@ def main():
     if args.plugin_compare:
         os.environ["FTPLAY_VLLM_CPU_LORA"] = "0"
         print("plugin off")
-        out["vllm_mixed_without_plugin_tokens_per_s"] = measure((("mixed", mixed),), "no_plugin")["mixed"]["tokens_per_s"]
+        without = measure((("mixed", mixed),), "no_plugin")
+        out["vllm_mixed_without_plugin_tokens_per_s"] = without["mixed"]["tokens_per_s"]
         os.environ.pop("FTPLAY_VLLM_CPU_LORA")
         print(json.dumps(out))
 

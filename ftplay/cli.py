@@ -49,11 +49,11 @@ def main(argv=None):
             return _report(args.run_dir, args.html)
         if args.cmd == "refit":
             return _refit(args.old, args.model, args.out)
-        from . import runner
+        from . import run_summary, runner
 
         only = args.only.split(",") if args.only else None
         _, summary = runner.run(args.params, only, args.out, force=args.force)
-        print(runner.format_summary(summary))
+        print(run_summary.format_summary(summary))
         failed = [s for s, v in summary["notebooks"].items() if v["status"] != "ok"]
         if failed:
             v = summary["notebooks"][failed[0]]
@@ -81,7 +81,8 @@ def _interrupted():
         import nbformat
 
         nb = nbformat.read(str(now["notebook"]), as_version=4)
-        running = [i for i, c in enumerate(nb.cells, 1) if (c.metadata.get("papermill") or {}).get("status") == "running"]
+        running = [i for i, c in enumerate(nb.cells, 1)
+                   if (c.metadata.get("papermill") or {}).get("status") == "running"]
         cell = f", cell {running[0]}" if running else ""
     except Exception:  # the executed copy may not be written yet: the notebook is still named
         pass
@@ -92,7 +93,7 @@ def _interrupted():
 def _report(run_dir, html_path=None):
     from pathlib import Path
 
-    from . import report, rundir, stages
+    from . import report, report_page, rundir, stages
     if not Path(run_dir).is_dir():
         raise ConfigError(f"{run_dir} is not a directory: pass a run directory (runs/<timestamp>)")
     if not any((Path(run_dir) / n).exists() for n in ["summary.json", *(stages.record_name(s) for s in stages.STEMS)]):
@@ -105,19 +106,20 @@ def _report(run_dir, html_path=None):
     except (ValueError, AttributeError) as e:  # not JSON, or JSON that is not an object
         raise FtplayError(f"{Path(run_dir) / 'summary.json'} is unreadable ({type(e).__name__}: {str(e)[:80]}): "
                           "`ftplay run` writes it at the end of a run; delete it to report from the notebooks' "
-                          "records alone, or run again into this directory", title="a run's summary is unreadable") from None
+                          "records alone, or run again into this directory",
+                          title="a run's summary is unreadable") from None
     rep = report.build(run_dir, status)
-    out = report.write_html(run_dir, rep, html_path)
-    print(report.format_text(rep))
+    out = report_page.write_html(run_dir, rep, html_path)
+    print(report_page.format_text(rep))
     print(f"\nwrote {out}")
     return 0
 
 
 def _refit(old, model, out=None):
-    from . import refit, runner
+    from . import refit, run_summary
 
     run_dir, summary, cmp = refit.refit(old, model, out)
-    print(runner.format_summary(summary))
+    print(run_summary.format_summary(summary))
     print()
     print(refit.format_compare(cmp))
     print(f"\nwrote {run_dir}/refit_compare.json")

@@ -17,20 +17,14 @@ A GPU paid by the hour is paid all month (MIN_GPUS_ALWAYS_ON, default 1): below 
 volume self-hosting costs more than the hosted model, and the verdict says so. Its per-token
 equivalent at full volume ($/M at the stated throughput and busy share, the seed's $0.30/M) is
 shown only under that name, never as self-hosting's price.
-Each task of the run is priced with its own prompt and answer tokens (`by_task`: a reply is dozens of
-output tokens where a label is a few; the reply task has no routing, since a reply has no confidence
-to escalate on). Tokens per request count only when the priced model's own tokenizer counted them (a hub model, a
-local folder, a `tiny:` stand-in, which carries its family's real tokenizer); the embedded model's
-tiny tokenizer says nothing about an 8B's, so with it they are assumptions from the parameters cell.
 Training time is estimated as 6*N*T FLOPs over the GPU's peak x an assumed MFU (see
 `training_estimate`) unless a GPU run measured it. `compare` returns the table and a cost-only
-verdict; whether to ship also needs 04's quality decision. `routes` narrows the table to the four
-ways to train and serve (own GPU, Modal, hosted fine-tune, hosted frontier) and names the cheapest
-over MAX_PAYBACK_MONTHS, training included.
+verdict; whether to ship also needs 04's quality decision. What a run measured, and each of its tasks
+priced with it, is cost_run's; the tables and text 05 shows (the four routes among them) are cost_tables'.
 """
 from dataclasses import asdict, dataclass, fields, replace
 
-from . import records, stages
+from . import stages
 from .errors import ConfigError
 
 TRAINING_ASSUMPTION = (
@@ -44,18 +38,12 @@ OPTIONS = {"hosted_frontier": "hosted frontier model", "self_hosted_vllm": "fine
            "routed": "fine-tuned + escalation to hosted",
            "classical_reference": "TF-IDF + logistic regression, CPU"}
 FINE_TUNED = ("self_hosted_vllm", "modal", "hosted_fine_tune", "routed")   # what the cost verdict picks from
-# The routes `routes` compares: where the adapter is trained and where it is served.
-ROUTES = {"self_hosted_vllm": ("own GPU (paid by the hour)", "vLLM on own GPU"),
-          "modal": ("Modal GPU (paid by the second)", "vLLM on Modal GPU (per second)"),
-          "hosted_fine_tune": ("provider (per training token)", "provider (per token)"),
-          "hosted_frontier": ("no training", "hosted frontier model (per token)")}
 # inputs a run can measure: (config field, run file it comes from)
 MEASURABLE = {name: stages.record_name(stem) for name, stem in (
     ("serving_tokens_per_s", stages.SERVE), ("input_tokens_per_request", stages.SERVE),
     ("output_tokens_per_request", stages.SERVE), ("train_examples", stages.CURATE),
     ("tokens_per_example", stages.CURATE), ("training_gpu_hours", stages.TRAIN), ("escalation_share", stages.EVALUATE),
     ("classical_rows_per_s", stages.BASELINE))}
-STOPPED_ENOUGH = 0.9   # share of 06's answers that must end at end of turn for their mean length to count
 # Where each price comes from when left at its default. Every price is an assumption: none is measured.
 PRICE_SOURCES = {
     "hosted_price_in_per_m": "the seed's example: the hosted model (Sonnet) at $3/M input tokens, list price as of "
@@ -91,15 +79,18 @@ class CostConfig:
     gpu_peak_tflops: float = 312.0               # A100 dense bf16
     mfu_assumed: float = 0.2                     # QLoRA on one GPU: dequantising 4-bit weights, short sequences
     training_runs: int = 1                       # runs paid for: tries, and re-fine-tunes when the base changes
-    hosted_ft_price_per_m_train_tokens: float = 0.48   # $/M tokens x epochs, LoRA on an 8B (Together AI list price, 2025)
-    hosted_ft_price_in_per_m: float = 0.18       # $/M input tokens, the 8B adapter served (Together AI list price, 2025)
+    hosted_ft_price_per_m_train_tokens: float = 0.48   # $/M tokens x epochs, LoRA on an 8B (Together AI list
+                                                       # price, 2025)
+    hosted_ft_price_in_per_m: float = 0.18       # $/M input tokens, the 8B adapter served (Together AI list
+                                                 # price, 2025)
     hosted_ft_price_out_per_m: float = 0.18      # $/M output tokens, same
     modal_gpu_price_per_s: float = 0.000694      # $/GPU-second, A100 80GB on Modal ($2.4984/h; modal.com/pricing as
                                                  # quoted 2026-05-07); keep GPU_PEAK_TFLOPS on the same GPU
     modal_serving_utilisation: float = 0.7       # share of billed Modal GPU-seconds spent serving (assumed: cold
                                                  # starts and the idle scale-down window are billed too)
     cpu_price_per_hour: float = 0.05             # $/vCPU-hour for the classical reference (assumed list price)
-    classical_rows_per_s: float | None = None    # rows one CPU process classifies per second (01 measures it); None: no row
+    classical_rows_per_s: float | None = None    # rows one CPU process classifies per second (01 measures it);
+                                                 # None: no row
     target_accuracy: float = 0.90                # routed: accuracy the kept (not escalated) share must reach
     escalation_share: float = 0.10               # routed: share sent to the hosted model when 04 is absent
     max_payback_months: float = 6.0              # "cheaper" also needs training to pay back this fast
@@ -120,13 +111,16 @@ class CostConfig:
                 p.append(f"{name.upper()}={f[name]} must be > 0; set {name.upper()} in the parameters cell")
         for name in ("serving_utilisation", "mfu_assumed", "target_accuracy", "modal_serving_utilisation"):
             if f[name] is None or not 0 < f[name] <= 1:
-                p.append(f"{name.upper()}={f[name]} must be a share in (0, 1]; set {name.upper()} in the parameters cell")
+                p.append(f"{name.upper()}={f[name]} must be a share in (0, 1]; set {name.upper()} in the "
+                         "parameters cell")
         if self.escalation_share is None or not 0 <= self.escalation_share < 1:
-            p.append(f"ESCALATION_SHARE={self.escalation_share} must be in [0, 1); 0.1 sends a tenth to the hosted model")
+            p.append(f"ESCALATION_SHARE={self.escalation_share} must be in [0, 1); 0.1 sends a tenth to the "
+                     "hosted model")
         if self.training_gpu_hours is not None and self.training_gpu_hours < 0:
             p.append(f"TRAINING_GPU_HOURS={self.training_gpu_hours} must be >= 0, or None to estimate it")
         if self.classical_rows_per_s is not None and self.classical_rows_per_s <= 0:
-            p.append(f"classical_rows_per_s={self.classical_rows_per_s} must be > 0, or None when 01 did not measure it")
+            p.append(f"classical_rows_per_s={self.classical_rows_per_s} must be > 0, or None when 01 did not "
+                     "measure it")
         if self.training_runs is None or self.training_runs < 1:
             p.append(f"TRAINING_RUNS={self.training_runs} must be >= 1")
         if (self.input_tokens_per_request or 0) + (self.output_tokens_per_request or 0) <= 0:
@@ -180,9 +174,8 @@ def _rates(cfg, escalation):
     if escalation is not None:
         out["routed"] = (floor, own, escalation * hosted)
     if cfg.classical_rows_per_s:   # one vCPU kept on all month; more as the requests need them
-        out["classical_reference"] = (cfg.cpu_price_per_hour * HOURS_PER_MONTH,
-                                      cfg.cpu_price_per_hour / (cfg.classical_rows_per_s * 3600 * cfg.serving_utilisation),
-                                      0.0)
+        per_request = cfg.cpu_price_per_hour / (cfg.classical_rows_per_s * 3600 * cfg.serving_utilisation)
+        out["classical_reference"] = (cfg.cpu_price_per_hour * HOURS_PER_MONTH, per_request, 0.0)
     return out
 
 
@@ -220,133 +213,25 @@ def choose_escalation(curve, target):
     return min(ok) if ok else None
 
 
-# ---------------------------------------------------------------- what the run measured
-def tokenizer_source(model):
-    """(usable, why) for token counts made with MODEL's tokenizer. A hub id, a local folder and a
-    `tiny:<hub id>` stand-in (which carries its family's real tokenizer) count as the priced model
-    would; the embedded model's tokenizer is a 4k-token BPE trained on the tickets themselves."""
-    from . import models, standins
-
-    m = str(model).strip()
-    if m == models.EMBEDDED or m.startswith(models.EMBEDDED + ":"):
-        return False, (f"counted by the embedded model's tokenizer (MODEL={m!r}: a 4k-token BPE trained on these "
-                       "tickets), which says nothing about the priced model's; set MODEL to the hub id (or its "
-                       f"'{standins.PREFIX}' stand-in) to count them")
-    if m.startswith(standins.PREFIX):
-        return True, f"counted by {m[len(standins.PREFIX):]}'s own tokenizer (the stand-in carries it, ids as the hub's)"
-    return True, f"counted by {m}'s own tokenizer"
-
-
-def read_measured(run_dir, cfg, task=None):
-    """This run's measurements for `task` (default the run directory's own), each {"value", "source",
-    "usable", "why"}; absent files add nothing. 01-04's records come from the task's folder
-    (`records.task_runs`), 06's from the run directory, its load test read for the task's own adapters
-    (06's `adapter_tasks`), so each task is priced with its own prompt and answer tokens.
-    Throughput and training time count only when measured on a GPU with a model of about the
-    size priced (0.5-2x cfg.model_params_b); token counts only when the priced model's own
-    tokenizer counted them (`tokenizer_source`), answer lengths only when answers stopped at end
-    of turn; data sizes and the CPU classifier's speed count wherever measured."""
-    task = task or records.task_of(run_dir) or stages.CLASSIFY
-    folder = records.task_runs(run_dir).get(task, run_dir)
-    baseline, curate, train, ev = (records.read_or_empty(folder, s) for s in
-                                   (stages.BASELINE, stages.CURATE, stages.TRAIN, stages.EVALUATE))
-    serve = records.read_or_empty(run_dir, stages.SERVE)
-    m = {}
-
-    def put(name, value, why="", usable=True):
-        m[name] = {"value": value, "source": MEASURABLE[name], "usable": bool(usable), "why": why}
-
-    tok_ok, tok_why = tokenizer_source(cfg.model)
-    device = _device(train)
-    params = train.get("total_params") or 0
-    n = sum((v or {}).get("train", 0) for v in curate.at("labels", default={}).values()) or curate.get("rows_out")
-    if n:
-        put("train_examples", n, "train split of the curated data")
-    trained_on = train.at("base_model", "requested")   # 02 records no model; 03 trains on the one 02 counted with
-    if curate.at("tokens", "p50"):
-        ok, why = (tok_ok, tok_why) if trained_on in (None, cfg.model) else (
-            False, f"03 trained on MODEL={trained_on!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL")
-        put("tokens_per_example", curate.at("tokens", "p50"), f"median tokens per curated example, {why}", ok)
-    if train.get("seconds"):
-        put("training_gpu_hours", train["seconds"] / 3600, *_hardware(device, params, cfg, "training"))
-    for name, field in (("escalation_curve", "selective_curve"), ("quality_decision", "decision")):
-        if ev.get(field):
-            m[name] = {"value": ev[field], "source": stages.record_name(stages.EVALUATE), "usable": True, "why": ""}
-    ref = baseline.at("reference", default={})
-    if ref.get("rows_per_s") and task == stages.CLASSIFY:   # the reply task's reference retrieves canned replies
-        put("classical_rows_per_s", ref["rows_per_s"], f"01's {ref.get('name', 'reference')} classified the held-out "
-            "rows at this rate in one process on this machine's CPU, priced as one vCPU")
-        m["classical_rows_per_s"]["reference"] = {k: ref.get(k) for k in ("name", "macro_f1", "rows_per_s", "seconds")}
-    served = serve.at("model", "requested")
-    if served is not None and served != cfg.model:
-        tok_ok, tok_why = False, f"06 served MODEL={served!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL"
-    lt = serve.at("load_test", default={})
-    names = task_adapters(serve, task)
-    # one task's own prompts: its adapters' requests (06 records adapter_tasks since the reply task; before, one task)
-    rows = [lt["per_model"][a] for a in names if a in (lt.get("per_model") or {})] if "adapter_tasks" in serve else []
-    ok_requests = (sum(r["requests"] - (r.get("errors") or 0) for r in rows) if rows else
-                   (lt.get("requests") or 0) - (lt.get("errors") or 0))
-    if ok_requests > 0:
-        prompt = sum(r.get("prompt_tokens", 0) for r in rows) if rows else lt.get("prompt_tokens", 0)
-        whose = f"{', '.join(names)}'s requests" if rows else "every request"
-        put("input_tokens_per_request", prompt / ok_requests,
-            f"mean prompt of {whose} in 06's load test ({ok_requests} requests over held-out tickets), {tok_why}", tok_ok)
-        value, why, stopped = _answer_length(serve, lt, names)
-        put("output_tokens_per_request", value, f"{why}, {tok_why}", stopped and tok_ok)
-        if lt.get("total_tokens_per_s"):
-            put("serving_tokens_per_s", lt["total_tokens_per_s"],
-                *_hardware(_device(serve) or device, params, cfg, "serving"))
-        elif lt.get("tokens_per_s"):
-            put("serving_tokens_per_s", lt["tokens_per_s"], "06 recorded completion tokens/s only and the cost prices "
-                "prompt + completion tokens: run 06 again", False)
-    return m
+def curves(cfg, volumes, escalation=None):
+    """Tidy rows {"option", "requests", "monthly_cost"} for each option over `volumes`, and the
+    break-even points {"option", "requests", "monthly_cost"} of the options with a floor. With no
+    always-on GPU it adds "self-hosted vLLM, 1 GPU always on" to show where a floor breaks even."""
+    series = [(OPTIONS[n], cfg, n) for n in _rates(cfg, escalation)]
+    if cfg.min_gpus_always_on == 0:
+        series.append(("fine-tuned, self-hosted vLLM, 1 GPU always on", replace(cfg, min_gpus_always_on=1),
+                       "self_hosted_vllm"))
+    rows = [{"option": label, "requests": v, "monthly_cost": monthly(c, n, v, escalation)}
+            for label, c, n in series for v in volumes]
+    marks = []
+    for label, c, n in series:
+        be = None if n == "hosted_frontier" else break_even_volume(c, n, escalation)
+        if be:
+            marks.append({"option": label, "requests": be, "monthly_cost": monthly(c, "hosted_frontier", be)})
+    return rows, marks
 
 
-def task_adapters(serve, task):
-    """The served names of `task`'s adapters in 06's record (its `adapter_tasks`); for a record written
-    before tasks existed, every adapter it served (one task)."""
-    tasks = serve.get("adapter_tasks")
-    if tasks is None:
-        return list(serve.get("adapters_served") or [])
-    return [name for name, t in tasks.items() if t == task]
-
-
-def _answer_length(serve, lt, names=None):
-    """(tokens per answer, why, whether answers stopped at end of turn) from 06's load test: the
-    fine-tuned adapters' answers (`names`, default every adapter served; the base's are not what
-    would be served)."""
-    if lt.get("ignore_eos", True):   # records before 06 recorded it ran every answer to MAX_TOKENS
-        n = lt["requests"] - (lt.get("errors") or 0)
-        return (lt.get("completion_tokens", 0) / n, f"06's load test ran every answer to MAX_TOKENS="
-                f"{lt.get('max_tokens')} (ignore_eos), not the real answer length; run 06 again", False)
-    per = lt.get("per_model") or {}
-    names = [a for a in (serve.get("adapters_served") if names is None else names) or [] if a in per] or list(per)
-    rows = [per[a] for a in names] or [lt]
-    n = sum(r["requests"] - (r.get("errors") or 0) for r in rows)
-    stopped = sum(r.get("stopped", 0) for r in rows)
-    why = (f"mean answer of {', '.join(names) or 'every model'} in 06's load test, stopped at end of turn "
-           f"({stopped}/{n} stopped, the rest cut at MAX_TOKENS={lt.get('max_tokens')})")
-    enough = n > 0 and stopped >= STOPPED_ENOUGH * n
-    if not enough:
-        why += (f": fewer than {STOPPED_ENOUGH:.0%} stopped by themselves, so the real answer length is unknown "
-                "(an adapter that does not end its turn; raise MAX_TOKENS in 06 or train it until it does)")
-    return sum(r.get("completion_tokens", 0) for r in rows) / n if n else 0.0, why, enough
-
-
-def _device(record):
-    """'cuda' / 'cpu' from a record's `device` (a string, or a dict like 03's device_info)."""
-    d = (record or {}).get("device")
-    return d.get("device") if isinstance(d, dict) else d
-
-
-def _hardware(device, params, cfg, what):
-    if device != "cuda":
-        return f"{what} measured on {device or 'an unknown device'}, not the GPU priced here", False
-    if params and not 0.5 <= params / 1e9 / cfg.model_params_b <= 2:
-        return f"{what} measured with a {params / 1e9:.3g}B model, not the {cfg.model_params_b:g}B priced", False
-    return f"{what} measured on a GPU", True
-
-
+# ---------------------------------------------------------------- the run's measurements in place
 def resolve(cfg, measured=None):
     """(config with usable measurements in place, {name: measurement used}, {name: figure assumed}).
     Each assumed figure is {"value", "source", "why"}: the parameter it comes from and why no
@@ -408,7 +293,8 @@ def compare(cfg, measured=None, routing=True):
         cost_m = monthly(cfg, name, escalation=escalation)
         savings = hosted - cost_m
         row = {"name": name, "label": OPTIONS[name],
-               "kind": "hosted" if name == "hosted_frontier" else "reference" if name not in FINE_TUNED else "fine_tuned",
+               "kind": ("hosted" if name == "hosted_frontier" else "reference" if name not in FINE_TUNED
+                        else "fine_tuned"),
                "per_m_tokens": round(cost_m / mtok, 4) if mtok else None,   # at this volume, floor included
                "monthly_cost": round(cost_m, 2), "floor_monthly": round(rates[name][0], 2),
                "training_cost": round(training[name], 2), "savings_vs_hosted": round(savings, 2),
@@ -459,9 +345,9 @@ def _verdict(cfg, rows, used, assumed, escalation, routing=True):
     best = min(viable, key=lambda r: r["monthly_cost"]) if viable else hosted
     at = f"at {cfg.monthly_requests:,} requests/month"
     if viable:
-        headline = (f"{best['label']}: ${best['monthly_cost']:,.0f}/month vs ${hosted['monthly_cost']:,.0f} hosted {at}, "
-                    f"saves ${best['savings_vs_hosted']:,.0f}/month; training ${best['training_cost']:,.2f} pays back "
-                    f"in {_when(best['payback_months'])}")
+        headline = (f"{best['label']}: ${best['monthly_cost']:,.0f}/month vs ${hosted['monthly_cost']:,.0f} hosted "
+                    f"{at}, saves ${best['savings_vs_hosted']:,.0f}/month; training ${best['training_cost']:,.2f} "
+                    f"pays back in {_when(best['payback_months'])}")
     else:
         headline = f"no fine-tuned option pays back within {cfg.max_payback_months:g} months {at}: stay hosted"
     be = best["break_even_volume"]
@@ -494,205 +380,3 @@ def _verdict(cfg, rows, used, assumed, escalation, routing=True):
     return {"cheaper": bool(viable), "best_option": best["name"], "headline": headline, "reasons": reasons,
             "monthly_requests": cfg.monthly_requests,
             "break_even": {r["name"]: r["break_even_volume"] for r in rows if r["name"] in FINE_TUNED}}
-
-
-# ---------------------------------------------------------------- each task priced
-def by_task(run_dir, cfg, assumed_output=None):
-    """{task: compare(...) + "task", "adapters"} for every task recorded in the run (`records.task_runs`),
-    each with its own measured tokens (`read_measured(..., task)`). Where a task's counts are not usable
-    (the embedded tokenizer), `assumed_output` {task: tokens} replaces the parameters cell's output tokens
-    per request for that task (a reply is dozens of tokens where a label is a few). The reply task is
-    priced without routing (no confidence to escalate on)."""
-    serve = records.read_or_empty(run_dir, stages.SERVE)
-    tasks = list(records.task_runs(run_dir)) or [stages.CLASSIFY]
-    out = {}
-    for task in tasks:
-        c = cfg
-        if (assumed_output or {}).get(task) is not None:
-            c = replace(cfg, output_tokens_per_request=assumed_output[task])
-        result = compare(c, read_measured(run_dir, c, task), routing=task != stages.REPLY)
-        out[task] = {**result, "task": task, "adapters": task_adapters(serve, task)}
-    return out
-
-
-def read_task(priced):
-    """One sentence reading a task's table: its tokens per request and where they came from, the hosted
-    bill and the share of it output tokens make, and the cost verdict (the cheapest fine-tuned option)."""
-    cfg, by = priced["config"], {r["name"]: r for r in priced["options"]}
-    src = {k: "measured" if k in priced["measured"] else "assumed"
-           for k in ("input_tokens_per_request", "output_tokens_per_request")}
-    hosted = by["hosted_frontier"]
-    out_share = (cfg.output_tokens_per_request * cfg.hosted_price_out_per_m /
-                 (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m + cfg.output_tokens_per_request
-                  * cfg.hosted_price_out_per_m)) if hosted["monthly_cost"] else 0.0
-    return (f"{priced['task']} ({', '.join(priced['adapters']) or 'no adapter served'}): "
-            f"{cfg.input_tokens_per_request:,.0f} input ({src['input_tokens_per_request']}) and "
-            f"{cfg.output_tokens_per_request:,.0f} output tokens ({src['output_tokens_per_request']}) per request; "
-            f"the hosted model costs ${hosted['monthly_cost']:,.0f}/month at {cfg.monthly_requests:,} requests, "
-            f"{out_share:.0%} of it for output tokens. Cost verdict: {priced['verdict']['headline']}")
-
-
-def task_record(priced):
-    """What 05 records per task (the ship report reads it): tokens and their sources, the table, the verdict."""
-    cfg = priced["config"]
-    return {"task": priced["task"], "adapters": priced["adapters"],
-            "input_tokens_per_request": cfg.input_tokens_per_request,
-            "output_tokens_per_request": cfg.output_tokens_per_request,
-            "tokens_measured": sorted(k for k in ("input_tokens_per_request", "output_tokens_per_request")
-                                      if k in priced["measured"]),
-            "options": priced["options"], "verdict": priced["verdict"], "escalation_share": priced["escalation_share"],
-            "measured": priced["measured"], "assumed": priced["assumed"], "not_used": priced["not_used"],
-            "training": priced["training"], "reading": read_task(priced)}
-
-
-def format_tasks(priced):
-    """Every task's table (format_options) under its reading sentence (read_task)."""
-    return "\n\n".join(f"== {task} ==\n{read_task(p)}\n{format_options(p['options'])}" for task, p in priced.items())
-
-
-def tasks_record(priced):
-    """{task: task_record} for 05's record."""
-    return {task: task_record(p) for task, p in priced.items()}
-
-
-def beside_seed(result, seed):
-    """The run's own figures beside the seed's worked example, with the seed's GPU kept on all month
-    in between: rows {"figure", "seed", "seed_gpu_always_on", "run"} (None where it does not apply)."""
-    on = compare(replace(seed["config"], min_gpus_always_on=max(1, result["config"].min_gpus_always_on)))
-
-    def own(r):
-        return next(o for o in r["options"] if o["name"] == "self_hosted_vllm")
-
-    def tokens(r, k):
-        src = "measured" if k in r["measured"] else "assumed"
-        return f"{getattr(r['config'], k):,.0f} ({src})"
-
-    out = []
-    for figure, get in (
-            ("requests a month", lambda r: f"{r['config'].monthly_requests:,}"),
-            ("input tokens per request", lambda r: tokens(r, "input_tokens_per_request")),
-            ("output tokens per request", lambda r: tokens(r, "output_tokens_per_request")),
-            ("GPUs kept on all month", lambda r: str(r["config"].min_gpus_always_on)),
-            ("hosted model $/month", lambda r: f"{r['options'][0]['monthly_cost']:,.0f}"),
-            ("self-hosted vLLM $/month", lambda r: f"{own(r)['monthly_cost']:,.0f}"),
-            ("self-hosted $/M tokens at this volume", lambda r: f"{own(r)['per_m_tokens']:.2f}"
-             if own(r)["per_m_tokens"] is not None else "-"),
-            ("per-token equivalent at full volume, $/M", lambda r: f"{own(r)['per_token_equivalent_at_full_volume']:.2f}"),
-            ("self-hosted saves $/month", lambda r: f"{own(r)['savings_vs_hosted']:,.0f}"),
-            ("self-hosted break-even, requests/month", lambda r: "never" if own(r)["break_even_volume"] is None
-             else f"{own(r)['break_even_volume']:,.0f}"),
-            ("cheapest fine-tuned option", lambda r: r["verdict"]["best_option"])):
-        out.append({"figure": figure, "seed": get(seed), "seed_gpu_always_on": get(on), "run": get(result)})
-    return out
-
-
-# ---------------------------------------------------------------- routes, curves, text
-def routes(cfg, measured=None, requests=None):
-    """The four routes (own GPU, Modal, hosted fine-tune, hosted frontier) at `requests` a month
-    (default cfg.monthly_requests), each with what it costs to train, to serve a month, and both over
-    MAX_PAYBACK_MONTHS; `favoured` is the cheapest over that horizon. Every row says how its numbers
-    were computed (`pricing`), from the prices in `cfg`."""
-    if requests is not None:
-        cfg = replace(cfg, monthly_requests=requests)
-    result = compare(cfg, measured)
-    cfg, t = result["config"], result["training"]
-    months = cfg.max_payback_months
-    gpu_s = t["gpu_hours"] * 3600 * cfg.training_runs
-    mtok = cfg.monthly_requests * (cfg.input_tokens_per_request + cfg.output_tokens_per_request) / 1e6
-    serve_s = mtok * 1e6 / cfg.serving_tokens_per_s
-    pricing = {
-        "self_hosted_vllm": f"train {gpu_s / 3600:,.2f} GPU-h x ${cfg.gpu_price_per_hour}/h; serve {mtok:,.0f}M tokens "
-                            f"at {cfg.serving_tokens_per_s:,.0f} tokens/s, busy {cfg.serving_utilisation:.0%} of each paid "
-                            f"hour, {cfg.min_gpus_always_on} GPU(s) always on "
-                            f"(${cfg.min_gpus_always_on * cfg.gpu_price_per_hour * HOURS_PER_MONTH:,.0f}/month floor)",
-        "modal": f"train {gpu_s:,.0f} GPU-s x ${cfg.modal_gpu_price_per_s}/s; serve {serve_s:,.0f} busy GPU-s "
-                 f"/ {cfg.modal_serving_utilisation:.0%} billed-time busy x ${cfg.modal_gpu_price_per_s}/s",
-        "hosted_fine_tune": f"train {t['train_tokens'] * cfg.training_runs / 1e6:,.2f}M tokens (x epochs) x "
-                            f"${cfg.hosted_ft_price_per_m_train_tokens}/M; serve ${cfg.hosted_ft_price_in_per_m}/M in, "
-                            f"${cfg.hosted_ft_price_out_per_m}/M out",
-        "hosted_frontier": f"no training; ${cfg.hosted_price_in_per_m}/M in, ${cfg.hosted_price_out_per_m}/M out"}
-    by_name = {r["name"]: r for r in result["options"]}
-    rows = []
-    for name, (trained, served) in ROUTES.items():
-        r = by_name[name]
-        rows.append({"name": name, "label": r["label"], "trained_on": trained, "served_on": served,
-                     "training_cost": r["training_cost"], "monthly_cost": r["monthly_cost"],
-                     "per_m_tokens": r["per_m_tokens"],
-                     "horizon_cost": round(r["training_cost"] + months * monthly(cfg, name), 2),
-                     "pricing": pricing[name]})
-    best = min(rows, key=lambda r: r["horizon_cost"])
-    runner_up = min((r for r in rows if r is not best), key=lambda r: r["horizon_cost"])
-    headline = (f"{best['label']} at {cfg.monthly_requests:,} requests/month: ${best['horizon_cost']:,.0f} over "
-                f"{months:g} months, training included, against ${runner_up['horizon_cost']:,.0f} for the next "
-                f"cheapest ({runner_up['label']})")
-    return {"requests": cfg.monthly_requests, "horizon_months": months, "rows": rows, "favoured": best["name"],
-            "headline": headline, "training": t}
-
-
-def format_routes(table):
-    """The routes table as text, with how each row was priced."""
-    months = f"{table['horizon_months']:g} months $"
-    head = f"{'route':<42}{'training $':>12}{'$/month':>11}{months:>14}"
-    lines = [head] + [f"{r['label'] + (' *' if r['name'] == table['favoured'] else ''):<42}{r['training_cost']:>12,.2f}"
-                      f"{r['monthly_cost']:>11,.0f}{r['horizon_cost']:>14,.0f}" for r in table["rows"]]
-    lines += ["", "* favoured: " + table["headline"], ""] + [f"{r['name']}: {r['pricing']}" for r in table["rows"]]
-    return "\n".join(lines)
-
-
-def curves(cfg, volumes, escalation=None):
-    """Tidy rows {"option", "requests", "monthly_cost"} for each option over `volumes`, and the
-    break-even points {"option", "requests", "monthly_cost"} of the options with a floor. With no
-    always-on GPU it adds "self-hosted vLLM, 1 GPU always on" to show where a floor breaks even."""
-    series = [(OPTIONS[n], cfg, n) for n in _rates(cfg, escalation)]
-    if cfg.min_gpus_always_on == 0:
-        series.append(("fine-tuned, self-hosted vLLM, 1 GPU always on", replace(cfg, min_gpus_always_on=1),
-                       "self_hosted_vllm"))
-    rows = [{"option": label, "requests": v, "monthly_cost": monthly(c, n, v, escalation)}
-            for label, c, n in series for v in volumes]
-    marks = []
-    for label, c, n in series:
-        be = None if n == "hosted_frontier" else break_even_volume(c, n, escalation)
-        if be:
-            marks.append({"option": label, "requests": be, "monthly_cost": monthly(c, "hosted_frontier", be)})
-    return rows, marks
-
-
-def format_options(rows):
-    """The options table as text. `$/M here` is the month's cost over its tokens at this volume
-    (an always-on floor included); `floor $/mo` is what an option pays at zero traffic."""
-    def f(v, fmt):
-        return "-" if v is None else format(v, fmt)
-    head = (f"{'option':<36}{'$/M here':>9}{'$/month':>11}{'floor $/mo':>11}{'training $':>12}{'saves $/mo':>12}"
-            f"{'break-even/mo':>15}{'payback mo':>12}")
-    lines = [head] + [f"{r['label']:<36}{f(r['per_m_tokens'], '.3f'):>9}{f(r['monthly_cost'], ',.0f'):>11}"
-                      f"{f(r.get('floor_monthly'), ',.0f'):>11}{f(r['training_cost'], ',.2f'):>12}"
-                      f"{f(r['savings_vs_hosted'], ',.0f'):>12}{f(r['break_even_volume'], ',.0f'):>15}"
-                      f"{f(r['payback_months'], '.2g'):>12}" for r in rows]
-    own = next((r for r in rows if r.get("per_token_equivalent_at_full_volume") is not None), None)
-    if own:
-        lines.append(f"(self-hosted per-token equivalent at full volume: ${own['per_token_equivalent_at_full_volume']:.3f}/M, "
-                     "the GPU busy its stated share of every hour; not its price below break-even)")
-    return "\n".join(lines)
-
-
-def explain(result):
-    """Where every input came from (measured, measured but not used, assumed), the prices (all
-    assumed) and the training estimate."""
-    t = result["training"]
-    lines = [f"training: {t['gpu_hours']:.2f} GPU-hours ({60 * t['gpu_hours']:.0f} min) per run, "
-             f"{t['train_tokens']:,.0f} tokens x epochs, {'estimated' if t['estimated'] else 'measured'}"]
-    if t["estimated"]:
-        lines.append(f"  assumption: {t['assumption']}")
-    lines += [f"measured  {k} = {_g(v['value'])} ({v['source']}: {v['why']})" for k, v in result["measured"].items()]
-    lines += [f"not used  {k} = {_g(v['value'])} ({v['source']}: {v['why']})" for k, v in result["not_used"].items()]
-    lines += [f"assumed   {k} = {_g(v['value'])} ({v['source']}; {v['why']})"
-              for k, v in result["assumed"].items() if v["value"] is not None]
-    lines += [f"price     {k} = {v['value']:g} ({v['source']})" for k, v in result.get("prices", {}).items()]
-    c = result.get("classical_reference") or {}
-    if c and not c.get("priced"):
-        lines.append(f"classical reference not priced: {c['why']}")
-    return "\n".join(lines)
-
-
-def _g(v):
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,12 +1,13 @@
 """The load test of a served model: requests of the base and each adapter mixed, `concurrency` at a time, over
-plain asyncio HTTP/1.1 connections kept alive; throughput, latency percentiles and LoRA's overhead per model and lane."""
+plain asyncio HTTP/1.1 connections kept alive; throughput, latency percentiles and LoRA's overhead per model and
+lane."""
 import asyncio
 import json
 import time
 
 from . import progress
 from .errors import ConfigError
-from .serve import Client
+from .serve_client import Client
 
 
 def _pct(values, q):
@@ -180,29 +181,31 @@ def load_test(url, models_, conversations=None, n_requests=60, concurrency=16, m
     `ignore_eos=False` answers stop at end of turn, so completion tokens are the real answer lengths.
     """
     if models_ and isinstance(models_[0], dict):
-        lanes = [dict(l) for l in models_]
+        lanes = [dict(lane) for lane in models_]
     else:
         lanes = [{"model": m, "task": None, "conversations": list(conversations or []), "max_tokens": max_tokens}
                  for m in models_ or []]
-    if n_requests < 1 or concurrency < 1 or not lanes or not all(l["conversations"] for l in lanes):
-        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and conversations")
+    if n_requests < 1 or concurrency < 1 or not lanes or not all(lane["conversations"] for lane in lanes):
+        raise ConfigError("load test needs LOAD_TEST_REQUESTS >= 1, LOAD_TEST_CONCURRENCY >= 1, models and "
+                          "conversations")
     url = url.rstrip("/").removesuffix("/v1")
     rows, seconds = _run_async(_load(url, lanes, n_requests, concurrency, api_key, max_seconds, ignore_eos))
-    names = list(dict.fromkeys(l["model"] for l in lanes))
-    caps = sorted({l["max_tokens"] for l in lanes})
+    names = list(dict.fromkeys(lane["model"] for lane in lanes))
+    caps = sorted({lane["max_tokens"] for lane in lanes})
     out = _summary(rows, seconds)
     out.update(seconds=round(seconds, 2), concurrency=concurrency, max_tokens=caps[-1], ignore_eos=ignore_eos,
                requests_per_s=round(len(rows) / seconds, 2) if seconds else None,
                per_model={m: {**_summary([r for r in rows if r["model"] == m], seconds),
-                              "max_tokens": max(l["max_tokens"] for l in lanes if l["model"] == m),
-                              "tasks": sorted({l["task"] for l in lanes if l["model"] == m and l["task"]})}
+                              "max_tokens": max(lane["max_tokens"] for lane in lanes if lane["model"] == m),
+                              "tasks": sorted({lane["task"] for lane in lanes if lane["model"] == m and lane["task"]})}
                           for m in names},
-               lanes=[{"model": l["model"], "task": l["task"], "max_tokens": l["max_tokens"],
-                       "conversations": len(l["conversations"])} for l in lanes],
+               lanes=[{"model": lane["model"], "task": lane["task"], "max_tokens": lane["max_tokens"],
+                       "conversations": len(lane["conversations"])} for lane in lanes],
                error_examples=sorted({r["error"] for r in rows if r["error"]})[:5])
-    if any(l["task"] for l in lanes):
-        out["per_lane"] = {f"{l['model']}:{l['task']}": _summary([r for r in rows if r["model"] == l["model"]
-                                                                  and r["task"] == l["task"]], seconds) for l in lanes}
+    if any(lane["task"] for lane in lanes):
+        out["per_lane"] = {f"{lane['model']}:{lane['task']}":
+                           _summary([r for r in rows if r["model"] == lane["model"] and r["task"] == lane["task"]],
+                                    seconds) for lane in lanes}
     base, adapters = names[0], names[1:]
     b = out["per_model"][base]["per_request_tokens_per_s"]
     a = [out["per_model"][m]["per_request_tokens_per_s"] for m in adapters]

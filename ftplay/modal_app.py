@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runner, stages, standins
+from . import run_plan, stages, standins
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,8 @@ class ModalConfig:
             p.append(f"SERVE_GPU={self.serve_gpu!r}: vLLM shards the base over a power of two of GPUs "
                      "(--tensor-parallel-size); use 1, 2, 4 or 8")
         names = [("RUN_NAME", self.run_name), ("APP_NAME", self.app_name), ("RUNS_VOLUME", self.runs_volume),
-                 ("HF_CACHE_VOLUME", self.hf_cache_volume)] + ([("HF_SECRET", self.hf_secret)] if self.hf_secret else [])
+                 ("HF_CACHE_VOLUME", self.hf_cache_volume)]
+        names += [("HF_SECRET", self.hf_secret)] if self.hf_secret else []
         for name, value in names:
             if not OBJECT_NAME.match(str(value)):
                 p.append(f"{name}={value!r}: use 1-64 letters, digits, '-', '_' or '.' (Modal's rule for names)")
@@ -145,7 +146,7 @@ def settings(cfg, root=ROOT):
 def write_app(cfg, out, root=ROOT):
     """Write the Modal app file for `cfg` to `out` and return its path. The notebooks and parameters
     are checked first (`ftplay run` would refuse them on the GPU otherwise)."""
-    runner.plan_groups(list(cfg.only), dict(cfg.params))   # unknown notebooks, tasks or parameter names fail here
+    run_plan.plan_groups(list(cfg.only), dict(cfg.params))   # unknown notebooks, tasks or parameter names fail here
     values = settings(cfg, root)
     block = "\n".join(f"{k} = {v!r}" for k, v in values.items())
     text = TEMPLATE.replace("@@SETTINGS@@", block).replace("@@FILE@@", Path(out).name)

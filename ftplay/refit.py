@@ -7,8 +7,9 @@ replaced, and `compare` puts the two runs side by side.
 from dataclasses import asdict
 from pathlib import Path
 
-from . import identity, records, report, rundir, runner, stages
+from . import identity, records, report, run_plan, rundir, runner, stages
 from .errors import FtplayError, check
+from .params import declared_parameters
 
 
 # ---------------------------------------------------------------- re-run on a new base
@@ -16,10 +17,10 @@ def refit_params(recorded, model):
     """({stem: parameters}, {stem: [dropped names]}) for the re-run: each notebook's recorded values
     that it still declares, MODEL replaced, RUN_DIR left to the runner, adapter folders emptied so that
     04 and 06 use the adapter trained on the new base."""
-    current = runner.notebooks()
+    current = run_plan.notebooks()
     per, dropped = {}, {}
     for stem, values in recorded.items():
-        declared = runner.declared_parameters(current[stem]) if stem in current else {}
+        declared = declared_parameters(current[stem]) if stem in current else {}
         per[stem] = {k: v for k, v in values.items() if k in declared and k != "RUN_DIR"}
         gone = sorted(k for k in values if k not in declared)
         if gone:
@@ -53,7 +54,7 @@ def refit(old_run, model, out=None, run_root="runs", progress=print):
     """Re-run `old_run`'s notebooks on base `model` with its recorded parameters; returns
     (new run directory, summary, comparison). The comparison is also written to refit_compare.json."""
     old = Path(old_run)
-    recorded = runner.recorded_params(old)
+    recorded = run_plan.recorded_params(old)
     check([] if recorded else [f"--from {old}: no executed notebooks under {old / 'notebooks'}; pass a run "
                                "directory written by `ftplay run`"])
     check([] if stages.TRAIN in recorded else [f"--from {old}: that run did not execute {stages.TRAIN}, so "
@@ -64,7 +65,7 @@ def refit(old_run, model, out=None, run_root="runs", progress=print):
              + (" (the same base: a reproducibility run)" if base.changed is False else ""))
     per, dropped = refit_params(recorded, model)
     tasks = records.task_runs(old)   # every task the old run fine-tuned, each with the parameters it ran with
-    per_task = {task: {"notebooks": refit_params(runner.recorded_params(where), model)[0]}
+    per_task = {task: {"notebooks": refit_params(run_plan.recorded_params(where), model)[0]}
                 for task, where in list(tasks.items())[1:]}
     params = {"TASKS": list(tasks)} if tasks else {}
     run_dir, summary = runner.run(only=list(per), out=out, run_root=run_root, params=params, per_notebook=per,

@@ -6,13 +6,12 @@ whose evidence says no (the gate says stop, a better alternative, a class never 
 PII, not cheaper, pre-flight failed...) is "no", one whose evidence is missing (the replaced model
 never scored, no production rows) is "not proven". The verdict is YES only when every item is
 "done"; any "no" or failed notebook makes it NO; otherwise it is NOT PROVEN. Every reason names the
-record and field it was read from.
+record and field it was read from. report_page shows the report as text and as an HTML page.
 """
-import html
 import math
 from pathlib import Path
 
-from . import records, rundir, stages
+from . import records, stages
 from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
 TARGET_ACCURACY = 0.9  # routing line when 05 did not record its TARGET_ACCURACY
@@ -26,11 +25,6 @@ def why(text, stem, field, effect=BLOCKS):
     what it does to the verdict (blocks, not proven, supports)."""
     return {"text": text, "record": f"{stem}.json" if not stem.endswith(".json") else stem, "field": field,
             "effect": effect}
-
-
-def reason_line(r):
-    """'text  [record: field]' for a reason of `why`."""
-    return f"{r['text']}  [{r['record']}: {r['field']}]"
 
 
 # ---------------------------------------------------------------- the checklist
@@ -54,7 +48,9 @@ def build(run_dir, status=None):
         recs[DECIDE] = shared[DECIDE] if i == 0 else records.Record({}, records.path(where, DECIDE), DECIDE)
         recs[COSTS] = _cost_view(shared[COSTS], task)
         recs["task"] = task
-        key = lambda s: f"{sub}/{s}" if sub and s in stages.PER_TASK else s  # noqa: E731  (the runner's names)
+        def key(s):   # the runner's names
+            return f"{sub}/{s}" if sub and s in stages.PER_TASK else s
+
         failed = {s: v for s in stages.STEMS for v in [(status or {}).get(key(s))] if v and v.get("status") != "ok"}
         items = [_answer(k, title, evidence, fn, recs) for k, title, evidence, fn in CHECKLIST]
         for it in items:
@@ -62,7 +58,8 @@ def build(run_dir, status=None):
             if bad:
                 v = failed[bad[0]]
                 text = f"notebook {key(bad[0])} failed at cell {v.get('cell')}: {str(v.get('error', ''))[:300]}"
-                it.update(status="failed", summary=text, problems=[why(text, "summary.json", f"notebooks.{key(bad[0])}")])
+                it.update(status="failed", summary=text,
+                          problems=[why(text, "summary.json", f"notebooks.{key(bad[0])}")])
             for p in it["problems"] + it["passed"]:   # a further task's records are in its own folder
                 if sub and p["record"][:-5] in stages.PER_TASK:
                     p["record"] = f"{sub}/{p['record']}"
@@ -71,7 +68,8 @@ def build(run_dir, status=None):
                        "ship": verdict(items, recs, failed_named)}
     first = tasks[next(iter(tasks))]
     return {"run_dir": str(run_dir), "items": first["items"], "ship": first["ship"], "tasks": tasks,
-            "route": route_line(shared[COSTS]), "plots": [f"plots/{p.name}" for p in sorted((run_dir / "plots").glob("*.png"))]}
+            "route": route_line(shared[COSTS]),
+            "plots": [f"plots/{p.name}" for p in sorted((run_dir / "plots").glob("*.png"))]}
 
 
 def _cost_view(cost, task):
@@ -93,8 +91,8 @@ def _answer(key, title, evidence, fn, recs):
     if not recs[evidence[0]]:
         missing = [f"{s}.json" for s in evidence if not recs.get(s)]
         out = {"status": "not run", "summary": f"not run: {', '.join(missing)} not recorded", "figures": {},
-               "problems": [why(f"{m} is missing: run notebook {m[:2]} into this run directory", m[:-5], "(whole record)",
-                                NOT_PROVEN) for m in missing]}
+               "problems": [why(f"{m} is missing: run notebook {m[:2]} into this run directory", m[:-5],
+                                "(whole record)", NOT_PROVEN) for m in missing]}
     else:
         out = fn(recs)
     effects = {p["effect"] for p in out["problems"]}
@@ -161,13 +159,14 @@ def curated(recs):
                leakage=c.at("leakage", default={}))
     reply = c.get("task") == stages.REPLY
     answers = "replies" if reply else "labels"
-    text = (f"{_n(c.get('rows_in'))} rows in, {_n(c.get('rows_out'))} out: {_n(fig['exact_duplicate_rows_dropped'])} exact "
-            f"and {_n(fig['near_duplicate_rows_dropped'])} near duplicates dropped, {_n(c.get('conflicts'))} conflicting "
+    text = (f"{_n(c.get('rows_in'))} rows in, {_n(c.get('rows_out'))} out: "
+            f"{_n(fig['exact_duplicate_rows_dropped'])} exact and {_n(fig['near_duplicate_rows_dropped'])} near "
+            f"duplicates dropped, {_n(c.get('conflicts'))} conflicting "
             f"{answers} ({_n(c.get('conflict_rows'))} rows), {_n(c.get('trivial'))} trivial"
             + (f", {_n(c.get('trivial_outputs'))} trivial replies, {_n(c.get('invalid_format'))} replies not in the "
                f"{c.get('reply_format')} format, {_n(c.get('pii_output_rows'))} replies with PII" if reply else "")
-            + f", {_n(c.get('truncated'))} over-long; split {_n(split.get('train'))} train / {_n(split.get('heldout'))} "
-            "held-out" + (f" + {production:,} production" if production else ""))
+            + f", {_n(c.get('truncated'))} over-long; split {_n(split.get('train'))} train / "
+            f"{_n(split.get('heldout'))} held-out" + (f" + {production:,} production" if production else ""))
     if reply:
         fig.update({k: c.get(k) for k in ("trivial_outputs", "invalid_format", "pii_output_rows", "output_tokens")})
     leaks = {k: v for k, v in fig["leakage"].items() if v}
@@ -324,8 +323,9 @@ def served(recs):
                          for m, v in by_model.items()}
     scored = "; ".join(f"{m} valid {_f(v.get('valid_rate'), '.0%')}, accuracy {_f(v.get('accuracy'))}"
                        for m, v in by_model.items())
-    text = (f"{', '.join(s.get('adapters_served') or [])} on {fig['backend']}: pre-flight {fig['preflight_ok']}/{len(pre)} "
-            f"checks ok; parity {exact}/{prompts} exact; structured output valid {_f(so.get('valid_rate'), '.0%')}"
+    text = (f"{', '.join(s.get('adapters_served') or [])} on {fig['backend']}: pre-flight "
+            f"{fig['preflight_ok']}/{len(pre)} checks ok; parity {exact}/{prompts} exact; structured output valid "
+            f"{_f(so.get('valid_rate'), '.0%')}"
             + (f" ({scored})" if scored else "") + "; "
             f"load test {_n(load.get('requests'))} requests, {_n(load.get('errors'))} errors, concurrency "
             f"{_n(load.get('concurrency'))}: {_n(load.get('requests_per_s'))} req/s, {_n(load.get('tokens_per_s'))} "
@@ -344,7 +344,8 @@ def served(recs):
     mine = (load.get("per_model") or {}).get(name) or {}
     if task != stages.CLASSIFY and mine:   # this task's own requests in the mixed load test
         fig["load_test_" + name] = {k: mine.get(k) for k in ("requests", "errors", "p50_ms", "p95_ms",
-                                                              "completion_tokens_per_request", "stopped_share") if k in mine}
+                                                              "completion_tokens_per_request", "stopped_share")
+                                    if k in mine}
         text += (f"; {name} requests: {_n(mine.get('requests'))}, p50 {_n(mine.get('p50_ms'))} ms, "
                  f"{_n(mine.get('completion_tokens_per_request'))} answer tokens, "
                  f"{_f(mine.get('stopped_share'), '.0%')} stopped at end of turn")
@@ -417,90 +418,6 @@ def verdict(items, recs, failed=None):
     reasons.sort(key=lambda r: (r["effect"] != BLOCKS, r["effect"] != NOT_PROVEN))
     notes = [n for it in items for n in it["notes"]]
     return {"ship": answer == "YES", "verdict": answer, "reasons": reasons, "notes": notes}
-
-
-# ---------------------------------------------------------------- text and HTML
-MARK = {"done": "[x]", "no": "[!]", "failed": "[!]", "not run": "[ ]", "not proven": "[?]"}
-
-
-def format_text(report):
-    """The checklist as short text lines: for each task, one line per item, then ship or not."""
-    tasks = report.get("tasks") or {None: {"items": report["items"], "ship": report["ship"]}}
-    lines = []
-    for task, t in tasks.items():
-        head = "What I'd ship" + (f" for {task} ({stages.TASKS.get(task, '')}; adapter '{t.get('adapter_name')}', "
-                                  f"records in {t.get('dir')})" if task and len(tasks) > 1 else "") + ":"
-        lines.append(head)
-        for it in t["items"]:
-            lines.append(f"{MARK.get(it['status'], '[?]')} {it['title']}: {it['status']}  "
-                         f"({', '.join(s + '.json' for s in it['evidence'])})")
-            lines.append(f"      {it['summary']}")
-        if report.get("route") and task in (None, next(iter(tasks))):
-            lines.append(f"route the numbers favour: {report['route']}")
-        lines += [f"note: {n}" for n in t["ship"]["notes"]]
-        lines.append(f"ship{' ' + task if task and len(tasks) > 1 else ''}: {_answer_of(t['ship'])}")
-        lines += [f"  - [{r['effect']}] {reason_line(r)}" for r in t["ship"]["reasons"]]
-        lines.append("")
-    return "\n".join(lines).rstrip("\n")
-
-
-def _answer_of(ship):
-    return ship.get("verdict") or ("YES" if ship.get("ship") else "NO")
-
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.5rem;vertical-align:top;text-align:left}
-.done{color:#17692e}.no,.failed{color:#a3121b}.not-run,.not-proven{color:#8a5a00}.verdict{font-size:1.4rem;padding:.8rem;border-radius:.4rem}
-.yes{background:#e3f4e8}.nay{background:#fbe4e6}.unproven{background:#fdf3dc}code{font-size:.85rem}small{color:#555}
-figure{margin:1rem 0}img{max-width:100%}"""
-
-
-def html_page(report):
-    """A self-contained HTML page (inline CSS, escaped text, no scripts): a section per task."""
-    e = html.escape
-    tasks = report.get("tasks") or {None: {"items": report["items"], "ship": report["ship"]}}
-    sections = []
-    for task, t in tasks.items():
-        ship, rows = t["ship"], []
-        for it in t["items"]:
-            extra = "".join(f"<br><small>{e(x)}</small>" for x in [reason_line(p) for p in it["problems"]] + it["notes"])
-            rows.append(f"<tr><td class=\"{e(it['status'].replace(' ', '-'))}\"><b>{e(it['status'])}</b></td>"
-                        f"<td><b>{e(it['title'])}</b><br>{e(it['summary'])}{extra}</td>"
-                        f"<td><code>{'<br>'.join(e(s + '.json') for s in it['evidence'])}</code></td></tr>")
-        reasons = "".join(f"<li>{e(x)}</li>" for x in [f"[{r['effect']}] {reason_line(r)}" for r in ship["reasons"]]
-                          + [f"note: {n}" for n in ship["notes"]])
-        answer = _answer_of(ship)
-        css = {"YES": "yes", "NO": "nay"}.get(answer, "unproven")
-        title = (f"<h2>{e(task)}: {e(stages.TASKS.get(task, ''))} (adapter <code>{e(str(t.get('adapter_name')))}</code>)"
-                 "</h2>" if task and len(tasks) > 1 else "")
-        sections.append(f"{title}<p class=\"verdict {css}\">Ship{' ' + e(task) if title else ''}: <b>{e(answer)}</b></p>"
-                        f"<table><tr><th>status</th><th>item</th><th>evidence</th></tr>{''.join(rows)}</table>"
-                        f"<h3>Why</h3><ul>{reasons}</ul>")
-    route = f"<p>Route the numbers favour: {e(report['route'])}</p>" if report.get("route") else ""
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Ship report: {e(report['run_dir'])}</title>"
-            f"<style>{CSS}</style></head><body><h1>What I'd ship</h1><p>Run <code>{e(report['run_dir'])}</code>; "
-            "every figure is read from the run's JSON records.</p>"
-            f"{''.join(sections)}{route}{_figures(report)}</body></html>\n")
-
-
-def _figures(report):
-    """The plots the notebooks saved (<run_dir>/plots/*.png), inline as base64 data URIs: the page stays one file."""
-    import base64
-
-    out = []
-    for rel in report.get("plots") or []:
-        p = Path(report["run_dir"]) / rel
-        if p.is_file():
-            data = base64.b64encode(p.read_bytes()).decode("ascii")
-            name = html.escape(p.stem)
-            out.append(f"<figure><img alt=\"{name}\" src=\"data:image/png;base64,{data}\">"
-                       f"<figcaption>{name} ({html.escape(rel)})</figcaption></figure>")
-    return f"<h2>Plots</h2>{''.join(out)}" if out else ""
-
-
-def write_html(run_dir, report, path=None):
-    """Write the page to `path` (default <run_dir>/ship_report.html); returns its path."""
-    return rundir.write_text(path or Path(run_dir) / "ship_report.html", html_page(report))
 
 
 # ---------------------------------------------------------------- number formatting

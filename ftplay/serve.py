@@ -1,4 +1,5 @@
-"""Serving with vLLM: the server's command and environment, start and stop it, talk to it (serve_checks checks it).
+"""Serving with vLLM: the server's command and environment, start and stop it (serve_tasks picks what 06 serves,
+serve_client talks to it, serve_checks checks it).
 
 Two serving environments, picked automatically (override with `ServeConfig(backend=..., python=...)`):
 - `cuda`: the official `vllm` package on a GPU box, started as `vllm serve BASE ...`;
@@ -21,8 +22,9 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import identity, prompts, records, rundir, stages
+from . import identity, rundir
 from .errors import ConfigError, FtplayError
+from .recipes import ALL_LINEAR
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +36,7 @@ ALLOWED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # qkv_proj and gate/up into gate_up_proj, and vllm/lora/utils.py get_supported_lora_modules
 # accepts every linear layer (o_proj, down_proj too). Embedding / lm_head LoRA is left out on purpose:
 # ftplay never trains it and vLLM's support for it has changed between versions.
-DECODER_LINEAR = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+DECODER_LINEAR = frozenset(ALL_LINEAR)
 CPU_MAX_NUM_SEQS = 256  # ServeConfig.max_num_seqs's default on CPU (why: there)
 # --block-size on CPU: prefix caching reuses whole KV blocks only, and vLLM's CPU default block of 128 tokens is
 # longer than a whole ticket prompt (~80 tokens), so the system prompt every request shares was never reused (hit
@@ -123,7 +125,8 @@ class ServeConfig:
     tensor_parallel_size: int = 1        # GPUs one base is sharded over (vLLM tensor parallelism); 1: one GPU
     max_num_seqs: int = 0                # sequences per engine step; 0: 256 on CPU (vLLM's API default there is
                                          # 128; a CPU decode step of a small model costs nearly the same for 64 or
-                                         # 256 sequences, so a fuller batch is most of the throughput), vLLM's own on GPU
+                                         # 256 sequences, so a fuller batch is most of the throughput), vLLM's own
+                                         # on GPU
 
     def __post_init__(self):
         p = []
@@ -133,7 +136,8 @@ class ServeConfig:
             if name == self.served_model_name:
                 p.append(f"adapter name {name!r} equals the base's served name; rename the adapter")
             if not (Path(path) / "adapter_config.json").exists():
-                p.append(f"adapter {name!r}: {path} has no adapter_config.json; point it at a saved PEFT adapter folder")
+                p.append(f"adapter {name!r}: {path} has no adapter_config.json; point it at a saved PEFT adapter "
+                         "folder")
         if self.max_lora_rank and self.max_lora_rank not in ALLOWED_LORA_RANKS:
             p.append(f"max_lora_rank={self.max_lora_rank} is not one vLLM accepts: {ALLOWED_LORA_RANKS}")
         if self.startup_timeout_s <= 0 or self.max_model_len < 16 or self.kv_cache_gib <= 0:
@@ -148,7 +152,9 @@ class ServeConfig:
             p.append(f"SERVE_PYTHON={self.python!r} does not exist; leave it empty for the default")
         if p:
             raise ConfigError(p, "invalid serving parameters")
-        put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        def put(k, v):   # a frozen dataclass sets its resolved fields this way
+            object.__setattr__(self, k, v)
+
         put("adapters", {k: str(v) for k, v in self.adapters.items()})
         put("python", self.python or default_serve_python())
         if self.backend == "auto":
@@ -224,6 +230,11 @@ def shell_line(argv, env=None):
     return (pre + " " if pre else "") + " ".join(shlex.quote(a) for a in argv)
 
 
+def model_record(ref):
+    """06's record of the base it served: as asked for, its kind and revision."""
+    return {"requested": ref.requested, "kind": ref.kind, "revision": ref.revision}
+
+
 def gpu_command(cfg):
     """The command the same config runs on a GPU box with the official CUDA `vllm` (dtype auto)."""
     from dataclasses import replace
@@ -231,118 +242,7 @@ def gpu_command(cfg):
     return ["vllm"] + command(replace(cfg, backend="cuda", dtype="auto"))[1:]
 
 
-# ---------------------------------------------------------------- what to serve
 adapter_meta = identity.read_adapter_meta  # the name the Modal app's serve function calls (modal_app.TEMPLATE)
-
-
-def resolve_adapters(run_dir, adapter_dir="", second_adapter_dir=""):
-    """{served name: folder} for notebook 06. Without ADAPTER_DIR: every task's adapter that notebook 03
-    recorded in the run (`records.task_runs`: the run directory's own task, then each <RUN_DIR>/<task>/),
-    named by its task (stages.ADAPTER_NAMES: "triage", "reply"), each followed by 03's second adapter of
-    that task when it trained one ("<name>_b"). With ADAPTER_DIR: that adapter, named by the task its
-    ftplay_adapter.json states. SECOND_ADAPTER_DIR adds one more after the first ("<name>_b")."""
-    out = {}
-    if adapter_dir:
-        out[_task_name(adapter_dir)] = adapter_dir
-    else:
-        tasks = records.task_runs(run_dir)
-        for task, folder in tasks.items():
-            rec = records.read_or_empty(folder, stages.TRAIN)
-            if rec.get("adapter_dir"):
-                name = stages.ADAPTER_NAMES.get(task, task)
-                out[name] = rec["adapter_dir"]
-                if rec.at("second_adapter", "adapter_dir"):
-                    out[name + "_b"] = rec.at("second_adapter", "adapter_dir")
-        if not out:
-            where = ", ".join(str(records.path(f, stages.TRAIN)) for f in tasks.values()) or \
-                str(records.path(run_dir, stages.TRAIN))
-            raise ConfigError(f"ADAPTER_DIR is empty and no adapter_dir is recorded in {where}: run notebook 03 with "
-                              "this RUN_DIR first, or set ADAPTER_DIR")
-    if second_adapter_dir:
-        out[next(iter(out)) + "_b"] = second_adapter_dir
-    missing = [f"{n}: {p} has no adapter_config.json" for n, p in out.items()
-               if not (Path(p) / "adapter_config.json").exists()]
-    if missing:
-        raise ConfigError([m + "; set ADAPTER_DIR / SECOND_ADAPTER_DIR to a saved adapter folder" for m in missing])
-    return out
-
-
-def _task_name(adapter_dir):
-    return stages.ADAPTER_NAMES.get(identity.adapter_task(identity.read_adapter_meta(adapter_dir, missing_ok=True)),
-                                    stages.ADAPTER_NAMES[stages.CLASSIFY])
-
-
-@dataclass(frozen=True)
-class TaskServing:
-    """What 06 sends for one task: its adapters (served names), what they were trained with (ftplay_adapter.json
-    of the first), the held-out tickets to send, and the answer cap."""
-    task: str
-    adapters: tuple          # served names of this task's adapters
-    labels: tuple
-    system_prompt: str
-    reply_format: str | None
-    rows: tuple              # ({"text", "label"}, ...): held-out tickets of this task (never trained on)
-    source: str              # the file the rows came from
-    max_tokens: int
-
-    def conversations(self, n=None):
-        """The serving prompts (no answer) of the first `n` rows, built as training built them."""
-        from . import formats
-
-        rows = self.rows[:n] if n else self.rows
-        if self.task == stages.REPLY:
-            fmt = formats.get(self.reply_format or formats.HOUSE.name)
-            return [prompts.reply_messages(r["text"], fmt, system_prompt=self.system_prompt) for r in rows]
-        return [prompts.messages(r["text"], self.labels, system_prompt=self.system_prompt) for r in rows]
-
-
-def task_serving(run_dir, adapters, n=12, max_tokens=None):
-    """{task: TaskServing} for the served adapters, in their order: each adapter's task from its
-    ftplay_adapter.json, the rows from that task's held-out split (`records.task_runs`), else the
-    project's production samples of the task. `max_tokens` is {task: answer cap}."""
-    tasks = records.task_runs(run_dir)
-    by_task = {}
-    for name, path in adapters.items():
-        meta = identity.read_adapter_meta(path)
-        by_task.setdefault(identity.adapter_task(meta), []).append((name, meta))
-    out = {}
-    for task, named in by_task.items():
-        meta = named[0][1]
-        rows, src = sample_rows(tasks.get(task, run_dir) if task in tasks else None, n, task)
-        out[task] = TaskServing(task, tuple(n_ for n_, _ in named), tuple(meta.get("labels") or ()), meta["system_prompt"],
-                                meta.get("reply_format"), tuple(rows), src, (max_tokens or {}).get(task, 8))
-    return out
-
-
-SAMPLES = {stages.CLASSIFY: ROOT / "data" / "production_samples.csv", stages.REPLY: ROOT / "data" / "replies_production.csv"}
-
-
-def sample_rows(run_dir, n=12, task=stages.CLASSIFY):
-    """Tickets to send, [{"text", "label"}]: the first `n` of <run_dir>/data/heldout.jsonl (never
-    trained on), else of the project's production samples of `task`; and the file they came from."""
-    import csv
-
-    held = Path(run_dir) / "data" / "heldout.jsonl" if run_dir else None
-    if held is not None and held.exists():
-        from . import dataload
-
-        return [{"text": r["text"], "label": r["label"]} for r in dataload.load(held, "chat")[:n]], str(held)
-    src = SAMPLES[task]
-    with open(src, newline="", encoding="utf-8") as f:
-        return [{"text": r["text"], "label": r.get("label", "")} for r in csv.DictReader(f)][:n], str(src)
-
-
-def sample_texts(run_dir, n=12):
-    """The texts of `sample_rows`, and the file they came from."""
-    rows, src = sample_rows(run_dir, n)
-    return [r["text"] for r in rows], src
-
-
-def model_len_for(prompt_lengths, max_tokens, at_least=512, step=256):
-    """--max-model-len for these prompts and answer caps: the longest prompt plus its task's cap, rounded up
-    to `step`, at least `at_least` (a reply conversation's system prompt states the whole format)."""
-    need = max([p + m for p, m in zip(prompt_lengths, max_tokens)], default=0)
-    return max(at_least, -(-need // step) * step)
 
 
 # ---------------------------------------------------------------- server lifecycle
@@ -450,7 +350,8 @@ class Server:
             except httpx.HTTPError:
                 pass
             if time.time() - t0 > self.cfg.startup_timeout_s:
-                raise FtplayError(f"GET {self.url}/health did not answer 200 within {self.cfg.startup_timeout_s:.0f} s; "
+                raise FtplayError(f"GET {self.url}/health did not answer 200 within "
+                                  f"{self.cfg.startup_timeout_s:.0f} s; "
                                   f"raise STARTUP_TIMEOUT_S or read {self.log_path}:\n{self.log_tail()}",
                                   "vLLM did not start")
             time.sleep(0.5)
@@ -463,6 +364,11 @@ class Server:
     def alive(self):
         return self.pgid is not None and _group_alive(self.pgid)
 
+    def record(self):
+        """06's record of the server: how long it took to start, its backend, URL and log, whether it stopped."""
+        return {"startup_s": self.startup_s, "backend": self.cfg.backend, "url": self.url, "log": str(self.log_path),
+                "stopped": not self.alive()}
+
     def stop(self):
         """Stop the server and everything in its process group (idempotent)."""
         if self._finalizer is not None and self._finalizer.alive:
@@ -474,107 +380,3 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-
-# ---------------------------------------------------------------- client
-class UnknownModelError(FtplayError):
-    """The server answered 404 for the requested model name (base or adapter)."""
-    status = 404
-
-
-def quiet_http_logs():
-    """The openai client's transport (httpx2 in openai 3.x, httpx before) logs every request at INFO
-    ("HTTP Request: POST ..."): 06 sends hundreds, one line each in the notebook. Warnings still show;
-    a level someone set on purpose is kept."""
-    for name in ("httpx", "httpx2"):
-        lg = logging.getLogger(name)
-        if lg.level == logging.NOTSET:
-            lg.setLevel(logging.WARNING)
-
-
-class Client:
-    """An OpenAI-compatible client for one server, with vLLM's adapter endpoints and clear errors."""
-
-    def __init__(self, url, api_key=None, timeout=120.0):
-        import openai
-
-        quiet_http_logs()
-
-        self.url = url.rstrip("/").removesuffix("/v1")
-        self.api_key = api_key or None
-        self.openai = openai.OpenAI(base_url=self.url + "/v1", api_key=api_key or "EMPTY",
-                                    timeout=timeout, max_retries=0)
-
-    def _headers(self):
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-
-    def models(self):
-        """Names the server answers to: the base and every loaded adapter."""
-        return [m.id for m in self.openai.models.list().data]
-
-    def _call(self, fn, model, **kw):
-        import openai
-
-        try:
-            return fn(model=model, **kw)
-        except openai.NotFoundError:
-            raise UnknownModelError(f"adapter {model!r} is not loaded on the server at {self.url}; loaded: "
-                                    f"{self.models()}. Load it (load_adapter) or fix the model name",
-                                    "HTTP 404 unknown model") from None
-
-    @staticmethod
-    def extra_body(**more):
-        """What every request to ftplay's server adds: the template arguments training rendered with
-        (prompts.TEMPLATE_KWARGS: a fixed date) and no repetition penalty from the model's
-        generation_config (Qwen2.5 ships 1.05), so a greedy answer is transformers' greedy answer."""
-        return {"chat_template_kwargs": dict(prompts.TEMPLATE_KWARGS), "repetition_penalty": 1.0, **more}
-
-    def chat(self, model, messages, max_tokens=8, **kw):
-        """Greedy chat completion (temperature 0 unless given), rendered by the server with the
-        model's own template and prompts.TEMPLATE_KWARGS."""
-        kw.setdefault("temperature", 0)
-        kw["extra_body"] = self.extra_body(**kw.get("extra_body", {}))
-        return self._call(self.openai.chat.completions.create, model, messages=messages, max_tokens=max_tokens, **kw)
-
-    def complete(self, model, prompt, max_tokens=8, **kw):
-        """Greedy completion of an already rendered prompt: token ids (exact, as prompts.prompt_ids
-        gives them) or text (then the server tokenizes it without adding a second BOS)."""
-        kw.setdefault("temperature", 0)
-        body = {"repetition_penalty": 1.0, **kw.pop("extra_body", {})}
-        if isinstance(prompt, str):
-            body.setdefault("add_special_tokens", False)
-        return self._call(self.openai.completions.create, model, prompt=prompt, max_tokens=max_tokens,
-                          extra_body=body, **kw)
-
-    def classify(self, model, messages, labels, mode="json_schema", max_tokens=32):
-        """The answer restricted to `labels`: `json_schema` (OpenAI response_format, {"label": enum},
-        what evaluate.EndpointPredictor sends) or `choice` (vLLM's structured_outputs). Returns (label, raw)."""
-        if mode == "json_schema":
-            kw = {"response_format": prompts.label_schema(labels)}
-        elif mode == "choice":
-            kw = {"extra_body": {"structured_outputs": {"choice": list(labels)}}}
-        else:
-            raise ConfigError(f"mode={mode!r} must be 'json_schema' or 'choice'")
-        raw = self.chat(model, messages, max_tokens=max_tokens, **kw).choices[0].message.content or ""
-        if mode == "choice":
-            return (raw if raw in labels else None), raw
-        return prompts.parse_structured(raw, labels), raw
-
-    def _post(self, route, payload):
-        import httpx
-
-        r = httpx.post(self.url + route, json=payload, headers=self._headers(), timeout=120)
-        if r.status_code != 200:
-            hint = (" (start the server with runtime_lora_updating=True)" if r.status_code == 404
-                    and "lora_adapter" in route and "cannot be found" not in r.text else "")
-            raise FtplayError(f"POST {self.url}{route} {payload} answered {r.status_code}: {r.text[:500]}{hint}",
-                              "adapter update failed")
-        return r.text
-
-    def load_adapter(self, name, path):
-        """Load an adapter into the running server (needs runtime_lora_updating)."""
-        return self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
-
-    def unload_adapter(self, name):
-        return self._post("/v1/unload_lora_adapter", {"lora_name": name})

@@ -63,7 +63,9 @@ def preflight(base, adapters, max_lora_rank=None):
     limit = max_lora_rank or lora_rank_for(ranks.values())
     out = []
     for name, path in adapters.items():
-        add = lambda check, ok, msg: out.append(Finding(name, check, bool(ok), msg))  # noqa: E731
+        def add(check, ok, msg):
+            out.append(Finding(name, check, bool(ok), msg))
+
         cfg = adapter_config(path)
         meta_path = Path(path) / identity.ADAPTER_META
         meta = identity.read_adapter_meta(path, missing_ok=True)
@@ -234,7 +236,8 @@ def parity(ref, adapters, client, conversations, max_tokens=8, base_name="base")
 def check_parity(result):
     """Raise FtplayError showing the first prompt where the server and transformers disagree."""
     bad = [f"{name}: {r['exact']}/{r['prompts']} completions and {r['chat_exact']}/{r['prompts']} chat answers "
-           f"match transformers, {r.get('chat_prompt_exact', '?')}/{r['prompts']} chat prompts match ftplay's; first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
+           f"match transformers, {r.get('chat_prompt_exact', '?')}/{r['prompts']} chat prompts match ftplay's; "
+           f"first mismatch: {json.dumps(r['first_mismatch'], ensure_ascii=False)[:600]}"
            for name, r in result["models"].items() if r["first_mismatch"]]
     if bad:
         raise FtplayError(bad + ["serve in float32 (dtype) and check that the server's base, tokenizer and "
@@ -306,7 +309,8 @@ def classify_models(tasks, base_name="base"):
     return ([base_name, *t.adapters], t) if t else ([base_name], None)
 
 
-NO_TRIAGE = "no classification adapter is served: structured output and the eval framework score labels, the triage task only"
+NO_TRIAGE = ("no classification adapter is served: structured output and the eval framework score labels, the "
+             "triage task only")
 
 
 def structured_for(client, tasks, base_name="base", n_rows=60, n_boot=1000):
@@ -336,8 +340,8 @@ def _structured_metrics(truth, preds, labels, n_boot, seed):
     top = max(set(answered), key=answered.count) if answered else None
     return {"n": s["n"], "valid_rate": s["valid_rate"], "accuracy": s["accuracy"], "accuracy_ci": s["accuracy_ci"],
             "macro_f1": s["macro_f1"], "macro_f1_ci": s["macro_f1_ci"],
-            "valid_but_wrong_share": sum(p.label is not None and p.label != t for p, t in zip(preds, truth)) / len(truth)
-            if truth else 0.0,
+            "valid_but_wrong_share": (sum(p.label is not None and p.label != t for p, t in zip(preds, truth))
+                                      / len(truth) if truth else 0.0),
             "top_answer": top, "top_answer_share": answered.count(top) / len(preds) if answered else 0.0,
             "examples": [p.raw for p in preds[:3]]}
 
@@ -369,7 +373,8 @@ def structured_findings(result, base_name="base"):
         if vc and vc["accuracy_diff_ci"][1] < 0:
             c = result["choice"][name]
             text += (f"; the JSON format costs it {-vc['accuracy_diff']:.2f} accuracy against the bare label it was "
-                     f"trained to answer ({c['accuracy']:.0%} right under choice, 95% CI {vc['accuracy_diff_ci'][0]:+.2f} "
-                     f"to {vc['accuracy_diff_ci'][1]:+.2f}): train on the format you serve")
+                     f"trained to answer ({c['accuracy']:.0%} right under choice, 95% CI "
+                     f"{vc['accuracy_diff_ci'][0]:+.2f} to {vc['accuracy_diff_ci'][1]:+.2f}): train on the format "
+                     "you serve")
         out.append(text)
     return out

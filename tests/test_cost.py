@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ftplay import cost, rundir
+from ftplay import cost, cost_run, cost_tables, rundir
 from ftplay.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,13 +161,13 @@ def test_seed_case_with_its_gpu_kept_on_all_month():
     assert t["self_hosted_vllm"]["per_token_equivalent_at_full_volume"] == pytest.approx(0.30)
     assert t["self_hosted_vllm"]["savings_vs_hosted"] == pytest.approx(7_423.20)
     assert t["self_hosted_vllm"]["break_even_volume"] == pytest.approx(525_600)          # $1,576.80 / $0.003
-    rows = {r["figure"]: r for r in cost.beside_seed(on, cost.compare(cost.seed_case()))}
+    rows = {r["figure"]: r for r in cost_tables.beside_seed(on, cost.compare(cost.seed_case()))}
     assert rows["self-hosted vLLM $/month"] == {"figure": "self-hosted vLLM $/month", "seed": "900",
                                                 "seed_gpu_always_on": "1,577", "run": "1,577"}
     assert rows["per-token equivalent at full volume, $/M"]["seed"] == "0.30"
     assert rows["self-hosted break-even, requests/month"]["seed"] == "0"
     assert rows["input tokens per request"]["run"] == "1,000 (assumed)"
-    text = cost.format_options(on["options"])
+    text = cost_tables.format_options(on["options"])
     assert "per-token equivalent at full volume: $0.300/M" in text and "not its price below break-even" in text
 
 
@@ -232,13 +232,15 @@ def two_task_run(d, served=LLAMA):
 
 
 def test_each_task_is_priced_with_its_own_tokens(tmp_path):
-    priced = cost.by_task(two_task_run(tmp_path), MEASURED, {"reply": 60})
+    priced = cost_run.by_task(two_task_run(tmp_path), MEASURED, {"reply": 60})
     assert list(priced) == ["classify", "reply"]
     triage, reply = priced["classify"], priced["reply"]
     assert (triage["config"].input_tokens_per_request, triage["config"].output_tokens_per_request) == (110, 3)
     assert (reply["config"].input_tokens_per_request, reply["config"].output_tokens_per_request) == (150, 58)
-    assert "mean prompt of reply's requests in 06's load test (40 requests" in reply["measured"]["input_tokens_per_request"]["why"]
-    assert "reply in 06's load test, stopped at end of turn (39/40 stopped" in reply["measured"]["output_tokens_per_request"]["why"]
+    why_in = reply["measured"]["input_tokens_per_request"]["why"]
+    why_out = reply["measured"]["output_tokens_per_request"]["why"]
+    assert "mean prompt of reply's requests in 06's load test (40 requests" in why_in
+    assert "reply in 06's load test, stopped at end of turn (39/40 stopped" in why_out
     assert reply["adapters"] == ["reply"] and triage["adapters"] == ["triage"]
     # each task's own 02: training examples and tokens per example
     assert (reply["config"].train_examples, reply["config"].tokens_per_example) == (900, 210)
@@ -251,32 +253,32 @@ def test_each_task_is_priced_with_its_own_tokens(tmp_path):
     # the reply has no confidence to route on: no routed option, and the verdict says why
     assert "routed" not in by_name(reply) and "routed" in by_name(triage) and reply["escalation_share"] is None
     assert "a generated reply has no confidence score to escalate on" in " ".join(reply["verdict"]["reasons"])
-    assert cost.read_task(reply).startswith("reply (reply): 150 input (measured) and 58 output tokens (measured) per "
-                                            "request; the hosted model costs $1,320/month at 1,000,000 requests, 66% of it "
-                                            "for output tokens. Cost verdict: ")
-    rec = cost.tasks_record(priced)
+    assert cost_tables.read_task(reply).startswith(
+        "reply (reply): 150 input (measured) and 58 output tokens (measured) per request; the hosted model costs "
+        "$1,320/month at 1,000,000 requests, 66% of it for output tokens. Cost verdict: ")
+    rec = cost_tables.tasks_record(priced)
     assert rec["reply"]["tokens_measured"] == ["input_tokens_per_request", "output_tokens_per_request"]
     assert rec["reply"]["verdict"] == reply["verdict"] and rec["classify"]["output_tokens_per_request"] == 3
-    assert "== classify ==" in cost.format_tasks(priced) and "== reply ==" in cost.format_tasks(priced)
+    assert "== classify ==" in cost_tables.format_tasks(priced) and "== reply ==" in cost_tables.format_tasks(priced)
 
 
 def test_embedded_counts_price_each_task_with_its_assumed_answer(tmp_path):
     """The embedded tokenizer's counts are not used: the triage answer is the parameters cell's 10 tokens,
     the reply's REPLY_OUTPUT_TOKENS_PER_REQUEST."""
     cfg = replace(MEASURED, model="embedded")
-    priced = cost.by_task(two_task_run(tmp_path, served="embedded"), cfg, {"reply": 60})
+    priced = cost_run.by_task(two_task_run(tmp_path, served="embedded"), cfg, {"reply": 60})
     triage, reply = priced["classify"], priced["reply"]
     assert (triage["config"].output_tokens_per_request, reply["config"].output_tokens_per_request) == (10, 60)
     assert reply["config"].input_tokens_per_request == 1_000 and "output_tokens_per_request" in reply["assumed"]
     # 1e6 x (1,000 x 3 + 60 x 15) / 1e6 = 3,900 against triage's 3,150
     assert (by_name(triage)["hosted_frontier"]["monthly_cost"], by_name(reply)["hosted_frontier"]["monthly_cost"]) == \
         (3_150.0, 3_900.0)
-    assert "60 output tokens (assumed)" in cost.read_task(reply)
+    assert "60 output tokens (assumed)" in cost_tables.read_task(reply)
 
 
 def test_a_one_task_run_prices_that_task(tmp_path):
     fake_run(tmp_path)
-    priced = cost.by_task(tmp_path, MEASURED)
+    priced = cost_run.by_task(tmp_path, MEASURED)
     assert list(priced) == ["classify"] and priced["classify"]["config"].input_tokens_per_request == 120
 
 
@@ -307,7 +309,7 @@ def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_pe
 
 def test_measured_on_cpu_uses_tokens_not_throughput(tmp_path):
     fake_run(tmp_path)
-    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
     m = r["measured"]
     # 12,000 prompt tokens / 100 requests; the adapter's answers only: 150 tokens / 50 (the base's ran to 8)
     assert m["input_tokens_per_request"]["value"] == 120 and m["output_tokens_per_request"]["value"] == 3
@@ -330,7 +332,7 @@ def test_embedded_tokenizer_counts_are_assumptions(tmp_path):
     tokenizer: its counts are shown as not used and the parameters cell's are priced, saying why."""
     fake_run(tmp_path, served="embedded")
     cfg = replace(MEASURED, model="embedded")
-    r = cost.compare(cfg, cost.read_measured(tmp_path, cfg))
+    r = cost.compare(cfg, cost_run.read_measured(tmp_path, cfg))
     assert set(r["not_used"]) == {"serving_tokens_per_s", "training_gpu_hours", "input_tokens_per_request",
                                   "output_tokens_per_request", "tokens_per_example"}
     assert r["not_used"]["input_tokens_per_request"]["value"] == 120
@@ -350,25 +352,25 @@ def test_embedded_tokenizer_counts_are_assumptions(tmp_path):
     ("Qwen/Qwen2.5-7B-Instruct", True, "counted by Qwen/Qwen2.5-7B-Instruct's own tokenizer"),
     ("/models/my-8b", True, "counted by /models/my-8b's own tokenizer")])
 def test_tokenizer_source(model, usable, says):
-    ok, why = cost.tokenizer_source(model)
+    ok, why = cost_run.tokenizer_source(model)
     assert ok is usable and says in why
 
 
 def test_answers_run_to_max_tokens_or_another_model_are_not_used(tmp_path):
     fake_run(tmp_path, stop=False)                 # ignore_eos: every answer 8 tokens long
-    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
     assert "output_tokens_per_request" in r["not_used"] and "input_tokens_per_request" in r["measured"]
     assert r["not_used"]["output_tokens_per_request"]["value"] == 5.5              # 550 / 100
     assert "ran every answer to MAX_TOKENS=8 (ignore_eos)" in r["not_used"]["output_tokens_per_request"]["why"]
     fake_run(tmp_path, stopped=44)                 # 44 of the adapter's 50 answers ended their turn: 88% < 90%
-    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
     assert "output_tokens_per_request" in r["not_used"] and r["config"].output_tokens_per_request == 10
     assert "(44/50 stopped, the rest cut at MAX_TOKENS=8): fewer than 90% stopped by themselves" in \
         r["not_used"]["output_tokens_per_request"]["why"]
     fake_run(tmp_path, stopped=45)
-    assert cost.read_measured(tmp_path, MEASURED)["output_tokens_per_request"]["usable"] is True
+    assert cost_run.read_measured(tmp_path, MEASURED)["output_tokens_per_request"]["usable"] is True
     fake_run(tmp_path, served="tiny:Qwen/Qwen2.5-7B-Instruct")
-    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
     assert {"input_tokens_per_request", "output_tokens_per_request", "tokens_per_example"} <= set(r["not_used"])
     assert "03 trained on MODEL='tiny:Qwen/Qwen2.5-7B-Instruct'" in r["not_used"]["tokens_per_example"]["why"]
     assert "06 served MODEL='tiny:Qwen/Qwen2.5-7B-Instruct', 05 prices MODEL=" in \
@@ -378,7 +380,7 @@ def test_answers_run_to_max_tokens_or_another_model_are_not_used(tmp_path):
 def test_classical_reference_priced_from_its_measured_speed(tmp_path):
     fake_run(tmp_path, rows_per_s=1.0)
     cfg = replace(MEASURED, monthly_requests=10_000_000)
-    r = cost.compare(cfg, cost.read_measured(tmp_path, cfg))
+    r = cost.compare(cfg, cost_run.read_measured(tmp_path, cfg))
     row = by_name(r)["classical_reference"]
     # 1e7 requests / (1 row/s x 3,600 x 50% busy) = 5,555.6 vCPU-hours x $0.05 = $277.78 (> 1 vCPU x 730 h x $0.05)
     assert row["monthly_cost"] == pytest.approx(277.78) and row["floor_monthly"] == 36.5
@@ -386,13 +388,14 @@ def test_classical_reference_priced_from_its_measured_speed(tmp_path):
     assert r["measured"]["classical_rows_per_s"]["value"] == 1.0
     assert r["verdict"]["best_option"] != "classical_reference"                  # the verdict picks a fine-tune
     c = r["classical_reference"]
-    assert c["priced"] and c["name"] == "tfidf_logreg" and c["macro_f1"] == 0.818 and c["monthly_cost"] == row["monthly_cost"]
-    small = cost.compare(replace(cfg, monthly_requests=1_000_000), cost.read_measured(tmp_path, cfg))
+    assert c["priced"] and c["name"] == "tfidf_logreg" and c["macro_f1"] == 0.818
+    assert c["monthly_cost"] == row["monthly_cost"]
+    small = cost.compare(replace(cfg, monthly_requests=1_000_000), cost_run.read_measured(tmp_path, cfg))
     assert by_name(small)["classical_reference"]["monthly_cost"] == 36.5         # one vCPU kept on all month
     bare = tmp_path / "no_speed"
     bare.mkdir()
     fake_run(bare)                                                               # 01 recorded no rows_per_s
-    none = cost.compare(cfg, cost.read_measured(bare, cfg))
+    none = cost.compare(cfg, cost_run.read_measured(bare, cfg))
     assert "classical_reference" not in by_name(none)
     assert none["classical_reference"] == {"priced": False, "why": "01 recorded no reference.rows_per_s (its "
                                            "classifier's speed): not measured, so not priced"}
@@ -400,26 +403,26 @@ def test_classical_reference_priced_from_its_measured_speed(tmp_path):
 
 def test_measured_on_gpu_with_the_priced_model_size(tmp_path):
     fake_run(tmp_path, device="cuda", params=8_030_000_000)
-    r = cost.compare(MEASURED, cost.read_measured(tmp_path, MEASURED))
+    r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
     assert r["measured"]["serving_tokens_per_s"]["value"] == 800.0              # prompt + completion tokens/s
     assert r["measured"]["training_gpu_hours"]["value"] == 0.5
     assert by_name(r)["self_hosted_vllm"]["training_cost"] == 1.0               # 0.5 h x $2
     big = replace(MEASURED, model_params_b=70.0)
-    priced_70b = cost.compare(big, cost.read_measured(tmp_path, big))
+    priced_70b = cost.compare(big, cost_run.read_measured(tmp_path, big))
     assert "serving_tokens_per_s" in priced_70b["not_used"]                           # 8B measured, 70B priced
-    off = cost.compare(CASE, cost.read_measured(tmp_path, CASE))
+    off = cost.compare(CASE, cost_run.read_measured(tmp_path, CASE))
     assert off["measured"] == {}
 
 
 def test_no_share_reaches_target_prices_routing_out(tmp_path):
     fake_run(tmp_path)
-    r = cost.compare(replace(MEASURED, target_accuracy=0.99), cost.read_measured(tmp_path, MEASURED))
+    r = cost.compare(replace(MEASURED, target_accuracy=0.99), cost_run.read_measured(tmp_path, MEASURED))
     assert "routed" not in by_name(r) and r["escalation_share"] is None
     assert any("TARGET_ACCURACY" in x for x in r["verdict"]["reasons"])
 
 
 def test_routes_table_exact():
-    r = cost.routes(CASE)
+    r = cost_tables.routes(CASE)
     assert [x["name"] for x in r["rows"]] == ["self_hosted_vllm", "modal", "hosted_fine_tune", "hosted_frontier"]
     t = {x["name"]: x for x in r["rows"]}
     # horizon = MAX_PAYBACK_MONTHS (6): training + 6 x monthly
@@ -429,25 +432,25 @@ def test_routes_table_exact():
     assert t["hosted_frontier"]["horizon_cost"] == pytest.approx(6 * 3_150)
     assert r["favoured"] == "hosted_fine_tune" and "next cheapest (fine-tuned, self-hosted vLLM)" in r["headline"]
     assert "7,200 GPU-s x $0.001/s" in t["modal"]["pricing"] and "252,500 busy GPU-s" in t["modal"]["pricing"]
-    text = cost.format_routes(r)
+    text = cost_tables.format_routes(r)
     assert "fine-tuned, hosted (per token) *" in text and "6 months $" in text
 
 
 def test_routes_favour_follows_the_prices_and_the_volume():
     # a cheap hosted fine-tune loses when its serving price is ten times Modal's per-token cost
     dear_ft = replace(CASE, hosted_ft_price_in_per_m=3.0, hosted_ft_price_out_per_m=3.0)
-    assert cost.routes(dear_ft)["favoured"] == "self_hosted_vllm"                 # 280.56/month < 315.63 on Modal
+    assert cost_tables.routes(dear_ft)["favoured"] == "self_hosted_vllm"   # 280.56/month < 315.63 on Modal
     # an always-on GPU at a tiny volume: Modal scales to zero, the own GPU pays its 730 h floor
     floor = replace(dear_ft, min_gpus_always_on=1)
-    small = cost.routes(floor, requests=1_000)
+    small = cost_tables.routes(floor, requests=1_000)
     t = {x["name"]: x for x in small["rows"]}
     assert small["requests"] == 1_000 and t["self_hosted_vllm"]["monthly_cost"] == 1_460.0
     # Modal: $7.20 training + 6 x $0.32 beats 6 x $3.15 hosted: scaling to zero pays for training at this volume
     assert small["favoured"] == "modal" and t["modal"]["horizon_cost"] == pytest.approx(7.2 + 6 * 0.315625, abs=0.01)
-    tiny = cost.routes(floor, requests=100)                     # 6 x $0.315 hosted < $7.20 of training anywhere
+    tiny = cost_tables.routes(floor, requests=100)                     # 6 x $0.315 hosted < $7.20 of training anywhere
     assert tiny["favoured"] == "hosted_frontier"
     # hosted frontier never wins at volume when any fine-tune is cheaper per token
-    assert cost.routes(floor, requests=100_000_000)["favoured"] == "self_hosted_vllm"
+    assert cost_tables.routes(floor, requests=100_000_000)["favoured"] == "self_hosted_vllm"
 
 
 def test_curves_and_plot():
@@ -480,7 +483,8 @@ def test_notebook_05_without_measurements(tmp_path, run_notebook):
     assert seed["saved_per_month"] == pytest.approx(8_000, rel=0.15) and 10 <= seed["training_minutes"] <= 90
     assert {r["name"] for r in out["options"]} == {"hosted_frontier", "self_hosted_vllm", "modal", "hosted_fine_tune",
                                                    "routed"}
-    assert [r["name"] for r in out["routes"]["rows"]] == ["self_hosted_vllm", "modal", "hosted_fine_tune", "hosted_frontier"]
+    assert [r["name"] for r in out["routes"]["rows"]] == ["self_hosted_vllm", "modal", "hosted_fine_tune",
+                                                          "hosted_frontier"]
     assert out["routes"]["favoured"] == "hosted_fine_tune" and out["routes"]["requests"] == 3_000_000
 
 
@@ -494,7 +498,8 @@ def test_notebook_05_prices_each_task_with_its_own_tokens(tmp_path, run_notebook
     assert (tasks["classify"]["input_tokens_per_request"], tasks["classify"]["output_tokens_per_request"]) == (110, 3)
     assert (tasks["reply"]["input_tokens_per_request"], tasks["reply"]["output_tokens_per_request"]) == (150, 58)
     assert tasks["reply"]["escalation_share"] is None and tasks["reply"]["verdict"]["headline"]
-    hosted = {t: next(r for r in v["options"] if r["name"] == "hosted_frontier")["monthly_cost"] for t, v in tasks.items()}
+    hosted = {t: next(r for r in v["options"] if r["name"] == "hosted_frontier")["monthly_cost"]
+              for t, v in tasks.items()}
     assert hosted == {"classify": 375.0, "reply": 1_320.0}
     shown = "".join(o.get("text", "") for c in nbformat.read(str(tmp_path / "05_compare_costs.ipynb"), 4).cells
                     for o in c.get("outputs", []))

@@ -1,4 +1,5 @@
-"""The held-out rows as an lm-eval task: the export and lm-eval's reading of it on CPU; lm-eval against a real vLLM server (marked `serve`)."""
+"""The held-out rows as an lm-eval task: the export and lm-eval's reading of it on CPU; lm-eval against a real vLLM
+server (marked `serve`)."""
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftplay import harness, identity, models, prompts, serve, serve_checks
+from ftplay import harness, identity, models, prompts, serve, serve_checks, serve_client, serve_tasks
 from ftplay.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,8 @@ def test_lm_eval_builds_ftplays_messages_and_scores_like_ftplay(tmp_path):
               ("billing", "Billing", "billing.", " billing", "billing\n", "account", "")}
     assert scores == {"billing": 1.0, "Billing": 0.0, "billing.": 0.0, " billing": 0.0, "billing\n": 0.0,
                       "account": 0.0, "": 0.0}
-    ftplay = {a: float((a if a in LABELS else None) == "billing") for a in scores}  # serve.Client.classify('choice')
+    # serve_client.Client.classify('choice')
+    ftplay = {a: float((a if a in LABELS else None) == "billing") for a in scores}
     assert scores == ftplay
 
 
@@ -140,10 +142,10 @@ def test_quiet_sends_logs_to_the_file_and_restores_everything(tmp_path, monkeypa
 def test_client_quiets_the_per_request_http_log():
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.NOTSET)
-    serve.Client("http://127.0.0.1:9")
+    serve_client.Client("http://127.0.0.1:9")
     assert [logging.getLogger(n).level for n in ("httpx", "httpx2")] == [logging.WARNING] * 2
     logging.getLogger("httpx2").setLevel(logging.DEBUG)   # set on purpose: kept
-    serve.Client("http://127.0.0.1:9")
+    serve_client.Client("http://127.0.0.1:9")
     assert logging.getLogger("httpx2").level == logging.DEBUG
     logging.getLogger("httpx2").setLevel(logging.WARNING)
 
@@ -162,11 +164,11 @@ def test_lm_eval_against_vllm_agrees_with_ftplay_row_by_row(tmp_path):
                 "b": str(make_test_adapter(ref, tmp_path / "b", r=16, seed=2))}
     meta = identity.read_adapter_meta(adapters["a"])
     labels, system = meta["labels"], meta["system_prompt"]
-    rows, _ = serve.sample_rows("/nonexistent", n=24)
+    rows, _ = serve_tasks.sample_rows("/nonexistent", n=24)
     key = "sk-harness-test-4b1d"
     cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu", api_key=key)
     with serve.Server(cfg, tmp_path / "run") as srv:
-        client = serve.Client(srv.url, key)
+        client = serve_client.Client(srv.url, key)
         structured = serve_checks.structured_scores(client, ["base", "a", "b"], rows, labels, system, n_boot=20)
         res = harness.score_served(srv.url, ["base", "a", "b"], rows, labels, system, structured,
                                    tmp_path / "eval_framework", api_key=key)

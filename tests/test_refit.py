@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import cli, identity, models, refit, runner
+from ftplay import cli, identity, models, refit, run_checks, run_plan, runner
 from ftplay.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,16 +64,16 @@ def test_runner_stops_a_reused_adapter_on_a_changed_base(bases, tmp_path):
     run.mkdir()
     (run / "03_train_qlora.json").write_text(json.dumps({"base_model": asdict(old), "adapter_dir": "x"}))
     with pytest.raises(ConfigError) as e:
-        runner.check_adapters(runner.plan(["04", "06"], {"MODEL": "embedded:1"}), run)
+        run_checks.check_adapters(run_plan.plan(["04", "06"], {"MODEL": "embedded:1"}), run)
     assert [p.split(":")[0] for p in e.value.problems] == ["04_evaluate"]  # one problem per adapter and base
     assert "base is now embedded:1@" in str(e.value)
-    runner.check_adapters(runner.plan(["04", "06"], {"MODEL": "embedded"}), run)  # same base: quiet
-    runner.check_adapters(runner.plan(["03", "04"], {"MODEL": "embedded:1"}), run)  # 03 trains a new adapter
+    run_checks.check_adapters(run_plan.plan(["04", "06"], {"MODEL": "embedded"}), run)  # same base: quiet
+    run_checks.check_adapters(run_plan.plan(["03", "04"], {"MODEL": "embedded:1"}), run)  # 03 trains a new adapter
     with pytest.raises(ConfigError, match="ADAPTER_DIR='nope/adapter' does not exist"):
-        runner.check_adapters(runner.plan(["04"], {"MODEL": "embedded", "ADAPTER_DIR": "nope/adapter"}), run)
+        run_checks.check_adapters(run_plan.plan(["04"], {"MODEL": "embedded", "ADAPTER_DIR": "nope/adapter"}), run)
     foreign = adapter_on(tmp_path / "foreign", bases[1])
     with pytest.raises(ConfigError, match="06_serve_vllm: adapter trained on embedded:1@"):
-        runner.check_adapters(runner.plan(["06"], {"ADAPTER_DIR": str(foreign)}), None)
+        run_checks.check_adapters(run_plan.plan(["06"], {"ADAPTER_DIR": str(foreign)}), None)
 
 
 def test_recorded_params_are_the_executed_defaults_overridden_by_the_injected(tmp_path):
@@ -82,7 +82,7 @@ def test_recorded_params_are_the_executed_defaults_overridden_by_the_injected(tm
     nb.metadata["papermill"] = {"parameters": {"RUN_DIR": "runs/old", "MAX_STEPS": 2, "MODEL": "embedded"}}
     nbformat.write(nb, str(tmp_path / "notebooks" / "03_train_qlora.ipynb"))
     shutil.copy(ROOT / "notebooks" / "02_curate_data.ipynb", tmp_path / "notebooks")
-    rec = runner.recorded_params(tmp_path)
+    rec = run_plan.recorded_params(tmp_path)
     assert list(rec) == ["02_curate_data", "03_train_qlora"]
     assert rec["03_train_qlora"]["MAX_STEPS"] == 2 and rec["03_train_qlora"]["BATCH_SIZE"] is None
     assert rec["03_train_qlora"]["LORA_R"] is None and rec["02_curate_data"]["HELDOUT_FRACTION"] == 0.2
@@ -184,10 +184,14 @@ def test_refit_reruns_the_playbook_on_a_new_base(tmp_path, capsys, bases):
     rows = {r["metric"]: r for r in cmp["rows"]}
     assert rows["base model"]["new"] == f"embedded:1@{new.revision}" and rows["training steps"]["new"] == 10
     assert rows["held-out n"]["old"] == rows["held-out n"]["new"] > 0
-    assert all(isinstance(rows[f"held-out {s} macro-F1"][k], float) for s in ("base", "fine-tuned") for k in ("old", "new"))
+    assert all(isinstance(rows[f"held-out {s} macro-F1"][k], float)
+               for s in ("base", "fine-tuned") for k in ("old", "new"))
     # the same parameters, except MODEL and RUN_DIR
-    before, after = runner.recorded_params(old_dir), runner.recorded_params(tmp_path / "new")
-    strip = lambda rec: {s: {k: v for k, v in p.items() if k not in ("MODEL", "RUN_DIR")} for s, p in rec.items()}  # noqa: E731
+    before, after = run_plan.recorded_params(old_dir), run_plan.recorded_params(tmp_path / "new")
+
+    def strip(rec):
+        return {s: {k: v for k, v in p.items() if k not in ("MODEL", "RUN_DIR")} for s, p in rec.items()}
+
     assert strip(before) == strip(after) and list(after) == ["02_curate_data", "03_train_qlora", "04_evaluate",
                                                              "05_compare_costs"]
     assert {p["MODEL"] for p in after.values() if "MODEL" in p} == {"embedded:1"}

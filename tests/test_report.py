@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ftplay import gate, report, runner, tasks
+from ftplay import gate, report, report_page, run_summary, tasks
 
 CURVE = [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.7}, {"escalated": 0.3, "kept": 70, "accuracy_kept": 0.91},
          {"escalated": 0.5, "kept": 50, "accuracy_kept": 0.95}, {"escalated": 1.0, "kept": 0, "accuracy_kept": None}]
@@ -114,14 +114,15 @@ def items(rep):
 def test_a_fine_tune_that_beats_every_alternative_ships(tmp_path):
     rep = report.build(write_run(tmp_path, RUN))
     it = items(rep)
-    assert {k: v["status"] for k, v in it.items()} == {k: "done" for k in
-                                                       ("tried_cheaper", "curated", "trained", "evaluated", "served", "cost")}
+    assert {k: v["status"] for k, v in it.items()} == {
+        k: "done" for k in ("tried_cheaper", "curated", "trained", "evaluated", "served", "cost")}
     assert rep["ship"]["ship"] is True and rep["ship"]["verdict"] == "YES"
     assert it["tried_cheaper"]["figures"]["routing"] == CURVE[1]  # first share reaching 0.9
     assert "routing: escalating 30% keeps accuracy 0.910" in it["tried_cheaper"]["summary"]
     assert it["tried_cheaper"]["evidence"] == ["01_baseline_prompting", "04_evaluate"]
     cur = it["curated"]["figures"]
-    assert (cur["rows_in"], cur["rows_out"], cur["train"], cur["heldout"], cur["production"]) == (1000, 800, 640, 160, 50)
+    assert (cur["rows_in"], cur["rows_out"], cur["train"], cur["heldout"], cur["production"]) == \
+        (1000, 800, 640, 160, 50)
     assert "50 exact and 40 near duplicates dropped, 10 conflicting labels (20 rows)" in it["curated"]["summary"]
     assert it["trained"]["figures"]["base"] == "embedded@aaaa"
     assert "unsloth, QLoRA (4-bit base), r 16 alpha 32" in it["trained"]["summary"]
@@ -187,8 +188,8 @@ def test_an_unscored_replaced_model_is_not_proven_never_yes(tmp_path):
     assert items(rep)["evaluated"]["status"] == "not proven"
     (r,) = [r for r in rep["ship"]["reasons"] if r["effect"] == "not proven"]
     assert "model the fine-tune would replace: not measured" in r["text"] and "ENDPOINT_URL" in r["text"]
-    assert "ship: NOT PROVEN" in report.format_text(rep)
-    assert "Ship: <b>NOT PROVEN</b>" in report.html_page(rep)
+    assert "ship: NOT PROVEN" in report_page.format_text(rep)
+    assert "Ship: <b>NOT PROVEN</b>" in report_page.html_page(rep)
     # a block still wins over a missing piece
     paired["heldout"]["finetuned_vs_base"] = diff(0.1, 0.1, -0.02, 0.02, p=1.0)
     assert report.build(write_run(tmp_path, with_04(paired=paired)))["ship"]["verdict"] == "NO"
@@ -236,7 +237,8 @@ def test_unredacted_pii_blocks_unless_accepted(tmp_path):
     recs["02_curate_data"]["pii_accepted"] = "synthetic rows written by the project"
     rep = report.build(write_run(tmp_path, recs))
     assert rep["ship"]["verdict"] == "YES"
-    assert any("accepted in 02 (PII_ACCEPTED): synthetic rows written by the project" in n for n in rep["ship"]["notes"])
+    assert any("accepted in 02 (PII_ACCEPTED): synthetic rows written by the project" in n
+               for n in rep["ship"]["notes"])
     recs["02_curate_data"].update(pii_accepted="", pii_redacted=True)
     assert report.build(write_run(tmp_path, recs))["ship"]["verdict"] == "YES"
 
@@ -263,7 +265,7 @@ def test_an_empty_run_directory_is_not_run_item_by_item(tmp_path):
     assert {it["status"] for it in rep["items"]} == {"not run"}
     assert rep["ship"]["ship"] is False and rep["ship"]["verdict"] == "NOT PROVEN"
     assert any("04_evaluate.json is missing" in t for t in texts(rep))
-    assert "ship: NOT PROVEN" in report.format_text(rep)
+    assert "ship: NOT PROVEN" in report_page.format_text(rep)
 
 
 def test_missing_serving_stops_the_ship_and_says_which(tmp_path):
@@ -277,7 +279,8 @@ def test_missing_serving_stops_the_ship_and_says_which(tmp_path):
 def test_a_record_from_before_the_checks_still_reads(tmp_path):
     recs = copy.deepcopy(RUN)
     recs["04_evaluate"]["decision"] = {"ship": False, "reasons": [
-        "STOP: fine-tuned does not beat base on held-out (macro-F1 -0.010, 95% CI -0.05 to +0.03 includes zero or less)"]}
+        "STOP: fine-tuned does not beat base on held-out (macro-F1 -0.010, 95% CI -0.05 to +0.03 includes zero or "
+        "less)"]}
     rep = report.build(write_run(tmp_path, recs))
     assert items(rep)["evaluated"]["status"] == "no" and "gate: stop" in items(rep)["evaluated"]["summary"]
     assert rep["ship"]["ship"] is False and any(t.startswith("Held-out and production evaluated against the base: "
@@ -288,7 +291,8 @@ def test_leakage_loss_preflight_and_cost_failures_are_each_a_no(tmp_path):
     recs = copy.deepcopy(RUN)
     recs["02_curate_data"]["leakage"]["exact"] = 3
     recs["03_train_qlora"]["train_loss"] = 9.5
-    recs["06_serve_vllm"]["preflight"][1] = {"adapter": "triage", "check": "base", "ok": False, "message": "revision differs"}
+    recs["06_serve_vllm"]["preflight"][1] = {"adapter": "triage", "check": "base", "ok": False,
+                                             "message": "revision differs"}
     recs["05_compare_costs"]["verdict"]["cheaper"] = False
     it = items(report.build(write_run(tmp_path, recs)))
     assert {k: v["status"] for k, v in it.items() if v["status"] != "done"} == \
@@ -312,7 +316,8 @@ def test_a_failed_notebook_marks_its_items_failed(tmp_path):
 
 
 def test_route_line_when_05_compares_routes():
-    assert report.route_line({"routes": {"favoured": "modal", "headline": "Modal: $120/month"}}) == "modal: Modal: $120/month"
+    assert report.route_line({"routes": {"favoured": "modal", "headline": "Modal: $120/month"}}) == \
+        "modal: Modal: $120/month"
     assert report.route_line({"routes": {"favoured": "hosted_fine_tune"}}) == "hosted_fine_tune"
     assert report.route_line({"routes": {"headline": "no favourite"}}) is None
     assert report.route_line({"routes": [1, 2]}) is None and report.route_line(None) is None
@@ -322,7 +327,7 @@ def test_html_is_self_contained_and_escaped(tmp_path):
     recs = copy.deepcopy(RUN)
     recs["04_evaluate"]["decision"]["checks"][0].update(status="block", text="<script>alert(1)</script> & more")
     run = write_run(tmp_path, recs)
-    page = report.write_html(run, report.build(run)).read_text()
+    page = report_page.write_html(run, report.build(run)).read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
     assert "<script" not in page and "http" not in page and "src=" not in page
     assert page.count("<tr>") == 7  # header + six items
@@ -343,7 +348,7 @@ def test_html_embeds_the_run_plots_as_data_uris(tmp_path):
     saved = plots.save(fig, run, "02_label_balance")
     rep = report.build(run)
     assert rep["plots"] == ["plots/02_label_balance.png"] and saved == run / "plots" / "02_label_balance.png"
-    page = report.write_html(run, rep).read_text()
+    page = report_page.write_html(run, rep).read_text()
     srcs = re.findall(r'src="([^"]*)"', page)
     assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")
     assert base64.b64decode(srcs[0].split(",", 1)[1]) == saved.read_bytes()
@@ -352,12 +357,12 @@ def test_html_embeds_the_run_plots_as_data_uris(tmp_path):
 
 def test_summary_json_carries_the_report_and_its_verdict(tmp_path):
     run = write_run(tmp_path, {k: v for k, v in RUN.items() if k != "05_compare_costs"})
-    s = runner.summarise(run, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
+    s = run_summary.summarise(run, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
     assert s["decision"] is s["ship_report"]["ship"] and s["decision"]["ship"] is False
     assert s["decision"]["verdict"] == "NOT PROVEN"
     assert all({"text", "record", "field", "effect"} <= set(r) for r in s["decision"]["reasons"])
     assert items(s["ship_report"])["cost"]["status"] == "not run"
-    text = runner.format_summary(s)
+    text = run_summary.format_summary(s)
     assert "[ ] Cost compared: not run" in text and "[x] Examples curated: done" in text and "ship: NOT PROVEN" in text
     assert "[05_compare_costs.json: (whole record)]" in text
 
@@ -366,7 +371,7 @@ def test_summary_json_carries_the_report_and_its_verdict(tmp_path):
 def test_any_single_missing_record_still_builds(tmp_path, stem):
     rep = report.build(write_run(tmp_path, {k: v for k, v in RUN.items() if k != stem}))
     assert rep["ship"]["ship"] is (stem == "00_decide_approach")
-    report.html_page(rep)
+    report_page.html_page(rep)
 
 
 def test_cli_report_prints_the_checklist_and_writes_the_page(tmp_path, capsys):
@@ -422,10 +427,10 @@ def test_each_task_of_a_run_gets_its_own_answers_and_verdict(tmp_path):
     r = rep["tasks"]["reply"]["ship"]
     assert r["verdict"] == "NO" and r["reasons"][0]["record"] == "reply/02_curate_data.json", r["reasons"][0]
     assert "PII in 4 training rows" in r["reasons"][0]["text"]
-    text = report.format_text(rep)
+    text = report_page.format_text(rep)
     assert "ship classify: YES" in text and "ship reply: NO" in text and "adapter 'reply', records in reply" in text
     failed = report.build(run, {"reply/04_evaluate": {"status": "failed", "cell": 7, "error": "boom"}})
     items = {i["key"]: i["status"] for i in failed["tasks"]["reply"]["items"]}
     assert items["evaluated"] == "failed" and failed["tasks"]["classify"]["ship"]["verdict"] == "YES"
     assert any(x["field"] == "notebooks.reply/04_evaluate" for x in failed["tasks"]["reply"]["ship"]["reasons"])
-    assert "ship reply" in report.html_page(rep) or "Ship reply" in report.html_page(rep)
+    assert "ship reply" in report_page.html_page(rep) or "Ship reply" in report_page.html_page(rep)

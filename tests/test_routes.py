@@ -6,7 +6,7 @@ import warnings
 import httpx
 import pytest
 
-from ftplay import cli, hosted, modal_app, recipes, runner
+from ftplay import cli, hosted, modal_app, recipes, run_plan
 from ftplay.errors import ConfigError, DataError
 
 pytest.importorskip("modal")
@@ -42,7 +42,8 @@ def test_modal_config_reports_every_problem():
                               timeout_s=100_000, scaledown_s=1, adapters={"a": "/abs/adapter"})
     msg = str(e.value)
     assert len(e.value.problems) == 7
-    for name in ("RUN_NAME", "GPU='V100'", "SERVE_GPU='A10:5'", "RUNS_VOLUME", "TIMEOUT_S", "SCALEDOWN_S", "'/abs/adapter'"):
+    for name in ("RUN_NAME", "GPU='V100'", "SERVE_GPU='A10:5'", "RUNS_VOLUME", "TIMEOUT_S", "SCALEDOWN_S",
+                 "'/abs/adapter'"):
         assert name in msg
     assert modal_app.ModalConfig(run_name="r1").adapters == {"triage": "r1/train/adapter"}
 
@@ -104,7 +105,7 @@ def test_train_runs_a_valid_ftplay_run(app_file):
     assert argv[1:3] == ["-m", "ftplay.cli"]
     args = cli.parser().parse_args(argv[3:])
     assert (args.cmd, args.params, args.out) == ("run", "/tmp/ftplay-params.yaml", "/runs/modal1")
-    stems = [s for s, _, _ in runner.plan(args.only.split(","), module.PARAMS)]
+    stems = [s for s, _, _ in run_plan.plan(args.only.split(","), module.PARAMS)]
     assert stems == ["02_curate_data", "03_train_qlora", "04_evaluate"]
     assert module.PARAMS == {"MODEL": "Qwen/Qwen2.5-7B-Instruct"}
 
@@ -158,7 +159,7 @@ def _run(tmp_path, train_rows, heldout_rows=None):
 def test_export_writes_only_what_together_reads(tmp_path):
     run = _run(tmp_path, [_row(1), _row(2, "shipping"), _row(3)])
     out = hosted.export(run)
-    lines = [json.loads(l) for l in open(out["files"]["train"])]
+    lines = [json.loads(line) for line in open(out["files"]["train"])]
     assert lines[1] == {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "ticket 2"},
                                      {"role": "assistant", "content": "shipping"}]}
     assert out["examples"] == {"train": 3, "heldout": 2}
@@ -229,7 +230,8 @@ def test_job_parameters_come_from_the_train_config():
     emb = hosted.job_kwargs(recipes.EMBEDDED_RECIPE, hosted.HostedConfig(n_evals=2), "f", validation_file="v")
     assert emb["lora_trainable_modules"] == "all-linear" and emb["lora_r"] == 32 and emb["validation_file"] == "v"
     with pytest.raises(ConfigError) as e:
-        hosted.job_kwargs(recipes.TrainConfig(num_epochs=2.5, lr_scheduler="constant"), hosted.HostedConfig(n_evals=1), "f")
+        hosted.job_kwargs(recipes.TrainConfig(num_epochs=2.5, lr_scheduler="constant"), hosted.HostedConfig(n_evals=1),
+                          "f")
     assert len(e.value.problems) == 3 and "EPOCHS=2.5" in str(e.value) and "TOGETHER_N_EVALS=1" in str(e.value)
     sent = {"num_epochs", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "batch_size", "grad_accum",
             "lora_r", "lora_alpha", "lora_dropout", "target_modules", "seed"}
@@ -240,14 +242,16 @@ def test_hosted_config_and_model_names():
     with pytest.raises(ConfigError) as e:
         hosted.HostedConfig(model="embedded", suffix="x" * 41, n_checkpoints=0)
     assert len(e.value.problems) == 3
-    assert hosted.together_model("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    assert (hosted.together_model("meta-llama/Llama-3.1-8B-Instruct")
+            == "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference")
     assert hosted.together_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
     with pytest.raises(ConfigError, match="embedded"):
         hosted.together_model("embedded")
 
 
 def test_limits_are_checked_with_the_parameter_to_change():
-    kw = hosted.job_kwargs(recipes.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=64), hosted.HostedConfig(), "f")
+    kw = hosted.job_kwargs(recipes.TrainConfig(lora_r=128, learning_rate=0.5, batch_size=64), hosted.HostedConfig(),
+                           "f")
     kw["lora_trainable_modules"] = "q_proj,lm_head"
     with pytest.raises(ConfigError) as e:
         hosted.check_limits(kw, LIMITS)
@@ -255,7 +259,8 @@ def test_limits_are_checked_with_the_parameter_to_change():
     for text in ("LORA_R=128 > 64", "['lm_head']", "BATCH_SIZE=64 must be 8-32"):
         assert text in str(e.value)
     ok = hosted.job_kwargs(recipes.SEED_RECIPE, hosted.HostedConfig(), "f")
-    assert recipes.SEED_RECIPE.batch_size == 4 and ok["batch_size"] == 8, "the seed's micro batch 4 goes as Together's minimum"
+    assert recipes.SEED_RECIPE.batch_size == 4 and ok["batch_size"] == 8, \
+        "the seed's micro batch 4 goes as Together's minimum"
     assert hosted.check_limits(ok, LIMITS).lora_training.max_rank == 64
 
 

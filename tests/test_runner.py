@@ -6,31 +6,31 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import cli, kernels, params, rundir, runner, stages
+from ftplay import cli, kernels, params, run_checks, run_plan, run_summary, rundir, runner, stages
 from ftplay.errors import ConfigError
 
 
 def test_unknown_parameter_and_notebook_are_rejected_up_front(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text("MODELL: embedded\nnotebooks:\n  03_train_qlora:\n    EPOCH: 1\n")
-    flat, per = runner.load_params(p)
+    flat, per = run_plan.load_params(p)
     with pytest.raises(ConfigError) as e:
-        runner.plan(None, flat, per)
+        run_plan.plan(None, flat, per)
     assert "MODELL is declared by no notebook" in str(e.value)
     assert "03_train_qlora has no parameter EPOCH" in str(e.value)
     with pytest.raises(ConfigError, match="--only 09: no such notebook"):
-        runner.plan(["09"])
+        run_plan.plan(["09"])
 
 
 def test_bad_yaml_names_the_line(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text("MODEL: embedded\nSEED: [1,\n")
     with pytest.raises(ConfigError, match="line"):
-        runner.load_params(p)
+        run_plan.load_params(p)
 
 
 def test_plan_passes_each_notebook_only_its_parameters():
-    todo = runner.plan(["02", "03"], {"MODEL": "embedded", "SEED": 5}, {"03_train_qlora": {"MAX_STEPS": 2}})
+    todo = run_plan.plan(["02", "03"], {"MODEL": "embedded", "SEED": 5}, {"03_train_qlora": {"MAX_STEPS": 2}})
     assert [s for s, _, _ in todo] == ["02_curate_data", "03_train_qlora"]
     assert todo[0][2] == {"MODEL": "embedded", "SEED": 5}
     assert todo[1][2] == {"MODEL": "embedded", "SEED": 5, "MAX_STEPS": 2}
@@ -55,11 +55,12 @@ def test_failing_notebook_exits_non_zero_naming_notebook_and_cell(tmp_path, monk
     ok.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
     c.metadata["tags"] = ["parameters"]
-    ok.cells = [c, nbformat.v4.new_code_cell(f"import pathlib; pathlib.Path(RUN_DIR, '{first}.json').write_text('{{}}')")]
+    ok.cells = [c, nbformat.v4.new_code_cell(f"import pathlib; pathlib.Path(RUN_DIR, '{first}.json')"
+                                             ".write_text('{}')")]
     nbformat.write(ok, str(nbdir / f"{first}.ipynb"))
     _failing_notebook(nbdir / f"{second}.ipynb")
     _failing_notebook(nbdir / f"{third}.ipynb")
-    monkeypatch.setattr(runner, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(run_plan, "NOTEBOOK_DIR", nbdir)
     out = tmp_path / "run"
     rc = cli.main(["run", "--out", str(out)])
     assert rc == 1
@@ -77,31 +78,36 @@ def test_failing_notebook_exits_non_zero_naming_notebook_and_cell(tmp_path, monk
 
 
 def test_summary_reads_recorded_results(tmp_path):
-    ev = {"heldout": {"n": 10, "systems": {"base": {"accuracy": .1, "macro_f1": .05}, "finetuned": {"accuracy": .9, "macro_f1": .8}}},
-          "production": {"n": 5, "systems": {"base": {"accuracy": .2, "macro_f1": .1}, "finetuned": {"accuracy": .8, "macro_f1": .7}}},
+    ev = {"heldout": {"n": 10, "systems": {"base": {"accuracy": .1, "macro_f1": .05},
+                                           "finetuned": {"accuracy": .9, "macro_f1": .8}}},
+          "production": {"n": 5, "systems": {"base": {"accuracy": .2, "macro_f1": .1},
+                                             "finetuned": {"accuracy": .8, "macro_f1": .7}}},
           "decision": {"ship": True, "reasons": ["held-out: better"]}}
     (tmp_path / "04_evaluate.json").write_text(json.dumps(ev))
-    (tmp_path / "05_compare_costs.json").write_text(json.dumps({"verdict": {"cheaper": False, "headline": "h", "reasons": ["cost: no"]}}))
+    (tmp_path / "05_compare_costs.json").write_text(json.dumps({"verdict": {"cheaper": False, "headline": "h",
+                                                                            "reasons": ["cost: no"]}}))
     warning = {"label": "gift_cards", "kind": "train_only", "rows": 1, "message": "label 'gift_cards' has 1 row(s)"}
     (tmp_path / "02_curate_data.json").write_text(json.dumps({"label_warnings": [warning]}))
-    s = runner.summarise(tmp_path, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
+    s = run_summary.summarise(tmp_path, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
     assert s["heldout"]["finetuned"]["macro_f1"] == .8 and s["production"]["n"] == 5
     assert s["label_warnings"] == [warning]
-    assert "labels: 1 warning(s)\n  - label 'gift_cards' has 1 row(s)" in runner.format_summary(s)
-    assert s["decision"]["ship"] is False and "Cost compared: not cheaper: h" in [r["text"] for r in s["decision"]["reasons"]]
-    assert "ship: NO" in runner.format_summary(s)
+    assert "labels: 1 warning(s)\n  - label 'gift_cards' has 1 row(s)" in run_summary.format_summary(s)
+    assert s["decision"]["ship"] is False
+    assert "Cost compared: not cheaper: h" in [r["text"] for r in s["decision"]["reasons"]]
+    assert "ship: NO" in run_summary.format_summary(s)
 
 
 def test_bad_inputs_stop_before_any_notebook_runs(tmp_path):
     one = tmp_path / "one_label.csv"
     one.write_text("text,label\nmy card was charged,billing\nrefund please now,billing\n")
     with pytest.raises(ConfigError) as e:
-        runner.check_inputs(runner.plan(["01", "02"], {"MODEL": str(tmp_path / "nope"), "PRODUCTION_PATH": "data/missing.csv"}))
+        run_checks.check_inputs(run_plan.plan(["01", "02"], {"MODEL": str(tmp_path / "nope"),
+                                                              "PRODUCTION_PATH": "data/missing.csv"}))
     msg = str(e.value)
     assert "MODEL=" in msg and "does not exist" in msg
     assert "PRODUCTION_PATH='data/missing.csv' does not exist" in msg
     with pytest.raises(ConfigError, match="has 1 label"):
-        runner.check_inputs(runner.plan(["02"], {"TRAIN_PATH": str(one)}))
+        run_checks.check_inputs(run_plan.plan(["02"], {"TRAIN_PATH": str(one)}))
 
 
 def test_cli_reports_bad_parameters_with_exit_2(tmp_path, capsys):
@@ -122,13 +128,14 @@ def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp
     msg = str(e.value)
     for text in ("EPOCHS='three' (str) must be Optional[float]", "LORA_R='16' (str) must be Optional[int] "
                  "(written in quotes: drop them)", "LEARNING_RATE='2e-3' (str) must be Optional[float] (YAML read it "
-                 "as text: write 0.002", "LOAD_IN_4BIT=1 (int) must be Optional[bool]", "TARGET_MODULES=['q_proj', 3] (list)",
+                 "as text: write 0.002", "LOAD_IN_4BIT=1 (int) must be Optional[bool]",
+                 "TARGET_MODULES=['q_proj', 3] (list)",
                  "N_BOOT=100.5 (float) must be int", "01_baseline_prompting: SEED='7' (str) must be int"):
         assert text in msg, msg
     assert not (tmp_path / "run").exists(), "nothing runs or is written before the types are right"
-    params.check_types(runner.plan(None, {"MODEL": "embedded", "SEED": 7},
-                                   {"03_train_qlora": {"EPOCHS": 2, "LEARNING_RATE": 0.002, "LORA_R": None,
-                                                       "TARGET_MODULES": ["q_proj"]}}))
+    params.check_types(run_plan.plan(None, {"MODEL": "embedded", "SEED": 7},
+                                     {"03_train_qlora": {"EPOCHS": 2, "LEARNING_RATE": 0.002, "LORA_R": None,
+                                                         "TARGET_MODULES": ["q_proj"]}}))
 
 
 def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, monkeypatch):
@@ -148,8 +155,8 @@ def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, m
 
 def test_which_names_are_secrets_and_what_is_redacted():
     assert [n for n in ("API_KEY", "HF_TOKEN", "VLLM_API_KEY", "db-password", "MAX_TOKENS", "ENDPOINT_API_KEY_ENV",
-                        "MODEL", "TOKENIZER", "bos_token", "eos_token_id") if rundir.is_secret(n)] == ["API_KEY", "HF_TOKEN", "VLLM_API_KEY",
-                                                                         "db-password"]
+                        "MODEL", "TOKENIZER", "bos_token", "eos_token_id") if rundir.is_secret(n)] == [
+        "API_KEY", "HF_TOKEN", "VLLM_API_KEY", "db-password"]
     assert rundir.redact({"API_KEY": "sk-1", "x": [{"HF_TOKEN": "t"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}) == {
         "API_KEY": "***", "x": [{"HF_TOKEN": "***"}], "MAX_TOKENS": 8, "EMPTY_KEY": ""}
 
@@ -157,14 +164,15 @@ def test_which_names_are_secrets_and_what_is_redacted():
 def test_a_notebook_run_before_what_it_needs_says_which_to_run_first(tmp_path):
     with pytest.raises(ConfigError) as e:
         runner.run(None, only=["03", "04"], out=tmp_path / "run", progress=lambda *_: None)
-    assert str(e.value).count("needs 02_curate_data's output") == 2 and "run 02 first (--only 02,03 --out" in str(e.value)
+    assert str(e.value).count("needs 02_curate_data's output") == 2
+    assert "run 02 first (--only 02,03 --out" in str(e.value)
     assert "04_evaluate needs 03_train_qlora" not in str(e.value), "03 is in the plan before 04"
     with pytest.raises(ConfigError, match="06_serve_vllm needs 03_train_qlora's output.*or set ADAPTER_DIR"):
-        runner.check_order(runner.plan(["06"]), tmp_path)
-    runner.check_order(runner.plan(["06"], per_notebook={"06_serve_vllm": {"ADAPTER_DIR": "x"}}), tmp_path)
-    runner.check_order(runner.plan(None), None)  # the whole playbook needs nothing beforehand
+        run_checks.check_order(run_plan.plan(["06"]), tmp_path)
+    run_checks.check_order(run_plan.plan(["06"], per_notebook={"06_serve_vllm": {"ADAPTER_DIR": "x"}}), tmp_path)
+    run_checks.check_order(run_plan.plan(None), None)  # the whole playbook needs nothing beforehand
     (tmp_path / "02_curate_data.json").write_text("{}")
-    runner.check_order(runner.plan(["03"]), tmp_path)
+    run_checks.check_order(run_plan.plan(["03"]), tmp_path)
 
 
 def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp_path, monkeypatch, capsys):
@@ -181,12 +189,14 @@ def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp
     runner.CURRENT.clear()
     (tmp_path / "empty").mkdir()
     assert cli.main(["report", str(tmp_path / "empty")]) == 2
-    assert "is not a run directory" in capsys.readouterr().err and not (tmp_path / "empty" / "ship_report.html").exists()
+    assert "is not a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "ship_report.html").exists()
 
 
 def test_every_numeric_parameter_of_every_notebook_has_a_range_its_default_meets():
-    numeric = {(stem, name): info for stem, path in runner.notebooks().items()
-               for name, info in runner.declared_parameters(path).items() if params.is_numeric(info["inferred_type_name"])}
+    numeric = {(stem, name): info for stem, path in run_plan.notebooks().items()
+               for name, info in params.declared_parameters(path).items()
+               if params.is_numeric(info["inferred_type_name"])}
     assert len(numeric) > 60
     unranged = sorted(f"{stem}: {name}" for stem, name in numeric if name not in params.RANGES | params.UNBOUNDED)
     assert not unranged, f"add these to params.RANGES (or UNBOUNDED, with why): {unranged}"
@@ -207,8 +217,9 @@ def test_ranges_say_the_rule_and_hold_at_their_edges():
 
 
 def test_ranges_are_checked_for_every_notebook_of_the_plan_before_anything_runs(tmp_path):
-    todo = runner.plan(["01", "03", "05"], {"BATCH_SIZE": 0, "SEED": -1, "MAX_SEQ_LEN": 8},
-                       {"03_train_qlora": {"LEARNING_RATE": 0.0, "LORA_R": 300}, "05_compare_costs": {"SERVING_UTILISATION": 0.0}})
+    todo = run_plan.plan(["01", "03", "05"], {"BATCH_SIZE": 0, "SEED": -1, "MAX_SEQ_LEN": 8},
+                         {"03_train_qlora": {"LEARNING_RATE": 0.0, "LORA_R": 300},
+                          "05_compare_costs": {"SERVING_UTILISATION": 0.0}})
     with pytest.raises(ConfigError) as e:
         params.check_ranges(todo)
     assert e.value.problems == [
@@ -218,33 +229,36 @@ def test_ranges_are_checked_for_every_notebook_of_the_plan_before_anything_runs(
         "[0, 4294967295] such as 0, its default",
         "01_baseline_prompting: MAX_SEQ_LEN=8 must be >= 16; set MAX_SEQ_LEN in the params file to a value >= 16 "
         "such as 512, its default",
-        "03_train_qlora: LEARNING_RATE=0.0 must be in (0, 1); set LEARNING_RATE in the params file to a value in (0, 1)",
+        "03_train_qlora: LEARNING_RATE=0.0 must be in (0, 1); set LEARNING_RATE in the params file to a value in "
+        "(0, 1)",
         "03_train_qlora: LORA_R=300 must be in [1, 256]; set LORA_R in the params file to a value in [1, 256]",
         "05_compare_costs: SERVING_UTILISATION=0.0 must be in (0, 1]; set SERVING_UTILISATION in the params file to a "
         "value in (0, 1] such as 0.5, its default"]
     with pytest.raises(ConfigError, match="BATCH_SIZE=0 must be >= 1"):
         runner.run(None, only=["04"], params={"BATCH_SIZE": 0}, out=tmp_path / "run", progress=lambda *_: None)
     assert not (tmp_path / "run").exists()
-    params.check_ranges(runner.plan(None, {"BATCH_SIZE": 1, "SEED": 0, "N_BOOT": 1},
-                                    {"03_train_qlora": {"LORA_R": None, "MAX_STEPS": -1, "EPOCHS": 0.5}}))
+    params.check_ranges(run_plan.plan(None, {"BATCH_SIZE": 1, "SEED": 0, "N_BOOT": 1},
+                                      {"03_train_qlora": {"LORA_R": None, "MAX_STEPS": -1, "EPOCHS": 0.5}}))
 
 
 def test_a_text_parameter_of_a_few_values_is_checked_before_anything_runs(tmp_path):
     """SCORING_METHOD (01 and 04) takes label scoring's methods only; a typo is one error (named once, as a number
     out of range is), with the values that work, before any notebook runs; both methods pass."""
-    from ftplay import scoring
+    from ftplay import config, scoring
 
-    assert params.CHOICES["SCORING_METHOD"] == scoring.LabelScorer.METHODS
+    # one tuple, three readers: the params check, the scoring config and the scorer (not three equal copies)
+    assert params.CHOICES["SCORING_METHOD"] is config.SCORING_METHODS is scoring.LabelScorer.METHODS
     with pytest.raises(ConfigError) as e:
-        params.check_ranges(runner.plan(["01", "04"], {"SCORING_METHOD": "likelihood"}))
+        params.check_ranges(run_plan.plan(["01", "04"], {"SCORING_METHOD": "likelihood"}))
     assert e.value.problems == [
         "01_baseline_prompting: SCORING_METHOD='likelihood' is not one of 'constrained', 'joint'; set SCORING_METHOD "
         "in the params file to one of them"]
     with pytest.raises(ConfigError, match="SCORING_METHOD='Joint' is not one of"):
-        runner.run(None, only=["04"], params={"SCORING_METHOD": "Joint"}, out=tmp_path / "run", progress=lambda *_: None)
+        runner.run(None, only=["04"], params={"SCORING_METHOD": "Joint"}, out=tmp_path / "run",
+                   progress=lambda *_: None)
     assert not (tmp_path / "run").exists()
     for method in scoring.LabelScorer.METHODS:
-        params.check_ranges(runner.plan(["01", "04"], {"SCORING_METHOD": method}))
+        params.check_ranges(run_plan.plan(["01", "04"], {"SCORING_METHOD": method}))
     assert "SCORING_METHOD" in params.RUN_IDENTITY  # 04 pairs its systems with 01's: one method for both
 
 
@@ -252,7 +266,7 @@ def test_a_system_prompt_showing_json_passes_the_checks_and_renders_as_written()
     from ftplay import prompts
 
     text = 'Answer as JSON {"label": "<one of {labels}>"}; nothing else.'
-    todo = runner.plan(["01", "02"], {"SYSTEM_PROMPT": text})
+    todo = run_plan.plan(["01", "02"], {"SYSTEM_PROMPT": text})
     params.check_types(todo)
     params.check_ranges(todo)
     assert prompts.messages("my card", ["billing", "bug"], system_prompt=text)[0]["content"] == \
@@ -260,7 +274,7 @@ def test_a_system_prompt_showing_json_passes_the_checks_and_renders_as_written()
 
 
 def _executed(run_dir, stem, injected, record=True):
-    nb = nbformat.read(str(runner.NOTEBOOK_DIR / f"{stem}.ipynb"), as_version=4)
+    nb = nbformat.read(str(run_plan.NOTEBOOK_DIR / f"{stem}.ipynb"), as_version=4)
     nb.metadata["papermill"] = {"parameters": {"RUN_DIR": str(run_dir), **injected}}
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(run_dir / "notebooks" / f"{stem}.ipynb"))
@@ -273,18 +287,20 @@ def test_a_second_run_with_other_parameters_is_refused_and_a_rerun_with_the_same
     _executed(run, "02_curate_data", {"TRAIN_PATH": "data/other.csv", "MAX_SEQ_LEN": 256})
     _executed(run, "03_train_qlora", {"MAX_STEPS": 2}, record=False)  # failed or killed: no record, not compared
     with pytest.raises(ConfigError) as e:
-        runner.check_same_run(runner.plan(["02", "03"], {"MAX_SEQ_LEN": 256}), run)
-    assert e.value.problems[:1] == [f"TRAIN_PATH='data/tickets_raw.csv' for 02_curate_data, but 02_curate_data in {run} "
-                                    "ran with TRAIN_PATH='data/other.csv'"]
+        run_checks.check_same_run(run_plan.plan(["02", "03"], {"MAX_SEQ_LEN": 256}), run)
+    assert e.value.problems[:1] == [f"TRAIN_PATH='data/tickets_raw.csv' for 02_curate_data, but 02_curate_data in "
+                                    f"{run} ran with TRAIN_PATH='data/other.csv'"]
     assert "03_train_qlora: MAX_SEQ_LEN" not in str(e.value) and len(e.value.problems) == 2  # + the fix
     assert "add --force" in e.value.problems[-1]
     with pytest.raises(ConfigError, match="MODEL='embedded:1' for 04_evaluate, but 02_curate_data in"):
-        runner.check_same_run(runner.plan(["04"], {"MODEL": "embedded:1"}), run)  # the run's identity, any notebook
+        # the run's identity, any notebook
+        run_checks.check_same_run(run_plan.plan(["04"], {"MODEL": "embedded:1"}), run)
     same = {"TRAIN_PATH": "data/other.csv", "MAX_SEQ_LEN": 256}
-    runner.check_same_run(runner.plan(["02", "03"], same), run)                 # a rerun: the same parameters
-    runner.check_same_run(runner.plan(["03"], {"MAX_SEQ_LEN": 1024, "MAX_STEPS": 5}), run)  # 03's own knobs are its own
-    runner.check_same_run(runner.plan(["02"]), run, force=True)
-    runner.check_same_run(runner.plan(["02"]), tmp_path / "fresh")
+    run_checks.check_same_run(run_plan.plan(["02", "03"], same), run)                 # a rerun: the same parameters
+    # 03's own knobs are its own
+    run_checks.check_same_run(run_plan.plan(["03"], {"MAX_SEQ_LEN": 1024, "MAX_STEPS": 5}), run)
+    run_checks.check_same_run(run_plan.plan(["02"]), run, force=True)
+    run_checks.check_same_run(run_plan.plan(["02"]), tmp_path / "fresh")
 
 
 def test_recorded_params_name_an_unreadable_notebook(tmp_path):
@@ -293,9 +309,9 @@ def test_recorded_params_name_an_unreadable_notebook(tmp_path):
     _executed(tmp_path, "02_curate_data", {"SEED": 4})
     (tmp_path / "notebooks" / "03_train_qlora.ipynb").write_text('{"cells": [')
     with pytest.raises(FtplayError, match="03_train_qlora.ipynb is not a readable notebook .*--only 03 --out"):
-        runner.recorded_params(tmp_path)
-    assert runner.recorded_params(tmp_path, lenient=True)["02_curate_data"]["SEED"] == 4
-    assert list(runner.recorded_params(tmp_path, stems={"02_curate_data"})) == ["02_curate_data"]
+        run_plan.recorded_params(tmp_path)
+    assert run_plan.recorded_params(tmp_path, lenient=True)["02_curate_data"]["SEED"] == 4
+    assert list(run_plan.recorded_params(tmp_path, stems={"02_curate_data"})) == ["02_curate_data"]
 
 
 def test_stale_kernel_connection_files_are_removed_and_kernels_are_encrypted(tmp_path):
@@ -313,8 +329,8 @@ def test_stale_kernel_connection_files_are_removed_and_kernels_are_encrypted(tmp
 CTRL_C_DRIVER = """
 import sys
 from pathlib import Path
-from ftplay import cli, runner
-runner.NOTEBOOK_DIR = Path(sys.argv[1])
+from ftplay import cli, run_plan
+run_plan.NOTEBOOK_DIR = Path(sys.argv[1])
 sys.exit(cli.main(["run", "--out", sys.argv[2]]))
 """
 
@@ -383,36 +399,37 @@ def test_after_sigkill_the_next_run_removes_the_kernel_file_and_takes_the_lock(t
     (out / "started").unlink()
     again = subprocess.run([sys.executable, "-c", CTRL_C_DRIVER, str(_sleeping_notebook(tmp_path / "notebooks", 0)),
                             str(out)], env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime),
-                                            "PYTHONPATH": str(runner.ROOT)}, capture_output=True, text=True, timeout=120)
+                                            "PYTHONPATH": str(runner.ROOT)},
+                           capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "summary.json").read_text())["notebooks"]["00_decide_approach"]["status"] == "ok"
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
 
 
 def test_the_default_playbook_runs_both_tasks_each_into_its_own_folder():
-    groups = runner.plan_groups()
+    groups = run_plan.plan_groups()
     assert [(g.task, g.sub, [t[0][:2] for t in g.todo]) for g in groups] == [
         ("classify", "", ["01", "00", "02", "03", "04"]), ("reply", "reply", ["01", "02", "03", "04"]),
         ("classify", "", ["06", "05"])]
     reply = {stem: values for stem, _, values in groups[1].todo}
     assert reply["02_curate_data"]["TASK"] == "reply"
-    assert reply["02_curate_data"]["TRAIN_PATH"] == runner.TASK_PARAMS["reply"]["TRAIN_PATH"]
+    assert reply["02_curate_data"]["TRAIN_PATH"] == run_plan.TASK_PARAMS["reply"]["TRAIN_PATH"]
     assert "TASK" not in {k for _, _, v in groups[2].todo for k in v}, "05 and 06 serve and price every task"
 
 
 def test_flat_data_parameters_make_a_one_task_run_and_other_tasks_keep_their_own_data():
-    one = runner.plan_groups(None, {"TRAIN_PATH": "x.csv", "SEED": 3})
+    one = run_plan.plan_groups(None, {"TRAIN_PATH": "x.csv", "SEED": 3})
     assert [g.task for g in one] == ["classify", "classify"] and all(g.sub == "" for g in one)
-    reply = runner.plan_groups(["02"], {"TASK": "reply", "TRAIN_PATH": "b.csv"})
+    reply = run_plan.plan_groups(["02"], {"TASK": "reply", "TRAIN_PATH": "b.csv"})
     assert [(g.task, g.sub) for g in reply] == [("reply", "")]
     assert reply[0].todo[0][2]["TRAIN_PATH"] == "b.csv" and reply[0].todo[0][2]["TASK"] == "reply"
-    both = runner.plan_groups(["02"], {"TASKS": ["classify", "reply"], "TRAIN_PATH": "mine.csv", "SEED": 3},
-                              per_task={"reply": {"MAX_SEQ_LEN": 256}})
+    both = run_plan.plan_groups(["02"], {"TASKS": ["classify", "reply"], "TRAIN_PATH": "mine.csv", "SEED": 3},
+                                per_task={"reply": {"MAX_SEQ_LEN": 256}})
     (_, _, first), (_, _, second) = both[0].todo[0], both[1].todo[0]
-    assert first["TRAIN_PATH"] == "mine.csv" and second["TRAIN_PATH"] == runner.TASK_PARAMS["reply"]["TRAIN_PATH"]
+    assert first["TRAIN_PATH"] == "mine.csv" and second["TRAIN_PATH"] == run_plan.TASK_PARAMS["reply"]["TRAIN_PATH"]
     assert first["SEED"] == second["SEED"] == 3, "a shared knob reaches every task"
     assert second["MAX_SEQ_LEN"] == 256 and "MAX_SEQ_LEN" not in first
     for bad in ({"TASKS": ["classify", "poem"]}, {"TASKS": ["reply", "reply"]}, {"TASK": "poem"},
                 {"TASKS": ["classify", "reply"], "TASK": "reply"}):
         with pytest.raises(ConfigError):
-            runner.plan_groups(None, bad)
+            run_plan.plan_groups(None, bad)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftplay import identity, loadtest, models, prompts, serve, serve_checks
+from ftplay import identity, loadtest, models, prompts, serve, serve_checks, serve_client, serve_tasks
 from ftplay.errors import ConfigError, FtplayError
 
 from adapters import make_test_adapter
@@ -74,7 +74,8 @@ def test_cuda_command_uses_vllm_serve(ref, adapters, tmp_path):
         "--max-loras", "1", "--lora-modules", f"a={adapters['a']}", "--structured-outputs-config",
         '{"backend": "xgrammar", "disable_any_whitespace": true}']
     env = serve.environment(cfg)  # no CPU tuning on a GPU: no --max-num-seqs above, none of the CPU variables
-    assert not {"VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "VLLM_ENABLE_V1_MULTIPROCESSING"} & set(env)
+    assert not {"VLLM_CPU_KVCACHE_SPACE", "VLLM_ALLOW_RUNTIME_LORA_UPDATING",
+                "VLLM_ENABLE_V1_MULTIPROCESSING"} & set(env)
     cpu = serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable, runtime_lora_updating=False,
                             kv_cache_gib=2.5)
     assert "--enable-lora" not in serve.command(cpu) and serve.environment(cpu)["VLLM_CPU_KVCACHE_SPACE"] == "2.5"
@@ -104,7 +105,8 @@ def _failed(findings):
 
 def test_preflight_passes_good_adapters(ref, adapters):
     findings = serve_checks.preflight(ref, adapters)
-    assert {f.check for f in findings} == {"rank", "target_modules", "modules_to_save", "vocab", "base", "chat_template"}
+    assert {f.check for f in findings} == {"rank", "target_modules", "modules_to_save", "vocab", "base",
+                                           "chat_template"}
     assert _failed(findings) == {}
     assert serve_checks.check_or_raise(findings) == findings
 
@@ -300,7 +302,7 @@ ROWS = [{"text": f"ticket {i}", "label": LABELS3[i % 3]} for i in range(30)]
 
 
 class FakeClassifier:
-    """Answers like serve.Client.classify: the base always 'billing'; 'fmt' (trained on the bare
+    """Answers like serve_client.Client.classify: the base always 'billing'; 'fmt' (trained on the bare
     label) right under `choice` but 'other' under the JSON schema; 'good' right in both; 'broken' never valid."""
     truth = {r["text"]: r["label"] for r in ROWS}
 
@@ -349,9 +351,12 @@ def test_structured_scores_need_rows_and_the_base():
 
 
 def test_load_summary_counts_real_answer_lengths():
-    rows = [{"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 3, "ms": 50.0, "finish_reason": "stop"},
-            {"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 8, "ms": 50.0, "finish_reason": "length"},
-            {"model": "a", "error": "HTTP 500", "prompt_tokens": 0, "completion_tokens": 0, "ms": 5.0, "finish_reason": None}]
+    rows = [{"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 3, "ms": 50.0,
+             "finish_reason": "stop"},
+            {"model": "a", "error": None, "prompt_tokens": 100, "completion_tokens": 8, "ms": 50.0,
+             "finish_reason": "length"},
+            {"model": "a", "error": "HTTP 500", "prompt_tokens": 0, "completion_tokens": 0, "ms": 5.0,
+             "finish_reason": None}]
     s = loadtest._summary(rows, 2.0)
     assert (s["requests"], s["errors"], s["stopped"], s["completion_tokens_per_request"]) == (3, 1, 1, 5.5)
     assert s["tokens_per_s"] == 5.5 and s["total_tokens_per_s"] == 105.5             # (200 + 11) / 2 s
@@ -364,7 +369,8 @@ def _adapter(path, task="classify", labels=("bug", "billing"), system_prompt="Tr
 
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}")
-    rundir.write_json(path / identity.ADAPTER_META, {"task": task, "labels": list(labels), "system_prompt": system_prompt,
+    rundir.write_json(path / identity.ADAPTER_META, {"task": task, "labels": list(labels),
+                                                     "system_prompt": system_prompt,
                                                      **({"reply_format": "house"} if task == "reply" else {})})
     return str(path)
 
@@ -388,47 +394,51 @@ def _two_task_run(root, second=False):
 
 def test_every_tasks_adapter_is_found_and_named_by_its_task(tmp_path):
     run, a, b = _two_task_run(tmp_path)
-    assert serve.resolve_adapters(run) == {"triage": a, "reply": b}
+    assert serve_tasks.resolve_adapters(run) == {"triage": a, "reply": b}
     run2, _, _ = _two_task_run(tmp_path / "second", second=True)
-    assert list(serve.resolve_adapters(run2)) == ["triage", "triage_b", "reply"], "03's second adapter stays served"
+    assert list(serve_tasks.resolve_adapters(run2)) == ["triage", "triage_b", "reply"], \
+        "03's second adapter stays served"
     # a run of the reply task alone keeps its records in the run directory itself
-    assert serve.resolve_adapters(run / "reply") == {"reply": b}
+    assert serve_tasks.resolve_adapters(run / "reply") == {"reply": b}
     # ADAPTER_DIR: named by the task its ftplay_adapter.json states; SECOND_ADAPTER_DIR after it
-    assert serve.resolve_adapters(tmp_path / "nowhere", b, a) == {"reply": b, "reply_b": a}
+    assert serve_tasks.resolve_adapters(tmp_path / "nowhere", b, a) == {"reply": b, "reply_b": a}
     with pytest.raises(ConfigError, match="no adapter_dir is recorded in .*nowhere/03_train_qlora.json"):
-        serve.resolve_adapters(tmp_path / "nowhere")
+        serve_tasks.resolve_adapters(tmp_path / "nowhere")
 
 
 def test_each_task_sends_its_own_conversations_and_answer_cap(tmp_path):
     run, a, b = _two_task_run(tmp_path)
-    tasks = serve.task_serving(run, serve.resolve_adapters(run), n=2, max_tokens={"classify": 8, "reply": 128})
+    tasks = serve_tasks.task_serving(run, serve_tasks.resolve_adapters(run), n=2,
+                                     max_tokens={"classify": 8, "reply": 128})
     assert list(tasks) == ["classify", "reply"]
     triage, reply = tasks["classify"], tasks["reply"]
-    assert (triage.adapters, triage.max_tokens, triage.labels, reply.adapters, reply.max_tokens, reply.reply_format) == \
-        (("triage",), 8, ("bug", "billing"), ("reply",), 128, "house")
-    assert triage.source == str(run / "data" / "heldout.jsonl") and reply.source == str(run / "reply" / "data" / "heldout.jsonl")
-    assert triage.conversations() == [prompts.messages(f"classify ticket {i}", ["bug", "billing"], system_prompt="Triage.")
-                                      for i in range(2)]
+    assert (triage.adapters, triage.max_tokens, triage.labels) == (("triage",), 8, ("bug", "billing"))
+    assert (reply.adapters, reply.max_tokens, reply.reply_format) == (("reply",), 128, "house")
+    assert triage.source == str(run / "data" / "heldout.jsonl")
+    assert reply.source == str(run / "reply" / "data" / "heldout.jsonl")
+    assert triage.conversations() == [
+        prompts.messages(f"classify ticket {i}", ["bug", "billing"], system_prompt="Triage.") for i in range(2)]
     from ftplay import formats
 
     assert reply.conversations(1) == [prompts.reply_messages("reply ticket 0", formats.HOUSE)]
     assert reply.conversations(1)[0][0]["content"].endswith("Kind regards,\nSupport Team")
     # without held-out rows (an ADAPTER_DIR outside the run), each task's production samples
-    alone = serve.task_serving(tmp_path / "nowhere", {"reply": b}, n=2, max_tokens={"reply": 96})
+    alone = serve_tasks.task_serving(tmp_path / "nowhere", {"reply": b}, n=2, max_tokens={"reply": 96})
     assert alone["reply"].source.endswith("data/replies_production.csv") and len(alone["reply"].rows) == 2
 
 
 def test_parity_and_load_lanes_cover_both_tasks(tmp_path):
     run, a, b = _two_task_run(tmp_path)
-    tasks = serve.task_serving(run, serve.resolve_adapters(run), n=3, max_tokens={"classify": 8, "reply": 128})
+    tasks = serve_tasks.task_serving(run, serve_tasks.resolve_adapters(run), n=3,
+                                     max_tokens={"classify": 8, "reply": 128})
     cases = serve_checks.parity_cases(tasks, "base", n=2)
     assert {k: (v["model"], v["task"], v["max_tokens"], len(v["conversations"])) for k, v in cases.items()} == {
         "base": ("base", "classify", 8, 2), "triage": ("triage", "classify", 8, 2),
         "base:reply": ("base", "reply", 128, 2), "reply": ("reply", "reply", 128, 2)}
     lanes = serve_checks.load_lanes(tasks, "base", n=3)
-    assert [(l["model"], l["task"], l["max_tokens"]) for l in lanes] == [
+    assert [(lane["model"], lane["task"], lane["max_tokens"]) for lane in lanes] == [
         ("base", "classify", 8), ("triage", "classify", 8), ("base", "reply", 128), ("reply", "reply", 128)]
-    assert {l["max_tokens"] for l in serve_checks.load_lanes(tasks, "base", max_tokens=8)} == {8}
+    assert {lane["max_tokens"] for lane in serve_checks.load_lanes(tasks, "base", max_tokens=8)} == {8}
     assert serve_checks.classify_models(tasks) == (["base", "triage"], tasks["classify"])
     assert serve_checks.classify_models({"reply": tasks["reply"]}) == (["base"], None)
     off = serve_checks.structured_for(None, {"reply": tasks["reply"]})
@@ -439,9 +449,9 @@ def test_parity_and_load_lanes_cover_both_tasks(tmp_path):
 
 
 def test_model_len_covers_the_longest_prompt_and_its_answer_cap():
-    assert serve.model_len_for([100, 300], [8, 128]) == 512
-    assert serve.model_len_for([400, 100], [128, 8]) == 768       # 528 rounded up to 256s
-    assert serve.model_len_for([], []) == 512
+    assert serve_tasks.model_len_for([100, 300], [8, 128]) == 512
+    assert serve_tasks.model_len_for([400, 100], [128, 8]) == 768       # 528 rounded up to 256s
+    assert serve_tasks.model_len_for([], []) == 512
 
 
 def test_mixed_load_test_accounts_per_model_and_per_lane(monkeypatch):
@@ -450,7 +460,8 @@ def test_mixed_load_test_accounts_per_model_and_per_lane(monkeypatch):
         return {"model": model, "task": task, "error": None, "prompt_tokens": p, "completion_tokens": c, "ms": ms,
                 "finish_reason": "stop" if stop else "length"}
 
-    rows = [row("base", "classify", 80, 8, False), row("triage", "classify", 80, 2), row("base", "reply", 150, 128, False),
+    rows = [row("base", "classify", 80, 8, False), row("triage", "classify", 80, 2),
+            row("base", "reply", 150, 128, False),
             row("reply", "reply", 150, 56), row("base", "classify", 90, 8, False), row("triage", "classify", 90, 2),
             row("base", "reply", 160, 100), row("reply", "reply", 160, 60, False, ms=300.0)]
 
@@ -460,17 +471,21 @@ def test_mixed_load_test_accounts_per_model_and_per_lane(monkeypatch):
 
     monkeypatch.setattr(loadtest, "_run_async", fake)
     lanes = [{"model": m, "task": t, "conversations": [[{"role": "user", "content": "x"}]], "max_tokens": n}
-             for m, t, n in (("base", "classify", 8), ("triage", "classify", 8), ("base", "reply", 128), ("reply", "reply", 128))]
+             for m, t, n in (("base", "classify", 8), ("triage", "classify", 8), ("base", "reply", 128),
+                             ("reply", "reply", 128))]
     res = serve_checks.load_test("http://127.0.0.1:1", lanes, None, n_requests=8, concurrency=4, ignore_eos=False)
     base, triage, reply = (res["per_model"][m] for m in ("base", "triage", "reply"))
     assert (base["requests"], base["tasks"], base["max_tokens"], base["stopped"], base["stopped_share"]) == \
         (4, ["classify", "reply"], 128, 1, 0.25)
-    assert (triage["prompt_tokens"], triage["completion_tokens_per_request"], triage["stopped_share"]) == (170, 2.0, 1.0)
-    assert (reply["prompt_tokens"], reply["completion_tokens"], reply["completion_tokens_per_request"]) == (310, 116, 58.0)
+    assert (triage["prompt_tokens"], triage["completion_tokens_per_request"], triage["stopped_share"]) == \
+        (170, 2.0, 1.0)
+    assert (reply["prompt_tokens"], reply["completion_tokens"], reply["completion_tokens_per_request"]) == \
+        (310, 116, 58.0)
     assert reply["stopped_share"] == 0.5 and reply["per_request_tokens_per_s"] == 290.0     # 116 tokens / 0.4 s
-    assert res["per_lane"]["base:reply"]["completion_tokens"] == 228 and res["per_lane"]["base:classify"]["requests"] == 2
+    assert res["per_lane"]["base:reply"]["completion_tokens"] == 228
+    assert res["per_lane"]["base:classify"]["requests"] == 2
     assert res["completion_tokens"] == 364 and res["tokens_per_s"] == 182.0 and res["max_tokens"] == 128
-    assert res["lora_overhead"] is None and [l["conversations"] for l in res["lanes"]] == [1, 1, 1, 1]
+    assert res["lora_overhead"] is None and [lane["conversations"] for lane in res["lanes"]] == [1, 1, 1, 1]
     with pytest.raises(ConfigError, match="LOAD_TEST_REQUESTS"):
         serve_checks.load_test("http://127.0.0.1:1", [dict(lanes[0], conversations=[])], None, n_requests=5)
 
@@ -521,8 +536,11 @@ def test_base_answers_stay_the_same_when_batched_with_adapter_requests(ref, adap
     prompts = [[{"role": "user", "content": f"ticket {i}: my card was charged twice, please help"}] for i in range(6)]
     cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu", runtime_lora_updating=False)
     with serve.Server(cfg, tmp_path) as srv:
-        client = serve.Client(srv.url)
-        ask = lambda m, p: client.chat(m, p, max_tokens=16).choices[0].message.content  # noqa: E731
+        client = serve_client.Client(srv.url)
+
+        def ask(m, p):
+            return client.chat(m, p, max_tokens=16).choices[0].message.content
+
         alone = [ask("base", p) for p in prompts]
         with ThreadPoolExecutor(12) as pool:
             jobs = [(pool.submit(ask, "base", p), [pool.submit(ask, a, p) for a in adapters for _ in range(3)])
@@ -549,7 +567,7 @@ def test_an_api_key_reaches_the_server_but_no_process_argument_list(ref, tmp_pat
         assert len(argvs) > 3
         assert not [a for a in argvs if key.encode() in a], "the key is on a command line (visible to ps)"
         assert httpx.get(srv.url + "/v1/models").status_code == 401
-        assert serve.Client(srv.url, key).models() == ["base"]
+        assert serve_client.Client(srv.url, key).models() == ["base"]
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
 
 
@@ -571,13 +589,13 @@ def vllm_server(ref, adapters, tmp_path_factory):
 
 @pytest.fixture(scope="class")
 def client(vllm_server):
-    return serve.Client(vllm_server.url)
+    return serve_client.Client(vllm_server.url)
 
 
 @pytest.fixture(scope="class")
 def convs(adapters):
     meta = identity.read_adapter_meta(adapters["a"])
-    texts, _ = serve.sample_texts("/nonexistent", n=6)
+    texts, _ = serve_tasks.sample_texts("/nonexistent", n=6)
     return [prompts.messages(t, meta["labels"], system_prompt=meta["system_prompt"]) for t in texts], meta["labels"]
 
 
@@ -647,12 +665,12 @@ class TestRealServer:
 
         rundir.record(root, "03_train_qlora", {"adapter_dir": adapters["a"]}, task="classify")
         rundir.record(root / "reply", "03_train_qlora", {"adapter_dir": str(reply_dir)}, task="reply")
-        served = serve.resolve_adapters(root)
+        served = serve_tasks.resolve_adapters(root)
         assert served == {"triage": adapters["a"], "reply": str(reply_dir)}
         for name, path in served.items():
             client.load_adapter(name, path)
         try:
-            tasks = serve.task_serving(root, served, n=4, max_tokens={"classify": 8, "reply": 48})
+            tasks = serve_tasks.task_serving(root, served, n=4, max_tokens={"classify": 8, "reply": 48})
             par = serve_checks.parity(ref, served, client, serve_checks.parity_cases(tasks, n=3))
             assert set(par["models"]) == {"base", "triage", "base:reply", "reply"}
             assert par["ok"], {k: v["first_mismatch"] for k, v in par["models"].items()}
@@ -676,12 +694,13 @@ class TestRealServer:
 
     def test_structured_output_scored_on_a_real_server(self, client, adapters):
         meta = identity.read_adapter_meta(adapters["a"])
-        rows, _ = serve.sample_rows("/nonexistent", n=9)
+        rows, _ = serve_tasks.sample_rows("/nonexistent", n=9)
         res = serve_checks.structured_scores(client, ["base", "a", "b"], rows, meta["labels"], meta["system_prompt"],
                                              n_boot=50)
         assert res["valid_rate"] == 1.0 and set(res["models"]) == set(res["choice"]) == {"base", "a", "b"}
         for m in list(res["models"].values()) + list(res["choice"].values()):
-            assert m["n"] == 9 and 0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+            assert m["n"] == 9 and 0 <= m["accuracy"] <= 1
+            assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
         assert len(res["findings"]) == 2
 
     @pytest.mark.parametrize("mode", ["json_schema", "choice"])
@@ -703,7 +722,9 @@ class TestRealServer:
     def test_runtime_load_and_unload(self, client, adapters, convs):
         client.load_adapter("c", adapters["b"])
         assert client.models() == ["base", "a", "b", "c"]
-        ids = lambda m: client.complete(m, "Hello", max_tokens=6, extra_body={"return_token_ids": True}).choices[0].token_ids  # noqa: E731
+        def ids(m):
+            return client.complete(m, "Hello", max_tokens=6, extra_body={"return_token_ids": True}).choices[0].token_ids
+
         assert ids("c") == ids("b")  # same weights, new name
         client.unload_adapter("c")
         assert client.models() == ["base", "a", "b"]

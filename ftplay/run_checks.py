@@ -1,0 +1,169 @@
+"""A run refused before anything runs: bad inputs, a notebook without what it needs, an unreadable record,
+other parameters than the run directory's, an adapter trained on another base. Each problem names the fix."""
+from pathlib import Path
+
+from . import identity, records, rundir, stages
+from .errors import ConfigError, FtplayError
+from .params import RUN_IDENTITY
+from .run_plan import ROOT, effective, recorded_params
+
+
+def check_inputs(todo):
+    """Catch bad parameters before any long work: a MODEL that cannot be found, a data file that
+    is missing or unreadable, training data with a single label. Uses each notebook's effective
+    values (its defaults, overridden by the params file)."""
+    from . import dataload, models
+
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        eff = effective(path, values)
+        for name, value in eff.items():
+            if (name, str(value)) in seen:
+                continue
+            seen.add((name, str(value)))
+            if name == "MODEL":
+                try:
+                    models.resolve(value)
+                except ConfigError as e:
+                    problems += [f"{stem}: {p}" for p in e.problems]
+            elif name.endswith("_PATH") and value and _existing(value) is None:
+                problems.append(f"{stem}: {name}={value!r} does not exist; set {name} to an existing file "
+                                "(relative paths are relative to the repository root)")
+        train = eff.get("TRAIN_PATH")
+        p = _existing(train)
+        key = ("load", str(p), eff.get("TASK"), eff.get("OUTPUT_FIELD"))
+        if p is not None and key not in seen:
+            seen.add(key)
+            try:
+                reply = eff.get("TASK") == stages.REPLY
+                rows = dataload.load(p, eff.get("FORMAT", "auto"), eff.get("TEXT_FIELD", "text"),
+                                     eff.get("LABEL_FIELD", "label"),
+                                     output_field=eff.get("OUTPUT_FIELD") if reply else None)
+                labels = {r["label"] for r in rows}
+                if len(labels) < 2 and not reply:   # a reply task may have no categories (one group)
+                    problems.append(f"TRAIN_PATH={train!r} has {len(labels)} label(s) "
+                                    f"{sorted(labels)}; a classifier needs at least 2: point TRAIN_PATH at the full "
+                                    "export")
+            except FtplayError as e:
+                problems += e.problems[:20]
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def check_order(todo, run_dir=None):
+    """A notebook run without what it cannot do without (03 without 02's split, 04 and 06 without
+    03's adapter unless ADAPTER_DIR names one) is refused up front, naming what to run first,
+    instead of failing inside the notebook with a missing file."""
+    problems, planned = _unreadable_records(todo, run_dir), []
+    for stem, path, values in todo:
+        adapter_given = bool(effective(path, values).get("ADAPTER_DIR"))
+        for need in stages.STAGES[stem].needs if stem in stages.STAGES else ():
+            if need in planned or (need == stages.TRAIN and adapter_given):
+                continue
+            if run_dir is None or not records.path(run_dir, need).exists():
+                where = f"{run_dir} has no {stages.record_name(need)}" if run_dir else "a fresh run directory"
+                problems.append(f"{stem} needs {need}'s output and {where}: run {need[:2]} first "
+                                f"(--only {need[:2]},{stem[:2]}{' --out ' + str(run_dir) if run_dir else ''})"
+                                + (" or set ADAPTER_DIR" if need == stages.TRAIN else ""))
+        planned.append(stem)
+    if problems:
+        raise ConfigError(sorted(set(problems), key=problems.index), "cannot run the playbook")
+
+
+def _unreadable_records(todo, run_dir):
+    """A record already in `run_dir` that this run does not rewrite must be readable: a notebook that reads
+    it would stop inside, and the summary and report read them all at the end of the run."""
+    rewritten = {stem for stem, _, _ in todo}
+    problems = []
+    for stage in stages.STEMS if run_dir else ():
+        if stage in rewritten or not records.path(run_dir, stage).exists():
+            continue
+        try:
+            records.read(run_dir, stage)
+        except FtplayError as e:
+            readers = [s for s in rewritten if stage in stages.STAGES.get(s, stages.Stage(s)).reads]
+            who = (f"{readers[0]} reads {stage}'s record" if readers else
+                   "the run's summary and report read every record")
+            problems.append(f"{who}: {e.problems[0]} (--only {stage[:2]} --out {run_dir}), or delete it")
+    return problems
+
+
+def check_same_run(todo, run_dir, force=False):
+    """A run into a directory whose finished notebooks ran with other parameters is refused (unless
+    `force`), naming each parameter: the same notebook with another value of any parameter, or any
+    notebook with another value of a parameter that defines the run's data and model (RUN_IDENTITY).
+    Otherwise the records would describe two runs: summary.json naming one TRAIN_PATH, data/ holding
+    another's rows. The same parameters (a rerun, --only to continue) pass."""
+    if run_dir is None or force or not Path(run_dir, "notebooks").is_dir():
+        return
+    planned = {stem for stem, _, _ in todo}
+    done = {s for s in stages.STEMS if records.path(run_dir, s).exists()}
+    old = recorded_params(run_dir, stems=done, lenient=planned)
+    problems = []
+    for stem, path, values in todo:
+        new = effective(path, values)
+        for old_stem, before in old.items():
+            shared = new.keys() & before.keys() - {"RUN_DIR"}
+            for name in sorted(shared if old_stem == stem else shared & set(RUN_IDENTITY)):
+                if rundir.is_secret(name) or _same(new[name], before[name]):
+                    continue
+                problems.append(f"{name}={new[name]!r} for {stem}, but {old_stem} in {run_dir} ran with "
+                                f"{name}={before[name]!r}")
+    if problems:
+        problems = sorted(set(problems), key=problems.index)
+        problems.append(f"a run with other parameters goes into a new --out; to run into {run_dir} anyway, add "
+                        "--force (the notebooks not run again keep the results of their old parameters)")
+        raise ConfigError(problems, "this run would mix two runs' results in one directory")
+
+
+def _same(a, b):
+    """Parameter values equal as recorded (a JSON round trip turns tuples into lists)."""
+    def norm(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    return norm(a) == norm(b)
+
+
+def check_adapters(todo, run_dir=None):
+    """An adapter reused rather than trained by this run (ADAPTER_DIR, or the one 03 recorded in an
+    existing run directory when 03 is not run again) must have been trained on MODEL: a changed base
+    stops the run before anything runs, with the fix (see identity.check_base)."""
+    trains = any(stem == stages.TRAIN for stem, _, _ in todo)
+    reused = run_dir and not trains and records.path(run_dir, stages.TRAIN).exists()
+    problems, seen = [], set()
+    for stem, path, values in todo:
+        eff = effective(path, values)
+        if "ADAPTER_DIR" not in eff:
+            continue
+        if eff["ADAPTER_DIR"]:
+            source = _existing(eff["ADAPTER_DIR"])
+            if source is None:
+                problems.append(f"{stem}: ADAPTER_DIR={eff['ADAPTER_DIR']!r} does not exist; set it to an adapter "
+                                "folder, or leave it empty to use the one 03 trains")
+                continue
+        elif reused:
+            source = Path(run_dir)  # 03's record there pins the base of the adapter 04 and 06 will use
+        else:
+            continue
+        key = (str(source), str(eff.get("MODEL")))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            base = identity.check_base(source, eff.get("MODEL", "embedded"))
+        except ConfigError as e:
+            problems += [f"{stem}: {p}" for p in e.problems]
+            continue
+        if base.changed:
+            problems.append(f"{stem}: {base.message}")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
+def _existing(value):
+    """The path a *_PATH parameter names (absolute, or relative to the repository root), if it exists."""
+    if not value:
+        return None
+    p = Path(str(value))
+    p = p if p.is_absolute() else ROOT / p
+    return p if p.exists() else None
