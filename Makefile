@@ -16,7 +16,7 @@ CUDA_ONLY := torchvision torchaudio torchcodec
 KERNEL := ftplay
 LAB_PORT ?= 8888
 
-.PHONY: setup models playbook test test-fast bench clean-runs lab browser
+.PHONY: setup models playbook lint test test-fast bench clean-runs lab browser
 
 # The two environments install side by side (each pip works on one core; this machine has two), and the
 # embedded models are built as soon as .venv is ready, while .venv-serve is still installing.
@@ -81,10 +81,13 @@ lab: $(VENV)/.setup-done
 playbook: setup
 	$(VENV)/bin/ftplay run $(if $(PARAMS),--params $(PARAMS))
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(VENV)/bin/python -m pytest -q -rs --durations=25 tests
 
-test-fast: setup
+test-fast: lint
 	$(VENV)/bin/python -m pytest -q -m "not notebook and not serve and not slow" tests
 
 BENCHMARKS := train_speed eval_speed serve_speed curate_scale gpu_check playbook_time

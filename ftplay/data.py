@@ -14,7 +14,6 @@ training conversation (system prompt, ticket, reply).
 import logging
 import math
 import os
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from ftplay.dataload import (  # noqa: F401
     write_jsonl,
 )
 from ftplay.errors import ConfigError, DataError, check
+from ftplay.numbers import percentile, spread
 from ftplay.quality import (
     audit,
     find_conflicts,
@@ -54,6 +54,7 @@ from ftplay.quality import (
     find_trivial_outputs,
     redact,
 )
+from ftplay.splitting import cap_per_label, split  # noqa: F401  (data.split: the split 02 and 01 make)
 
 log = logging.getLogger(__name__)
 
@@ -131,58 +132,6 @@ class DataConfig:
         check(p, ConfigError)
 
 
-# =========================================================================== split
-def split(rows, groups, fraction=0.2, seed=0):
-    """Group-aware stratified split -> (train indices, heldout indices).
-
-    `groups` lists row indices that must stay together (duplicates); other rows are singletons. Each
-    group is placed with its majority label; per label, groups are shuffled by `seed` and placed largest
-    first while the label's held-out rows stay within round(fraction * n), so singletons fill the
-    target exactly (rows of other labels in a mixed group count toward their own label). Every label
-    keeps at least one row in train.
-    """
-    members = {i: [i] for i in range(len(rows))}
-    for g in groups:
-        for i in g:
-            members.pop(i, None)
-        members[g[0]] = sorted(g)
-    by_label = defaultdict(list)
-    for gid, m in members.items():
-        lab = Counter(rows[i]["label"] for i in m).most_common(1)[0][0]
-        by_label[lab].append(gid)
-    rng = random.Random(seed)
-    n_label = Counter(r["label"] for r in rows)
-    held_label = Counter()                                  # held-out rows per label so far
-    train, held = [], []
-    for lab in sorted(by_label):
-        gids = sorted(by_label[lab])
-        rng.shuffle(gids)
-        gids.sort(key=lambda g: -len(members[g]))           # stable: shuffled within equal sizes
-        n = n_label[lab]
-        target = min(int(math.floor(fraction * n + 0.5)), n - 1)
-        for g in gids:
-            k = sum(rows[i]["label"] == lab for i in members[g])
-            if held_label[lab] + k <= target:
-                held += members[g]
-                held_label.update(rows[i]["label"] for i in members[g])
-            else:
-                train += members[g]
-    return sorted(train), sorted(held)
-
-
-def cap_per_label(rows, n, seed=0):
-    """At most `n` rows of each label, a seeded sample in the original order -> (rows, dropped).
-    Quality over quantity: a few hundred to two thousand curated examples carry a narrow task."""
-    by_label = defaultdict(list)
-    for i, r in enumerate(rows):
-        by_label[r["label"]].append(i)
-    rng, keep = random.Random(seed), set()
-    for lab in sorted(by_label):
-        idx = by_label[lab]
-        keep.update(idx if len(idx) <= n else rng.sample(idx, n))
-    return [r for i, r in enumerate(rows) if i in keep], len(rows) - len(keep)
-
-
 # =========================================================================== curation
 @dataclass
 class Curated:
@@ -196,6 +145,10 @@ class Curated:
     task: str = stages.CLASSIFY
     reply_format: str = "house"
 
+    def record_fields(self):
+        """02's record fields: the data card (its task goes in the record's envelope) and the label list."""
+        return {**{k: v for k, v in self.report.items() if k != "task"}, "labels_list": self.labels}
+
 
 def _group_table(rows, groups, kind, extra=None):
     out = []
@@ -204,11 +157,6 @@ def _group_table(rows, groups, kind, extra=None):
                     "labels": sorted({rows[i]["label"] for i in g}), "text": rows[g[0]]["text"],
                     "sources": [rows[i]["source"] for i in g][:5], **(extra(g) if extra else {})})
     return out[:TABLE_ROWS]
-
-
-def _pct(values, q):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(math.ceil(q / 100 * len(s))) - 1)] if s else None
 
 
 def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
@@ -358,7 +306,7 @@ def _drop_over_long(rows, cfg, tokenizer, system_prompt, card):
     card.report["truncated_dropped"] = cfg.drop_truncated
     card.report["max_seq_len"] = cfg.max_seq_len
     if lengths:
-        card.report["tokens"] = {"p50": _pct(lengths, 50), "p95": _pct(lengths, 95), "max": max(lengths)}
+        card.report["tokens"] = spread(lengths)
     else:
         card.report["tokens"] = None
         log.info("no tokenizer: token lengths and truncation not checked")
@@ -366,7 +314,8 @@ def _drop_over_long(rows, cfg, tokenizer, system_prompt, card):
         return rows, by_id
     if len(truncated) == len(rows):
         raise ConfigError(f"every row of TRAIN_PATH={cfg.train_path!r} is longer than MAX_SEQ_LEN={cfg.max_seq_len} "
-                          f"tokens once the chat template and system prompt are applied (median {_pct(lengths, 50)}); "
+                          "tokens once the chat template and system prompt are applied "
+                          f"(median {percentile(lengths, 50)}); "
                           "raise MAX_SEQ_LEN (a system prompt listing many labels is long) or set DROP_TRUNCATED=False")
     return _without(rows, set(truncated)), by_id
 
@@ -376,7 +325,7 @@ def _count_tokens(rows, counts, card):
     how many new tokens a reply needs (the answer counts its end-of-turn token, as generation does)."""
     for name, k in (("prompt_tokens", 1), ("output_tokens", 2)):
         vals = [counts[id(r)][k] for r in rows if id(r) in counts]
-        card.report[name] = {"p50": _pct(vals, 50), "p95": _pct(vals, 95), "max": max(vals)} if vals else None
+        card.report[name] = spread(vals)
 
 
 def _drop_near_duplicates(rows, cfg, sigs, card):

@@ -33,7 +33,8 @@ def conversation(row, labels, system_prompt=None, reply_format="house"):
     """A row's training conversation: the ticket and its reply for a reply-task row (one with "output"),
     else the ticket and its label."""
     if "output" in row:
-        return prompts.reply_messages(row["text"], formats.get(reply_format), row["output"], system_prompt=system_prompt)
+        return prompts.reply_messages(row["text"], formats.get(reply_format), row["output"],
+                                      system_prompt=system_prompt)
     return prompts.messages(row["text"], labels, row["label"], system_prompt=system_prompt)
 
 

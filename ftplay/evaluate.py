@@ -2,14 +2,12 @@
 McNemar's test (the task that puts them together is ftplay/tasks/classify.py; label scoring is `ftplay.scoring`)."""
 import json
 import logging
-import math
 import re
-import time
 
 import numpy as np
 
 from . import progress, prompts
-from .scoring import LabelScorer, Prediction  # used here, and by the notebooks as evaluate.LabelScorer
+from .scoring import LabelScorer, Prediction  # noqa: F401  (LabelScorer: the classifier callers reach as evaluate.LabelScorer)
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +21,7 @@ class ShotPicker:
     def __init__(self, train_rows, labels, mode="fixed", k=4, seed=0, answer="label"):
         self.mode, self.k, self.answer = mode, k, answer
         rng = np.random.default_rng(seed)
-        by_label = {l: [r for r in train_rows if r["label"] == l] for l in labels}
+        by_label = {lab: [r for r in train_rows if r["label"] == lab] for lab in labels}
         self.fixed = [(row["text"], row[answer]) for row in
                       (rows[int(rng.integers(len(rows)))] for rows in by_label.values() if rows)][:k]
         if mode == "retrieved":
@@ -48,7 +46,7 @@ def parse_label(text, labels):
     """The label a free-text answer names: exact match after trimming, else the only label
     mentioned as a word; None when it names none or several."""
     t = text.strip().strip(".\"'` ").lower()
-    by_lower = {l.lower(): l for l in labels}
+    by_lower = {lab.lower(): lab for lab in labels}
     if t in by_lower:
         return by_lower[t]
     try:
@@ -57,7 +55,7 @@ def parse_label(text, labels):
             return by_lower[str(obj["label"]).lower()]
     except (ValueError, TypeError):
         pass
-    hits = {l for l in labels if re.search(rf"(?<![\w]){re.escape(l.lower())}(?![\w])", t)}
+    hits = {lab for lab in labels if re.search(rf"(?<![\w]){re.escape(lab.lower())}(?![\w])", t)}
     return hits.pop() if len(hits) == 1 else None
 
 
@@ -127,7 +125,7 @@ class EndpointPredictor:
         self.client, self.model, self.labels = client, model, list(labels)
         self.system_prompt, self.shots, self.structured = system_prompt, shots, structured
         self.max_tokens, self.concurrency, self.name = max_tokens, concurrency, name or model
-        self.extra_body = extra_body  # e.g. serve.Client.extra_body() for ftplay's own vLLM server
+        self.extra_body = extra_body  # e.g. serve_client.Client.extra_body() for ftplay's own vLLM server
 
     def _one(self, text):
         shots = self.shots(text) if self.shots else ()
@@ -185,7 +183,8 @@ def _f1_codes(t, p, k):
     truths or answers (sklearn's f1_score with zero_division=0 over that label set)."""
     n = t.shape[0]
     offset = (np.arange(n) * (k + 1))[:, None]
-    count = lambda codes: np.bincount((codes + offset).ravel(), minlength=n * (k + 1)).reshape(n, k + 1)[:, :k]
+    def count(codes):
+        return np.bincount((codes + offset).ravel(), minlength=n * (k + 1)).reshape(n, k + 1)[:, :k]
     tp = count(np.where(t == p, t, k))
     support = count(t) + count(p)
     f1 = np.divide(2 * tp, support, out=np.zeros(support.shape), where=support > 0)
@@ -294,7 +293,7 @@ def load_predictions(path):
     """Predictions saved by `save_predictions`, as (ids, [Prediction])."""
     from pathlib import Path
 
-    recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return [r["id"] for r in recs], [Prediction(r["pred"], r["confidence"], r.get("raw", "")) for r in recs]
 
 
@@ -323,8 +322,8 @@ def vocabulary(rows):
 def slices(rows, ft, base, labels, vocab, min_rows=20):
     """Accuracy of fine-tuned and base on slices: rare labels, long tickets, tickets with
     out-of-vocabulary words (likely typos). Each slice warns when it is too small to conclude."""
-    counts = {l: sum(r["label"] == l for r in rows) for l in labels}
-    rare = set(sorted(labels, key=lambda l: counts[l])[:3])
+    counts = {lab: sum(r["label"] == lab for r in rows) for lab in labels}
+    rare = set(sorted(labels, key=lambda lab: counts[lab])[:3])
     words = [len(r["text"].split()) for r in rows]
     long_cut = float(np.quantile(words, 0.75)) if words else 0.0
     defs = {"rare_labels": lambda r, w: r["label"] in rare,
@@ -333,13 +332,14 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
     out = {}
     for name, keep in defs.items():
         idx = [i for i, r in enumerate(rows) if keep(r, words[i])]
-        acc = lambda ps: float(np.mean([ps[i].label == rows[i]["label"] for i in idx])) if idx else None
+        def acc(ps):
+            return float(np.mean([ps[i].label == rows[i]["label"] for i in idx])) if idx else None
         out[name] = {"n": len(idx), "finetuned_accuracy": acc(ft), "base_accuracy": acc(base),
                      "warning": (f"only {len(idx)} rows (< {min_rows}): too few to conclude anything"
                                  if len(idx) < min_rows else None)}
     out["rare_labels"]["labels"] = sorted(rare)
     out["long_tickets"]["min_words"] = long_cut
-    small = [l for l in labels if counts[l] < min_rows]
+    small = [lab for lab in labels if counts[lab] < min_rows]
     out["small_labels"] = {"labels": small, "warning": f"{len(small)} label(s) with < {min_rows} rows: "
                            "their per-class scores are noise" if small else None}
     return out

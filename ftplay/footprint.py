@@ -1,30 +1,21 @@
-"""What LoRA trains and what QLoRA stores: counted on a loaded model, and from a model's shape for the 7-70B bases this machine cannot load."""
+"""What LoRA trains and QLoRA stores, counted on a loaded model or from the shape of 7-70B bases too big to load."""
 import json
 import math
 from pathlib import Path
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # The bases the seed names (and the 70B it says QLoRA trains on one H100), as their hub config.json
 # gives them (read 2026-11). Vocabulary size and tied embeddings also sit in standins.FAMILIES for the
 # three families with a stand-in; tests/test_train.py checks that both agree, and that a stand-in's
 # shape counted here equals the parameters transformers builds for it.
-HUB_SHAPES = {
-    "meta-llama/Llama-3.1-8B-Instruct": {
-        "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
-        "tie_word_embeddings": False},
-    "Qwen/Qwen2.5-7B-Instruct": {
-        "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-        "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False},
-    "mistralai/Mistral-7B-Instruct-v0.3": {
-        "model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768,
-        "tie_word_embeddings": False},
-    "meta-llama/Llama-3.1-70B-Instruct": {
-        "model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
-        "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
-        "tie_word_embeddings": False},
-}
+# Columns of the table below; a None is a field the config.json does not set (Qwen2.5 derives head_dim).
+_SHAPE_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")
+HUB_SHAPES = {hub: {k: v for k, v in zip(_SHAPE_FIELDS, row) if v is not None} for hub, row in (
+    ("meta-llama/Llama-3.1-8B-Instruct", ("llama", 4096, 14336, 32, 32, 8, 128, 128256, False)),
+    ("Qwen/Qwen2.5-7B-Instruct", ("qwen2", 3584, 18944, 28, 28, 4, None, 152064, False)),
+    ("mistralai/Mistral-7B-Instruct-v0.3", ("mistral", 4096, 14336, 32, 32, 8, 128, 32768, False)),
+    ("meta-llama/Llama-3.1-70B-Instruct", ("llama", 8192, 28672, 80, 64, 8, 128, 128256, False)),
+)}
 # bitsandbytes nf4 with double quantization (what QLoRA, Unsloth's bnb-4bit bases and ftplay load):
 # each linear weight of n values keeps n/2 bytes (two 4-bit codes a byte), one uint8 scale per block of
 # 64 values, one float32 scale per 256 of those, and a float32 offset. Embeddings, the LM head, norms
@@ -186,12 +177,13 @@ def read_share(share):
            + ("exactly that." if share["counted_equals_measured"] else f"{share['counted']} (it does not agree).")]
     if all(big):
         out.append(f"The same r {r} and {len(share['target_modules'])} projections on Llama-3.1-8B train "
-                   f"{big[0]['lora_params'] / 1e6:.1f}M of {big[0]['base_params'] / 1e9:.2f}B ({big[0]['trained_share_pct']}%), "
+                   f"{big[0]['lora_params'] / 1e6:.1f}M of {big[0]['base_params'] / 1e9:.2f}B "
+                   f"({big[0]['trained_share_pct']}%), "
                    f"the seed's r {r0} on {'/'.join(share['seed_target_modules'])} {big[1]['lora_params'] / 1e6:.1f}M "
                    f"({big[1]['trained_share_pct']}%): the seed's 0.1-1%.")
     out.append(f"Width decides it: a d x d matrix gains 2 x r x d adapter parameters against its d x d, a share of "
-               f"2r/d: {100 * 2 * r / h:.1f}% at this base's width {h} with r {r}, {100 * 2 * r0 / h8:.2f}% at 8B's {h8} "
-               f"with r {r0}.")
+               f"2r/d: {100 * 2 * r / h:.1f}% at this base's width {h} with r {r}, "
+               f"{100 * 2 * r0 / h8:.2f}% at 8B's {h8} with r {r0}.")
     return " ".join(out)
 
 
@@ -212,7 +204,8 @@ def read_quantization(demo, source, others=(LLAMA_8B, LLAMA_70B)):
                "never quantized. The same count for the seed's sizes:")
     for h in others:
         r = table({h: h}, {"-": (1, ("q_proj",))})[0]
-        fits = [f"{'fits' if r[k] < H100_MB else 'does not fit'} one 80 GB H100" for k in ("weights_mb_16bit", "weights_mb_nf4")]
+        fits = [f"{'fits' if r[k] < H100_MB else 'does not fit'} one 80 GB H100"
+                for k in ("weights_mb_16bit", "weights_mb_nf4")]
         out.append(f"{h}: {r['weights_mb_16bit'] / 1e3:.1f} GB in bf16 ({fits[0]}), {r['weights_mb_nf4'] / 1e3:.1f} GB "
                    f"in nf4 ({r['nf4_saving_pct']}% less; {fits[1]}, before activations).")
     if four.get("peak_mb") and full.get("peak_mb"):
@@ -220,8 +213,8 @@ def read_quantization(demo, source, others=(LLAMA_8B, LLAMA_70B)):
     ratio = demo.get("speed_ratio")
     if ratio:
         how = "faster" if ratio > 1 else "about the same" if ratio >= 0.9 else "slower"
-        why = {"about the same": ": on a model this small, turning 4-bit weights back into the compute dtype is a small "
-                                 "share of a step",
+        why = {"about the same": ": on a model this small, turning 4-bit weights back into the compute dtype is "
+                                 "a small share of a step",
                "slower": ": each 4-bit weight is turned back into the compute dtype before every matmul"
                          + (" (on a CPU without a fused 4-bit kernel)" if demo["device"] == "cpu" else "")
                          + ", so QLoRA buys memory with time"}.get(how, "")

@@ -17,6 +17,7 @@ its primary metric and every part of the format.
 """
 from dataclasses import dataclass
 
+from .config import GATE_RANGES
 from .errors import ConfigError
 
 PASS, BLOCK, NOT_PROVEN = "pass", "block", "not proven"
@@ -37,11 +38,10 @@ class GateConfig:
 
     def __post_init__(self):
         p = []
-        for name, lo, hi in (("alpha", 0, 0.5), ("max_drop", 0, 1), ("min_class_f1", 0, 1), ("critical_f1", 0, 1),
-                             ("min_part_rate", 0, 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                p.append(f"{name.upper()}={v!r} must be a number in [{lo}, {hi}]; set {name.upper()} in 04's parameters")
+        for name, rule in GATE_RANGES.items():
+            v = getattr(self, name.lower())
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not rule.holds(v):
+                p.append(f"{name}={v!r} must be a number {rule}; set {name} in 04's parameters")
         if isinstance(self.critical_labels, str) or not all(isinstance(x, str) for x in self.critical_labels):
             p.append(f"CRITICAL_LABELS={self.critical_labels!r} must be a list of label names, e.g. ['security']")
         if p:
@@ -106,9 +106,9 @@ def held_and_production(results, paired, cfg, task):
     drop = ho - pr
     checks.append(check("production_drop", BLOCK if drop > cfg.max_drop else PASS,
                         f"{task.drop_what} {drop:+.3f} from held-out ({task.show(ho)}) to production ({task.show(pr)}) "
-                        f"(limit MAX_DROP={cfg.max_drop:g})" + (f"; the training {task.unlike} not look like production: "
-                                                                "collect production-like examples"
-                                                                if drop > cfg.max_drop else ""),
+                        f"(limit MAX_DROP={cfg.max_drop:g})"
+                        + (f"; the training {task.unlike} not look like production: collect production-like examples"
+                           if drop > cfg.max_drop else ""),
                         f"production.systems.finetuned.{metric}"))
     return checks, better
 

@@ -1,8 +1,9 @@
 """The seed's common mistakes, measured on the run's own data instead of only named.
 
 Mistake 2, leakage: a row-by-row split of the raw export (`row_split`) scored by each task's cheap
-reference, its held-out rows grouped by what they share with train (the task's `leakage_demo`). Mistake 4, edge cases: the fine-tune's
-accuracy on the training rows of a slice against the same slice's held-out and production rows.
+reference, its held-out rows grouped by what they share with train (the task's `leakage_demo`).
+Mistake 4, edge cases: the fine-tune's accuracy on the training rows of a slice against the same slice's
+held-out and production rows.
 Mistake 5, the base model updates: the adapter on its own base, the same adapter loaded on the new
 base (what a silent upgrade serves), and a re-fine-tune on the new base, on the same rows.
 """
@@ -40,8 +41,9 @@ def edge_cases(train_rows, splits, preds, predict, pattern, labels, max_train=80
         tr = [r for r in train_rows if keep(r)]
         sample = [tr[i] for i in sorted(rng.permutation(len(tr))[:max_train])]
         p = predict([r["text"] for r in sample]) if sample else []
-        row = {"pattern": pattern if name == "edge-case pattern" else None, "train_rows": len(tr), "train": {"n": len(sample), "accuracy": float(np.mean(
-            [a.label == r["label"] for a, r in zip(p, sample)])) if sample else None}}
+        right = [a.label == r["label"] for a, r in zip(p, sample)]
+        row = {"pattern": pattern if name == "edge-case pattern" else None, "train_rows": len(tr),
+               "train": {"n": len(sample), "accuracy": float(np.mean(right)) if sample else None}}
         for split, rows in splits.items():
             idx = [i for i, r in enumerate(rows) if keep(r)]
             row[split] = {"n": len(idx), "accuracy": float(np.mean([preds[split][i].label == rows[i]["label"]
@@ -52,7 +54,8 @@ def edge_cases(train_rows, splits, preds, predict, pattern, labels, max_train=80
 
 def read_edge_cases(edge):
     """The edge-case demonstration in words: memorised (train far above held-out and production) or not."""
-    acc = lambda x: "-" if x is None else f"{x:.2f}"
+    def acc(x):
+        return "-" if x is None else f"{x:.2f}"
     parts = []
     for name, r in edge.items():
         t, h, p = (r["train"]["accuracy"], (r.get("heldout") or {}).get("accuracy"),
@@ -101,14 +104,17 @@ def base_update(old_ref, new_ref, adapter, cfg, train_rows, heldout, labels, sys
     msgs = [prompts.messages(r["text"], labels, r["label"], system_prompt=system_prompt) for r in train_rows]
     with warnings.catch_warnings():
         if not train._gpu_present():  # Unsloth's CPU fallback is the stock transformers path: import order is moot
-            warnings.filterwarnings("ignore", message="WARNING: Unsloth should be imported before", category=UserWarning)
+            warnings.filterwarnings("ignore", message="WARNING: Unsloth should be imported before",
+                                    category=UserWarning)
         res = train.train(replace(cfg, save_steps=0, logging_steps=max(cfg.logging_steps, 40)), new_ref, msgs, None,
                           out_dir, resume=False)
     train.write_adapter_meta(res.adapter_dir, new_ref, labels, system_prompt)
     fresh = scored(models.load_model(new_ref, res.adapter_dir))
     old = evaluate.score(y, old_preds, labels, n_boot=n_boot)
-    pick = lambda m: {k: m[k] for k in ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
-    return {"old_base": f"{old_ref.requested}@{old_ref.revision}", "new_base": f"{new_ref.requested}@{new_ref.revision}",
+    def pick(m):
+        return {k: m[k] for k in ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")}
+    return {"old_base": f"{old_ref.requested}@{old_ref.revision}",
+            "new_base": f"{new_ref.requested}@{new_ref.revision}",
             "check": {"changed": check.changed, "message": check.message}, "rows": len(heldout),
             "systems": {"adapter on its own base": pick(old), "same adapter on the new base": pick(stale),
                         "re-fine-tuned on the new base": pick(fresh)},

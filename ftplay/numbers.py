@@ -1,4 +1,5 @@
-"""How the package writes a figure with its interval: one home for every "value [lo, hi]" and "value (95% CI ...)"."""
+"""Small number helpers with one home: a figure with its interval ("value [lo, hi]", "value (95% CI ...)"), the
+decimals an interval supports, and the percentile of a sample."""
 import math
 
 
@@ -20,3 +21,16 @@ def ci_decimals(*cis):
     """Decimals an interval supports: two significant digits of its width (width 0.19 -> 2, 0.019 -> 3)."""
     widths = [hi - lo for lo, hi in cis if hi is not None and lo is not None and hi > lo]
     return min(4, max(1, 1 - math.floor(math.log10(min(widths))))) if widths else 3
+
+
+def percentile(values, q):
+    """The nearest-rank `q`th percentile of `values`: the smallest value with at least q% of the sample at or below
+    it, always an observed value (a token count stays a count); None for no values."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))] if s else None
+
+
+def spread(values):
+    """{"p50", "p95", "max"} of a sample (nearest-rank percentiles), or None for no values: how records describe
+    a length or a latency."""
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values)} if values else None

@@ -6,11 +6,13 @@ runs: its type against the notebook's annotation (`check_types`), its range agai
 the parameters cells), so a new one cannot slip through unchecked.
 """
 import functools
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
+from . import recipes
+from .config import GATE_RANGES, SCORING_METHODS
+from .config import RANGES as SCORING_RANGES
 from .errors import ConfigError
+from .ranges import OPEN_SHARE, POSITIVE_SHARE, SEED, SHARE, Range, above, at_least
 
 
 def declared_parameters(path):
@@ -26,76 +28,31 @@ def _inspect(path, _mtime):
     return pm.inspect_notebook(path)
 
 
-# ---------------------------------------------------------------- ranges
-@dataclass(frozen=True)
-class Range:
-    """Allowed numbers: lo..hi (either end open or absent), plus the special values in `also`."""
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    also: tuple = ()
-
-    def holds(self, v):
-        if v in self.also:
-            return True
-        if isinstance(v, float) and math.isnan(v):
-            return False
-        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)) and
-                (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
-
-    def __str__(self):
-        lo, hi = _num(self.lo), _num(self.hi)
-        if self.lo is not None and self.hi is not None:
-            rule = f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
-        elif self.lo is not None:
-            rule = f"{'>' if self.lo_open else '>='} {lo}"
-        else:
-            rule = f"{'<' if self.hi_open else '<='} {hi}"
-        return " or ".join([*map(str, self.also), rule])
-
-
-def _num(x):
-    return str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else f"{x:g}" if x is not None else ""
-
-
-def at_least(lo):
-    return Range(lo)
-
-
-def above(lo):
-    return Range(lo, lo_open=True)
-
-
-SHARE = Range(0, 1)                      # a share or probability, ends included
-OPEN_SHARE = Range(0, 1, True, True)     # strictly between 0 and 1
-POSITIVE_SHARE = Range(0, 1, lo_open=True)
-SEED = Range(0, 2**32 - 1)               # numpy's seeds are unsigned 32-bit
-
 # Every numeric notebook parameter, by name (a name means the same thing in every notebook that
-# declares it). The notebooks' own configs check the same bounds again (data.DataConfig,
-# recipes.TrainConfig, cost.CostInputs); these only move the check before anything runs.
-RANGES = {
+# declares it). The training, scoring and gate knobs' rules are their configs' own (recipes.TrainConfig,
+# config.ScoringConfig and gate.GateConfig check with the same Range objects); data.DataConfig and
+# cost.CostInputs check the others.
+# Here they only move the check before anything runs.
+RANGES = {**recipes.RANGES, **SCORING_RANGES, **GATE_RANGES,
     # data and prompts (01, 02)
     "HELDOUT_FRACTION": OPEN_SHARE, "NEAR_DUP_THRESHOLD": POSITIVE_SHARE, "MIN_LABEL_COUNT": at_least(1),
-    "MAX_SEQ_LEN": at_least(16), "MAX_TRAIN_PER_LABEL": at_least(0), "SEED": SEED, "N_SHOTS": at_least(0),
+    "MAX_TRAIN_PER_LABEL": at_least(0), "SEED": SEED, "N_SHOTS": at_least(0),
     "MAX_ROWS": at_least(0),
     # scoring (01, 04)
-    "BATCH_SIZE": at_least(1), "N_BOOT": at_least(1), "MAX_DROP": SHARE, "MIN_SLICE": at_least(1),
-    "ALPHA": OPEN_SHARE, "MIN_CLASS_F1": SHARE, "CRITICAL_F1": SHARE, "MAX_NEW_TOKENS": Range(8, 2048, also=(0,)),
-    "MIN_PART_RATE": SHARE,
+    "MIN_SLICE": at_least(1),
+    "MAX_NEW_TOKENS": Range(8, 2048, also=(0,)),
+
     # training (03)
-    "LORA_R": Range(1, 256), "LORA_ALPHA": above(0), "LORA_DROPOUT": Range(0, 1, hi_open=True),
-    "LEARNING_RATE": Range(0, 1, True, True), "EPOCHS": above(0), "GRAD_ACCUM": at_least(1),
-    "MAX_STEPS": Range(1, also=(-1,)), "SAVE_STEPS": at_least(0), "EVAL_FRACTION": Range(0, 1, hi_open=True),
-    "NUM_GPUS": at_least(1),
+    "EVAL_FRACTION": Range(0, 1, hi_open=True), "NUM_GPUS": at_least(1),
     # serving (06)
     "PORT": Range(0, 65535), "LOAD_TEST_REQUESTS": at_least(1), "LOAD_TEST_CONCURRENCY": at_least(1),
-    "MAX_TOKENS": at_least(1), "REPLY_MAX_TOKENS": Range(8, 2048), "STARTUP_TIMEOUT_S": above(0), "STRUCTURED_ROWS": at_least(0),
+    "MAX_TOKENS": at_least(1), "REPLY_MAX_TOKENS": Range(8, 2048), "STARTUP_TIMEOUT_S": above(0),
+    "STRUCTURED_ROWS": at_least(0),
     # decision and costs (00, 05)
     "MONTHLY_REQUESTS": at_least(0), "TOKENS_PER_REQUEST": at_least(0), "LABELED_EXAMPLES": at_least(0),
     "CURRENT_QUALITY": SHARE, "TARGET_QUALITY": SHARE, "INPUT_TOKENS_PER_REQUEST": at_least(0),
-    "OUTPUT_TOKENS_PER_REQUEST": at_least(0), "REPLY_OUTPUT_TOKENS_PER_REQUEST": at_least(0), "HOSTED_PRICE_IN_PER_M": at_least(0),
+    "OUTPUT_TOKENS_PER_REQUEST": at_least(0), "REPLY_OUTPUT_TOKENS_PER_REQUEST": at_least(0),
+    "HOSTED_PRICE_IN_PER_M": at_least(0),
     "HOSTED_PRICE_OUT_PER_M": at_least(0), "GPU_PRICE_PER_HOUR": at_least(0), "SERVING_TOKENS_PER_S": above(0),
     "SERVING_UTILISATION": POSITIVE_SHARE, "MIN_GPUS_ALWAYS_ON": at_least(0), "TRAINING_GPU_HOURS": at_least(0),
     "MODEL_PARAMS_B": above(0), "TRAIN_EXAMPLES": at_least(0), "TOKENS_PER_EXAMPLE": at_least(0),
@@ -107,16 +64,16 @@ RANGES = {
 }
 # Text parameters that take one of a few values, checked with the numbers (check_ranges).
 CHOICES = {
-    "SCORING_METHOD": ("constrained", "joint"),  # scoring.LabelScorer.METHODS (tests/test_runner.py: the same)
+    "SCORING_METHOD": SCORING_METHODS,  # config.ScoringConfig's, which scoring.LabelScorer takes
 }
 # Numeric parameters with no range, each with why (none today: a new one goes in RANGES or here).
 UNBOUNDED = {}
 
 # Parameters that define a run's data and model: every notebook of one run directory must agree on
-# them, or its records describe two different runs (runner.check_same_run).
-RUN_IDENTITY = ("MODEL", "TASK", "OUTPUT_FIELD", "REPLY_FORMAT", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
-                "HELDOUT_FRACTION", "NEAR_DUP_THRESHOLD", "MAX_TRAIN_PER_LABEL", "REDACT_PII", "DROP_TRUNCATED",
-                "SYSTEM_PROMPT", "SCORING_METHOD")
+# them, or its records describe two different runs (run_checks.check_same_run).
+RUN_IDENTITY = ("MODEL", "TASK", "OUTPUT_FIELD", "REPLY_FORMAT", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH",
+                "FORMAT", "TEXT_FIELD", "LABEL_FIELD", "HELDOUT_FRACTION", "NEAR_DUP_THRESHOLD", "MAX_TRAIN_PER_LABEL",
+                "REDACT_PII", "DROP_TRUNCATED", "SYSTEM_PROMPT", "SCORING_METHOD")
 
 
 def is_numeric(type_name):

@@ -3,13 +3,31 @@ import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import stages, standins
+from . import ranges, stages, standins
 from .errors import ConfigError, check, type_problems
-
 
 ENGINES = ("auto", "unsloth", "trl")
 OPTIMIZERS = ("adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adamw_torch_fused")
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# The training knobs' allowed values, one Range each: TrainConfig checks them, and params.RANGES checks the
+# notebook parameters of the same names before a run starts.
+RANGES = {"LORA_R": ranges.Range(1, 256), "LORA_ALPHA": ranges.above(0),
+          "LORA_DROPOUT": ranges.Range(0, 1, hi_open=True), "LEARNING_RATE": ranges.OPEN_SHARE,
+          "EPOCHS": ranges.above(0), "BATCH_SIZE": ranges.BATCH, "GRAD_ACCUM": ranges.at_least(1),
+          "MAX_SEQ_LEN": ranges.at_least(16), "MAX_STEPS": ranges.Range(1, also=(-1,)),
+          "SAVE_STEPS": ranges.at_least(0)}
+# TrainConfig's checks: {NAME: (rule, field, hint)}; EPOCHS is checked with MAX_STEPS (either one stops training)
+CHECKED = {**{name: (RANGES[name], name.lower(), "") for name in
+              ("LORA_DROPOUT", "BATCH_SIZE", "GRAD_ACCUM", "MAX_SEQ_LEN")},
+           "LORA_R": (RANGES["LORA_R"], "lora_r", "16 is the teaching default"),
+           "LORA_ALPHA": (RANGES["LORA_ALPHA"], "lora_alpha", "usually 2 x LORA_R"),
+           "LEARNING_RATE": (RANGES["LEARNING_RATE"], "learning_rate", "2e-4 for 7-14B models"),
+           "MAX_STEPS": (RANGES["MAX_STEPS"], "max_steps", "-1: train for EPOCHS"),
+           "SAVE_STEPS": (RANGES["SAVE_STEPS"], "save_steps", "0: only the final adapter"),
+           "WARMUP_RATIO": (ranges.Range(0, 1, hi_open=True), "warmup_ratio", ""),
+           "LOGGING_STEPS": (ranges.at_least(1), "logging_steps", "")}
 
 
 @dataclass(frozen=True)
@@ -43,29 +61,14 @@ class TrainConfig:
         p = []
         if self.engine not in ENGINES:
             p.append(f"ENGINE={self.engine!r} is not one of {ENGINES}; set ENGINE in the parameters cell")
-        if self.lora_r < 1 or self.lora_r > 256:
-            p.append(f"LORA_R={self.lora_r} must be between 1 and 256 (16 is the teaching default)")
-        if self.lora_alpha <= 0:
-            p.append(f"LORA_ALPHA={self.lora_alpha} must be positive (usually 2 x LORA_R)")
-        if not 0 <= self.lora_dropout < 1:
-            p.append(f"LORA_DROPOUT={self.lora_dropout} must be in [0, 1)")
+        p += ranges.problems(self, CHECKED)
         bad = [m for m in self.target_modules if m not in ALL_LINEAR]
         if bad or not self.target_modules:
             p.append(f"TARGET_MODULES={list(self.target_modules)} must be a non-empty subset of {list(ALL_LINEAR)}")
-        if not 0 < self.learning_rate < 1:
-            p.append(f"LEARNING_RATE={self.learning_rate} must be in (0, 1); 2e-4 for 7-14B models")
         if self.num_epochs <= 0 and self.max_steps <= 0:
             p.append(f"EPOCHS={self.num_epochs} must be positive (or set MAX_STEPS)")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            p.append(f"BATCH_SIZE={self.batch_size} and GRAD_ACCUM={self.grad_accum} must be >= 1")
-        if not 0 <= self.warmup_ratio < 1:
-            p.append(f"WARMUP_RATIO={self.warmup_ratio} must be in [0, 1)")
         if self.optimizer not in OPTIMIZERS:
             p.append(f"OPTIMIZER={self.optimizer!r} is not one of {OPTIMIZERS}")
-        if self.max_seq_len < 16:
-            p.append(f"MAX_SEQ_LEN={self.max_seq_len} is too small; use at least 16")
-        if self.save_steps < 0 or self.logging_steps < 1:
-            p.append("SAVE_STEPS must be >= 0 and LOGGING_STEPS >= 1")
         if p:
             raise ConfigError(p, "invalid training parameters")
 
@@ -100,21 +103,12 @@ def recipe_for(model_kind, overrides=None, task=stages.CLASSIFY):
     reply recipe measured; a real model keeps the seed's QLoRA everywhere."""
     if model_kind == "embedded":
         base = EMBEDDED_REPLY_RECIPE if task == stages.REPLY else EMBEDDED_RECIPE
-        if not _cuda():   # CPU: nf4 ~5% slower and saves nothing that matters (above); 03's DEMO_QUANTIZATION measures it
+        # CPU: nf4 ~5% slower and saves nothing that matters (above); 03's DEMO_QUANTIZATION measures it
+        if not _cuda():
             base = replace(base, load_in_4bit=False)
     else:
         base = SEED_RECIPE
     return replace(base, **{k: v for k, v in (overrides or {}).items() if v is not None})
-
-
-def check_task(card, task):
-    """ConfigError unless TASK is a known task and the one 02 curated (its record's `task`), with the fix."""
-    curated = card.get("task") or stages.CLASSIFY
-    if task not in stages.TASKS:
-        raise ConfigError(f"TASK={task!r} is not one of {sorted(stages.TASKS)}; set TASK in the parameters cell")
-    if task != curated:
-        raise ConfigError(f"TASK={task!r} but 02 curated {curated!r} rows into {getattr(card, 'path', 'this run')}: "
-                          f"set TASK={curated!r}, or run 02 with TASK={task!r} into this RUN_DIR first")
 
 
 # The model a learner would train on a GPU for each MODEL (03 exports the seed's recipe for it): a hub

@@ -51,6 +51,27 @@ DECIDE = Schema(stages.DECIDE, ("proceed", "recommendation", "reasons", "todo", 
                                 "labeled_examples", "measured_baselines"))
 BASELINE = Schema(stages.BASELINE, ("n", "labels", "systems", "best", "reference", "rows_in", "rows_out",
                                     "heldout_fingerprint"), per_task=True)
+CURATE = Schema(stages.CURATE, ("labels_list", "system_prompt", "pii_accepted", "rows_in", "rows_out", "split",
+                                 "labels", "fingerprints", "leakage"),
+                ("label_warnings", "trivial", "trivial_outputs", "pii_rows", "pii_kinds", "pii_redacted",
+                 "pii_output_rows", "invalid_format", "conflicts", "conflict_rows", "exact_duplicates",
+                 "exact_duplicate_rows_dropped", "truncated", "truncated_dropped", "max_seq_len", "tokens",
+                 "prompt_tokens", "output_tokens", "near_duplicates", "near_duplicate_rows",
+                 "near_duplicate_label_mixed", "near_duplicate_rows_dropped", "capped", "rare_labels",
+                 "unseen_labels", "production_leakage", "reply_format", "output_field"))
+TRAIN = Schema(stages.TRAIN, ("adapter_dir", "base_model", "base_params", "device", "engine", "eval_loss", "family",
+                              "first_loss", "labels", "load_in_4bit", "log_path", "lora_share", "mask",
+                              "peak_memory_mb", "reasons", "reply_format", "resumed_from", "second_adapter", "seconds",
+                              "steps", "template", "template_hash", "tokens_per_s", "tokens_seen", "total_params",
+                              "train_fingerprint", "train_ids", "train_loss", "train_rows", "trainable_params",
+                              "truncated", "weights_dtype", "weights_mb", "quantization_demo", "axolotl_config",
+                              "gpu_export"))
+SERVE = Schema(stages.SERVE, ("command", "environment", "gpu_command", "adapters_served", "adapters", "adapter_tasks",
+                              "tasks", "prompts_source", "preflight", "parity", "structured_output", "eval_framework",
+                              "unknown_adapter", "load_test", "load_test_fixed", "model", "server"))
+COSTS = Schema(stages.COSTS, ("options", "measured", "not_used", "assumed", "prices", "training", "classical_reference",
+                              "seed_vs_run", "escalation_share", "verdict", "tasks", "routes", "favoured_route",
+                              "seed_case"))
 EVALUATE = Schema(stages.EVALUATE, ("heldout", "decision", "slices", "leakage_recheck", "adapter_dir", "baselines",
                                     "lessons"), ("production",), per_task=True)
 

@@ -9,7 +9,6 @@ McNemar's exact test and the bootstrap from ftplay.evaluate, as for classificati
 import json
 import logging
 import os
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -49,8 +48,9 @@ def max_new_tokens(value, output_tokens, margin=MARGIN_TOKENS):
     if value and value > 0:
         return int(value), f"MAX_NEW_TOKENS={value}"
     if not (output_tokens or {}).get("max"):
-        raise ConfigError("MAX_NEW_TOKENS=0 takes the longest reply of the curated rows (02's output_tokens), and none "
-                          "was counted; run 02 into this run directory with a tokenizer, or set MAX_NEW_TOKENS, e.g. 128")
+        raise ConfigError("MAX_NEW_TOKENS=0 takes the longest reply of the curated rows (02's output_tokens), and "
+                          "none was counted; run 02 into this run directory with a tokenizer, or set MAX_NEW_TOKENS, "
+                          "e.g. 128")
     n = int(output_tokens["max"]) + margin
     return n, f"MAX_NEW_TOKENS=0: the longest curated reply, {output_tokens['max']} tokens, + {margin}"
 
@@ -88,7 +88,8 @@ def decode_threads(model):
     import torch
 
     first = next(model.parameters(), None)
-    small = first is not None and first.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < ONE_THREAD_BELOW
+    small = (first is not None and first.device.type == "cpu"
+             and sum(p.numel() for p in model.parameters()) < ONE_THREAD_BELOW)
     before = torch.get_num_threads()
     if small:
         torch.set_num_threads(1)
@@ -105,7 +106,8 @@ class EndpointReplier:
     def __init__(self, client, model, fmt, system_prompt=None, shots=None, max_tokens=96, concurrency=8, name=None,
                  extra_body=None):
         self.client, self.model, self.fmt, self.system_prompt, self.shots = client, model, fmt, system_prompt, shots
-        self.max_tokens, self.concurrency, self.name, self.extra_body = max_tokens, concurrency, name or model, extra_body
+        self.max_tokens, self.concurrency, self.name = max_tokens, concurrency, name or model
+        self.extra_body = extra_body
 
     def _one(self, text):
         msgs = prompts.reply_messages(text, self.fmt, system_prompt=self.system_prompt,
@@ -253,7 +255,8 @@ def examples(rows, outputs, n=3, seed=0, width=60):
     """A few rows side by side: the ticket (cut to `width`), the reference reply and each system's reply,
     lines joined with ' | ' so a table cell shows the structure."""
     idx = sorted(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
-    one = lambda s: " | ".join(line.strip() for line in (s or "").strip().splitlines() if line.strip()) or "(empty)"
+    def one(s):
+        return " | ".join(line.strip() for line in (s or "").strip().splitlines() if line.strip()) or "(empty)"
     out = []
     for i in idx:
         text = " ".join(rows[i]["text"].split())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import progress, prompts
+from .config import SCORING_METHODS
 
 
 @dataclass
@@ -151,7 +152,7 @@ class LabelScorer:
       4.6e-5).
     `margin=None` makes predict() use the exact `logprobs()`."""
 
-    METHODS = ("constrained", "joint")
+    METHODS = SCORING_METHODS   # config.ScoringConfig validates SCORING_METHOD against the same tuple
 
     def __init__(self, model, tokenizer, labels, system_prompt, shots=None, batch_size=16,
                  name="scoring", margin=15.0, method="constrained"):
@@ -162,11 +163,11 @@ class LabelScorer:
         self.system_prompt, self.shots, self.bs, self.name = system_prompt, shots, batch_size, name
         self.margin, self.method = margin, method
         how = prompts.plan(tokenizer)  # each label's tokens in context, as training produced them
-        self.cand = [prompts.answer_ids(tokenizer, l, how) for l in self.labels]
+        self.cand = [prompts.answer_ids(tokenizer, label, how) for label in self.labels]
         same = {}
-        for i, (l, c) in enumerate(zip(self.labels, self.cand)):
+        for i, (label, c) in enumerate(zip(self.labels, self.cand)):
             if same.setdefault(tuple(c), i) != i:
-                raise ValueError(f"labels {self.labels[same[tuple(c)]]!r} and {l!r} are the same tokens to this "
+                raise ValueError(f"labels {self.labels[same[tuple(c)]]!r} and {label!r} are the same tokens to this "
                                  "tokenizer, so no score can tell them apart: list each label once, under one spelling")
         self.prefix_tokens = 0  # tokens of the last call's shared prefix, run once
         self.expanded = 0       # trie nodes the last predict() ran through the model, all rows together

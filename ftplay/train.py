@@ -147,7 +147,8 @@ def step_line(rec, max_steps):
     if "eval_loss" in rec:
         return f"{head}: eval loss {rec['eval_loss']:.3f}"
     if "train_runtime" in rec:
-        return f"{head}: done in {progress.fmt_seconds(rec['train_runtime'])}, mean loss {rec.get('train_loss', float('nan')):.3f}"
+        return (f"{head}: done in {progress.fmt_seconds(rec['train_runtime'])}, "
+                f"mean loss {rec.get('train_loss', float('nan')):.3f}")
     return f"{head}: {', '.join(f'{k} {v}' for k, v in rec.items() if k not in ('step', 'epoch'))}"
 
 
@@ -232,7 +233,7 @@ def train(cfg, ref, train_messages, eval_messages, out_dir, resume=True):
     if last is None and log_path.exists():
         log_path.unlink()  # a fresh run starts a fresh log
     t0 = time.time()
-    out = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     seconds = time.time() - t0
     adapter_dir = out_dir / "adapter"
     trainer.model.save_pretrained(str(adapter_dir))
@@ -349,7 +350,7 @@ def _peak_mb(dev):
 def read_log(path):
     """The training log as a list of dicts (one per logging step)."""
     p = Path(path)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
 
 
 def write_adapter_meta(adapter_dir, ref, labels, system_prompt, task=stages.CLASSIFY, reply_format=None):
@@ -359,6 +360,12 @@ def write_adapter_meta(adapter_dir, ref, labels, system_prompt, task=stages.CLAS
 
     return identity.write_adapter_meta(adapter_dir, ref, models.load_tokenizer(ref), labels, system_prompt,
                                        task=task, reply_format=reply_format)
+
+
+def gpu_export(model, recipe, axolotl_config, together):
+    """03's record of what it exported for a GPU: the model, the seed's recipe for it, the Axolotl config written
+    and the hosted (Together) job."""
+    return {"model": model, "recipe": recipe, "axolotl_config": axolotl_config, "together": together}
 
 
 def manifest(result, cfg, ref, meta, train_rows):

@@ -3,15 +3,18 @@
 Layers, top to bottom (a module imports only modules in a lower layer; function-level imports count):
   entry points   cli, modal_app            the command line and the Modal app
   refit          refit                     re-runs a playbook through the runner, compares two runs
-  runner         runner                    executes the notebooks, summarises a run
-  report         report                    the ship checklist, read from a run's records
+  runner         runner                    executes the notebooks
+  run steps      run_plan run_checks run_summary   what a run executes, what refuses it before anything runs,
+                                           summary.json (the checks and the summary read the plan)
+  report         report report_page        the ship checklist, read from a run's records; shown as text and HTML
   stages         decide data evaluate train cost serve hosted axolotl ...
                                            one module per stage of the playbook; a stage may use a
-                                           lower stage helper (data uses quality and dataload, evaluate scoring)
+                                           lower stage helper (data uses quality and dataload, evaluate scoring,
+                                           loadtest serve_client); cost_run and cost_tables read cost
   identity       identity                  base and adapter identity (ftplay_adapter.json, the base check)
   tasks          tasks/ (a package)        one module per task behind one interface; the notebooks call it
   shared         records models prompts plots seeding params kernels footprint config numbers
-  training config recipes                  TrainConfig and the recipes (params' ranges and footprint read them)
+  training config recipes config           TrainConfig, the recipes and the scoring knobs (params reads their ranges)
   model builders standins                  stand-in bases of real model families
   base           stages rundir errors tinymodel progress   names, files, errors, the embedded tiny model, progress bars
 Notebooks sit above all of them.
@@ -26,18 +29,23 @@ LAYERS = {
     "entry": (90, {"cli", "modal_app"}),
     "refit": (80, {"refit"}),
     "runner": (70, {"runner"}),
-    "report": (60, {"report"}),
+    "run steps": (65, {"run_plan", "run_checks", "run_summary"}),
+    "report": (60, {"report", "report_page"}),
     "tasks": (55, {"tasks"}),
-    "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "serve", "serve_checks", "loadtest", "hosted", "axolotl"}),
-    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks"}),
+    "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "cost_run",
+                    "cost_tables", "serve", "serve_tasks", "serve_checks", "loadtest", "hosted", "axolotl"}),
+    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks", "serve_client", "splitting"}),
     "identity": (30, {"identity"}),
-    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint", "config", "numbers"}),
-    "training config": (17, {"recipes"}),
+    "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint", "numbers"}),
+    "training config": (17, {"recipes", "config"}),
     "model builders": (15, {"standins"}),
-    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "__init__"}),
+    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "ranges", "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
-SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("serve_checks", "serve"), ("serve_checks", "loadtest"), ("loadtest", "serve"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"), ("tinymodel", "rundir"), ("tinymodel", "progress")}
+SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("serve_checks", "serve"),
+            ("serve_checks", "loadtest"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"),
+            ("cost_run", "cost"), ("cost_tables", "cost"), ("run_checks", "run_plan"), ("run_summary", "run_plan"),
+            ("tinymodel", "rundir"), ("tinymodel", "progress")}
 
 
 def imports(path, mods=None, depth=0):
@@ -115,9 +123,9 @@ def test_no_import_loop():
 
 def test_serving_and_the_runner_stand_on_identity_not_refit():
     g = graph()
-    assert "refit" not in g["runner"]
+    assert "refit" not in g["runner"] and "refit" not in g["run_checks"]
     assert "refit" not in g["serve"] and "refit" not in g["serve_checks"]
-    assert "identity" in g["runner"] and "identity" in g["refit"]
+    assert "identity" in g["run_checks"] and "identity" in g["refit"]   # the runner's base check before a run
 
 
 def test_the_graph_reads_function_level_imports(tmp_path):

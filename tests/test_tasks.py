@@ -94,8 +94,8 @@ class OrderTask(Task):
         right = np.array([o == r["output"] for o, r in zip(outputs, rows)], dtype=float)
         idx = evaluate._resample(len(rows), self.scoring.n_boot, seed)
         return {"n": len(rows), "exact": float(right.mean()), "exact_ci": evaluate._interval(right[idx].mean(1)),
-                "per_label": {lab: float(np.mean([o == r["output"] for o, r in zip(outputs, rows) if r["label"] == lab]))
-                              for lab in self.labels}}
+                "per_label": {lab: float(np.mean([o == r["output"] for o, r in zip(outputs, rows)
+                                                  if r["label"] == lab])) for lab in self.labels}}
 
     def paired(self, rows, a, b, seed=0):
         ra = np.array([o == r["output"] for o, r in zip(a, rows)])
@@ -153,6 +153,13 @@ class OrderTask(Task):
     def record_fields(self, **_):
         return {"primary": self.primary}
 
+    def conversation(self, row):
+        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": row["text"]},
+                {"role": "assistant", "content": row["output"]}]
+
+    def summary_columns(self, m):
+        return {"exact [95% CI]": f"{m['exact']:.2f} [{m['exact_ci'][0]:.2f}, {m['exact_ci'][1]:.2f}]"}
+
 
 def rows_of(n, seed):
     rng = np.random.default_rng(seed)
@@ -176,7 +183,7 @@ def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, t
     """Registered here, the toy task goes the way the notebooks take every task: 01 scores the reference and
     the base prompted and records them, 03 trains an adapter on the task's conversations (real steps), 04 scores
     base and fine-tune, compares them with 01's systems, decides and records; no package module names it."""
-    from ftplay import models, recipes, train
+    from ftplay import models, train
 
     train_rows, heldout = rows_of(24, 1), rows_of(12, 2)
     tok = models.load_tokenizer(tiny_ref)
@@ -199,11 +206,11 @@ def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, t
     assert records.read(tmp_path, stages.BASELINE)["task"] == "order"
 
     # 03: a real adapter on the task's own conversations
-    cfg = recipes.recipe_for("embedded", {"max_steps": 2, "batch_size": 4}, task=task.name)
-    convs = [[{"role": "system", "content": task.system_prompt}, {"role": "user", "content": r["text"]},
-              {"role": "assistant", "content": r["output"]}] for r in train_rows]
-    result = train.train(cfg, tiny_ref, convs, None, tmp_path / "train")
+    cfg = task.recipe("embedded", {"max_steps": 2, "batch_size": 4})
+    result = train.train(cfg, tiny_ref, task.conversations(train_rows), None, tmp_path / "train")
     assert result.steps == 2
+    meta = task.write_adapter_meta(result.adapter_dir, tiny_ref)
+    assert tasks.of_adapter(meta).name == "order"
 
     # 04: base and fine-tune on held-out, 01's systems paired on the same rows, the gate, the record
     systems = {"base": task.system(base, "base"),
@@ -216,6 +223,7 @@ def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, t
     assert decision["verdict"] == "stop"   # two steps do not beat a regex that is always right
     names = {c["name"]: c["status"] for c in decision["checks"]}
     assert names["alternatives_heldout"] == "block" and names["production"] == "not proven"
+    assert list(task.summary_table(results).columns) == ["n", "exact [95% CI]"]
     assert decision["better"]["name"] == "first_number" and decision["labels"][0]["label"] in task.labels
     records.EVALUATE.write(tmp_path, task, gate.GateConfig(), **records.by_split(splits, results, paired),
                            decision=decision, slices={}, leakage_recheck={}, adapter_dir=str(result.adapter_dir),

@@ -58,7 +58,7 @@ def test_mask_guard_names_masked_eos(tiny_tok):
 
 def test_tokenize_chat_trains_only_the_answer(tiny_tok):
     rows, truncated = masks.tokenize_chat(tiny_tok, [_conv("bug")], 512)
-    trained = [tiny_tok.decode([t]) for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
+    trained = [tiny_tok.decode([t]) for t, label in zip(rows[0]["input_ids"], rows[0]["labels"]) if label != -100]
     assert trained == ["bug", "<|im_end|>"] and truncated == 0
     long = prompts.messages("word " * 200, ["billing", "bug"], "bug")
     rows, truncated = masks.tokenize_chat(tiny_tok, [_conv("bug"), long], 60)
@@ -97,7 +97,7 @@ def test_the_mask_trains_every_reply_token_and_the_end_of_turn_only(tiny_tok):
     assert report == {"examples": 2, "checked": 2, "cut": 0, "whole_answer_trained": 2, "ends_with_end_of_turn": 2,
                       "prompt_tokens_trained": 0, "answer_tokens": {"p50": 49, "max": 49}}
     rows, _ = masks.tokenize_chat(tiny_tok, convs, 512)
-    trained = [t for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != -100]
+    trained = [t for t, label in zip(rows[0]["input_ids"], rows[0]["labels"]) if label != -100]
     assert tiny_tok.decode(trained) == convs[0][-1]["content"] + "<|im_end|>"
     assert len(rows[0]["input_ids"]) == 187 and len(trained) == 49
     assert masks.mask_report(tiny_tok, convs, 180)["cut"] == 1, "a conversation MAX_SEQ_LEN cuts is counted apart"
@@ -116,15 +116,18 @@ def test_a_mask_that_drops_the_end_of_turn_or_trains_the_prompt_is_refused(tiny_
         masks.mask_report(tiny_tok, _reply_convs(), 512)
 
 
-def test_03_trains_the_task_02_curated():
+def test_03_trains_the_task_02_curated_and_04_scores_the_adapter_s(tiny_ref, tmp_path):
+    from ftplay import identity, tasks
     from ftplay.errors import ConfigError
 
-    recipes.check_task({"task": "reply"}, "reply")
-    recipes.check_task({}, "classify")   # a record written before tasks existed is triage
-    with pytest.raises(ConfigError, match="TASK='reply' but 02 curated 'classify'"):
-        recipes.check_task({"task": "classify"}, "reply")
-    with pytest.raises(ConfigError, match="TASK='summary' is not one of"):
-        recipes.check_task({}, "summary")
+    assert tasks.curated({"task": "reply", "reply_format": "bitext"}).reply_format == "bitext"
+    assert tasks.curated({}).name == "classify"   # a record written before tasks existed is triage
+    meta = train.write_adapter_meta(tmp_path / "r", tiny_ref, [], "Reply.", "reply", "house")
+    task = tasks.of_adapter(identity.read_adapter_meta(tmp_path / "r"))
+    assert (task.name, task.reply_format) == ("reply", "house") and meta["task"] == "reply"
+    task.check_curated({"task": "reply"})
+    with pytest.raises(ConfigError, match="the adapter was trained for the 'reply' task but 02 curated 'classify'"):
+        task.check_curated({"task": "classify"})
 
 
 def test_the_adapter_names_its_task(tiny_ref, tmp_path):
@@ -141,7 +144,7 @@ def test_the_adapter_names_its_task(tiny_ref, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["trl", "unsloth"])
 def test_real_training_steps_produce_a_vllm_loadable_adapter(engine, tiny_ref, tmp_path):
-    convs = [prompts.messages(t, ["billing", "bug"], l) for t, l in
+    convs = [prompts.messages(text, ["billing", "bug"], label) for text, label in
              [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
               ("button broken", "bug")] * 4]
     cfg = recipes.recipe_for("embedded", {"engine": engine, "max_steps": 4, "batch_size": 4, "logging_steps": 1,
@@ -168,10 +171,13 @@ def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_ref, tiny_tok
     torch.manual_seed(0)
     model = get_peft_model(models.load_model(tiny_ref),
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    rows, _ = masks.tokenize_chat(tiny_tok, [_conv("billing"), prompts.messages("it crashes on start, again and "
-                                                                                "again", ["billing", "bug"], "bug")], 512)
+    crash = prompts.messages("it crashes on start, again and again", ["billing", "bug"], "bug")
+    rows, _ = masks.tokenize_chat(tiny_tok, [_conv("billing"), crash], 512)
     n = max(len(r["input_ids"]) for r in rows)
-    pad = lambda xs, v: [x + [v] * (n - len(x)) for x in xs]  # noqa: E731
+
+    def pad(xs, v):
+        return [x + [v] * (n - len(x)) for x in xs]
+
     batch = {"input_ids": torch.tensor(pad([r["input_ids"] for r in rows], 0)),
              "labels": torch.tensor(pad([r["labels"] for r in rows], -100)),
              "attention_mask": torch.tensor(pad([[1] * len(r["input_ids"]) for r in rows], 0))}
@@ -237,7 +243,10 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
 # ---------------------------------------------------------------- Unsloth imported first
 def test_unsloth_is_imported_first_on_a_gpu_and_warned_when_late(caplog):
     imported = []
-    has = lambda name: object()   # noqa: E731  (find_spec: installed)
+
+    def has(name):  # find_spec: installed
+        return object()
+
     kw = {"find_spec": has, "importer": imported.append}
     assert train._import_unsloth_first({}, cuda=lambda: False, **kw) == (None, ()) and imported == [], \
         "CPU: the stock path, no import"
@@ -272,14 +281,18 @@ def test_training_entry_points_import_ftplay_train_before_transformers():
             "print(sorted(m for m in ('transformers', 'trl', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
-    first_import = lambda src: next(l for l in src.splitlines() if l.startswith(("from ftplay", "import ftplay")))  # noqa: E731
+
+    def first_import(src):
+        return next(line for line in src.splitlines() if line.startswith(("from ftplay", "import ftplay")))
+
     cell = next(c for c in json.loads((ROOT / "notebooks" / "03_train_qlora.ipynb").read_text())["cells"]
                 if c["cell_type"] == "code")
     assert first_import("".join(cell["source"])).startswith("from ftplay import train")
     script = (ROOT / "benchmarks" / "gpu_check.py").read_text()
     assert first_import(script).startswith("from ftplay import train")
-    assert script.index("from ftplay import train") < min(script.index(w) for w in ("import trl", "import transformers",
-                                                                                     "from transformers") if w in script)
+    first_stack_import = min(script.index(w) for w in ("import trl", "import transformers", "from transformers")
+                             if w in script)
+    assert script.index("from ftplay import train") < first_stack_import
 
 
 # ---------------------------------------------------------------- what LoRA trains, what QLoRA stores
@@ -295,7 +308,7 @@ def test_counts_from_a_shape_equal_what_transformers_and_peft_build():
 
     from ftplay import footprint as fp
 
-    for hub_id, (r, targets) in {fp.LLAMA_8B: (16, QVO), "Qwen/Qwen2.5-7B-Instruct": (8, fp.PROJECTIONS)}.items():
+    for hub_id, (r, targets) in {fp.LLAMA_8B: (16, QVO), "Qwen/Qwen2.5-7B-Instruct": (8, recipes.ALL_LINEAR)}.items():
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**fp.HUB_SHAPES[hub_id]))
         s = fp.shape(hub_id)
@@ -310,7 +323,7 @@ def test_the_seeds_bases_by_the_numbers():
     s = fp.shape(fp.LLAMA_8B)
     assert fp.base_params(s) == 8_030_261_248 and fp.base_params(fp.shape(fp.LLAMA_70B)) == 70_553_706_496
     assert fp.lora_params(s, 16, QVO) == 32 * 16 * (8192 + 5120 + 8192) == 11_010_048
-    assert fp.lora_params(s, 16, fp.PROJECTIONS) == 41_943_040
+    assert fp.lora_params(s, 16, recipes.ALL_LINEAR) == 41_943_040
     assert fp.nf4_bytes(64 * 256 * 4) == 32768 + 1024 + 16 + 4, "codes, 8-bit scales, float32 scales, offset"
     rows = {(r["model"], r["recipe"]): r for r in fp.table({"8b": fp.LLAMA_8B, "70b": fp.LLAMA_70B},
                                                             {"seed": (16, QVO)})}
@@ -342,7 +355,7 @@ def test_a_loaded_model_is_measured_as_the_formula_counts_it(tiny_ref):
     four = fp.measure(AutoModelForCausalLM.from_pretrained(tiny_ref.path, dtype=torch.float32, quantization_config=q))
     assert four["base_params"] == 4_239_360, "4-bit weights counted as the values they hold, not packed bytes"
     assert four["weights_bytes"] == fp.weight_bytes(s, True, 4) == 5_084_080
-    assert fp.lora_params(s, 32, fp.PROJECTIONS) == 655_360
+    assert fp.lora_params(s, 32, recipes.ALL_LINEAR) == 655_360
 
 
 def test_the_share_is_read_in_words(tiny_ref):
@@ -370,7 +383,8 @@ def test_the_quantization_measurement_is_read_in_words(tiny_ref):
     text = fp.read_quantization(demo, tiny_ref.path)
     assert "5.084 MB of weights against 16.957 MB in float32 (70.0% less)" in text
     assert "Counted in bf16, as on a GPU: 3.4 MB against 8.5 MB (59.7% less)." in text
-    assert "19% of this base is its embedding matrix" in text and "(0.5x, slower; 8 steps, a rough figure): each" in text
+    assert "19% of this base is its embedding matrix" in text
+    assert "(0.5x, slower; 8 steps, a rough figure): each" in text
     assert "(on a CPU without a fused 4-bit kernel), so QLoRA buys memory with time." in text
     same = fp.read_quantization({**demo, "speed_ratio": 0.96}, tiny_ref.path)
     assert "(0.96x, about the same; 8 steps, a rough figure): on a model this small" in same
@@ -380,7 +394,8 @@ def test_the_quantization_measurement_is_read_in_words(tiny_ref):
     assert "(1.2x, faster; 8 steps, a rough figure)." in faster and "matmul" not in faster
     bf16 = fp.read_quantization({**demo, "unquantized": {**demo["unquantized"], "dtype": "bfloat16"}}, tiny_ref.path)
     assert "in bfloat16 (70.0% less)." in bf16 and "Counted in bf16" not in bf16
-    assert fp.read_quantization({"ran": False, "why": "no bitsandbytes"}, tiny_ref.path) == "Not measured: no bitsandbytes."
+    not_run = fp.read_quantization({"ran": False, "why": "no bitsandbytes"}, tiny_ref.path)
+    assert not_run == "Not measured: no bitsandbytes."
 
 
 # ---------------------------------------------------------------- the GPU model, the second adapter
@@ -428,8 +443,10 @@ def test_the_engine_experiment_swaps_only_the_engine(monkeypatch):
 
 
 def test_two_adapters_are_read_side_by_side():
-    r = lambda steps, n, loss: train.TrainResult(  # noqa: E731
-        "a", "trl", False, [], {}, steps, loss, loss, 9.0, 0, 0.0, 0.0, 0.0, 0, None, "l", trainable_params=n)
+    def r(steps, n, loss):
+        return train.TrainResult("a", "trl", False, [], {}, steps, loss, loss, 9.0, 0, 0.0, 0.0, 0.0, 0, None, "l",
+                                 trainable_params=n)
+
     text = recipes.read_second(r(321, 655_360, 0.9), r(107, 655_360, 1.5), "num_epochs 3.0 -> 1.0")
     assert text.startswith("One change, num_epochs 3.0 -> 1.0: 107 steps against 321, 655,360 trained parameters")
     assert "eval loss 1.500 against 0.900 (higher)" in text
@@ -438,14 +455,15 @@ def test_two_adapters_are_read_side_by_side():
 
 @pytest.mark.slow
 def test_4bit_and_unquantized_are_measured_on_the_same_steps(tiny_ref, tmp_path):
-    convs = [prompts.messages(t, ["billing", "bug"], l) for t, l in
+    convs = [prompts.messages(text, ["billing", "bug"], label) for text, label in
              [("charged twice", "billing"), ("app crashes", "bug"), ("refund my invoice", "billing"),
               ("button broken", "bug")] * 4]
     cfg = recipes.recipe_for("embedded", {"engine": "trl", "batch_size": 4})
     demo = train.compare_precisions(cfg, tiny_ref, convs, tmp_path, steps=3)
     four, full = demo["4bit"], demo["unquantized"]
     assert demo["ran"] and four["load_in_4bit"] and not full["load_in_4bit"] and four["steps"] == full["steps"] == 3
-    assert (four["dtype"], full["dtype"], four["rest_dtype"]) == ("nf4", "float32", "float32") and four["base_params"] == full["base_params"] == 4_239_360
+    assert (four["dtype"], full["dtype"], four["rest_dtype"]) == ("nf4", "float32", "float32")
+    assert four["base_params"] == full["base_params"] == 4_239_360
     assert four["weights_mb"] == 5.084 and full["weights_mb"] == 16.957 and demo["weights_saving_pct"] == 70.0
     assert four["tokens_per_s"] > 0 and full["tokens_per_s"] > 0 and four["peak_mb"] is None, "no per-run peak on a CPU"
 
@@ -465,7 +483,8 @@ def test_notebook_03_demonstrates_and_records_each_lesson(run_notebook, tmp_path
     assert tr["trainable_params"] == share["trainable_params"] == 655_360 and tr["base_params"] == 4_239_360
     assert tr["total_params"] == 4_239_360 + 655_360 and share["counted_equals_measured"]
     assert {r["model"] for r in share["table"]} == {"this run's base", "Qwen/Qwen2.5-7B-Instruct",
-                                                   "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct"}
+                                                   "meta-llama/Llama-3.1-8B-Instruct",
+                                                   "meta-llama/Llama-3.1-70B-Instruct"}
     demo = tr["quantization_demo"]
     assert demo["ran"] and demo["4bit"]["weights_mb"] < demo["unquantized"]["weights_mb"]
     assert demo["4bit"]["steps"] == demo["unquantized"]["steps"] == train.DEMO_STEPS
@@ -508,8 +527,8 @@ def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
     def fake_train(c, ref, rows, evals, out, resume=True):
         calls.append(("train", c.load_in_4bit, c.max_steps, len(rows)))
         log = tmp_path / f"{c.load_in_4bit}.jsonl"
-        log.write_text("".join(json.dumps({"step": i, "tokens_per_s": v}) + "\n" for i, v in
-                               enumerate([10.0, 300.0, 100.0, 200.0] if c.load_in_4bit else [10.0, 400.0, 400.0, 500.0])))
+        speeds = [10.0, 300.0, 100.0, 200.0] if c.load_in_4bit else [10.0, 400.0, 400.0, 500.0]
+        log.write_text("".join(json.dumps({"step": i, "tokens_per_s": v}) + "\n" for i, v in enumerate(speeds)))
         return train.TrainResult("a", "unsloth", c.load_in_4bit, [], {"compute_dtype": "bfloat16"}, c.max_steps, 1.0,
                                  None, 2.0, 0, 0.0, 1.0, next(peaks), 0, None, str(log), base_params=10,
                                  weights_mb=3.0 if c.load_in_4bit else 8.0, weights_dtype="bfloat16")
@@ -518,7 +537,8 @@ def test_on_a_gpu_each_precision_gets_its_own_peak(monkeypatch, tmp_path):
     demo = train.compare_precisions(recipes.recipe_for("embedded"), None, [{}] * 100, tmp_path, steps=4)
     assert calls == ["empty", "reset", ("train", True, 4, 32), "empty", "reset", ("train", False, 4, 32)]
     assert (demo["4bit"]["peak_mb"], demo["unquantized"]["peak_mb"]) == (900.0, 2100.0) and demo["device"] == "cuda"
-    assert (demo["4bit"]["tokens_per_s"], demo["unquantized"]["tokens_per_s"], demo["speed_ratio"]) == (200.0, 400.0, 0.5)
+    speeds = (demo["4bit"]["tokens_per_s"], demo["unquantized"]["tokens_per_s"], demo["speed_ratio"])
+    assert speeds == (200.0, 400.0, 0.5)
     assert demo["weights_saving_pct"] == 62.5 and demo["unquantized"]["dtype"] == "bfloat16"
 
 
@@ -550,8 +570,9 @@ def test_each_familys_template_trains_exactly_the_reply_and_its_end_of_turn(hub_
     tok = models.load_tokenizer(models.resolve(f"tiny:{hub_id}"))
     convs = _reply_convs()
     report = masks.mask_report(tok, convs, 1024)
-    assert (report["whole_answer_trained"], report["ends_with_end_of_turn"], report["prompt_tokens_trained"]) == (2, 2, 0)
+    mask_counts = (report["whole_answer_trained"], report["ends_with_end_of_turn"], report["prompt_tokens_trained"])
+    assert mask_counts == (2, 2, 0)
     rows, _ = masks.tokenize_chat(tok, convs, 1024)
     for row, conv in zip(rows, convs):
-        trained = tok.decode([t for t, l in zip(row["input_ids"], row["labels"]) if l != -100])
+        trained = tok.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label != -100])
         assert trained.strip().startswith(conv[-1]["content"]) and trained.strip() != conv[-1]["content"]

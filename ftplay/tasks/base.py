@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from .. import gate, records, stages
+from .. import datachat, gate, recipes, records, stages, train
 from ..config import ScoringConfig
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class Task:
     reference = ""         # the cheap non-LLM system 01 scores, and 04 scores on production
     endpoint_system = ""   # 01's name for the model the fine-tune would replace (gate.ENDPOINT_PREFIX...)
     units = ""             # what the per-unit floor of the gate is over: "classes" (labels), "parts" (a format's)
+    unit_word = ""         # the units in a sentence: "labels", "format parts"
     knobs = gate.KNOBS     # what to tune when the fine-tune does not beat the base
     routable = False       # whether its outputs carry a confidence to route on (04's selective curve)
     drop_what = ""         # the production-drop check's wording: "<metric> drops"
@@ -44,6 +45,41 @@ class Task:
         """The run's labels, system prompt and tokenizer (known after 02's curation); returns the task."""
         self.labels, self.system_prompt, self.tokenizer = list(labels), system_prompt, tokenizer
         return self
+
+    @property
+    def reply_format(self):
+        """The format the task's answers are written in (a name in ftplay/formats.py), or None."""
+        return None
+
+    @property
+    def example_files(self):
+        """{shape: path} of the sample rows 02 shows in every accepted input shape."""
+        from ..data import EXAMPLES
+
+        return EXAMPLES[self.name]
+
+    def system_prompt_for(self, system_prompt=""):
+        """The system prompt the task trains and serves with: SYSTEM_PROMPT when given, else the task's default."""
+        return datachat.system_prompt_for(self.name, system_prompt, self.reply_format or "house")
+
+    def conversation(self, row):
+        """A row as the chat it trains as: the bound system prompt, the ticket, the answer."""
+        return datachat.conversation(row, self.labels, self.system_prompt, self.reply_format or "house")
+
+    def conversations(self, rows):
+        return [self.conversation(r) for r in rows]
+
+    def trains_on(self):
+        """What one training answer is, in words, for 03's summary line."""
+        return f"{len(self.labels)} labels"
+
+    def recipe(self, model_kind, overrides=None):
+        """03's training recipe for this task on a base of `model_kind` (recipes.recipe_for)."""
+        return recipes.recipe_for(model_kind, overrides, task=self.name)
+
+    def write_adapter_meta(self, adapter_dir, ref):
+        """ftplay_adapter.json beside an adapter trained for this task (train.write_adapter_meta)."""
+        return train.write_adapter_meta(adapter_dir, ref, self.labels, self.system_prompt, self.name, self.reply_format)
 
     def raw_output_field(self, config):
         """The column of the raw export holding the answer text (02's `config`), or None for a label task."""
@@ -109,13 +145,17 @@ class Task:
         """Outputs saved by `save`, as (ids, outputs)."""
         raise NotImplementedError
 
-    def summary_table(self, results):
-        """{split: {system: metrics}} as a DataFrame, one row per (split, system)."""
+    def summary_columns(self, m):
+        """The summary table's columns for one system's metrics `m` (its n aside)."""
+        raise NotImplementedError
+
+    def read_split(self, split, systems):
+        """One sentence on the systems of one split (`systems`: {name: metrics}) under summary_table."""
         raise NotImplementedError
 
     def read_summary(self, results):
         """One sentence per split under summary_table."""
-        raise NotImplementedError
+        return "\n".join(self.read_split(split, systems) for split, systems in results.items() if systems)
 
     def read_prompting(self, results):
         """One sentence on what prompting gave in 01 (`results`: {system: metrics} on held-out)."""
@@ -153,9 +193,23 @@ class Task:
         """The gate's check that every unit clears its floor."""
         raise NotImplementedError
 
-    def read_units(self, table, cfg):
-        """One sentence reading unit_table."""
+    def under_floor(self, table, cfg):
+        """The rows of unit_table under their floor, held-out or production."""
         raise NotImplementedError
+
+    def read_worst(self, top):
+        """One sentence on the worst unit (the first row of unit_table)."""
+        raise NotImplementedError
+
+    def read_floor(self, low, n, cfg):
+        """One sentence on the units under their floor (`low`, of `n`), or on all of them clearing it."""
+        raise NotImplementedError
+
+    def read_units(self, table, cfg):
+        """Two sentences reading unit_table: its worst unit, then the floor."""
+        if not table:
+            return f"No {self.unit_word} scored."
+        return self.read_worst(table[0]) + self.read_floor(self.under_floor(table, cfg), len(table), cfg)
 
     def gate_config(self, cfg):
         """The gate parameters this task's decision uses, as recorded."""
@@ -194,15 +248,24 @@ class Task:
         return {}
 
     # ------------------------------------------------------------ shared
-    def check_adapter(self, meta):
-        """Stop, with the fix, when the adapter (its ftplay_adapter.json `meta`) was trained for another task."""
-        from .. import identity
+    def check_curated(self, card):
+        """Stop, with the fix, when 02 curated another task's rows into the run (its record `card`) than the one
+        this task's adapter was trained for."""
         from ..errors import ConfigError
 
-        trained_for = identity.adapter_task(meta)
-        if trained_for != self.name:
-            raise ConfigError(f"the adapter was trained for the {trained_for!r} task; set TASK={trained_for!r} or "
-                              f"point ADAPTER_DIR at a {self.name} adapter")
+        curated = card.get("task") or stages.CLASSIFY
+        if curated != self.name:
+            raise ConfigError(f"the adapter was trained for the {self.name!r} task but 02 curated {curated!r} rows "
+                              f"into {getattr(card, 'path', 'this run')}: point ADAPTER_DIR at a {curated} adapter, "
+                              f"or RUN_DIR at the run of the {self.name} task")
+
+    def summary_table(self, results):
+        """{split: {system: metrics}} as a pandas DataFrame, one row per (split, system): n and the task's columns."""
+        import pandas as pd
+
+        rows = [{"split": split, "system": name, "n": m["n"], **self.summary_columns(m)}
+                for split, systems in results.items() for name, m in systems.items()]
+        return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
 
     def run(self, system, rows, seed=0):
         """Every row's output from `system`, scored and timed: (metrics, outputs)."""
@@ -275,9 +338,11 @@ class Task:
                 continue
             ft = outputs[(split, "finetuned")]
             out[split] = {f"finetuned_vs_{name}": self.paired(rows, ft, o)
-                          for (s, name), o in outputs.items() if s == split and name not in ("finetuned", "finetuned_b")}
+                          for (s, name), o in outputs.items()
+                          if s == split and name not in ("finetuned", "finetuned_b")}
             if split == "heldout":
-                out[split].update({f"finetuned_vs_{name}": self.paired_on_rows(rows, ft, b) for name, b in others.items()})
+                out[split].update({f"finetuned_vs_{name}": self.paired_on_rows(rows, ft, b)
+                                   for name, b in others.items()})
         return out
 
     def decide(self, results, paired, cfg=gate.GateConfig(), leakage=None):

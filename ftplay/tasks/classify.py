@@ -1,7 +1,7 @@
 """Ticket triage (`classify`): one label per ticket, scored by accuracy and macro-F1; its gate checks every label."""
 import numpy as np
 
-from .. import evaluate, gate, lessons, numbers, quality
+from .. import evaluate, gate, lessons, numbers, quality, stages
 from .base import Task
 
 
@@ -14,13 +14,14 @@ def _fmt(x):
 
 
 class ClassifyTask(Task):
-    name = "classify"
-    description = "ticket triage: one category per ticket (a narrow, high-volume task)"
-    adapter_name = "triage"
+    name = stages.CLASSIFY
+    description = stages.TASKS[name]
+    adapter_name = stages.ADAPTER_NAMES[name]
     reference = "tfidf_logreg"
     endpoint_system = "endpoint_structured"
     answer = "label"
     units = "classes"
+    unit_word = "labels"
     routable = True
     drop_what, unlike = "macro-F1 drops", "data does"
 
@@ -81,36 +82,23 @@ class ClassifyTask(Task):
         return evaluate.load_predictions(path)
 
     # ------------------------------------------------------------ tables and readings
-    def summary_table(self, results):
-        """One row per (split, system): n, accuracy and macro-F1 with their 95% intervals, valid rate, as a
-        pandas DataFrame rounded to the decimals the intervals support."""
-        import pandas as pd
+    def summary_columns(self, m):
+        """accuracy and macro-F1 with their 95% intervals, rounded to the decimals the intervals support, and the
+        valid rate."""
+        a, f = m["accuracy_ci"], m["macro_f1_ci"]
+        spec = f".{numbers.ci_decimals(a, f)}f"
+        return {"accuracy [95% CI]": numbers.interval(m["accuracy"], a, spec),
+                "macro-F1 [95% CI]": numbers.interval(m["macro_f1"], f, spec),
+                "valid answers": f"{m['valid_rate']:.0%}"}
 
-        rows = []
-        for split, systems in results.items():
-            for name, m in systems.items():
-                a, f = m["accuracy_ci"], m["macro_f1_ci"]
-                spec = f".{numbers.ci_decimals(a, f)}f"
-                rows.append({"split": split, "system": name, "n": m["n"],
-                             "accuracy [95% CI]": numbers.interval(m["accuracy"], a, spec),
-                             "macro-F1 [95% CI]": numbers.interval(m["macro_f1"], f, spec),
-                             "valid answers": f"{m['valid_rate']:.0%}"})
-        return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
-
-    def read_summary(self, results):
-        """One sentence per split: the best system by macro-F1 and what the interval width means for telling
-        systems apart on this many rows."""
-        out = []
-        for split, systems in results.items():
-            if not systems:
-                continue
-            best = max(systems, key=lambda k: systems[k]["macro_f1"])
-            m = systems[best]
-            lo, hi = m["macro_f1_ci"]
-            out.append(f"{split} ({m['n']} rows): {best} scores highest, macro-F1 {m['macro_f1']:.2f} "
-                       f"(95% CI {lo:.2f} to {hi:.2f}); with intervals about {hi - lo:.2f} wide, systems closer than "
-                       "that are not told apart here (the paired comparisons below say which differences are real).")
-        return "\n".join(out)
+    def read_split(self, split, systems):
+        """The best system by macro-F1 and what the interval width means for telling systems apart here."""
+        best = max(systems, key=lambda k: systems[k]["macro_f1"])
+        m = systems[best]
+        lo, hi = m["macro_f1_ci"]
+        return (f"{split} ({m['n']} rows): {best} scores highest, macro-F1 {m['macro_f1']:.2f} "
+                f"(95% CI {lo:.2f} to {hi:.2f}); with intervals about {hi - lo:.2f} wide, systems closer than "
+                "that are not told apart here (the paired comparisons below say which differences are real).")
 
     def read_prompting(self, results):
         return (f"{len(self.labels)} labels: a uniform guess is right {1 / len(self.labels):.0%} of the time; the base "
@@ -198,7 +186,8 @@ class ClassifyTask(Task):
                               f"{split}.paired.finetuned_vs_{name}"), better
         return gate.check(f"alternatives_{split}", gate.PASS,
                           f"{split}: the fine-tune ({d['a_macro_f1']:.3f}) matches or beats the best other system, "
-                          f"{name} ({d['b_macro_f1']:.3f}), on the same {d['n']} rows: difference {_ci(d)}", field), None
+                          f"{name} ({d['b_macro_f1']:.3f}), on the same {d['n']} rows: difference {_ci(d)}",
+                          field), None
 
     def unit_table(self, results):
         """Per-label F1 of the fine-tune and the base, held-out and production side by side, the worst
@@ -248,21 +237,20 @@ class ClassifyTask(Task):
         return gate.check("class_floor", gate.PASS, f"every label reaches its F1 floor (MIN_CLASS_F1="
                           f"{cfg.min_class_f1:g}) on held-out and production", field)
 
-    def read_units(self, table, cfg):
-        """One sentence reading the per-class table for the notebook."""
-        if not table:
-            return "No labels scored."
-        low = [r for r in table if any(r[f"{s}_f1"] is not None and r[f"{s}_f1"] < self._floor(r["label"], cfg)
-                                       for s in ("heldout", "production"))]
-        top = table[0]
-        text = (f"The worst label is {top['label']}: F1 {_fmt(top['heldout_f1'])} held-out, "
+    def under_floor(self, table, cfg):
+        return [r for r in table if any(r[f"{s}_f1"] is not None and r[f"{s}_f1"] < self._floor(r["label"], cfg)
+                                        for s in ("heldout", "production"))]
+
+    def read_worst(self, top):
+        return (f"The worst label is {top['label']}: F1 {_fmt(top['heldout_f1'])} held-out, "
                 f"{_fmt(top['production_f1'])} production (base {_fmt(top['heldout_base_f1'])}, "
                 f"{_fmt(top['production_base_f1'])}). ")
-        if low:
-            return text + (f"{len(low)} of {len(table)} labels fall under their floor "
-                           f"({', '.join(r['label'] for r in low)}): the fine-tune rarely or never gets them right, and "
-                           "a model that misses a whole class does not ship however good its average is.")
-        return text + f"Every label clears its floor ({cfg.min_class_f1:g})."
+
+    def read_floor(self, low, n, cfg):
+        under = ", ".join(r["label"] for r in low)
+        return (f"{len(low)} of {n} labels fall under their floor ({under}): the fine-tune rarely or never gets "
+                "them right, and a model that misses a whole class does not ship however good its average is."
+                if low else f"Every label clears its floor ({cfg.min_class_f1:g}).")
 
     def gate_config(self, cfg):
         return {"alpha": cfg.alpha, "max_drop": cfg.max_drop, "min_class_f1": cfg.min_class_f1,

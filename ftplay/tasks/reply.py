@@ -1,6 +1,6 @@
 """A support reply in the house format (`reply`): scored on format validity, fields and chrF; its gate checks
 every part of the format. Systems and metrics are ftplay/replies.py's; the format is ftplay/formats.py's."""
-from .. import formats, gate, lessons, numbers, quality, replies
+from .. import formats, gate, lessons, numbers, quality, replies, stages
 from .base import Task
 
 KNOBS = gate.KNOBS[:3] + ("more training replies (02: the reply rows), or MAX_NEW_TOKENS (04) if replies are cut off",)
@@ -26,13 +26,14 @@ def _rank(m):
 
 
 class ReplyTask(Task):
-    name = "reply"
-    description = "a support reply in the house format (a format prompting alone does not hold)"
-    adapter_name = "reply"
+    name = stages.REPLY
+    description = stages.TASKS[name]
+    adapter_name = stages.ADAPTER_NAMES[name]
     reference = replies.NEAREST
     endpoint_system = "endpoint_few_shot"
     answer = "output"
     units = "parts"
+    unit_word = "format parts"
     knobs = KNOBS
     drop_what, unlike = "valid replies drop", "tickets do"
 
@@ -52,6 +53,13 @@ class ReplyTask(Task):
     @property
     def primary(self):
         return replies.primary(self.fmt)
+
+    @property
+    def reply_format(self):
+        return self.fmt.name
+
+    def trains_on(self):
+        return f"replies in the {self.fmt.name!r} format"
 
     @property
     def drop_metric(self):
@@ -114,52 +122,39 @@ class ReplyTask(Task):
         return replies.load_outputs(path)
 
     # ------------------------------------------------------------ tables and readings
-    def summary_table(self, results):
-        """One row per (split, system): n, valid replies, field accuracy and chrF with their 95% intervals,
-        corpus chrF, distinct replies, rows/s, as a pandas DataFrame."""
-        import pandas as pd
+    def summary_columns(self, m):
+        """valid replies, field accuracy and chrF with their 95% intervals, corpus chrF, distinct replies, rows/s."""
+        return {"valid [95% CI]": numbers.interval(m["valid_rate"], m["valid_rate_ci"], ".0%"),
+                "fields [95% CI]": numbers.interval(m["field_accuracy"], m["field_accuracy_ci"], ".0%"),
+                "chrF [95% CI]": numbers.interval(m["chrf"], m["chrf_ci"], ".1f"),
+                "corpus chrF": round(m["corpus_chrf"], 1), "distinct replies": m.get("distinct"),
+                "rows/s": m.get("rows_per_s")}
 
-        rows = []
-        for split, systems in results.items():
-            for name, m in systems.items():
-                rows.append({"split": split, "system": name, "n": m["n"],
-                             "valid [95% CI]": numbers.interval(m["valid_rate"], m["valid_rate_ci"], ".0%"),
-                             "fields [95% CI]": numbers.interval(m["field_accuracy"], m["field_accuracy_ci"], ".0%"),
-                             "chrF [95% CI]": numbers.interval(m["chrf"], m["chrf_ci"], ".1f"),
-                             "corpus chrF": round(m["corpus_chrf"], 1), "distinct replies": m.get("distinct"),
-                             "rows/s": m.get("rows_per_s")})
-        return pd.DataFrame(rows).set_index(["split", "system"]) if rows else pd.DataFrame()
-
-    def read_summary(self, results):
-        """One sentence per split: the best system by the primary metric, the most valid one, and how wide the
-        intervals are on this many rows."""
-        out = []
-        for split, systems in results.items():
-            if not systems:
-                continue
-            best = max(systems, key=lambda k: _rank(systems[k]))
-            valid = max(systems, key=lambda k: systems[k]["valid_rate"])
-            m, v = systems[best], systems[valid]
-            lo, hi = m[f"{m['primary']}_ci"]
-            said = (f"restates the most fields right, {m['field_accuracy']:.0%} (95% CI {lo:.0%} to {hi:.0%}), chrF "
-                    f"{m['chrf']:.1f}" if m["primary"] == "field_accuracy" else
-                    f"writes the replies closest to the references, chrF {m['chrf']:.1f} (95% CI {lo:.1f} to {hi:.1f})")
-            width = f"{hi - lo:.0%}" if m["primary"] == "field_accuracy" else f"{hi - lo:.1f} chrF points"
-            canned = [f"{k} ({x['distinct']})" for k, x in systems.items()
-                      if x.get("distinct") is not None and x["valid_rate"] >= 0.5 and x["distinct"] <= x["n"] / 10]
-            out.append(f"{split} ({m['n']} rows): {best} {said}; {valid} keeps the format most often, "
-                       f"{v['valid_rate']:.0%} valid. Intervals about {width} wide: closer systems are not told apart "
-                       "here (the paired comparisons say which differences are real)."
-                       + (f" Well-formed but canned: {', '.join(canned)} distinct replies for {m['n']} tickets, the "
-                          "format learnt without the ticket's content." if canned else ""))
-        return "\n".join(out)
+    def read_split(self, split, systems):
+        """The best system by the primary metric, the most valid one, how wide the intervals are here, and the
+        well-formed systems that write the same few replies to every ticket."""
+        best = max(systems, key=lambda k: _rank(systems[k]))
+        valid = max(systems, key=lambda k: systems[k]["valid_rate"])
+        m, v = systems[best], systems[valid]
+        lo, hi = m[f"{m['primary']}_ci"]
+        said = (f"restates the most fields right, {m['field_accuracy']:.0%} (95% CI {lo:.0%} to {hi:.0%}), chrF "
+                f"{m['chrf']:.1f}" if m["primary"] == "field_accuracy" else
+                f"writes the replies closest to the references, chrF {m['chrf']:.1f} (95% CI {lo:.1f} to {hi:.1f})")
+        width = f"{hi - lo:.0%}" if m["primary"] == "field_accuracy" else f"{hi - lo:.1f} chrF points"
+        canned = [f"{k} ({x['distinct']})" for k, x in systems.items()
+                  if x.get("distinct") is not None and x["valid_rate"] >= 0.5 and x["distinct"] <= x["n"] / 10]
+        return (f"{split} ({m['n']} rows): {best} {said}; {valid} keeps the format most often, "
+                f"{v['valid_rate']:.0%} valid. Intervals about {width} wide: closer systems are not told apart "
+                "here (the paired comparisons say which differences are real)."
+                + (f" Well-formed but canned: {', '.join(canned)} distinct replies for {m['n']} tickets, the "
+                   "format learnt without the ticket's content." if canned else ""))
 
     def read_prompting(self, results):
         ref = results[self.reference]
         return (f"Valid replies in the {self.fmt.name} format: zero-shot {results['zero_shot']['valid_rate']:.0%}, "
                 f"few-shot fixed {results['few_shot_fixed']['valid_rate']:.0%}, few-shot retrieved "
-                f"{results['few_shot_retrieved']['valid_rate']:.0%}, {self.reference} {ref['valid_rate']:.0%} (a canned "
-                f"reply: chrF {ref['chrf']:.1f}). Each reply's lines are joined with ' | ':")
+                f"{results['few_shot_retrieved']['valid_rate']:.0%}, {self.reference} {ref['valid_rate']:.0%} "
+                f"(a canned reply: chrF {ref['chrf']:.1f}). Each reply's lines are joined with ' | ':")
 
     def read_reference(self, m):
         fields = "" if m["field_accuracy"] is None else f", {m['field_accuracy']:.0%} of fields right"
@@ -178,8 +173,8 @@ class ReplyTask(Task):
         ref = results[self.reference]
         fields = {"format": self.fmt.name, "max_new_tokens": self.max_new_tokens, "primary": self.primary,
                   "best": {"name": best, "metric": self.primary, **{k: llm[best][k] for k in keys}},
-                  "reference": {"name": self.reference, **{k: ref[k] for k in keys}, "rows_per_s": ref.get("rows_per_s"),
-                                "seconds": ref.get("seconds")}}
+                  "reference": {"name": self.reference, **{k: ref[k] for k in keys},
+                                "rows_per_s": ref.get("rows_per_s"), "seconds": ref.get("seconds")}}
         b, r = fields["best"], fields["reference"]
         shown = {"primary metric": self.primary, "best_prompting": best,
                  **{k: round(b[k], 3) for k in keys if b[k] is not None},
@@ -309,20 +304,20 @@ class ReplyTask(Task):
         return gate.check("part_floor", gate.PASS, f"every format part is in at least {cfg.min_part_rate:.0%} of the "
                           "fine-tune's replies, held-out and production (MIN_PART_RATE)", field)
 
-    def read_units(self, table, cfg):
-        """One sentence reading the per-part table for the notebook."""
-        if not table:
-            return "No format parts scored."
-        top = table[0]
-        text = (f"The part the fine-tune misses most is {top['part']}: in {_pct(top['heldout_rate'])} of its held-out "
-                f"replies, {_pct(top.get('production_rate'))} of production ones (base {_pct(top['heldout_base_rate'])}, "
-                f"{_pct(top.get('production_base_rate'))}). ")
-        low = self._low(table, cfg.min_part_rate)
+    def under_floor(self, table, cfg):
+        return self._low(table, cfg.min_part_rate)
+
+    def read_worst(self, top):
+        return (f"The part the fine-tune misses most is {top['part']}: in {_pct(top['heldout_rate'])} of its "
+                f"held-out replies, {_pct(top.get('production_rate'))} of production ones "
+                f"(base {_pct(top['heldout_base_rate'])}, {_pct(top.get('production_base_rate'))}). ")
+
+    def read_floor(self, low, n, cfg):
         if low:
-            return text + (f"{len(low)} of {len(table)} parts fall under MIN_PART_RATE={cfg.min_part_rate:g} "
-                           f"({', '.join(r['part'] for r in low)}): a reply that drops a part is not in the format, "
-                           "however close its words.")
-        return text + f"Every part clears MIN_PART_RATE={cfg.min_part_rate:g}."
+            return (f"{len(low)} of {n} parts fall under MIN_PART_RATE={cfg.min_part_rate:g} "
+                    f"({', '.join(r['part'] for r in low)}): a reply that drops a part is not in the format, "
+                    "however close its words.")
+        return f"Every part clears MIN_PART_RATE={cfg.min_part_rate:g}."
 
     def gate_config(self, cfg):
         return {"alpha": cfg.alpha, "max_drop": cfg.max_drop, "min_part_rate": cfg.min_part_rate}
