@@ -58,7 +58,7 @@ CURATE = Schema(stages.CURATE, ("labels_list", "system_prompt", "pii_accepted", 
                  "exact_duplicate_rows_dropped", "truncated", "truncated_dropped", "max_seq_len", "tokens",
                  "prompt_tokens", "output_tokens", "near_duplicates", "near_duplicate_rows",
                  "near_duplicate_label_mixed", "near_duplicate_rows_dropped", "capped", "rare_labels",
-                 "unseen_labels", "production_leakage", "reply_format", "output_field"))
+                 "unseen_labels", "leakage_curated", "production_leakage", "reply_format", "output_field"))
 TRAIN = Schema(stages.TRAIN, ("adapter_dir", "base_model", "base_params", "device", "engine", "eval_loss", "family",
                               "first_loss", "labels", "load_in_4bit", "log_path", "lora_share", "mask",
                               "peak_memory_mb", "reasons", "reply_format", "resumed_from", "second_adapter", "seconds",

@@ -36,6 +36,18 @@ def test_a_record_is_refused_when_its_fields_are_not_its_schemas(tmp_path):
     assert not list(tmp_path.iterdir()), "nothing written"
 
 
+def test_02s_schema_holds_every_field_the_data_card_can_carry():
+    """Every key data.py writes into the data card is a field of 02's schema, or a run that sets it (a given
+    held-out file, MAX_TRAIN_PER_LABEL, the reply task) would fail at 02's last cell."""
+    from pathlib import Path
+
+    src = (Path(records.__file__).parent / "data.py").read_text()
+    keys = set(re.findall(r'card\.report\["([a-z_0-9]+)"\]', src)) | set(re.findall(r'report\.update\(([a-z_]+)=', src))
+    keys |= set(re.findall(r'\("([a-z_]+_tokens)", \d\)', src))   # the token spreads, written in a loop
+    assert {"leakage_curated", "capped", "output_tokens"} <= keys
+    assert keys - set(records.CURATE.required + records.CURATE.optional) == set()
+
+
 def test_a_record_of_another_schema_version_is_refused(tmp_path):
     from ftplay.errors import FtplayError
 
