@@ -19,6 +19,7 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 NEAREST = "nearest_reply"   # the cheap reference, the analogue of 01's TF-IDF classifier
+CONSTANT = "constant_reply"  # the floor: the most common training reply, sent to every ticket
 MARGIN_TOKENS = 16          # MAX_NEW_TOKENS=0: room above the longest curated reply
 # On a CPU, greedy decoding of a small model is a chain of tiny matrix products, where a second thread costs more
 # (start-up, and spin-waiting whenever another process holds a core) than it gains. Measured on this 2-core machine,
@@ -140,6 +141,23 @@ class NearestReply:
             return []
         sims = (self.vec.transform(list(texts)) @ self.matrix.T).toarray()
         return [self.outputs[int(i)] for i in sims.argmax(1)]
+
+
+class ConstantReply:
+    """The floor: the most common reply of the training rows, sent to every ticket (the first of equals, in
+    the rows' order). A fine-tune that writes one canned reply scores what this scores: it learnt the format,
+    not the ticket."""
+
+    def __init__(self, train_rows, name=CONSTANT):
+        counts = {}
+        for r in train_rows:
+            counts[r["output"]] = counts.get(r["output"], 0) + 1
+        self.name = name
+        self.output = max(counts, key=counts.get)
+        self.share = counts[self.output] / len(train_rows)
+
+    def reply(self, texts):
+        return [self.output] * len(texts)
 
 
 # ---------------------------------------------------------------- metrics

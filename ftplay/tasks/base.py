@@ -243,6 +243,10 @@ class Task:
         """Mistake 5 measured: (the demonstration or None, one sentence)."""
         return None, f"not run for the {self.name} task"
 
+    def floor_checks(self, paired, cfg):
+        """The gate's checks that the fine-tune beats the task's floor systems (none by default)."""
+        return []
+
     def record_fields(self):
         """The fields 01's and 04's records carry for this task beside the shared ones."""
         return {}
@@ -292,14 +296,20 @@ class Task:
                     self.save(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, o)
         return results, outputs
 
-    def add_reference(self, results, outputs, split, rows, train_rows, out_dir=None, prefix="04"):
-        """The cheap reference fitted on `train_rows`, scored on `split` (04: production) beside the models."""
+    def references(self, train_rows):
+        """{name: system} of the cheap non-LLM systems fitted on `train_rows` that 01 scores and 04 scores on
+        production: the reference, and whatever floor the task sets beside it."""
+        ref = self.reference_system(train_rows)
+        return {ref.name: ref}
+
+    def add_references(self, results, outputs, split, rows, train_rows, out_dir=None, prefix="04"):
+        """The cheap references fitted on `train_rows`, scored on `split` (04: production) beside the models."""
         if not rows:
             return
-        ref = self.reference_system(train_rows)
-        results.setdefault(split, {})[ref.name], outputs[(split, ref.name)] = self.run(ref, rows)
-        if out_dir is not None:
-            self.save(Path(out_dir) / f"{prefix}_{split}_{ref.name}.jsonl", rows, outputs[(split, ref.name)])
+        for name, system in self.references(train_rows).items():
+            results.setdefault(split, {})[name], outputs[(split, name)] = self.run(system, rows)
+            if out_dir is not None:
+                self.save(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, outputs[(split, name)])
 
     def baselines(self, run_dir, heldout):
         """Every system 01 scored, with its outputs on the rows of `heldout` that 01 scored (01 and 04 may each
@@ -352,6 +362,7 @@ class Task:
         checks, better = gate.held_and_production(results, paired, cfg, self)
         table = self.unit_table(results)
         checks.append(self.unit_floor(table, cfg))
+        checks += self.floor_checks(paired, cfg)
         if leakage is not None:
             checks.append(gate.leakage_check(leakage))
         return {**gate.verdict_of(checks), "better": better, self.units: table, "config": self.gate_config(cfg)}

@@ -75,6 +75,31 @@ class ReplyTask(Task):
     def reference_system(self, train_rows):
         return replies.NearestReply(train_rows)
 
+    def references(self, train_rows):
+        """nearest_reply (the reference) and constant_reply (the floor a canned fine-tune scores)."""
+        return {**super().references(train_rows), replies.CONSTANT: replies.ConstantReply(train_rows)}
+
+    def floor_checks(self, paired, cfg):
+        """Held-out: the fine-tune must beat constant_reply on the primary metric beyond its interval (the paired
+        difference's 95% interval above zero; McNemar here tests validity, which a canned reply always has): one
+        reply for every ticket is what a fine-tune that learnt only the format writes. Not proven where 01 did
+        not score it."""
+        d = (paired.get("heldout") or {}).get(f"finetuned_vs_{replies.CONSTANT}")
+        name = f"beats_{replies.CONSTANT}"
+        if d is None:
+            return [gate.check(name, gate.NOT_PROVEN, f"held-out: {replies.CONSTANT} (the most common training "
+                               "reply) was not scored; run 01 into this RUN_DIR", "heldout.paired")]
+        metric = d.get("primary", self.primary)
+        what, a, b = METRIC_NAMES[metric], d[f"a_{metric}"], d[f"b_{metric}"]
+        beats = d[f"{metric}_diff_ci"][0] > 0
+        text = (f"held-out: the fine-tune's {what} {_val(metric, a)} against {_val(metric, b)} for the most common "
+                f"training reply sent to every ticket, on the same {d['n']} rows: difference {_rci(d, metric)}")
+        return [gate.check(name, gate.PASS if beats else gate.BLOCK,
+                           text + ("" if beats else "; a fine-tune that does not beat one canned reply learnt the "
+                                   "format, not the ticket: tune training (more epochs, a higher rank or learning "
+                                   "rate, more varied replies)"),
+                           f"heldout.paired.finetuned_vs_{replies.CONSTANT}")]
+
     def shots(self, train_rows, mode, n_shots, seed):
         return replies.shots(train_rows, self.labels, mode, n_shots, seed)
 
@@ -166,19 +191,23 @@ class ReplyTask(Task):
 
     def baseline_fields(self, results, outputs, rows):
         """01's record of the reply task: the primary metric, the best prompting system by it (chrF on a tie; the
-        reference excluded), and the reference (nearest_reply) with its speed. Returns (fields, what 01 shows)."""
+        reference and the floor excluded), the reference (nearest_reply) with its speed, and the floor
+        (constant_reply) with the share of training replies it is. Returns (fields, what 01 shows)."""
         keys = ("valid_rate", "field_accuracy", "chrf")
-        llm = {k: m for k, m in results.items() if k != self.reference}
+        llm = {k: m for k, m in results.items() if k not in (self.reference, replies.CONSTANT)}
         best = max(llm, key=lambda k: _rank(llm[k]))
         ref = results[self.reference]
         fields = {"format": self.fmt.name, "max_new_tokens": self.max_new_tokens, "primary": self.primary,
                   "best": {"name": best, "metric": self.primary, **{k: llm[best][k] for k in keys}},
                   "reference": {"name": self.reference, **{k: ref[k] for k in keys},
                                 "rows_per_s": ref.get("rows_per_s"), "seconds": ref.get("seconds")}}
-        b, r = fields["best"], fields["reference"]
+        if replies.CONSTANT in results:
+            fields["floor"] = {"name": replies.CONSTANT, **{k: results[replies.CONSTANT][k] for k in keys}}
+        b, r, f = fields["best"], fields["reference"], fields.get("floor") or {}
         shown = {"primary metric": self.primary, "best_prompting": best,
                  **{k: round(b[k], 3) for k in keys if b[k] is not None},
-                 **{f"{self.reference} {k}": round(r[k], 3) for k in keys if r[k] is not None}}
+                 **{f"{self.reference} {k}": round(r[k], 3) for k in keys if r[k] is not None},
+                 **{f"{replies.CONSTANT} {k}": round(f[k], 3) for k in keys if f.get(k) is not None}}
         return fields, shown
 
     def comparison_rows(self, paired):
