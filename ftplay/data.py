@@ -78,7 +78,7 @@ class DataConfig:
     near_dup_threshold: float = 0.65              # Jaccard of character 4-grams (see ftplay.quality)
     min_label_count: int = 10                     # labels with fewer rows after curation are reported
     max_seq_len: int = 512                        # tokens of the chat-template rendering
-    redact_pii: bool = False                      # replace emails/phones/cards by [EMAIL]/[PHONE]/[CARD]
+    redact_pii: bool = True                       # replace emails/phones/cards by [EMAIL]/[PHONE]/[CARD] (counts kept)
     drop_truncated: bool = True                   # drop rows longer than max_seq_len (else keep, report)
     drop_near_duplicates: bool = True             # keep one row per near-duplicate group
     seed: int = 0                                 # split seed

@@ -227,7 +227,7 @@ def test_redact_pii_redacts_replies_too(tmp_path):
 
 
 def test_reply_output_tokens_on_the_embedded_tokenizer(tiny_tok):
-    cfg = data.DataConfig(train_path=str(RAW), production_path=None, task="reply")
+    cfg = data.DataConfig(train_path=str(RAW), production_path=None, task="reply", redact_pii=False)
     rep = data.curate(cfg, tokenizer=tiny_tok).report
     assert rep["truncated"] == 13 and rep["rows_out"] == 1150
     assert rep["output_tokens"] == {"p50": 56, "p95": 68, "max": 86}
