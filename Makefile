@@ -25,7 +25,7 @@ setup:
 
 # the embedded default and the new base revision 04 re-fits onto (built offline, cached under FTPLAY_CACHE)
 models: $(VENV)/.setup-done
-	@$(VENV)/bin/python -c "from ftplay import models; [models.resolve(m) for m in ('embedded', 'embedded:1')]"
+	@$(VENV)/bin/python -c "from ftplay import models; [models.resolve(m) for m in ('embedded', 'embedded:1', 'tiny:meta-llama/Llama-3.1-8B-Instruct')]"
 
 $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

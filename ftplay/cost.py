@@ -41,7 +41,8 @@ FINE_TUNED = ("self_hosted_vllm", "modal", "hosted_fine_tune", "routed")   # wha
 # inputs a run can measure: (config field, run file it comes from)
 MEASURABLE = {name: stages.record_name(stem) for name, stem in (
     ("serving_tokens_per_s", stages.SERVE), ("input_tokens_per_request", stages.SERVE),
-    ("output_tokens_per_request", stages.SERVE), ("train_examples", stages.CURATE),
+    ("output_tokens_per_request", stages.SERVE), ("hosted_input_tokens_per_request", stages.BASELINE),
+    ("hosted_output_tokens_per_request", stages.BASELINE), ("train_examples", stages.CURATE),
     ("tokens_per_example", stages.CURATE), ("training_gpu_hours", stages.TRAIN), ("escalation_share", stages.EVALUATE),
     ("classical_rows_per_s", stages.BASELINE))}
 # Where each price comes from when left at its default. Every price is an assumption: none is measured.
@@ -65,6 +66,9 @@ class CostConfig:
     monthly_requests: int = 3_000_000
     input_tokens_per_request: float = 1_000
     output_tokens_per_request: float = 0         # a label is a few tokens; the seed prices input only
+    hosted_input_tokens_per_request: float | None = None   # the hosted model's prompt (its instructions and shots,
+                                                 # 01 counts it); None: the fine-tune's (the seed's one figure)
+    hosted_output_tokens_per_request: float | None = None  # the hosted model's answer; None: the fine-tune's
     hosted_price_in_per_m: float = 3.00          # $/M input tokens, hosted frontier model
     hosted_price_out_per_m: float = 15.00        # $/M output tokens, hosted frontier model
     gpu_price_per_hour: float = 2.16             # $/GPU-hour, serving and training
@@ -123,10 +127,20 @@ class CostConfig:
                      "measure it")
         if self.training_runs is None or self.training_runs < 1:
             p.append(f"TRAINING_RUNS={self.training_runs} must be >= 1")
+        for name in ("hosted_input_tokens_per_request", "hosted_output_tokens_per_request"):
+            if f[name] is not None and f[name] < 0:
+                p.append(f"{name}={f[name]} must be >= 0, or None for the fine-tune's figure")
         if (self.input_tokens_per_request or 0) + (self.output_tokens_per_request or 0) <= 0:
             p.append("INPUT_TOKENS_PER_REQUEST + OUTPUT_TOKENS_PER_REQUEST must be > 0")
         if p:
             raise ConfigError(p, "invalid cost parameters")
+
+    @property
+    def hosted_tokens(self):
+        """(input, output) tokens of a request to the hosted model: its own counts, else the fine-tune's."""
+        hin, hout = self.hosted_input_tokens_per_request, self.hosted_output_tokens_per_request
+        return (self.input_tokens_per_request if hin is None else hin,
+                self.output_tokens_per_request if hout is None else hout)
 
     @property
     def train_tokens(self):
@@ -162,8 +176,8 @@ def self_hosted_per_m(price_per_hour, tokens_per_s, utilisation):
 def _rates(cfg, escalation):
     """{option: (floor $/month, machine $ per request above the floor, per-token $ per request)}."""
     tokens = cfg.input_tokens_per_request + cfg.output_tokens_per_request
-    hosted = (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m
-              + cfg.output_tokens_per_request * cfg.hosted_price_out_per_m) / 1e6
+    hin, hout = cfg.hosted_tokens   # the hosted model is sent its own prompt (instructions and shots)
+    hosted = (hin * cfg.hosted_price_in_per_m + hout * cfg.hosted_price_out_per_m) / 1e6
     own = tokens * self_hosted_per_m(cfg.gpu_price_per_hour, cfg.serving_tokens_per_s, cfg.serving_utilisation) / 1e6
     floor = cfg.min_gpus_always_on * cfg.gpu_price_per_hour * HOURS_PER_MONTH
     modal = tokens * self_hosted_per_m(cfg.modal_gpu_price_per_s * 3600, cfg.serving_tokens_per_s,
@@ -250,6 +264,11 @@ def resolve(cfg, measured=None):
             continue
         why = (measured[k]["why"] if k in measured and not measured[k]["usable"] else
                "USE_MEASURED=False" if k in measured else "not measured in this run")
+        if k.startswith("hosted_") and getattr(out, k) is None:   # the seed's view: one figure for both sides
+            mine = k.removeprefix("hosted_")
+            assumed[k] = {"value": getattr(out, mine), "source": f"the fine-tune's {mine}",
+                          "why": f"{why}: the hosted model is priced with the fine-tune's prompt, as the seed does"}
+            continue
         assumed[k] = {"value": getattr(out, k), "source": f"parameters cell ({k.upper()})", "why": why}
     if out.training_gpu_hours is None:
         assumed["training_gpu_hours"] = {
@@ -286,6 +305,7 @@ def compare(cfg, measured=None, routing=True):
                 * cfg.training_runs,
                 "classical_reference": 0.0}   # fitting TF-IDF + logistic regression takes seconds of one CPU
     mtok = cfg.monthly_requests * (cfg.input_tokens_per_request + cfg.output_tokens_per_request) / 1e6
+    hosted_mtok = cfg.monthly_requests * sum(cfg.hosted_tokens) / 1e6
     hosted = monthly(cfg, "hosted_frontier")
     rates = _rates(cfg, escalation)
     rows = []
@@ -295,7 +315,11 @@ def compare(cfg, measured=None, routing=True):
         row = {"name": name, "label": OPTIONS[name],
                "kind": ("hosted" if name == "hosted_frontier" else "reference" if name not in FINE_TUNED
                         else "fine_tuned"),
-               "per_m_tokens": round(cost_m / mtok, 4) if mtok else None,   # at this volume, floor included
+               # at this volume, floor included, over the tokens this option is sent
+               "per_m_tokens": (round(cost_m / (hosted_mtok if name == "hosted_frontier" else mtok), 4)
+                                if (hosted_mtok if name == "hosted_frontier" else mtok) else None),
+               "tokens_per_request": round(sum(cfg.hosted_tokens) if name == "hosted_frontier" else
+                                           cfg.input_tokens_per_request + cfg.output_tokens_per_request, 1),
                "monthly_cost": round(cost_m, 2), "floor_monthly": round(rates[name][0], 2),
                "training_cost": round(training[name], 2), "savings_vs_hosted": round(savings, 2),
                "break_even_volume": None if name == "hosted_frontier" else break_even_volume(cfg, name, escalation),
@@ -369,6 +393,13 @@ def _verdict(cfg, rows, used, assumed, escalation, routing=True):
     if toks:
         reasons.append(f"cost: {', '.join(toks)} assumed (parameters cell): "
                        f"{assumed[toks[0]]['why']}")
+    hosted_toks = [k for k in ("hosted_input_tokens_per_request", "hosted_output_tokens_per_request") if k in assumed]
+    if hosted_toks:
+        reasons.append(f"cost: {', '.join(hosted_toks)} not counted ({assumed[hosted_toks[0]]['why']}); 01 counts "
+                       "the prompt the hosted model is sent, instructions and examples included: run 01 again")
+    proxy = (used.get("hosted_input_tokens_per_request") or {}).get("proxy")
+    if proxy:
+        reasons.append(f"cost: {proxy}")
     if not routing:
         reasons.append("cost: a generated reply has no confidence score to escalate on: routing priced out")
     elif escalation is None:

@@ -49,8 +49,8 @@ def read_measured(run_dir, cfg, task=None):
     serve = records.read_or_empty(run_dir, stages.SERVE)
     m = {}
 
-    def put(name, value, why="", usable=True):
-        m[name] = {"value": value, "source": MEASURABLE[name], "usable": bool(usable), "why": why}
+    def put(name, value, why="", usable=True, source=None):
+        m[name] = {"value": value, "source": source or MEASURABLE[name], "usable": bool(usable), "why": why}
 
     tok_ok, tok_why = tokenizer_source(cfg.model)
     device = _device(train)
@@ -59,7 +59,11 @@ def read_measured(run_dir, cfg, task=None):
     if n:
         put("train_examples", n, "train split of the curated data")
     trained_on = train.at("base_model", "requested")   # 02 records no model; 03 trains on the one 02 counted with
-    if curate.at("tokens", "p50"):
+    counted = ev.at("priced_tokens", "train_example")
+    if counted:   # 04 counted what 03 trained on with a real tokenizer (the priced family's for the embedded model)
+        put("tokens_per_example", counted["p50"], f"median tokens of the {counted['n']} examples 03 trained on, "
+            f"{counted['why']}", source=stages.record_name(stages.EVALUATE))
+    elif curate.at("tokens", "p50"):
         ok, why = (tok_ok, tok_why) if trained_on in (None, cfg.model) else (
             False, f"03 trained on MODEL={trained_on!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL")
         put("tokens_per_example", curate.at("tokens", "p50"), f"median tokens per curated example, {why}", ok)
@@ -73,6 +77,9 @@ def read_measured(run_dir, cfg, task=None):
         put("classical_rows_per_s", ref["rows_per_s"], f"01's {ref.get('name', 'reference')} classified the held-out "
             "rows at this rate in one process on this machine's CPU, priced as one vCPU")
         m["classical_rows_per_s"]["reference"] = {k: ref.get(k) for k in ("name", "macro_f1", "rows_per_s", "seconds")}
+    proxy = _priced_requests(put, baseline, ev)
+    if proxy:
+        m["hosted_input_tokens_per_request"]["proxy"] = proxy
     served = serve.at("model", "requested")
     if served is not None and served != cfg.model:
         tok_ok, tok_why = False, f"06 served MODEL={served!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL"
@@ -85,11 +92,13 @@ def read_measured(run_dir, cfg, task=None):
     if ok_requests > 0:
         prompt = sum(r.get("prompt_tokens", 0) for r in rows) if rows else lt.get("prompt_tokens", 0)
         whose = f"{', '.join(names)}'s requests" if rows else "every request"
-        put("input_tokens_per_request", prompt / ok_requests,
-            f"mean prompt of {whose} in 06's load test ({ok_requests} requests over held-out tickets), {tok_why}",
-            tok_ok)
+        if tok_ok or "input_tokens_per_request" not in m:   # 06's count, when usable, is what the server counted
+            put("input_tokens_per_request", prompt / ok_requests,
+                f"mean prompt of {whose} in 06's load test ({ok_requests} requests over held-out tickets), {tok_why}",
+                tok_ok)
         value, why, stopped = _answer_length(serve, lt, names)
-        put("output_tokens_per_request", value, f"{why}, {tok_why}", stopped and tok_ok)
+        if (stopped and tok_ok) or "output_tokens_per_request" not in m:
+            put("output_tokens_per_request", value, f"{why}, {tok_why}", stopped and tok_ok)
         if lt.get("total_tokens_per_s"):
             put("serving_tokens_per_s", lt["total_tokens_per_s"],
                 *_hardware(_device(serve) or device, params, cfg, "serving"))
@@ -97,6 +106,33 @@ def read_measured(run_dir, cfg, task=None):
             put("serving_tokens_per_s", lt["tokens_per_s"], "06 recorded completion tokens/s only and the cost prices "
                 "prompt + completion tokens: run 06 again", False)
     return m
+
+
+def _priced_requests(put, baseline, ev):
+    """Each side's tokens per request, counted with a real tokenizer: the fine-tune's prompt as served and its answers
+    (04's `priced_tokens.finetuned`), the hosted model's best prompt from 01 (the endpoint's when ENDPOINT_URL was
+    scored) and its answers; the hosted side is a proxy count (tokencount.HOSTED_PROXY)."""
+    from . import tokencount
+
+    ft = ev.at("priced_tokens", "finetuned")
+    if ft:
+        src, why = stages.record_name(stages.EVALUATE), f"over {ft['n']} held-out rows, {ft['why']}"
+        put("input_tokens_per_request", ft["prompt_tokens"], "mean prompt of the fine-tune's requests as served "
+            f"(system prompt and ticket) {why}", source=src)
+        put("output_tokens_per_request", ft["answer_tokens"], f"mean answer the fine-tune wrote, end of turn "
+            f"included, {why}", source=src)
+    priced = baseline.at("priced_tokens", default={})
+    endpoint = next((k for k in priced if k.startswith("endpoint")), None)   # each task's endpoint_system
+    name = endpoint or baseline.at("best", "name")
+    c = priced.get(name)
+    if c:
+        what = "the endpoint ENDPOINT_URL scored" if name == endpoint else "01's best prompting system"
+        put("hosted_input_tokens_per_request", c["prompt_tokens"], f"mean prompt of {name} ({what}: instructions and "
+            f"examples) over {c['n']} held-out rows, {c['why']}")
+        put("hosted_output_tokens_per_request", c["answer_tokens"], f"mean answer of {name}, end of turn included, "
+            f"{c['why']}")
+        return tokencount.hosted_note(c)
+    return None
 
 
 def task_adapters(serve, task):

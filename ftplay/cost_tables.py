@@ -15,22 +15,28 @@ ROUTES = {"self_hosted_vllm": ("own GPU (paid by the hour)", "vLLM on own GPU"),
           "hosted_frontier": ("no training", "hosted frontier model (per token)")}
 
 
+TOKEN_FIELDS = ("input_tokens_per_request", "output_tokens_per_request", "hosted_input_tokens_per_request",
+                "hosted_output_tokens_per_request")
+
+
 # ---------------------------------------------------------------- each task, and the run beside the seed
 def read_task(priced):
     """One sentence reading a task's table: its tokens per request and where they came from, the hosted
     bill and the share of it output tokens make, and the cost verdict (the cheapest fine-tuned option)."""
     cfg, by = priced["config"], {r["name"]: r for r in priced["options"]}
-    src = {k: "measured" if k in priced["measured"] else "assumed"
-           for k in ("input_tokens_per_request", "output_tokens_per_request")}
+    src = {k: "measured" if k in priced["measured"] else "assumed" for k in TOKEN_FIELDS}
     hosted = by["hosted_frontier"]
-    out_share = (cfg.output_tokens_per_request * cfg.hosted_price_out_per_m /
-                 (cfg.input_tokens_per_request * cfg.hosted_price_in_per_m + cfg.output_tokens_per_request
-                  * cfg.hosted_price_out_per_m)) if hosted["monthly_cost"] else 0.0
-    return (f"{priced['task']} ({', '.join(priced['adapters']) or 'no adapter served'}): "
-            f"{cfg.input_tokens_per_request:,.0f} input ({src['input_tokens_per_request']}) and "
+    hin, hout = cfg.hosted_tokens
+    out_share = (hout * cfg.hosted_price_out_per_m / (hin * cfg.hosted_price_in_per_m + hout
+                                                      * cfg.hosted_price_out_per_m)) if hosted["monthly_cost"] else 0.0
+    hosted_src = ("its own prompt, counted (a proxy count: the hosted model's tokenizer is not public)"
+                  if src["hosted_input_tokens_per_request"] == "measured" else "the fine-tune's prompt, not its own")
+    return (f"{priced['task']} ({', '.join(priced['adapters']) or 'no adapter served'}): the fine-tune is sent "
+            f"{cfg.input_tokens_per_request:,.0f} input ({src['input_tokens_per_request']}) and answers "
             f"{cfg.output_tokens_per_request:,.0f} output tokens ({src['output_tokens_per_request']}) per request; "
-            f"the hosted model costs ${hosted['monthly_cost']:,.0f}/month at {cfg.monthly_requests:,} requests, "
-            f"{out_share:.0%} of it for output tokens. Cost verdict: {priced['verdict']['headline']}")
+            f"the hosted model {hin:,.0f} input and {hout:,.0f} output ({hosted_src}) and costs "
+            f"${hosted['monthly_cost']:,.0f}/month at {cfg.monthly_requests:,} requests, {out_share:.0%} of it for "
+            f"output tokens. Cost verdict: {priced['verdict']['headline']}")
 
 
 def task_record(priced):
@@ -39,8 +45,9 @@ def task_record(priced):
     return {"task": priced["task"], "adapters": priced["adapters"],
             "input_tokens_per_request": cfg.input_tokens_per_request,
             "output_tokens_per_request": cfg.output_tokens_per_request,
-            "tokens_measured": sorted(k for k in ("input_tokens_per_request", "output_tokens_per_request")
-                                      if k in priced["measured"]),
+            "hosted_input_tokens_per_request": cfg.hosted_tokens[0],
+            "hosted_output_tokens_per_request": cfg.hosted_tokens[1],
+            "tokens_measured": sorted(k for k in TOKEN_FIELDS if k in priced["measured"]),
             "options": priced["options"], "verdict": priced["verdict"], "escalation_share": priced["escalation_share"],
             "measured": priced["measured"], "assumed": priced["assumed"], "not_used": priced["not_used"],
             "training": priced["training"], "reading": read_task(priced)}
@@ -66,13 +73,15 @@ def beside_seed(result, seed):
 
     def tokens(r, k):
         src = "measured" if k in r["measured"] else "assumed"
-        return f"{getattr(r['config'], k):,.0f} ({src})"
+        value = r["config"].hosted_tokens[0] if k == "hosted_input_tokens_per_request" else getattr(r["config"], k)
+        return f"{value:,.0f} ({src})"
 
     out = []
     for figure, get in (
             ("requests a month", lambda r: f"{r['config'].monthly_requests:,}"),
             ("input tokens per request", lambda r: tokens(r, "input_tokens_per_request")),
             ("output tokens per request", lambda r: tokens(r, "output_tokens_per_request")),
+            ("hosted model's input tokens per request", lambda r: tokens(r, "hosted_input_tokens_per_request")),
             ("GPUs kept on all month", lambda r: str(r["config"].min_gpus_always_on)),
             ("hosted model $/month", lambda r: f"{r['options'][0]['monthly_cost']:,.0f}"),
             ("self-hosted vLLM $/month", lambda r: f"{own(r)['monthly_cost']:,.0f}"),

@@ -68,10 +68,13 @@ class Generator:
         self.system_prompt, self.shots, self.bs = system_prompt, shots, batch_size
         self.max_new_tokens, self.name = max_new_tokens, name
 
+    def messages(self, text):
+        """The conversation this generator sends for `text`."""
+        return prompts.messages(text, self.labels, system_prompt=self.system_prompt,
+                                shots=self.shots(text) if self.shots else ())
+
     def predict(self, texts):
-        ids = [prompts.prompt_ids(self.tok, prompts.messages(t, self.labels, system_prompt=self.system_prompt,
-                                                             shots=self.shots(t) if self.shots else ()))
-               for t in texts]
+        ids = [prompts.prompt_ids(self.tok, self.messages(t)) for t in texts]
         raws = generate(self.model, self.tok, ids, self.max_new_tokens, self.bs, self.name)
         labs = [parse_label(raw, self.labels) for raw in raws]
         return [Prediction(lab, 1.0 if lab else 0.0, raw) for lab, raw in zip(labs, raws)]
@@ -127,9 +130,13 @@ class EndpointPredictor:
         self.max_tokens, self.concurrency, self.name = max_tokens, concurrency, name or model
         self.extra_body = extra_body  # e.g. serve_client.Client.extra_body() for ftplay's own vLLM server
 
+    def messages(self, text):
+        """The conversation this predictor sends for `text`."""
+        return prompts.messages(text, self.labels, system_prompt=self.system_prompt,
+                                shots=self.shots(text) if self.shots else ())
+
     def _one(self, text):
-        shots = self.shots(text) if self.shots else ()
-        msgs = prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots)
+        msgs = self.messages(text)
         kw = {"response_format": prompts.label_schema(self.labels)} if self.structured else {}
         if self.extra_body:
             kw["extra_body"] = self.extra_body

@@ -50,7 +50,7 @@ def by_split(splits, results, paired):
 DECIDE = Schema(stages.DECIDE, ("proceed", "recommendation", "reasons", "todo", "quality", "quality_source", "tried",
                                 "labeled_examples", "measured_baselines"))
 BASELINE = Schema(stages.BASELINE, ("n", "labels", "systems", "best", "reference", "rows_in", "rows_out",
-                                    "heldout_fingerprint"), per_task=True)
+                                    "heldout_fingerprint"), ("priced_tokens",), per_task=True)
 CURATE = Schema(stages.CURATE, ("labels_list", "system_prompt", "pii_accepted", "rows_in", "rows_out", "split",
                                  "labels", "fingerprints", "leakage"),
                 ("label_warnings", "trivial", "trivial_outputs", "pii_rows", "pii_kinds", "pii_redacted",
@@ -73,7 +73,7 @@ COSTS = Schema(stages.COSTS, ("options", "measured", "not_used", "assumed", "pri
                               "seed_vs_run", "escalation_share", "verdict", "tasks", "routes", "favoured_route",
                               "seed_case"))
 EVALUATE = Schema(stages.EVALUATE, ("heldout", "decision", "slices", "leakage_recheck", "adapter_dir", "baselines",
-                                    "lessons"), ("production",), per_task=True)
+                                    "lessons"), ("production", "priced_tokens"), per_task=True)
 
 _ABSENT = object()
 

@@ -110,9 +110,13 @@ class EndpointReplier:
         self.max_tokens, self.concurrency, self.name = max_tokens, concurrency, name or model
         self.extra_body = extra_body
 
-    def _one(self, text):
-        msgs = prompts.reply_messages(text, self.fmt, system_prompt=self.system_prompt,
+    def messages(self, text):
+        """The conversation this replier sends for `text` (ReplyGenerator's)."""
+        return prompts.reply_messages(text, self.fmt, system_prompt=self.system_prompt,
                                       shots=self.shots(text) if self.shots else ())
+
+    def _one(self, text):
+        msgs = self.messages(text)
         kw = {"extra_body": self.extra_body} if self.extra_body else {}
         r = self.client.chat.completions.create(model=self.model, messages=msgs, temperature=0,
                                                 max_tokens=self.max_tokens, **kw)

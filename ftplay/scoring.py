@@ -172,10 +172,13 @@ class LabelScorer:
         self.prefix_tokens = 0  # tokens of the last call's shared prefix, run once
         self.expanded = 0       # trie nodes the last predict() ran through the model, all rows together
 
-    def _prompt_ids(self, text):
+    def messages(self, text):
+        """The conversation this scorer sends for `text` (instructions, its shots, the ticket)."""
         shots = self.shots(text) if self.shots else ()
-        msgs = prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots)
-        return prompts.prompt_ids(self.tok, msgs)
+        return prompts.messages(text, self.labels, system_prompt=self.system_prompt, shots=shots)
+
+    def _prompt_ids(self, text):
+        return prompts.prompt_ids(self.tok, self.messages(text))
 
     def _tree(self):
         """The labels' tokens that predict a next one, as a trie (one node per distinct label prefix):

@@ -254,7 +254,8 @@ def test_each_task_is_priced_with_its_own_tokens(tmp_path):
     assert "routed" not in by_name(reply) and "routed" in by_name(triage) and reply["escalation_share"] is None
     assert "a generated reply has no confidence score to escalate on" in " ".join(reply["verdict"]["reasons"])
     assert cost_tables.read_task(reply).startswith(
-        "reply (reply): 150 input (measured) and 58 output tokens (measured) per request; the hosted model costs "
+        "reply (reply): the fine-tune is sent 150 input (measured) and answers 58 output tokens (measured) per "
+        "request; the hosted model 150 input and 58 output (the fine-tune's prompt, not its own) and costs "
         "$1,320/month at 1,000,000 requests, 66% of it for output tokens. Cost verdict: ")
     rec = cost_tables.tasks_record(priced)
     assert rec["reply"]["tokens_measured"] == ["input_tokens_per_request", "output_tokens_per_request"]

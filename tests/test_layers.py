@@ -7,7 +7,8 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
   run steps      run_plan run_checks run_summary   what a run executes, what refuses it before anything runs,
                                            summary.json (the checks and the summary read the plan)
   report         report report_page        the ship checklist, read from a run's records; shown as text and HTML
-  stages         decide data evaluate train cost serve hosted axolotl ...
+  stages         decide data evaluate train cost serve hosted axolotl ... (helpers below them: quality, dataload,
+                 datachat, scoring, masks, serve_client, splitting, tokencount)
                                            one module per stage of the playbook; a stage may use a
                                            lower stage helper (data uses quality and dataload, evaluate scoring,
                                            loadtest serve_client); cost_run and cost_tables read cost
@@ -34,7 +35,8 @@ LAYERS = {
     "tasks": (55, {"tasks"}),
     "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "cost_run",
                     "cost_tables", "serve", "serve_tasks", "serve_checks", "loadtest", "hosted", "axolotl"}),
-    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks", "serve_client", "splitting"}),
+    "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks", "serve_client", "splitting",
+                           "tokencount"}),
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint", "numbers"}),
     "training config": (17, {"recipes", "config"}),

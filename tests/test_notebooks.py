@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import report, runner, stages
+from ftplay import cost_tables, report, runner, stages, tokencount
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 EXPECTED = list(stages.STEMS)
@@ -109,10 +109,22 @@ def test_playbook_runs_every_notebook(playbook_run):
     rep = s["ship_report"]
     assert s["decision"] == report.build(run_dir, summary["notebooks"])["ship"], "the verdict the records give"
     assert s["decision"]["ship"] is all(i["status"] == "done" for i in rep["items"]) and s["decision"]["reasons"]
-    # the embedded data carries unredacted (synthetic) PII and no replaced model is scored: never YES here
+    # no replaced model is scored: never YES here
     assert s["decision"]["verdict"] == "NO", s["decision"]
     fields = {(r["record"], r["field"]) for r in s["decision"]["reasons"]}
-    assert ("02_curate_data.json", "pii_rows, pii_redacted, pii_accepted") in fields
+    # REDACT_PII is on by default: the (synthetic) PII is found, counted and redacted, so it blocks nothing
+    curated = json.loads((run_dir / "02_curate_data.json").read_text())
+    assert curated["pii_rows"] > 0 and curated["pii_redacted"] is True
+    assert ("02_curate_data.json", "pii_rows, pii_redacted, pii_accepted") not in fields
+    # 05 prices every side with counted tokens (Llama 3.1's tokenizer for the embedded model), none assumed
+    costs = json.loads((run_dir / "05_compare_costs.json").read_text())
+    counted = set(cost_tables.TOKEN_FIELDS) | {"tokens_per_example"}
+    for task, priced in costs["tasks"].items():
+        assert not counted & set(priced["assumed"]), (task, sorted(counted & set(priced["assumed"])))
+        assert priced["measured"]["hosted_input_tokens_per_request"]["value"] > \
+            priced["measured"]["input_tokens_per_request"]["value"], "the hosted prompt carries its examples"
+        assert tokencount.PRICED_FAMILY in priced["measured"]["input_tokens_per_request"]["why"]
+    assert any("proxy" in r for r in costs["verdict"]["reasons"])
     assert ("04_evaluate.json", "heldout.paired") in fields, "the replaced model: not measured"
     assert all(r["record"].endswith(".json") and r["field"] for r in s["decision"]["reasons"])
     assert s["ship_report"]["route"] and (run_dir / "ship_report.html").exists(), "the route the numbers favour"

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from .. import datachat, gate, recipes, records, stages, train
+from .. import datachat, gate, recipes, records, stages, tokencount, train
 from ..config import ScoringConfig
 
 log = logging.getLogger(__name__)
@@ -280,6 +280,34 @@ class Task:
         m["seconds"] = round(secs, 2)
         m["rows_per_s"] = round(len(rows) / secs, 2) if secs else None
         return m, outputs
+
+    def priced_tokens(self, systems, rows, outputs, counter):
+        """{name: tokens per request} for each system of `systems` that prompts a model (it has `messages`) and
+        answered `rows` (`outputs[name]`): the prompt it sent and the answers it gave, counted by `counter`
+        (tokencount.Counter), so 05 prices each option with the prompt it was scored with."""
+        return {name: counter.count([s.messages(r["text"]) for r in rows],
+                                    [tokencount.answer_text(o) for o in outputs[name]])
+                for name, s in systems.items() if hasattr(s, "messages") and name in outputs}
+
+    def priced_table(self, priced, results, best):
+        """(rows, reading) of `priced_tokens`: each prompted system's tokens per request beside its primary metric,
+        and the prompt 05 prices the hosted model with: the endpoint's when ENDPOINT_URL was scored, else `best`
+        (01's best prompting system)."""
+        rows = [{"system": name, self.primary: round(results[name].get(self.primary) or 0.0, 3),
+                 "prompt tokens": round(c["prompt_tokens"], 1), "answer tokens": round(c["answer_tokens"], 1)}
+                for name, c in priced.items() if name in results]
+        if not rows:
+            return rows, "no prompted system answered: nothing to count"
+        chosen = self.endpoint_system if self.endpoint_system in priced else best
+        c, cheap = priced[chosen], min(rows, key=lambda r: r["prompt tokens"])
+        which = "the endpoint ENDPOINT_URL scored" if chosen != best else "01's best prompting system"
+        reading = (f"Counted with {c['tokenizer']}'s tokenizer and chat template over {c['n']} held-out rows. 05 "
+                   f"prices the hosted model with {chosen}'s prompt ({which}): {c['prompt_tokens']:,.0f} prompt "
+                   f"tokens and {c['answer_tokens']:,.1f} answer tokens a request")
+        if cheap["system"] != chosen and cheap["prompt tokens"]:
+            reading += (f", {c['prompt_tokens'] / cheap['prompt tokens']:.1f}x {cheap['system']}'s "
+                        f"{cheap['prompt tokens']:,.0f} prompt tokens")
+        return rows, reading + "."
 
     def score_systems(self, systems, splits, out_dir=None, prefix="04"):
         """Every system of `systems` ({name: system}) on every non-empty split of `splits` ({split: rows}):
