@@ -219,9 +219,9 @@ def test_the_reply_task_runs_beside_triage_and_learns_the_house_format(playbook_
     assert card["invalid_format"] > 0 and card["conflicts"] > 0 and card["pii_output_rows"] > 0
     assert card["output_tokens"]["max"] > 40, "replies are long answers, not a label"
     # 03: the whole reply and its end of turn trained, nothing of the prompt; the adapter names its task
-    # (the embedded reply recipe: unquantized, 2 epochs; no second adapter; the loss falls)
+    # (the embedded reply recipe: unquantized, 4 epochs; no second adapter; the loss falls)
     assert (tr["task"], tr["reply_format"], tr["load_in_4bit"], tr["config"]["num_epochs"]) == \
-        ("reply", "house", False, 2.0)
+        ("reply", "house", False, 4.0)
     mask = tr["mask"]
     assert mask["whole_answer_trained"] == mask["checked"] == tr["train_rows"] and mask["prompt_tokens_trained"] == 0
     assert mask["answer_tokens"]["p50"] > 40, "a reply trains dozens of tokens, a label two"
