@@ -125,14 +125,20 @@ def _priced_requests(put, baseline, ev):
     endpoint = next((k for k in priced if k.startswith("endpoint")), None)   # each task's endpoint_system
     name = endpoint or baseline.at("best", "name")
     c = priced.get(name)
-    if c:
-        what = "the endpoint ENDPOINT_URL scored" if name == endpoint else "01's best prompting system"
-        put("hosted_input_tokens_per_request", c["prompt_tokens"], f"mean prompt of {name} ({what}: instructions and "
-            f"examples) over {c['n']} held-out rows, {c['why']}")
+    if not c:
+        return None
+    what = "the endpoint ENDPOINT_URL scored" if name == endpoint else "01's best prompting system"
+    put("hosted_input_tokens_per_request", c["prompt_tokens"], f"mean prompt of {name} ({what}: instructions and "
+        f"examples) over {c['n']} held-out rows, {c['why']}")
+    own = priced.get("heldout_answers")   # tasks.base.HELDOUT_ANSWERS
+    if name == endpoint or not own:
         put("hosted_output_tokens_per_request", c["answer_tokens"], f"mean answer of {name}, end of turn included, "
             f"{c['why']}")
-        return tokencount.hosted_note(c)
-    return None
+    else:   # the prompted base is not the hosted model: a model that does the job answers as the held-out rows do
+        put("hosted_output_tokens_per_request", own["answer_tokens"], f"mean of the {own['n']} held-out rows' own "
+            f"answers, end of turn included (no hosted model was scored, and the prompted base's answers say nothing "
+            f"of how long its are), {own['why']}")
+    return tokencount.hosted_note(c)
 
 
 def task_adapters(serve, task):

@@ -49,6 +49,14 @@ class Counter:
                 "why": self.why}
 
 
+    def count_answers(self, answers):
+        """Mean tokens of `answers` (each with its end-of-turn token): what a model that does the job writes."""
+        if not answers:
+            raise ValueError("count_answers needs at least one answer")
+        sizes = [len(self.tokenizer(str(a), add_special_tokens=False)["input_ids"]) + 1 for a in answers]
+        return {"answer_tokens": round(sum(sizes) / len(sizes), 2), "n": len(sizes), "tokenizer": self.name,
+                "exact": self.exact, "why": self.why}
+
     def count_examples(self, conversations):
         """Median and mean tokens of whole training conversations (prompt and answer, as trained) in this
         tokenizer's chat template."""

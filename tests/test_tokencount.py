@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from ftplay import cost, cost_run, prompts, rundir, tokencount
+from ftplay import cost, cost_run, prompts, rundir, tasks, tokencount
 from ftplay.evaluate import ShotPicker
 from ftplay.scoring import Prediction
 
@@ -54,6 +54,15 @@ def test_examples_in_the_prompt_are_paid_for(embedded):
     assert ex["p50"] > z["prompt_tokens"] and ex["n"] == 1
 
 
+def test_answers_are_counted_with_their_end_of_turn(embedded):
+    answers = ["refund", "Hello Ana,\nThank you."]
+    a = embedded.count_answers(answers)
+    sizes = [len(embedded.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in answers]
+    assert a["answer_tokens"] == sum(sizes) / 2 and a["n"] == 2
+    with pytest.raises(ValueError):
+        embedded.count_answers([])
+
+
 def test_answer_text_reads_labels_and_replies():
     assert tokencount.answer_text(Prediction("bug", 0.9, "bug")) == "bug"
     assert tokencount.answer_text(Prediction(None, 0.0, '{"label": "bug"}')) == '{"label": "bug"}'
@@ -86,7 +95,9 @@ def test_the_hosted_model_is_priced_with_its_own_prompt():
 def _run(d, endpoint=False):
     c = {"prompt_tokens": 250.0, "answer_tokens": 2.0, "n": 10, "tokenizer": tokencount.PRICED_FAMILY,
          "exact": False, "why": "counted with Llama 3.1's tokenizer"}
-    priced = {"zero_shot": {**c, "prompt_tokens": 90.0}, "few_shot_retrieved": c}
+    priced = {"zero_shot": {**c, "prompt_tokens": 90.0}, "few_shot_retrieved": c,
+              "heldout_answers": {"answer_tokens": 3.0, "n": 10, "tokenizer": tokencount.PRICED_FAMILY,
+                                  "exact": False, "why": "counted with Llama 3.1's tokenizer"}}
     if endpoint:
         priced["endpoint_structured"] = {**c, "prompt_tokens": 260.0, "answer_tokens": 7.0}
     rundir.write_json(d / "01_baseline_prompting.json", {"best": {"name": "few_shot_retrieved"},
@@ -100,15 +111,35 @@ def _run(d, endpoint=False):
 @pytest.mark.parametrize("endpoint", [False, True])
 def test_the_run_prices_counted_tokens_for_the_embedded_model(tmp_path, endpoint):
     """On the embedded default nothing about tokens is assumed: 04's counts price the fine-tune, 01's best prompt
-    (or the endpoint's, when ENDPOINT_URL was scored) the hosted model, and the verdict says the hosted count
-    is a proxy."""
+    (or the endpoint's, when ENDPOINT_URL was scored) the hosted model, with the held-out rows' own answer length
+    when no hosted model answered, and the verdict says the hosted count is a proxy."""
     _run(tmp_path, endpoint)
     cfg = replace(cost.CostConfig(), model="embedded")
     r = cost.compare(cfg, cost_run.read_measured(tmp_path, cfg, "classify"))
     assert not {"input_tokens_per_request", "output_tokens_per_request", "hosted_input_tokens_per_request",
                 "hosted_output_tokens_per_request", "tokens_per_example"} & set(r["assumed"])
     assert (r["config"].input_tokens_per_request, r["config"].tokens_per_example) == (95.0, 97)
-    assert r["config"].hosted_tokens == ((260.0, 7.0) if endpoint else (250.0, 2.0))
+    # the hosted model's answers: the endpoint's own when scored, else the held-out rows' (not the prompted base's)
+    assert r["config"].hosted_tokens == ((260.0, 7.0) if endpoint else (250.0, 3.0))
     assert ("endpoint_structured" if endpoint else "few_shot_retrieved (01's best prompting system") in \
         r["measured"]["hosted_input_tokens_per_request"]["why"]
     assert any("hosted model's own tokenizer is not public" in x for x in r["verdict"]["reasons"])
+
+
+def test_01_says_which_prompt_05_prices_the_hosted_model_with():
+    task = tasks.get("classify")
+
+    def c(prompt, answer):
+        return {"prompt_tokens": prompt, "answer_tokens": answer, "n": 10, "tokenizer": "L", "exact": False, "why": ""}
+
+    priced = {"zero_shot": c(90.0, 2.0), "few_shot_retrieved": c(250.0, 2.0),
+              "heldout_answers": {"answer_tokens": 2.5, "n": 10, "tokenizer": "L", "exact": False, "why": ""}}
+    results = {"zero_shot": {"macro_f1": 0.1}, "few_shot_retrieved": {"macro_f1": 0.2}}
+    rows, reading = task.priced_table(priced, results, "few_shot_retrieved")
+    assert [r["system"] for r in rows] == ["zero_shot", "few_shot_retrieved"]
+    assert ("few_shot_retrieved's prompt (01's best prompting system): 250 prompt tokens a request (2.8x zero_shot's "
+            "90), and 2.5 answer tokens, the held-out rows' own answers") in reading
+    priced["endpoint_structured"], results["endpoint_structured"] = c(260.0, 7.0), {"macro_f1": 0.9}
+    _, reading = task.priced_table(priced, results, "few_shot_retrieved")
+    assert "endpoint_structured's prompt (the endpoint ENDPOINT_URL scored): 260 prompt tokens" in reading
+    assert reading.endswith("and its 7.0 answer tokens.")

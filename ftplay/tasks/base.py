@@ -18,6 +18,9 @@ from ..config import ScoringConfig
 log = logging.getLogger(__name__)
 
 
+HELDOUT_ANSWERS = "heldout_answers"   # priced_tokens' key for the held-out rows' own answers
+
+
 class Task:
     """One fine-tuning task. Subclasses set the class attributes and implement the methods marked `per task`;
     an instance is bound to a run's labels, system prompt and tokenizer."""
@@ -285,9 +288,12 @@ class Task:
         """{name: tokens per request} for each system of `systems` that prompts a model (it has `messages`) and
         answered `rows` (`outputs[name]`): the prompt it sent and the answers it gave, counted by `counter`
         (tokencount.Counter), so 05 prices each option with the prompt it was scored with."""
-        return {name: counter.count([s.messages(r["text"]) for r in rows],
-                                    [tokencount.answer_text(o) for o in outputs[name]])
-                for name, s in systems.items() if hasattr(s, "messages") and name in outputs}
+        out = {name: counter.count([s.messages(r["text"]) for r in rows],
+                                   [tokencount.answer_text(o) for o in outputs[name]])
+               for name, s in systems.items() if hasattr(s, "messages") and name in outputs}
+        # the held-out rows' own answers (as trained): how long a model that does the job answers
+        out[HELDOUT_ANSWERS] = counter.count_answers([self.conversation(r)[-1]["content"] for r in rows])
+        return out
 
     def priced_table(self, priced, results, best):
         """(rows, reading) of `priced_tokens`: each prompted system's tokens per request beside its primary metric,
@@ -295,18 +301,21 @@ class Task:
         (01's best prompting system)."""
         rows = [{"system": name, self.primary: round(results[name].get(self.primary) or 0.0, 3),
                  "prompt tokens": round(c["prompt_tokens"], 1), "answer tokens": round(c["answer_tokens"], 1)}
-                for name, c in priced.items() if name in results]
+                for name, c in priced.items() if name in results and "prompt_tokens" in c]
         if not rows:
             return rows, "no prompted system answered: nothing to count"
         chosen = self.endpoint_system if self.endpoint_system in priced else best
         c, cheap = priced[chosen], min(rows, key=lambda r: r["prompt tokens"])
         which = "the endpoint ENDPOINT_URL scored" if chosen != best else "01's best prompting system"
+        own = priced[HELDOUT_ANSWERS]["answer_tokens"]
+        answers = (f"its {c['answer_tokens']:,.1f} answer tokens" if chosen != best else
+                   f"{own:,.1f} answer tokens, the held-out rows' own answers (the prompted base is not the hosted "
+                   "model: its answers say nothing of how long the hosted model's are)")
+        times = (f" ({c['prompt_tokens'] / cheap['prompt tokens']:.1f}x {cheap['system']}'s "
+                 f"{cheap['prompt tokens']:,.0f})" if cheap["system"] != chosen and cheap["prompt tokens"] else "")
         reading = (f"Counted with {c['tokenizer']}'s tokenizer and chat template over {c['n']} held-out rows. 05 "
                    f"prices the hosted model with {chosen}'s prompt ({which}): {c['prompt_tokens']:,.0f} prompt "
-                   f"tokens and {c['answer_tokens']:,.1f} answer tokens a request")
-        if cheap["system"] != chosen and cheap["prompt tokens"]:
-            reading += (f", {c['prompt_tokens'] / cheap['prompt tokens']:.1f}x {cheap['system']}'s "
-                        f"{cheap['prompt tokens']:,.0f} prompt tokens")
+                   f"tokens a request{times}, and {answers}")
         return rows, reading + "."
 
     def score_systems(self, systems, splits, out_dir=None, prefix="04"):
