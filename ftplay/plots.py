@@ -122,9 +122,10 @@ def confusion(conf, title="", ax=None):
 
 
 def _cell(v, decimals):
-    """A table cell: floats rounded, containers shortened to one readable line."""
+    """A table cell: floats to `decimals` places, or `decimals` significant digits below 1 (a learning rate of 2e-4
+    or a price of $0.000694/s does not show as 0.0 or 0.001), containers shortened to one readable line."""
     if isinstance(v, float):
-        return round(v, decimals)
+        return float(f"{v:.{decimals}g}") if 0 < abs(v) < 1 else round(v, decimals)
     if isinstance(v, (dict, list, tuple, set)):
         text = ", ".join(f"{k}: {_cell(x, decimals)}" for k, x in v.items()) if isinstance(v, dict) else \
             ", ".join(str(_cell(x, decimals)) for x in v)

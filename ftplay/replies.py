@@ -290,8 +290,9 @@ def examples(rows, outputs, n=3, seed=0, width=60):
 
 def label_table(rows, outputs, fmt, min_rows=20, first="finetuned"):
     """Per ticket label (a slice of the rows): n, and for each system of `outputs` ({name: replies}) its
-    valid rate, field accuracy (formats with fields) and mean chrF; worst first for `first` (valid rate, then
-    chrF); slices under `min_rows` rows carry a warning."""
+    valid rate, field accuracy (formats with fields) and mean chrF; worst first for `first` (valid rate, then the
+    primary metric: field accuracy where the format has fields, then chrF); slices under `min_rows` rows carry a
+    warning."""
     scores = {name: row_scores(rows, o, fmt) for name, o in outputs.items()}
     out = []
     for lab in sorted({r["label"] for r in rows}):
@@ -305,5 +306,6 @@ def label_table(rows, outputs, fmt, min_rows=20, first="finetuned"):
         row["warning"] = f"only {len(idx)} rows (< {min_rows}): too few to conclude" if len(idx) < min_rows else None
         out.append(row)
     key = first if first in scores else next(iter(scores), None)
-    return sorted(out, key=lambda r: (r.get(f"{key}_valid", 0), r.get(f"{key}_chrf", 0), r["label"])) if key else out
+    return sorted(out, key=lambda r: (r.get(f"{key}_valid", 0), r.get(f"{key}_fields", 0), r.get(f"{key}_chrf", 0),
+                                      r["label"])) if key else out
 

@@ -372,9 +372,9 @@ def structured_findings(result, base_name="base"):
             text += f"; answers {m['top_answer']!r} for {m['top_answer_share']:.0%} of rows"
         if vc and vc["accuracy_diff_ci"][1] < 0:
             c = result["choice"][name]
-            text += (f"; the JSON format costs it {-vc['accuracy_diff']:.2f} accuracy against the bare label it was "
-                     f"trained to answer ({c['accuracy']:.0%} right under choice, 95% CI "
-                     f"{vc['accuracy_diff_ci'][0]:+.2f} to {vc['accuracy_diff_ci'][1]:+.2f}): train on the format "
-                     "you serve")
+            lo, hi = vc["accuracy_diff_ci"]   # the interval of the difference, not of either accuracy
+            text += (f"; the JSON format costs it {-vc['accuracy_diff']:.2f} accuracy (95% CI {-hi:.2f} to "
+                     f"{-lo:.2f}) against the bare label it was trained to answer ({c['accuracy']:.0%} right under "
+                     "choice): train on the format you serve")
         out.append(text)
     return out

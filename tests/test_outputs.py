@@ -133,7 +133,11 @@ def test_results_render_as_rounded_tables():
     reading = tasks.get("classify").read_summary({"heldout": {"finetuned": m}})
     assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in reading
     tab = plots.table({"cheaper": True, "payback_months": 6.8e-05, "share": 0.4249039332107116})
-    assert tab["value"].tolist() == [True, 0.0, 0.425] and list(tab.index) == ["cheaper", "payback_months", "share"]
+    assert tab["value"].tolist() == [True, 6.8e-05, 0.425] and list(tab.index) == ["cheaper", "payback_months", "share"]
+    # issue 28: a small value keeps its significant digits instead of rounding to 0.0 or 0.001
+    tab = plots.table({"learning_rate": 2e-4, "modal_gpu_price_per_s": 0.000694, "gpu_price_per_hour": 2.16,
+                       "zero": 0.0})
+    assert tab["value"].tolist() == [0.0002, 0.000694, 2.16, 0.0]
     assert plots.table({"a": {"x": 1.23456}, "b": {"x": 2.0}}).loc["a", "x"] == 1.235
 
 

@@ -381,3 +381,21 @@ def test_endpoint_replier_sends_the_reply_conversation_at_temperature_zero():
     assert kw["messages"][0] == {"role": "system", "content": prompts.reply_system_text(H)}
     assert [m["role"] for m in kw["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert kw["messages"][-1]["content"] in (ROWS[0]["text"], ROWS[1]["text"]) and "response_format" not in kw
+
+
+def test_readings_say_no_part_is_missed_and_rank_labels_by_the_primary_metric():
+    """Issue 28: with every part in every reply, 04 named one "the part the fine-tune misses most"; and its
+    weakest label was ranked by chrF where the task's primary metric is field accuracy."""
+    top = {"part": "details", "heldout_rate": 1.0, "production_rate": 1.0, "heldout_base_rate": 0.0,
+           "production_base_rate": 0.0}
+    assert REPLY.read_worst(top).startswith("The fine-tune writes every part of the format in every reply")
+    assert "misses most is details: in 90%" in REPLY.read_worst({**top, "production_rate": 0.9, "heldout_rate": 0.9})
+
+def test_label_table_ranks_the_weakest_label_by_field_accuracy_before_chrf(monkeypatch):
+    rows = [{"label": "a"}, {"label": "a"}, {"label": "b"}, {"label": "b"}]
+    # label a: every field wrong but close words (chrF 90); label b: every field right, chrF 50
+    scores = {"valid": np.array([1.0, 1.0, 1.0, 1.0]), "fields": np.array([0.0, 0.0, 1.0, 1.0]),
+              "chrf": np.array([90.0, 90.0, 50.0, 50.0])}
+    monkeypatch.setattr(replies, "row_scores", lambda rows, outputs, fmt: scores)
+    t = replies.label_table(rows, {"finetuned": ["x"] * 4}, H, min_rows=1)
+    assert [r["label"] for r in t] == ["a", "b"]

@@ -332,8 +332,10 @@ def test_structured_output_is_scored_against_the_labels():
     fmt, good, broken = res["findings"]
     assert fmt.startswith("fmt: 100% valid, 33% right (95% CI ") and "VALID BUT WRONG: 67% of rows get a valid, wrong" \
         in fmt and "answers 'other' for 100% of rows" in fmt
-    assert "the JSON format costs it 0.67 accuracy against the bare label it was trained to answer (100% right " \
-           "under choice" in fmt and fmt.endswith("train on the format you serve")
+    # the interval read is the difference's, as a cost (issue 28: it printed beside "100% right under choice")
+    lo, hi = m["fmt"]["vs_choice"]["accuracy_diff_ci"]
+    assert f"the JSON format costs it 0.67 accuracy (95% CI {-hi:.2f} to {-lo:.2f}) against the bare label it was " \
+           "trained to answer (100% right under choice)" in fmt and fmt.endswith("train on the format you serve")
     assert good.startswith("good: 100% valid, 100% right") and "+0.67 accuracy against the base" in good
     assert "VALID BUT WRONG" not in good and "format you serve" not in good
     assert broken.startswith("broken: 0% valid, 0% right")

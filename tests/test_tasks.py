@@ -243,3 +243,20 @@ def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, t
                            task_fields=task.record_fields())
     rec = records.read(tmp_path, stages.EVALUATE)
     assert rec["task"] == "order" and rec["primary"] == "exact" and rec["schema"] == records.VERSION
+
+
+def test_the_worst_label_is_the_one_at_zero_on_both_splits():
+    """Issue 28: `other` (F1 0.15 held-out, 0.00 production) ranked worst before `security` (0.00 on both, never
+    predicted) because ties at 0.00 fell back to the alphabet. The lower F1 of the two splits ranks first, the
+    higher next."""
+    def split(f1s):
+        per = {lab: {"f1-score": f, "support": 10.0} for lab, f in f1s.items()}
+        return {"finetuned": {"per_class": per, "confusion": {"labels": sorted(f1s)}},
+                "base": {"per_class": per}}
+
+    results = {"heldout": split({"billing": 0.8, "other": 0.15, "security": 0.0}),
+               "production": split({"billing": 0.7, "other": 0.0, "security": 0.0})}
+    task = tasks.get("classify")
+    table = task.unit_table(results)
+    assert [r["label"] for r in table] == ["security", "other", "billing"]
+    assert task.read_worst(table[0]).startswith("The worst label is security: F1 0.00 held-out, 0.00 production")

@@ -207,10 +207,11 @@ class ClassifyTask(Task):
                     "f1-score", 0.0), 3) if n else None
             rows.append(row)
 
-        def worst(r):
-            return min([v for v in (r["heldout_f1"], r["production_f1"]) if v is not None], default=2.0)
+        def worst(r):   # its lower F1 of the two splits, then the higher: 0.00 on both is worse than 0.15 and 0.00
+            f1s = [v for v in (r["heldout_f1"], r["production_f1"]) if v is not None]
+            return (min(f1s, default=2.0), max(f1s, default=2.0), r["label"])
 
-        return sorted(rows, key=lambda r: (worst(r), r["label"]))
+        return sorted(rows, key=worst)
 
     def _floor(self, label, cfg):
         return cfg.critical_f1 if label in cfg.critical_labels else cfg.min_class_f1

@@ -337,6 +337,10 @@ class ReplyTask(Task):
         return self._low(table, cfg.min_part_rate)
 
     def read_worst(self, top):
+        rates = [r for r in (top.get("heldout_rate"), top.get("production_rate")) if r is not None]
+        if rates and min(rates) >= 1:   # the worst part is in every reply: no part is missed (issue 28)
+            return (f"The fine-tune writes every part of the format in every reply, held-out and production (base: "
+                    f"{top['part']} in {_pct(top['heldout_base_rate'])} of held-out replies). ")
         return (f"The part the fine-tune misses most is {top['part']}: in {_pct(top['heldout_rate'])} of its "
                 f"held-out replies, {_pct(top.get('production_rate'))} of production ones "
                 f"(base {_pct(top['heldout_base_rate'])}, {_pct(top.get('production_base_rate'))}). ")
