@@ -62,7 +62,8 @@ def read_edge_cases(edge):
                    (r.get("production") or {}).get("accuracy"))
         if t is not None and h is not None and t - h > 0.2:
             reading = "memorised: right on the rows it was taught, not on new ones"
-        elif h is not None and p is not None and h - p > 0.15:
+        elif p is not None and max(x for x in (t, h, p) if x is not None) - p > 0.15:
+            # production below what it was taught or scored on held-out (0.59 / 0.56 -> 0.41: a drop of 0.18)
             reading = ("learned for rows like the training data, but production's cases differ: the distribution "
                        "mismatch the seed warns of")
         elif t is not None and t < 0.5:

@@ -260,3 +260,19 @@ def test_the_worst_label_is_the_one_at_zero_on_both_splits():
     table = task.unit_table(results)
     assert [r["label"] for r in table] == ["security", "other", "billing"]
     assert task.read_worst(table[0]).startswith("The worst label is security: F1 0.00 held-out, 0.00 production")
+
+
+def test_the_leak_lesson_reads_a_gap_against_its_intervals():
+    """Issue 28: 04 called +0.03 (held-out over production) the leak's effect where the two intervals overlap."""
+    def demo(held, held_ci, prod, prod_ci):
+        g = {"n": 10, "accuracy": 0.9}
+        return {"rows": 100, "groups": {"twin_same_label": g, "twin_other_label": {"n": 0, "accuracy": None},
+                                        "no_twin": {"n": 90, "accuracy": 0.8}},
+                "row_split": {"heldout": {"accuracy": held, "accuracy_ci": held_ci},
+                              "production": {"accuracy": prod, "accuracy_ci": prod_ci}},
+                "grouped_split": {"heldout": {"accuracy": 0.8}, "production": {"accuracy": 0.78}}}
+
+    read = tasks.get("classify").read_leakage
+    assert "inside both 95% intervals" in read(demo(0.84, [0.79, 0.89], 0.81, [0.76, 0.86]))
+    assert "promises +0.20 more than production delivers, beyond both intervals" in \
+        read(demo(0.95, [0.92, 0.98], 0.75, [0.69, 0.81]))
