@@ -29,10 +29,21 @@ def format_text(report):
         if report.get("route") and task in (None, next(iter(tasks))):
             lines.append(f"route the numbers favour: {report['route']}")
         lines += [f"note: {n}" for n in t["ship"]["notes"]]
-        lines.append(f"ship{' ' + task if task and len(tasks) > 1 else ''}: {_answer_of(t['ship'])}")
-        lines += [f"  - [{r['effect']}] {reason_line(r)}" for r in t["ship"]["reasons"]]
+        lines += _verdict_lines(task if len(tasks) > 1 else None, t["ship"])
         lines.append("")
     return "\n".join(lines).rstrip("\n")
+
+
+def _verdict_lines(task, ship):
+    return ([f"ship{' ' + task if task else ''}: {_answer_of(ship)}"]
+            + [f"  - [{r['effect']}] {reason_line(r)}" for r in ship["reasons"]])
+
+
+def format_verdicts(report):
+    """Each task's verdict and its reasons, as format_text ends each task: what 05 prints last."""
+    tasks = report.get("tasks") or {None: {"items": report["items"], "ship": report["ship"]}}
+    return "\n".join(line for task, t in tasks.items()
+                     for line in _verdict_lines(task if len(tasks) > 1 else None, t["ship"]))
 
 
 def _answer_of(ship):

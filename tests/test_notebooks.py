@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftplay import cost_tables, report, runner, stages, tokencount
+from ftplay import cost_tables, report, report_page, runner, stages, tokencount
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 EXPECTED = list(stages.STEMS)
@@ -109,6 +109,10 @@ def test_playbook_runs_every_notebook(playbook_run):
     rep = s["ship_report"]
     assert s["decision"] == report.build(run_dir, summary["notebooks"])["ship"], "the verdict the records give"
     assert s["decision"]["ship"] is all(i["status"] == "done" for i in rep["items"]) and s["decision"]["reasons"]
+    # issue 28: the last notebook ends on each task's verdict and reasons, the same as the report's
+    last = nbformat.read(run_dir / "notebooks" / "05_compare_costs.ipynb", as_version=4).cells[-1]
+    said = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream").strip()
+    assert said == report_page.format_verdicts(rep) and said.startswith("ship classify: NO")
     # no replaced model is scored: never YES here
     assert s["decision"]["verdict"] == "NO", s["decision"]
     fields = {(r["record"], r["field"]) for r in s["decision"]["reasons"]}
