@@ -177,14 +177,26 @@ def explain(result):
              f"{t['train_tokens']:,.0f} tokens x epochs, {'estimated' if t['estimated'] else 'measured'}"]
     if t["estimated"]:
         lines.append(f"  assumption: {t['assumption']}")
-    lines += [f"measured  {k} = {_g(v['value'])} ({v['source']}: {v['why']})" for k, v in result["measured"].items()]
-    lines += [f"not used  {k} = {_g(v['value'])} ({v['source']}: {v['why']})" for k, v in result["not_used"].items()]
-    lines += [f"assumed   {k} = {_g(v['value'])} ({v['source']}; {v['why']})"
+    notes = {}
+
+    def why(text):   # a tokenizer's sentence, the same on every count it made, is said once, under the lines
+        head, sep, counted = text.partition("counted with ")
+        if not sep or len(counted) < 60:
+            return text
+        mark = notes.setdefault(sep + counted, f"[{len(notes) + 1}]")
+        return f"{head}counted as {mark}"
+
+    lines += [f"measured  {k} = {_g(v['value'])} ({v['source']}: {why(v['why'])})"
+              for k, v in result["measured"].items()]
+    lines += [f"not used  {k} = {_g(v['value'])} ({v['source']}: {why(v['why'])})"
+              for k, v in result["not_used"].items()]
+    lines += [f"assumed   {k} = {_g(v['value'])} ({v['source']}; {why(v['why'])})"
               for k, v in result["assumed"].items() if v["value"] is not None]
     lines += [f"price     {k} = {v['value']:g} ({v['source']})" for k, v in result.get("prices", {}).items()]
     c = result.get("classical_reference") or {}
     if c and not c.get("priced"):
         lines.append(f"classical reference not priced: {c['why']}")
+    lines += [f"{mark} {text}" for text, mark in notes.items()]
     return "\n".join(lines)
 
 

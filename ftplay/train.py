@@ -133,7 +133,10 @@ class _StepLog:
                     outer.last = now
                 with open(outer.path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
-                log.info("%s", step_line(rec, state.max_steps))
+                # the bar shows the steps; the notebook hears the run's one summary line (issue 28: 70 step lines
+                # in 03), the rest stays in train_log.jsonl and at DEBUG
+                level = logging.INFO if "train_runtime" in rec else logging.DEBUG
+                log.log(level, "%s", step_line(rec, state.max_steps))
 
         return CB()
 
