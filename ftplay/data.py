@@ -52,6 +52,7 @@ from ftplay.quality import (
     find_pii,
     find_trivial,
     find_trivial_outputs,
+    leak_text,
     redact,
 )
 from ftplay.splitting import cap_per_label, split  # noqa: F401  (data.split: the split 02 and 01 make)
@@ -206,7 +207,7 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     card.report["fingerprints"] = {s: rundir.fingerprint_rows([{k: r[k] for k in keys} for r in part])
                                    for s, part in (("train", train), ("heldout", heldout), ("production", production))}
     log.info("curated %d -> %d rows: %d train, %d held out; leakage %s", card.report["rows_in"],
-             card.report["rows_out"], len(train), len(heldout), card.report["leakage"])
+             card.report["rows_out"], len(train), len(heldout), leak_text(card.report["leakage"]))
     result = Curated(train, heldout, production, labels, card.report, card.tables, cfg.task, cfg.reply_format)
     if out_dir is not None:
         write_curated(result, out_dir, system_prompt)

@@ -403,6 +403,12 @@ def _entry(train, other, j, i, **extra):
             **extra}
 
 
+def leak_text(counts):
+    """audit()'s counts in words: "none", or each kind found ("exact 2, near 3")."""
+    found = {k: v for k, v in (counts or {}).items() if v}
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in found.items()) or "none"
+
+
 def audit(train, heldout, threshold=NEAR_DUP_THRESHOLD, cache=None):
     """Leakage of `heldout` (or production) rows into `train`.
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import evaluate, identity, models, progress, prompts, tinymodel
+from . import evaluate, identity, models, numbers, progress, prompts, tinymodel
 from .errors import ConfigError, FtplayError
 from .loadtest import load_lanes, load_test  # noqa: F401 (06 and the benchmarks call serve_checks.load_test)
 from .serve import ALLOWED_LORA_RANKS, LORA_TARGETS, adapter_config, adapter_rank, lora_rank_for
@@ -323,14 +323,23 @@ def structured_for(client, tasks, base_name="base", n_rows=60, n_boot=1000):
                                              triage.system_prompt, base_name=base_name, n_boot=n_boot)}
 
 
-def structured_frame(structured, columns=("valid_rate", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci",
-                                          "valid_but_wrong_share", "top_answer")):
-    """structured_for's metrics as one table (mode, model) x columns, or its reason when it did not run."""
+def structured_frame(structured):
+    """structured_for's metrics as one table (mode, model) x readable columns (percentages, each value with its 95%
+    interval in one cell), or its reason when it did not run."""
     import pandas as pd
 
     if not structured.get("ran", True):
         return pd.DataFrame({"structured output": [structured["why"]]})
-    return pd.concat({mode: pd.DataFrame(structured["models" if mode == "json_schema" else "choice"]).T[list(columns)]
+
+    def row(m):
+        return {"valid": f"{m['valid_rate']:.0%}",
+                "accuracy [95% CI]": numbers.interval(m["accuracy"], m["accuracy_ci"], ".0%"),
+                "macro-F1 [95% CI]": numbers.interval(m["macro_f1"], m["macro_f1_ci"], ".2f"),
+                "valid but wrong": f"{m['valid_but_wrong_share']:.0%}", "top answer": m["top_answer"],
+                "top answer share": f"{m['top_answer_share']:.0%}"}
+
+    return pd.concat({mode: pd.DataFrame({name: row(m) for name, m in
+                                          structured["models" if mode == "json_schema" else "choice"].items()}).T
                       for mode in structured["modes"]})
 
 

@@ -1,5 +1,6 @@
 """Serving: command lines and pre-flight on CPU without vLLM; one real vLLM server (marked `serve`)."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -753,3 +754,12 @@ def test_tensor_parallel_size_is_passed_to_vllm_and_validated(ref, adapters):
     for bad in (0, 3, 6, -2, True, 2.0):
         with pytest.raises(ConfigError, match=rf"TENSOR_PARALLEL_SIZE={bad!r} must be 1, 2, 4 or 8"):
             serve.ServeConfig(ref.path, port=9000, backend="cuda", python=sys.executable, tensor_parallel_size=bad)
+
+
+def test_structured_frame_reads_as_a_table_not_interval_lists():
+    """Issue 28: 06's table showed intervals as lists ([0.133333, 0.333333]) and shares to six digits."""
+    res = serve_checks.structured_scores(FakeClassifier(), ["base", "fmt", "good"], ROWS, LABELS3, None, n_boot=200)
+    t = serve_checks.structured_frame(res)
+    cell = t.loc[("json_schema", "good"), "accuracy [95% CI]"]
+    assert cell == "100% [100%, 100%]" and t.loc[("json_schema", "fmt"), "valid"] == "100%"
+    assert not any(re.search(r"\[\d\.\d{4,}, ", str(v)) for v in t.to_numpy().ravel())   # no raw interval lists
