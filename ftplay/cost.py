@@ -355,7 +355,8 @@ def _classical(cfg, rows, measured):
                        f"list price), at least one vCPU all month (${cfg.cpu_price_per_hour * HOURS_PER_MONTH:,.2f})"}
 
 
-def _when(months):
+def when(months):
+    """A payback time in the unit that reads: "under an hour", "5.2 hours", "3.0 days", "2.5 months"."""
     days = months * 30.4
     return ("under an hour" if days < 1 / 24 else f"{days * 24:.1f} hours" if days < 1
             else f"{days:.1f} days" if days < 30.4 else f"{days / 30.4:.1f} months")
@@ -371,7 +372,7 @@ def _verdict(cfg, rows, used, assumed, escalation, routing=True):
     if viable:
         headline = (f"{best['label']}: ${best['monthly_cost']:,.0f}/month vs ${hosted['monthly_cost']:,.0f} hosted "
                     f"{at}, saves ${best['savings_vs_hosted']:,.0f}/month; training ${best['training_cost']:,.2f} "
-                    f"pays back in {_when(best['payback_months'])}")
+                    f"pays back in {when(best['payback_months'])}")
     else:
         headline = f"no fine-tuned option pays back within {cfg.max_payback_months:g} months {at}: stay hosted"
     be = best["break_even_volume"]

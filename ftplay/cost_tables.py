@@ -6,7 +6,7 @@ frontier) and names the cheapest over MAX_PAYBACK_MONTHS, training included.
 """
 from dataclasses import replace
 
-from .cost import HOURS_PER_MONTH, compare, monthly
+from .cost import HOURS_PER_MONTH, compare, monthly, when
 
 # The routes `routes` compares: where the adapter is trained and where it is served.
 ROUTES = {"self_hosted_vllm": ("own GPU (paid by the hour)", "vLLM on own GPU"),
@@ -156,11 +156,11 @@ def format_options(rows):
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
     head = (f"{'option':<36}{'$/M here':>9}{'$/month':>11}{'floor $/mo':>11}{'training $':>12}{'saves $/mo':>12}"
-            f"{'break-even/mo':>15}{'payback mo':>12}")
+            f"{'break-even/mo':>15}{'pays back in':>15}")
     lines = [head] + [f"{r['label']:<36}{f(r['per_m_tokens'], '.3f'):>9}{f(r['monthly_cost'], ',.0f'):>11}"
                       f"{f(r.get('floor_monthly'), ',.0f'):>11}{f(r['training_cost'], ',.2f'):>12}"
                       f"{f(r['savings_vs_hosted'], ',.0f'):>12}{f(r['break_even_volume'], ',.0f'):>15}"
-                      f"{f(r['payback_months'], '.2g'):>12}" for r in rows]
+                      f"{'-' if r['payback_months'] is None else when(r['payback_months']):>15}" for r in rows]
     own = next((r for r in rows if r.get("per_token_equivalent_at_full_volume") is not None), None)
     if own:
         lines.append("(self-hosted per-token equivalent at full volume: "
