@@ -304,22 +304,20 @@ def compare(cfg, measured=None, routing=True):
                 "hosted_fine_tune": cfg.train_tokens * cfg.epochs / 1e6 * cfg.hosted_ft_price_per_m_train_tokens
                 * cfg.training_runs,
                 "classical_reference": 0.0}   # fitting TF-IDF + logistic regression takes seconds of one CPU
-    mtok = cfg.monthly_requests * (cfg.input_tokens_per_request + cfg.output_tokens_per_request) / 1e6
-    hosted_mtok = cfg.monthly_requests * sum(cfg.hosted_tokens) / 1e6
+    own_tokens = cfg.input_tokens_per_request + cfg.output_tokens_per_request
     hosted = monthly(cfg, "hosted_frontier")
     rates = _rates(cfg, escalation)
     rows = []
     for name in rates:
         cost_m = monthly(cfg, name, escalation=escalation)
         savings = hosted - cost_m
+        tokens = sum(cfg.hosted_tokens) if name == "hosted_frontier" else own_tokens   # what this option is sent
+        mtok = cfg.monthly_requests * tokens / 1e6
         row = {"name": name, "label": OPTIONS[name],
                "kind": ("hosted" if name == "hosted_frontier" else "reference" if name not in FINE_TUNED
                         else "fine_tuned"),
-               # at this volume, floor included, over the tokens this option is sent
-               "per_m_tokens": (round(cost_m / (hosted_mtok if name == "hosted_frontier" else mtok), 4)
-                                if (hosted_mtok if name == "hosted_frontier" else mtok) else None),
-               "tokens_per_request": round(sum(cfg.hosted_tokens) if name == "hosted_frontier" else
-                                           cfg.input_tokens_per_request + cfg.output_tokens_per_request, 1),
+               "per_m_tokens": round(cost_m / mtok, 4) if mtok else None,   # at this volume, floor included
+               "tokens_per_request": round(tokens, 1),
                "monthly_cost": round(cost_m, 2), "floor_monthly": round(rates[name][0], 2),
                "training_cost": round(training[name], 2), "savings_vs_hosted": round(savings, 2),
                "break_even_volume": None if name == "hosted_frontier" else break_even_volume(cfg, name, escalation),

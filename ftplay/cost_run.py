@@ -121,24 +121,17 @@ def _priced_requests(put, baseline, ev):
             f"(system prompt and ticket) {why}", source=src)
         put("output_tokens_per_request", ft["answer_tokens"], f"mean answer the fine-tune wrote, end of turn "
             f"included, {why}", source=src)
-    priced = baseline.at("priced_tokens", default={})
-    endpoint = next((k for k in priced if k.startswith("endpoint")), None)   # each task's endpoint_system
-    name = endpoint or baseline.at("best", "name")
-    c = priced.get(name)
-    if not c:
+    h = baseline.get("hosted_request")   # 01's choice (Task.hosted_request)
+    if not h:
         return None
-    what = "the endpoint ENDPOINT_URL scored" if name == endpoint else "01's best prompting system"
-    put("hosted_input_tokens_per_request", c["prompt_tokens"], f"mean prompt of {name} ({what}: instructions and "
-        f"examples) over {c['n']} held-out rows, {c['why']}")
-    own = priced.get("heldout_answers")   # tasks.base.HELDOUT_ANSWERS
-    if name == endpoint or not own:
-        put("hosted_output_tokens_per_request", c["answer_tokens"], f"mean answer of {name}, end of turn included, "
-            f"{c['why']}")
-    else:   # the prompted base is not the hosted model: a model that does the job answers as the held-out rows do
-        put("hosted_output_tokens_per_request", own["answer_tokens"], f"mean of the {own['n']} held-out rows' own "
-            f"answers, end of turn included (no hosted model was scored, and the prompted base's answers say nothing "
-            f"of how long its are), {own['why']}")
-    return tokencount.hosted_note(c)
+    what = "the endpoint ENDPOINT_URL scored" if h["endpoint"] else "01's best prompting system"
+    put("hosted_input_tokens_per_request", h["prompt_tokens"], f"mean prompt of {h['system']} ({what}: instructions "
+        f"and examples) over {h['n']} held-out rows, {h['why']}")
+    put("hosted_output_tokens_per_request", h["answer_tokens"],
+        f"mean answer of {h['system']}, end of turn included, {h['why']}" if h["endpoint"] else
+        f"mean of the held-out rows' own answers, end of turn included (no hosted model was scored, and the prompted "
+        f"base's answers say nothing of how long its are), {h['why']}")
+    return tokencount.hosted_note(h)
 
 
 def task_adapters(serve, task):

@@ -20,6 +20,7 @@ PRICED_FAMILY = "meta-llama/Llama-3.1-8B-Instruct"
 # Claude 3.5 Sonnet's counts about 20-30% above GPT-4o's (o200k), and Llama 3's 128k BPE within about 10%
 # of OpenAI's; so the hosted model may bill up to about a third more tokens than counted here, rarely fewer.
 HOSTED_PROXY_HIGH = 0.35
+HELDOUT_ANSWERS = "heldout_answers"   # priced_tokens' key for the held-out rows' own answers
 HOSTED_PROXY = ("the hosted model's own tokenizer is not public, so its tokens are counted with {tok} as a "
                 "proxy; published comparisons on English text put Claude's counts about 20-30% above "
                 "OpenAI's, and Llama 3's within about 10% of them: the hosted bill may be up to about "
@@ -42,11 +43,8 @@ class Counter:
             raise ValueError(f"count needs one answer per conversation and at least one ({len(conversations)} "
                              f"conversations, {len(answers)} answers)")
         prompt = [len(prompts.prompt_ids(self.tokenizer, msgs)) for msgs in conversations]
-        answer = [len(self.tokenizer(str(a), add_special_tokens=False)["input_ids"]) + 1 for a in answers]
-        n = len(prompt)
-        return {"prompt_tokens": round(sum(prompt) / n, 2), "answer_tokens": round(sum(answer) / n, 2),
-                "prompt_tokens_max": max(prompt), "n": n, "tokenizer": self.name, "exact": self.exact,
-                "why": self.why}
+        return {"prompt_tokens": round(sum(prompt) / len(prompt), 2), "prompt_tokens_max": max(prompt),
+                **self.count_answers(answers)}
 
 
     def count_answers(self, answers):

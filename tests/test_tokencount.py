@@ -100,8 +100,9 @@ def _run(d, endpoint=False):
                                   "exact": False, "why": "counted with Llama 3.1's tokenizer"}}
     if endpoint:
         priced["endpoint_structured"] = {**c, "prompt_tokens": 260.0, "answer_tokens": 7.0}
-    rundir.write_json(d / "01_baseline_prompting.json", {"best": {"name": "few_shot_retrieved"},
-                                                          "priced_tokens": priced})
+    rundir.write_json(d / "01_baseline_prompting.json", {
+        "best": {"name": "few_shot_retrieved"}, "priced_tokens": priced,
+        "hosted_request": tasks.get("classify").hosted_request(priced, "few_shot_retrieved")})
     rundir.write_json(d / "04_evaluate.json", {"priced_tokens": {
         "finetuned": {**c, "prompt_tokens": 95.0, "answer_tokens": 2.0},
         "train_example": {"p50": 97, "mean": 98.0, "n": 800, "tokenizer": tokencount.PRICED_FAMILY, "exact": False,
@@ -135,11 +136,12 @@ def test_01_says_which_prompt_05_prices_the_hosted_model_with():
     priced = {"zero_shot": c(90.0, 2.0), "few_shot_retrieved": c(250.0, 2.0),
               "heldout_answers": {"answer_tokens": 2.5, "n": 10, "tokenizer": "L", "exact": False, "why": ""}}
     results = {"zero_shot": {"macro_f1": 0.1}, "few_shot_retrieved": {"macro_f1": 0.2}}
-    rows, reading = task.priced_table(priced, results, "few_shot_retrieved")
+    rows, reading = task.priced_table(priced, results, task.hosted_request(priced, "few_shot_retrieved"))
     assert [r["system"] for r in rows] == ["zero_shot", "few_shot_retrieved"]
     assert ("few_shot_retrieved's prompt (01's best prompting system): 250 prompt tokens a request (2.8x zero_shot's "
             "90), and 2.5 answer tokens, the held-out rows' own answers") in reading
     priced["endpoint_structured"], results["endpoint_structured"] = c(260.0, 7.0), {"macro_f1": 0.9}
-    _, reading = task.priced_table(priced, results, "few_shot_retrieved")
+    # the endpoint is also 01's best here: its own answers still price it (not the held-out rows')
+    _, reading = task.priced_table(priced, results, task.hosted_request(priced, "endpoint_structured"))
     assert "endpoint_structured's prompt (the endpoint ENDPOINT_URL scored): 260 prompt tokens" in reading
     assert reading.endswith("and its 7.0 answer tokens.")

@@ -18,9 +18,6 @@ from ..config import ScoringConfig
 log = logging.getLogger(__name__)
 
 
-HELDOUT_ANSWERS = "heldout_answers"   # priced_tokens' key for the held-out rows' own answers
-
-
 class Task:
     """One fine-tuning task. Subclasses set the class attributes and implement the methods marked `per task`;
     an instance is bound to a run's labels, system prompt and tokenizer."""
@@ -292,29 +289,38 @@ class Task:
                                    [tokencount.answer_text(o) for o in outputs[name]])
                for name, s in systems.items() if hasattr(s, "messages") and name in outputs}
         # the held-out rows' own answers (as trained): how long a model that does the job answers
-        out[HELDOUT_ANSWERS] = counter.count_answers([self.conversation(r)[-1]["content"] for r in rows])
+        out[tokencount.HELDOUT_ANSWERS] = counter.count_answers([self.conversation(r)[-1]["content"] for r in rows])
         return out
 
-    def priced_table(self, priced, results, best):
+    def hosted_request(self, priced, best):
+        """What 05 prices a request to the hosted model at, from `priced_tokens`: the endpoint's prompt and answers
+        when ENDPOINT_URL was scored, else `best`'s prompt (01's best prompting system) with the held-out rows' own
+        answer length (the prompted base is not the hosted model: its answers say nothing of the hosted model's)."""
+        scored = self.endpoint_system in priced
+        name = self.endpoint_system if scored else best
+        c = priced[name]
+        answers = c if scored else priced[tokencount.HELDOUT_ANSWERS]
+        return {"system": name, "endpoint": scored, "prompt_tokens": c["prompt_tokens"],
+                "answer_tokens": answers["answer_tokens"], "n": c["n"], "tokenizer": c["tokenizer"],
+                "exact": c["exact"], "why": c["why"]}
+
+    def priced_table(self, priced, results, hosted):
         """(rows, reading) of `priced_tokens`: each prompted system's tokens per request beside its primary metric,
-        and the prompt 05 prices the hosted model with: the endpoint's when ENDPOINT_URL was scored, else `best`
-        (01's best prompting system)."""
+        and `hosted` (`hosted_request`), the request 05 prices the hosted model at."""
         rows = [{"system": name, self.primary: round(results[name].get(self.primary) or 0.0, 3),
                  "prompt tokens": round(c["prompt_tokens"], 1), "answer tokens": round(c["answer_tokens"], 1)}
                 for name, c in priced.items() if name in results and "prompt_tokens" in c]
         if not rows:
             return rows, "no prompted system answered: nothing to count"
-        chosen = self.endpoint_system if self.endpoint_system in priced else best
-        c, cheap = priced[chosen], min(rows, key=lambda r: r["prompt tokens"])
-        which = "the endpoint ENDPOINT_URL scored" if chosen != best else "01's best prompting system"
-        own = priced[HELDOUT_ANSWERS]["answer_tokens"]
-        answers = (f"its {c['answer_tokens']:,.1f} answer tokens" if chosen != best else
-                   f"{own:,.1f} answer tokens, the held-out rows' own answers (the prompted base is not the hosted "
-                   "model: its answers say nothing of how long the hosted model's are)")
-        times = (f" ({c['prompt_tokens'] / cheap['prompt tokens']:.1f}x {cheap['system']}'s "
-                 f"{cheap['prompt tokens']:,.0f})" if cheap["system"] != chosen and cheap["prompt tokens"] else "")
-        reading = (f"Counted with {c['tokenizer']}'s tokenizer and chat template over {c['n']} held-out rows. 05 "
-                   f"prices the hosted model with {chosen}'s prompt ({which}): {c['prompt_tokens']:,.0f} prompt "
+        h, cheap = hosted, min(rows, key=lambda r: r["prompt tokens"])
+        which = "the endpoint ENDPOINT_URL scored" if h["endpoint"] else "01's best prompting system"
+        answers = (f"its {h['answer_tokens']:,.1f} answer tokens" if h["endpoint"] else
+                   f"{h['answer_tokens']:,.1f} answer tokens, the held-out rows' own answers (the prompted base is not "
+                   "the hosted model: its answers say nothing of how long the hosted model's are)")
+        times = (f" ({h['prompt_tokens'] / cheap['prompt tokens']:.1f}x {cheap['system']}'s "
+                 f"{cheap['prompt tokens']:,.0f})" if cheap["system"] != h["system"] and cheap["prompt tokens"] else "")
+        reading = (f"Counted with {h['tokenizer']}'s tokenizer and chat template over {h['n']} held-out rows. 05 "
+                   f"prices the hosted model with {h['system']}'s prompt ({which}): {h['prompt_tokens']:,.0f} prompt "
                    f"tokens a request{times}, and {answers}")
         return rows, reading + "."
 
