@@ -11,6 +11,7 @@ classifier that already reaches the target ends it: ship the classifier.
 """
 from dataclasses import dataclass
 
+from . import numbers
 from .errors import ConfigError
 from .stages import REPLY
 
@@ -91,6 +92,13 @@ def best_baseline(baselines):
     return max(scored, key=lambda t: t[1]) if scored else None
 
 
+def quality_ci(baselines):
+    """The 95% interval of 01's best prompt on 00's metric, or None when 01 recorded none."""
+    best = (baselines or {}).get("best") or {}
+    key = "valid_ci" if metric(baselines) == "valid_rate" else "macro_f1_ci"
+    return best.get(key) or ((baselines or {}).get("systems") or {}).get(best.get("name"), {}).get(key)
+
+
 def reference_quality(baselines):
     """01's cheap reference (the TF-IDF classifier; a canned reply for the reply task) on 00's metric."""
     return ((baselines or {}).get("reference") or {}).get(metric(baselines))
@@ -123,15 +131,28 @@ def measured_options(baselines):
                                           + (f"; free text beside it: {f1(free[0])}, valid "
                                              f"{sys[free[0]].get('valid_rate', 0):.0%}" if free else ""))
     ref = baselines.get("reference") or {}
-    curve = ref.get("selective_curve")
-    if curve:
-        reach = [p for p in curve if p.get("accuracy_kept") is not None and p["escalated"] < 1
-                 and p["accuracy_kept"] >= ROUTING_ACCURACY]
-        out["tried_routing"] = (f"01 measured {ref.get('name')} first: escalating {reach[0]['escalated']:.0%} keeps "
-                                f"accuracy {reach[0]['accuracy_kept']:.3f} on the rest" if reach else
-                                f"01 measured {ref.get('name')} first: no escalated share keeps accuracy "
-                                f"{ROUTING_ACCURACY:g} on the rest")
+    if ref.get("selective_curve"):
+        said = routing_reading(ref["selective_curve"], ROUTING_ACCURACY, ref.get("name"))[1]
+        out["tried_routing"] = f"01 measured {said}"
     return out
+
+
+def routing_reading(curve, target, who):
+    """(the curve's point routing would use, or None; the sentence that reads it): the smallest escalated share whose
+    kept rows reach `target` accuracy, read against the interval of that accuracy. 00 and the report read 01's
+    cheap classifier (`who`) with it, so both say the same of routing."""
+    reach = [p for p in curve or () if p.get("accuracy_kept") is not None and p["escalated"] < 1
+             and p["accuracy_kept"] >= target]
+    if not reach:
+        return None, f"{who} first: no escalated share keeps accuracy {target:g} on the rest"
+    p = reach[0]
+    side = numbers.against(p["accuracy_kept"], p.get("accuracy_kept_ci"), target)[0]
+    shown = numbers.interval(p["accuracy_kept"], p["accuracy_kept_ci"]) if p.get("accuracy_kept_ci") else \
+        f"{p['accuracy_kept']:.3f}"
+    kept = f"on the {p['kept']} kept rows" if p.get("kept") else "on the rest"
+    how = (f"the target {target:g} is inside that interval, so these rows do not show it is reached"
+           if side == "unclear" else f"target {target:g}")
+    return p, f"{who} first: escalating {p['escalated']:.0%} keeps accuracy {shown} {kept} ({how})"
 
 
 def assess(checklist, baselines=None):
@@ -173,9 +194,12 @@ def assess(checklist, baselines=None):
         if not baselines:
             todo.append("or run 01_baseline_prompting and re-run 00: it measures most of them")
     q = METRIC_NAMES[metric(baselines)]
-    if quality is not None and quality < c.target_quality:
-        reasons.append(f"prompting falls short: best prompt {q} {quality:.3f} < target {c.target_quality:.3f} "
-                       f"({source})")
+    side, words = (None, "") if quality is None else numbers.against(quality, quality_ci(baselines), c.target_quality)
+    if side == "below":
+        reasons.append(f"prompting falls short: best prompt {q} {words} ({source})")
+    elif side == "unclear":
+        reasons.append(f"prompting may or may not reach the target: best prompt {q} {words} ({source}); more held-out "
+                       "rows would tell, so the fine-tune still has to beat it (04)")
     elif quality is not None:
         if c.reason == "narrow_high_volume":
             reasons.append(f"prompting already reaches the target ({q} {quality:.3f}): fine-tune only to cut "
@@ -193,14 +217,19 @@ def assess(checklist, baselines=None):
                        f"chrF {ref.get('chrf', float('nan')):.1f} (01); the fine-tune must beat it on what the reply "
                        "gets right (04)")
     elif ref.get("macro_f1") is not None:
-        if ref["macro_f1"] >= c.target_quality:
+        side, words = numbers.against(ref["macro_f1"], ref.get("macro_f1_ci"), c.target_quality)
+        if side == "above":
             stops.insert(0, "ship the classifier")
-            reasons.append(f"a cheap classifier already reaches the target: {ref.get('name')} macro-F1 "
-                           f"{ref['macro_f1']:.3f} >= {c.target_quality:.3f} on {baselines.get('n')} held-out rows "
-                           "(01); it runs on a CPU for a fraction of any LLM's cost: ship the classifier")
+            reasons.append(f"a cheap classifier already reaches the target: {ref.get('name')} macro-F1 {words} on "
+                           f"{baselines.get('n')} held-out rows (01); it runs on a CPU for a fraction of any LLM's "
+                           "cost: ship the classifier")
+        elif side == "unclear":
+            reasons.append(f"the cheap classifier may already reach the target: {ref.get('name')} macro-F1 {words} "
+                           f"(01); score it on more held-out rows before training, and the fine-tune must beat it to "
+                           "ship (04)")
         else:
-            reasons.append(f"the cheap classifier falls short too: {ref.get('name')} macro-F1 {ref['macro_f1']:.3f} "
-                           f"< target {c.target_quality:.3f} (01); the fine-tune must beat it to ship (04)")
+            reasons.append(f"the cheap classifier falls short too: {ref.get('name')} macro-F1 {words} (01); the "
+                           "fine-tune must beat it to ship (04)")
 
     # ---- 2. a reason prompting cannot fix
     if c.reason == "none":

@@ -2,6 +2,7 @@
 McNemar's test (the task that puts them together is ftplay/tasks/classify.py; label scoring is `ftplay.scoring`)."""
 import json
 import logging
+import math
 import re
 
 import numpy as np
@@ -283,8 +284,17 @@ def selective_curve(y_true, preds, steps=11):
         out.append({"escalated": round(share, 3),
                     "kept": int(len(keep)),
                     "accuracy_kept": float(right[keep].mean()) if len(keep) else None,
+                    "accuracy_kept_ci": wilson(int(right[keep].sum()), len(keep)) if len(keep) else None,
                     "threshold": float(conf[keep].min()) if len(keep) else None})
     return out
+
+
+def wilson(k, n, z=1.96):
+    """The 95% Wilson score interval [lo, hi] of a share k/n: unlike the normal one it stays inside [0, 1]
+    and is not zero-width at 0/n or n/n (the kept tickets of a selective curve are often all right)."""
+    p, d = k / n, 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def save_predictions(path, rows, preds):

@@ -34,3 +34,19 @@ def spread(values):
     """{"p50", "p95", "max"} of a sample (nearest-rank percentiles), or None for no values: how records describe
     a length or a latency."""
     return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values)} if values else None
+
+
+def against(value, ci, target, spec=".3f"):
+    """Where `value` with its 95% interval `ci` stands against a `target`: ("above" | "below" | "unclear",
+    the words that say so). "above" only when the whole interval is at or above the target, "below" only when
+    it is all under; an interval that contains the target is "unclear", however the point estimate falls
+    (0.818 [0.756, 0.870] against 0.85 is not "below"). Without an interval the point estimate decides."""
+    lo, hi = ci if ci is not None else (None, None)
+    shown = interval(value, ci, spec) if ci is not None else format(value, spec)
+    if lo is None or hi is None:
+        side = "above" if value >= target else "below"
+    else:
+        side = "above" if lo >= target else "below" if hi < target else "unclear"
+    words = {"above": f"{shown} >= target {target:{spec}}", "below": f"{shown} < target {target:{spec}}",
+             "unclear": f"{shown} contains the target {target:{spec}}: not told apart on these rows"}[side]
+    return side, words

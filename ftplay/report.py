@@ -11,10 +11,9 @@ record and field it was read from. report_page shows the report as text and as a
 import math
 from pathlib import Path
 
-from . import records, stages
+from . import decide, records, stages
 from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
-TARGET_ACCURACY = 0.9  # routing line when 05 did not record its TARGET_ACCURACY
 BLOCKS, NOT_PROVEN, SUPPORTS = "blocks", "not proven", "supports"
 # the 05 option that prices a system 04 found better than the fine-tune
 PRICED_AS = {"tfidf_logreg": "classical_reference", "nearest_reply": "classical_reference"}
@@ -104,7 +103,7 @@ def _answer(key, title, evidence, fn, recs):
 
 def tried_cheaper(recs):
     """Prompting (zero- and few-shot), retrieved few-shot (RAG) and routing, measured before fine-tuning."""
-    base, ev4 = recs[BASELINE], recs[EVALUATE]
+    base = recs[BASELINE]
     metric = metric_of(base)
     name = METRIC_NAMES.get(metric, metric)
     systems = base.at("systems", default={})
@@ -122,26 +121,22 @@ def tried_cheaper(recs):
     text = f"{name} " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
     if ref:
         text += f"; reference {ref.get('name')} {_f(ref.get(metric))}"
-    curve = ev4.get("selective_curve")
+    curve = ref.get("selective_curve")   # the cheap model first, as 00 reads it; the fine-tune's routing is 05's
     if recs.get("task", stages.CLASSIFY) != stages.CLASSIFY:
         notes.append("routing (a cheap model first, the unsure share escalated) is measured for triage only: a "
                      "generated reply carries no confidence to route on")
     elif curve:
-        target = recs[COSTS].at("config", "target_accuracy", default=TARGET_ACCURACY)
-        reach = [p for p in curve if p.get("accuracy_kept") is not None and p["escalated"] < 1
-                 and p["accuracy_kept"] >= target]
-        fig["routing"] = reach[0] if reach else None
-        text += (f"; routing: escalating {reach[0]['escalated']:.0%} keeps accuracy {_f(reach[0]['accuracy_kept'])} "
-                 f"on the rest (target {target:g})" if reach else
-                 f"; routing: no escalated share reaches accuracy {target:g} on the kept tickets")
+        target = recs[COSTS].at("config", "target_accuracy", default=decide.ROUTING_ACCURACY)
+        fig["routing"], said = decide.routing_reading(curve, target, ref.get("name"))
+        text += f"; routing: {said}"
     else:
-        problems.append(why("routing not measured: 04_evaluate.json has no selective_curve (04 did not run)", EVALUATE,
-                            "selective_curve", NOT_PROVEN))
-    decide = recs[DECIDE]
-    if decide and not decide.get("proceed", True):
-        text_00 = (f"00 said do not fine-tune ({decide.get('recommendation', 'see its reasons')}): "
-                   + "; ".join(r for r in decide.get("reasons", []) if "classifier" in r or "target" in r)[:400])
-        if decide.get("measured_baselines"):
+        problems.append(why("routing not measured: 01_baseline_prompting.json has no reference selective_curve (01 "
+                            "did not run)", BASELINE, "reference.selective_curve", NOT_PROVEN))
+    said_00 = recs[DECIDE]
+    if said_00 and not said_00.get("proceed", True):
+        text_00 = (f"00 said do not fine-tune ({said_00.get('recommendation', 'see its reasons')}): "
+                   + "; ".join(r for r in said_00.get("reasons", []) if "classifier" in r or "target" in r)[:400])
+        if said_00.get("measured_baselines"):
             problems.append(why(text_00, DECIDE, "proceed, recommendation, reasons"))
         else:
             notes.append(text_00 + " (decided before 01's measurements: re-run 00 after 01)")
@@ -382,7 +377,7 @@ def costed(recs):
 
 # (key, title, evidence: the first stage's record is what the item needs, function answering it)
 CHECKLIST = (
-    ("tried_cheaper", "Prompting, retrieved few-shot (RAG) and routing tried first", (BASELINE, EVALUATE),
+    ("tried_cheaper", "Prompting, retrieved few-shot (RAG) and routing tried first", (BASELINE,),
      tried_cheaper),
     ("curated", "Examples curated", (CURATE,), curated),
     ("trained", "QLoRA adapter trained", (TRAIN,), trained),

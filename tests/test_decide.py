@@ -62,8 +62,43 @@ def test_a_classifier_that_reaches_the_target_ends_it():
     good = dict(MEASURED, reference=dict(MEASURED["reference"], macro_f1=0.91))
     v = decide.assess(decide.Checklist(), good)
     assert v["proceed"] is False and v["recommendation"] == "ship the classifier"
-    assert any("tfidf_logreg macro-F1 0.910 >= 0.850 on 237 held-out rows" in r for r in v["reasons"])
+    assert any("tfidf_logreg macro-F1 0.910 >= target 0.850 on 237 held-out rows" in r for r in v["reasons"])
     assert decide.report(v).startswith("DO NOT fine-tune: ship the classifier")
+
+
+def test_a_threshold_is_read_against_the_interval_not_the_point():
+    """0.818 [0.756, 0.870] against 0.85 is neither "falls short" nor "reaches": the interval contains the target.
+    Only an interval wholly above the target ends it with "ship the classifier"."""
+    unclear = dict(MEASURED, reference=dict(MEASURED["reference"], macro_f1_ci=[0.756, 0.870]))
+    v = decide.assess(decide.Checklist(), unclear)
+    assert v["recommendation"] == "fine-tune"
+    assert not any("falls short too" in r for r in v["reasons"])
+    assert any("may already reach the target: tfidf_logreg macro-F1 0.818 [0.756, 0.870] contains the target 0.850"
+               in r for r in v["reasons"])
+    point_above = dict(MEASURED, reference=dict(MEASURED["reference"], macro_f1=0.86, macro_f1_ci=[0.80, 0.91]))
+    assert decide.assess(decide.Checklist(), point_above)["recommendation"] != "ship the classifier"
+    above = dict(MEASURED, reference=dict(MEASURED["reference"], macro_f1=0.93, macro_f1_ci=[0.88, 0.96]))
+    assert decide.assess(decide.Checklist(), above)["recommendation"] == "ship the classifier"
+    below = dict(MEASURED, reference=dict(MEASURED["reference"], macro_f1_ci=[0.76, 0.84]))
+    assert any("falls short too: tfidf_logreg macro-F1 0.818 [0.760, 0.840] < target 0.850" in r
+               for r in decide.assess(decide.Checklist(), below)["reasons"])
+    prompt = dict(MEASURED, best=dict(MEASURED["best"], macro_f1=0.83, macro_f1_ci=[0.78, 0.88]))
+    said = decide.assess(decide.Checklist(), prompt)["reasons"]
+    assert any("prompting may or may not reach the target" in r for r in said)
+
+
+def test_routing_is_read_with_the_kept_rows_interval():
+    curve = [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.8, "accuracy_kept_ci": [0.71, 0.87]},
+             {"escalated": 0.3, "kept": 70, "accuracy_kept": 0.914, "accuracy_kept_ci": [0.82, 0.96]},
+             {"escalated": 1.0, "kept": 0, "accuracy_kept": None}]
+    point, said = decide.routing_reading(curve, 0.9, "tfidf_logreg")
+    assert point is curve[1]
+    assert said == ("tfidf_logreg first: escalating 30% keeps accuracy 0.914 [0.820, 0.960] on the 70 kept rows (the "
+                    "target 0.9 is inside that interval, so these rows do not show it is reached)")
+    curve[1]["accuracy_kept_ci"] = [0.905, 0.96]
+    assert decide.routing_reading(curve, 0.9, "t")[1].endswith("[0.905, 0.960] on the 70 kept rows (target 0.9)")
+    assert decide.routing_reading(curve, 0.95, "x") == (None,
+                                                        "x first: no escalated share keeps accuracy 0.95 on the rest")
 
 
 def test_measured_shortfall_counts_as_tried():

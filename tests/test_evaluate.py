@@ -299,9 +299,12 @@ def test_selective_curve_accuracy_rises_as_doubtful_rows_are_escalated():
     y = ["a"] * 10
     preds = [Prediction("a" if i < 7 else "b", c) for i, c in enumerate([.99, .98, .97, .96, .95, .9, .85, .3, .2, .1])]
     curve = evaluate.selective_curve(y, preds, steps=11)
+    ci = curve[0].pop("accuracy_kept_ci")
     assert curve[0] == {"escalated": 0.0, "kept": 10, "accuracy_kept": 0.7, "threshold": 0.1}
+    assert ci == pytest.approx([0.3968, 0.8922], abs=1e-4)   # Wilson 7/10
     at30 = next(c for c in curve if c["escalated"] == 0.3)
     assert at30["accuracy_kept"] == 1.0 and at30["kept"] == 7
+    assert at30["accuracy_kept_ci"][1] == 1.0 and at30["accuracy_kept_ci"][0] == pytest.approx(0.6457, abs=1e-4)
     assert curve[-1]["kept"] == 0 and curve[-1]["accuracy_kept"] is None
 
 

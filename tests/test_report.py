@@ -55,7 +55,7 @@ RUN = {
                     "few_shot_retrieved": {"macro_f1": 0.35}, "tfidf_logreg": {"macro_f1": 0.5},
                     "endpoint_structured": {"macro_f1": 0.58}},
         "best": {"name": "endpoint_structured", "macro_f1": 0.58},
-        "reference": {"name": "tfidf_logreg", "macro_f1": 0.5, "rows_per_s": 5000.0}},
+        "reference": {"name": "tfidf_logreg", "macro_f1": 0.5, "rows_per_s": 5000.0, "selective_curve": CURVE}},
     "02_curate_data": {
         "rows_in": 1000, "rows_out": 800, "exact_duplicate_rows_dropped": 50, "near_duplicate_rows_dropped": 40,
         "conflicts": 10, "conflict_rows": 20, "trivial": 5, "truncated": 3, "pii_rows": 0, "pii_redacted": False,
@@ -118,8 +118,8 @@ def test_a_fine_tune_that_beats_every_alternative_ships(tmp_path):
         k: "done" for k in ("tried_cheaper", "curated", "trained", "evaluated", "served", "cost")}
     assert rep["ship"]["ship"] is True and rep["ship"]["verdict"] == "YES"
     assert it["tried_cheaper"]["figures"]["routing"] == CURVE[1]  # first share reaching 0.9
-    assert "routing: escalating 30% keeps accuracy 0.910" in it["tried_cheaper"]["summary"]
-    assert it["tried_cheaper"]["evidence"] == ["01_baseline_prompting", "04_evaluate"]
+    assert "routing: tfidf_logreg first: escalating 30% keeps accuracy 0.910" in it["tried_cheaper"]["summary"]
+    assert it["tried_cheaper"]["evidence"] == ["01_baseline_prompting"]
     cur = it["curated"]["figures"]
     assert (cur["rows_in"], cur["rows_out"], cur["train"], cur["heldout"], cur["production"]) == \
         (1000, 800, 640, 160, 50)
@@ -306,7 +306,8 @@ def test_leakage_loss_preflight_and_cost_failures_are_each_a_no(tmp_path):
 def test_a_failed_notebook_marks_its_items_failed(tmp_path):
     status = {"04_evaluate": {"status": "failed", "cell": 7, "error": "RuntimeError: boom"}}
     rep = report.build(write_run(tmp_path, RUN), status)
-    assert items(rep)["evaluated"]["status"] == "failed" and items(rep)["tried_cheaper"]["status"] == "failed"
+    # tried_cheaper reads 01 only (routing is 01's cheap classifier first, as 00 reads it): 04 failing leaves it done
+    assert items(rep)["evaluated"]["status"] == "failed" and items(rep)["tried_cheaper"]["status"] == "done"
     assert rep["ship"]["ship"] is False and rep["ship"]["verdict"] == "NO"
     assert rep["ship"]["reasons"][0] == {"text": "notebook 04_evaluate failed at cell 7: RuntimeError: boom",
                                          "record": "summary.json", "field": "notebooks.04_evaluate", "effect": "blocks"}

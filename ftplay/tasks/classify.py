@@ -116,8 +116,10 @@ class ClassifyTask(Task):
         ref = results[self.reference]
         curve = evaluate.selective_curve([r["label"] for r in rows], outputs[self.reference])
         fields = {"scoring_method": self.scoring.method,
-                  "best": {"name": best, "macro_f1": results[best]["macro_f1"], "accuracy": results[best]["accuracy"]},
-                  "reference": {"name": self.reference, "macro_f1": ref["macro_f1"], "accuracy": ref["accuracy"],
+                  "best": {"name": best, "macro_f1": results[best]["macro_f1"],
+                           "macro_f1_ci": results[best].get("macro_f1_ci"), "accuracy": results[best]["accuracy"]},
+                  "reference": {"name": self.reference, "macro_f1": ref["macro_f1"],
+                                "macro_f1_ci": ref.get("macro_f1_ci"), "accuracy": ref["accuracy"],
                                 "rows_per_s": ref["rows_per_s"], "seconds": ref["seconds"], "selective_curve": curve}}
         shown = {"best_prompting": best, "macro_f1": round(results[best]["macro_f1"], 3),
                  "tfidf_macro_f1": round(ref["macro_f1"], 3)}

@@ -198,7 +198,8 @@ class ReplyTask(Task):
         best = max(llm, key=lambda k: _rank(llm[k]))
         ref = results[self.reference]
         fields = {"format": self.fmt.name, "max_new_tokens": self.max_new_tokens, "primary": self.primary,
-                  "best": {"name": best, "metric": self.primary, **{k: llm[best][k] for k in keys}},
+                  "best": {"name": best, "metric": self.primary, **{k: llm[best][k] for k in keys},
+                           "valid_ci": llm[best].get("valid_ci")},
                   "reference": {"name": self.reference, **{k: ref[k] for k in keys},
                                 "rows_per_s": ref.get("rows_per_s"), "seconds": ref.get("seconds")}}
         if replies.CONSTANT in results:
