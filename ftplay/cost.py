@@ -12,7 +12,9 @@ Five options, priced from one `CostConfig` (every price is a parameter):
                     selective-prediction curve
 and, when 01 measured its speed, `classical_reference`: 01's TF-IDF + logistic regression on CPUs
 paid by the vCPU-hour (what the cheap system would cost instead; not a fine-tune, so never the
-verdict's best option).
+verdict's best option), and `classical_routed`: that classifier first, its least confident share
+escalated to the hosted model, the share chosen from 01's curve of the classifier (the routing 00
+reads), also never the verdict's pick: the cheap route a fine-tune has to be worth more than.
 A GPU paid by the hour is paid all month (MIN_GPUS_ALWAYS_ON, default 1): below its break-even
 volume self-hosting costs more than the hosted model, and the verdict says so. Its per-token
 equivalent at full volume ($/M at the stated throughput and busy share, the seed's $0.30/M) is
@@ -36,7 +38,8 @@ HOURS_PER_MONTH = 730            # 24 x 365 / 12: a GPU kept on all month
 OPTIONS = {"hosted_frontier": "hosted frontier model", "self_hosted_vllm": "fine-tuned, self-hosted vLLM",
            "modal": "fine-tuned, vLLM on Modal (per s)", "hosted_fine_tune": "fine-tuned, hosted (per token)",
            "routed": "fine-tuned + escalation to hosted",
-           "classical_reference": "TF-IDF + logistic regression, CPU"}
+           "classical_reference": "TF-IDF + logistic regression, CPU",
+           "classical_routed": "TF-IDF + escalation to hosted"}
 FINE_TUNED = ("self_hosted_vllm", "modal", "hosted_fine_tune", "routed")   # what the cost verdict picks from
 # inputs a run can measure: (config field, run file it comes from)
 MEASURABLE = {name: stages.record_name(stem) for name, stem in (
@@ -44,7 +47,7 @@ MEASURABLE = {name: stages.record_name(stem) for name, stem in (
     ("output_tokens_per_request", stages.SERVE), ("hosted_input_tokens_per_request", stages.BASELINE),
     ("hosted_output_tokens_per_request", stages.BASELINE), ("train_examples", stages.CURATE),
     ("tokens_per_example", stages.CURATE), ("training_gpu_hours", stages.TRAIN), ("escalation_share", stages.EVALUATE),
-    ("classical_rows_per_s", stages.BASELINE))}
+    ("classical_rows_per_s", stages.BASELINE), ("classical_escalation_share", stages.BASELINE))}
 # Where each price comes from when left at its default. Every price is an assumption: none is measured.
 PRICE_SOURCES = {
     "hosted_price_in_per_m": "the seed's example: the hosted model (Sonnet) at $3/M input tokens, list price as of "
@@ -95,6 +98,8 @@ class CostConfig:
     cpu_price_per_hour: float = 0.05             # $/vCPU-hour for the classical reference (assumed list price)
     classical_rows_per_s: float | None = None    # rows one CPU process classifies per second (01 measures it);
                                                  # None: no row
+    classical_escalation_share: float | None = None   # TF-IDF routed: share escalated (01's curve sets it); None:
+                                                 # not priced
     target_accuracy: float = 0.90                # routed: accuracy the kept (not escalated) share must reach
     escalation_share: float = 0.10               # routed: share sent to the hosted model when 04 is absent
     max_payback_months: float = 6.0              # "cheaper" also needs training to pay back this fast
@@ -190,6 +195,9 @@ def _rates(cfg, escalation):
     if cfg.classical_rows_per_s:   # one vCPU kept on all month; more as the requests need them
         per_request = cfg.cpu_price_per_hour / (cfg.classical_rows_per_s * 3600 * cfg.serving_utilisation)
         out["classical_reference"] = (cfg.cpu_price_per_hour * HOURS_PER_MONTH, per_request, 0.0)
+        if cfg.classical_escalation_share is not None:
+            out["classical_routed"] = (cfg.cpu_price_per_hour * HOURS_PER_MONTH, per_request,
+                                       cfg.classical_escalation_share * hosted)
     return out
 
 
@@ -256,11 +264,19 @@ def resolve(cfg, measured=None):
         share = choose_escalation(measured["escalation_curve"]["value"], cfg.target_accuracy)
         used["escalation_share"] = {"value": share, "source": MEASURABLE["escalation_share"], "usable": True,
                                     "why": f"smallest escalated share with kept accuracy >= {cfg.target_accuracy}"}
+    if measured.get("classical_escalation_curve") and cfg.use_measured:
+        share = choose_escalation(measured["classical_escalation_curve"]["value"], cfg.target_accuracy)
+        used["classical_escalation_share"] = {
+            "value": share, "source": MEASURABLE["classical_escalation_share"], "usable": True,
+            "why": (f"smallest share of 01's cheap classifier's least confident rows to escalate for kept accuracy >= "
+                    f"{cfg.target_accuracy}" if share is not None else
+                    f"no share of 01's cheap classifier's rows reaches kept accuracy {cfg.target_accuracy}: "
+                    "not priced")}
     values = {k: v["value"] for k, v in used.items() if k != "escalation_share"}
     out = replace(cfg, **values)
     assumed = {}
     for k in MEASURABLE:
-        if k in used or (k == "classical_rows_per_s" and out.classical_rows_per_s is None):
+        if k in used or (k.startswith("classical_") and getattr(out, k) is None):
             continue
         why = (measured[k]["why"] if k in measured and not measured[k]["usable"] else
                "USE_MEASURED=False" if k in measured else "not measured in this run")
@@ -303,7 +319,8 @@ def compare(cfg, measured=None, routing=True):
                 "modal": hours * 3600 * cfg.modal_gpu_price_per_s * cfg.training_runs,
                 "hosted_fine_tune": cfg.train_tokens * cfg.epochs / 1e6 * cfg.hosted_ft_price_per_m_train_tokens
                 * cfg.training_runs,
-                "classical_reference": 0.0}   # fitting TF-IDF + logistic regression takes seconds of one CPU
+                "classical_reference": 0.0,   # fitting TF-IDF + logistic regression takes seconds of one CPU
+                "classical_routed": 0.0}
     own_tokens = cfg.input_tokens_per_request + cfg.output_tokens_per_request
     hosted = monthly(cfg, "hosted_frontier")
     rates = _rates(cfg, escalation)

@@ -77,6 +77,9 @@ def read_measured(run_dir, cfg, task=None):
         put("classical_rows_per_s", ref["rows_per_s"], f"01's {ref.get('name', 'reference')} classified the held-out "
             "rows at this rate in one process on this machine's CPU, priced as one vCPU")
         m["classical_rows_per_s"]["reference"] = {k: ref.get(k) for k in ("name", "macro_f1", "rows_per_s", "seconds")}
+        if ref.get("selective_curve"):
+            m["classical_escalation_curve"] = {"value": ref["selective_curve"], "usable": True, "why": "",
+                                               "source": stages.record_name(stages.BASELINE)}
     proxy = _priced_requests(put, baseline, ev)
     if proxy:
         m["hosted_input_tokens_per_request"]["proxy"] = proxy

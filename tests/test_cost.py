@@ -284,7 +284,8 @@ def test_a_one_task_run_prices_that_task(tmp_path):
 
 
 # ---------------------------------------------------------------- measurements
-def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_per_s=None, stopped=50):
+def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_per_s=None, stopped=50,
+             ref_curve=None):
     rundir.write_json(d / "02_curate_data.json", {"rows_out": 1_100, "tokens": {"p50": 90},
                                                   "labels": {"a": {"train": 500}, "b": {"train": 380}}})
     rundir.write_json(d / "03_train_qlora.json", {"seconds": 1_800.0, "tokens_seen": 300_000, "tokens_per_s": 166.7,
@@ -305,7 +306,8 @@ def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_pe
                       "per_model": per}})
     if rows_per_s:
         rundir.write_json(d / "01_baseline_prompting.json", {"reference": {
-            "name": "tfidf_logreg", "macro_f1": 0.818, "rows_per_s": rows_per_s, "seconds": 0.5}})
+            "name": "tfidf_logreg", "macro_f1": 0.818, "rows_per_s": rows_per_s, "seconds": 0.5,
+            **({"selective_curve": ref_curve} if ref_curve else {})}})
 
 
 def test_measured_on_cpu_uses_tokens_not_throughput(tmp_path):
@@ -400,6 +402,27 @@ def test_classical_reference_priced_from_its_measured_speed(tmp_path):
     assert "classical_reference" not in by_name(none)
     assert none["classical_reference"] == {"priced": False, "why": "01 recorded no reference.rows_per_s (its "
                                            "classifier's speed): not measured, so not priced"}
+
+
+def test_the_cheap_classifier_routed_is_priced_from_01s_curve(tmp_path):
+    """TF-IDF first, its least confident share escalated to the hosted model: the share comes from 01's curve of
+    the classifier at TARGET_ACCURACY, the cost is the CPU plus that share of the hosted model's, and it is a
+    reference, never the verdict's pick."""
+    curve = [{"escalated": e, "kept": k, "accuracy_kept": a}
+             for e, k, a in ((0.0, 100, 0.84), (0.2, 80, 0.88), (0.3, 70, 0.92), (1.0, 0, None))]
+    fake_run(tmp_path, rows_per_s=1000.0, ref_curve=curve)
+    r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
+    assert r["measured"]["classical_escalation_share"]["value"] == 0.3
+    row, hosted, cpu = by_name(r)["classical_routed"], by_name(r)["hosted_frontier"], by_name(r)["classical_reference"]
+    assert row["kind"] == "reference" and row["label"] == "TF-IDF + escalation to hosted"
+    assert row["monthly_cost"] == pytest.approx(cpu["monthly_cost"] + 0.3 * hosted["monthly_cost"], abs=0.01)
+    assert r["verdict"]["best_option"] not in ("classical_routed", "classical_reference")
+    none = cost.compare(replace(MEASURED, target_accuracy=0.95), cost_run.read_measured(tmp_path, MEASURED))
+    assert "classical_routed" not in by_name(none)
+    assert "not priced" in none["measured"]["classical_escalation_share"]["why"]
+    (tmp_path / "x").mkdir()
+    fake_run(tmp_path / "x", rows_per_s=1000.0)   # 01 recorded no curve: not priced
+    assert "classical_routed" not in by_name(cost.compare(MEASURED, cost_run.read_measured(tmp_path / "x", MEASURED)))
 
 
 def test_measured_on_gpu_with_the_priced_model_size(tmp_path):
