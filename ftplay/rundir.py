@@ -209,6 +209,12 @@ def setup_notebook(level="INFO"):
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import pandas as pd
+
+    # a table cell is never cut to "up_..." (its warning would be the part hidden), nor a table wrapped into blocks
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.width", 250)
     v = versions()
     return ", ".join(f"{k} {v[k]}" for k in ("python", "ftplay", "torch", "transformers") if k in v)
 

@@ -1,6 +1,8 @@
 """LoRA / QLoRA training: one config, two engines (Unsloth, plain TRL + PEFT), same adapter out."""
+import contextlib
 import gc
 import importlib.util
+import io
 import json
 import logging
 import math
@@ -67,16 +69,22 @@ def unsloth_patched(modules=None):
 
 # ---------------------------------------------------------------- training
 def _load_unsloth(ref, cfg, four, dev):
-    import unsloth  # noqa: F401  (must patch before transformers/trl are used)
-    from unsloth import FastLanguageModel
+    # Unsloth prints its banner and CPU notes with print(); ftplay's engine table says the same (engine, device,
+    # dtype, 4-bit), so they go to the debug log instead of every notebook that trains
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        import unsloth  # noqa: F401  (must patch before transformers/trl are used)
+        from unsloth import FastLanguageModel
 
-    model, tok = FastLanguageModel.from_pretrained(
-        model_name=ref.path, max_seq_length=cfg.max_seq_len, dtype=None, load_in_4bit=four,
-        full_finetuning=False)
-    model = FastLanguageModel.get_peft_model(
-        model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules), bias="none", random_state=cfg.seed,
-        use_gradient_checkpointing="unsloth" if dev["device"] == "cuda" else False)
+        model, tok = FastLanguageModel.from_pretrained(
+            model_name=ref.path, max_seq_length=cfg.max_seq_len, dtype=None, load_in_4bit=four,
+            full_finetuning=False)
+        model = FastLanguageModel.get_peft_model(
+            model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules), bias="none", random_state=cfg.seed,
+            use_gradient_checkpointing="unsloth" if dev["device"] == "cuda" else False)
+    for line in out.getvalue().splitlines():
+        log.debug("unsloth: %s", line)
     return model, tok
 
 

@@ -18,8 +18,14 @@ NOISE = re.compile(
     r"|\bpapermill\b.*(Input|Output) Notebook|Executing Cell"  # papermill's INFO lines
     r"|\{'loss': |'train_runtime'"           # transformers' own printed training dicts (ftplay logs the steps)
     r"|Alternative text is missing"
-    r"|\d+%\|",                                # a progress bar frozen in the executed copy (bars are for live use)
+    r"|\d+%\|"                                 # a progress bar frozen in the executed copy (bars are for live use)
+    r"|^step \d+/\d+: loss"                      # a per-step training log (one summary line per training instead)
+    r"|^Unsloth \d|^Unsloth \(CPU\)|==\(\(====\)\)=="  # Unsloth's banner and CPU notes (ftplay's engine table says it)
+    r"|Empty DataFrame",                        # a table with nothing in it: say so in a sentence
     re.M)
+# printed (stdout) lines that are a Python repr, not words: a dict or a list, an interval as a raw list
+PRINTED_REPR = re.compile(r"^\s*\{'\w[^']*': |^\s*\[\{'|^\s*\['|\[-?\d+\.\d{5,}, -?\d+\.\d{5,}\]")
+CUT_CELL = re.compile(r"<td>[^<]{40,}\.\.\.</td>")    # pandas cut a cell at display.max_colwidth: its end is hidden
 # Lines allowed anyway, each with why. Keep this list short: a new entry needs a reason a reader accepts.
 ALLOWED = [
     # ftplay's own findings about this run's data and model, worded for the reader (02's label warnings,
@@ -47,11 +53,15 @@ def noise(nb_path):
                     out += [f"{where}: stderr: {line[:160]}" for line in kept]
                 else:
                     out += [f"{where}: {line[:160]}" for line in _bad_lines(o.text)]
+                    out += [f"{where}: {line[:160]}" for line in o.text.splitlines() if PRINTED_REPR.search(line)]
             elif o.output_type in ("execute_result", "display_data"):
                 text = o.get("data", {}).get("text/plain", "")
                 out += [f"{where}: {line[:160]}" for line in _bad_lines(text)]
                 if o.output_type == "execute_result" and "text/html" not in o.data and REPR.match(text):
                     out.append(f"{where}: ends on a repr: {text[:80]!r}")
+                cut = CUT_CELL.search(o.get("data", {}).get("text/html", ""))
+                if cut:
+                    out.append(f"{where}: a table cell cut short: {cut.group(0)[-60:]}")
             elif o.output_type == "error":
                 out.append(f"{where}: error {o.ename}: {o.evalue[:120]}")
     return out
@@ -102,12 +112,20 @@ def test_noise_names_each_kind_of_noise(tmp_path):
         s("execute_result", data={"text/plain": "{'a': 1}", "text/html": "<table/>"}, execution_count=2),
         s("stream", name="stderr", text="WARNING ftplay.train: the loss did not fall\n"),
         s("display_data", data={"text/plain": "zero_shot:   0%|          | 0/40 [00:00<?, ?row/s]"}),
+        s("stream", name="stdout", text="step 5/321: loss 2.31\nstep 321/321: done in 25 s, mean loss 1.617\n"),
+        s("stream", name="stdout", text="Unsloth 2026.10.9: no GPU found, training on CPU\n"),
+        s("display_data", data={"text/plain": "Empty DataFrame\nColumns: [a]\nIndex: []"}),
+        s("stream", name="stdout", text="{'check': 'exact_duplicate', 'size': '2'}\nkept [0.016667, 0.133333]\n"),
+        s("display_data", data={"text/plain": "t",
+                                "text/html": "<td>q_proj, k_proj, v_proj, o_proj, gate_proj, up_...</td>"}),
+        s("display_data", data={"text/plain": "t", "text/html": "<td>I need help...</td>"}),   # a short text's own dots
     ])
     found = noise(path)
     assert [f.split(": ", 1)[1][:24] for f in found] == [
         "stderr: WARNING torchao:", "INFO httpx2: HTTP Reques", "W1201 15:45:29.866000 17", "/x.py:3: FutureWarning: ",
-        "ends on a repr: \"PosixPa", "zero_shot:   0%|        "], found
-    assert output_lines(path) == 10
+        "ends on a repr: \"PosixPa", "zero_shot:   0%|        ", "step 5/321: loss 2.31", "Unsloth 2026.10.9: no GP",
+        "Empty DataFrame", "{'check': 'exact_duplica", "kept [0.016667, 0.133333", "a table cell cut short: "], found
+    assert output_lines(path) == 20
 
 
 def test_progress_lines_count_and_time_left(tmp_path, monkeypatch):
