@@ -24,6 +24,37 @@ def _in_order(by_stem):
                                                                     if s not in stages.ORDER}
 
 
+PARAMS_MAX_BYTES = 1 << 20
+
+
+def _strict_loader():
+    """yaml.SafeLoader that refuses a key given twice in one mapping (EPOCHS: -1 then EPOCHS: 2 would silently
+    train with the second) and anchors/aliases (a parameters file needs none, and a few nested aliases expand
+    into megabytes), each with its line."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, "an alias (*name): write the value out instead, parameters files use no anchors", mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}): "
+                        "keep one", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep)
+
+    return Strict
+
+
 def load_params(path, with_tasks=False):
     """Read a params YAML: flat `NAME: value` for every notebook that declares NAME, plus an
     optional `notebooks: {stem: {NAME: value}}` for one notebook only, an optional `TASKS: [...]`
@@ -36,8 +67,15 @@ def load_params(path, with_tasks=False):
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"--params {path}: file not found")
+    if not p.is_file():
+        raise ConfigError(f"--params {path}: not a file (give the path of a YAML file of NAME: value)")
+    if p.stat().st_size > PARAMS_MAX_BYTES:
+        raise ConfigError(f"--params {path}: {p.stat().st_size:,} bytes; a parameters file is at most "
+                          f"{PARAMS_MAX_BYTES:,} (is it the right file?)")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_bytes().decode("utf-8"), Loader=_strict_loader()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"--params {path}: not UTF-8 text (give the path of a YAML file of NAME: value)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

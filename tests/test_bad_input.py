@@ -1,7 +1,8 @@
 """The bad-input corpus (tests/bad_input/*.yaml): each case runs the real `ftplay` command line and must stop
 before any notebook runs, with its exit code and every expected fragment of the message.
 
-A case: `args` (the command line), optional `params` (written to the --params file), `run_dir` (the
+A case: `args` (the command line), optional `params` (written to the --params file) or `params_text` (written
+as it is), `run_dir` (the
 directory `{out}` made beforehand: `executed` notebooks with the parameters papermill would have recorded,
 `records` as JSON, raw `files`), `cwd`, `exit`, `expect` (fragments of stderr) and `absent` (paths the
 command must not create). `{tmp}`, `{out}` and `{params}` are filled in.
@@ -48,6 +49,8 @@ def test_bad_input_stops_before_any_notebook_runs(case, tmp_path):
     slots = {"tmp": str(tmp_path), "out": str(tmp_path / "run"), "params": str(tmp_path / "params.yaml")}
     if "params" in spec:
         Path(slots["params"]).write_text(yaml.safe_dump(spec["params"]))
+    if "params_text" in spec:   # what a dict cannot hold: a key twice, an alias
+        Path(slots["params"]).write_text(spec["params_text"])
     if "run_dir" in spec:
         _make_run_dir(tmp_path / "run", spec["run_dir"] or {})
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
