@@ -6,6 +6,7 @@ runs: its type against the notebook's annotation (`check_types`), its range agai
 the parameters cells), so a new one cannot slip through unchecked.
 """
 import functools
+import re
 from pathlib import Path
 
 from . import recipes
@@ -84,6 +85,53 @@ def is_numeric(type_name):
 
 
 # ---------------------------------------------------------------- checks
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def shown(name, value):
+    """`value` as a message may show it: a secret-named parameter's (API_KEY) never, whatever its type."""
+    from .rundir import is_secret
+
+    return "'***'" if is_secret(name) else repr(value)
+
+
+def redact_url(url):
+    """`url` with the password of its userinfo replaced by *** (http://user:***@host/v1)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return "***"
+    if u.password is None:
+        return url
+    host = u.hostname or ""
+    netloc = f"{u.username}:***@{host}" + (f":{u.port}" if u.port else "")
+    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
+def check_secrets(todo):
+    """Secrets that would end up in a file: a key in a URL's userinfo (http://user:sk-...@host/v1, recorded with
+    the parameters in summary.json, the executed notebook and its HTML), and a key pasted into a *_ENV parameter,
+    which names the environment variable holding the key. Refused before anything runs, the value not echoed."""
+    problems, seen = [], set()
+    for stem, _path, values in todo:
+        for name, value in values.items():
+            if not isinstance(value, str) or (name, value) in seen:
+                continue
+            seen.add((name, value))
+            if name.endswith("_ENV") and value and not ENV_NAME.fullmatch(value):
+                problems.append(f"{name} holds something that is not the name of an environment variable (a key "
+                                f"pasted in?): put the key in an environment variable and set {name} to its name, "
+                                "e.g. OPENAI_API_KEY; the value is not shown here")
+            elif name.endswith("_URL") and "@" in value and redact_url(value) != value:
+                problems.append(f"{name}={redact_url(value)!r} carries a password in the URL, which the run would "
+                                "record in its notebooks and summary: drop it from the URL and give the key through "
+                                "ENDPOINT_API_KEY_ENV (the name of an environment variable)")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
+
+
 def check_types(todo):
     """Every value a params file gives, against the type its notebook's parameters cell declares
     (int, float, bool, str, list[str], Optional[...]), for every notebook of the plan, before
@@ -100,7 +148,7 @@ def check_types(todo):
             if isinstance(value, str) and fits(literal(value), want):
                 hint = (" (YAML read it as text: write 0.002, not 2e-3)" if "e" in value.lower() else
                         " (written in quotes: drop them)")
-            problems.append(f"{stem}: {name}={value!r} ({type(value).__name__}) must be {want}{hint}; "
+            problems.append(f"{stem}: {name}={shown(name, value)} ({type(value).__name__}) must be {want}{hint}; "
                             "fix it in the params file")
     if problems:
         raise ConfigError(problems, "cannot run the playbook")

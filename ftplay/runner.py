@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import kernels, report_page, rundir, stages
 from .errors import ConfigError
-from .params import check_ranges, check_types, declared_parameters
+from .params import check_ranges, check_secrets, check_types, declared_parameters
 from .progress import Watch, cell_title
 from .run_checks import check_adapters, check_inputs, check_order, check_same_run
 from .run_plan import ROOT, Group, load_params, plan_groups
@@ -46,6 +46,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
         params, per, per_task = params or {}, per_notebook or {}, per_task or {}
     groups = plan_groups(only, params, per, per_task)
     every = [t for g in groups for t in g.todo]
+    check_secrets(every)
     check_types(every)
     check_ranges(every)
     check_inputs(every)

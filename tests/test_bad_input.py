@@ -4,8 +4,9 @@ before any notebook runs, with its exit code and every expected fragment of the 
 A case: `args` (the command line), optional `params` (written to the --params file) or `params_text` (written
 as it is), `run_dir` (the
 directory `{out}` made beforehand: `executed` notebooks with the parameters papermill would have recorded,
-`records` as JSON, raw `files`), `cwd`, `exit`, `expect` (fragments of stderr) and `absent` (paths the
-command must not create). `{tmp}`, `{out}` and `{params}` are filled in.
+`records` as JSON, raw `files`), `cwd`, `exit`, `expect` (fragments of stderr), `never_shown` (text the output
+must not hold: a secret) and `absent` (paths the command must not create). `{tmp}`, `{out}` and `{params}` are
+filled in.
 """
 import json
 import os
@@ -61,6 +62,8 @@ def test_bad_input_stops_before_any_notebook_runs(case, tmp_path):
     for fragment in _fill(spec["expect"], slots):
         assert fragment in proc.stderr, f"{fragment!r} not in:\n{proc.stderr}"
     assert "Traceback" not in proc.stderr + proc.stdout
+    for fragment in spec.get("never_shown") or []:   # a secret the message must not echo
+        assert fragment not in proc.stderr + proc.stdout, fragment
     for path in _fill(spec.get("absent") or [], slots):
         assert not Path(path).exists(), f"{path} was created"
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
