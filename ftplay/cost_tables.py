@@ -213,3 +213,18 @@ def record_fields(result, priced, route_table, seed, seed_figures, seed_vs_run):
             "routes": {k: route_table[k] for k in ("requests", "horizon_months", "rows", "favoured", "headline")},
             "favoured_route": route_table["favoured"],
             "seed_case": {**seed_figures, "options": seed["options"], "training": seed["training"]}}
+
+
+def escalation_sentence(result, target):
+    """What 05's routing curve reads: the share each route escalates to the hosted model for kept accuracy `target`
+    (the fine-tune's from 04's curve, 01's cheap classifier's from its own), or that no share reaches it."""
+    def share(v, who):
+        return (f"{who} escalates {v:.0%} of tickets to the hosted model to keep accuracy {target:g} on the rest"
+                if v is not None else
+                f"{who}: no escalated share keeps accuracy {target:g}, so that route is priced out")
+
+    said = [share(result.get("escalation_share"), "the fine-tune")]
+    cheap = (result.get("measured") or {}).get("classical_escalation_share")
+    if cheap:
+        said.append(share(cheap["value"], "TF-IDF first"))
+    return "; ".join(said) + "."

@@ -314,14 +314,15 @@ def load_predictions(path):
     return [r["id"] for r in recs], [Prediction(r["pred"], r["confidence"], r.get("raw", "")) for r in recs]
 
 
-def answer_examples(rows, predictions, n=4, seed=0, width=70):
-    """A few rows side by side: the ticket (cut to `width`), its label, and each system's answer: the
-    raw text for a generating system (what the model actually said), else the label and its confidence."""
+def answer_examples(rows, predictions, n=4, seed=0, width=None):
+    """A few rows side by side: the ticket (whole, or cut to `width` when given), its label, and each system's
+    answer: the raw text for a generating system (what the model actually said), else the label and its confidence."""
     idx = sorted(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
     out = []
     for i in idx:
         text = " ".join(rows[i]["text"].split())
-        row = {"ticket": text if len(text) <= width else text[:width - 3] + "...", "label": rows[i]["label"]}
+        row = {"ticket": text if width is None or len(text) <= width else text[:width - 3] + "...",
+               "label": rows[i]["label"]}
         for name, preds in predictions.items():
             p = preds[i]
             said = " ".join((p.raw or "").split())

@@ -36,24 +36,51 @@ def cost_vs_volume(rows, marks=(), ax=None, at=None):
     return fig
 
 
-def selective_curve(curve, target=None, chosen=None, ax=None):
+def selective_curve(curve, target=None, chosen=None, ax=None, others=None):
     """Accuracy on the kept tickets against the share escalated.
-    curve: [{"escalated", "accuracy_kept"}] (04's selective_curve); target: accuracy line;
-    chosen: the escalation share picked, marked."""
-    fig, ax = _axes(ax, (5, 3.5))
-    pts = [(p["escalated"], p["accuracy_kept"]) for p in curve if p.get("accuracy_kept") is not None]
-    ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="o")
+    curve: [{"escalated", "accuracy_kept"}] (04's selective_curve of the fine-tune); target: accuracy line;
+    chosen: the escalation share picked, marked; others: {name: curve} drawn beside it (01's cheap classifier:
+    the routing 00 reads, so the two can be compared on one axis)."""
+    fig, ax = _axes(ax, (5.5, 3.8))
+
+    def points(c):
+        return [(100 * p["escalated"], p["accuracy_kept"]) for p in c or () if p.get("accuracy_kept") is not None]
+
+    pts = points(curve)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="fine-tuned (04)")
+    for name, c in (others or {}).items():
+        o = points(c)
+        if o:
+            ax.plot([p[0] for p in o], [p[1] for p in o], marker="s", linestyle="--", label=name)
     if not pts:
         ax.text(0.5, 0.5, "no selective curve: 04_evaluate has not run", transform=ax.transAxes, ha="center")
     if target is not None:
-        ax.axhline(target, color="grey", linestyle=":", label=f"target {target:.2f}")
+        ax.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
     if chosen is not None:
         ax.axvline(100 * chosen, color="black", linewidth=0.8, label=f"escalate {100 * chosen:.0f}%")
     ax.set_xlabel("tickets escalated to the hosted model (%)")
     ax.set_ylabel("accuracy on kept tickets (share)")
-    ax.set_title("Selective prediction")
-    if target is not None or chosen is not None:
-        ax.legend(fontsize=8)
+    ax.set_title("Selective prediction: answer the sure ones, escalate the rest")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def part_accuracy(systems, title="", ax=None):
+    """Share of replies with each part of the format right, one group of bars per part and one bar per system.
+    systems: {name: {part: share}} (the reply task's `fields`), in the order to draw."""
+    fig, ax = _axes(ax, (7, 3.8))
+    systems = {k: v for k, v in systems.items() if v}
+    parts = list(dict.fromkeys(p for v in systems.values() for p in v))
+    width = 0.8 / max(1, len(systems))
+    for i, (name, v) in enumerate(systems.items()):
+        xs = [j + (i - (len(systems) - 1) / 2) * width for j in range(len(parts))]
+        ax.bar(xs, [v.get(p, 0.0) for p in parts], width, label=name)
+    ax.set_xticks(range(len(parts)), parts)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of replies with the part right")
+    ax.set_title(title or "Each part of the reply: fine-tune against the base and the references")
+    ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -96,8 +123,10 @@ def loss_curve(log, ax=None):
         ax.plot(*zip(*tr), label="train loss")
     if ev:
         ax.plot(*zip(*ev), "o-", label="eval loss")
+    if tr or ev:   # log scale: the first steps (loss ~10 from a fresh head) would squash the rest
+        ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats per trained token)")
+    ax.set_ylabel("cross-entropy (nats per trained token, log scale)")
     ax.legend()
     fig.tight_layout()
     return fig
@@ -123,13 +152,13 @@ def confusion(conf, title="", ax=None):
 
 def _cell(v, decimals):
     """A table cell: floats to `decimals` places, or `decimals` significant digits below 1 (a learning rate of 2e-4
-    or a price of $0.000694/s does not show as 0.0 or 0.001), containers shortened to one readable line."""
+    or a price of $0.000694/s does not show as 0.0 or 0.001), containers as one readable line, never cut (the end of a
+    cell is often its warning)."""
     if isinstance(v, float):
         return float(f"{v:.{decimals}g}") if 0 < abs(v) < 1 else round(v, decimals)
     if isinstance(v, (dict, list, tuple, set)):
-        text = ", ".join(f"{k}: {_cell(x, decimals)}" for k, x in v.items()) if isinstance(v, dict) else \
+        return ", ".join(f"{k}: {_cell(x, decimals)}" for k, x in v.items()) if isinstance(v, dict) else \
             ", ".join(str(_cell(x, decimals)) for x in v)
-        return text if len(text) <= 120 else text[:117] + "..."
     return v if isinstance(v, (int, str, bool)) or v is None else str(v)
 
 

@@ -1,6 +1,6 @@
 """Training recipes: TrainConfig, the recipe per model and task, the second adapter's change, what runs them here."""
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import ranges, stages, standins
@@ -177,6 +177,22 @@ def second_recipe(cfg, experiment):
 
 def _plain(v):
     return list(v) if isinstance(v, tuple) else v
+
+
+def against_seed(cfg, seed=None):
+    """(rows, sentence): the settings where `cfg` differs from the seed's recipe, as {"setting", "the seed's",
+    "this run"} rows, and one sentence naming the settings it keeps, so 03 shows what changed, not every field."""
+    seed = seed or SEED_RECIPE
+    a, b = asdict(seed), asdict(cfg)
+
+    def shown(v):
+        return ", ".join(v) if isinstance(v, (list, tuple)) else v
+
+    rows = [{"setting": k, "the seed's": shown(a[k]), "this run": shown(b[k])} for k in a if a[k] != b.get(k)]
+    same = [k for k in a if a[k] == b.get(k)]
+    said = (f"{len(rows)} settings differ from the seed's recipe (below); the other {len(same)} are the seed's: "
+            f"{', '.join(same)}." if rows else f"this run uses the seed's recipe as it is ({len(same)} settings).")
+    return rows, said
 
 
 def read_second(first, second, experiment):

@@ -68,7 +68,20 @@ def build(run_dir, status=None):
     first = tasks[next(iter(tasks))]
     return {"run_dir": str(run_dir), "items": first["items"], "ship": first["ship"], "tasks": tasks,
             "route": route_line(shared[COSTS]),
-            "plots": [f"plots/{p.name}" for p in sorted((run_dir / "plots").glob("*.png"))]}
+            "plots": plots_of(run_dir, runs.values())}
+
+
+def plots_of(run_dir, task_dirs):
+    """Every task's saved plots (<task dir>/plots/*.png), relative to the run directory, the first task's first: the
+    reply task's are in reply/plots, and a report that showed triage's alone would hide them."""
+    run_dir, seen, out = Path(run_dir), set(), []
+    for where in [run_dir, *map(Path, task_dirs)]:
+        for p in sorted((where / "plots").glob("*.png")):
+            rel = p.resolve().relative_to(run_dir.resolve()).as_posix()
+            if rel not in seen:
+                seen.add(rel)
+                out.append(rel)
+    return out
 
 
 def _cost_view(cost, task):

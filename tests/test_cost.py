@@ -543,3 +543,15 @@ def test_notebook_05_reads_measurements(tmp_path, run_notebook):
     options = {r["name"]: r for r in out["options"]}
     assert options["hosted_frontier"]["monthly_cost"] == 405.0                  # 1e6 x (120 x $3 + 3 x $15) / 1e6
     assert options["classical_reference"]["monthly_cost"] == 36.5 and out["classical_reference"]["macro_f1"] == 0.818
+
+
+def test_the_routing_sentence_reads_both_routes():
+    from ftplay import cost_tables
+
+    both = {"escalation_share": 0.3, "measured": {"classical_escalation_share": {"value": 0.2}}}
+    assert cost_tables.escalation_sentence(both, 0.9) == (
+        "the fine-tune escalates 30% of tickets to the hosted model to keep accuracy 0.9 on the rest; TF-IDF first "
+        "escalates 20% of tickets to the hosted model to keep accuracy 0.9 on the rest.")
+    none = {"escalation_share": None, "measured": {"classical_escalation_share": {"value": None}}}
+    assert cost_tables.escalation_sentence(none, 0.95).count("priced out") == 2
+    assert "TF-IDF" not in cost_tables.escalation_sentence({"escalation_share": 0.1, "measured": {}}, 0.9)

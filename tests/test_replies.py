@@ -399,3 +399,22 @@ def test_label_table_ranks_the_weakest_label_by_field_accuracy_before_chrf(monke
     monkeypatch.setattr(replies, "row_scores", lambda rows, outputs, fmt: scores)
     t = replies.label_table(rows, {"finetuned": ["x"] * 4}, H, min_rows=1)
     assert [r["label"] for r in t] == ["a", "b"]
+
+
+def test_reply_figure_puts_each_part_beside_the_canned_references():
+    """04's reply figure: per part, fine-tune and base held-out, and 01's constant and nearest replies scored on
+    the same rows (only the rows 01 scored)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    task = tasks.get("reply", scoring=ScoringConfig(n_boot=20))
+    results = {"heldout": {"finetuned": task.score(ROWS, GOOD), "base": task.score(ROWS, CANNED)}}
+    others = {"constant_reply": {"ids": [r["id"] for r in ROWS[:10]], "preds": CANNED[:10]},
+              "nearest_reply": {"ids": [r["id"] for r in ROWS], "preds": GOOD}}
+    figs = task.figures(results, others, ROWS)
+    ax = figs["04_reply_parts"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "fine-tuned", "base", "constant_reply (01)", "nearest_reply (01)"]
+    heights = [round(b.get_height(), 2) for b in ax.patches]
+    assert heights[:4] == [1.0] * 4 and heights[12:] == [1.0] * 4     # fine-tune and nearest: every part right
+    assert heights[4:8] == heights[8:12] and max(heights[4:8]) < 1     # the canned reply, on 40 rows and on 10
+    assert task.figures(results)["04_reply_parts"].axes[0].get_legend().get_texts()[-1].get_text() == "base"

@@ -354,6 +354,9 @@ def test_html_embeds_the_run_plots_as_data_uris(tmp_path):
     assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")
     assert base64.b64decode(srcs[0].split(",", 1)[1]) == saved.read_bytes()
     assert not re.search(r"https?://", page) and 'alt="02_label_balance"' in page
+    plots.save(fig, run / "reply", "04_reply_parts")          # a second task's plots are in its own folder
+    assert report.plots_of(run, [run, run / "reply"]) == ["plots/02_label_balance.png",
+                                                          "reply/plots/04_reply_parts.png"]
 
 
 def test_summary_json_carries_the_report_and_its_verdict(tmp_path):

@@ -215,8 +215,9 @@ class Task:
         """The gate parameters this task's decision uses, as recorded."""
         raise NotImplementedError
 
-    def figures(self, results):
-        """04's figures of the fine-tune's answers: {file name under plots/: matplotlib figure}."""
+    def figures(self, results, others=None, rows=None):
+        """04's figures of the fine-tune's answers: {file name under plots/: matplotlib figure}. `others` are 01's
+        systems on the held-out `rows` (`baselines`), for figures that put the fine-tune beside them."""
         return {}
 
     def slices(self, splits, outputs, train_rows, min_rows):

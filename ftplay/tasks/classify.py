@@ -260,7 +260,7 @@ class ClassifyTask(Task):
                 "critical_labels": list(cfg.critical_labels), "critical_f1": cfg.critical_f1}
 
     # ------------------------------------------------------------ 04's other views
-    def figures(self, results):
+    def figures(self, results, others=None, rows=None):
         from .. import plots
 
         return {"04_confusion": plots.confusion(results["heldout"]["finetuned"]["confusion"],

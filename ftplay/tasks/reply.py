@@ -140,6 +140,22 @@ class ReplyTask(Task):
     def paired(self, rows, a, b, seed=0):
         return replies.paired(rows, a, b, self.fmt, self.scoring.n_boot, seed)
 
+    def figures(self, results, others=None, rows=None):
+        """Each part of the reply right, held-out: fine-tune and base, and 01's canned references (the constant
+        reply and the nearest ticket's reply) scored on the same rows, so a part the fine-tune only gets as often
+        as a canned reply shows as a bar no higher than theirs."""
+        from .. import plots
+
+        held = results.get("heldout") or {}
+        systems = {f"{name}": held[key]["fields"] for key, name in (("finetuned", "fine-tuned"), ("base", "base"))
+                   if held.get(key, {}).get("fields")}
+        at = {r["id"]: r for r in rows or ()}
+        for name in (replies.CONSTANT, self.reference):
+            o = (others or {}).get(name)
+            if o and at:
+                systems[f"{name} (01)"] = self.score([at[i] for i in o["ids"]], o["preds"])["fields"]
+        return {"04_reply_parts": plots.part_accuracy(systems, title="Each part of the reply right, held-out")}
+
     def save(self, path, rows, outputs):
         replies.save_outputs(path, rows, outputs)
 
