@@ -53,9 +53,13 @@ def task_record(priced):
             "training": priced["training"], "reading": read_task(priced)}
 
 
-def format_tasks(priced):
-    """Every task's table (format_options) under its reading sentence (read_task)."""
-    return "\n\n".join(f"== {task} ==\n{read_task(p)}\n{format_options(p['options'])}" for task, p in priced.items())
+def format_tasks(priced, shown_above=None):
+    """Every task's table (format_options) under its reading sentence (read_task); the task `shown_above` (the run's
+    first, whose table 05 has just shown) gets a pointer to it instead of the same table twice."""
+    def table(task, p):
+        return "(its options table is the one above)" if task == shown_above else format_options(p["options"])
+
+    return "\n\n".join(f"== {task} ==\n{read_task(p)}\n{table(task, p)}" for task, p in priced.items())
 
 
 def tasks_record(priced):

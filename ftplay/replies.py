@@ -273,16 +273,17 @@ def load_outputs(path):
 
 
 # ---------------------------------------------------------------- tables and readings
-def examples(rows, outputs, n=3, seed=0, width=60):
-    """A few rows side by side: the ticket (cut to `width`), the reference reply and each system's reply,
-    lines joined with ' | ' so a table cell shows the structure."""
+def examples(rows, outputs, n=3, seed=0, width=None):
+    """A few rows side by side: the ticket (whole, or cut to `width` when given), the reference reply and each
+    system's reply, lines joined with ' | ' so a table cell shows the structure."""
     idx = sorted(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
     def one(s):
         return " | ".join(line.strip() for line in (s or "").strip().splitlines() if line.strip()) or "(empty)"
     out = []
     for i in idx:
         text = " ".join(rows[i]["text"].split())
-        row = {"ticket": text if len(text) <= width else text[:width - 3] + "...", "reference": one(rows[i]["output"])}
+        row = {"ticket": text if width is None or len(text) <= width else text[:width - 3] + "...",
+               "reference": one(rows[i]["output"])}
         row.update({name: one(o[i]) for name, o in outputs.items()})
         out.append(row)
     return out

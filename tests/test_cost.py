@@ -261,6 +261,10 @@ def test_each_task_is_priced_with_its_own_tokens(tmp_path):
     assert rec["reply"]["tokens_measured"] == ["input_tokens_per_request", "output_tokens_per_request"]
     assert rec["reply"]["verdict"] == reply["verdict"] and rec["classify"]["output_tokens_per_request"] == 3
     assert "== classify ==" in cost_tables.format_tasks(priced) and "== reply ==" in cost_tables.format_tasks(priced)
+    once = cost_tables.format_tasks(priced, shown_above="classify")   # 05 has just shown the first task's table
+    assert cost_tables.format_tasks(priced).count("hosted frontier model") == 2
+    assert once.count("hosted frontier model") == 1 and "== classify ==\n" in once
+    assert "(its options table is the one above)" in once.split("== reply ==")[0]
 
 
 def test_embedded_counts_price_each_task_with_its_assumed_answer(tmp_path):
@@ -555,3 +559,4 @@ def test_the_routing_sentence_reads_both_routes():
     none = {"escalation_share": None, "measured": {"classical_escalation_share": {"value": None}}}
     assert cost_tables.escalation_sentence(none, 0.95).count("priced out") == 2
     assert "TF-IDF" not in cost_tables.escalation_sentence({"escalation_share": 0.1, "measured": {}}, 0.9)
+
