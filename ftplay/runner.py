@@ -52,7 +52,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
     check_inputs(every)
     # --out is the caller's path, resolved once here: the notebooks run with the repository root as
     # their working directory, so a relative RUN_DIR would land in another folder than the summary
-    out = Path(out).expanduser().resolve() if out else None
+    out = rundir.check_out_dir(out) if out else None
     for sub, todo in _by_folder(groups).items():
         where = out / sub if out and sub else out
         check_order(todo, where)
