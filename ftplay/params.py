@@ -9,7 +9,7 @@ import functools
 import re
 from pathlib import Path
 
-from . import recipes
+from . import formats, recipes, stages
 from .config import GATE_RANGES, SCORING_METHODS
 from .config import RANGES as SCORING_RANGES
 from .errors import ConfigError
@@ -64,8 +64,18 @@ RANGES = {**recipes.RANGES, **SCORING_RANGES, **GATE_RANGES,
     "ESCALATION_SHARE": Range(0, 1, hi_open=True), "MAX_PAYBACK_MONTHS": above(0),
 }
 # Text parameters that take one of a few values, checked with the numbers (check_ranges).
+RECIPES = ("auto", "seed", "embedded")   # 03's RECIPE: auto picks embedded or seed by the model's kind
 CHOICES = {
     "SCORING_METHOD": SCORING_METHODS,  # config.ScoringConfig's, which scoring.LabelScorer takes
+    # each checked where it is used too, but only once its notebook runs (SERVE_BACKEND minutes into a run):
+    # listed here, a wrong one stops the run before the first notebook
+    "ENGINE": recipes.ENGINES,
+    "RECIPE": RECIPES,
+    "SECOND_ADAPTER": ("", *recipes.EXPERIMENTS),
+    "SERVE_BACKEND": ("auto", "cpu", "cuda"),           # serve.BACKENDS (tests/test_runner.py holds them equal)
+    "FORMAT": ("auto", "csv", "instruction", "chat"),   # dataload.FORMATS (the same test)
+    "TASK": tuple(stages.TASKS),
+    "REPLY_FORMAT": tuple(formats.FORMATS),
 }
 # Numeric parameters with no range, each with why (none today: a new one goes in RANGES or here).
 UNBOUNDED = {}

@@ -433,3 +433,14 @@ def test_flat_data_parameters_make_a_one_task_run_and_other_tasks_keep_their_own
                 {"TASKS": ["classify", "reply"], "TASK": "reply"}):
         with pytest.raises(ConfigError):
             run_plan.plan_groups(None, bad)
+
+
+def test_choices_checked_up_front_are_the_ones_their_modules_take():
+    from ftplay import dataload, formats, recipes, serve, stages
+
+    c = params.CHOICES
+    assert c["SERVE_BACKEND"] == serve.BACKENDS and c["FORMAT"] == dataload.FORMATS
+    assert c["ENGINE"] is recipes.ENGINES and set(c["SECOND_ADAPTER"]) == {"", *recipes.EXPERIMENTS}
+    assert set(c["REPLY_FORMAT"]) == set(formats.FORMATS) and set(c["TASK"]) == set(stages.TASKS)
+    nb03 = (run_plan.NOTEBOOK_DIR / "03_train_qlora.ipynb").read_text()
+    assert all(f'\\"{r}\\": ' in nb03 for r in c["RECIPE"]), "03 maps every RECIPE the check allows"
