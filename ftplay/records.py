@@ -76,6 +76,33 @@ EVALUATE = Schema(stages.EVALUATE, ("heldout", "decision", "slices", "leakage_re
                                     "lessons"), ("production", "priced_tokens"), per_task=True)
 
 _ABSENT = object()
+SCHEMAS = {s.stem: s for s in (DECIDE, BASELINE, CURATE, TRAIN, SERVE, COSTS, EVALUATE)}
+# What the verdict reads, with its type, checked in every record read, an older one without `schema` too: a field
+# of the wrong type (a list where a dict belongs) would end in an AttributeError. CORE_PRESENT must be there: 04's
+# decision without its held-out scores read as a YES.
+CORE_PRESENT = {stages.EVALUATE: ("heldout",)}
+CORE = {stages.EVALUATE: {"heldout": dict, "decision": dict}, stages.BASELINE: {"systems": dict},
+        stages.CURATE: {"split": dict}, stages.TRAIN: {"adapter_dir": str}, stages.COSTS: {"verdict": dict,
+                                                                                          "options": list},
+        stages.SERVE: {"adapters_served": list}, stages.DECIDE: {"proceed": bool}}
+
+
+def shape_problems(data, stem):
+    """What is wrong with a record's shape: its schema's required fields absent (records that carry `schema`),
+    and the fields the verdict reads (CORE) absent or of the wrong type (every record)."""
+    out = []
+    schema = SCHEMAS.get(stem)
+    if schema is not None and data.get("schema") == VERSION:
+        missing = [k for k in schema.required if k not in data]
+        if missing:
+            out.append(f"lacks {', '.join(missing)}")
+    absent = [k for k in CORE_PRESENT.get(stem, ()) if k not in data]
+    if absent and not out:
+        out.append(f"lacks {', '.join(absent)}")
+    for k, kind in CORE.get(stem, {}).items():
+        if k in data and data[k] is not None and not isinstance(data[k], kind):   # null: not recorded, readers handle
+            out.append(f"has {k} of type {type(data[k]).__name__}, not {kind.__name__}")
+    return out
 
 
 class Record(dict):
@@ -133,6 +160,11 @@ def read(run_dir, stem, missing_ok=False):
         raise FtplayError(f"{p} has field schema={data['schema']!r}: it was written by another version of ftplay, "
                           f"which this one (schema {VERSION}) does not read; run notebook {stem} again into this run "
                           "directory", title="a run record is of another version")
+    bad = shape_problems(data, stem)
+    if bad:
+        raise FtplayError(f"{p} {'; '.join(bad)}: it is not a record notebook {stem} writes (edited, cut short or "
+                          f"from another version); run notebook {stem} again into this run directory",
+                          title="a run record has the wrong shape")
     return Record(data, p, stem)
 
 

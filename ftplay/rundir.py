@@ -219,53 +219,6 @@ def setup_notebook(level="INFO"):
     return ", ".join(f"{k} {v[k]}" for k in ("python", "ftplay", "torch", "transformers") if k in v)
 
 
-RUN_MARKERS = ("summary.json", ".ftplay.lock")
-
-
-def check_out_dir(out, repo=None):
-    """Refuse an --out that is not, and cannot become, a run directory, before anything is written: a file, a
-    path under a file, a symlink loop, a place that cannot be written, the repository itself (or a folder holding
-    it), a folder of tracked files, and a folder that holds files of its own but no run. An empty or new folder,
-    or a run written before, passes. Returns the resolved path."""
-    from .errors import ConfigError
-    from .stages import STEMS
-
-    repo = Path(repo or Path(__file__).resolve().parent.parent)
-    try:
-        p = Path(out).expanduser().resolve(strict=False)
-    except (RuntimeError, OSError) as e:   # a symlink loop
-        raise ConfigError([f"--out {out}: cannot be resolved ({e}): give a plain folder"]) from None
-    existing = next((a for a in (p, *p.parents) if a.exists() or a.is_symlink()), None)
-    if existing is not None and not existing.is_dir():
-        where = "is a file" if existing == p else f"is under {existing}, which is a file"
-        raise ConfigError([f"--out {out} {where}: give a folder (a new one is made)"])
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError([f"--out {out}: {existing} cannot be written here: give a folder you can write to"])
-    if p == repo or repo.is_relative_to(p) or (p / ".git").exists() or (p / "pyproject.toml").exists():
-        raise ConfigError([f"--out {out} is the repository or a project folder ({p}): its notebooks and data would "
-                           "be overwritten with a run's; give a new folder, e.g. runs/mine"])
-    if not p.is_dir():
-        return p
-    if p.is_relative_to(repo):
-        import subprocess
-
-        try:
-            tracked = subprocess.run(["git", "-C", str(repo), "ls-files", "--", str(p)], capture_output=True,
-                                     text=True, timeout=30).stdout.split()
-        except (OSError, subprocess.SubprocessError):
-            tracked = []
-        if tracked:
-            raise ConfigError([f"--out {out} holds {len(tracked)} file(s) tracked by git (e.g. {tracked[0]}): a run "
-                               "would overwrite them; give a new folder, e.g. runs/mine"])
-    entries = sorted(x.name for x in p.iterdir())
-    is_run = any(m in entries for m in RUN_MARKERS) or any(f"{s}.json" in entries for s in STEMS)
-    if entries and not is_run and set(entries) - {"notebooks"}:
-        raise ConfigError([f"--out {out} already holds {len(entries)} entries that are not a run's "
-                           f"({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''}): give an empty or new "
-                           "folder, or a run directory written by ftplay"])
-    return p
-
-
 def pid_alive(pid):
     """Whether process `pid` exists (a lock or temporary file named by a killed process is stale)."""
     try:

@@ -12,7 +12,7 @@ from . import kernels, report_page, rundir, stages
 from .errors import ConfigError
 from .params import check_ranges, check_secrets, check_types, declared_parameters
 from .progress import Watch, cell_title
-from .run_checks import check_adapters, check_inputs, check_order, check_same_run
+from .run_checks import check_adapters, check_inputs, check_order, check_out_dir, check_same_run
 from .run_plan import ROOT, Group, load_params, plan_groups
 from .run_summary import summarise
 
@@ -52,7 +52,7 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
     check_inputs(every)
     # --out is the caller's path, resolved once here: the notebooks run with the repository root as
     # their working directory, so a relative RUN_DIR would land in another folder than the summary
-    out = rundir.check_out_dir(out) if out else None
+    out = check_out_dir(out) if out else None
     for sub, todo in _by_folder(groups).items():
         where = out / sub if out and sub else out
         check_order(todo, where)

@@ -56,3 +56,18 @@ def test_adapter_meta_is_written_and_read_in_one_place(tiny_ref, tiny_tok, tmp_p
     (tmp_path / "ftplay_adapter.json").write_text("{")
     with pytest.raises(ConfigError, match="ftplay_adapter.json is not JSON"):
         identity.read_adapter_meta(tmp_path)
+
+
+def test_a_record_of_the_wrong_shape_is_refused_not_read_as_done(tmp_path):
+    """04_evaluate.json without its held-out scores but with decision ship: true read as a YES; a field of the
+    wrong type ended in an AttributeError. Both are refused with the file and the fix."""
+    rundir.record(tmp_path, stages.EVALUATE, {"decision": {"ship": True}, "schema": records.VERSION})
+    with pytest.raises(FtplayError, match=r"04_evaluate.json lacks heldout, slices, leakage_recheck, adapter_dir, "
+                                          r"baselines, lessons: .* run notebook 04_evaluate again"):
+        records.read(tmp_path, stages.EVALUATE)
+    rundir.record(tmp_path, stages.EVALUATE, {"decision": {"ship": True}})          # an older record: no schema
+    with pytest.raises(FtplayError, match=r"04_evaluate.json lacks heldout: it is not a record notebook"):
+        records.read(tmp_path, stages.EVALUATE)
+    rundir.record(tmp_path, stages.COSTS, {"verdict": ["cheaper"], "options": []})
+    with pytest.raises(FtplayError, match=r"05_compare_costs.json has verdict of type list, not dict"):
+        records.read(tmp_path, stages.COSTS)

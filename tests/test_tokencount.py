@@ -103,7 +103,7 @@ def _run(d, endpoint=False):
     rundir.write_json(d / "01_baseline_prompting.json", {
         "best": {"name": "few_shot_retrieved"}, "priced_tokens": priced,
         "hosted_request": tasks.get("classify").hosted_request(priced, "few_shot_retrieved")})
-    rundir.write_json(d / "04_evaluate.json", {"priced_tokens": {
+    rundir.write_json(d / "04_evaluate.json", {"heldout": {}, "priced_tokens": {
         "finetuned": {**c, "prompt_tokens": 95.0, "answer_tokens": 2.0},
         "train_example": {"p50": 97, "mean": 98.0, "n": 800, "tokenizer": tokencount.PRICED_FAMILY, "exact": False,
                           "why": "counted with Llama 3.1's tokenizer"}}})
