@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from . import kernels, report_page, rundir, stages
+from . import kernels, records, report_page, rundir, stages
 from .errors import ConfigError
 from .params import check_ranges, check_secrets, check_types, declared_parameters
 from .progress import Watch, cell_title
@@ -64,6 +64,18 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
         return _execute(groups, run_dir, progress)
 
 
+def set_aside(where, stem):
+    """Move the record `stem` wrote before to <stem>.json.previous while the notebook runs again: a run stopped
+    half-way (an error, Ctrl-C, SIGTERM) then leaves no old record that reads as this run's (the report would say
+    "Served: done" from the last run's 06), and nothing is lost. Removed once the notebook writes a new one."""
+    old = records.path(where, stem)
+    if not old.exists():
+        return None
+    aside = old.with_name(old.name + ".previous")
+    os.replace(old, aside)
+    return aside
+
+
 def _by_folder(groups):
     """{folder relative to the run directory: the todo of every group that writes there}."""
     out = {}
@@ -102,12 +114,15 @@ def _execute(groups, run_dir, progress):
                 CURRENT.update(stem=name, notebook=out_nb, run_dir=where)
                 progress(f"[ftplay] {name} ...")
                 t0 = time.time()
+                aside = set_aside(where, stem)
                 try:
                     with Watch(name, where, progress) as watch:
                         pm.execute_notebook(str(path), str(out_nb), parameters=values, cwd=str(ROOT),
                                             kernel_name="python3", progress_bar=False, log_output=False,
                                             kernel_manager_class=kernels.manager(), engine_name=watch.engine())
                     status[name] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
+                    if aside is not None:   # the notebook wrote its record anew
+                        aside.unlink(missing_ok=True)
                 except pm.PapermillExecutionError as e:
                     status[name] = {"status": "failed", "seconds": round(time.time() - t0, 1),
                                     "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}

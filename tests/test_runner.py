@@ -62,8 +62,14 @@ def test_failing_notebook_exits_non_zero_naming_notebook_and_cell(tmp_path, monk
     _failing_notebook(nbdir / f"{third}.ipynb")
     monkeypatch.setattr(run_plan, "NOTEBOOK_DIR", nbdir)
     out = tmp_path / "run"
+    out.mkdir()
+    for stem in (first, second):   # a run before this one: its records must not read as this run's
+        (out / f"{stem}.json").write_text(json.dumps({"from": "the run before"}))
     rc = cli.main(["run", "--out", str(out)])
     assert rc == 1
+    assert json.loads((out / f"{first}.json").read_text()) == {} and not (out / f"{first}.json.previous").exists()
+    assert not (out / f"{second}.json").exists(), "the failed notebook's old record is set aside, not read as new"
+    assert json.loads((out / f"{second}.json.previous").read_text()) == {"from": "the run before"}
     err = capfd.readouterr().err  # the kernels' own stderr included
     assert f"{second} failed at cell" in err and "planted failure" in err
     assert "without encryption" not in err and "IPKernelApp" not in err, err
