@@ -184,6 +184,28 @@ def table(obj, decimals=3, column="value"):
     return pd.DataFrame({column: [_cell(v, decimals) for v in obj]})
 
 
+def settings(cfg, column="value"):
+    """(table, sentence) of a config dataclass as a notebook shows it: the settings that differ from the class's own
+    defaults (or have none) as a table, and one sentence naming the rest, at their defaults, so a reader sees what
+    this run chose without scrolling past every field."""
+    from dataclasses import MISSING, fields
+
+    import pandas as pd
+
+    chosen, default = {}, []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        d = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING
+                                                          else MISSING)
+        if d is MISSING or value != d:
+            chosen[f.name] = _cell(value, 3)
+        else:
+            default.append(f"{f.name}={_cell(value, 3)}")
+    said = (f"{len(chosen)} setting(s) changed from the defaults{' (the table)' if chosen else ''}; "
+            f"{len(default)} at their defaults: {', '.join(default)}.")
+    return (pd.DataFrame({column: chosen}) if chosen else None), said
+
+
 def save(fig, run_dir, name):
     """Write `fig` as <run_dir>/plots/<name>.png (the ship report embeds every plot there); returns the path."""
     from pathlib import Path

@@ -184,3 +184,14 @@ def test_a_run_shows_progress_and_writes_clean_notebooks(tmp_path, capfd, monkey
     assert any(re.match(r"\[ftplay\] 02_curate_data: cell \d+/\d+ \(.+\) running", line) for line in lines), lines
     gaps = [b - a for (a, _), (b, _) in zip(said, said[1:])]
     assert max(gaps) < 12, list(zip(gaps, lines[1:]))
+
+
+def test_settings_show_what_the_run_changed_and_name_the_rest():
+    from ftplay import data
+
+    table, said = plots.settings(data.DataConfig(train_path="data/replies_raw.csv", task="reply", seed=3))
+    assert list(table.index) == ["train_path", "seed", "task"] and table.loc["seed", "value"] == 3
+    assert said.startswith("3 setting(s) changed from the defaults (the table); 15 at their defaults: ")
+    assert "near_dup_threshold=0.65" in said and "redact_pii=True" in said
+    none, said = plots.settings(data.DataConfig())
+    assert none is None and said.startswith("0 setting(s) changed from the defaults; 18 at their defaults")
