@@ -25,7 +25,9 @@ NOISE = re.compile(
     re.M)
 # printed (stdout) lines that are a Python repr, not words: a dict or a list, an interval as a raw list
 PRINTED_REPR = re.compile(r"^\s*\{'\w[^']*': |^\s*\[\{'|^\s*\['|\[-?\d+\.\d{5,}, -?\d+\.\d{5,}\]")
-CUT_CELL = re.compile(r"<td>[^<]{40,}\.\.\.</td>")    # pandas cut a cell at display.max_colwidth: its end is hidden
+# pandas cut a cell at display.max_colwidth (default 50: 46 characters and "..." in a notebook's HTML), hiding its
+# end; a text's own dots pass
+CUT_CELL = re.compile(r"<td>[^<]{46}\.\.\.</td>")
 # Lines allowed anyway, each with why. Keep this list short: a new entry needs a reason a reader accepts.
 ALLOWED = [
     # ftplay's own findings about this run's data and model, worded for the reader (02's label warnings,
@@ -119,13 +121,15 @@ def test_noise_names_each_kind_of_noise(tmp_path):
         s("display_data", data={"text/plain": "t",
                                 "text/html": "<td>q_proj, k_proj, v_proj, o_proj, gate_proj, up_...</td>"}),
         s("display_data", data={"text/plain": "t", "text/html": "<td>I need help...</td>"}),   # a short text's own dots
+        s("display_data", data={"text/plain": "t", "text/html": "<td>Thanks for being patient. About an audit log in "
+                                                                 "advance!....</td>"}),      # a long one's too
     ])
     found = noise(path)
     assert [f.split(": ", 1)[1][:24] for f in found] == [
         "stderr: WARNING torchao:", "INFO httpx2: HTTP Reques", "W1201 15:45:29.866000 17", "/x.py:3: FutureWarning: ",
         "ends on a repr: \"PosixPa", "zero_shot:   0%|        ", "step 5/321: loss 2.31", "Unsloth 2026.10.9: no GP",
         "Empty DataFrame", "{'check': 'exact_duplica", "kept [0.016667, 0.133333", "a table cell cut short: "], found
-    assert output_lines(path) == 20
+    assert output_lines(path) == 21
 
 
 def test_progress_lines_count_and_time_left(tmp_path, monkeypatch):
