@@ -183,7 +183,8 @@ def test_a_run_shows_progress_and_writes_clean_notebooks(tmp_path, capfd, monkey
     assert sorted(p.name for p in (run_dir / "plots").glob("*.png")) == \
         ["02_label_balance.png", "02_length_histogram.png"]
     assert [p for p in json.loads((run_dir / "summary.json").read_text())["ship_report"]["plots"]] == [
-        "plots/02_label_balance.png", "plots/02_length_histogram.png"]
+        "plots/02_label_balance.png", "plots/02_length_histogram.png",   # every task's, the reply task's too
+        "reply/plots/02_label_balance.png", "reply/plots/02_length_histogram.png"]
     lines = [line for _, line in said]
     assert any(re.match(r"\[ftplay\] 02_curate_data: cell \d+/\d+ \(.+\) running", line) for line in lines), lines
     gaps = [b - a for (a, _), (b, _) in zip(said, said[1:])]

@@ -586,7 +586,8 @@ def test_an_api_key_reaches_the_server_but_no_process_argument_list(ref, tmp_pat
 # class scope: the server stops when TestRealServer ends, before the notebook test starts its own
 @pytest.fixture(scope="class")
 def vllm_server(ref, adapters, tmp_path_factory):
-    cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu")
+    # runtime adapter loading is off by default (it loads any local path); this class tests it, so asks for it
+    cfg = serve.ServeConfig(ref.path, adapters, python=str(SERVE_PY), backend="cpu", runtime_lora_updating=True)
     srv = serve.Server(cfg, tmp_path_factory.mktemp("serve_run"))
     try:
         yield srv.start()
