@@ -14,6 +14,8 @@ def parser():
     r.add_argument("--params", help="YAML of NAME: value (and notebooks: {stem: {NAME: value}})")
     r.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03")
     r.add_argument("--out", help="run directory to use (default: runs/<timestamp>)")
+    r.add_argument("--resume", action="store_true", help="go on in --out where a stopped run left off: run only the "
+                   "notebooks of the plan that have no record there yet")
     r.add_argument("--force", action="store_true", help="run into an --out whose notebooks ran with other "
                    "parameters (refused otherwise: its records would describe two runs)")
     rp = sub.add_parser("report", help="answer the ship checklist from a run directory's JSON records")
@@ -41,8 +43,10 @@ def main(argv=None):
     logging.getLogger("ftplay.dataload").setLevel(logging.WARNING)
     try:
         if args.cmd == "build-model":
-            from . import standins, tinymodel
+            from . import models, standins, tinymodel
 
+            if not args.like and not 0 <= args.seed <= models.MAX_SEED:
+                raise ConfigError(f"--seed {args.seed}: give an integer in [0, {models.MAX_SEED}]")
             print(standins.build(args.like) if args.like else tinymodel.build(tinymodel.TinySpec(seed=args.seed)))
             return 0
         if args.cmd == "report":
@@ -52,7 +56,7 @@ def main(argv=None):
         from . import run_summary, runner
 
         only = args.only.split(",") if args.only else None
-        _, summary = runner.run(args.params, only, args.out, force=args.force)
+        _, summary = runner.run(args.params, only, args.out, force=args.force, resume=args.resume)
         print(run_summary.format_summary(summary))
         failed = [s for s, v in summary["notebooks"].items() if v["status"] != "ok"]
         if failed:
@@ -65,17 +69,24 @@ def main(argv=None):
         print(f"ftplay: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from .kernels import STOPPED_BY
+
         print(f"ftplay: {_interrupted()}", file=sys.stderr)
-        return 130
+        return 143 if STOPPED_BY == ["SIGTERM"] else 130
 
 
 def _interrupted():
-    """One line for Ctrl-C: the notebook and cell it stopped in, and what to do next."""
-    from . import runner
+    """One line for Ctrl-C or SIGTERM: the notebook and cell it stopped in, and the command that goes on from there
+    (--resume: every notebook of the plan without a record yet, in every task's folder)."""
+    import shlex
 
+    from . import runner
+    from .kernels import STOPPED_BY
+
+    how = "interrupted (Ctrl-C)" if STOPPED_BY in ([], ["Ctrl-C"]) else f"stopped ({STOPPED_BY[0]})"
     now = runner.CURRENT
-    if not now:
-        return "interrupted (Ctrl-C) before any notebook ran; nothing was written"
+    if "stem" not in now:
+        return f"{how} before any notebook ran; nothing was written"
     cell = ""
     try:
         import nbformat
@@ -86,8 +97,11 @@ def _interrupted():
         cell = f", cell {running[0]}" if running else ""
     except Exception:  # the executed copy may not be written yet: the notebook is still named
         pass
-    return (f"interrupted (Ctrl-C) in {now['stem']}{cell}; what ran before it is in {now['run_dir']}: run again "
-            f"with --only {now['stem'][:2]} --out {now['run_dir']} (and the notebooks after it) to continue")
+    top = now.get("top") or now["run_dir"]
+    again = ["ftplay", "run"] + (["--params", str(now["params"])] if now.get("params") else []) + \
+        (["--only", ",".join(now["only"])] if now.get("only") else []) + ["--out", str(top), "--resume"]
+    return (f"{how} in {now['stem']}{cell}; what ran before it is in {top}: `{shlex.join(again)}` goes on from "
+            f"{now['stem']}")
 
 
 def _report(run_dir, html_path=None):

@@ -65,16 +65,29 @@ def remove_stale_connection_files(runtime=None):
     return gone
 
 
+SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+STOPPED_BY = []   # the name of the signal that stopped the run (what the one-line message says)
+
+
 def catch_ctrl_c():
-    """Note a Ctrl-C in INTERRUPTED (the kernel manager then interrupts the cell before shutting down) and
-    stop the run with KeyboardInterrupt; returns the handler to restore (None off the main thread)."""
+    """Note a Ctrl-C or a SIGTERM (a scheduler's or `kill`'s stop) in INTERRUPTED (the kernel manager then
+    interrupts the cell before shutting down) and stop the run with KeyboardInterrupt, so both end the same way:
+    the lock released, the kernel and its connection file gone, one line. Returns the handlers to restore (None
+    off the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def handler(signum, frame):
         INTERRUPTED.set()
+        STOPPED_BY[:] = [SIGNALS.get(signum, str(signum))]
         raise KeyboardInterrupt
 
     INTERRUPTED.clear()
+    STOPPED_BY.clear()
+    return {sig: signal.signal(sig, handler) for sig in SIGNALS}
 
-    return signal.signal(signal.SIGINT, handler)
+
+def restore(previous):
+    """Put back the handlers catch_ctrl_c replaced."""
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)

@@ -4,7 +4,6 @@ What runs is run_plan's; run_checks refuses a bad run before anything runs; run_
 import html
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -34,25 +33,30 @@ def _env(run_dir):
 
 
 def run(params_path=None, only=None, out=None, run_root="runs", progress=print, params=None, per_notebook=None,
-        force=False, per_task=None):
+        force=False, per_task=None, resume=False):
     """Execute the notebooks; returns (run_dir, summary). Parameters come from the YAML at
     `params_path`, else from `params` / `per_notebook` / `per_task` (same shapes). Each task of the
     run (`plan_groups`) runs its notebooks into its own folder. Stops at the first failing notebook,
     keeping everything that ran before it, and records the failing cell in the summary.
-    `force`: run into an `out` whose finished notebooks ran with other parameters (check_same_run)."""
+    `force`: run into an `out` whose finished notebooks ran with other parameters (check_same_run).
+    `resume`: run only the notebooks of the plan that have no record in `out` yet (a run stopped half-way
+    goes on where it stopped, every task in its own folder)."""
     if params_path:
         params, per, per_task = load_params(params_path, with_tasks=True)
     else:
         params, per, per_task = params or {}, per_notebook or {}, per_task or {}
     groups = plan_groups(only, params, per, per_task)
     every = [t for g in groups for t in g.todo]
-    check_secrets(every)
-    check_types(every)
-    check_ranges(every)
+    check_parameters(every)
     check_inputs(every)
     # --out is the caller's path, resolved once here: the notebooks run with the repository root as
     # their working directory, so a relative RUN_DIR would land in another folder than the summary
     out = check_out_dir(out) if out else None
+    if resume:
+        groups, done = _still_to_run(groups, out)
+        if not any(g.todo for g in groups):
+            raise ConfigError(f"nothing to resume: every notebook of this plan has its record in {out} (drop --resume "
+                              "to run them again)", "cannot resume")
     for sub, todo in _by_folder(groups).items():
         where = out / sub if out and sub else out
         check_order(todo, where)
@@ -60,8 +64,43 @@ def run(params_path=None, only=None, out=None, run_root="runs", progress=print, 
         check_same_run(todo, where, force)
     run_dir = out or rundir.new_run_dir(ROOT / run_root)
     run_dir.mkdir(parents=True, exist_ok=True)
+    CURRENT.update(top=run_dir, params=params_path, only=only)
     with _locked(run_dir):
-        return _execute(groups, run_dir, progress)
+        return _execute(groups, run_dir, progress, done if resume else None)
+
+
+def _still_to_run(groups, out):
+    """(groups without the notebooks whose record is already in their folder, {step name: its status in the
+    run's summary.json}) for --resume. A notebook stopped half-way has no record (set_aside): it runs again."""
+    if out is None:
+        raise ConfigError("--resume needs --out: the run directory to go on in", "cannot resume")
+    earlier = (rundir.read_json(out / "summary.json", {}) or {}).get("notebooks") or {}
+    kept, done = [], {}
+    for g in groups:
+        where = out / g.sub if g.sub else out
+        todo = []
+        for t in g.todo:
+            if records.path(where, t[0]).exists():
+                name = step_name(g.sub, t[0])
+                done[name] = earlier.get(name) if (earlier.get(name) or {}).get("status") == "ok" else \
+                    {"status": "ok", "seconds": 0.0}
+            else:
+                todo.append(t)
+        kept.append(Group((g.task, g.sub, todo)))
+    return [g for g in kept if g.todo], done
+
+
+def check_parameters(todo):
+    """Secrets, types and ranges of every notebook's parameters, all problems in one error (a wrong type does not
+    hide a range problem of another parameter: each check looks only at values of the right type)."""
+    problems = []
+    for check in (check_secrets, check_types, check_ranges):
+        try:
+            check(todo)
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
 
 
 def set_aside(where, stem):
@@ -89,14 +128,16 @@ def step_name(sub, stem):
     return f"{sub}/{stem}" if sub else stem
 
 
-def _execute(groups, run_dir, progress):
+def _execute(groups, run_dir, progress, done=None):
+    """Run the groups' notebooks; `done`: {step name: status} of notebooks an earlier run finished (--resume),
+    kept in the summary ahead of this run's."""
     import papermill as pm
 
     if groups and not isinstance(groups[0], Group):   # a plain todo list: one task into the run directory
         groups = [Group((stages.CLASSIFY, "", groups))]
     _env(run_dir)
     kernels.remove_stale_connection_files()
-    status, passed = {}, set()
+    status, passed = dict(done or {}), set()
     previous = kernels.catch_ctrl_c()
     try:
         for group in groups:
@@ -123,6 +164,11 @@ def _execute(groups, run_dir, progress):
                     status[name] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
                     if aside is not None:   # the notebook wrote its record anew
                         aside.unlink(missing_ok=True)
+                except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the summary says where it stopped, then cli's line
+                    status[name] = {"status": "stopped", "seconds": round(time.time() - t0, 1), "cell": None,
+                                    "error": f"stopped by {(kernels.STOPPED_BY or ['Ctrl-C'])[0]}"}
+                    _write_summary(run_dir, status)
+                    raise
                 except pm.PapermillExecutionError as e:
                     status[name] = {"status": "failed", "seconds": round(time.time() - t0, 1),
                                     "cell": e.exec_count, "error": f"{e.ename}: {e.evalue}"[:2000]}
@@ -138,13 +184,16 @@ def _execute(groups, run_dir, progress):
     finally:  # a secret is this run's only: the next run in this process must not inherit it
         for var in passed:
             os.environ.pop(var, None)
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        kernels.restore(previous)
     CURRENT.clear()
+    return run_dir, _write_summary(run_dir, status)
+
+
+def _write_summary(run_dir, status):
     summary = summarise(run_dir, status)
     rundir.write_json(run_dir / "summary.json", summary)
     report_page.write_html(run_dir, summary["ship_report"])
-    return run_dir, summary
+    return summary
 
 
 class _locked:

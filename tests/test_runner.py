@@ -182,7 +182,7 @@ def test_a_notebook_run_before_what_it_needs_says_which_to_run_first(tmp_path):
 
 
 def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp_path, monkeypatch, capsys):
-    def interrupted(todo, run_dir, progress):
+    def interrupted(todo, run_dir, progress, done=None):
         runner.CURRENT.update(stem="03_train_qlora", notebook=run_dir / "notebooks" / "03_train_qlora.ipynb",
                               run_dir=run_dir)
         raise KeyboardInterrupt
@@ -190,7 +190,7 @@ def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp
     monkeypatch.setattr(runner, "_execute", interrupted)
     assert cli.main(["run", "--only", "00", "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "interrupted (Ctrl-C) in 03_train_qlora" in err[0] and "--only 03 --out" in err[0]
+    assert len(err) == 1 and "interrupted (Ctrl-C) in 03_train_qlora" in err[0] and "--resume` goes on" in err[0]
     assert not (tmp_path / "run" / ".ftplay.lock").exists(), "the lock goes with the run"
     runner.CURRENT.clear()
     (tmp_path / "empty").mkdir()
@@ -384,10 +384,83 @@ def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == [f"ftplay: interrupted (Ctrl-C) in 00_decide_approach; what ran before it is in "
-                                        f"{out}: run again with --only 00 --out {out} (and the notebooks after it) "
-                                        "to continue"], err
+    assert err.strip().splitlines() == [f"ftplay: interrupted (Ctrl-C) in 00_decide_approach; what ran before it is "
+                                        f"in {out}: `ftplay run --out {out} --resume` goes on from 00_decide_approach"
+                                        ], err
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
+
+
+RESUME_DRIVER = """
+import sys
+from pathlib import Path
+from ftplay import cli, run_plan
+run_plan.NOTEBOOK_DIR = Path(sys.argv[1])
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def _recording_notebooks(nbdir, out):
+    """01 and 02, each writing its record; 02 of the first task marks that it started and sleeps unless
+    <out>/go-on exists."""
+    nbdir.mkdir()
+    for stem in ("01_baseline_prompting", "02_curate_data"):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
+        c.metadata["tags"] = ["parameters"]
+        wait = (f"if RUN_DIR == {str(out)!r} and not pathlib.Path(RUN_DIR, 'go-on').exists():\n"
+                "    pathlib.Path(RUN_DIR, 'started').touch()\n    time.sleep(120)\n") if stem.startswith("02") else ""
+        nb.cells = [c, nbformat.v4.new_code_cell(
+            f"import json, pathlib, time\n{wait}pathlib.Path(RUN_DIR, '{stem}.json').write_text(json.dumps({{}}))")]
+        nbformat.write(nb, str(nbdir / f"{stem}.ipynb"))
+    return nbdir
+
+
+@pytest.mark.notebook
+def test_sigterm_in_a_two_task_run_ends_in_one_line_whose_command_goes_on_where_it_stopped(tmp_path):
+    """The real `ftplay run` of both tasks, SIGTERM in the first task's 02 (as a scheduler or `kill` sends it):
+    one line naming the notebook and a --resume command, exit 143, the lock and kernel file gone, a summary that
+    says where it stopped; that command, run as printed, runs only what had not finished, in each task's folder."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, runtime = tmp_path / "run", tmp_path / "runtime"
+    nbdir = _recording_notebooks(tmp_path / "notebooks", out)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(runner.ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", RESUME_DRIVER, str(nbdir), "run", "--out", str(out)], env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while not (out / "started").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "started").exists(), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ftplay: stopped (SIGTERM) in 02_curate_data"), err
+    command = lines[0].split("`")[1]
+    assert command == f"ftplay run --out {shlex.quote(str(out))} --resume", command
+    assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
+    stopped = json.loads((out / "summary.json").read_text())["notebooks"]
+    assert stopped["01_baseline_prompting"]["status"] == "ok" and stopped["02_curate_data"]["status"] == "stopped"
+    assert not (out / "reply").exists() and not (out / "02_curate_data.json").exists()
+
+    (out / "go-on").touch()
+    first = (out / "01_baseline_prompting.json").stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-c", RESUME_DRIVER, str(nbdir), *shlex.split(command)[1:]], env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert (out / "01_baseline_prompting.json").stat().st_mtime_ns == first, "a finished notebook is not run again"
+    summary = json.loads((out / "summary.json").read_text())["notebooks"]
+    assert list(summary) == ["01_baseline_prompting", "02_curate_data", "reply/01_baseline_prompting",
+                             "reply/02_curate_data"] and {v["status"] for v in summary.values()} == {"ok"}
+    assert (out / "reply" / "02_curate_data.json").exists() and not list(runtime.glob("*.json"))
+    nothing = subprocess.run([sys.executable, "-c", RESUME_DRIVER, str(nbdir), *shlex.split(command)[1:]], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert nothing.returncode == 2 and "nothing to resume" in nothing.stderr, nothing.stderr
 
 
 @pytest.mark.notebook
