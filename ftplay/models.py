@@ -24,6 +24,9 @@ class ModelRef:
     revision: str      # files hash for local models, the hub revision otherwise
 
 
+MAX_SEED = 2**32 - 1   # numpy's and the tokenizer build's seeds are 32-bit
+
+
 def resolve(model, param="MODEL"):
     """Turn the MODEL parameter into a ModelRef, failing early with the fix when it cannot work.
 
@@ -41,8 +44,8 @@ def resolve(model, param="MODEL"):
         return ModelRef(model, str(path), "standin", tinymodel.files_hash(path))
     if model == EMBEDDED or model.startswith(EMBEDDED + ":"):
         seed = model.partition(":")[2] or "0"
-        if not seed.isdigit():
-            raise ConfigError(f"{param}={model!r}: the seed after 'embedded:' must be an integer, "
+        if not seed.isdigit() or int(seed) > MAX_SEED:
+            raise ConfigError(f"{param}={model!r}: the seed after 'embedded:' must be an integer in [0, {MAX_SEED}], "
                               f"e.g. {param}='embedded:1'")
         path = tinymodel.build(tinymodel.TinySpec(seed=int(seed)))
         return ModelRef(model, str(path), "embedded", tinymodel.files_hash(path))

@@ -172,7 +172,8 @@ def check_ranges(todo):
     for stem, path, values in todo:
         declared = declared_parameters(path)
         for name, value in values.items():
-            if name in CHOICES and value not in CHOICES[name] and (name, repr(value)) not in seen:
+            choice = name in CHOICES and isinstance(value, str)   # a value of another type is check_types' to name
+            if choice and value not in CHOICES[name] and (name, repr(value)) not in seen:
                 seen.add((name, repr(value)))
                 problems.append(f"{stem}: {name}={value!r} is not one of {', '.join(map(repr, CHOICES[name]))}; set "
                                 f"{name} in the params file to one of them")

@@ -84,9 +84,43 @@ def load_params(path, with_tasks=False):
         raise ConfigError(f"--params {path}: expected a mapping of NAME: value")
     per = data.pop("notebooks", {}) or {}
     per_task = data.pop("tasks", {}) or {}
-    if not isinstance(per_task, dict):
-        raise ConfigError(f"--params {path}: tasks must map a task name to NAME: value pairs")
+    check_shape(per, per_task, f"--params {path}: ")
     return (data, per, per_task) if with_tasks else (data, per)
+
+
+def check_shape(per_notebook, per_task, where=""):
+    """`notebooks:` maps a notebook to NAME: value pairs, `tasks:` a task to NAME: value pairs (and its own
+    `notebooks:`): every misshapen section named at once, with what it should look like."""
+    problems = []
+
+    def pairs(section, value, example):
+        if not isinstance(value, dict):
+            problems.append(f"{where}{section} is {type(value).__name__} {value!r:.60}; it must map names to values, "
+                            f"e.g. {example}")
+            return False
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            problems.append(f"{where}{section} has the key {bad[0]!r}, not a name; e.g. {example}")
+        return True
+
+    if pairs("notebooks", per_notebook, "notebooks: {03_train_qlora: {EPOCHS: 2}}"):
+        for stem, values in per_notebook.items():
+            if isinstance(stem, str):
+                pairs(f"notebooks.{stem}", values if values is not None else {},
+                      f"notebooks: {{{stem}: {{EPOCHS: 2}}}}")
+    if pairs("tasks", per_task, "tasks: {reply: {MAX_SEQ_LEN: 256}}"):
+        for task, values in per_task.items():
+            if not isinstance(task, str):
+                continue
+            if pairs(f"tasks.{task}", values if values is not None else {}, f"tasks: {{{task}: {{MAX_SEQ_LEN: 256}}}}"):
+                own = (values or {}).get("notebooks")
+                if own is not None and pairs(f"tasks.{task}.notebooks", own,
+                                             f"tasks: {{{task}: {{notebooks: {{03_train_qlora: {{EPOCHS: 2}}}}}}}}"):
+                    for stem, v in own.items():
+                        if isinstance(stem, str):
+                            pairs(f"tasks.{task}.notebooks.{stem}", v if v is not None else {}, "{EPOCHS: 2}")
+    if problems:
+        raise ConfigError(problems, "cannot run the playbook")
 
 
 # The reply task's own data, passed to its notebooks unless the params file's `tasks: {reply: {...}}` says
@@ -138,6 +172,7 @@ def plan_groups(only=None, params=None, per_notebook=None, per_task=None):
     each further task's 01-04 into <run dir>/<task>, then 06 and 05 (once, over every task) into the run
     directory. `per_task`: {task: {NAME: value, notebooks: {stem: {NAME: value}}}} from the params file's
     `tasks:` section (its `notebooks:` for that task's notebook only)."""
+    check_shape(per_notebook or {}, per_task or {})
     params, per_task = dict(params or {}), dict(per_task or {})
     tasks = tasks_of(params)
     params.pop("TASKS", None)
