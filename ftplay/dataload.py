@@ -149,11 +149,35 @@ def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD, ou
     return rows
 
 
+DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def delimiter(path, text, needed):
+    """The delimiter of a delimited export: tab for .tsv, comma otherwise, unless the header line split that way
+    lacks a `needed` column and split by another of DELIMITERS has them all (a ';' export from a European locale's
+    spreadsheet, a .csv that is really tab-separated)."""
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    usual = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+
+    def has_all(d):
+        return all(f in [h.strip().strip('"') for h in first.split(d)] for f in needed)
+
+    if has_all(usual):
+        return usual
+    found = [d for d in DELIMITERS if d != usual and d in first and has_all(d)]
+    if found:
+        log.info("%s: read as %s-separated (its header line has the columns that way)", Path(path).name,
+                 DELIMITERS[found[0]])
+        return found[0]
+    return usual
+
+
 def _load_csv(path, text, text_field, label_field, probs, output_field=None):
     # csv's default limit (131,072 characters a field) would report a long ticket (a pasted log) as a
     # malformed row; it is read, and 02's length check against MAX_SEQ_LEN drops or keeps it
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    sep = delimiter(path, text, [text_field, output_field or label_field])
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=sep)
     rows, header, line = [], None, 1
     try:
         for rec in reader:
@@ -165,8 +189,10 @@ def _load_csv(path, text, text_field, label_field, probs, output_field=None):
                 need = [(text_field, "TEXT_FIELD")] + ([(output_field, "OUTPUT_FIELD")] if output_field else
                                                        [(label_field, "LABEL_FIELD")])
                 missing = [(f, p) for f, p in need if f not in header]
+                other = [DELIMITERS[d] for d in DELIMITERS if d != sep and d in rec[0]] if len(header) == 1 else []
+                hint = f" (read as {DELIMITERS[sep]}-separated; the header holds a {other[0]})" if other else ""
                 for f, param in missing:
-                    probs.add(start, f, f"no column {f!r} in the header; columns found: {', '.join(header)}",
+                    probs.add(start, f, f"no column {f!r} in the header{hint}; columns found: {', '.join(header)}",
                               f"a {f!r} column, or set {param} to the column that holds it")
                 if missing:
                     return []
@@ -177,7 +203,8 @@ def _load_csv(path, text, text_field, label_field, probs, output_field=None):
                 continue
             if len(rec) != len(header):
                 probs.add(start, "(row)", f"{len(rec)} fields but the header has {len(header)}",
-                          f"{len(header)} comma-separated fields; quote a text that contains commas")
+                          f"{len(header)} {DELIMITERS[sep]}-separated fields; quote a text that contains a "
+                          f"{DELIMITERS[sep]}")
                 continue
             label = rec[li].strip() if li is not None else NO_LABEL
             if not label:

@@ -114,6 +114,27 @@ def test_load_custom_columns_and_ids(tmp_path):
                                                                 ("export:3", "bye now", "other")]
 
 
+def test_a_tab_or_semicolon_export_is_read_by_its_delimiter_and_an_unreadable_one_names_it(tmp_path, caplog):
+    """.tsv is tab-separated; a .csv whose header has the columns only when split by ';' (a European locale's
+    spreadsheet) or a tab is read that way, said in the log; a comma inside a ';' field stays text."""
+    caplog.set_level("INFO", logger="ftplay.dataload")
+    tsv, semi, tabbed = tmp_path / "a.tsv", tmp_path / "b.csv", tmp_path / "c.csv"
+    tsv.write_text("text\tlabel\nmy app, it crashes\tbug\n")
+    semi.write_text('ticket_id;text;label\nT1;"card charged twice; refund?";billing\nT2;hi, there;other\n')
+    tabbed.write_text("text\tlabel\nlogin fails; help\tbug\n")
+    assert [(r["text"], r["label"]) for r in data.load(tsv)] == [("my app, it crashes", "bug")]
+    assert [(r["id"], r["text"]) for r in data.load(semi)] == [("T1", "card charged twice; refund?"),
+                                                               ("T2", "hi, there")]
+    assert "read as semicolon-separated" in caplog.text
+    assert data.load(tabbed)[0]["text"] == "login fails; help"
+    bad = tmp_path / "d.csv"
+    bad.write_text("body;category\nhello;bug\n")
+    with pytest.raises(DataError, match=r"d.csv:1: field 'text': no column 'text' in the header \(read as "
+                                        r"comma-separated; the header holds a semicolon\)"):
+        data.load(bad)
+    assert data.load(bad, text_field="body", label_field="category")[0]["label"] == "bug"
+
+
 def test_all_problems_reported_at_once(tmp_path):
     p = tmp_path / "bad.jsonl"
     good = json.dumps({"instruction": "c", "input": "late parcel", "output": "shipping"})
