@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import identity, records, rundir, stages
 from .errors import ConfigError, FtplayError
-from .params import RUN_IDENTITY
+from .params import RUN_IDENTITY, redact_url
 from .run_plan import ROOT, effective, recorded_params
 
 
@@ -24,9 +24,13 @@ def check_inputs(todo):
             seen.add((name, str(value)))
             if name == "MODEL":
                 try:
-                    models.resolve(value)
+                    ref = models.resolve(value)
+                    problems += [f"{stem}: {p}" for p in tokenizer_problems(ref, name)]
                 except ConfigError as e:
                     problems += [f"{stem}: {p}" for p in e.problems]
+            elif name == "ENDPOINT_URL" and value:
+                problems += [f"{stem}: {p}" for p in endpoint_problems(value, eff.get("ENDPOINT_MODEL"),
+                                                                      eff.get("ENDPOINT_API_KEY_ENV"))]
             elif name.endswith("_PATH") and value and _existing(value) is None:
                 problems.append(f"{stem}: {name}={value!r} does not exist; set {name} to an existing file "
                                 "(relative paths are relative to the repository root)")
@@ -49,6 +53,58 @@ def check_inputs(todo):
                 problems += e.problems[:20]
     if problems:
         raise ConfigError(problems, "cannot run the playbook")
+
+
+def tokenizer_problems(ref, param="MODEL"):
+    """A model folder whose tokenizer has ids beyond its embedding table (a tokenizer saved from another model,
+    tokens added without resizing): every prompt holding such a token would die in 01 with `IndexError: index out
+    of range in self`. Checked for folders a user points at (the built models are consistent by construction)."""
+    if ref.kind != "local":
+        return []
+    import json
+
+    try:
+        config = json.loads((Path(ref.path) / "config.json").read_text())
+        vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+        from transformers import AutoTokenizer
+
+        n = len(AutoTokenizer.from_pretrained(ref.path))
+    except Exception as e:  # an unreadable tokenizer is the notebooks' to report, with the library's words
+        return [f"{param}={ref.requested!r}: its tokenizer cannot be read ({type(e).__name__}: {str(e)[:120]}); save the "
+                "model's own tokenizer into the folder (tokenizer.save_pretrained)"]
+    if isinstance(vocab, int) and n > vocab:
+        return [f"{param}={ref.requested!r}: its tokenizer has {n:,} tokens but the model's embedding table {vocab:,} "
+                f"(config.json vocab_size): the {n - vocab:,} beyond it would fail every prompt that uses them; save "
+                "the tokenizer the model was trained with into the folder, or resize the embeddings "
+                "(model.resize_token_embeddings(len(tokenizer))) and save both"]
+    return []
+
+
+ENDPOINT_TIMEOUT_S = 5.0
+
+
+def endpoint_problems(url, model, key_env, timeout=ENDPOINT_TIMEOUT_S):
+    """ENDPOINT_URL reached before anything runs: one GET of <url>/models with the key in $ENDPOINT_API_KEY_ENV.
+    No answer within `timeout`, or a refused key, is a problem naming the parameter (01 would otherwise fail on
+    it minutes in); any other answer (some providers have no /models) is left to 01. ENDPOINT_MODEL must be set."""
+    import httpx
+
+    out = [] if model else ["ENDPOINT_URL is set but ENDPOINT_MODEL is empty: set ENDPOINT_MODEL to the model name "
+                            "at that endpoint (e.g. gpt-4o-mini)"]
+    shown = redact_url(url)
+    key = os.environ.get(key_env or "", "")
+    try:
+        r = httpx.get(url.rstrip("/") + "/models", timeout=timeout,
+                      headers={"Authorization": f"Bearer {key}"} if key else {})
+    except httpx.HTTPError as e:
+        what = f"gave no answer within {timeout:g} s" if isinstance(e, httpx.TimeoutException) else "cannot be reached"
+        return out + [f"ENDPOINT_URL={shown!r} {what} ({type(e).__name__}): check the URL and that the server is up, "
+                      "or leave ENDPOINT_URL empty to skip the hosted comparison"]
+    if r.status_code in (401, 403):
+        why = f"the key in ${key_env}" if key else f"no key (${key_env} is not set in this environment)"
+        out.append(f"ENDPOINT_URL={shown!r} refused {why} (HTTP {r.status_code}): set ENDPOINT_API_KEY_ENV to the "
+                   "name of the environment variable holding a valid key, and export it")
+    return out
 
 
 def check_order(todo, run_dir=None):

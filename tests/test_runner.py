@@ -523,3 +523,53 @@ def test_choices_checked_up_front_are_the_ones_their_modules_take():
     assert set(c["REPLY_FORMAT"]) == set(formats.FORMATS) and set(c["TASK"]) == set(stages.TASKS)
     nb03 = (run_plan.NOTEBOOK_DIR / "03_train_qlora.ipynb").read_text()
     assert all(f'\\"{r}\\": ' in nb03 for r in c["RECIPE"]), "03 maps every RECIPE the check allows"
+
+
+def test_a_model_folder_whose_tokenizer_outgrows_its_embeddings_is_refused_before_01(tmp_path, tiny_ref):
+    """8 tokens added to the tokenizer without resizing the embeddings passed pre-flight and died in 01 with
+    `IndexError: index out of range in self`."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_ref.path, folder)
+    todo = run_plan.plan(["01"], {"MODEL": str(folder)})
+    run_checks.check_inputs(todo)   # the model as built: consistent
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.add_tokens([f"zzq{i}" for i in range(8)])
+    tok.save_pretrained(folder)
+    with pytest.raises(ConfigError, match=r"its tokenizer has [\d,]+ tokens but the model's embedding table [\d,]+ "
+                                          r"\(config.json vocab_size\): the 8 beyond it"):
+        run_checks.check_inputs(todo)
+
+
+def test_an_endpoint_that_refuses_the_key_is_named_before_anything_runs(monkeypatch):
+    """A real HTTP server on loopback answering 401 to /v1/models, and one answering 404 (a provider without
+    /models: left to 01)."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401 if self.path == "/v1/models" else 404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        monkeypatch.delenv("FTPLAY_TEST_KEY", raising=False)
+        refused = run_checks.endpoint_problems(url + "/v1", "m", "FTPLAY_TEST_KEY")
+        assert refused == [f"ENDPOINT_URL='{url}/v1' refused no key ($FTPLAY_TEST_KEY is not set in this environment) "
+                           "(HTTP 401): set ENDPOINT_API_KEY_ENV to the name of the environment variable holding a "
+                           "valid key, and export it"]
+        monkeypatch.setenv("FTPLAY_TEST_KEY", "sk-wrong")
+        assert "refused the key in $FTPLAY_TEST_KEY" in run_checks.endpoint_problems(url + "/v1", "m",
+                                                                                    "FTPLAY_TEST_KEY")[0]
+        assert run_checks.endpoint_problems(url + "/other", "m", "FTPLAY_TEST_KEY") == []
+    finally:
+        server.shutdown()
