@@ -69,9 +69,9 @@ def tokenizer_problems(ref, param="MODEL"):
         from transformers import AutoTokenizer
 
         n = len(AutoTokenizer.from_pretrained(ref.path))
-    except Exception as e:  # an unreadable tokenizer is the notebooks' to report, with the library's words
-        return [f"{param}={ref.requested!r}: its tokenizer cannot be read ({type(e).__name__}: {str(e)[:120]}); save the "
-                "model's own tokenizer into the folder (tokenizer.save_pretrained)"]
+    except Exception as e:  # any library error reading it: named, with the library's words
+        return [f"{param}={ref.requested!r}: its tokenizer cannot be read ({type(e).__name__}: {str(e)[:120]}); "
+                "save the model's own tokenizer into the folder (tokenizer.save_pretrained)"]
     if isinstance(vocab, int) and n > vocab:
         return [f"{param}={ref.requested!r}: its tokenizer has {n:,} tokens but the model's embedding table {vocab:,} "
                 f"(config.json vocab_size): the {n - vocab:,} beyond it would fail every prompt that uses them; save "
