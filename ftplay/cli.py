@@ -122,11 +122,36 @@ def _report(run_dir, html_path=None):
                           "`ftplay run` writes it at the end of a run; delete it to report from the notebooks' "
                           "records alone, or run again into this directory",
                           title="a run's summary is unreadable") from None
+    _writable_file(html_path, "--html")
     rep = report.build(run_dir, status)
-    out = report_page.write_html(run_dir, rep, html_path)
+    try:
+        out = report_page.write_html(run_dir, rep, html_path)
+    except OSError as e:   # a full disk, a read-only place found only on writing
+        raise ConfigError(f"{'--html ' + str(html_path) if html_path else run_dir}: cannot write the report there "
+                          f"({e.strerror or type(e).__name__}); give a writable path") from None
     print(report_page.format_text(rep))
     print(f"\nwrote {out}")
     return 0
+
+
+def _writable_file(path, flag):
+    """A file path the command may write: not a folder, in a folder that exists and can be written (refused before
+    anything is built, naming the flag)."""
+    import os
+    from pathlib import Path
+
+    if not path:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: give a file path, e.g. {p / 'ship_report.html'}")
+    parent = p.parent
+    if not parent.is_dir():
+        above = next((a for a in (parent, *parent.parents) if a.exists()), None)
+        what = f"{above} is a file" if above is not None and not above.is_dir() else f"{parent} does not exist"
+        raise ConfigError(f"{flag} {path}: {what}; give a path in an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {parent} cannot be written by this user; give a writable path")
 
 
 def _refit(old, model, out=None):

@@ -54,6 +54,10 @@ def refit(old_run, model, out=None, run_root="runs", progress=print):
     """Re-run `old_run`'s notebooks on base `model` with its recorded parameters; returns
     (new run directory, summary, comparison). The comparison is also written to refit_compare.json."""
     old = Path(old_run)
+    if out:   # before anything is read or built: a new base may take minutes to build
+        from .run_checks import check_out_dir
+
+        check_out_dir(out)
     recorded = run_plan.recorded_params(old)
     check([] if recorded else [f"--from {old}: no executed notebooks under {old / 'notebooks'}; pass a run "
                                "directory written by `ftplay run`"])

@@ -229,6 +229,23 @@ def _existing(value):
 RUN_MARKERS = ("summary.json", ".ftplay.lock")
 
 
+def _creatable(p, out):
+    """Make the folder `p` and its missing parents, then remove them again: a place that only refuses the mkdir
+    itself (/proc, /sys, a read-only mount, which os.access does not see for root) is refused up front."""
+    made = []
+    try:
+        for d in reversed([p, *p.parents]):
+            if not d.exists():
+                d.mkdir()
+                made.append(d)
+    except OSError as e:
+        raise ConfigError([f"--out {out}: cannot make {d} ({e.strerror or type(e).__name__}): give a folder you can "
+                           "write to"]) from None
+    finally:
+        for d in reversed(made):
+            d.rmdir()
+
+
 def check_out_dir(out, repo=None):
     """Refuse an --out that is not, and cannot become, a run directory, before anything is written: a file, a
     path under a file, a symlink loop, a place that cannot be written, the repository itself (or a folder holding
@@ -249,6 +266,7 @@ def check_out_dir(out, repo=None):
         raise ConfigError([f"--out {out} is the repository or a project folder ({p}): its notebooks and data would "
                            "be overwritten with a run's; give a new folder, e.g. runs/mine"])
     if not p.is_dir():
+        _creatable(p, out)
         return p
     if p.is_relative_to(repo):
         import subprocess
