@@ -194,9 +194,34 @@ def command(cfg):
         argv += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     if cfg.compact_json:
         argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
-    if cfg.api_key and cfg.backend == "cpu":   # ftplay's serve plugin (serve_plugin/, in .venv-serve) guards them all
+    if cfg.api_key:   # ftplay's serve plugin (serve_plugin/, installed in .venv-serve on CPU and GPU) guards them all
         argv += ["--middleware", GUARD_EVERY_ROUTE]
     return argv  # an API key goes through the environment (VLLM_API_KEY), never argv: `ps` shows argv
+
+
+def new_key():
+    """A key for one server, when none is given: the endpoint is closed by default, and 06's own clients (the
+    checks, the load test, lm-eval) are handed it; it is never printed or recorded."""
+    import secrets
+
+    return "ftplay-" + secrets.token_urlsafe(24)
+
+
+def guard_problem(cfg):
+    """Why the server could not guard every route with the key (its python cannot import ftplay's serve plugin,
+    e.g. a vLLM installed by hand), or None. Checked before starting: vLLM would exit on the --middleware import."""
+    if not cfg.api_key:
+        return None
+    module = GUARD_EVERY_ROUTE.rsplit(".", 1)[0]
+    try:
+        done = subprocess.run([cfg.python, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{cfg.python} could not be run to check for ftplay's serve plugin ({type(e).__name__})"
+    if done.returncode == 0:
+        return None
+    return (f"the serving python {cfg.python} cannot import {module} (ftplay's serve plugin), which makes every "
+            f"route ask for the API key: install it there (`{Path(cfg.python).parent / 'pip'} install --no-deps -e "
+            f"{ROOT / 'serve_plugin'}`, as `make setup` does), or set SERVE_PYTHON to the .venv-serve python")
 
 
 def environment(cfg):
@@ -321,6 +346,9 @@ class Server:
         """Start the process and wait until GET /health answers 200; returns self."""
         if self.proc is not None:
             return self
+        problem = guard_problem(self.cfg)
+        if problem:
+            raise ConfigError(problem, "cannot start the server")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv, env = command(self.cfg), child_environment(self.cfg)
         log.info("starting vLLM (%s): %s", self.cfg.backend, shell_line(argv))

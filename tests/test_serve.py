@@ -86,6 +86,23 @@ def test_cuda_command_uses_vllm_serve(ref, adapters, tmp_path):
     gpu = serve.gpu_command(serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable))
     assert gpu[:3] == ["vllm", "serve", ref.path] and gpu[gpu.index("--dtype") + 1] == "auto"
     assert not {"--max-num-seqs", "--block-size"} & set(gpu)  # the CPU tuning stays off the GPU line
+    keyed = serve.gpu_command(serve.ServeConfig(ref.path, port=9000, backend="cpu", python=sys.executable, api_key="k"))
+    assert keyed[-2:] == ["--middleware", serve.GUARD_EVERY_ROUTE], "a GPU server guards every route too"
+
+
+def test_a_server_whose_python_lacks_the_guard_is_refused_before_it_starts(ref, tmp_path):
+    """The middleware lives in ftplay's serve plugin: a serving python without it (a vLLM installed by hand) would
+    exit on `--middleware`; with a key that is named before the process starts. The .venv-serve python has it."""
+    cfg = serve.ServeConfig(ref.path, backend="cpu", python=sys.executable, api_key="k")
+    problem = serve.guard_problem(cfg)
+    assert problem is not None and f"{sys.executable} cannot import ftplay_vllm_cpu.auth" in problem
+    with pytest.raises(ConfigError, match="cannot import ftplay_vllm_cpu.auth"):
+        serve.Server(cfg, tmp_path).start()
+    assert not (tmp_path / "vllm_server.log").exists(), "nothing started, nothing written"
+    assert serve.guard_problem(serve.ServeConfig(ref.path, backend="cpu", python=sys.executable)) is None
+    if SERVE_PY.exists():
+        assert serve.guard_problem(serve.ServeConfig(ref.path, backend="cpu", python=str(SERVE_PY), api_key="k")) is None
+    assert serve.new_key() != serve.new_key() and len(serve.new_key()) > 30
 
 
 def test_config_collects_every_problem(ref, tmp_path):
