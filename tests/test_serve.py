@@ -101,7 +101,8 @@ def test_a_server_whose_python_lacks_the_guard_is_refused_before_it_starts(ref, 
     assert not (tmp_path / "vllm_server.log").exists(), "nothing started, nothing written"
     assert serve.guard_problem(serve.ServeConfig(ref.path, backend="cpu", python=sys.executable)) is None
     if SERVE_PY.exists():
-        assert serve.guard_problem(serve.ServeConfig(ref.path, backend="cpu", python=str(SERVE_PY), api_key="k")) is None
+        served = serve.ServeConfig(ref.path, backend="cpu", python=str(SERVE_PY), api_key="k")
+        assert serve.guard_problem(served) is None
     assert serve.new_key() != serve.new_key() and len(serve.new_key()) > 30
 
 
