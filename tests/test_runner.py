@@ -147,7 +147,7 @@ def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp
 def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     seen = {}
-    monkeypatch.setattr(runner, "_execute", lambda todo, run_dir, progress: seen.setdefault("dir", run_dir))
+    monkeypatch.setattr(runner, "_execute", lambda todo, run_dir, progress, done=None: seen.setdefault("dir", run_dir))
     runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
     assert seen["dir"] == tmp_path / "rel" / "run" and seen["dir"].is_absolute()
     assert not (seen["dir"] / ".ftplay.lock").exists(), "released when the run ends"
