@@ -1,6 +1,10 @@
 """The bad-input corpus (tests/bad_input/*.yaml): each case runs the real `ftplay` command line and must stop
 before any notebook runs, with its exit code and every expected fragment of the message.
 
+Each case calls `ftplay.cli.main` in this process (a `python -m ftplay.cli` per case cost 2.5 s of interpreter
+and import start-up, 45 cases about 110 s of every test run); `test_the_installed_command_answers_like_main` runs
+cases through the installed `ftplay` script, so the entry point itself stays covered.
+
 A case: `args` (the command line), optional `params` (written to the --params file) or `params_text` (written
 as it is), `run_dir` (the
 directory `{out}` made beforehand: `executed` notebooks with the parameters papermill would have recorded,
@@ -9,7 +13,7 @@ must not hold: a secret) and `absent` (paths the command must not create). `{tmp
 filled in.
 """
 import json
-import os
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +48,7 @@ def _make_run_dir(out, spec):
         (out / rel).write_text(text)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_bad_input_stops_before_any_notebook_runs(case, tmp_path):
+def _prepare(case, tmp_path):
     spec = yaml.safe_load(case.read_text())
     slots = {"tmp": str(tmp_path), "out": str(tmp_path / "run"), "params": str(tmp_path / "params.yaml")}
     if "params" in spec:
@@ -54,20 +57,62 @@ def test_bad_input_stops_before_any_notebook_runs(case, tmp_path):
         Path(slots["params"]).write_text(spec["params_text"])
     if "run_dir" in spec:
         _make_run_dir(tmp_path / "run", spec["run_dir"] or {})
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    proc = subprocess.run([sys.executable, "-m", "ftplay.cli", *_fill(spec["args"], slots)], capture_output=True,
-                          text=True, cwd=_fill(spec.get("cwd", str(ROOT)), slots), timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == spec["exit"], proc.stderr[-3000:]
+    return spec, slots
+
+
+def _main_here(args, cwd, capsys, monkeypatch):
+    """(exit code, stdout, stderr) of `ftplay.cli.main(args)` run in `cwd`, the loggers' levels it sets put back."""
+    from ftplay import cli
+
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
+              if isinstance(lg, logging.Logger)}
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    try:
+        code = cli.main(args)
+    except SystemExit as e:   # argparse's own usage errors
+        code = e.code
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _check(spec, slots, tmp_path, before, code, out, err):
+    assert code == spec["exit"], err[-3000:]
     for fragment in _fill(spec["expect"], slots):
-        assert fragment in proc.stderr, f"{fragment!r} not in:\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr + proc.stdout
+        assert fragment in err, f"{fragment!r} not in:\n{err}"
+    assert "Traceback" not in err + out
     for fragment in spec.get("never_shown") or []:   # a secret the message must not echo
-        assert fragment not in proc.stderr + proc.stdout, fragment
+        assert fragment not in err + out, fragment
     for path in _fill(spec.get("absent") or [], slots):
         assert not Path(path).exists(), f"{path} was created"
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert after == before, "a command refused before any notebook ran writes nothing"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_bad_input_stops_before_any_notebook_runs(case, tmp_path, capsys, monkeypatch):
+    spec, slots = _prepare(case, tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out, err = _main_here(_fill(spec["args"], slots), _fill(spec.get("cwd", str(ROOT)), slots), capsys,
+                                monkeypatch)
+    _check(spec, slots, tmp_path, before, code, out, err)
+
+
+# through the installed script, in a process of its own: a params file, a run directory, a relative --out
+BY_SCRIPT = ("params_duplicate_key", "report_false_yes", "relative_out")
+
+
+@pytest.mark.parametrize("stem", BY_SCRIPT)
+def test_the_installed_command_answers_like_main(stem, tmp_path):
+    spec, slots = _prepare(ROOT / "tests" / "bad_input" / f"{stem}.yaml", tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    script = Path(sys.executable).parent / "ftplay"
+    proc = subprocess.run([str(script), *_fill(spec["args"], slots)], capture_output=True, text=True, timeout=120,
+                          cwd=_fill(spec.get("cwd", str(ROOT)), slots))
+    _check(spec, slots, tmp_path, before, proc.returncode, proc.stdout, proc.stderr)
 
 
 def test_every_case_says_why_and_expects_a_message():
