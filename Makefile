@@ -23,9 +23,11 @@ LAB_PORT ?= 8888
 setup:
 	@$(MAKE) --no-print-directory -j2 -Otarget $(VENV)/.setup-done $(SERVE_VENV)/.setup-done browser models
 
-# the embedded default and the new base revision 04 re-fits onto (built offline, cached under FTPLAY_CACHE)
+# the embedded default, the new base revision 04 re-fits onto, the Llama 3.1 stand-in whose tokenizer 01 and 05
+# count with, and the stand-in for the hosted model 01 scores (built offline, cached under FTPLAY_CACHE)
 models: $(VENV)/.setup-done
 	@$(VENV)/bin/python -c "from ftplay import models; [models.resolve(m) for m in ('embedded', 'embedded:1', 'tiny:meta-llama/Llama-3.1-8B-Instruct')]"
+	@$(VENV)/bin/python -c "from ftplay import hosted_standin; hosted_standin.build()"
 
 $(VENV)/.setup-done: pyproject.toml requirements/train.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -127,7 +127,7 @@ def _priced_requests(put, baseline, ev):
     h = baseline.get("hosted_request")   # 01's choice (Task.hosted_request)
     if not h:
         return None
-    what = "the endpoint ENDPOINT_URL scored" if h["endpoint"] else "01's best prompting system"
+    what = (h.get("scored_as") or "the endpoint ENDPOINT_URL scored") if h["endpoint"] else "01's best prompting system"
     put("hosted_input_tokens_per_request", h["prompt_tokens"], f"mean prompt of {h['system']} ({what}: instructions "
         f"and examples) over {h['n']} held-out rows, {h['why']}")
     put("hosted_output_tokens_per_request", h["answer_tokens"],

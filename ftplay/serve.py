@@ -129,6 +129,8 @@ class ServeConfig:
                                          # 128; a CPU decode step of a small model costs nearly the same for 64 or
                                          # 256 sequences, so a fuller batch is most of the throughput), vLLM's own
                                          # on GPU
+    enforce_eager: bool = False          # no graph capture or compile at start-up (--enforce-eager): a server
+                                         # that answers a few hundred requests starts sooner than it would gain
 
     def __post_init__(self):
         p = []
@@ -196,6 +198,8 @@ def command(cfg):
         argv += ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
     if cfg.api_key:   # ftplay's serve plugin (serve_plugin/, installed in .venv-serve on CPU and GPU) guards them all
         argv += ["--middleware", GUARD_EVERY_ROUTE]
+    if cfg.enforce_eager:
+        argv += ["--enforce-eager"]
     return argv  # an API key goes through the environment (VLLM_API_KEY), never argv: `ps` shows argv
 
 

@@ -24,7 +24,8 @@ FAMILIES = {  # MODEL -> (family, serving template, training mask)
     "tiny:mistralai/Mistral-7B-Instruct-v0.3": ("mistral-v0.3", "mistral_v0_3", "render difference"),
 }
 SHORT = {
-    "01_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50},
+    # the stand-in for the hosted model is scored once, by the default playbook's smoke test
+    "01_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50, "HOSTED_STANDIN": False},
     # no production rows: the same scoring code as the held-out rows, and they were 200 of 04's 240 rows, each
     # through the base, the adapter and the second adapter (04's scoring cell took 41 s of Llama's 61)
     "02_curate_data": {"PRODUCTION_PATH": ""},

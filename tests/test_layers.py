@@ -7,7 +7,8 @@ Layers, top to bottom (a module imports only modules in a lower layer; function-
   run steps      run_plan run_checks run_summary   what a run executes, what refuses it before anything runs,
                                            summary.json (the checks and the summary read the plan)
   report         report report_page        the ship checklist, read from a run's records; shown as text and HTML
-  stages         decide data evaluate train cost serve hosted axolotl ... (helpers below them: quality, dataload,
+  stages         decide data evaluate train cost serve hosted hosted_standin axolotl ... (helpers below
+                 them: quality, dataload,
                  datachat, scoring, masks, serve_client, splitting, tokencount)
                                            one module per stage of the playbook; a stage may use a
                                            lower stage helper (data uses quality and dataload, evaluate scoring,
@@ -34,7 +35,8 @@ LAYERS = {
     "report": (60, {"report", "report_page"}),
     "tasks": (55, {"tasks"}),
     "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "cost_run",
-                    "cost_tables", "serve", "serve_tasks", "serve_checks", "loadtest", "hosted", "axolotl"}),
+                    "cost_tables", "serve", "serve_tasks", "serve_checks", "loadtest", "hosted", "hosted_standin",
+                    "axolotl"}),
     "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks", "serve_client", "splitting",
                            "tokencount"}),
     "identity": (30, {"identity"}),
@@ -47,7 +49,8 @@ LAYERS = {
 SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("serve_checks", "serve"),
             ("serve_checks", "loadtest"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"),
             ("cost_run", "cost"), ("cost_tables", "cost"), ("run_checks", "run_plan"), ("run_summary", "run_plan"),
-            ("tinymodel", "rundir"), ("tinymodel", "progress")}
+            ("tinymodel", "rundir"), ("tinymodel", "progress"),
+            ("hosted_standin", "serve")}
 
 
 def imports(path, mods=None, depth=0):

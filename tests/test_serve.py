@@ -63,6 +63,9 @@ def test_cpu_command_and_environment(ref, adapters):
     assert "--middleware" not in serve.command(asked), "no key, nothing to guard with"
     assert "--max-num-seqs 64" in " ".join(serve.command(serve.ServeConfig(ref.path, backend="cpu", max_num_seqs=64,
                                                                           python=sys.executable)))
+    assert "--enforce-eager" not in serve.command(cfg)
+    eager = serve.ServeConfig(ref.path, backend="cpu", python=sys.executable, enforce_eager=True)  # the stand-in's
+    assert serve.command(eager)[-1] == "--enforce-eager"
     assert serve.child_environment(cfg)["VLLM_API_KEY"] == "k"  # the key reaches vLLM this way, never argv
     assert "VLLM_API_KEY='***'" in serve.shell_line(serve.command(cfg), {"VLLM_API_KEY": "k"})
 

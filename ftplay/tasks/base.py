@@ -16,6 +16,7 @@ from .. import datachat, gate, recipes, records, stages, tokencount, train
 from ..config import ScoringConfig
 
 log = logging.getLogger(__name__)
+ENDPOINT_WORDS = "the endpoint ENDPOINT_URL scored"   # what 01 scored as the replaced model, before it was named
 
 
 class Task:
@@ -293,17 +294,19 @@ class Task:
         out[tokencount.HELDOUT_ANSWERS] = counter.count_answers([self.conversation(r)[-1]["content"] for r in rows])
         return out
 
-    def hosted_request(self, priced, best):
+    def hosted_request(self, priced, best, scored_as=""):
         """What 05 prices a request to the hosted model at, from `priced_tokens`: the endpoint's prompt and answers
-        when ENDPOINT_URL was scored, else `best`'s prompt (01's best prompting system) with the held-out rows' own
-        answer length (the prompted base is not the hosted model: its answers say nothing of the hosted model's)."""
+        when the replaced model was scored (`scored_as` names it: your provider at ENDPOINT_URL or the stand-in for
+        it, hosted_standin.Replaced.scored_as), else `best`'s prompt (01's best prompting system) with the held-out
+        rows' own answer length (the prompted base is not the hosted model: its answers say nothing of the hosted
+        model's)."""
         scored = self.endpoint_system in priced
         name = self.endpoint_system if scored else best
         c = priced[name]
         answers = c if scored else priced[tokencount.HELDOUT_ANSWERS]
         return {"system": name, "endpoint": scored, "prompt_tokens": c["prompt_tokens"],
                 "answer_tokens": answers["answer_tokens"], "n": c["n"], "tokenizer": c["tokenizer"],
-                "exact": c["exact"], "why": c["why"]}
+                "exact": c["exact"], "why": c["why"], "scored_as": (scored_as or ENDPOINT_WORDS) if scored else ""}
 
     def priced_table(self, priced, results, hosted):
         """(rows, reading) of `priced_tokens`: each prompted system's tokens per request beside its primary metric,
@@ -314,7 +317,7 @@ class Task:
         if not rows:
             return rows, "no prompted system answered: nothing to count"
         h, cheap = hosted, min(rows, key=lambda r: r["prompt tokens"])
-        which = "the endpoint ENDPOINT_URL scored" if h["endpoint"] else "01's best prompting system"
+        which = (h.get("scored_as") or ENDPOINT_WORDS) if h["endpoint"] else "01's best prompting system"
         answers = (f"its {h['answer_tokens']:,.1f} answer tokens" if h["endpoint"] else
                    f"{h['answer_tokens']:,.1f} answer tokens, the held-out rows' own answers (the prompted base is not "
                    "the hosted model: its answers say nothing of how long the hosted model's are)")
@@ -410,3 +413,4 @@ class Task:
         if leakage is not None:
             checks.append(gate.leakage_check(leakage))
         return {**gate.verdict_of(checks), "better": better, self.units: table, "config": self.gate_config(cfg)}
+

@@ -221,3 +221,21 @@ def make_pretrain(n: int, taken: list[str]) -> list[str]:
         if not too_close(ws, pool):
             out.append(text)
     return out
+
+
+def make_hosted_sample(n: int, taken: list[str]) -> list[dict]:
+    """What the hosted model's provider trained it on, in miniature: labelled tickets with a reply in the house
+    format, for the embedded stand-in of the hosted model (ftplay/hosted_standin.py). A real hosted model is
+    trained on far more than a team's export and never on it: here its own seed, the labels drawn evenly (not the
+    export's skew), and no text within Jaccard 0.5 of any ticket in the export or the production samples, so
+    nothing the playbook evaluates was in its training."""
+    rng = random.Random(SEED + 23)
+    pool = [words(t) for t in taken]
+    out = []
+    while len(out) < n:
+        label, info = rng.choice(LABELS), {}
+        text, _ = compose(label, rng, rng.choice(CHANNELS), long=rng.random() < 0.15, info=info)
+        if not too_close(words(text), pool):
+            out.append({"text": text, "label": label, "facts": [f[:2] for f in info.get("facts", [])],
+                        "name": info.get("name")})
+    return out
