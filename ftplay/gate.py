@@ -71,16 +71,34 @@ def no_alternatives(split):
                  f"{split}.paired")
 
 
-def replaced_model(paired):
-    """Whether the model the fine-tune would replace (an endpoint 01 scored) is among the alternatives."""
+METRIC_WORDS = {"macro_f1": "macro-F1", "field_accuracy": "field accuracy", "chrf": "chrF"}
+
+
+def replaced_model(paired, metric="macro_f1"):
+    """The fine-tune against the model it would replace (an endpoint 01 scored: your provider, or the stand-in for
+    it), on the task's primary `metric`: passes when it matches (the difference's 95% interval reaches 0) or beats
+    it, blocks when the replaced model is better beyond the interval, not proven when it was not scored."""
     scored = sorted(k[len("finetuned_vs_"):] for k in paired if k.startswith(f"finetuned_vs_{ENDPOINT_PREFIX}"))
-    if scored:
-        return check("replaced_model", PASS, f"the replaced model was scored on the same rows ({', '.join(scored)}); "
-                     "the comparison above includes it", f"heldout.paired.finetuned_vs_{scored[0]}")
-    return check("replaced_model", NOT_PROVEN,
-                 "quality against the model the fine-tune would replace: not measured; set ENDPOINT_URL and "
-                 "ENDPOINT_MODEL in 01 (its key in ENDPOINT_API_KEY_ENV) to score it on the same rows",
-                 "heldout.paired")
+    if not scored:
+        return check("replaced_model", NOT_PROVEN,
+                     "quality against the model the fine-tune would replace: not measured; set ENDPOINT_URL and "
+                     "ENDPOINT_MODEL in 01 (its key in ENDPOINT_API_KEY_ENV) to score it on the same rows",
+                     "heldout.paired")
+    name, words = scored[0], METRIC_WORDS.get(metric, metric)
+    d = paired[f"finetuned_vs_{name}"]
+    lo, hi = d.get(f"{metric}_diff_ci") or (None, None)
+    if lo is None:
+        return check("replaced_model", NOT_PROVEN, f"the replaced model ({name}) was scored, but no paired {words} "
+                     "difference was computed on these rows", f"heldout.paired.finetuned_vs_{name}")
+    said = (f"the fine-tune's {words} {d[f'a_{metric}']:.3f} against the replaced model's ({name}) "
+            f"{d[f'b_{metric}']:.3f} on the same {d['n']} held-out rows, difference {d[f'{metric}_diff']:+.3f} "
+            f"(95% CI {lo:+.3f} to {hi:+.3f})")
+    field = f"heldout.paired.finetuned_vs_{name}"
+    if hi < 0:
+        return check("replaced_model", BLOCK, f"it does not match the model it would replace: {said}; keep the "
+                     "replaced model, or tune training (03) until the interval reaches 0", field)
+    how = "beats" if lo > 0 else "matches (the interval reaches 0)"
+    return check("replaced_model", PASS, f"it {how} the model it would replace: {said}", field)
 
 
 def held_and_production(results, paired, cfg, task):
@@ -92,7 +110,7 @@ def held_and_production(results, paired, cfg, task):
     held, prod = paired.get("heldout") or {}, paired.get("production") or {}
     checks += task.beats_base("heldout", held["finetuned_vs_base"], cfg.alpha)
     found, better = task.alternatives("heldout", held)
-    checks += [found, replaced_model(held)]
+    checks += [found, replaced_model(held, task.primary)]
     if not prod.get("finetuned_vs_base"):
         return checks + [check("production", NOT_PROVEN, "no production samples scored: held-out alone cannot show "
                                "the model holds up; give PRODUCTION_PATH in 02", "production.n")], better

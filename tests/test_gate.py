@@ -55,6 +55,22 @@ def test_beating_everything_everywhere_ships_only_with_the_replaced_model_scored
     assert all(c["status"] == "pass" for c in d["checks"])
 
 
+def test_the_replaced_model_check_reads_the_comparison_not_only_its_presence():
+    """Scored is not matched: the replaced model better beyond the interval blocks and says by how much; a
+    difference whose interval reaches 0 matches; a fine-tune above it beats it."""
+    def replaced(d):
+        return next(c for c in d["checks"] if c["name"] == "replaced_model")
+
+    worse = replaced(run(HALF, ["a"] * 40, {"endpoint_structured": Y}, prod=GOOD))
+    assert worse["status"] == "block" and "does not match the model it would replace" in worse["text"]
+    assert "endpoint_structured" in worse["text"] and "95% CI -" in worse["text"]
+    assert worse["field"] == "heldout.paired.finetuned_vs_endpoint_structured"
+    tie = replaced(run(HALF, ["a"] * 40, {"endpoint_structured": HALF}, prod=GOOD))
+    assert tie["status"] == "pass" and "matches (the interval reaches 0)" in tie["text"]
+    above = replaced(run(Y, ["a"] * 40, {"endpoint_structured": HALF}, prod=GOOD))
+    assert above["status"] == "pass" and above["text"].startswith("it beats the model it would replace")
+
+
 def test_a_better_classifier_blocks_and_is_named():
     d = run(HALF, ["a"] * 40, {"tfidf_logreg": Y, "endpoint_structured": HALF}, prod=GOOD)
     assert d["verdict"] == "stop" and status(d, "alternatives_heldout") == "block"

@@ -142,8 +142,11 @@ def test_playbook_runs_every_notebook(playbook_run):
     assert "stand-in for the hosted model" in costs["tasks"]["classify"]["measured"][
         "hosted_input_tokens_per_request"]["why"]
     assert "served_model_name': ['hosted-standin']" in (run_dir / "hosted_standin.log").read_text()
-    checks = {c["name"]: c["status"] for c in _read(run_dir, "04_evaluate")["decision"]["checks"]}
-    assert checks["replaced_model"] == "pass" and "endpoint_structured" in _read(run_dir, "04_evaluate")["baselines"]
+    ev = _read(run_dir, "04_evaluate")
+    checks = {c["name"]: c for c in ev["decision"]["checks"]}
+    vs = ev["heldout"]["paired"]["finetuned_vs_endpoint_structured"]   # the gate reads the comparison itself
+    assert checks["replaced_model"]["status"] == ("block" if vs["macro_f1_diff_ci"][1] < 0 else "pass")
+    assert checks["replaced_model"]["field"] == "heldout.paired.finetuned_vs_endpoint_structured"
     reply_base = _read(run_dir / "reply", "01_baseline_prompting")
     assert reply_base.get("replaced") is None and not reply_base["hosted_request"]["endpoint"]
     reply_reasons = {(r["record"], r["field"], r["effect"]) for r in rep["tasks"]["reply"]["ship"]["reasons"]}
