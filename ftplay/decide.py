@@ -92,6 +92,13 @@ def best_baseline(baselines):
     return max(scored, key=lambda t: t[1]) if scored else None
 
 
+def replaced_words(baselines, name):
+    """' (what it is)' when 01's system `name` is the model the fine-tune would replace (01's `replaced` record:
+    the stand-in for the hosted model, or your endpoint), else ''."""
+    replaced = (baselines or {}).get("replaced") or {}
+    return f" ({replaced['name']})" if replaced.get("name") and name.startswith("endpoint") else ""
+
+
 def quality_ci(baselines):
     """The 95% interval of 01's best prompt on 00's metric, or None when 01 recorded none."""
     best = (baselines or {}).get("best") or {}
@@ -164,8 +171,11 @@ def assess(checklist, baselines=None):
     reasons, todo, stops = [], [], []
     measured = best_baseline(baselines)
     evidence = measured_options(baselines)
-    quality, source = (measured[1], f"measured: 01's best prompt '{measured[0]}'") if measured else \
-        (c.current_quality, "stated: CURRENT_QUALITY" if c.current_quality is not None else None)
+    if measured:
+        quality, source = measured[1], f"measured: 01's best prompt '{measured[0]}'" + \
+            replaced_words(baselines, measured[0])
+    else:
+        quality, source = c.current_quality, "stated: CURRENT_QUALITY" if c.current_quality is not None else None
     if not baselines:
         reasons.append("no measured baselines: 01_baseline_prompting.json is not in RUN_DIR yet (a full run executes "
                        "01 before 00); run 01 and re-run 00 to decide from measurements")

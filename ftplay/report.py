@@ -130,7 +130,9 @@ def tried_cheaper(recs):
     if "few_shot_retrieved" not in systems:
         problems.append(why("retrieved few-shot (RAG) was not scored in 01", BASELINE, "systems.few_shot_retrieved",
                             NOT_PROVEN))
-    parts = [f"{n} {_f(v)}" for n, v in fig.items() if n in systems]
+    # the model the fine-tune would replace, as 01 scored it (your endpoint, or the stand-in for the hosted model)
+    fig.update({n: systems[n].get(metric) for n in systems if n.startswith("endpoint")})
+    parts = [f"{n}{decide.replaced_words(base, n)} {_f(v)}" for n, v in fig.items() if n in systems]
     text = f"{name} " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
     if ref:
         text += f"; reference {ref.get('name')} {_f(ref.get(metric))}"

@@ -195,6 +195,23 @@ def test_an_unscored_replaced_model_is_not_proven_never_yes(tmp_path):
     assert report.build(write_run(tmp_path, with_04(paired=paired)))["ship"]["verdict"] == "NO"
 
 
+def test_the_replaced_model_is_named_beside_the_prompts_it_is_read_with(tmp_path):
+    """01's `replaced` record names what endpoint_structured was (the stand-in for the hosted model, or your
+    endpoint): the report's prompting line and 00's reading of the best prompt say so; without it, the name alone."""
+    recs = with_04()
+    recs["01_baseline_prompting"] = {**recs["01_baseline_prompting"], "replaced": {
+        "kind": "standin", "name": "the stand-in for the hosted model", "model": "hosted-standin",
+        "set_by": "HOSTED_STANDIN"}}
+    line = items(report.build(write_run(tmp_path, recs)))["tried_cheaper"]["summary"]
+    assert "endpoint_structured (the stand-in for the hosted model) 0.580 (best prompt: endpoint_structured)" in line
+    from ftplay import decide
+
+    said = decide.assess(decide.Checklist(), recs["01_baseline_prompting"])["reasons"]
+    assert any("01's best prompt 'endpoint_structured' (the stand-in for the hosted model)" in r for r in said)
+    plain = items(report.build(write_run(tmp_path / "plain", with_04())))["tried_cheaper"]["summary"]
+    assert "endpoint_structured 0.580 (best prompt" in plain
+
+
 def test_no_production_samples_is_not_proven(tmp_path):
     paired = {"heldout": copy.deepcopy(PAIRED["heldout"])}
     results = {"heldout": copy.deepcopy(RESULTS["heldout"])}
