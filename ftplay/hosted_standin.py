@@ -239,12 +239,15 @@ class Replaced:
         return f"{self.model} at ENDPOINT_URL"
 
     def describe(self):
+        """One sentence on what 01 scored as the replaced model (never its key)."""
         if self.standin:
             m = meta(build())
             return (f"scored {NAME}: the embedded base with every weight trained on {m['conversations']:,} "
                     f"conversations of data/hosted_sample.csv (none of this run's tickets), served by vLLM on "
                     f"127.0.0.1; set ENDPOINT_URL to score the model you pay for instead")
-        return f"scored {self.model} at {self.url.split('@')[-1]} (ENDPOINT_URL)"
+        from .params import redact_url
+
+        return f"scored {self.model} at {redact_url(self.url)} (ENDPOINT_URL)"
 
 
 def fits(task, spec=HostedSpec()):

@@ -113,6 +113,7 @@ def test_01_scores_the_endpoint_the_stand_in_or_nothing_and_says_why():
                                          _task("classify", labels))
     assert not given.standin and why == "" and given.record()["set_by"] == "ENDPOINT_URL"
     assert "secret" not in json.dumps(given.record()) and given.scored_as() == "gpt-x at ENDPOINT_URL"
+    assert given.describe() == "scored gpt-x at https://u:***@api.example.com/v1 (ENDPOINT_URL)"
     standin, why = hosted_standin.replaced("", "", "KEY", True, None, _task("classify", labels))
     assert standin.standin and why == "" and standin.url == ""   # no server until `with`
     assert standin.record() == {"kind": "standin", "name": hosted_standin.NAME, "model": "hosted-standin",
