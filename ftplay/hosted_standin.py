@@ -177,8 +177,9 @@ def _write(spec, base, sample, out):
     bar.close()
     model.eval().save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    meta = {"builder_version": BUILDER_VERSION, "spec": asdict(spec), "base": str(base),
-            "base_revision": tinymodel.files_hash(base), "sample": str(sample), "conversations": len(seqs),
+    meta = {"builder_version": BUILDER_VERSION, "spec": asdict(spec), "base": Path(base).name,
+            "base_revision": tinymodel.files_hash(base), "sample": tinymodel.repo_path(sample),
+            "conversations": len(seqs),
             "steps": steps, "seconds": round(time.time() - t0, 1), "loss_first": losses[0], "loss_last": losses[-1],
             "parameters": sum(p.numel() for p in model.parameters()), "labels": labels}
     (Path(out) / "ftplay_hosted_standin.json").write_text(json.dumps(meta, indent=2) + "\n")

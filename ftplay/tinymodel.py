@@ -193,7 +193,7 @@ def _write(spec, corpus, out):
         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], do_sample=False)
     model.save_pretrained(out, safe_serialization=True)
     meta = {"builder_version": BUILDER_VERSION, "spec": asdict(spec), "pretrain_loss": model.pretrain_loss,
-            "corpus": str(corpus), "parameters": sum(p.numel() for p in model.parameters())}
+            "corpus": repo_path(corpus), "parameters": sum(p.numel() for p in model.parameters())}
     (Path(out) / "ftplay_tiny.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -245,6 +245,14 @@ def remove_stale_builds(folder, legacy_age_s=3600):
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p)
     return gone
+
+
+def repo_path(path):
+    """`path` relative to the checkout when it lies in it (data/tickets_raw.csv), else as given: what a model's
+    build metadata records, so that the same build in two checkouts has the same files and so the same revision
+    (`files_hash`; the absolute path made the same weights two revisions)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(path)
 
 
 def files_hash(path):

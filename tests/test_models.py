@@ -17,6 +17,10 @@ def test_build_is_deterministic(tmp_path):
     other = tinymodel.build(tinymodel.TinySpec(**{**spec.__dict__, "seed": 1}), root=tmp_path / "a")
     assert tinymodel.files_hash(other) != tinymodel.files_hash(a)
     assert not list((tmp_path / "a").glob(".build-*")), "a temporary build folder was left behind"
+    # the build's metadata names its corpus relative to the checkout: the same build in another clone has the same
+    # files, so the same revision (an absolute path made two revisions of one set of weights)
+    assert json.loads((a / "ftplay_tiny.json").read_text())["corpus"] == "data/tickets_raw.csv"
+    assert tinymodel.repo_path(tmp_path / "x.csv") == str(tmp_path / "x.csv")
 
 
 def test_embedded_model_shape_and_tokenizer(tiny_ref, tiny_tok):
