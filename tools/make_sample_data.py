@@ -28,12 +28,33 @@ sys.path.insert(0, str(ROOT))  # ftplay.formats and ftplay.prompts (stdlib only)
 from ftplay import formats, prompts  # noqa: E402
 
 from sampledata.checks import tfidf_check, verify, verify_replies  # noqa: E402
-from sampledata.fragments import INSTRUCTION, SEED, SYSTEM  # noqa: E402
+from sampledata.fragments import CONFUSE, INSTRUCTION, LABELS, SEED, SYSTEM  # noqa: E402
 from sampledata.generate import make_hosted_sample, make_pretrain, make_prod, make_raw, stamp  # noqa: E402
 from sampledata.replies import make_replies, reply  # noqa: E402
 
 COLUMNS = ["ticket_id", "created_at", "channel", "text", "label"]
 HOSTED_ROWS = 2000   # the hosted stand-in's training sample: 2,000 gave it 0.76 macro-F1 on the export's rows
+# Wrong labels planted in the triage export: 3.3% of its rows, the average share of test-label errors Northcutt et
+# al. (2021) found in ten benchmarks. Half are a label an annotator confuses with the right one (CONFUSE), half any
+# other label. Only in tickets_raw.csv: the reply file, the checks and every other file keep the true label.
+N_MISLABELLED = 45
+
+
+def plant_mislabelled(all_rows, clean, plants, first_ids, n=N_MISLABELLED):
+    """{ticket_id: (true label, given label)} for `n` plain clean rows (their label is not in doubt), none the
+    source of another plant or one of the example files' rows; drawn with their own seed, so every other
+    file keeps its bytes."""
+    rng = random.Random(SEED + 29)
+    sources = {clean[p["src"]]["ticket_id"] for p in plants if p["src"] is not None}
+    pool = sorted(r["ticket_id"] for r in clean
+                  if r["kind"] == "plain" and r["ticket_id"] not in sources and r["ticket_id"] not in first_ids)
+    label = {r["ticket_id"]: r["label"] for r in all_rows}
+    out = {}
+    for k, tid in enumerate(rng.sample(pool, n)):
+        true = label[tid]
+        wrong = rng.choice(CONFUSE[true] if k % 2 == 0 and CONFUSE[true] else [x for x in LABELS if x != true])
+        out[tid] = (true, wrong)
+    return out
 
 
 def write_csv(path: Path, rows: list[dict], columns=COLUMNS) -> None:
@@ -62,7 +83,6 @@ def main(check: bool = False, out: Path = DATA) -> None:
     all_rows = clean + pii_rows + plants
     stamp(all_rows, rng, start_id=100)
     rng.shuffle(all_rows)
-    write_csv(out / "tickets_raw.csv", all_rows)
 
     def ids(rows):
         return sorted(r["ticket_id"] for r in rows)
@@ -78,6 +98,12 @@ def main(check: bool = False, out: Path = DATA) -> None:
                "empty_or_trivial": tagged("empty_or_trivial"), "over_long": tagged("over_long"),
                "pii_email": tagged("pii_email"), "pii_phone": tagged("pii_phone"), "pii_card": tagged("pii_card"),
                "clean": ids(clean)}
+    first_ids = [r["ticket_id"] for r in all_rows if r["ticket_id"] in set(defects["clean"])][:20]
+    wrong = plant_mislabelled(all_rows, clean, plants, set(first_ids))
+    # among the "clean" rows (no defect in the text): [id, true label, label given in tickets_raw.csv]
+    defects["mislabelled"] = sorted([t, true, given] for t, (true, given) in wrong.items())
+    write_csv(out / "tickets_raw.csv", [{**r, "label": wrong[r["ticket_id"]][1]} if r["ticket_id"] in wrong else r
+                                        for r in all_rows])
     write_json(out / "planted_defects.json", defects)
 
     prod, n_typo = make_prod(rng, [r["text"] for r in all_rows])
