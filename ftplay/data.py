@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftplay import formats, prompts, rundir, stages
+from ftplay import formats, label_issues, prompts, requestlog, rundir, stages
 from ftplay.datachat import (  # noqa: F401
     conversation,
     drop_summary,
@@ -87,6 +87,9 @@ class DataConfig:
     task: str = stages.CLASSIFY                   # classify (a label per ticket) | reply (a reply per ticket)
     output_field: str = OUTPUT_FIELD              # reply task: CSV column with the reference reply
     reply_format: str = "house"                   # reply task: the format a reply must be valid in (ftplay.formats)
+    label_issues: str = "flag"                    # flag | drop | off: likely wrong labels (ftplay.label_issues)
+    human_labels_path: str | None = None          # classify: human labels of (some of) the same tickets, to check a
+                                                  # request log's teacher labels against (ftplay.requestlog)
 
     def __post_init__(self):
         p = []
@@ -98,6 +101,9 @@ class DataConfig:
             if self.reply_format not in formats.FORMATS:
                 p.append(f"REPLY_FORMAT={self.reply_format!r} is not a known reply format; choose from "
                          f"{', '.join(formats.FORMATS)}")
+        if self.label_issues not in label_issues.MODES:
+            p.append(f"LABEL_ISSUES={self.label_issues!r} is not one of {', '.join(label_issues.MODES)}: 'flag' lists "
+                     "likely wrong labels for review, 'drop' also removes them from training, 'off' skips the check")
         if self.format not in FORMATS:
             p.append(f"FORMAT={self.format!r} is not one of {', '.join(FORMATS)}; set FORMAT to one of them")
         if not isinstance(self.heldout_fraction, (int, float)) or not 0 < self.heldout_fraction < 1:
@@ -121,7 +127,11 @@ class DataConfig:
         for name in ("redact_pii", "drop_truncated", "drop_near_duplicates"):
             if not isinstance(getattr(self, name), bool):
                 p.append(f"{name.upper()}={getattr(self, name)!r} must be True or False")
-        for name, optional in (("train_path", False), ("heldout_path", True), ("production_path", True)):
+        if self.human_labels_path and self.task == stages.REPLY:
+            p.append("HUMAN_LABELS_PATH is for the classify task (labels to check a teacher's against); leave it "
+                     "empty for the reply task")
+        for name, optional in (("train_path", False), ("heldout_path", True), ("production_path", True),
+                               ("human_labels_path", True)):
             value = getattr(self, name)
             if value is None and optional:
                 continue
@@ -182,6 +192,7 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     card = _Card({"task": cfg.task, "rows_in": len(rows)}, {})
     if reply:
         card.report.update(reply_format=cfg.reply_format, output_field=cfg.output_field)
+    rows = _teacher(rows, heldout_in, cfg, card)
     rows = _drop_trivial(rows, card)
     _find_pii(rows, cfg.redact_pii, card)
     rows = _drop_conflicts(rows, card)
@@ -196,6 +207,15 @@ def curate(cfg, tokenizer=None, out_dir=None, system_prompt=None):
     card.report["rows_out"] = len(rows)
     _count_tokens(rows, counts, card)
     train, heldout = _split(rows, near, heldout_in, cfg, card)
+    if reply:
+        card.report["label_issues"] = {"mode": cfg.label_issues, "skipped": "the reply task's labels only group "
+                                       "its rows for the split; what it learns is the reply"}
+    else:
+        train = _label_issues(train, heldout, cfg, card)
+    if cfg.human_labels_path:
+        card.report["human_labels"]["matched"] = {s: sum("human_label" in r for r in part)
+                                                  for s, part in (("train", train), ("heldout", heldout))}
+        card.report["human_labels"]["teacher_heldout"] = requestlog.agreement(heldout)
     _count_labels(train, heldout, production, labels, cfg, card)
     card.report["label_warnings"] = label_warnings(raw_train + (heldout_in or []), train, heldout, labels, cfg,
                                                    system_prompt, made_split=heldout_in is None)
@@ -223,6 +243,38 @@ class _Card:
 
 def _without(rows, drop):
     return [r for i, r in enumerate(rows) if i not in drop]
+
+
+def _teacher(rows, heldout_in, cfg, card):
+    """A request log's rows (they carry "teacher"): the teacher named in the card, answers that are not a label
+    dropped and counted (with HUMAN_LABELS_PATH also labels the humans never use). The human labels are
+    attached here, before redaction changes the texts they are matched by."""
+    human = None
+    if cfg.human_labels_path:
+        hrows = load(cfg.human_labels_path, "auto", cfg.text_field, cfg.label_field)
+        human = requestlog.human_index(hrows)
+        card.report["human_labels"] = {"path": str(cfg.human_labels_path), "rows": len(hrows),
+                                       "labels": sorted({r["label"] for r in hrows})}
+        for part in (rows, heldout_in or []):
+            requestlog.attach(part, human)
+    teachers = sorted({r["teacher"] for r in rows if "teacher" in r})
+    if not teachers:
+        return rows
+    known = set(card.report["human_labels"]["labels"]) if human else None
+    bad = {}
+    for i, r in enumerate(rows):
+        why = r.get("answer_problem") or (None if known is None or r["label"] in known else
+                                          f"{r['label']!r} is not a label the human labels use")
+        if why:
+            bad[i] = why
+    card.report["teacher"] = {"model": teachers[0], "rows": len(rows), "answers_not_labels": len(bad)}
+    card.tables["teacher_answers"] = [{"id": rows[i]["id"], "source": rows[i]["source"],
+                                       "answer": rows[i].get("answer_raw", rows[i]["label"]), "why": why}
+                                      for i, why in list(bad.items())[:TABLE_ROWS]]
+    if bad:
+        log.warning("%d of %d answers of %s are not labels: dropped (02's table 'teacher_answers')",
+                    len(bad), len(rows), teachers[0])
+    return _without(rows, set(bad))
 
 
 def _drop_trivial(rows, card):
@@ -358,6 +410,28 @@ def _split(rows, near, heldout_in, cfg, card):
     if cfg.max_train_per_label:
         train, card.report["capped"] = cap_per_label(train, cfg.max_train_per_label, cfg.seed)
     return train, heldout
+
+
+def _label_issues(train, heldout, cfg, card):
+    """Likely wrong labels among the training and held-out rows (one check over both: more rows, better
+    out-of-fold probabilities); with LABEL_ISSUES=drop the flagged training rows go. Held-out rows stay:
+    dropping them would score the model on the rows a classifier finds easy."""
+    if cfg.label_issues == "off":
+        card.report["label_issues"] = {"mode": "off"}
+        return train
+    both = train + heldout
+    issues, summary = label_issues.find(both, cfg.seed)
+    summary["mode"] = cfg.label_issues
+    in_train = {i["index"] for i in issues if i["index"] < len(train)}
+    summary["flagged_train"], summary["flagged_heldout"] = len(in_train), len(issues) - len(in_train)
+    truth = label_issues.planted(cfg.train_path) if cfg.heldout_path is None else None
+    if truth is not None:
+        summary["planted"] = label_issues.against(issues, truth, {r["id"] for r in both})
+    summary["dropped"] = len(in_train) if cfg.label_issues == "drop" else 0
+    card.report["label_issues"] = summary
+    card.tables["label_issues"] = [{k: v for k, v in i.items() if k != "index"} for i in issues][:TABLE_ROWS]
+    log.info("%s", label_issues.reading(summary))
+    return _without(train, in_train) if cfg.label_issues == "drop" else train
 
 
 def _count_labels(train, heldout, production, labels, cfg, card):

@@ -66,6 +66,7 @@ def write_curated(cur, out_dir, system_prompt=None):
     for name in ("train", "heldout", "production"):
         write_jsonl(out_dir / f"{name}.jsonl",
                     [{"id": r["id"], **({"label": r["label"]} if "output" in r else {}),
+                      **({"human_label": r["human_label"]} if "human_label" in r else {}),
                       "messages": conversation(r, cur.labels, system_prompt, cur.reply_format)}
                      for r in getattr(cur, name)])
     rundir.write_json(out_dir / "tables.json", cur.tables)
@@ -77,7 +78,10 @@ def write_curated(cur, out_dir, system_prompt=None):
 
 def drop_summary(r):
     """What curation dropped and why, one row per check in the order they ran (`r`: the data card)."""
-    steps = [("trivial text", r["trivial"], r["trivial"], "nothing to learn from: empty, one word, a few characters"),
+    teacher = r.get("teacher") or {}
+    steps = [("teacher answer not a label", teacher.get("answers_not_labels"), teacher.get("answers_not_labels"),
+              f"{teacher.get('model')}'s answer was a sentence, a refusal, empty or a label nobody uses"),
+             ("trivial text", r["trivial"], r["trivial"], "nothing to learn from: empty, one word, a few characters"),
              ("trivial reply", r.get("trivial_outputs"), r.get("trivial_outputs"), "'ok', 'Done.': no reply to learn"),
              ("personal data", r["pii_rows"], 0, "redacted in place" if r["pii_redacted"] else
               "kept, not redacted: set REDACT_PII=True, or say why in PII_ACCEPTED"),
@@ -91,7 +95,12 @@ def drop_summary(r):
               f"over {r['max_seq_len']} tokens: training would cut the answer off" if r["truncated_dropped"] else
               "kept (DROP_TRUNCATED=False): training cuts them"),
              ("near duplicates", r["near_duplicate_rows"], r["near_duplicate_rows_dropped"],
-              "rewordings: the first of each label stays")]
+              "rewordings: the first of each label stays"),
+             ("label looks wrong", (r.get("label_issues") or {}).get("flagged"),
+              (r.get("label_issues") or {}).get("dropped"),
+              "listed for review below (LABEL_ISSUES: flag); 'drop' removes the training rows"
+              if (r.get("label_issues") or {}).get("mode") == "flag" else
+              "training rows dropped (LABEL_ISSUES: drop); held-out rows kept")]
     return [{"check": c, "rows found": found, "rows dropped": dropped, "why": why}
             for c, found, dropped, why in steps if found is not None]
 

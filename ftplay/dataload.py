@@ -11,14 +11,14 @@ import json
 import logging
 from pathlib import Path
 
-from ftplay import rundir, stages
+from ftplay import requestlog, rundir, stages
 from ftplay.errors import DataError, check
 
 log = logging.getLogger(__name__)
 
 TEXT_FIELD, LABEL_FIELD, OUTPUT_FIELD = "text", "label", "reply"
 NO_LABEL = "-"             # the reply task's label of a row whose file has none: one group for split and slices
-FORMATS = ("auto", "csv", "instruction", "chat")
+FORMATS = ("auto", "csv", "instruction", "chat", "log")  # log: a hosted model's request log (ftplay.requestlog)
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS = 50          # per file; a file broken on every line is reported by its first 50 problems
 CSV_FIELD_LIMIT = 2**31 - 1  # characters a CSV field may hold: the largest a C long takes on every platform
@@ -83,7 +83,7 @@ def _sniff(path, text, probs):
         return "csv"
     if suffix not in (".jsonl", ".json", ".ndjson"):
         probs.add(1, "(format)", f"cannot tell the format from the extension {suffix!r}",
-                  "a .csv or .jsonl file, or set FORMAT to csv, instruction or chat")
+                  "a .csv or .jsonl file, or set FORMAT to csv, instruction, chat or log")
         return None
     for n, line in enumerate(text.split("\n"), 1):
         if line.strip():
@@ -96,13 +96,16 @@ def _sniff(path, text, probs):
             except RecursionError:
                 probs.add(n, "(json)", "nested too deeply", "one flat JSON object per line")
                 return None
+            if isinstance(first, dict) and {"request", "response"} <= first.keys():
+                return "log"
             if isinstance(first, dict) and "messages" in first:
                 return "chat"
             if isinstance(first, dict) and ({"instruction", "input", "output"} & first.keys()):
                 return "instruction"
             keys = sorted(first) if isinstance(first, dict) else type(first).__name__
             probs.add(n, "(record)", f"cannot tell the format: the first record has keys {keys}",
-                      "'messages' (chat) or 'instruction'/'input'/'output' (instruction), or set FORMAT")
+                      "'messages' (chat), 'instruction'/'input'/'output' (instruction) or 'request'/'response' "
+                      "(a request log), or set FORMAT")
             return None
     return "jsonl"  # empty: reported by the JSONL reader
 
@@ -135,6 +138,8 @@ def load(path, format="auto", text_field=TEXT_FIELD, label_field=LABEL_FIELD, ou
         fmt = _sniff(path, text, probs) if format == "auto" else format
         if fmt == "csv":
             rows = _load_csv(path, text, text_field, label_field, probs, output_field)
+        elif fmt == "log":
+            rows = requestlog.read(path, text, probs, bool(output_field), NO_LABEL)
         elif fmt in ("instruction", "chat", "jsonl"):
             rows = _load_jsonl(path, text, fmt, probs, bool(output_field))
     probs.raise_if_any()
@@ -333,7 +338,8 @@ def _load_jsonl(path, text, fmt, probs, replies=False):
                              **({"label_raw": rec["label"]} if rec.get("label", label) != label else {})})
                 continue
             rows.append({"id": rid, "text": parsed[0], "label": parsed[1], "source": f"{path.name}:{n}",
-                         **({"label_raw": raw} if raw != parsed[1] else {})})
+                         **({"label_raw": raw} if raw != parsed[1] else {}),
+                         **({"human_label": rec["human_label"]} if isinstance(rec.get("human_label"), str) else {})})
     if not rows and not probs.items:
         probs.add(1, "(file)", "no records", "one JSON object per line")
     return rows

@@ -2,12 +2,12 @@
 McNemar's test (the task that puts them together is ftplay/tasks/classify.py; label scoring is `ftplay.scoring`)."""
 import json
 import logging
-import math
 import re
 
 import numpy as np
 
 from . import progress, prompts
+from .numbers import wilson  # noqa: F401  (evaluate.wilson: its old home, still used by callers)
 from .scoring import LabelScorer, Prediction  # noqa: F401  (LabelScorer: the classifier callers reach as evaluate.LabelScorer)
 
 log = logging.getLogger(__name__)
@@ -289,14 +289,6 @@ def selective_curve(y_true, preds, steps=11):
     return out
 
 
-def wilson(k, n, z=1.96):
-    """The 95% Wilson score interval [lo, hi] of a share k/n: unlike the normal one it stays inside [0, 1]
-    and is not zero-width at 0/n or n/n (the kept tickets of a selective curve are often all right)."""
-    p, d = k / n, 1 + z * z / n
-    centre, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
 def save_predictions(path, rows, preds):
     """One JSON line per row: id, gold label, predicted label, confidence, raw answer."""
     from .rundir import write_text
@@ -362,3 +354,63 @@ def slices(rows, ft, base, labels, vocab, min_rows=20):
                            "their per-class scores are noise" if small else None}
     return out
 
+
+
+def teacher_check(rows, preds, labels, n_boot=1000, seed=0):
+    """When the run's labels are a request log's teacher answers (02 with HUMAN_LABELS_PATH): on the held-out rows
+    people labelled ("human_label"), each system's accuracy against people and agreement with the teacher, and the
+    fine-tune minus the teacher against people (paired bootstrap). `preds`: {system: predictions beside `rows`}.
+    None when no row has a human label."""
+    keep = [i for i, r in enumerate(rows) if r.get("human_label")]
+    if not keep:
+        return None
+    human = [rows[i]["human_label"] for i in keep]
+    teacher = [Prediction(rows[i]["label"], 1.0) for i in keep]
+
+    def row(name, ps):
+        right = sum(p.label == h for p, h in zip(ps, human))
+        agree = sum(p.label == t.label for p, t in zip(ps, teacher))
+        return {"system": name, "rows": len(keep), "accuracy_vs_people": round(right / len(keep), 4),
+                "accuracy_vs_people_ci": [round(x, 4) for x in wilson(right, len(keep))],
+                "agreement_with_teacher": round(agree / len(keep), 4),
+                "agreement_with_teacher_ci": [round(x, 4) for x in wilson(agree, len(keep))]}
+
+    systems = [row("teacher", teacher)] + [row(name, [ps[i] for i in keep]) for name, ps in preds.items()]
+    out = {"rows": len(keep), "systems": systems}
+    if "finetuned" in preds:
+        d = paired_difference(human, [preds["finetuned"][i] for i in keep], teacher, sorted(set(labels) | set(human)),
+                              n_boot, seed)
+        out["finetuned_minus_teacher"] = {k: d[k] for k in ("accuracy_diff", "accuracy_diff_ci", "macro_f1_diff",
+                                                            "macro_f1_diff_ci", "mcnemar_p")}
+    return out
+
+
+def teacher_reading(check, teacher=None):
+    """The sentence 04 prints for `teacher_check`'s result; `teacher`: 02's record of the log's model."""
+    if check is None and not teacher:
+        return ("The training labels are people's, not a hosted model's answers: no teacher to check against "
+                "(02 with a request log as TRAIN_PATH and HUMAN_LABELS_PATH makes that run).")
+    if check is None:
+        return (f"The training labels are {teacher['model']}'s answers, and no held-out row has a human label (02's "
+                "HUMAN_LABELS_PATH): every score here measures agreement with the teacher, not being right.")
+    by = {s["system"]: s for s in check["systems"]}
+    t, f = by["teacher"], by.get("finetuned")
+    name = (teacher or {}).get("model", "the teacher")
+    lo_t, hi_t = t["accuracy_vs_people_ci"]
+    out = (f"On the {check['rows']} held-out tickets people labelled, the teacher ({name}) is right on "
+           f"{t['accuracy_vs_people']:.1%} ({lo_t:.1%} to {hi_t:.1%})")
+    d = check.get("finetuned_minus_teacher")
+    if f and d:
+        lo, hi = d["accuracy_diff_ci"]
+        if lo > 0:
+            verdict = "better than the teacher beyond the interval: it learned past some of the teacher's mistakes"
+        elif hi < 0:
+            verdict = "worse than the teacher beyond the interval: it does not match the model it would replace"
+        else:
+            verdict = (f"no difference these {check['rows']} rows can show; it matches the teacher within "
+                       f"{max(abs(lo), abs(hi)):.1%} of accuracy at most")
+        out += (f", the fine-tune on {f['accuracy_vs_people']:.1%} ({f['accuracy_vs_people_ci'][0]:.1%} to "
+                f"{f['accuracy_vs_people_ci'][1]:.1%}): fine-tune minus teacher {d['accuracy_diff']:+.3f} (95% CI "
+                f"{lo:+.3f} to {hi:+.3f}), {verdict}. It agrees with the teacher on {f['agreement_with_teacher']:.1%}"
+                " of them (the score its training targets can give)")
+    return out + "."

@@ -251,10 +251,13 @@ class Replaced:
         return f"scored {self.model} at {redact_url(self.url)} (ENDPOINT_URL)"
 
 
-def fits(task, spec=HostedSpec()):
+def fits(task, spec=HostedSpec(), teacher=None):
     """Why the stand-in cannot stand in for this run's hosted model ("" when it can): it knows the project's sample
     data (its labels, the house reply format) and nothing else, so on a team's own data it would score a model of
-    another task."""
+    another task. `teacher`: 02's record of a request log's model, when the run's labels are its answers."""
+    if teacher and teacher.get("model", "").endswith(f":{SERVED_NAME}"):
+        return ("this run's labels are the stand-in's own answers (its request log): scored against them it would "
+                "measure itself; 04 compares the fine-tune with it against people's labels (HUMAN_LABELS_PATH)")
     labels = sorted({r["label"] for r in read_sample()})
     if sorted(task.labels) != labels:
         return (f"this run's labels ({', '.join(sorted(task.labels)[:4])}, ...) are not the project's sample labels "
@@ -267,7 +270,7 @@ def fits(task, spec=HostedSpec()):
     return ""
 
 
-def replaced(url, model, key_env, standin, run_dir, task):
+def replaced(url, model, key_env, standin, run_dir, task, teacher=None):
     """(the Replaced to score in 01 or None, a sentence saying why none): ENDPOINT_URL when given, else the
     stand-in when HOSTED_STANDIN is on and the run is on the project's sample data."""
     if url:
@@ -275,7 +278,7 @@ def replaced(url, model, key_env, standin, run_dir, task):
     if not standin:
         return None, ("the model the fine-tune would replace is not scored (HOSTED_STANDIN: false and no "
                       "ENDPOINT_URL): set ENDPOINT_URL to your provider's endpoint to score it")
-    why = fits(task)
+    why = fits(task, teacher=teacher)
     if why:
         return None, (f"the stand-in for the hosted model is not scored: {why}. Set ENDPOINT_URL and "
                       "ENDPOINT_MODEL to score the model you pay for")

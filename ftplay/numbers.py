@@ -50,3 +50,11 @@ def against(value, ci, target, spec=".3f"):
     words = {"above": f"{shown} >= target {target:{spec}}", "below": f"{shown} < target {target:{spec}}",
              "unclear": f"{shown} contains the target {target:{spec}}: not told apart on these rows"}[side]
     return side, words
+
+
+def wilson(k, n, z=1.96):
+    """The 95% Wilson score interval [lo, hi] of a share k/n: unlike the normal one it stays inside [0, 1]
+    and is not zero-width at 0/n or n/n (the kept tickets of a selective curve are often all right)."""
+    p, d = k / n, 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [max(0.0, centre - half), min(1.0, centre + half)]

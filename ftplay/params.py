@@ -9,7 +9,7 @@ import functools
 import re
 from pathlib import Path
 
-from . import formats, recipes, stages
+from . import formats, label_issues, recipes, stages
 from .config import GATE_RANGES, SCORING_METHODS
 from .config import RANGES as SCORING_RANGES
 from .errors import ConfigError
@@ -77,9 +77,10 @@ CHOICES = {
     "RECIPE": RECIPES,
     "SECOND_ADAPTER": ("", *recipes.EXPERIMENTS),
     "SERVE_BACKEND": ("auto", "cpu", "cuda"),           # serve.BACKENDS (tests/test_runner.py holds them equal)
-    "FORMAT": ("auto", "csv", "instruction", "chat"),   # dataload.FORMATS (the same test)
+    "FORMAT": ("auto", "csv", "instruction", "chat", "log"),   # dataload.FORMATS (the same test)
     "TASK": tuple(stages.TASKS),
     "REPLY_FORMAT": tuple(formats.FORMATS),
+    "LABEL_ISSUES": label_issues.MODES,                  # data.DataConfig checks it too
 }
 # Numeric parameters with no range, each with why (none today: a new one goes in RANGES or here).
 UNBOUNDED = {}
@@ -88,7 +89,8 @@ UNBOUNDED = {}
 # them, or its records describe two different runs (run_checks.check_same_run).
 RUN_IDENTITY = ("MODEL", "TASK", "OUTPUT_FIELD", "REPLY_FORMAT", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH",
                 "FORMAT", "TEXT_FIELD", "LABEL_FIELD", "HELDOUT_FRACTION", "NEAR_DUP_THRESHOLD", "MAX_TRAIN_PER_LABEL",
-                "REDACT_PII", "DROP_TRUNCATED", "SYSTEM_PROMPT", "SCORING_METHOD")
+                "REDACT_PII", "DROP_TRUNCATED", "SYSTEM_PROMPT", "SCORING_METHOD", "LABEL_ISSUES",
+                "HUMAN_LABELS_PATH")
 
 
 def is_numeric(type_name):

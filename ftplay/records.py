@@ -59,7 +59,8 @@ CURATE = Schema(stages.CURATE, ("labels_list", "system_prompt", "pii_accepted", 
                  "exact_duplicate_rows_dropped", "truncated", "truncated_dropped", "max_seq_len", "tokens",
                  "prompt_tokens", "output_tokens", "near_duplicates", "near_duplicate_rows",
                  "near_duplicate_label_mixed", "near_duplicate_rows_dropped", "capped", "rare_labels",
-                 "unseen_labels", "leakage_curated", "production_leakage", "reply_format", "output_field"))
+                 "unseen_labels", "leakage_curated", "production_leakage", "reply_format", "output_field",
+                 "label_issues", "teacher", "human_labels"))
 TRAIN = Schema(stages.TRAIN, ("adapter_dir", "base_model", "base_params", "device", "engine", "eval_loss", "family",
                               "first_loss", "labels", "load_in_4bit", "log_path", "lora_share", "mask",
                               "peak_memory_mb", "reasons", "reply_format", "resumed_from", "second_adapter", "seconds",
@@ -74,7 +75,7 @@ COSTS = Schema(stages.COSTS, ("options", "measured", "not_used", "assumed", "pri
                               "seed_vs_run", "escalation_share", "verdict", "tasks", "routes", "favoured_route",
                               "seed_case"))
 EVALUATE = Schema(stages.EVALUATE, ("heldout", "decision", "slices", "leakage_recheck", "adapter_dir", "baselines",
-                                    "lessons"), ("production", "priced_tokens"), per_task=True)
+                                    "lessons"), ("production", "priced_tokens", "teacher_check"), per_task=True)
 
 _ABSENT = object()
 SCHEMAS = {s.stem: s for s in (DECIDE, BASELINE, CURATE, TRAIN, SERVE, COSTS, EVALUATE)}

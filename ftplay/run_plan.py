@@ -135,7 +135,7 @@ TASK_PARAMS = {stages.CLASSIFY: {},
 # What defines one task's data: given flat in a params file they are the run's first task's (a run on your own
 # data is one task unless TASKS names more); another task takes them from TASK_PARAMS and `tasks:`.
 TASK_DATA = ("TASK", "TRAIN_PATH", "HELDOUT_PATH", "PRODUCTION_PATH", "FORMAT", "TEXT_FIELD", "LABEL_FIELD",
-             "OUTPUT_FIELD", "REPLY_FORMAT", "SYSTEM_PROMPT", "PII_ACCEPTED")
+             "OUTPUT_FIELD", "REPLY_FORMAT", "SYSTEM_PROMPT", "PII_ACCEPTED", "HUMAN_LABELS_PATH")
 
 
 class Group(tuple):

@@ -38,19 +38,21 @@ LAYERS = {
                     "cost_tables", "serve", "serve_tasks", "serve_checks", "loadtest", "hosted", "hosted_standin",
                     "axolotl"}),
     "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks", "serve_client", "splitting",
-                           "tokencount"}),
+                           "tokencount", "requestlog"}),
     "identity": (30, {"identity"}),
     "shared": (20, {"records", "prompts", "models", "plots", "seeding", "params", "kernels", "footprint", "numbers"}),
     "training config": (17, {"recipes", "config"}),
     "model builders": (15, {"standins"}),
-    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "ranges", "__init__"}),
+    # label_issues: self-contained like formats (sklearn and cleanlab only); params checks its modes
+    "base": (10, {"stages", "rundir", "errors", "tinymodel", "progress", "formats", "ranges", "label_issues",
+                  "__init__"}),
 }
 # within a layer, the few imports that are allowed (importer -> imported)
 SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "replies"), ("serve_checks", "serve"),
             ("serve_checks", "loadtest"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"),
             ("cost_run", "cost"), ("cost_tables", "cost"), ("run_checks", "run_plan"), ("run_summary", "run_plan"),
             ("tinymodel", "rundir"), ("tinymodel", "progress"),
-            ("hosted_standin", "serve")}
+            ("hosted_standin", "serve"), ("dataload", "requestlog"), ("requestlog", "quality")}
 
 
 def imports(path, mods=None, depth=0):

@@ -196,7 +196,7 @@ def test_settings_show_what_the_run_changed_and_name_the_rest():
 
     table, said = plots.settings(data.DataConfig(train_path="data/replies_raw.csv", task="reply", seed=3))
     assert list(table.index) == ["train_path", "seed", "task"] and table.loc["seed", "value"] == 3
-    assert said.startswith("3 setting(s) changed from the defaults (the table); 15 at their defaults: ")
+    assert said.startswith("3 setting(s) changed from the defaults (the table); 17 at their defaults: ")
     assert "near_dup_threshold=0.65" in said and "redact_pii=True" in said
     none, said = plots.settings(data.DataConfig())
-    assert none is None and said.startswith("0 setting(s) changed from the defaults; 18 at their defaults")
+    assert none is None and said.startswith("0 setting(s) changed from the defaults; 20 at their defaults")
