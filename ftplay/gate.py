@@ -74,11 +74,16 @@ def no_alternatives(split):
 METRIC_WORDS = {"macro_f1": "macro-F1", "field_accuracy": "field accuracy", "chrf": "chrF"}
 
 
-def replaced_model(paired, metric="macro_f1"):
+def replaced_model(paired, metric="macro_f1", teacher=None):
     """The fine-tune against the model it would replace (an endpoint 01 scored: your provider, or the stand-in for
     it), on the task's primary `metric`: passes when it matches (the difference's 95% interval reaches 0) or beats
-    it, blocks when the replaced model is better beyond the interval, not proven when it was not scored."""
+    it, blocks when the replaced model is better beyond the interval, not proven when it was not scored. Without
+    an endpoint, a run trained on that model's request log is read from `teacher` (04's teacher_check: both
+    scored against people's labels)."""
     scored = sorted(k[len("finetuned_vs_"):] for k in paired if k.startswith(f"finetuned_vs_{ENDPOINT_PREFIX}"))
+    if not scored and (teacher or {}).get("finetuned_minus_teacher") and f"{metric}_diff" in \
+            teacher["finetuned_minus_teacher"]:
+        return _against_teacher(teacher, metric)
     if not scored:
         return check("replaced_model", NOT_PROVEN,
                      "quality against the model the fine-tune would replace: not measured; set ENDPOINT_URL and "
@@ -101,7 +106,21 @@ def replaced_model(paired, metric="macro_f1"):
     return check("replaced_model", PASS, f"it {how} the model it would replace: {said}", field)
 
 
-def held_and_production(results, paired, cfg, task):
+def _against_teacher(teacher, metric):
+    d, words = teacher["finetuned_minus_teacher"], METRIC_WORDS.get(metric, metric)
+    lo, hi = d[f"{metric}_diff_ci"]
+    said = (f"scored against people's labels on the {teacher['rows']} held-out rows they labelled, the fine-tune "
+            f"minus the model whose request log it was trained on: {words} {d[f'{metric}_diff']:+.3f} (95% CI "
+            f"{lo:+.3f} to {hi:+.3f})")
+    field = "teacher_check.finetuned_minus_teacher"
+    if hi < 0:
+        return check("replaced_model", BLOCK, f"it does not match the model it would replace: {said}; keep that "
+                     "model, or tune training (03) until the interval reaches 0", field)
+    how = "beats" if lo > 0 else "matches (the interval reaches 0)"
+    return check("replaced_model", PASS, f"it {how} the model it would replace: {said}", field)
+
+
+def held_and_production(results, paired, cfg, task, teacher=None):
     """The checks every task's gate shares, on the task's own metrics (ftplay/tasks/: `beats_base`,
     `alternatives`, `drop_metric`): the fine-tune beats the base and the cheaper alternatives on held-out, the
     replaced model; then on production the same two and the drop from held-out, or "not proven" without
@@ -110,7 +129,7 @@ def held_and_production(results, paired, cfg, task):
     held, prod = paired.get("heldout") or {}, paired.get("production") or {}
     checks += task.beats_base("heldout", held["finetuned_vs_base"], cfg.alpha)
     found, better = task.alternatives("heldout", held)
-    checks += [found, replaced_model(held, task.primary)]
+    checks += [found, replaced_model(held, task.primary, teacher)]
     if not prod.get("finetuned_vs_base"):
         return checks + [check("production", NOT_PROVEN, "no production samples scored: held-out alone cannot show "
                                "the model holds up; give PRODUCTION_PATH in 02", "production.n")], better

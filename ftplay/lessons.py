@@ -122,6 +122,22 @@ def base_update(old_ref, new_ref, adapter, cfg, train_rows, heldout, labels, sys
             "refit": {"adapter_dir": str(res.adapter_dir), "steps": res.steps, "seconds": res.seconds}}
 
 
+def fit_and_predict(ref, cfg, train_rows, heldout, labels, system_prompt, out_dir, batch_size=32,
+                    method="constrained"):
+    """03's recipe `cfg` trained on `train_rows` into `out_dir` (no checkpoints), then its label-scoring predictions on
+    `heldout` (a learning-curve point)."""
+    msgs = [prompts.messages(r["text"], labels, r["label"], system_prompt=system_prompt) for r in train_rows]
+    with warnings.catch_warnings():
+        if not train._gpu_present():
+            warnings.filterwarnings("ignore", message="WARNING: Unsloth should be imported before",
+                                    category=UserWarning)
+        res = train.train(replace(cfg, save_steps=0, logging_steps=max(cfg.logging_steps, 40)), ref, msgs, None,
+                          out_dir, resume=False)
+    scorer = evaluate.LabelScorer(models.load_model(ref, res.adapter_dir), models.load_tokenizer(ref), labels,
+                                  system_prompt, batch_size=batch_size, method=method)
+    return scorer.predict([r["text"] for r in heldout])
+
+
 def read_base_update(demo):
     """The base-update demonstration in words."""
     s = demo["systems"]

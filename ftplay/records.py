@@ -75,7 +75,8 @@ COSTS = Schema(stages.COSTS, ("options", "measured", "not_used", "assumed", "pri
                               "seed_vs_run", "escalation_share", "verdict", "tasks", "routes", "favoured_route",
                               "seed_case"))
 EVALUATE = Schema(stages.EVALUATE, ("heldout", "decision", "slices", "leakage_recheck", "adapter_dir", "baselines",
-                                    "lessons"), ("production", "priced_tokens", "teacher_check"), per_task=True)
+                                    "lessons"), ("production", "priced_tokens", "teacher_check", "learning_curve"),
+                  per_task=True)
 
 _ABSENT = object()
 SCHEMAS = {s.stem: s for s in (DECIDE, BASELINE, CURATE, TRAIN, SERVE, COSTS, EVALUATE)}

@@ -11,7 +11,7 @@ record and field it was read from. report_page shows the report as text and as a
 import math
 from pathlib import Path
 
-from . import decide, records, stages
+from . import curve, decide, evaluate, label_issues, records, requestlog, stages
 from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
 BLOCKS, NOT_PROVEN, SUPPORTS = "blocks", "not proven", "supports"
@@ -201,6 +201,11 @@ def curated(recs):
             problems.append(why(f"{pii}: a model trained on it can repeat it; set REDACT_PII: true in 02, or record "
                                 "why it is acceptable in PII_ACCEPTED", CURATE, "pii_rows, pii_redacted, pii_accepted"))
     fig["pii_accepted"] = accepted or None
+    li = c.get("label_issues") or {}
+    if li.get("flagged") is not None:
+        notes.append(label_issues.reading(li) + " (02_curate_data.json: label_issues)")
+    if c.get("teacher"):
+        notes.append(requestlog.reading(c) + " (02_curate_data.json: teacher, human_labels)")
     return {"summary": text + f"; leakage {'none' if not leaks else leaks}", "figures": fig, "problems": problems,
             "notes": notes}
 
@@ -293,7 +298,16 @@ def evaluated(recs):
                                                                                  "decision.ship")]
     passed = [why(c["text"], EVALUATE, c["field"], SUPPORTS) for c in gate.get("checks", [])
               if c.get("status") == "pass"]
-    return {"summary": "; ".join(parts), "figures": fig, "problems": problems, "passed": passed}
+    notes = []
+    if e.get("teacher_check"):
+        fig["teacher_check"] = e["teacher_check"]
+        notes.append(evaluate.teacher_reading(e["teacher_check"], recs[CURATE].get("teacher") if CURATE in recs
+                                              else None) + " (04_evaluate.json: teacher_check)")
+    if e.get("learning_curve"):
+        fig["learning_curve"] = e["learning_curve"].get("flattens")
+        notes.append("How many examples are enough: " + curve.reading(e["learning_curve"].get("systems", {}))
+                     .replace("\n", " ") + " (04_evaluate.json: learning_curve)")
+    return {"summary": "; ".join(parts), "figures": fig, "problems": problems, "passed": passed, "notes": notes}
 
 
 def _cost_of(name, recs):

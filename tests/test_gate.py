@@ -111,3 +111,30 @@ def test_read_comparisons_says_what_wins_ties_and_loses():
                                               "finetuned_vs_tfidf_logreg": d(-0.313, -0.393, -0.237)}})
     assert text == ("On held-out rows the fine-tune beats base (+0.458); it cannot be told apart from endpoint "
                     "(+0.010); tfidf_logreg (-0.313) beats it.")
+
+
+def test_a_request_log_run_reads_the_replaced_model_from_the_teacher_check():
+    """Trained on a hosted model's answers: without an endpoint scored in 01, the gate reads 04's teacher_check
+    (both scored against people's labels); an endpoint, when scored, still comes first."""
+    def replaced(teacher_right, ft_right, alts=None):
+        people = Y
+        rows = [{"label": t, "human_label": h} for t, h in zip(teacher_right, people)]
+        check = evaluate.teacher_check(rows, {"finetuned": preds(ft_right)}, LABELS, n_boot=200)
+        P = {"finetuned": preds(ft_right), "base": preds(["a"] * 40)} | {k: preds(v) for k, v in (alts or {}).items()}
+        results = {"heldout": {k: evaluate.score(Y, p, LABELS, n_boot=100) for k, p in P.items()}}
+        paired = {"heldout": {f"finetuned_vs_{k}": evaluate.paired_difference(Y, P["finetuned"], p, LABELS, 200)
+                              for k, p in P.items() if k != "finetuned"}}
+        d = tasks.get("classify").decide(results, paired, gate.GateConfig(), teacher=check)
+        return next(c for c in d["checks"] if c["name"] == "replaced_model"), check
+
+    worse, check = replaced(Y, HALF)
+    assert worse["status"] == "block" and worse["field"] == "teacher_check.finetuned_minus_teacher"
+    assert "people's labels on the 40 held-out rows" in worse["text"] and "95% CI -" in worse["text"]
+    assert [s["system"] for s in check["systems"]] == ["teacher", "finetuned"]
+    assert check["systems"][0]["accuracy_vs_people"] == 1.0 and check["systems"][1]["agreement_with_teacher"] == 0.75
+    tie, _ = replaced(HALF, HALF)
+    assert tie["status"] == "pass" and "matches (the interval reaches 0)" in tie["text"]
+    scored, _ = replaced(Y, HALF, {"endpoint_structured": HALF})
+    assert scored["field"] == "heldout.paired.finetuned_vs_endpoint_structured"
+    assert "On the 40 held-out tickets people labelled, the teacher" in evaluate.teacher_reading(check)
+    assert "worse than the teacher beyond the interval" in evaluate.teacher_reading(check)

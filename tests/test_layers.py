@@ -36,7 +36,7 @@ LAYERS = {
     "tasks": (55, {"tasks"}),
     "stages": (50, {"decide", "data", "evaluate", "replies", "gate", "lessons", "harness", "train", "cost", "cost_run",
                     "cost_tables", "serve", "serve_tasks", "serve_checks", "loadtest", "hosted", "hosted_standin",
-                    "axolotl"}),
+                    "axolotl", "curve"}),
     "stage helpers": (40, {"quality", "dataload", "datachat", "scoring", "masks", "serve_client", "splitting",
                            "tokencount", "requestlog"}),
     "identity": (30, {"identity"}),
@@ -52,7 +52,8 @@ SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "repl
             ("serve_checks", "loadtest"), ("serve_checks", "evaluate"), ("lessons", "evaluate"), ("lessons", "train"),
             ("cost_run", "cost"), ("cost_tables", "cost"), ("run_checks", "run_plan"), ("run_summary", "run_plan"),
             ("tinymodel", "rundir"), ("tinymodel", "progress"),
-            ("hosted_standin", "serve"), ("dataload", "requestlog"), ("requestlog", "quality")}
+            ("hosted_standin", "serve"), ("dataload", "requestlog"), ("requestlog", "quality"),
+            ("curve", "evaluate")}
 
 
 def imports(path, mods=None, depth=0):

@@ -245,6 +245,10 @@ class Task:
         """Mistake 5 measured: (the demonstration or None, one sentence)."""
         return None, f"not run for the {self.name} task"
 
+    def learning_curve(self, train_rows, raw_rows, heldout, finetune=None, out_dir=None, points=4, seed=0):
+        """How many examples are enough: (04's record of the curves or None, sentences)."""
+        return None, f"not measured for the {self.name} task"
+
     def floor_checks(self, paired, cfg):
         """The gate's checks that the fine-tune beats the task's floor systems (none by default)."""
         return []
@@ -402,11 +406,12 @@ class Task:
                                    for name, b in others.items()})
         return out
 
-    def decide(self, results, paired, cfg=gate.GateConfig(), leakage=None):
+    def decide(self, results, paired, cfg=gate.GateConfig(), leakage=None, teacher=None):
         """04's verdict from its own numbers: the checks every task shares (gate.held_and_production), the
         task's per-unit floor and the leakage re-check. Returns {"ship", "verdict": ship | stop | not proven,
-        "checks", "reasons", "better", <units>: the unit table, "config"}."""
-        checks, better = gate.held_and_production(results, paired, cfg, self)
+        "checks", "reasons", "better", <units>: the unit table, "config"}. `teacher`: 04's teacher_check, read as
+        the replaced model's comparison when 01 scored none."""
+        checks, better = gate.held_and_production(results, paired, cfg, self, teacher)
         table = self.unit_table(results)
         checks.append(self.unit_floor(table, cfg))
         checks += self.floor_checks(paired, cfg)

@@ -1,7 +1,7 @@
 """Ticket triage (`classify`): one label per ticket, scored by accuracy and macro-F1; its gate checks every label."""
 import numpy as np
 
-from .. import evaluate, gate, lessons, numbers, quality, stages
+from .. import curve, evaluate, gate, lessons, numbers, quality, stages
 from .base import Task
 
 
@@ -353,6 +353,24 @@ class ClassifyTask(Task):
                                    self.system_prompt, outputs, out_dir, self.scoring.batch_size,
                                    method=self.scoring.method)
         return demo, lessons.read_base_update(demo)
+
+    def learning_curve(self, train_rows, raw_rows, heldout, finetune=None, out_dir=None, points=4, seed=0):
+        """The cheap reference's curve on curated and uncurated rows, and with `finetune` ((ref, 03's TrainConfig)) the
+        fine-tune's, retrained per point into `out_dir`: (04's record, sentences)."""
+        y, texts = [r["label"] for r in heldout], [r["text"] for r in heldout]
+        keep = curve.scored(y, self.labels, self.scoring.n_boot, seed)
+        pools = {"curated": train_rows, "uncurated": curve.uncurated_pool(raw_rows, heldout)}
+        sizes = curve.sizes_for(len(train_rows), len(self.labels), points)
+        curves = {self.reference: curve.run(lambda rows, _: keep(evaluate.TfidfClassifier(rows).predict(texts)),
+                                            pools, sizes, seed, desc="learning curve: TF-IDF")}
+        if finetune:
+            ref, cfg = finetune
+            curves["finetuned"] = curve.run(lambda rows, name: keep(lessons.fit_and_predict(
+                ref, cfg, rows, heldout, self.labels, self.system_prompt, out_dir / name, self.scoring.batch_size,
+                self.scoring.method)), pools, sizes, seed, desc="learning curve: fine-tune")
+        rec = curve.record(curves, sizes)
+        rec["pool_rows"] = {k: len(v) for k, v in pools.items()}
+        return rec, curve.reading(curves)
 
     def record_fields(self, selective_curve=None, **_):
         return {"selective_curve": selective_curve, **self.scoring.record()}
