@@ -430,7 +430,7 @@ def _label_issues(train, heldout, cfg, card):
     summary["dropped"] = len(in_train) if cfg.label_issues == "drop" else 0
     card.report["label_issues"] = summary
     card.tables["label_issues"] = [{k: v for k, v in i.items() if k != "index"} for i in issues][:TABLE_ROWS]
-    log.info("%s", label_issues.reading(summary))
+    log.debug("%s", label_issues.reading(summary))   # 02 prints it; a log line would say it twice
     return _without(train, in_train) if cfg.label_issues == "drop" else train
 
 

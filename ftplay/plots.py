@@ -217,22 +217,26 @@ def save(fig, run_dir, name):
 
 
 def learning_curve(record, ax=None):
-    """Macro-F1 on the held-out rows against the training rows used, per system (colour) and curated (solid) or
-    uncurated (dashed), with 95% intervals; `record`: 04's learning_curve (curve.record)."""
+    """Macro-F1 on the held-out rows against the training rows used, per system (colour) and curated (solid, circles)
+    or uncurated (dashed, squares, drawn a little to the right so the intervals stay apart), with 95% intervals;
+    `record`: 04's learning_curve (curve.record)."""
     fig, ax = _axes(ax, (6, 4))
-    colours = {}
+    colours, sizes = {}, set()
     for system, points in (record or {}).get("systems", {}).items():
-        for kind, style in (("curated", "-"), ("uncurated", "--")):
+        for kind, style, marker, shift in (("curated", "-", "o", 1.0), ("uncurated", "--", "s", 1.04)):
             pts = sorted((p for p in points if p["kind"] == kind), key=lambda p: p["size"])
             if not pts:
                 continue
-            x = [p["size"] for p in pts]
+            sizes |= {p["size"] for p in pts}
+            x = [p["size"] * shift for p in pts]
             y = [p["macro_f1"] for p in pts]
             err = [[v - p["macro_f1_ci"][0] for v, p in zip(y, pts)], [p["macro_f1_ci"][1] - v for v, p in zip(y, pts)]]
-            line = ax.errorbar(x, y, yerr=err, linestyle=style, marker="o", capsize=3, label=f"{system}, {kind}",
+            line = ax.errorbar(x, y, yerr=err, linestyle=style, marker=marker, capsize=3, label=f"{system}, {kind}",
                                color=colours.get(system))
             colours.setdefault(system, line[0].get_color())
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(sizes), [str(s) for s in sorted(sizes)])
+    ax.minorticks_off()
     ax.set_xlabel("training rows (log scale)")
     ax.set_ylabel("held-out macro-F1")
     ax.set_title("How many examples are enough: curated against uncurated rows")
