@@ -11,7 +11,7 @@ classifier that already reaches the target ends it: ship the classifier.
 """
 from dataclasses import dataclass
 
-from . import numbers
+from . import curve, numbers
 from .errors import ConfigError
 from .stages import REPLY
 
@@ -271,6 +271,9 @@ def assess(checklist, baselines=None):
         todo.append(f"grow the set towards {lo:,} curated examples")
     else:
         reasons.append(f"{n:,} labelled examples ({where}; the seed's range is {lo:,}-{hi:,} curated)")
+    learning = (baselines or {}).get("learning_curve")
+    if learning and learning.get("systems"):
+        reasons.append(f"how many are enough, 01's learning curve: {curve.reading(learning['systems'])}")
 
     proceed = not stops
     if proceed:

@@ -50,7 +50,8 @@ def by_split(splits, results, paired):
 DECIDE = Schema(stages.DECIDE, ("proceed", "recommendation", "reasons", "todo", "quality", "quality_source", "tried",
                                 "labeled_examples", "measured_baselines"))
 BASELINE = Schema(stages.BASELINE, ("n", "labels", "systems", "best", "reference", "rows_in", "rows_out",
-                                    "heldout_fingerprint"), ("priced_tokens", "hosted_request", "replaced"),
+                                    "heldout_fingerprint"), ("priced_tokens", "hosted_request", "replaced",
+                                                              "learning_curve"),
                   per_task=True)
 CURATE = Schema(stages.CURATE, ("labels_list", "system_prompt", "pii_accepted", "rows_in", "rows_out", "split",
                                  "labels", "fingerprints", "leakage"),

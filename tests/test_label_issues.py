@@ -81,12 +81,12 @@ def test_the_sample_export_carries_exactly_the_planted_wrong_labels():
 
 
 def test_curate_records_issues_and_drops_only_training_rows(tmp_path):
-    """02 on the sample: the planted rows found (measured: 44 of 45, precision 0.48), listed; `drop` removes
-    the flagged training rows and keeps every held-out row."""
+    """02 on the sample: the planted rows found (measured: 41 of 45, precision 0.64: issue 29 asks both >= 0.6),
+    listed; `drop` removes the flagged training rows and keeps every held-out row."""
     flag = data.curate(data.DataConfig(production_path=None))
     li = flag.report["label_issues"]
     assert li["mode"] == "flag" and li["dropped"] == 0 and li["flagged"] == li["flagged_train"] + li["flagged_heldout"]
-    assert li["planted"]["recall"] >= 0.9 and li["planted"]["precision"] >= 0.4
+    assert li["planted"]["recall"] >= 0.85 and li["planted"]["precision"] >= 0.6
     assert li["planted"]["suggestion_right"] >= 0.9 * li["planted"]["planted_flagged"]
     assert len(flag.tables["label_issues"]) == min(50, li["flagged"])
     p = li["planted"]
@@ -107,3 +107,13 @@ def test_off_skips_the_check_and_a_wrong_mode_is_named():
     assert label_issues.reading(off.report["label_issues"]).endswith("(LABEL_ISSUES: off)")
     with pytest.raises(ConfigError, match="LABEL_ISSUES='fix' is not one of flag, drop, off"):
         data.DataConfig(label_issues="fix")
+
+
+@pytest.mark.parametrize("text, marked", [
+    ("I don't want a refund, just the invoice", "i don't NOT_want NOT_a NOT_refund , just the invoice"),
+    ("Not the login page but billing", "not NOT_the NOT_login NOT_page but billing"),
+    ("It wasn't charged (no receipt)", "it wasn't NOT_charged ( no NOT_receipt )"),
+    ("No. Refund me", "no . refund me"),
+    ("Refund please", "refund please")])
+def test_negation_scope_runs_to_punctuation_or_a_contrast_word(text, marked):
+    assert label_issues.negation_marked(text) == marked

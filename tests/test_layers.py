@@ -53,7 +53,7 @@ SIDEWAYS = {("datachat", "dataload"), ("replies", "evaluate"), ("lessons", "repl
             ("cost_run", "cost"), ("cost_tables", "cost"), ("run_checks", "run_plan"), ("run_summary", "run_plan"),
             ("tinymodel", "rundir"), ("tinymodel", "progress"),
             ("hosted_standin", "serve"), ("dataload", "requestlog"), ("requestlog", "quality"),
-            ("curve", "evaluate")}
+            ("curve", "evaluate"), ("decide", "curve")}
 
 
 def imports(path, mods=None, depth=0):
