@@ -42,6 +42,17 @@ def test_notebook_is_clean_and_parameterised(path):
     assert all("#" in line for line in lines), "every parameter has a comment"
 
 
+MARKDOWN_WORDS = 250   # about what one screen of JupyterLab shows at a readable width
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_markdown_cell_reads_on_one_screen(path):
+    nb = nbformat.read(str(path), as_version=4)
+    long = [(i, len(c.source.split())) for i, c in enumerate(nb.cells)
+            if c.cell_type == "markdown" and len(c.source.split()) > MARKDOWN_WORDS]
+    assert not long, f"markdown cells over {MARKDOWN_WORDS} words (cell, words): {long}: split or shorten them"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_papermill_reads_every_parameter_with_its_help(path):
     """papermill's parser skips lines it cannot read (e.g. quotes inside a comment): then
