@@ -173,13 +173,14 @@ def format_options(rows):
     return "\n".join(lines)
 
 
-def explain(result):
+def explain(result, prices=True):
     """Where every input came from (measured, measured but not used, assumed), the prices (all
-    assumed) and the training estimate."""
+    assumed) and the training estimate. `prices=False` leaves out the price lines and the training estimate's
+    assumption, for a second case priced at the same prices right after the first."""
     t = result["training"]
     lines = [f"training: {t['gpu_hours']:.2f} GPU-hours ({60 * t['gpu_hours']:.0f} min) per run, "
              f"{t['train_tokens']:,.0f} tokens x epochs, {'estimated' if t['estimated'] else 'measured'}"]
-    if t["estimated"]:
+    if t["estimated"] and prices:
         lines.append(f"  assumption: {t['assumption']}")
     notes = {}
 
@@ -196,7 +197,7 @@ def explain(result):
               for k, v in result["not_used"].items()]
     lines += [f"assumed   {k} = {_g(v['value'])} ({v['source']}; {why(v['why'])})"
               for k, v in result["assumed"].items() if v["value"] is not None]
-    lines += [f"price     {k} = {v['value']:g} ({v['source']})" for k, v in result.get("prices", {}).items()]
+    lines += [f"price     {k} = {v['value']:g} ({v['source']})" for k, v in result.get("prices", {}).items() if prices]
     c = result.get("classical_reference") or {}
     if c and not c.get("priced"):
         lines.append(f"classical reference not priced: {c['why']}")

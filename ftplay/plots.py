@@ -206,6 +206,23 @@ def settings(cfg, column="value"):
     return (pd.DataFrame({column: chosen}) if chosen else None), said
 
 
+def first_of_each(tables, names, key="check"):
+    """One table row per check of `names` present in `tables` ({check: [row, ...]}): how many rows it found and
+    the first of them as one line ("field: value; ..."), so a reader sees every check and an example of each at a
+    glance instead of a table per check. Checks absent from `tables` (another task's) are left out."""
+    import pandas as pd
+
+    out = []
+    for name in names:
+        rows = tables.get(name)
+        if rows is None:
+            continue
+        first = "; ".join(f"{k}: {_cell(v, 3)}" for k, v in rows[0].items() if k != key) if rows else ""
+        out.append({key: name, "found": len(rows), "the first": first})
+    # the count in the index, so the long example is the only column: pandas does not wrap it onto a second block
+    return pd.DataFrame(out).set_index([key, "found"]) if out else None
+
+
 def save(fig, run_dir, name):
     """Write `fig` as <run_dir>/plots/<name>.png (the ship report embeds every plot there); returns the path."""
     from pathlib import Path

@@ -4,6 +4,30 @@ from pathlib import Path
 from . import records, report, report_page, stages
 from .run_plan import recorded_params
 
+# The lines a default playbook's executed notebooks show, all tasks together, at most (issue 28: one reader reads
+# them all; benchmarks/playbook_time.py counts them)
+OUTPUT_LINES_BUDGET = 900
+
+
+def output_lines(nb_path):
+    """Lines an executed notebook shows: stream lines, result text lines, one per image."""
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    n = 0
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                n += len(o.text.splitlines())
+            elif o.output_type in ("execute_result", "display_data"):
+                if any(m.startswith("image/") for m in o.data):
+                    n += 1
+                else:
+                    n += len(o.data.get("text/plain", "").splitlines())
+            elif o.output_type == "error":
+                n += 1
+    return n
+
 
 def summarise(run_dir, status):
     """summary.json from the notebooks' own JSON records (nothing recomputed here)."""

@@ -120,6 +120,18 @@ def preflight(base, adapters, max_lora_rank=None):
     return out
 
 
+def preflight_reading(findings):
+    """One sentence of the pre-flight: how many checks pass, for which adapters, which checks; each failure named
+    with its message (the notebook shows the failures as a table too)."""
+    adapters = list(dict.fromkeys(f.adapter for f in findings))
+    checks = list(dict.fromkeys(f.check for f in findings))
+    ok = sum(f.ok for f in findings)
+    out = (f"pre-flight: {ok} of {len(findings)} checks pass for {', '.join(adapters) or 'no adapter'} "
+           f"({', '.join(checks)} each)")
+    bad = [f"{f.adapter} {f.check}: {f.message}" for f in findings if not f.ok]
+    return out + (": fails " + "; ".join(bad) if bad else "")
+
+
 def check_or_raise(findings):
     """Raise FtplayError listing every failed pre-flight check (each with its fix)."""
     bad = [f"{f.adapter}: {f.check}: {f.message}" for f in findings if not f.ok]

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from ftplay import numbers, plots, progress, runner, tasks
+from ftplay.run_summary import output_lines
 
 # Text that is noise in an executed notebook, wherever it appears (stdout, stderr, a result's repr)
 NOISE = re.compile(
@@ -72,24 +73,6 @@ def noise(nb_path):
 def run_noise(run_dir):
     """noise() of every executed notebook of a run."""
     return [p for nb in sorted(Path(run_dir, "notebooks").glob("*.ipynb")) for p in noise(nb)]
-
-
-def output_lines(nb_path):
-    """Lines an executed notebook shows: stream lines, result text lines, one per image."""
-    nb = nbformat.read(str(nb_path), as_version=4)
-    n = 0
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            if o.output_type == "stream":
-                n += len(o.text.splitlines())
-            elif o.output_type in ("execute_result", "display_data"):
-                if any(m.startswith("image/") for m in o.data):
-                    n += 1
-                else:
-                    n += len(o.data.get("text/plain", "").splitlines())
-            elif o.output_type == "error":
-                n += 1
-    return n
 
 
 def _notebook(tmp_path, outputs):
@@ -200,3 +183,36 @@ def test_settings_show_what_the_run_changed_and_name_the_rest():
     assert "near_dup_threshold=0.65" in said and "redact_pii=True" in said
     none, said = plots.settings(data.DataConfig())
     assert none is None and said.startswith("0 setting(s) changed from the defaults; 20 at their defaults")
+
+
+def test_first_of_each_check_is_one_row_with_its_count_and_first_example():
+    tables = {"conflicts": [{"check": "conflicts", "ids": ["T-1", "T-2"], "labels": ["a", "b"], "text": "hi"},
+                            {"check": "conflicts", "ids": ["T-3", "T-4"], "labels": ["a", "c"], "text": "yo"}],
+              "pii": [], "truncated": [{"id": "T-9", "tokens": 700}]}
+    got = plots.first_of_each(tables, ("exact_duplicates", "conflicts", "pii", "truncated")).reset_index("found")
+    assert list(plots.first_of_each(tables, ("pii",)).columns) == ["the first"]   # one column: never wrapped
+    assert list(got.index) == ["conflicts", "pii", "truncated"]   # a check the task does not run: left out
+    assert got.loc["conflicts", "found"] == 2 and got.loc["pii", "found"] == 0 and got.loc["pii", "the first"] == ""
+    assert got.loc["conflicts", "the first"] == "ids: T-1, T-2; labels: a, b; text: hi"
+    assert got.loc["truncated", "the first"] == "id: T-9; tokens: 700"
+    assert plots.first_of_each({}, ("pii",)) is None
+
+
+def test_preflight_reading_counts_the_checks_and_names_each_failure():
+    from ftplay.serve_checks import Finding, preflight_reading
+
+    ok = [Finding(a, c, True, "fine") for a in ("triage", "reply") for c in ("rank", "vocab")]
+    assert preflight_reading(ok) == "pre-flight: 4 of 4 checks pass for triage, reply (rank, vocab each)"
+    bad = ok[:3] + [Finding("reply", "vocab", False, "vocab 3300 is not the base's 3227")]
+    assert preflight_reading(bad).endswith("3 of 4 checks pass for triage, reply (rank, vocab each): fails "
+                                           "reply vocab: vocab 3300 is not the base's 3227")
+
+
+def test_the_seed_case_is_explained_without_repeating_the_prices():
+    from ftplay import cost, cost_tables
+
+    seed = cost.compare(cost.seed_case())
+    whole, short = cost_tables.explain(seed), cost_tables.explain(seed, prices=False)
+    assert "price     hosted_price_in_per_m = 3 " in whole and "assumption: FLOPs" in whole
+    assert "price " not in short and "assumption: FLOPs" not in short
+    assert [x for x in whole.splitlines() if not x.startswith(("price ", "  assumption"))] == short.splitlines()

@@ -203,7 +203,11 @@ class ReplyTask(Task):
                 f"{m['rows_per_s'] or 0:,.0f} tickets/s on one process")
 
     def examples(self, rows, outputs, seed=0):
-        return replies.examples(rows, outputs, n=3, seed=seed)
+        """Two tickets: the reference reply, the cheap references' replies, the first prompting system's and an
+        endpoint's, when scored (every system's replies are scored in 01's table and saved under predictions/)."""
+        llm = [k for k in outputs if k not in (self.reference, replies.CONSTANT) and not k.startswith("endpoint")]
+        shown = {k: o for k, o in outputs.items() if k not in llm[1:]}
+        return replies.examples(rows, shown, n=2, seed=seed)
 
     def baseline_fields(self, results, outputs, rows):
         """01's record of the reply task: the primary metric, the best prompting system by it (chrF on a tie; the
