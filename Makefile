@@ -23,8 +23,8 @@ LAB_PORT ?= 8888
 setup:
 	@$(MAKE) --no-print-directory -j2 -Otarget $(VENV)/.setup-done $(SERVE_VENV)/.setup-done browser models
 
-# the embedded default, the new base revision 04 re-fits onto, the Llama 3.1 stand-in whose tokenizer 01 and 05
-# count with, and the stand-in for the hosted model 01 scores (built offline, cached under FTPLAY_CACHE)
+# the embedded default, the new base revision 04 re-fits onto, the Llama 3.1 stand-in whose tokenizer 00 and 06
+# count with, and the stand-in for the hosted model 00 scores (built offline, cached under FTPLAY_CACHE)
 models: $(VENV)/.setup-done
 	@$(VENV)/bin/python -c "from ftplay import models; [models.resolve(m) for m in ('embedded', 'embedded:1', 'tiny:meta-llama/Llama-3.1-8B-Instruct')]"
 	@$(VENV)/bin/python -c "from ftplay import hosted_standin; hosted_standin.build()"
@@ -75,7 +75,7 @@ lab: $(VENV)/.setup-done
 	@$(VENV)/bin/python -c "import jupyterlab" 2>/dev/null || $(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/train.lock -e '.[lab]'
 	@$(VENV)/bin/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (ftplay)" >/dev/null
 	@TOKEN=$$($(VENV)/bin/python -c "import secrets; print(secrets.token_hex(24))"); \
-	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_decide_approach.ipynb?token=$$TOKEN"; \
+	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_baseline_prompting.ipynb?token=$$TOKEN"; \
 	  exec $(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	    --ServerApp.port_retries=0 --ServerApp.root_dir="$(CURDIR)" --IdentityProvider.token=$$TOKEN \
 	    --MappingKernelManager.default_kernel_name=$(KERNEL) $$([ "$$(id -u)" = 0 ] && echo --allow-root)

@@ -112,7 +112,7 @@ def _report(run_dir, html_path=None):
         raise ConfigError(f"{run_dir} is not a directory: pass a run directory (runs/<timestamp>)")
     if not any((Path(run_dir) / n).exists() for n in ["summary.json", *(stages.record_name(s) for s in stages.STEMS)]):
         raise ConfigError(f"{run_dir} is not a run directory: it has no summary.json and no notebook record "
-                          "(00_decide_approach.json ...); pass a directory written by `ftplay run`")
+                          "(01_decide_approach.json ...); pass a directory written by `ftplay run`")
     try:
         status = (rundir.read_json(Path(run_dir) / "summary.json", {}) or {}).get("notebooks")
         if status is not None and not isinstance(status, dict):

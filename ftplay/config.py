@@ -15,7 +15,7 @@ GATE_RANGES = {"ALPHA": ranges.Range(0, 0.5, lo_open=True), "MAX_DROP": ranges.S
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How 01 and 04 score systems on rows: label scoring's method and search margin, prompts per forward pass,
+    """How 00 and 04 score systems on rows: label scoring's method and search margin, prompts per forward pass,
     bootstrap resamples for every 95% interval."""
     method: str = "constrained"   # SCORING_METHOD: constrained | joint (scoring.LabelScorer)
     batch_size: int = 32          # BATCH_SIZE: prompts per forward pass
@@ -36,5 +36,5 @@ class ScoringConfig:
             raise ConfigError(p, "invalid scoring parameters")
 
     def record(self):
-        """The fields a record keeps of it: the method (04 pairs its systems with 01's: run identity)."""
+        """The fields a record keeps of it: the method (04 pairs its systems with 00's: run identity)."""
         return {"scoring_method": self.method}

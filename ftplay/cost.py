@@ -10,10 +10,10 @@ Five options, priced from one `CostConfig` (every price is a parameter):
   routed            the fine-tuned model answers everything; its least confident share is
                     escalated (sent again) to the hosted model, the share chosen from 04's
                     selective-prediction curve
-and, when 01 measured its speed, `classical_reference`: 01's TF-IDF + logistic regression on CPUs
+and, when 00 measured its speed, `classical_reference`: 00's TF-IDF + logistic regression on CPUs
 paid by the vCPU-hour (what the cheap system would cost instead; not a fine-tune, so never the
 verdict's best option), and `classical_routed`: that classifier first, its least confident share
-escalated to the hosted model, the share chosen from 01's curve of the classifier (the routing 00
+escalated to the hosted model, the share chosen from 00's curve of the classifier (the routing 01
 reads), also never the verdict's pick: the cheap route a fine-tune has to be worth more than.
 A GPU paid by the hour is paid all month (MIN_GPUS_ALWAYS_ON, default 1): below its break-even
 volume self-hosting costs more than the hosted model, and the verdict says so. Its per-token
@@ -22,7 +22,7 @@ shown only under that name, never as self-hosting's price.
 Training time is estimated as 6*N*T FLOPs over the GPU's peak x an assumed MFU (see
 `training_estimate`) unless a GPU run measured it. `compare` returns the table and a cost-only
 verdict; whether to ship also needs 04's quality decision. What a run measured, and each of its tasks
-priced with it, is cost_run's; the tables and text 05 shows (the four routes among them) are cost_tables'.
+priced with it, is cost_run's; the tables and text 06 shows (the four routes among them) are cost_tables'.
 """
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -70,7 +70,7 @@ class CostConfig:
     input_tokens_per_request: float = 1_000
     output_tokens_per_request: float = 0         # a label is a few tokens; the seed prices input only
     hosted_input_tokens_per_request: float | None = None   # the hosted model's prompt (its instructions and shots,
-                                                 # 01 counts it); None: the fine-tune's (the seed's one figure)
+                                                 # 00 counts it); None: the fine-tune's (the seed's one figure)
     hosted_output_tokens_per_request: float | None = None  # the hosted model's answer; None: the fine-tune's
     hosted_price_in_per_m: float = 3.00          # $/M input tokens, hosted frontier model
     hosted_price_out_per_m: float = 15.00        # $/M output tokens, hosted frontier model
@@ -96,9 +96,9 @@ class CostConfig:
     modal_serving_utilisation: float = 0.7       # share of billed Modal GPU-seconds spent serving (assumed: cold
                                                  # starts and the idle scale-down window are billed too)
     cpu_price_per_hour: float = 0.05             # $/vCPU-hour for the classical reference (assumed list price)
-    classical_rows_per_s: float | None = None    # rows one CPU process classifies per second (01 measures it);
+    classical_rows_per_s: float | None = None    # rows one CPU process classifies per second (00 measures it);
                                                  # None: no row
-    classical_escalation_share: float | None = None   # TF-IDF routed: share escalated (01's curve sets it); None:
+    classical_escalation_share: float | None = None   # TF-IDF routed: share escalated (00's curve sets it); None:
                                                  # not priced
     target_accuracy: float = 0.90                # routed: accuracy the kept (not escalated) share must reach
     escalation_share: float = 0.10               # routed: share sent to the hosted model when 04 is absent
@@ -128,7 +128,7 @@ class CostConfig:
         if self.training_gpu_hours is not None and self.training_gpu_hours < 0:
             p.append(f"TRAINING_GPU_HOURS={self.training_gpu_hours} must be >= 0, or None to estimate it")
         if self.classical_rows_per_s is not None and self.classical_rows_per_s <= 0:
-            p.append(f"classical_rows_per_s={self.classical_rows_per_s} must be > 0, or None when 01 did not "
+            p.append(f"classical_rows_per_s={self.classical_rows_per_s} must be > 0, or None when 00 did not "
                      "measure it")
         if self.training_runs is None or self.training_runs < 1:
             p.append(f"TRAINING_RUNS={self.training_runs} must be >= 1")
@@ -268,9 +268,9 @@ def resolve(cfg, measured=None):
         share = choose_escalation(measured["classical_escalation_curve"]["value"], cfg.target_accuracy)
         used["classical_escalation_share"] = {
             "value": share, "source": MEASURABLE["classical_escalation_share"], "usable": True,
-            "why": (f"smallest share of 01's cheap classifier's least confident rows to escalate for kept accuracy >= "
+            "why": (f"smallest share of 00's cheap classifier's least confident rows to escalate for kept accuracy >= "
                     f"{cfg.target_accuracy}" if share is not None else
-                    f"no share of 01's cheap classifier's rows reaches kept accuracy {cfg.target_accuracy}: "
+                    f"no share of 00's cheap classifier's rows reaches kept accuracy {cfg.target_accuracy}: "
                     "not priced")}
     values = {k: v["value"] for k, v in used.items() if k != "escalation_share"}
     out = replace(cfg, **values)
@@ -355,10 +355,10 @@ def compare(cfg, measured=None, routing=True):
 
 
 def _classical(cfg, rows, measured):
-    """What 01's classical reference would cost instead, or why it has no row."""
+    """What 00's classical reference would cost instead, or why it has no row."""
     row = next((r for r in rows if r["name"] == "classical_reference"), None)
     if row is None:
-        return {"priced": False, "why": "01 recorded no reference.rows_per_s (its classifier's speed): not measured, "
+        return {"priced": False, "why": "00 recorded no reference.rows_per_s (its classifier's speed): not measured, "
                                         "so not priced" if "classical_rows_per_s" not in measured else
                                         measured["classical_rows_per_s"]["why"]}
     ref = (measured.get("classical_rows_per_s") or {}).get("reference") or {}
@@ -411,8 +411,8 @@ def _verdict(cfg, rows, used, assumed, escalation, routing=True):
                        f"{assumed[toks[0]]['why']}")
     hosted_toks = [k for k in ("hosted_input_tokens_per_request", "hosted_output_tokens_per_request") if k in assumed]
     if hosted_toks:
-        reasons.append(f"cost: {', '.join(hosted_toks)} not counted ({assumed[hosted_toks[0]]['why']}); 01 counts "
-                       "the prompt the hosted model is sent, instructions and examples included: run 01 again")
+        reasons.append(f"cost: {', '.join(hosted_toks)} not counted ({assumed[hosted_toks[0]]['why']}); 00 counts "
+                       "the prompt the hosted model is sent, instructions and examples included: run 00 again")
     proxy = (used.get("hosted_input_tokens_per_request") or {}).get("proxy")
     if proxy:
         reasons.append(f"cost: {proxy}")

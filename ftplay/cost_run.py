@@ -12,7 +12,7 @@ from dataclasses import replace
 from . import records, stages
 from .cost import MEASURABLE, compare
 
-STOPPED_ENOUGH = 0.9   # share of 06's answers that must end at end of turn for their mean length to count
+STOPPED_ENOUGH = 0.9   # share of 05's answers that must end at end of turn for their mean length to count
 
 
 # ---------------------------------------------------------------- what the run measured
@@ -35,9 +35,9 @@ def tokenizer_source(model):
 
 def read_measured(run_dir, cfg, task=None):
     """This run's measurements for `task` (default the run directory's own), each {"value", "source",
-    "usable", "why"}; absent files add nothing. 01-04's records come from the task's folder
-    (`records.task_runs`), 06's from the run directory, its load test read for the task's own adapters
-    (06's `adapter_tasks`), so each task is priced with its own prompt and answer tokens.
+    "usable", "why"}; absent files add nothing. 00 and 02-04's records come from the task's folder
+    (`records.task_runs`), 05's from the run directory, its load test read for the task's own adapters
+    (05's `adapter_tasks`), so each task is priced with its own prompt and answer tokens.
     Throughput and training time count only when measured on a GPU with a model of about the
     size priced (0.5-2x cfg.model_params_b); token counts only when the priced model's own
     tokenizer counted them (`tokenizer_source`), answer lengths only when answers stopped at end
@@ -65,7 +65,7 @@ def read_measured(run_dir, cfg, task=None):
             f"{counted['why']}", source=stages.record_name(stages.EVALUATE))
     elif curate.at("tokens", "p50"):
         ok, why = (tok_ok, tok_why) if trained_on in (None, cfg.model) else (
-            False, f"03 trained on MODEL={trained_on!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL")
+            False, f"03 trained on MODEL={trained_on!r}, 06 prices MODEL={cfg.model!r}: give both the same MODEL")
         put("tokens_per_example", curate.at("tokens", "p50"), f"median tokens per curated example, {why}", ok)
     if train.get("seconds"):
         put("training_gpu_hours", train["seconds"] / 3600, *_hardware(device, params, cfg, "training"))
@@ -74,7 +74,7 @@ def read_measured(run_dir, cfg, task=None):
             m[name] = {"value": ev[field], "source": stages.record_name(stages.EVALUATE), "usable": True, "why": ""}
     ref = baseline.at("reference", default={})
     if ref.get("rows_per_s") and task == stages.CLASSIFY:   # the reply task's reference retrieves canned replies
-        put("classical_rows_per_s", ref["rows_per_s"], f"01's {ref.get('name', 'reference')} classified the held-out "
+        put("classical_rows_per_s", ref["rows_per_s"], f"00's {ref.get('name', 'reference')} classified the held-out "
             "rows at this rate in one process on this machine's CPU, priced as one vCPU")
         m["classical_rows_per_s"]["reference"] = {k: ref.get(k) for k in ("name", "macro_f1", "rows_per_s", "seconds")}
         if ref.get("selective_curve"):
@@ -85,19 +85,19 @@ def read_measured(run_dir, cfg, task=None):
         m["hosted_input_tokens_per_request"]["proxy"] = proxy
     served = serve.at("model", "requested")
     if served is not None and served != cfg.model:
-        tok_ok, tok_why = False, f"06 served MODEL={served!r}, 05 prices MODEL={cfg.model!r}: give both the same MODEL"
+        tok_ok, tok_why = False, f"05 served MODEL={served!r}, 06 prices MODEL={cfg.model!r}: give both the same MODEL"
     lt = serve.at("load_test", default={})
     names = task_adapters(serve, task)
-    # one task's own prompts: its adapters' requests (06 records adapter_tasks since the reply task; before, one task)
+    # one task's own prompts: its adapters' requests (05 records adapter_tasks since the reply task; before, one task)
     rows = [lt["per_model"][a] for a in names if a in (lt.get("per_model") or {})] if "adapter_tasks" in serve else []
     ok_requests = (sum(r["requests"] - (r.get("errors") or 0) for r in rows) if rows else
                    (lt.get("requests") or 0) - (lt.get("errors") or 0))
     if ok_requests > 0:
         prompt = sum(r.get("prompt_tokens", 0) for r in rows) if rows else lt.get("prompt_tokens", 0)
         whose = f"{', '.join(names)}'s requests" if rows else "every request"
-        if tok_ok or "input_tokens_per_request" not in m:   # 06's count, when usable, is what the server counted
+        if tok_ok or "input_tokens_per_request" not in m:   # 05's count, when usable, is what the server counted
             put("input_tokens_per_request", prompt / ok_requests,
-                f"mean prompt of {whose} in 06's load test ({ok_requests} requests over held-out tickets), {tok_why}",
+                f"mean prompt of {whose} in 05's load test ({ok_requests} requests over held-out tickets), {tok_why}",
                 tok_ok)
         value, why, stopped = _answer_length(serve, lt, names)
         if (stopped and tok_ok) or "output_tokens_per_request" not in m:
@@ -106,14 +106,14 @@ def read_measured(run_dir, cfg, task=None):
             put("serving_tokens_per_s", lt["total_tokens_per_s"],
                 *_hardware(_device(serve) or device, params, cfg, "serving"))
         elif lt.get("tokens_per_s"):
-            put("serving_tokens_per_s", lt["tokens_per_s"], "06 recorded completion tokens/s only and the cost prices "
-                "prompt + completion tokens: run 06 again", False)
+            put("serving_tokens_per_s", lt["tokens_per_s"], "05 recorded completion tokens/s only and the cost prices "
+                "prompt + completion tokens: run 05 again", False)
     return m
 
 
 def _priced_requests(put, baseline, ev):
     """Each side's tokens per request, counted with a real tokenizer: the fine-tune's prompt as served and its answers
-    (04's `priced_tokens.finetuned`), the hosted model's best prompt from 01 (the endpoint's when ENDPOINT_URL was
+    (04's `priced_tokens.finetuned`), the hosted model's best prompt from 00 (the endpoint's when ENDPOINT_URL was
     scored) and its answers; the hosted side is a proxy count (tokencount.HOSTED_PROXY)."""
     from . import tokencount
 
@@ -124,10 +124,10 @@ def _priced_requests(put, baseline, ev):
             f"(system prompt and ticket) {why}", source=src)
         put("output_tokens_per_request", ft["answer_tokens"], f"mean answer the fine-tune wrote, end of turn "
             f"included, {why}", source=src)
-    h = baseline.get("hosted_request")   # 01's choice (Task.hosted_request)
+    h = baseline.get("hosted_request")   # 00's choice (Task.hosted_request)
     if not h:
         return None
-    what = (h.get("scored_as") or "the endpoint ENDPOINT_URL scored") if h["endpoint"] else "01's best prompting system"
+    what = (h.get("scored_as") or "the endpoint ENDPOINT_URL scored") if h["endpoint"] else "00's best prompting system"
     put("hosted_input_tokens_per_request", h["prompt_tokens"], f"mean prompt of {h['system']} ({what}: instructions "
         f"and examples) over {h['n']} held-out rows, {h['why']}")
     put("hosted_output_tokens_per_request", h["answer_tokens"],
@@ -138,7 +138,7 @@ def _priced_requests(put, baseline, ev):
 
 
 def task_adapters(serve, task):
-    """The served names of `task`'s adapters in 06's record (its `adapter_tasks`); for a record written
+    """The served names of `task`'s adapters in 05's record (its `adapter_tasks`); for a record written
     before tasks existed, every adapter it served (one task)."""
     tasks = serve.get("adapter_tasks")
     if tasks is None:
@@ -147,24 +147,24 @@ def task_adapters(serve, task):
 
 
 def _answer_length(serve, lt, names=None):
-    """(tokens per answer, why, whether answers stopped at end of turn) from 06's load test: the
+    """(tokens per answer, why, whether answers stopped at end of turn) from 05's load test: the
     fine-tuned adapters' answers (`names`, default every adapter served; the base's are not what
     would be served)."""
-    if lt.get("ignore_eos", True):   # records before 06 recorded it ran every answer to MAX_TOKENS
+    if lt.get("ignore_eos", True):   # records before 05 recorded it ran every answer to MAX_TOKENS
         n = lt["requests"] - (lt.get("errors") or 0)
-        return (lt.get("completion_tokens", 0) / n, f"06's load test ran every answer to MAX_TOKENS="
-                f"{lt.get('max_tokens')} (ignore_eos), not the real answer length; run 06 again", False)
+        return (lt.get("completion_tokens", 0) / n, f"05's load test ran every answer to MAX_TOKENS="
+                f"{lt.get('max_tokens')} (ignore_eos), not the real answer length; run 05 again", False)
     per = lt.get("per_model") or {}
     names = [a for a in (serve.get("adapters_served") if names is None else names) or [] if a in per] or list(per)
     rows = [per[a] for a in names] or [lt]
     n = sum(r["requests"] - (r.get("errors") or 0) for r in rows)
     stopped = sum(r.get("stopped", 0) for r in rows)
-    why = (f"mean answer of {', '.join(names) or 'every model'} in 06's load test, stopped at end of turn "
+    why = (f"mean answer of {', '.join(names) or 'every model'} in 05's load test, stopped at end of turn "
            f"({stopped}/{n} stopped, the rest cut at MAX_TOKENS={lt.get('max_tokens')})")
     enough = n > 0 and stopped >= STOPPED_ENOUGH * n
     if not enough:
         why += (f": fewer than {STOPPED_ENOUGH:.0%} stopped by themselves, so the real answer length is unknown "
-                "(an adapter that does not end its turn; raise MAX_TOKENS in 06 or train it until it does)")
+                "(an adapter that does not end its turn; raise MAX_TOKENS in 05 or train it until it does)")
     return sum(r.get("completion_tokens", 0) for r in rows) / n if n else 0.0, why, enough
 
 

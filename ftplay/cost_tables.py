@@ -40,7 +40,7 @@ def read_task(priced):
 
 
 def task_record(priced):
-    """What 05 records per task (the ship report reads it): tokens and their sources, the table, the verdict."""
+    """What 06 records per task (the ship report reads it): tokens and their sources, the table, the verdict."""
     cfg = priced["config"]
     return {"task": priced["task"], "adapters": priced["adapters"],
             "input_tokens_per_request": cfg.input_tokens_per_request,
@@ -55,7 +55,7 @@ def task_record(priced):
 
 def format_tasks(priced, shown_above=None):
     """Every task's table (format_options) under its reading sentence (read_task); the task `shown_above` (the run's
-    first, whose table 05 has just shown) gets a pointer to it instead of the same table twice."""
+    first, whose table 06 has just shown) gets a pointer to it instead of the same table twice."""
     def table(task, p):
         return "(its options table is the one above)" if task == shown_above else format_options(p["options"])
 
@@ -63,7 +63,7 @@ def format_tasks(priced, shown_above=None):
 
 
 def tasks_record(priced):
-    """{task: task_record} for 05's record."""
+    """{task: task_record} for 06's record."""
     return {task: task_record(p) for task, p in priced.items()}
 
 
@@ -210,7 +210,7 @@ def _g(v):
 
 
 def record_fields(result, priced, route_table, seed, seed_figures, seed_vs_run):
-    """05's record fields: the run's priced options and what they rest on (measured, assumed, not used), each
+    """06's record fields: the run's priced options and what they rest on (measured, assumed, not used), each
     task priced, the routes, and the seed's worked example beside the run."""
     keep = ("options", "measured", "not_used", "assumed", "prices", "training", "classical_reference",
             "escalation_share", "verdict")
@@ -221,8 +221,8 @@ def record_fields(result, priced, route_table, seed, seed_figures, seed_vs_run):
 
 
 def escalation_sentence(result, target):
-    """What 05's routing curve reads: the share each route escalates to the hosted model for kept accuracy `target`
-    (the fine-tune's from 04's curve, 01's cheap classifier's from its own), or that no share reaches it."""
+    """What 06's routing curve reads: the share each route escalates to the hosted model for kept accuracy `target`
+    (the fine-tune's from 04's curve, 00's cheap classifier's from its own), or that no share reaches it."""
     def share(v, who):
         return (f"{who} escalates {v:.0%} of tickets to the hosted model to keep accuracy {target:g} on the rest"
                 if v is not None else

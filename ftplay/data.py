@@ -55,7 +55,7 @@ from ftplay.quality import (
     leak_text,
     redact,
 )
-from ftplay.splitting import cap_per_label, split  # noqa: F401  (data.split: the split 02 and 01 make)
+from ftplay.splitting import cap_per_label, split  # noqa: F401  (data.split: the split 02 and 00 make)
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def _drop_over_long(rows, cfg, tokenizer, system_prompt, card):
 
 
 def _count_tokens(rows, counts, card):
-    """Prompt and answer tokens of the curated rows (median, p95, max): what 05 prices a request at and
+    """Prompt and answer tokens of the curated rows (median, p95, max): what 06 prices a request at and
     how many new tokens a reply needs (the answer counts its end-of-turn token, as generation does)."""
     for name, k in (("prompt_tokens", 1), ("output_tokens", 2)):
         vals = [counts[id(r)][k] for r in rows if id(r) in counts]

@@ -4,7 +4,7 @@ from measurements wherever the run has them.
 Fine-tune only after prompting with good examples, structured output, retrieval and routing have
 been tried, and only for a reason prompting cannot fix: a narrow high-volume task (cost), a format
 or style, or domain vocabulary; with 500-2,000 curated examples (fewer than ~200: collect first).
-Notebook 01's record is the evidence: each prompting system it scored counts as that option tried,
+Notebook 00's record is the evidence: each prompting system it scored counts as that option tried,
 the TF-IDF reference's confidence curve as routing tried, its curated row count as the examples you
 have. A question neither measured nor answered stays unknown, and unknown is not "tried". A cheap
 classifier that already reaches the target ends it: ship the classifier.
@@ -23,7 +23,7 @@ CHEAPER = {"tried_prompting": "prompt engineering", "tried_few_shot": "prompting
            "tried_structured_output": "structured output (JSON schema / constrained decoding)",
            "tried_retrieval": "retrieval (RAG)", "tried_routing": "routing (a cheap model first, escalate the rest)"}
 MIN_EXAMPLES, GOOD_EXAMPLES = 200, (500, 2_000)   # the seed's figures
-ROUTING_ACCURACY = 0.9   # routing "works" when the kept share reaches this accuracy (05's TARGET_ACCURACY default)
+ROUTING_ACCURACY = 0.9   # routing "works" when the kept share reaches this accuracy (06's TARGET_ACCURACY default)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Checklist:
     task_type: str = "classification"
     monthly_requests: int = 3_000_000
     tokens_per_request: int = 1_000
-    tried_prompting: bool | None = None          # None: unknown, unless 01 measured it
+    tried_prompting: bool | None = None          # None: unknown, unless 00 measured it
     tried_few_shot: bool | None = None
     tried_structured_output: bool | None = None
     tried_retrieval: bool | None = None
@@ -40,7 +40,7 @@ class Checklist:
     reason: str = "narrow_high_volume"
     current_quality: float | None = None         # your best prompt's macro-F1; None: not measured
     target_quality: float = 0.85
-    labeled_examples: int | None = None          # None: 01's curated row count
+    labeled_examples: int | None = None          # None: 00's curated row count
 
     def __post_init__(self):
         p = []
@@ -67,7 +67,7 @@ class Checklist:
 
 
 def metric(baselines):
-    """The quality 00 reads from 01's record: macro-F1 for triage; for the reply task (01's `task`), the
+    """The quality 01 reads from 00's record: macro-F1 for triage; for the reply task (00's `task`), the
     share of replies in the house format, the thing prompting must hold for "format or style"."""
     return "valid_rate" if (baselines or {}).get("task") == REPLY else "macro_f1"
 
@@ -80,7 +80,7 @@ NOT_APPLICABLE = {  # the reply task: options with nothing to try for a generate
 
 
 def best_baseline(baselines):
-    """(name, quality) of 01's best prompting system, or None when 01 has not run."""
+    """(name, quality) of 00's best prompting system, or None when 00 has not run."""
     if not baselines:
         return None
     m = metric(baselines)
@@ -93,26 +93,26 @@ def best_baseline(baselines):
 
 
 def replaced_words(baselines, name):
-    """' (what it is)' when 01's system `name` is the model the fine-tune would replace (01's `replaced` record:
+    """' (what it is)' when 00's system `name` is the model the fine-tune would replace (00's `replaced` record:
     the stand-in for the hosted model, or your endpoint), else ''."""
     replaced = (baselines or {}).get("replaced") or {}
     return f" ({replaced['name']})" if replaced.get("name") and name.startswith("endpoint") else ""
 
 
 def quality_ci(baselines):
-    """The 95% interval of 01's best prompt on 00's metric, or None when 01 recorded none."""
+    """The 95% interval of 00's best prompt on 01's metric, or None when 00 recorded none."""
     best = (baselines or {}).get("best") or {}
     key = "valid_ci" if metric(baselines) == "valid_rate" else "macro_f1_ci"
     return best.get(key) or ((baselines or {}).get("systems") or {}).get(best.get("name"), {}).get(key)
 
 
 def reference_quality(baselines):
-    """01's cheap reference (the TF-IDF classifier; a canned reply for the reply task) on 00's metric."""
+    """00's cheap reference (the TF-IDF classifier; a canned reply for the reply task) on 01's metric."""
     return ((baselines or {}).get("reference") or {}).get(metric(baselines))
 
 
 def measured_options(baselines):
-    """{checklist field: what 01 measured that counts as that cheaper option tried}."""
+    """{checklist field: what 00 measured that counts as that cheaper option tried}."""
     if not baselines:
         return {}
     sys = baselines.get("systems") or {}
@@ -123,30 +123,30 @@ def measured_options(baselines):
 
     out = {}
     if "zero_shot" in sys:
-        out["tried_prompting"] = f"01 scored {f1('zero_shot')}"
+        out["tried_prompting"] = f"00 scored {f1('zero_shot')}"
     fixed = [n for n in ("few_shot_fixed", "few_shot_retrieved") if n in sys]
     if fixed:
-        out["tried_few_shot"] = f"01 scored {', '.join(f1(n) for n in fixed)}"
+        out["tried_few_shot"] = f"00 scored {', '.join(f1(n) for n in fixed)}"
     if "few_shot_retrieved" in sys:
-        out["tried_retrieval"] = f"01 scored {f1('few_shot_retrieved')} (nearest training tickets in the prompt)"
+        out["tried_retrieval"] = f"00 scored {f1('few_shot_retrieved')} (nearest training tickets in the prompt)"
     if m == "valid_rate":
         return out | NOT_APPLICABLE
     constrained = [n for n in sys if n not in ("tfidf_logreg",) and not n.startswith("free_text")]
     if constrained:
         free = [n for n in sys if n.startswith("free_text")]
-        out["tried_structured_output"] = (f"01 constrained the answer to the label set ({', '.join(constrained)})"
+        out["tried_structured_output"] = (f"00 constrained the answer to the label set ({', '.join(constrained)})"
                                           + (f"; free text beside it: {f1(free[0])}, valid "
                                              f"{sys[free[0]].get('valid_rate', 0):.0%}" if free else ""))
     ref = baselines.get("reference") or {}
     if ref.get("selective_curve"):
         said = routing_reading(ref["selective_curve"], ROUTING_ACCURACY, ref.get("name"))[1]
-        out["tried_routing"] = f"01 measured {said}"
+        out["tried_routing"] = f"00 measured {said}"
     return out
 
 
 def routing_reading(curve, target, who):
     """(the curve's point routing would use, or None; the sentence that reads it): the smallest escalated share whose
-    kept rows reach `target` accuracy, read against the interval of that accuracy. 00 and the report read 01's
+    kept rows reach `target` accuracy, read against the interval of that accuracy. 01 and the report read 00's
     cheap classifier (`who`) with it, so both say the same of routing."""
     reach = [p for p in curve or () if p.get("accuracy_kept") is not None and p["escalated"] < 1
              and p["accuracy_kept"] >= target]
@@ -164,7 +164,7 @@ def routing_reading(curve, target, who):
 
 def assess(checklist, baselines=None):
     """{"proceed", "recommendation", "reasons", "todo", "quality", "quality_source", "tried",
-    "labeled_examples"}: proceed only when the cheaper options were tried (measured by 01, or
+    "labeled_examples"}: proceed only when the cheaper options were tried (measured by 00, or
     answered) and fall short, no cheap classifier reaches the target, there is a fine-tuning reason,
     and there are enough labelled examples."""
     c = checklist
@@ -172,15 +172,15 @@ def assess(checklist, baselines=None):
     measured = best_baseline(baselines)
     evidence = measured_options(baselines)
     if measured:
-        quality, source = measured[1], f"measured: 01's best prompt '{measured[0]}'" + \
+        quality, source = measured[1], f"measured: 00's best prompt '{measured[0]}'" + \
             replaced_words(baselines, measured[0])
     else:
         quality, source = c.current_quality, "stated: CURRENT_QUALITY" if c.current_quality is not None else None
     if not baselines:
-        reasons.append("no measured baselines: 01_baseline_prompting.json is not in RUN_DIR yet (a full run executes "
-                       "01 before 00); run 01 and re-run 00 to decide from measurements")
+        reasons.append("no measured baselines: 00_baseline_prompting.json is not in RUN_DIR yet (a full run executes "
+                       "00 before 01); run 00 and re-run 01 to decide from measurements")
 
-    # ---- 1. cheaper options first: measured by 01, or answered in the parameters cell
+    # ---- 1. cheaper options first: measured by 00, or answered in the parameters cell
     tried = {}
     for name, label in CHEAPER.items():
         said = getattr(c, name)
@@ -202,7 +202,7 @@ def assess(checklist, baselines=None):
         reasons.append(f"cheaper options not tried or unknown: {', '.join(untried)}")
         todo += [f"try {u}, or answer {n.upper()} in the parameters cell" for n, u in CHEAPER.items() if u in untried]
         if not baselines:
-            todo.append("or run 01_baseline_prompting and re-run 00: it measures most of them")
+            todo.append("or run 00_baseline_prompting and re-run 01: it measures most of them")
     q = METRIC_NAMES[metric(baselines)]
     side, words = (None, "") if quality is None else numbers.against(quality, quality_ci(baselines), c.target_quality)
     if side == "below":
@@ -224,21 +224,21 @@ def assess(checklist, baselines=None):
         reasons.append(f"a canned reply ({ref.get('name')}: the reply of the nearest training ticket) is in format "
                        f"{ref.get('valid_rate', 0):.0%} of the time but restates another ticket: field accuracy "
                        f"{field_accuracy if field_accuracy is None else format(field_accuracy, '.3f')}, "
-                       f"chrF {ref.get('chrf', float('nan')):.1f} (01); the fine-tune must beat it on what the reply "
+                       f"chrF {ref.get('chrf', float('nan')):.1f} (00); the fine-tune must beat it on what the reply "
                        "gets right (04)")
     elif ref.get("macro_f1") is not None:
         side, words = numbers.against(ref["macro_f1"], ref.get("macro_f1_ci"), c.target_quality)
         if side == "above":
             stops.insert(0, "ship the classifier")
             reasons.append(f"a cheap classifier already reaches the target: {ref.get('name')} macro-F1 {words} on "
-                           f"{baselines.get('n')} held-out rows (01); it runs on a CPU for a fraction of any LLM's "
+                           f"{baselines.get('n')} held-out rows (00); it runs on a CPU for a fraction of any LLM's "
                            "cost: ship the classifier")
         elif side == "unclear":
             reasons.append(f"the cheap classifier may already reach the target: {ref.get('name')} macro-F1 {words} "
-                           f"(01); score it on more held-out rows before training, and the fine-tune must beat it to "
+                           f"(00); score it on more held-out rows before training, and the fine-tune must beat it to "
                            "ship (04)")
         else:
-            reasons.append(f"the cheap classifier falls short too: {ref.get('name')} macro-F1 {words} (01); the "
+            reasons.append(f"the cheap classifier falls short too: {ref.get('name')} macro-F1 {words} (00); the "
                            "fine-tune must beat it to ship (04)")
 
     # ---- 2. a reason prompting cannot fix
@@ -253,14 +253,14 @@ def assess(checklist, baselines=None):
         reasons.append(f"volume: {c.monthly_requests:,} requests x {c.tokens_per_request:,} tokens = "
                        f"{tokens / 1e6:,.0f}M tokens a month")
 
-    # ---- 3. enough curated examples: counted by 01, or stated
+    # ---- 3. enough curated examples: counted by 00, or stated
     lo, hi = GOOD_EXAMPLES
     n = c.labeled_examples if c.labeled_examples is not None else (baselines or {}).get("rows_out")
-    where = "stated: LABELED_EXAMPLES" if c.labeled_examples is not None else "counted: 01's curated rows"
+    where = "stated: LABELED_EXAMPLES" if c.labeled_examples is not None else "counted: 00's curated rows"
     if n is None:
         stops.append("count the examples")
-        reasons.append("labelled examples: unknown (set LABELED_EXAMPLES, or run 01 and re-run 00 to count them)")
-        todo.append("run 01 (it counts the curated rows), or set LABELED_EXAMPLES")
+        reasons.append("labelled examples: unknown (set LABELED_EXAMPLES, or run 00 and re-run 01 to count them)")
+        todo.append("run 00 (it counts the curated rows), or set LABELED_EXAMPLES")
     elif n < MIN_EXAMPLES:
         stops.append("collect more examples")
         reasons.append(f"only {n} labelled examples ({where}; fewer than ~{MIN_EXAMPLES})")
@@ -273,12 +273,12 @@ def assess(checklist, baselines=None):
         reasons.append(f"{n:,} labelled examples ({where}; the seed's range is {lo:,}-{hi:,} curated)")
     learning = (baselines or {}).get("learning_curve")
     if learning and learning.get("systems"):
-        reasons.append(f"how many are enough, 01's learning curve: {curve.reading(learning['systems'])}")
+        reasons.append(f"how many are enough, 00's learning curve: {curve.reading(learning['systems'])}")
 
     proceed = not stops
     if proceed:
         todo.append("ship only if it wins on cost AND quality against every alternative: 04_evaluate (quality), "
-                    "05_compare_costs (cost)")
+                    "06_compare_costs (cost)")
     return {"proceed": proceed, "recommendation": "fine-tune" if proceed else stops[0], "reasons": reasons,
             "todo": todo, "quality": quality, "quality_source": source, "tried": tried, "labeled_examples": n}
 

@@ -6,7 +6,7 @@ A format is a list of named parts, each a regular expression. Two kinds:
   the next step), compared field by field with the reference reply.
 - `as_reference` (a format learnt from a dataset's own replies, e.g. Bitext's): a reply is valid
   when it has every part its reference reply has and ends with a complete sentence; no fields.
-Notebooks 01/04 score replies with these (ftplay/replies.py), 02 checks the training replies
+Notebooks 00/04 score replies with these (ftplay/replies.py), 02 checks the training replies
 against them, and tools/sampledata writes the sample replies with `render`, so the format is
 defined here once.
 """

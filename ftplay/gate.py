@@ -23,7 +23,7 @@ from .errors import ConfigError
 PASS, BLOCK, NOT_PROVEN = "pass", "block", "not proven"
 KNOBS = ("EPOCHS (03): more passes over the data", "LEARNING_RATE (03): 2e-4 is the seed's default for a 7-8B model",
          "LORA_R and TARGET_MODULES (03): more capacity", "examples per label (02: MAX_TRAIN_PER_LABEL, or more rows)")
-ENDPOINT_PREFIX = "endpoint"   # 01 names the replaced model's systems endpoint_*
+ENDPOINT_PREFIX = "endpoint"   # 00 names the replaced model's systems endpoint_*
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def alternatives_of(paired):
 def no_alternatives(split):
     """The alternatives check where nothing else was scored on `split`."""
     return check(f"alternatives_{split}", NOT_PROVEN,
-                 f"{split}: no other system was scored on these rows; run 01 into this run directory first",
+                 f"{split}: no other system was scored on these rows; run 00 into this run directory first",
                  f"{split}.paired")
 
 
@@ -75,7 +75,7 @@ METRIC_WORDS = {"macro_f1": "macro-F1", "field_accuracy": "field accuracy", "chr
 
 
 def replaced_model(paired, metric="macro_f1", teacher=None):
-    """The fine-tune against the model it would replace (an endpoint 01 scored: your provider, or the stand-in for
+    """The fine-tune against the model it would replace (an endpoint 00 scored: your provider, or the stand-in for
     it), on the task's primary `metric`: passes when it matches (the difference's 95% interval reaches 0) or beats
     it, blocks when the replaced model is better beyond the interval, not proven when it was not scored. Without
     an endpoint, a run trained on that model's request log is read from `teacher` (04's teacher_check: both
@@ -87,7 +87,7 @@ def replaced_model(paired, metric="macro_f1", teacher=None):
     if not scored:
         return check("replaced_model", NOT_PROVEN,
                      "quality against the model the fine-tune would replace: not measured; set ENDPOINT_URL and "
-                     "ENDPOINT_MODEL in 01 (its key in ENDPOINT_API_KEY_ENV) to score it on the same rows",
+                     "ENDPOINT_MODEL in 00 (its key in ENDPOINT_API_KEY_ENV) to score it on the same rows",
                      "heldout.paired")
     name, words = scored[0], METRIC_WORDS.get(metric, metric)
     d = paired[f"finetuned_vs_{name}"]

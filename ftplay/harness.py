@@ -1,4 +1,4 @@
-"""The held-out rows as an lm-eval task, scored by lm-eval against 06's vLLM server and compared with ftplay's scoring.
+"""The held-out rows as an lm-eval task, scored by lm-eval against 05's vLLM server and compared with ftplay's scoring.
 
 Why lm-eval (`lm-eval==0.4.13`) and not Inspect AI: lm-eval's core installs into `.venv` beside
 requirements/train.lock with 26 small packages and no torch of its own; `inspect-ai==0.3.285`
@@ -10,7 +10,7 @@ ResolutionImpossible).
 `TaskManager(include_path=...)`. Each row carries the system prompt and the ticket exactly as
 `prompts.messages` builds them, so lm-eval's chat request (`description` as the system message, the
 ticket as the user message, no few-shot) is the conversation ftplay sends. The answer is restricted
-to the label set with vLLM's `structured_outputs.choice` (06's `choice` mode) and scored by
+to the label set with vLLM's `structured_outputs.choice` (05's `choice` mode) and scored by
 `exact_match` with case and punctuation kept: right when the answer is the row's label, the way
 `serve_client.Client.classify` + `evaluate.score` count it. `run` runs lm-eval's own `simple_evaluate` with its
 `local-chat-completions` model, once per served name (base and each adapter); `compare` puts its
@@ -62,7 +62,7 @@ def task_config(data_file, labels, task=TASK, max_tokens=MAX_TOKENS):
         "num_fewshot": 0,
         "generation_kwargs": {
             "until": [], "max_gen_toks": max_tokens, "do_sample": False, "temperature": 0.0,
-            # passed through to the request body, as serve_client.Client sends them (06's `choice` mode)
+            # passed through to the request body, as serve_client.Client sends them (05's `choice` mode)
             "structured_outputs": {"choice": list(labels)},
             "chat_template_kwargs": dict(prompts.TEMPLATE_KWARGS), "repetition_penalty": 1.0},
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
@@ -196,7 +196,7 @@ def compare(framework, ftplay_answers, ftplay_accuracy, truth):
     """lm-eval's answers and accuracy beside ftplay's on the same rows, per model.
 
     `ftplay_answers` {name: [raw answer per row]} and `ftplay_accuracy` {name: accuracy} are
-    06's `choice` mode (serve_checks.structured_scores: `answers["choice"]`, `choice[name]["accuracy"]`);
+    05's `choice` mode (serve_checks.structured_scores: `answers["choice"]`, `choice[name]["accuracy"]`);
     `truth` the rows' labels. Returns {name:
     {"accuracy" (lm-eval), "ftplay_accuracy", "n", "rows_same_answer", "rows_same_score",
     "agree_with_ftplay" (every answer the same and the accuracies equal), "first_difference"}}."""
@@ -218,10 +218,10 @@ def compare(framework, ftplay_answers, ftplay_accuracy, truth):
     return out
 
 
-# ---------------------------------------------------------------- 06's step
+# ---------------------------------------------------------------- 05's step
 def score_served(url, model_names, rows, labels, system_prompt, structured, out_dir, api_key=None,
                  enabled=True, concurrency=4):
-    """06's eval-framework step: export `rows` (the ones `structured` was scored on) as the task under
+    """05's eval-framework step: export `rows` (the ones `structured` was scored on) as the task under
     `out_dir`, run lm-eval against the server for every name in `model_names`, and compare with
     ftplay's `choice`-mode scoring of the same rows (`structured`, from serve_checks.structured_scores).
 
@@ -250,7 +250,7 @@ def score_served(url, model_names, rows, labels, system_prompt, structured, out_
 
 
 def score_served_tasks(url, tasks, structured, out_dir, base_name="base", api_key=None, enabled=True, concurrency=4):
-    """score_served for the triage task of 06's served tasks ({task: serve_tasks.TaskServing}): the base and the
+    """score_served for the triage task of 05's served tasks ({task: serve_tasks.TaskServing}): the base and the
     classification adapters on the rows `structured` scored; {"ran": False, "why"} when it is off
     (EVAL_FRAMEWORK) or no classification adapter is served (a reply has no label set to score)."""
     from .stages import CLASSIFY

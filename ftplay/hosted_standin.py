@@ -5,12 +5,12 @@ default needs that model too, or every verdict on "does it match the model we pa
 builds it offline and deterministically: the embedded base (tinymodel) with every weight trained on the project's
 own hosted sample (data/hosted_sample.csv: 2,000 tickets with their category, labels drawn evenly, sharing no
 ticket with the export or the production samples), the way a provider's model was trained on far more than one
-team's export and never on it. It is asked the way 01 asks any hosted model: the task's system prompt, examples in
+team's export and never on it. It is asked the way 00 asks any hosted model: the task's system prompt, examples in
 the prompt, and a JSON schema of the labels.
 
 What it is not: larger than the base (the same 4.2M-parameter shape: a larger one needs its own pretraining, which
 neither `make setup`'s 7 minutes nor the playbook's 8 hold), a general instruction follower, or a replier (see
-HostedSpec). 01 builds it on first use (cached beside the embedded models), serves it with vLLM on 127.0.0.1 and
+HostedSpec). 00 builds it on first use (cached beside the embedded models), serves it with vLLM on 127.0.0.1 and
 scores it through ENDPOINT_URL's own code path (`HOSTED_STANDIN`); a team sets ENDPOINT_URL to its provider.
 """
 import csv
@@ -33,7 +33,7 @@ NAME = "the stand-in for the hosted model"
 @dataclass(frozen=True)
 class HostedSpec:
     """How the stand-in is trained (full fine-tuning of every weight of the embedded base). Measured on the
-    export's held-out rows, as 01 asks a model (label scoring; build time on this 2-core machine):
+    export's held-out rows, as 00 asks a model (label scoring; build time on this 2-core machine):
     these defaults, triage only: 124 s, macro-F1 0.70 zero-shot, 0.71 with 4 retrieved examples; with 400 reply
     conversations and 3 epochs: 363 s, 0.79 / 0.79, and its replies canned (field accuracy 0.45, what the most
     common reply scores; 0.34 with examples): not a stand-in for a hosted model's replies, at three times the build.
@@ -43,10 +43,10 @@ class HostedSpec:
     epochs: int = 2
     lr: float = 1e-3
     batch: int = 32
-    shot_share: float = 0.25     # conversations with examples in the prompt (01 asks with 4 retrieved ones)
+    shot_share: float = 0.25     # conversations with examples in the prompt (00 asks with 4 retrieved ones)
     max_shots: int = 4           # triage examples in a prompt at most
     max_reply_shots: int = 2     # reply examples in a prompt at most (each one is a whole reply)
-    json_share: float = 0.5      # triage answers written as {"label":"..."} (01 asks with a JSON schema)
+    json_share: float = 0.5      # triage answers written as {"label":"..."} (00 asks with a JSON schema)
     shuffle_share: float = 0.25  # triage prompts listing the labels in another order than the usual sorted one
     max_len: int = 768           # tokens of a training conversation; longer ones drop their examples
     seed: int = 0
@@ -81,7 +81,7 @@ def build(spec=HostedSpec(), root=None, force=False, sample=SAMPLE):
 def conversations(rows, spec, labels):
     """(messages, task) of every training conversation, seeded: triage with the labels listed (in the usual
     order, or shuffled so no answer rests on a position) and the answer bare or as JSON, replies in the house
-    format; some with examples from other rows of the sample in the prompt, as 01's few-shot prompts."""
+    format; some with examples from other rows of the sample in the prompt, as 00's few-shot prompts."""
     rng = random.Random(spec.seed)
     out = []
     for i, r in enumerate(rows[: spec.triage_rows]):
@@ -202,7 +202,7 @@ def serve(run_dir, startup_timeout_s=300.0):
 
 
 class Replaced:
-    """The model the fine-tune would replace, as 01 scores it: a team's provider at ENDPOINT_URL (its key from the
+    """The model the fine-tune would replace, as 00 scores it: a team's provider at ENDPOINT_URL (its key from the
     environment variable ENDPOINT_API_KEY_ENV names), or the stand-in, served for the time of the `with` block."""
 
     def __init__(self, url="", model="", key_env="", run_dir=None):
@@ -225,7 +225,7 @@ class Replaced:
             self.server.stop()
 
     def record(self):
-        """What 01 records of it (no key, no URL credentials)."""
+        """What 00 records of it (no key, no URL credentials)."""
         from .params import redact_url
 
         if self.standin:
@@ -234,13 +234,13 @@ class Replaced:
                 "set_by": "ENDPOINT_URL"}
 
     def scored_as(self):
-        """What 01 scored as the replaced model, in words (05 and the report quote it)."""
+        """What 00 scored as the replaced model, in words (06 and the report quote it)."""
         if self.standin:
             return f"{NAME}, HOSTED_STANDIN"
         return f"{self.model} at ENDPOINT_URL"
 
     def describe(self):
-        """One sentence on what 01 scored as the replaced model (never its key)."""
+        """One sentence on what 00 scored as the replaced model (never its key)."""
         if self.standin:
             m = meta(build())
             return (f"scored {NAME}: the embedded base with every weight trained on {m['conversations']:,} "
@@ -271,7 +271,7 @@ def fits(task, spec=HostedSpec(), teacher=None):
 
 
 def replaced(url, model, key_env, standin, run_dir, task, teacher=None):
-    """(the Replaced to score in 01 or None, a sentence saying why none): ENDPOINT_URL when given, else the
+    """(the Replaced to score in 00 or None, a sentence saying why none): ENDPOINT_URL when given, else the
     stand-in when HOSTED_STANDIN is on and the run is on the project's sample data."""
     if url:
         return Replaced(url, model, key_env, run_dir), ""

@@ -35,25 +35,25 @@ def _inspect(path, _mtime):
 # cost.CostInputs check the others.
 # Here they only move the check before anything runs.
 RANGES = {**recipes.RANGES, **SCORING_RANGES, **GATE_RANGES,
-    # data and prompts (01, 02)
+    # data and prompts (00, 02)
     "HELDOUT_FRACTION": OPEN_SHARE, "NEAR_DUP_THRESHOLD": POSITIVE_SHARE, "MIN_LABEL_COUNT": at_least(1),
     "MAX_TRAIN_PER_LABEL": at_least(0), "SEED": SEED,
     "N_SHOTS": Range(0, 100),   # each shot is a whole example in the prompt: hundreds overflow any context
     "MAX_ROWS": at_least(0),
-    # scoring (01, 04)
+    # scoring (00, 04)
     "MIN_SLICE": at_least(1),
     "MAX_NEW_TOKENS": Range(8, 2048, also=(0,)),
 
     # training (03)
     "EVAL_FRACTION": Range(0, 1, hi_open=True), "NUM_GPUS": at_least(1),
-    # serving (06)
+    # serving (05)
     # a load test's size is bounded like N_BOOT: a typo (1e9 requests, a million connections) would run for days
     # or exhaust the machine's sockets before anything said why; an answer cap beyond 2,048 sizes the server's
     # context (serve_tasks.model_len_for) past what a triage label needs by a thousandfold
     "PORT": Range(0, 65535), "LOAD_TEST_REQUESTS": Range(1, 100_000), "LOAD_TEST_CONCURRENCY": Range(1, 1024),
     "MAX_TOKENS": Range(1, 2048), "REPLY_MAX_TOKENS": Range(8, 2048), "STARTUP_TIMEOUT_S": above(0),
     "STRUCTURED_ROWS": at_least(0),
-    # decision and costs (00, 05)
+    # decision and costs (01, 06)
     "MONTHLY_REQUESTS": at_least(0), "TOKENS_PER_REQUEST": at_least(0), "LABELED_EXAMPLES": at_least(0),
     "CURRENT_QUALITY": SHARE, "TARGET_QUALITY": SHARE, "INPUT_TOKENS_PER_REQUEST": at_least(0),
     "OUTPUT_TOKENS_PER_REQUEST": at_least(0), "REPLY_OUTPUT_TOKENS_PER_REQUEST": at_least(0),

@@ -39,8 +39,8 @@ def cost_vs_volume(rows, marks=(), ax=None, at=None):
 def selective_curve(curve, target=None, chosen=None, ax=None, others=None):
     """Accuracy on the kept tickets against the share escalated.
     curve: [{"escalated", "accuracy_kept"}] (04's selective_curve of the fine-tune); target: accuracy line;
-    chosen: the escalation share picked, marked; others: {name: curve} drawn beside it (01's cheap classifier:
-    the routing 00 reads, so the two can be compared on one axis)."""
+    chosen: the escalation share picked, marked; others: {name: curve} drawn beside it (00's cheap classifier:
+    the routing 01 reads, so the two can be compared on one axis)."""
     fig, ax = _axes(ax, (5.5, 3.8))
 
     def points(c):

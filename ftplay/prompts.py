@@ -1,6 +1,6 @@
 """The one prompt: messages, rendered token ids and the trained-token mask, the label schema.
 
-Training (02/03), the baselines and scoring (01/04), serving (06) and the exports (hosted, Axolotl)
+Training (02/03), the baselines and scoring (00/04), serving (05) and the exports (hosted, Axolotl)
 all build a ticket's conversation here and render it with the base model's own chat template,
 so the prompt a model is trained on is token for token the prompt it is scored and served with.
 

@@ -48,7 +48,7 @@ SHARE = Range(0, 1)                      # a share or probability, ends included
 OPEN_SHARE = Range(0, 1, True, True)     # strictly between 0 and 1
 POSITIVE_SHARE = Range(0, 1, lo_open=True)
 SEED = Range(0, 2**32 - 1)               # numpy's seeds are unsigned 32-bit
-BATCH = at_least(1)                      # BATCH_SIZE: sequences per step (03), prompts per forward pass (01, 04)
+BATCH = at_least(1)                      # BATCH_SIZE: sequences per step (03), prompts per forward pass (00, 04)
 
 
 def problems(obj, rules):

@@ -140,7 +140,7 @@ def gpu_recipe(cfg):
 
 
 # A second adapter that teaches one thing: the same base, data, engine and seed as the first, with one
-# knob of its recipe changed (SECOND_ADAPTER in 03). 04 scores it next to the first, 06 serves both.
+# knob of its recipe changed (SECOND_ADAPTER in 03). 04 scores it next to the first, 05 serves both.
 EXPERIMENTS = {
     "epochs": "a third of the training: EPOCHS 3 -> 1 (or MAX_STEPS / 3)",
     "rank": "rank / 8 (alpha / 8 with it, so alpha / r, the update's scale, stays)",

@@ -183,7 +183,7 @@ def read_all(run_dir, stems=stages.STEMS):
 
 
 def task_of(run_dir):
-    """The task the records in `run_dir` are for: the `task` field 02, 03 or 01 wrote ("classify" for a
+    """The task the records in `run_dir` are for: the `task` field 02, 03 or 00 wrote ("classify" for a
     run recorded before tasks existed)."""
     for stem in (stages.CURATE, stages.TRAIN, stages.BASELINE, stages.EVALUATE):
         rec = read(run_dir, stem, missing_ok=True)

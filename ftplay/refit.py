@@ -16,7 +16,7 @@ from .params import declared_parameters
 def refit_params(recorded, model):
     """({stem: parameters}, {stem: [dropped names]}) for the re-run: each notebook's recorded values
     that it still declares, MODEL replaced, RUN_DIR left to the runner, adapter folders emptied so that
-    04 and 06 use the adapter trained on the new base."""
+    04 and 05 use the adapter trained on the new base."""
     current = run_plan.notebooks()
     per, dropped = {}, {}
     for stem, values in recorded.items():

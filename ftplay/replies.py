@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-NEAREST = "nearest_reply"   # the cheap reference, the analogue of 01's TF-IDF classifier
+NEAREST = "nearest_reply"   # the cheap reference, the analogue of 00's TF-IDF classifier
 CONSTANT = "constant_reply"  # the floor: the most common training reply, sent to every ticket
 MARGIN_TOKENS = 16          # MAX_NEW_TOKENS=0: room above the longest curated reply
 # On a CPU, greedy decoding of a small model is a chain of tiny matrix products, where a second thread costs more
@@ -33,7 +33,7 @@ DECODE_WORKERS = 2
 
 
 def primary(fmt):
-    """The reply task's primary metric for `fmt`: what 01's "best" prompting system is chosen by and what 04's
+    """The reply task's primary metric for `fmt`: what 00's "best" prompting system is chosen by and what 04's
     alternatives check compares. Not validity: a canned reply (nearest_reply, or a prompt that copies its example)
     is always well-formed yet restates the wrong ticket. Field accuracy where the format has fields (the house
     format: 4 of its 6 lines are fixed text, so chrF rewards boilerplate: nearest_reply, greeting the wrong customer
@@ -250,7 +250,7 @@ def paired(rows, a, b, fmt, n_boot=1000, seed=0):
 
 
 def token_stats(tokenizer, texts):
-    """Tokens of each reply (no special tokens): mean, median, 95th percentile, max; 05 prices output tokens so."""
+    """Tokens of each reply (no special tokens): mean, median, 95th percentile, max; 06 prices output tokens so."""
     n = np.array([len(tokenizer(t or "", add_special_tokens=False)["input_ids"]) for t in texts] or [0])
     return {"mean": round(float(n.mean()), 1), "p50": float(np.percentile(n, 50)), "p95": float(np.percentile(n, 95)),
             "max": int(n.max())}

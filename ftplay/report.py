@@ -15,7 +15,7 @@ from . import curve, decide, evaluate, label_issues, records, requestlog, stages
 from .stages import BASELINE, COSTS, CURATE, DECIDE, EVALUATE, SERVE, TRAIN
 
 BLOCKS, NOT_PROVEN, SUPPORTS = "blocks", "not proven", "supports"
-# the 05 option that prices a system 04 found better than the fine-tune
+# the 06 option that prices a system 04 found better than the fine-tune
 PRICED_AS = {"tfidf_logreg": "classical_reference", "nearest_reply": "classical_reference"}
 
 
@@ -30,7 +30,7 @@ def why(text, stem, field, effect=BLOCKS):
 def build(run_dir, status=None):
     """{"run_dir", "items": [item], "ship": {"ship", "reasons", "notes"}, "route", "plots", "tasks"} for
     `run_dir`. Each task of the run (records.task_runs: triage, the house-format reply) is answered on
-    its own records, with the run's one server (06) and cost notebook (05): `tasks` holds {task: {"dir",
+    its own records, with the run's one server (05) and cost notebook (06): `tasks` holds {task: {"dir",
     "items", "ship"}} for each, and "items"/"ship" at the top are the run's first task's.
 
     `status` is the runner's {name: {"status", "cell", "error"}} (a further task's notebooks named
@@ -85,7 +85,7 @@ def plots_of(run_dir, task_dirs):
 
 
 def _cost_view(cost, task):
-    """05's record as one task's cost: its per-task table (`tasks.<task>`) over the shared fields."""
+    """06's record as one task's cost: its per-task table (`tasks.<task>`) over the shared fields."""
     mine = cost.at("tasks", task, default=None)
     if not isinstance(mine, dict):
         return cost
@@ -128,15 +128,15 @@ def tried_cheaper(recs):
         fig["reference"] = {ref.get("name"): ref.get(metric)}
     problems, notes = [], []
     if "few_shot_retrieved" not in systems:
-        problems.append(why("retrieved few-shot (RAG) was not scored in 01", BASELINE, "systems.few_shot_retrieved",
+        problems.append(why("retrieved few-shot (RAG) was not scored in 00", BASELINE, "systems.few_shot_retrieved",
                             NOT_PROVEN))
-    # the model the fine-tune would replace, as 01 scored it (your endpoint, or the stand-in for the hosted model)
+    # the model the fine-tune would replace, as 00 scored it (your endpoint, or the stand-in for the hosted model)
     fig.update({n: systems[n].get(metric) for n in systems if n.startswith("endpoint")})
     parts = [f"{n}{decide.replaced_words(base, n)} {_f(v)}" for n, v in fig.items() if n in systems]
     text = f"{name} " + ", ".join(parts) + f" (best prompt: {fig['best_prompt']})"
     if ref:
         text += f"; reference {ref.get('name')} {_f(ref.get(metric))}"
-    curve = ref.get("selective_curve")   # the cheap model first, as 00 reads it; the fine-tune's routing is 05's
+    curve = ref.get("selective_curve")   # the cheap model first, as 01 reads it; the fine-tune's routing is 06's
     if recs.get("task", stages.CLASSIFY) != stages.CLASSIFY:
         notes.append("routing (a cheap model first, the unsure share escalated) is measured for triage only: a "
                      "generated reply carries no confidence to route on")
@@ -145,16 +145,16 @@ def tried_cheaper(recs):
         fig["routing"], said = decide.routing_reading(curve, target, ref.get("name"))
         text += f"; routing: {said}"
     else:
-        problems.append(why("routing not measured: 01_baseline_prompting.json has no reference selective_curve (01 "
+        problems.append(why("routing not measured: 00_baseline_prompting.json has no reference selective_curve (00 "
                             "did not run)", BASELINE, "reference.selective_curve", NOT_PROVEN))
-    said_00 = recs[DECIDE]
-    if said_00 and not said_00.get("proceed", True):
-        text_00 = (f"00 said do not fine-tune ({said_00.get('recommendation', 'see its reasons')}): "
-                   + "; ".join(r for r in said_00.get("reasons", []) if "classifier" in r or "target" in r)[:400])
-        if said_00.get("measured_baselines"):
-            problems.append(why(text_00, DECIDE, "proceed, recommendation, reasons"))
+    said_01 = recs[DECIDE]
+    if said_01 and not said_01.get("proceed", True):
+        text_01 = (f"01 said do not fine-tune ({said_01.get('recommendation', 'see its reasons')}): "
+                   + "; ".join(r for r in said_01.get("reasons", []) if "classifier" in r or "target" in r)[:400])
+        if said_01.get("measured_baselines"):
+            problems.append(why(text_01, DECIDE, "proceed, recommendation, reasons"))
         else:
-            notes.append(text_00 + " (decided before 01's measurements: re-run 00 after 01)")
+            notes.append(text_01 + " (decided before 00's measurements: re-run 01 after 00)")
     return {"summary": text, "figures": fig, "problems": problems, "notes": notes}
 
 
@@ -311,21 +311,21 @@ def evaluated(recs):
 
 
 def _cost_of(name, recs):
-    """What the better system `name` would cost a month, from 05's options, or why it is not priced."""
+    """What the better system `name` would cost a month, from 06's options, or why it is not priced."""
     rows = {r.get("name"): r for r in recs[COSTS].at("options", default=[])}
     option = PRICED_AS.get(name) or ("hosted_frontier" if name.startswith("endpoint") else None)
     row = rows.get(option) if option else None
     shared = {r.get("name"): r for r in recs[COSTS].get("run_options") or []}
     if (not row or row.get("monthly_cost") is None) and option == "classical_reference" and \
             (shared.get(option) or {}).get("monthly_cost") is not None:   # a TF-IDF lookup on CPUs, priced once
-        return (f"{name} is a TF-IDF lookup on CPUs, as the triage classifier 05 priced: about "
-                f"${shared[option]['monthly_cost']:,.0f} a month (05_compare_costs.json: options.{option})")
+        return (f"{name} is a TF-IDF lookup on CPUs, as the triage classifier 06 priced: about "
+                f"${shared[option]['monthly_cost']:,.0f} a month (06_compare_costs.json: options.{option})")
     if row and row.get("monthly_cost") is not None:
-        return f"{name} would cost ${row['monthly_cost']:,.0f} a month (05_compare_costs.json: options.{option})"
+        return f"{name} would cost ${row['monthly_cost']:,.0f} a month (06_compare_costs.json: options.{option})"
     if option:
-        return f"its monthly cost is not priced (05_compare_costs.json has no options.{option}: run 05)"
+        return f"its monthly cost is not priced (06_compare_costs.json has no options.{option}: run 06)"
     return (f"{name} is the base model with a longer prompt: it costs about what self-hosting the base does "
-            "(05_compare_costs.json: options.self_hosted_vllm), plus its prompt's extra tokens")
+            "(06_compare_costs.json: options.self_hosted_vllm), plus its prompt's extra tokens")
 
 
 def served(recs):
@@ -378,7 +378,7 @@ def served(recs):
     notes = [] if task != stages.CLASSIFY else [
         f"structured output: {m} answers valid JSON but wrong labels (accuracy {_f(v.get('accuracy'))}, "
         f"valid {_f(v.get('valid_rate'), '.0%')}): it was trained on the bare label; serve the format it was "
-        "trained on, or train on the format you serve (06_serve_vllm.json: structured_output.models)"
+        "trained on, or train on the format you serve (05_serve_vllm.json: structured_output.models)"
         for m, v in by_model.items() if v.get("valid_but_wrong")]
     return {"summary": text, "figures": fig, "problems": problems, "notes": notes}
 
@@ -417,8 +417,8 @@ CHECKLIST = (
 
 
 def route_line(cost):
-    """'route the numbers favour: ...' from 05's route comparison (`routes`: {favoured, headline}), or
-    None when 05 recorded none."""
+    """'route the numbers favour: ...' from 06's route comparison (`routes`: {favoured, headline}), or
+    None when 06 recorded none."""
     r = (cost or {}).get("routes")
     if not isinstance(r, dict) or not r.get("favoured"):
         return None

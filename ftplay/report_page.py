@@ -40,7 +40,7 @@ def _verdict_lines(task, ship):
 
 
 def format_verdicts(report):
-    """Each task's verdict and its reasons, as format_text ends each task: what 05 prints last."""
+    """Each task's verdict and its reasons, as format_text ends each task: what 06 prints last."""
     tasks = report.get("tasks") or {None: {"items": report["items"], "ship": report["ship"]}}
     return "\n".join(line for task, t in tasks.items()
                      for line in _verdict_lines(task if len(tasks) > 1 else None, t["ship"]))

@@ -57,7 +57,7 @@ def check_inputs(todo):
 
 def tokenizer_problems(ref, param="MODEL"):
     """A model folder whose tokenizer has ids beyond its embedding table (a tokenizer saved from another model,
-    tokens added without resizing): every prompt holding such a token would die in 01 with `IndexError: index out
+    tokens added without resizing): every prompt holding such a token would die in 00 with `IndexError: index out
     of range in self`. Checked for folders a user points at (the built models are consistent by construction)."""
     if ref.kind != "local":
         return []
@@ -85,8 +85,8 @@ ENDPOINT_TIMEOUT_S = 5.0
 
 def endpoint_problems(url, model, key_env, timeout=ENDPOINT_TIMEOUT_S):
     """ENDPOINT_URL reached before anything runs: one GET of <url>/models with the key in $ENDPOINT_API_KEY_ENV.
-    No answer within `timeout`, or a refused key, is a problem naming the parameter (01 would otherwise fail on
-    it minutes in); any other answer (some providers have no /models) is left to 01. ENDPOINT_MODEL must be set."""
+    No answer within `timeout`, or a refused key, is a problem naming the parameter (00 would otherwise fail on
+    it minutes in); any other answer (some providers have no /models) is left to 00. ENDPOINT_MODEL must be set."""
     import httpx
 
     out = [] if model else ["ENDPOINT_URL is set but ENDPOINT_MODEL is empty: set ENDPOINT_MODEL to the model name "
@@ -108,7 +108,7 @@ def endpoint_problems(url, model, key_env, timeout=ENDPOINT_TIMEOUT_S):
 
 
 def check_order(todo, run_dir=None):
-    """A notebook run without what it cannot do without (03 without 02's split, 04 and 06 without
+    """A notebook run without what it cannot do without (03 without 02's split, 04 and 05 without
     03's adapter unless ADAPTER_DIR names one) is refused up front, naming what to run first,
     instead of failing inside the notebook with a missing file."""
     problems, planned = _unreadable_records(todo, run_dir), []
@@ -199,7 +199,7 @@ def check_adapters(todo, run_dir=None):
                                 "folder, or leave it empty to use the one 03 trains")
                 continue
         elif reused:
-            source = Path(run_dir)  # 03's record there pins the base of the adapter 04 and 06 will use
+            source = Path(run_dir)  # 03's record there pins the base of the adapter 04 and 05 will use
         else:
             continue
         key = (str(source), str(eff.get("MODEL")))

@@ -128,7 +128,7 @@ def check_shape(per_notebook, per_task, where=""):
 TASK_PARAMS = {stages.CLASSIFY: {},
                stages.REPLY: {"TRAIN_PATH": "data/replies_raw.csv", "PRODUCTION_PATH": "data/replies_production.csv",
                               "OUTPUT_FIELD": "reply", "REPLY_FORMAT": "house", "REASON": "format_or_style",
-                              # 01 and 04 score a seeded 100 of the 228 held-out replies (production: all 200): the
+                              # 00 and 04 score a seeded 100 of the 228 held-out replies (production: all 200): the
                               # base writes up to 102 tokens per reply for three prompts, 175 s for all 228 here
                               "MAX_ROWS": 100,
                               "DEMO_QUANTIZATION": False}}   # 03 measures 4-bit once, on the triage adapter
@@ -168,8 +168,8 @@ def tasks_of(params):
 
 
 def plan_groups(only=None, params=None, per_notebook=None, per_task=None):
-    """[Group] to execute in order: the first task's notebooks (01, 00, 02, 03, 04) into the run directory,
-    each further task's 01-04 into <run dir>/<task>, then 06 and 05 (once, over every task) into the run
+    """[Group] to execute in order: the first task's notebooks (00, 01, 02, 03, 04) into the run directory,
+    each further task's 00 and 02-04 into <run dir>/<task>, then 05 and 06 (once, over every task) into the run
     directory. `per_task`: {task: {NAME: value, notebooks: {stem: {NAME: value}}}} from the params file's
     `tasks:` section (its `notebooks:` for that task's notebook only)."""
     check_shape(per_notebook or {}, per_task or {})

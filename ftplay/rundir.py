@@ -155,7 +155,7 @@ LIBRARY_NOISE = (
     ("torch.utils._pytree", r"is an Enum subclass and is now natively supported"),
     # bitsandbytes looks for the optional `kernels` package for its CPU 4-bit matmul and falls back to its own
     ("bitsandbytes.backends.cpu.ops", r"Failed to load CPU gemm_4bit_forward from kernels-community"),
-    # 02 and 01 measure over-long rows on purpose (the length check drops them): the tokenizer warns once
+    # 02 and 00 measure over-long rows on purpose (the length check drops them): the tokenizer warns once
     ("transformers.tokenization_utils_base", r"Token indices sequence length is longer than the specified maximum"),
 )
 QUIET = ("httpx", "httpx2", "urllib3", "filelock", "torchao", "datasets", "transformers", "accelerate",

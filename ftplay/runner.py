@@ -106,7 +106,7 @@ def check_parameters(todo):
 def set_aside(where, stem):
     """Move the record `stem` wrote before to <stem>.json.previous while the notebook runs again: a run stopped
     half-way (an error, Ctrl-C, SIGTERM) then leaves no old record that reads as this run's (the report would say
-    "Served: done" from the last run's 06), and nothing is lost. Removed once the notebook writes a new one."""
+    "Served: done" from the last run's 05), and nothing is lost. Removed once the notebook writes a new one."""
     old = records.path(where, stem)
     if not old.exists():
         return None

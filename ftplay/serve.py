@@ -1,4 +1,4 @@
-"""Serving with vLLM: the server's command and environment, start and stop it (serve_tasks picks what 06 serves,
+"""Serving with vLLM: the server's command and environment, start and stop it (serve_tasks picks what 05 serves,
 serve_client talks to it, serve_checks checks it).
 
 Two serving environments, picked automatically (override with `ServeConfig(backend=..., python=...)`):
@@ -204,7 +204,7 @@ def command(cfg):
 
 
 def new_key():
-    """A key for one server, when none is given: the endpoint is closed by default, and 06's own clients (the
+    """A key for one server, when none is given: the endpoint is closed by default, and 05's own clients (the
     checks, the load test, lm-eval) are handed it; it is never printed or recorded."""
     import secrets
 
@@ -264,7 +264,7 @@ def shell_line(argv, env=None):
 
 
 def model_record(ref):
-    """06's record of the base it served: as asked for, its kind and revision."""
+    """05's record of the base it served: as asked for, its kind and revision."""
     return {"requested": ref.requested, "kind": ref.kind, "revision": ref.revision}
 
 
@@ -401,7 +401,7 @@ class Server:
         return self.pgid is not None and _group_alive(self.pgid)
 
     def record(self):
-        """06's record of the server: how long it took to start, its backend, URL and log, whether it stopped."""
+        """05's record of the server: how long it took to start, its backend, URL and log, whether it stopped."""
         return {"startup_s": self.startup_s, "backend": self.cfg.backend, "url": self.url, "log": str(self.log_path),
                 "stopped": not self.alive()}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import evaluate, identity, models, numbers, progress, prompts, tinymodel
 from .errors import ConfigError, FtplayError
-from .loadtest import load_lanes, load_test  # noqa: F401 (06 and the benchmarks call serve_checks.load_test)
+from .loadtest import load_lanes, load_test  # noqa: F401 (05 and the benchmarks call serve_checks.load_test)
 from .serve import ALLOWED_LORA_RANKS, LORA_TARGETS, adapter_config, adapter_rank, lora_rank_for
 
 
@@ -143,7 +143,7 @@ def check_or_raise(findings):
 # ---------------------------------------------------------------- parity
 def _hf_greedy(model, tok, ids, max_tokens):
     """Greedy ids after `ids`, on one torch thread: the vLLM server runs on the same cores, and a small model's
-    token-by-token decoding loses more to two threads contending with it than it gains (06's parity on whole
+    token-by-token decoding loses more to two threads contending with it than it gains (05's parity on whole
     replies measured here, a reply-only run: 128 s with two threads, 37 s with one)."""
     import torch
 

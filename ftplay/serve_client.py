@@ -12,7 +12,7 @@ class UnknownModelError(FtplayError):
 
 def quiet_http_logs():
     """The openai client's transport (httpx2 in openai 3.x, httpx before) logs every request at INFO
-    ("HTTP Request: POST ..."): 06 sends hundreds, one line each in the notebook. Warnings still show;
+    ("HTTP Request: POST ..."): 05 sends hundreds, one line each in the notebook. Warnings still show;
     a level someone set on purpose is kept."""
     for name in ("httpx", "httpx2"):
         lg = logging.getLogger(name)

@@ -1,4 +1,4 @@
-"""What 06 serves and sends: the run's adapters named by task, each task's held-out tickets and the
+"""What 05 serves and sends: the run's adapters named by task, each task's held-out tickets and the
 prompts built from them as training built them, and the context length they need."""
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve_adapters(run_dir, adapter_dir="", second_adapter_dir=""):
-    """{served name: folder} for notebook 06. Without ADAPTER_DIR: every task's adapter that notebook 03
+    """{served name: folder} for notebook 05. Without ADAPTER_DIR: every task's adapter that notebook 03
     recorded in the run (`records.task_runs`: the run directory's own task, then each <RUN_DIR>/<task>/),
     named by its task (stages.ADAPTER_NAMES: "triage", "reply"), each followed by 03's second adapter of
     that task when it trained one ("<name>_b"). With ADAPTER_DIR: that adapter, named by the task its
@@ -48,7 +48,7 @@ def _task_name(adapter_dir):
 
 @dataclass(frozen=True)
 class TaskServing:
-    """What 06 sends for one task: its adapters (served names), what they were trained with (ftplay_adapter.json
+    """What 05 sends for one task: its adapters (served names), what they were trained with (ftplay_adapter.json
     of the first), the held-out tickets to send, and the answer cap."""
     task: str
     adapters: tuple          # served names of this task's adapters
@@ -122,7 +122,7 @@ def model_len_for(prompt_lengths, max_tokens, at_least=512, step=256):
 
 
 def record_fields(tasks):
-    """06's record fields of what it served per task ({task: TaskServing}): each adapter's task, each task's
+    """05's record fields of what it served per task ({task: TaskServing}): each adapter's task, each task's
     adapters, prompts' source, answer cap, format and system prompt, and the first task's prompts' source."""
     return {"adapter_tasks": {name: task for task, t in tasks.items() for name in t.adapters},
             "tasks": {task: {"adapters": list(t.adapters), "prompts_source": t.source, "max_tokens": t.max_tokens,

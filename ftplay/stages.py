@@ -1,13 +1,13 @@
 """The playbook's stages named once: notebook stems in run order, each one's record file and what it reads."""
 from dataclasses import dataclass
 
-DECIDE = "00_decide_approach"
-BASELINE = "01_baseline_prompting"
+BASELINE = "00_baseline_prompting"
+DECIDE = "01_decide_approach"
 CURATE = "02_curate_data"
 TRAIN = "03_train_qlora"
 EVALUATE = "04_evaluate"
-COSTS = "05_compare_costs"
-SERVE = "06_serve_vllm"
+SERVE = "05_serve_vllm"
+COSTS = "06_compare_costs"
 
 
 @dataclass(frozen=True)
@@ -28,23 +28,23 @@ class Stage:
 
 
 STAGES = {s.stem: s for s in (
-    Stage(DECIDE, (BASELINE,)),                    # 01's measured baselines, when 01 ran before
     Stage(BASELINE),
+    Stage(DECIDE, (BASELINE,)),                    # 00's measured baselines, when 00 ran before
     Stage(CURATE),
     Stage(TRAIN, (CURATE,), (CURATE,)),            # the curated split, labels, system prompt
-    Stage(EVALUATE, (BASELINE, CURATE, TRAIN), (CURATE, TRAIN)),  # the split, the adapter, 01's best prompt
-    Stage(COSTS, (BASELINE, CURATE, TRAIN, EVALUATE, SERVE)),  # classifier speed, sizes, times, routing, throughput
+    Stage(EVALUATE, (BASELINE, CURATE, TRAIN), (CURATE, TRAIN)),  # the split, the adapter, 00's best prompt
     Stage(SERVE, (CURATE, TRAIN), (TRAIN,)),       # the adapters (held-out texts, else the samples)
+    Stage(COSTS, (BASELINE, CURATE, TRAIN, EVALUATE, SERVE)),  # classifier speed, sizes, times, routing, throughput
 )}
 STEMS = tuple(STAGES)   # numeric order: how reports list them
-# 00 decides from what 01 measured, so 01 runs first; 05 prices what 06 measures (serving throughput),
-# so it runs after 06.
+# The files are numbered in the order they run: 01 decides from what 00 measured, 06 prices what 05 measures
+# (serving throughput). ORDER says it again where run order is what is meant.
 ORDER = (BASELINE, DECIDE, CURATE, TRAIN, EVALUATE, SERVE, COSTS)
 TRAINING = (CURATE, TRAIN, EVALUATE)   # the stages that want a GPU (modal_app runs them there)
 
 # The tasks a playbook run can fine-tune for (notebook parameter TASK). The first task of a run writes
-# into the run directory itself, each further one into <run dir>/<task>/ (`task_dir`); 01-04 run once
-# per task, 00 (the decision), 06 (one server for every task's adapter) and 05 (each task priced) once.
+# into the run directory itself, each further one into <run dir>/<task>/ (`task_dir`); 00 and 02-04 run once
+# per task, 01 (the decision), 05 (one server for every task's adapter) and 06 (each task priced) once.
 CLASSIFY, REPLY = "classify", "reply"
 TASKS = {CLASSIFY: "ticket triage: one category per ticket (a narrow, high-volume task)",
          REPLY: "a support reply in the house format (a format prompting alone does not hold)"}
@@ -71,7 +71,7 @@ def record_name(stem):
 # caches); the summary prints them beside the times and benchmarks/playbook_time.py checks the total.
 # Further tasks' notebooks are named <task>/<stem>, as the runner's summary names them.
 BUDGET_TOTAL_S = 480
-# 01 serves and scores the stand-in for the hosted model (about 30 s of its 54 here); reply/01 ran in 28-43 s
+# 00 serves and scores the stand-in for the hosted model (about 30 s of its 54 here); reply/00 ran in 28-43 s
 BUDGET_S = {BASELINE: 55, DECIDE: 5, CURATE: 12, TRAIN: 70, EVALUATE: 70,
             f"{REPLY}/{BASELINE}": 45, f"{REPLY}/{CURATE}": 10, f"{REPLY}/{TRAIN}": 75, f"{REPLY}/{EVALUATE}": 55,
             SERVE: 80, COSTS: 3}

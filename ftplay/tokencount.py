@@ -1,7 +1,7 @@
 """Tokens a request costs, counted with a real tokenizer of the priced family, not assumed.
 
 The cost stage prices each option with the prompt it was scored with: the hosted model with the best
-prompt 01 found (instructions and shots), the fine-tune with the short prompt it is served with. Both are
+prompt 00 found (instructions and shots), the fine-tune with the short prompt it is served with. Both are
 rendered in a chat template and counted here:
 
 - the fine-tune's side with MODEL's own tokenizer (a hub model, a local folder, a `tiny:` stand-in,
@@ -100,7 +100,7 @@ def hosted_note(counted):
 
 
 def served_reading(priced):
-    """One sentence on 04's counts: the fine-tune's request as served and a training example, for 05."""
+    """One sentence on 04's counts: the fine-tune's request as served and a training example, for 06."""
     ft, ex = priced.get("finetuned"), priced.get("train_example")
     parts = []
     if ft:
@@ -113,4 +113,4 @@ def served_reading(priced):
         return "no tokens counted"
     who = (ft or ex)["tokenizer"]
     return (f"Counted with {who}'s tokenizer and chat template: " + "; ".join(parts)
-            + ". 05 prices the fine-tune with them.")
+            + ". 06 prices the fine-tune with them.")

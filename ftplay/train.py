@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import footprint, masks, progress, recipes, stages
-from .recipes import TrainConfig  # 01/04 call it here  # noqa: F401
+from .recipes import TrainConfig  # 00/04 call it here  # noqa: F401
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Cost stage: exact prices, break-even and payback edge cases, the seed's worked example, notebook 05."""
+"""Cost stage: exact prices, break-even and payback edge cases, the seed's worked example, notebook 06."""
 from dataclasses import replace
 from pathlib import Path
 
@@ -210,7 +210,7 @@ def test_per_token_view_is_named_in_the_verdict():
 
 # ---------------------------------------------------------------- each task priced with its own tokens
 def two_task_run(d, served=LLAMA):
-    """Triage in the run directory, the reply task in <run>/reply; 06 served both adapters from one base:
+    """Triage in the run directory, the reply task in <run>/reply; 05 served both adapters from one base:
     triage 40 requests of 110 prompt tokens answering 3, reply 40 of 150 answering 58 (39 stopped)."""
     fake_run(d, served=served)
     rundir.record(d, "02_curate_data", {"rows_out": 1_100, "tokens": {"p50": 90},
@@ -222,7 +222,7 @@ def two_task_run(d, served=LLAMA):
     per = {"base": {"requests": 80, "errors": 0, "prompt_tokens": 10_400, "completion_tokens": 5_440, "stopped": 0},
            "triage": {"requests": 40, "errors": 0, "prompt_tokens": 4_400, "completion_tokens": 120, "stopped": 40},
            "reply": {"requests": 40, "errors": 0, "prompt_tokens": 6_000, "completion_tokens": 2_320, "stopped": 39}}
-    rundir.write_json(d / "06_serve_vllm.json", {
+    rundir.write_json(d / "05_serve_vllm.json", {
         "model": {"requested": served, "kind": "standin"}, "adapters_served": ["triage", "reply"],
         "adapter_tasks": {"triage": "classify", "reply": "reply"},
         "load_test": {"tokens_per_s": 500.0, "total_tokens_per_s": 1_000.0, "completion_tokens": 7_880,
@@ -239,8 +239,8 @@ def test_each_task_is_priced_with_its_own_tokens(tmp_path):
     assert (reply["config"].input_tokens_per_request, reply["config"].output_tokens_per_request) == (150, 58)
     why_in = reply["measured"]["input_tokens_per_request"]["why"]
     why_out = reply["measured"]["output_tokens_per_request"]["why"]
-    assert "mean prompt of reply's requests in 06's load test (40 requests" in why_in
-    assert "reply in 06's load test, stopped at end of turn (39/40 stopped" in why_out
+    assert "mean prompt of reply's requests in 05's load test (40 requests" in why_in
+    assert "reply in 05's load test, stopped at end of turn (39/40 stopped" in why_out
     assert reply["adapters"] == ["reply"] and triage["adapters"] == ["triage"]
     # each task's own 02: training examples and tokens per example
     assert (reply["config"].train_examples, reply["config"].tokens_per_example) == (900, 210)
@@ -261,7 +261,7 @@ def test_each_task_is_priced_with_its_own_tokens(tmp_path):
     assert rec["reply"]["tokens_measured"] == ["input_tokens_per_request", "output_tokens_per_request"]
     assert rec["reply"]["verdict"] == reply["verdict"] and rec["classify"]["output_tokens_per_request"] == 3
     assert "== classify ==" in cost_tables.format_tasks(priced) and "== reply ==" in cost_tables.format_tasks(priced)
-    once = cost_tables.format_tasks(priced, shown_above="classify")   # 05 has just shown the first task's table
+    once = cost_tables.format_tasks(priced, shown_above="classify")   # 06 has just shown the first task's table
     assert cost_tables.format_tasks(priced).count("hosted frontier model") == 2
     assert once.count("hosted frontier model") == 1 and "== classify ==\n" in once
     assert "(its options table is the one above)" in once.split("== reply ==")[0]
@@ -304,13 +304,13 @@ def fake_run(d, device="cpu", params=4_800_000, served=LLAMA, stop=True, rows_pe
     # 100 requests: 50 to the base (answers run to max_tokens 8), 50 to the adapter (label + end of turn: 3)
     per = {"base": {"requests": 50, "errors": 0, "completion_tokens": 400, "stopped": 0},
            "triage": {"requests": 50, "errors": 0, "completion_tokens": 150, "stopped": stopped}}
-    rundir.write_json(d / "06_serve_vllm.json", {
+    rundir.write_json(d / "05_serve_vllm.json", {
         "model": {"requested": served, "kind": "standin"}, "adapters_served": ["triage"],
         "load_test": {"tokens_per_s": 550.0, "total_tokens_per_s": 800.0, "completion_tokens": 550,
                       "prompt_tokens": 12_000, "requests": 100, "errors": 0, "max_tokens": 8, "ignore_eos": not stop,
                       "per_model": per}})
     if rows_per_s:
-        rundir.write_json(d / "01_baseline_prompting.json", {"reference": {
+        rundir.write_json(d / "00_baseline_prompting.json", {"reference": {
             "name": "tfidf_logreg", "macro_f1": 0.818, "rows_per_s": rows_per_s, "seconds": 0.5,
             **({"selective_curve": ref_curve} if ref_curve else {})}})
 
@@ -322,7 +322,7 @@ def test_measured_on_cpu_uses_tokens_not_throughput(tmp_path):
     # 12,000 prompt tokens / 100 requests; the adapter's answers only: 150 tokens / 50 (the base's ran to 8)
     assert m["input_tokens_per_request"]["value"] == 120 and m["output_tokens_per_request"]["value"] == 3
     assert "meta-llama/Llama-3.1-8B-Instruct's own tokenizer" in m["input_tokens_per_request"]["why"]
-    assert "triage in 06's load test, stopped at end of turn (50/50 stopped" in m["output_tokens_per_request"]["why"]
+    assert "triage in 05's load test, stopped at end of turn (50/50 stopped" in m["output_tokens_per_request"]["why"]
     assert m["train_examples"]["value"] == 880 and m["tokens_per_example"]["value"] == 90
     assert m["escalation_share"]["value"] == 0.2
     assert set(r["not_used"]) == {"serving_tokens_per_s", "training_gpu_hours"}
@@ -381,7 +381,7 @@ def test_answers_run_to_max_tokens_or_another_model_are_not_used(tmp_path):
     r = cost.compare(MEASURED, cost_run.read_measured(tmp_path, MEASURED))
     assert {"input_tokens_per_request", "output_tokens_per_request", "tokens_per_example"} <= set(r["not_used"])
     assert "03 trained on MODEL='tiny:Qwen/Qwen2.5-7B-Instruct'" in r["not_used"]["tokens_per_example"]["why"]
-    assert "06 served MODEL='tiny:Qwen/Qwen2.5-7B-Instruct', 05 prices MODEL=" in \
+    assert "05 served MODEL='tiny:Qwen/Qwen2.5-7B-Instruct', 06 prices MODEL=" in \
         r["not_used"]["input_tokens_per_request"]["why"]
 
 
@@ -402,15 +402,15 @@ def test_classical_reference_priced_from_its_measured_speed(tmp_path):
     assert by_name(small)["classical_reference"]["monthly_cost"] == 36.5         # one vCPU kept on all month
     bare = tmp_path / "no_speed"
     bare.mkdir()
-    fake_run(bare)                                                               # 01 recorded no rows_per_s
+    fake_run(bare)                                                               # 00 recorded no rows_per_s
     none = cost.compare(cfg, cost_run.read_measured(bare, cfg))
     assert "classical_reference" not in by_name(none)
-    assert none["classical_reference"] == {"priced": False, "why": "01 recorded no reference.rows_per_s (its "
+    assert none["classical_reference"] == {"priced": False, "why": "00 recorded no reference.rows_per_s (its "
                                            "classifier's speed): not measured, so not priced"}
 
 
 def test_the_cheap_classifier_routed_is_priced_from_01s_curve(tmp_path):
-    """TF-IDF first, its least confident share escalated to the hosted model: the share comes from 01's curve of
+    """TF-IDF first, its least confident share escalated to the hosted model: the share comes from 00's curve of
     the classifier at TARGET_ACCURACY, the cost is the CPU plus that share of the hosted model's, and it is a
     reference, never the verdict's pick."""
     curve = [{"escalated": e, "kept": k, "accuracy_kept": a}
@@ -426,7 +426,7 @@ def test_the_cheap_classifier_routed_is_priced_from_01s_curve(tmp_path):
     assert "classical_routed" not in by_name(none)
     assert "not priced" in none["measured"]["classical_escalation_share"]["why"]
     (tmp_path / "x").mkdir()
-    fake_run(tmp_path / "x", rows_per_s=1000.0)   # 01 recorded no curve: not priced
+    fake_run(tmp_path / "x", rows_per_s=1000.0)   # 00 recorded no curve: not priced
     assert "classical_routed" not in by_name(cost.compare(MEASURED, cost_run.read_measured(tmp_path / "x", MEASURED)))
 
 
@@ -496,10 +496,10 @@ def test_curves_and_plot():
     assert "$" in ax.get_ylabel() and "month" in ax.get_xlabel() and ax.get_xscale() == "log"
 
 
-# ---------------------------------------------------------------- notebook 05
+# ---------------------------------------------------------------- notebook 06
 @pytest.mark.notebook
-def test_notebook_05_without_measurements(tmp_path, run_notebook):
-    out = run_notebook("05_compare_costs", tmp_path)
+def test_notebook_06_without_measurements(tmp_path, run_notebook):
+    out = run_notebook("06_compare_costs", tmp_path)
     assert out["measured"] == {} and out["assumed"]["serving_tokens_per_s"]["value"] == 4_000.0
     assert {"cheaper", "best_option", "headline", "reasons", "break_even"} <= set(out["verdict"])
     assert out["verdict"]["cheaper"] is True and out["config"]["min_gpus_always_on"] == 1
@@ -518,10 +518,10 @@ def test_notebook_05_without_measurements(tmp_path, run_notebook):
 
 
 @pytest.mark.notebook
-def test_notebook_05_prices_each_task_with_its_own_tokens(tmp_path, run_notebook):
+def test_notebook_06_prices_each_task_with_its_own_tokens(tmp_path, run_notebook):
     import nbformat
 
-    out = run_notebook("05_compare_costs", two_task_run(tmp_path), MONTHLY_REQUESTS=1_000_000, MODEL=LLAMA)
+    out = run_notebook("06_compare_costs", two_task_run(tmp_path), MONTHLY_REQUESTS=1_000_000, MODEL=LLAMA)
     tasks = out["tasks"]
     assert list(tasks) == ["classify", "reply"]
     assert (tasks["classify"]["input_tokens_per_request"], tasks["classify"]["output_tokens_per_request"]) == (110, 3)
@@ -530,17 +530,17 @@ def test_notebook_05_prices_each_task_with_its_own_tokens(tmp_path, run_notebook
     hosted = {t: next(r for r in v["options"] if r["name"] == "hosted_frontier")["monthly_cost"]
               for t, v in tasks.items()}
     assert hosted == {"classify": 375.0, "reply": 1_320.0}
-    shown = "".join(o.get("text", "") for c in nbformat.read(str(tmp_path / "05_compare_costs.ipynb"), 4).cells
+    shown = "".join(o.get("text", "") for c in nbformat.read(str(tmp_path / "06_compare_costs.ipynb"), 4).cells
                     for o in c.get("outputs", []))
     assert "== reply ==" in shown and tasks["reply"]["reading"] in shown and "reply: " in shown
 
 
 @pytest.mark.notebook
-def test_notebook_05_reads_measurements(tmp_path, run_notebook):
+def test_notebook_06_reads_measurements(tmp_path, run_notebook):
     fake_run(tmp_path, rows_per_s=2_000.0)
-    out = run_notebook("05_compare_costs", tmp_path, MONTHLY_REQUESTS=1_000_000, MODEL=LLAMA)
+    out = run_notebook("06_compare_costs", tmp_path, MONTHLY_REQUESTS=1_000_000, MODEL=LLAMA)
     m = out["measured"]["input_tokens_per_request"]
-    assert (m["value"], m["source"], m["usable"]) == (120.0, "06_serve_vllm.json", True)
+    assert (m["value"], m["source"], m["usable"]) == (120.0, "05_serve_vllm.json", True)
     assert out["measured"]["output_tokens_per_request"]["value"] == 3.0
     assert out["measured"]["escalation_share"]["value"] == 0.2
     assert "serving_tokens_per_s" in out["not_used"] and "serving_tokens_per_s" in out["assumed"]

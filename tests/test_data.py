@@ -480,6 +480,6 @@ def test_a_label_with_a_comma_is_refused_where_the_prompt_lists_the_labels(tmp_p
 
 
 def test_leak_text_says_what_leaked_or_none():
-    """Issue 28: 01, 02 and 04 printed audit counts as a dict repr."""
+    """Issue 28: 00, 02 and 04 printed audit counts as a dict repr."""
     assert quality.leak_text({"identical": 0, "exact_ci": 0, "exact": 0, "near": 0}) == "none"
     assert quality.leak_text({"identical": 0, "exact": 2, "near_label_differs": 1}) == "exact 2, near label differs 1"

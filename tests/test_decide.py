@@ -1,4 +1,4 @@
-"""Decide stage: the seed's checklist, with and without 01's measured baselines, and notebook 00."""
+"""Decide stage: the seed's checklist, with and without 00's measured baselines, and notebook 01."""
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +15,7 @@ SHORT = {"systems": {"zero_shot": {"accuracy": 0.7, "macro_f1": 0.62}, "few_shot
          "best": {"name": "few_shot", "macro_f1": 0.74}}
 CURVE = [{"escalated": 0.0, "kept": 100, "accuracy_kept": 0.8}, {"escalated": 0.3, "kept": 70, "accuracy_kept": 0.93},
          {"escalated": 1.0, "kept": 0, "accuracy_kept": None}]
-# what 01 records on the embedded default (rounded): every prompting system, the reference, the counts
+# what 00 records on the embedded default (rounded): every prompting system, the reference, the counts
 MEASURED = {"n": 237, "rows_in": 1381, "rows_out": 1180,
             "systems": {"tfidf_logreg": {"macro_f1": 0.818}, "zero_shot": {"macro_f1": 0.047},
                         "few_shot_fixed": {"macro_f1": 0.059}, "few_shot_retrieved": {"macro_f1": 0.042},
@@ -27,7 +27,7 @@ MEASURED = {"n": 237, "rows_in": 1381, "rows_out": 1180,
 def test_ready_checklist_proceeds():
     v = decide.assess(READY)
     assert v["proceed"] is True
-    assert any("run 01 and re-run 00" in r for r in v["reasons"])
+    assert any("run 00 and re-run 01" in r for r in v["reasons"])
     assert any("cost AND quality" in t for t in v["todo"]) and v["recommendation"] == "fine-tune"
 
 
@@ -51,7 +51,7 @@ def test_01s_measurements_answer_the_checklist():
     assert v["proceed"] is True and v["recommendation"] == "fine-tune"
     assert all(t["tried"] is True for t in v["tried"].values())
     assert "escalating 30% keeps accuracy 0.930" in v["tried"]["tried_routing"]["source"]
-    assert v["labeled_examples"] == 1180 and any("1,180 labelled examples (counted: 01's curated rows" in r
+    assert v["labeled_examples"] == 1180 and any("1,180 labelled examples (counted: 00's curated rows" in r
                                                  for r in v["reasons"])
     assert any("prompting falls short: best prompt macro-F1 0.059 < target 0.850" in r for r in v["reasons"])
     assert any("the cheap classifier falls short too: tfidf_logreg macro-F1 0.818 < target 0.850" in r
@@ -103,7 +103,7 @@ def test_routing_is_read_with_the_kept_rows_interval():
 
 def test_measured_shortfall_counts_as_tried():
     v = decide.assess(replace(READY, tried_retrieval=False, tried_routing=False), MEASURED)
-    assert v["proceed"] is True   # 01 measured retrieval and routing: the answers were stale
+    assert v["proceed"] is True   # 00 measured retrieval and routing: the answers were stale
     v = decide.assess(READY, SHORT)
     assert v["quality"] == 0.74 and "few_shot" in v["quality_source"]
     assert any("0.740 < target 0.850" in r for r in v["reasons"])
@@ -149,21 +149,21 @@ def test_report_text():
     assert text.startswith("DO NOT fine-tune: keep improving the prompt") and "next:" in text
 
 
-# ---------------------------------------------------------------- notebook 00
+# ---------------------------------------------------------------- notebook 01
 @pytest.mark.notebook
-def test_notebook_00_before_and_after_01(tmp_path, run_notebook):
-    out = run_notebook("00_decide_approach", tmp_path)
+def test_notebook_01_before_and_after_00(tmp_path, run_notebook):
+    out = run_notebook("01_decide_approach", tmp_path)
     assert out["proceed"] is False and out["measured_baselines"] is False
-    assert any("run 01 and re-run 00" in r for r in out["reasons"])
+    assert any("run 00 and re-run 01" in r for r in out["reasons"])
     assert out["config"]["tried_retrieval"] is None and out["labeled_examples"] is None
-    rundir.write_json(tmp_path / "01_baseline_prompting.json", MEASURED)
-    out = run_notebook("00_decide_approach", tmp_path, CURRENT_QUALITY=0.5)
+    rundir.write_json(tmp_path / "00_baseline_prompting.json", MEASURED)
+    out = run_notebook("01_decide_approach", tmp_path, CURRENT_QUALITY=0.5)
     assert out["proceed"] is True and out["measured_baselines"] is True
     assert out["quality"] == 0.059 and out["labeled_examples"] == 1180
 
 
 def test_the_reply_task_is_decided_on_the_share_of_replies_in_format():
-    """01's reply record: quality is the best prompt's format validity; structured output and routing
+    """00's reply record: quality is the best prompt's format validity; structured output and routing
     are not applicable to a generated reply (neither tried nor a reason to stop); a canned reply is
     quoted, never 'ship the classifier'."""
     reply = {"task": "reply", "n": 228, "rows_out": 1150,

@@ -13,7 +13,7 @@ def _run(root, name, **fields):
     rec = {"n": 3, "written_at": f"2026-12-07T12:00:0{len(name)}", "seconds": len(name), "adapter_dir": str(d / "a"),
            "heldout": {"systems": {"base": {"macro_f1": 0.5, "rows_per_s": 10.0 * len(name)}}}, **fields}
     (d / "04_evaluate.json").write_text(json.dumps(rec))
-    (d / "reply" / "01_baseline_prompting.json").write_text(json.dumps({"best": "zero_shot"}))
+    (d / "reply" / "00_baseline_prompting.json").write_text(json.dumps({"best": "zero_shot"}))
     return d
 
 
@@ -25,8 +25,8 @@ def test_timings_times_and_the_run_folder_are_not_differences(tmp_path):
 def test_a_changed_value_an_added_field_and_a_missing_record_are(tmp_path, capsys):
     a = _run(tmp_path, "a")
     b = _run(tmp_path, "b", n=4, schema=2)
-    (b / "reply" / "01_baseline_prompting.json").unlink()
+    (b / "reply" / "00_baseline_prompting.json").unlink()
     assert diff_records.main([str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert "n: 3 -> 4" in out and f"only in {b}: schema" in out
-    assert "reply/01_baseline_prompting.json: missing in" in out
+    assert "reply/00_baseline_prompting.json: missing in" in out

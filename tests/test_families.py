@@ -6,8 +6,8 @@ scoring code, and the embedded smoke run scores them. Short training: the weight
 proves the path, not the quality.
 
 Llama 3.1 runs the whole default playbook (00-06, both tasks). Qwen 2.5 and Mistral v0.3 run the
-notebooks whose work depends on the family (02, 03, 04, 06) on the triage task: 00, 01 and 05 add no
-family-specific path (01 scores the base as 04 does), and the reply task's template and loss mask are
+notebooks whose work depends on the family (02, 03, 04, 05) on the triage task: 01, 00 and 06 add no
+family-specific path (00 scores the base as 04 does), and the reply task's template and loss mask are
 checked on all three by tests/test_train.py (tokenizer only). That keeps `make test` near its budget:
 the two tasks on all three families took 18 minutes."""
 import json
@@ -25,7 +25,7 @@ FAMILIES = {  # MODEL -> (family, serving template, training mask)
 }
 SHORT = {
     # the stand-in for the hosted model is scored once, by the default playbook's smoke test
-    "01_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50, "HOSTED_STANDIN": False},
+    "00_baseline_prompting": {"MAX_ROWS": 24, "N_BOOT": 50, "HOSTED_STANDIN": False},
     # no production rows: the same scoring code as the held-out rows, and they were 200 of 04's 240 rows, each
     # through the base, the adapter and the second adapter (04's scoring cell took 41 s of Llama's 61)
     "02_curate_data": {"PRODUCTION_PATH": ""},
@@ -33,7 +33,7 @@ SHORT = {
     "03_train_qlora": {"MAX_STEPS": 10, "SAVE_STEPS": 0, "LOAD_IN_4BIT": False, "LEARNING_RATE": 2e-3,
                        "SECOND_ADAPTER": "engine", "DEMO_QUANTIZATION": False},
     "04_evaluate": {"N_BOOT": 50, "MAX_ROWS": 40},
-    "06_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6, "STRUCTURED_ROWS": 24, "N_BOOT": 50,
+    "05_serve_vllm": {"LOAD_TEST_REQUESTS": 12, "LOAD_TEST_CONCURRENCY": 6, "STRUCTURED_ROWS": 24, "N_BOOT": 50,
                       "REPLY_MAX_TOKENS": 32},
 }
 
@@ -56,7 +56,7 @@ def test_the_playbook_runs_on_each_family(model, tmp_path):
     params.write_text(yaml.safe_dump({"MODEL": model, "notebooks": SHORT, **tasks,
                                       **({} if whole else {"TASKS": ["classify"]})}))
     run_dir, summary = runner.run(params, out=tmp_path / "run", progress=lambda *_: None,
-                                  only=None if whole else ["02", "03", "04", "06"])
+                                  only=None if whole else ["02", "03", "04", "05"])
     run_dir = Path(run_dir)
     failed = {k: v for k, v in summary["notebooks"].items() if v["status"] != "ok"}
     assert not failed, failed
@@ -70,14 +70,14 @@ def test_the_playbook_runs_on_each_family(model, tmp_path):
     for adapter in (trained["adapter_dir"], trained["second_adapter"]["adapter_dir"]):
         meta = json.loads((Path(adapter) / "ftplay_adapter.json").read_text())
         assert meta["family"] == family and meta["template"]["serving_template"] == template
-    served = json.loads((run_dir / "06_serve_vllm.json").read_text())
+    served = json.loads((run_dir / "05_serve_vllm.json").read_text())
     assert all(f["ok"] for f in served["preflight"])
     assert served["parity"]["ok"], served["parity"]  # vLLM and transformers + PEFT, token for token
     assert set(served["parity"]["models"]) >= set(served["adapters_served"]) | {"base"}
     assert served["structured_output"]["valid_rate"] == 1.0
     assert served["load_test"]["errors"] == 0 and set(served["load_test"]["per_model"]) >= {"base", "triage"}
     if not whole:
-        assert list(summary["notebooks"]) == ["02_curate_data", "03_train_qlora", "04_evaluate", "06_serve_vllm"]
+        assert list(summary["notebooks"]) == ["02_curate_data", "03_train_qlora", "04_evaluate", "05_serve_vllm"]
         return
     assert set(served["load_test"]["per_model"]) >= {"reply"}
     reply = json.loads((run_dir / "reply" / "03_train_qlora.json").read_text())   # the reply task on this family

@@ -114,7 +114,7 @@ def test_read_comparisons_says_what_wins_ties_and_loses():
 
 
 def test_a_request_log_run_reads_the_replaced_model_from_the_teacher_check():
-    """Trained on a hosted model's answers: without an endpoint scored in 01, the gate reads 04's teacher_check
+    """Trained on a hosted model's answers: without an endpoint scored in 00, the gate reads 04's teacher_check
     (both scored against people's labels); an endpoint, when scored, still comes first."""
     def replaced(teacher_right, ft_right, alts=None):
         people = Y

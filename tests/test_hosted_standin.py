@@ -1,7 +1,7 @@
-"""The stand-in for the hosted model (ftplay/hosted_standin.py): what it is trained on, how, and when 01 scores it.
+"""The stand-in for the hosted model (ftplay/hosted_standin.py): what it is trained on, how, and when 00 scores it.
 
 Its build and a real vLLM server scoring it through ENDPOINT_URL's code path run in the default playbook's smoke
-test (tests/test_notebooks.py), which reads what 01 and 05 recorded of it."""
+test (tests/test_notebooks.py), which reads what 00 and 06 recorded of it."""
 import csv
 import json
 import re
@@ -65,7 +65,7 @@ def test_the_hosted_sample_draws_every_label_evenly_with_a_house_reply():
     assert all(r["reply"].startswith("Hello") and r["reply"].rstrip().endswith("Support Team") for r in rows)
 
 
-def test_training_conversations_ask_as_01_asks_and_never_show_a_ticket_its_own_answer():
+def test_training_conversations_ask_as_00_asks_and_never_show_a_ticket_its_own_answer():
     spec = hosted_standin.HostedSpec(triage_rows=400, reply_rows=50)
     rows = hosted_standin.read_sample()
     labels = sorted({r["label"] for r in rows})
@@ -107,7 +107,7 @@ def _task(name, labels):
     return task
 
 
-def test_01_scores_the_endpoint_the_stand_in_or_nothing_and_says_why():
+def test_00_scores_the_endpoint_the_stand_in_or_nothing_and_says_why():
     labels = sorted({r["label"] for r in hosted_standin.read_sample()})
     given, why = hosted_standin.replaced("https://u:secret@api.example.com/v1", "gpt-x", "KEY", True, None,
                                          _task("classify", labels))

@@ -1,4 +1,5 @@
-"""`make lab`'s JupyterLab in headless Chromium: open 00, run its cells from the menu, check the kernel and outputs."""
+"""`make lab`'s JupyterLab in headless Chromium: it opens 00; open 01, run its cells from the menu, check the kernel
+and outputs."""
 import base64
 import json
 import os
@@ -14,7 +15,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = "notebooks/00_decide_approach.ipynb"
+NOTEBOOK = "notebooks/01_decide_approach.ipynb"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -111,6 +112,7 @@ def lab(tmp_path):
         assert m, f"make lab printed {first!r}; log: {(tmp_path / 'lab.log').read_text()[-2000:]}"
         url, token = m.group(1), m.group(3)
         assert int(m.group(2)) == port and len(token) >= 32
+        assert "/lab/tree/notebooks/00_baseline_prompting.ipynb?" in url, "make lab opens the first notebook"
         def up():
             assert proc.poll() is None, f"make lab exited: {(tmp_path / 'lab.log').read_text()[-1500:]}"
             return _get_json(f"http://127.0.0.1:{port}/api/status?token={token}")
@@ -127,10 +129,10 @@ def lab(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup installs Debian's package "
                     "through apt-get when run as root)")
-def test_jupyterlab_runs_00_in_a_real_browser(lab, tmp_path):
+def test_jupyterlab_runs_01_in_a_real_browser(lab, tmp_path):
     url, token, port = lab
-    record = ROOT / "runs" / "interactive" / "00_decide_approach.json"
-    kept = record.read_bytes() if record.exists() else None  # 00 records into runs/interactive: put back after
+    record = ROOT / "runs" / "interactive" / "01_decide_approach.json"
+    kept = record.read_bytes() if record.exists() else None  # 01 records into runs/interactive: put back after
     made_dir = not record.parent.exists()
     source = (ROOT / NOTEBOOK).read_bytes()
     debug = _free_port()
@@ -144,7 +146,8 @@ def test_jupyterlab_runs_00_in_a_real_browser(lab, tmp_path):
                                                          if t["type"] == "page"], 60)
         page = Page(targets[0]["webSocketDebuggerUrl"])
         page.call("Page.enable")
-        page.call("Page.navigate", url=url)
+        # 01, the cheapest notebook (00, the one make lab opens, serves a model and scores every prompt)
+        page.call("Page.navigate", url=url.replace("00_baseline_prompting.ipynb", "01_decide_approach.ipynb"))
         n_cells = len(nbformat.read(str(ROOT / NOTEBOOK), as_version=4).cells)
         n_code = sum(c.cell_type == "code" for c in nbformat.read(str(ROOT / NOTEBOOK), as_version=4).cells)
         _wait("the notebook's cells in the page", lambda: page.js(
@@ -169,9 +172,9 @@ def test_jupyterlab_runs_00_in_a_real_browser(lab, tmp_path):
                          ".filter(e => e.dataset.mimeType === 'application/vnd.jupyter.stderr')"
                          ".map(e => e.textContent.slice(0, 300))")
         assert errors == [], errors
-        assert record.exists() and record.stat().st_mtime >= started, "the last cell recorded 00's verdict"
-        assert page.js("document.body.textContent.includes('recorded 00_decide_approach.json')")
-        shot = tmp_path / "00_decide_approach.png"
+        assert record.exists() and record.stat().st_mtime >= started, "the last cell recorded 01's verdict"
+        assert page.js("document.body.textContent.includes('recorded 01_decide_approach.json')")
+        shot = tmp_path / "01_decide_approach.png"
         shot.write_bytes(base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"]))
         assert shot.stat().st_size > 10_000
     finally:

@@ -68,12 +68,12 @@ def test_papermill_reads_every_parameter_with_its_help(path):
 SMOKE = {
     "MODEL": "embedded",
     "notebooks": {
-        "01_baseline_prompting": {"MAX_ROWS": 40, "N_BOOT": 100},
+        "00_baseline_prompting": {"MAX_ROWS": 40, "N_BOOT": 100},
         # the recipe's 3 epochs in 16-bit (321 steps, ~30 s here): 30 steps did not beat the base
         # (+0.013 macro-F1, CI -0.013 to +0.039), the full recipe does (+0.409, CI +0.331 to +0.475)
         "03_train_qlora": {"SAVE_STEPS": 0, "LOAD_IN_4BIT": False},
         "04_evaluate": {"N_BOOT": 100},
-        "06_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8, "API_KEY": "sk-planted-7f3a9c1e",
+        "05_serve_vllm": {"LOAD_TEST_REQUESTS": 24, "LOAD_TEST_CONCURRENCY": 8, "API_KEY": "sk-planted-7f3a9c1e",
                           "STRUCTURED_ROWS": 24, "N_BOOT": 100},
     },
 }
@@ -90,7 +90,7 @@ def playbook_run(tmp_path_factory):
     return Path(run_dir), summary
 
 
-# the default playbook: triage's notebooks, the reply task's 01-04 in reply/, then one server and one cost notebook
+# the default playbook: triage's notebooks, the reply task's 00 and 02-04 in reply/, then one server, one cost notebook
 ORDER_BOTH_TASKS = [s for s in stages.ORDER if s not in (stages.SERVE, stages.COSTS)] + \
     [f"reply/{s}" for s in stages.ORDER if s in stages.PER_TASK] + [stages.SERVE, stages.COSTS]
 
@@ -122,7 +122,7 @@ def test_playbook_runs_every_notebook(playbook_run):
     assert s["decision"] == report.build(run_dir, summary["notebooks"])["ship"], "the verdict the records give"
     assert s["decision"]["ship"] is all(i["status"] == "done" for i in rep["items"]) and s["decision"]["reasons"]
     # issue 28: the last notebook ends on each task's verdict and reasons, the same as the report's
-    last = nbformat.read(run_dir / "notebooks" / "05_compare_costs.ipynb", as_version=4).cells[-1]
+    last = nbformat.read(run_dir / "notebooks" / "06_compare_costs.ipynb", as_version=4).cells[-1]
     said = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream").strip()
     assert said == report_page.format_verdicts(rep) and said.startswith("ship classify: NO")
     # the TF-IDF reference beats the triage fine-tune, and the reply task's replaced model is not scored: never YES
@@ -132,8 +132,8 @@ def test_playbook_runs_every_notebook(playbook_run):
     curated = json.loads((run_dir / "02_curate_data.json").read_text())
     assert curated["pii_rows"] > 0 and curated["pii_redacted"] is True
     assert ("02_curate_data.json", "pii_rows, pii_redacted, pii_accepted") not in fields
-    # 05 prices every side with counted tokens (Llama 3.1's tokenizer for the embedded model), none assumed
-    costs = json.loads((run_dir / "05_compare_costs.json").read_text())
+    # 06 prices every side with counted tokens (Llama 3.1's tokenizer for the embedded model), none assumed
+    costs = json.loads((run_dir / "06_compare_costs.json").read_text())
     counted = set(cost_tables.TOKEN_FIELDS) | {"tokens_per_example"}
     for task, priced in costs["tasks"].items():
         assert not counted & set(priced["assumed"]), (task, sorted(counted & set(priced["assumed"])))
@@ -141,10 +141,10 @@ def test_playbook_runs_every_notebook(playbook_run):
             priced["measured"]["input_tokens_per_request"]["value"], "the hosted prompt carries its examples"
         assert tokencount.PRICED_FAMILY in priced["measured"]["input_tokens_per_request"]["why"]
     assert any("proxy" in r for r in costs["verdict"]["reasons"])
-    # issue 27: triage's replaced model is the stand-in for the hosted model, served by vLLM and scored in 01 through
-    # ENDPOINT_URL's code path, compared in 04 and priced in 05 with its own prompt and answers; the reply task's
+    # issue 27: triage's replaced model is the stand-in for the hosted model, served by vLLM and scored in 00 through
+    # ENDPOINT_URL's code path, compared in 04 and priced in 06 with its own prompt and answers; the reply task's
     # is not measured (the stand-in is built for triage only)
-    base = _read(run_dir, "01_baseline_prompting")
+    base = _read(run_dir, "00_baseline_prompting")
     assert base["replaced"] == {"kind": "standin", "name": hosted_standin.NAME, "model": hosted_standin.SERVED_NAME,
                                 "set_by": "HOSTED_STANDIN"}
     stand = base["systems"]["endpoint_structured"]
@@ -158,7 +158,7 @@ def test_playbook_runs_every_notebook(playbook_run):
     vs = ev["heldout"]["paired"]["finetuned_vs_endpoint_structured"]   # the gate reads the comparison itself
     assert checks["replaced_model"]["status"] == ("block" if vs["macro_f1_diff_ci"][1] < 0 else "pass")
     assert checks["replaced_model"]["field"] == "heldout.paired.finetuned_vs_endpoint_structured"
-    reply_base = _read(run_dir / "reply", "01_baseline_prompting")
+    reply_base = _read(run_dir / "reply", "00_baseline_prompting")
     assert reply_base.get("replaced") is None and not reply_base["hosted_request"]["endpoint"]
     reply_reasons = {(r["record"], r["field"], r["effect"]) for r in rep["tasks"]["reply"]["ship"]["reasons"]}
     assert ("reply/04_evaluate.json", "heldout.paired", "not proven") in reply_reasons, "reply's replaced model"
@@ -170,15 +170,15 @@ def test_playbook_runs_every_notebook(playbook_run):
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_a_planted_api_key_is_written_nowhere_in_the_run(playbook_run):
-    """06 served with an API key (the smoke run plants one): the key reached vLLM (the load test and
+    """05 served with an API key (the smoke run plants one): the key reached vLLM (the load test and
     parity needed it), yet no file the run wrote holds it: not the executed notebooks, their HTML,
     the records, summary.json, the server log or ship_report.html."""
     run_dir, _ = playbook_run
-    key = SMOKE["notebooks"]["06_serve_vllm"]["API_KEY"].encode()
+    key = SMOKE["notebooks"]["05_serve_vllm"]["API_KEY"].encode()
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert len(files) > 20 and (run_dir / "vllm_server.log").exists()
     assert [str(p) for p in files if key in p.read_bytes()] == []
-    assert json.loads((run_dir / "06_serve_vllm.json").read_text())["load_test"]["errors"] == 0
+    assert json.loads((run_dir / "05_serve_vllm.json").read_text())["load_test"]["errors"] == 0
 
 
 @pytest.mark.notebook
@@ -202,7 +202,7 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     vs_base = ev["heldout"]["paired"]["finetuned_vs_base"]  # the README's headline: the fine-tune beats the base
     assert vs_base["macro_f1_diff_ci"][0] > 0.2 and vs_base["mcnemar_p"] < 1e-6, vs_base
     assert ev["leakage_recheck"]["exact"] == 0
-    base = _read(run_dir, "01_baseline_prompting")
+    base = _read(run_dir, "00_baseline_prompting")
     assert set(ev["baselines"]) == set(base["systems"]) and "tfidf_logreg" in ev["baselines"]
     assert {f"finetuned_vs_{n}" for n in ev["baselines"]} < set(ev["heldout"]["paired"])
     assert set(ev["production"]["paired"]) == {"finetuned_vs_base", "finetuned_vs_tfidf_logreg"}
@@ -217,10 +217,10 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     assert bu["check"]["changed"] is True and stale < own and fresh > stale, bu["systems"]
     assert base["n"] == 40 and base["best"]["name"] in base["systems"]
     assert base["reference"]["rows_per_s"] > 0 and base["reference"]["selective_curve"]
-    decided = _read(run_dir, "00_decide_approach")   # 00 ran after 01: it decided from 01's numbers
+    decided = _read(run_dir, "01_decide_approach")   # 01 ran after 00: it decided from 00's numbers
     assert decided["measured_baselines"] is True and decided["labeled_examples"] == card["rows_out"]
     assert all(t["tried"] for t in decided["tried"].values()), decided["tried"]
-    sv = _read(run_dir, "06_serve_vllm")
+    sv = _read(run_dir, "05_serve_vllm")
     assert sv["load_test"]["errors"] == 0 and sv["load_test"]["requests"] == 24
     assert sorted(sv["adapters_served"]) == ["reply", "triage"], "one base, each task's adapter"
     assert sv["command"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
@@ -232,8 +232,8 @@ def test_playbook_records_what_each_stage_did(playbook_run):
     fw = sv["eval_framework"]   # lm-evaluation-harness against the same server: the same answers, row by row
     assert fw["ran"] and fw["agree"], fw
     assert all(m["rows_same_answer"] == m["n"] > 0 for m in fw["models"].values())
-    cost = _read(run_dir, "05_compare_costs")
-    # CPU measures no GPU throughput, so 05 prices the stated GPU figures with this run's token counts:
+    cost = _read(run_dir, "06_compare_costs")
+    # CPU measures no GPU throughput, so 06 prices the stated GPU figures with this run's token counts:
     # at 3M requests a month a fine-tune pays back within MAX_PAYBACK_MONTHS
     options = {o["name"]: o for o in cost["options"]}
     assert cost["verdict"]["cheaper"] is True and cost["verdict"]["best_option"] != "hosted_frontier"
@@ -248,7 +248,7 @@ def test_the_reply_task_runs_beside_triage_and_learns_the_house_format(playbook_
     run_dir, summary = playbook_run
     reply = run_dir / "reply"
     card, tr, ev, base = (_read(reply, s) for s in ("02_curate_data", "03_train_qlora", "04_evaluate",
-                                                     "01_baseline_prompting"))
+                                                     "00_baseline_prompting"))
     assert {r["task"] for r in (card, tr, ev, base)} == {"reply"}
     assert _read(run_dir, "04_evaluate")["task"] == "classify"
     # 02: the planted reply defects are found (data/planted_reply_defects.json)
@@ -270,13 +270,13 @@ def test_the_reply_task_runs_beside_triage_and_learns_the_house_format(playbook_
         assert d["valid_rate_diff_ci"][0] > 0 and d["mcnemar_p"] < 0.05, (split, d)
         f = ev[split]["systems"]["finetuned"]
         assert f["valid_rate"] > 0.5 and 0 <= f["chrf"] <= 100 and f["field_accuracy"] is not None
-    assert {f"finetuned_vs_{n}" for n in base["systems"]} <= set(ev["heldout"]["paired"]), "every 01 system, same rows"
+    assert {f"finetuned_vs_{n}" for n in base["systems"]} <= set(ev["heldout"]["paired"]), "every 00 system, same rows"
     assert ev["decision"]["verdict"] in ("stop", "not proven", "ship") and ev["decision"]["checks"]
     # the summary and the ship report cover both tasks
     assert set(summary["tasks"]) == {"classify", "reply"} and summary["tasks"]["reply"]["dir"] == "reply"
     rep = summary["ship_report"]
     assert set(rep["tasks"]) == {"classify", "reply"} and rep["tasks"]["reply"]["ship"]["reasons"]
-    assert all(r["record"].startswith("reply/") or r["record"][:2] in ("05", "06") or r["record"] == "summary.json"
+    assert all(r["record"].startswith("reply/") or r["record"][:2] in ("06", "05") or r["record"] == "summary.json"
                for r in rep["tasks"]["reply"]["ship"]["reasons"]), "the reply task's reasons name its own records"
 
 

@@ -32,7 +32,7 @@ CUT_CELL = re.compile(r"<td>[^<]{46}\.\.\.</td>")
 # Lines allowed anyway, each with why. Keep this list short: a new entry needs a reason a reader accepts.
 ALLOWED = [
     # ftplay's own findings about this run's data and model, worded for the reader (02's label warnings,
-    # 01's "scored N rows of these"): they are results, not noise
+    # 00's "scored N rows of these"): they are results, not noise
     re.compile(r"^WARNING ftplay\.[\w.]+: "),
 ]
 REPR = re.compile(r"^(\{|\[|PosixPath\(|WindowsPath\()")  # a cell ending on a dict, list or path repr
@@ -80,7 +80,7 @@ def _notebook(tmp_path, outputs):
     cell = nbformat.v4.new_code_cell("x")
     cell.outputs = outputs
     nb.cells = [cell]
-    path = tmp_path / "01_x.ipynb"
+    path = tmp_path / "00_x.ipynb"
     nbformat.write(nb, str(path))
     return path
 
@@ -149,13 +149,13 @@ def test_results_render_as_rounded_tables():
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_a_run_shows_progress_and_writes_clean_notebooks(tmp_path, capfd, monkeypatch):
-    """02 and 00 through the real runner: every cell's output is free of library noise, no cell ends on a
+    """02 and 01 through the real runner: every cell's output is free of library noise, no cell ends on a
     repr, the HTML names its plots, the runner's own stderr is quiet, and the terminal hears from the
     run at least every ~10 s (a cell that runs longer than CELL_S is named). CELL_S is lowered here so the
     check does not depend on how fast this machine runs 02's slowest cell (3 s here, under it on CI's)."""
     monkeypatch.setattr(progress.Watch, "CELL_S", 0.5)
     said = []
-    run_dir, summary = runner.run(only=["02", "00"], out=tmp_path / "run",
+    run_dir, summary = runner.run(only=["02", "01"], out=tmp_path / "run",
                                   progress=lambda line: said.append((time.monotonic(), line)))
     assert all(v["status"] == "ok" for v in summary["notebooks"].values()), summary["notebooks"]
     assert run_noise(run_dir) == []

@@ -42,8 +42,8 @@ def test_trained_tokens_are_exactly_the_answer_and_end_of_turn(fam):
 
 
 def test_the_prompt_trained_on_is_the_prompt_scored_and_served(fam, tmp_path):
-    """One row through every path: 02's curated file -> 03's training ids; 01/04's scorer and
-    generator; 06's parity (prompt ids) -> the same prompt tokens."""
+    """One row through every path: 02's curated file -> 03's training ids; 00/04's scorer and
+    generator; 05's parity (prompt ids) -> the same prompt tokens."""
     name, _, tok = fam
     rows = [{"id": "r1", "text": TICKETS[1], "label": "card_arrival"}]
     cur = data.Curated(train=rows, heldout=[], production=[], labels=LABELS, report={}, tables={})

@@ -5,13 +5,13 @@ from ftplay import identity, records, rundir, stages
 from ftplay.errors import ConfigError, FtplayError
 
 
-def test_stages_are_named_once_in_both_orders():
-    assert stages.STEMS == ("00_decide_approach", "01_baseline_prompting", "02_curate_data", "03_train_qlora",
-                            "04_evaluate", "05_compare_costs", "06_serve_vllm")
-    assert stages.ORDER[-2:] == (stages.SERVE, stages.COSTS) and sorted(stages.ORDER) == list(stages.STEMS)
+def test_stages_are_named_once_and_numbered_as_they_run():
+    assert stages.STEMS == ("00_baseline_prompting", "01_decide_approach", "02_curate_data", "03_train_qlora",
+                            "04_evaluate", "05_serve_vllm", "06_compare_costs")
+    assert stages.ORDER[-2:] == (stages.SERVE, stages.COSTS) and stages.ORDER == stages.STEMS  # numbered as they run
     assert all(set(s.reads) < set(stages.STEMS) for s in stages.STAGES.values())
     assert stages.record_name(stages.TRAIN) == "03_train_qlora.json"
-    with pytest.raises(ValueError, match="'03_train' is not a stage of the playbook; stages: 00_decide_approach"):
+    with pytest.raises(ValueError, match="'03_train' is not a stage of the playbook; stages: 00_baseline_prompting"):
         stages.record_name("03_train")
 
 
@@ -69,5 +69,5 @@ def test_a_record_of_the_wrong_shape_is_refused_not_read_as_done(tmp_path):
     with pytest.raises(FtplayError, match=r"04_evaluate.json lacks heldout: it is not a record notebook"):
         records.read(tmp_path, stages.EVALUATE)
     rundir.record(tmp_path, stages.COSTS, {"verdict": ["cheaper"], "options": []})
-    with pytest.raises(FtplayError, match=r"05_compare_costs.json has verdict of type list, not dict"):
+    with pytest.raises(FtplayError, match=r"06_compare_costs.json has verdict of type list, not dict"):
         records.read(tmp_path, stages.COSTS)

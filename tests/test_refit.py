@@ -64,16 +64,16 @@ def test_runner_stops_a_reused_adapter_on_a_changed_base(bases, tmp_path):
     run.mkdir()
     (run / "03_train_qlora.json").write_text(json.dumps({"base_model": asdict(old), "adapter_dir": "x"}))
     with pytest.raises(ConfigError) as e:
-        run_checks.check_adapters(run_plan.plan(["04", "06"], {"MODEL": "embedded:1"}), run)
+        run_checks.check_adapters(run_plan.plan(["04", "05"], {"MODEL": "embedded:1"}), run)
     assert [p.split(":")[0] for p in e.value.problems] == ["04_evaluate"]  # one problem per adapter and base
     assert "base is now embedded:1@" in str(e.value)
-    run_checks.check_adapters(run_plan.plan(["04", "06"], {"MODEL": "embedded"}), run)  # same base: quiet
+    run_checks.check_adapters(run_plan.plan(["04", "05"], {"MODEL": "embedded"}), run)  # same base: quiet
     run_checks.check_adapters(run_plan.plan(["03", "04"], {"MODEL": "embedded:1"}), run)  # 03 trains a new adapter
     with pytest.raises(ConfigError, match="ADAPTER_DIR='nope/adapter' does not exist"):
         run_checks.check_adapters(run_plan.plan(["04"], {"MODEL": "embedded", "ADAPTER_DIR": "nope/adapter"}), run)
     foreign = adapter_on(tmp_path / "foreign", bases[1])
-    with pytest.raises(ConfigError, match="06_serve_vllm: adapter trained on embedded:1@"):
-        run_checks.check_adapters(run_plan.plan(["06"], {"ADAPTER_DIR": str(foreign)}), None)
+    with pytest.raises(ConfigError, match="05_serve_vllm: adapter trained on embedded:1@"):
+        run_checks.check_adapters(run_plan.plan(["05"], {"ADAPTER_DIR": str(foreign)}), None)
 
 
 def test_recorded_params_are_the_executed_defaults_overridden_by_the_injected(tmp_path):
@@ -92,12 +92,12 @@ def test_refit_params_replace_the_model_and_nothing_else():
     recorded = {"03_train_qlora": {"RUN_DIR": "runs/old", "MODEL": "embedded", "MAX_STEPS": 2, "OLD_KNOB": 1},
                 "04_evaluate": {"RUN_DIR": "runs/old", "MODEL": "embedded", "ADAPTER_DIR": "runs/old/train/adapter",
                                 "N_BOOT": 50},
-                "00_decide_approach": {"RUN_DIR": "runs/old", "LABELED_EXAMPLES": 900},
+                "01_decide_approach": {"RUN_DIR": "runs/old", "LABELED_EXAMPLES": 900},
                 "09_gone": {"RUN_DIR": "x"}}
     per, dropped = refit.refit_params(recorded, "embedded:1")
     assert per == {"03_train_qlora": {"MODEL": "embedded:1", "MAX_STEPS": 2},
                    "04_evaluate": {"MODEL": "embedded:1", "ADAPTER_DIR": "", "N_BOOT": 50},
-                   "00_decide_approach": {"LABELED_EXAMPLES": 900}}
+                   "01_decide_approach": {"LABELED_EXAMPLES": 900}}
     assert dropped == {"03_train_qlora": ["OLD_KNOB"], "09_gone": ["RUN_DIR"]}
 
 
@@ -115,7 +115,7 @@ def _run(path, base, rev, heldout_ft, prod_ft, seconds, monthly, savings, ship=T
             "production": {"n": 100, "systems": {"base": {"macro_f1": 0.2, "macro_f1_ci": [0.1, 0.3]},
                                                  "finetuned": {"macro_f1": prod_ft, "macro_f1_ci": [0.3, 0.6]}}},
             "decision": {"ship": ship, "reasons": []}},
-        "05_compare_costs": {"verdict": {"best_option": "self_hosted_vllm", "cheaper": True},
+        "06_compare_costs": {"verdict": {"best_option": "self_hosted_vllm", "cheaper": True},
                              "options": [{"name": "self_hosted_vllm", "monthly_cost": monthly,
                                           "savings_vs_hosted": savings, "training_cost": 0.5}]},
     }
@@ -140,7 +140,7 @@ def test_compare_puts_two_runs_side_by_side(tmp_path):
     assert (rows["gate"]["old"], rows["gate"]["new"]) == ("ship", "stop")
     assert rows["training seconds"]["delta"] == 60.0 and rows["cost: $/month"]["delta"] == 0.0
     assert rows["cost: savings $/month"]["new"] == 8100.0 and rows["cost: training $"]["old"] == 0.5
-    assert rows["ship (report)"]["old"] == "no"  # 01, 06 were not recorded: the report does not ship
+    assert rows["ship (report)"]["old"] == "no"  # 00, 05 were not recorded: the report does not ship
     assert cmp["same_data"] is True
     text = refit.format_compare(cmp)
     assert "held-out fine-tuned macro-F1" in text and "0.625 [0.525, 0.725]" in text and "+0.125" in text
@@ -171,9 +171,9 @@ SMALL_REPLY = {"reply": {"PRODUCTION_PATH": "", "MAX_NEW_TOKENS": 32, "notebooks
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_refit_reruns_the_playbook_on_a_new_base(tmp_path, capsys, bases):
-    """A small real run on `embedded` (02, 03, 04, 05), then `ftplay refit` onto `embedded:1`."""
+    """A small real run on `embedded` (02, 03, 04, 06), then `ftplay refit` onto `embedded:1`."""
     old, new = bases
-    old_dir, summary = runner.run(only=["02", "03", "04", "05"], out=tmp_path / "old", progress=lambda *_: None,
+    old_dir, summary = runner.run(only=["02", "03", "04", "06"], out=tmp_path / "old", progress=lambda *_: None,
                                   params=SMALL, per_task=SMALL_REPLY)
     assert {v["status"] for v in summary["notebooks"].values()} == {"ok"}, summary["notebooks"]
     assert cli.main(["refit", "--from", str(old_dir), "--model", "embedded:1", "--out", str(tmp_path / "new")]) == 0
@@ -193,7 +193,7 @@ def test_refit_reruns_the_playbook_on_a_new_base(tmp_path, capsys, bases):
         return {s: {k: v for k, v in p.items() if k not in ("MODEL", "RUN_DIR")} for s, p in rec.items()}
 
     assert strip(before) == strip(after) and list(after) == ["02_curate_data", "03_train_qlora", "04_evaluate",
-                                                             "05_compare_costs"]
+                                                             "06_compare_costs"]
     assert {p["MODEL"] for p in after.values() if "MODEL" in p} == {"embedded:1"}
     summary = json.loads((tmp_path / "new" / "summary.json").read_text())
     assert summary["params"] == after and (tmp_path / "new" / "ship_report.html").exists()

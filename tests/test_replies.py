@@ -116,9 +116,9 @@ def test_fixed_and_retrieved_shots_are_ticket_reply_pairs():
 def test_outputs_round_trip_and_baselines_read_them(tmp_path):
     from ftplay import rundir
 
-    replies.save_outputs(tmp_path / "predictions" / "01_zero_shot.jsonl", ROWS[:3], BROKEN[:3])
-    assert replies.load_outputs(tmp_path / "predictions" / "01_zero_shot.jsonl") == (["r0", "r1", "r2"], BROKEN[:3])
-    rundir.record(tmp_path, "01_baseline_prompting", {"systems": {"zero_shot": {}}}, task="reply")
+    replies.save_outputs(tmp_path / "predictions" / "00_zero_shot.jsonl", ROWS[:3], BROKEN[:3])
+    assert replies.load_outputs(tmp_path / "predictions" / "00_zero_shot.jsonl") == (["r0", "r1", "r2"], BROKEN[:3])
+    rundir.record(tmp_path, "00_baseline_prompting", {"systems": {"zero_shot": {}}}, task="reply")
     got = tasks.get("reply").baselines(tmp_path, ROWS[1:5])
     assert got["zero_shot"]["ids"] == ["r1", "r2"] and got["zero_shot"]["preds"] == BROKEN[1:3]
 
@@ -183,7 +183,7 @@ def test_gate_ships_when_every_rule_passes_in_the_classification_shape():
 
 def test_gate_blocks_a_fine_tune_that_does_not_beat_one_canned_reply():
     """The floor: the most common training reply sent to every ticket. Matching it (here: being it) blocks,
-    however valid; not scoring it (01 not run) leaves the verdict not proven."""
+    however valid; not scoring it (00 not run) leaves the verdict not proven."""
     d = run(CANNED, BROKEN, {"constant_reply": CANNED}, PROD)
     assert status(d, "beats_constant_reply") == "block" and d["verdict"] == "stop"
     assert "learnt the format, not the ticket" in next(c["text"] for c in d["checks"]
@@ -402,8 +402,8 @@ def test_label_table_ranks_the_weakest_label_by_field_accuracy_before_chrf(monke
 
 
 def test_reply_figure_puts_each_part_beside_the_canned_references():
-    """04's reply figure: per part, fine-tune and base held-out, and 01's constant and nearest replies scored on
-    the same rows (only the rows 01 scored)."""
+    """04's reply figure: per part, fine-tune and base held-out, and 00's constant and nearest replies scored on
+    the same rows (only the rows 00 scored)."""
     import matplotlib
     matplotlib.use("Agg")
     task = tasks.get("reply", scoring=ScoringConfig(n_boot=20))
@@ -413,7 +413,7 @@ def test_reply_figure_puts_each_part_beside_the_canned_references():
     figs = task.figures(results, others, ROWS)
     ax = figs["04_reply_parts"].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "fine-tuned", "base", "constant_reply (01)", "nearest_reply (01)"]
+        "fine-tuned", "base", "constant_reply (00)", "nearest_reply (00)"]
     heights = [round(b.get_height(), 2) for b in ax.patches]
     assert heights[:4] == [1.0] * 4 and heights[12:] == [1.0] * 4     # fine-tune and nearest: every part right
     assert heights[4:8] == heights[8:12] and max(heights[4:8]) < 1     # the canned reply, on 40 rows and on 10

@@ -48,9 +48,9 @@ PAIRED = {"heldout": {"finetuned_vs_base": diff(0.6, 0.1, 0.4, 0.6),
           "production": {"finetuned_vs_base": diff(0.55, 0.12, 0.3, 0.55, p=1e-6, n=50),
                          "finetuned_vs_tfidf_logreg": diff(0.55, 0.45, -0.02, 0.2, p=0.2, n=50)}}
 RUN = {
-    "00_decide_approach": {"proceed": True, "recommendation": "fine-tune", "measured_baselines": True,
+    "01_decide_approach": {"proceed": True, "recommendation": "fine-tune", "measured_baselines": True,
                            "reasons": ["the cheaper options were tried"]},
-    "01_baseline_prompting": {
+    "00_baseline_prompting": {
         "systems": {"zero_shot": {"macro_f1": 0.2}, "few_shot_fixed": {"macro_f1": 0.3},
                     "few_shot_retrieved": {"macro_f1": 0.35}, "tfidf_logreg": {"macro_f1": 0.5},
                     "endpoint_structured": {"macro_f1": 0.58}},
@@ -69,7 +69,7 @@ RUN = {
         "config": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 2e-4, "num_epochs": 3.0,
                    "target_modules": ["q_proj", "v_proj", "o_proj"], "optimizer": "adamw_8bit"}},
     "04_evaluate": evaluation(RESULTS, PAIRED),
-    "05_compare_costs": {
+    "06_compare_costs": {
         "options": [{"name": "hosted_frontier", "monthly_cost": 9000.0, "break_even_volume": None},
                     {"name": "self_hosted_vllm", "monthly_cost": 1577.0, "savings_vs_hosted": 7423.0,
                      "training_cost": 0.55, "payback_months": 7e-05, "break_even_volume": 525_667.0},
@@ -78,7 +78,7 @@ RUN = {
                     "headline": "fine-tuned, self-hosted vLLM: $1,577/month vs $9,000 hosted, saves $7,423/month",
                     "reasons": ["cost: saves $7,423/month"]},
         "assumed": {"training_gpu_hours": 0.25}, "config": {"target_accuracy": 0.9}},
-    "06_serve_vllm": {
+    "05_serve_vllm": {
         "adapters_served": ["triage"], "server": {"backend": "cuda"},
         "preflight": [{"adapter": "triage", "check": c, "ok": True, "message": "ok"} for c in ("rank", "base")],
         "parity": {"ok": True, "models": {"base": {"prompts": 6, "exact": 6}, "triage": {"prompts": 6, "exact": 6}}},
@@ -119,7 +119,7 @@ def test_a_fine_tune_that_beats_every_alternative_ships(tmp_path):
     assert rep["ship"]["ship"] is True and rep["ship"]["verdict"] == "YES"
     assert it["tried_cheaper"]["figures"]["routing"] == CURVE[1]  # first share reaching 0.9
     assert "routing: tfidf_logreg first: escalating 30% keeps accuracy 0.910" in it["tried_cheaper"]["summary"]
-    assert it["tried_cheaper"]["evidence"] == ["01_baseline_prompting"]
+    assert it["tried_cheaper"]["evidence"] == ["00_baseline_prompting"]
     cur = it["curated"]["figures"]
     assert (cur["rows_in"], cur["rows_out"], cur["train"], cur["heldout"], cur["production"]) == \
         (1000, 800, 640, 160, 50)
@@ -131,7 +131,7 @@ def test_a_fine_tune_that_beats_every_alternative_ships(tmp_path):
     assert "McNemar p=1e-09" in ev and "tfidf_logreg +0.100" in ev and "endpoint_structured +0.020" in ev
     assert it["served"]["figures"]["parity_exact"] == 12 and it["served"]["figures"]["preflight_ok"] == 2
     assert it["cost"]["figures"]["savings_vs_hosted"] == 7423.0 and "break-even at 525,667" in it["cost"]["summary"]
-    assert rep["route"] is None  # 05 recorded no route comparison
+    assert rep["route"] is None  # 06 recorded no route comparison
     # a YES lists what supports it, each with its record and field
     why = rep["ship"]["reasons"]
     assert why and {r["effect"] for r in why} == {"supports"}
@@ -139,7 +139,7 @@ def test_a_fine_tune_that_beats_every_alternative_ships(tmp_path):
                "beats base by +0.500 (95% CI +0.400 to +0.600)" in r["text"] for r in why)
     assert any(r["field"] == "heldout.paired.finetuned_vs_endpoint_structured" and "endpoint_structured (0.580)" in
                r["text"] for r in why)
-    assert any(r["record"] == "05_compare_costs.json" and r["field"] == "verdict.cheaper" for r in why)
+    assert any(r["record"] == "06_compare_costs.json" and r["field"] == "verdict.cheaper" for r in why)
 
 
 def test_no_significant_difference_from_base_blocks_and_names_the_knobs(tmp_path):
@@ -164,7 +164,7 @@ def test_a_better_alternative_blocks_and_is_named_with_its_cost(tmp_path):
     r = next(r for r in texts(rep, "blocks") if "tfidf_logreg is better" in r)
     assert "macro-F1 0.818 against the fine-tune's 0.472 on the same 237 rows" in r
     assert "-0.346 (95% CI -0.410 to -0.280)" in r and "ship tfidf_logreg instead" in r
-    assert "tfidf_logreg would cost $12 a month (05_compare_costs.json: options.classical_reference)" in r
+    assert "tfidf_logreg would cost $12 a month (06_compare_costs.json: options.classical_reference)" in r
     assert "better system: tfidf_logreg (0.818 vs 0.472 on heldout)" in items(rep)["evaluated"]["summary"]
     # within its interval the alternative only matches: no block
     paired["heldout"]["finetuned_vs_tfidf_logreg"] = diff(0.58, 0.6, -0.08, 0.04, p=0.5)
@@ -196,18 +196,18 @@ def test_an_unscored_replaced_model_is_not_proven_never_yes(tmp_path):
 
 
 def test_the_replaced_model_is_named_beside_the_prompts_it_is_read_with(tmp_path):
-    """01's `replaced` record names what endpoint_structured was (the stand-in for the hosted model, or your
-    endpoint): the report's prompting line and 00's reading of the best prompt say so; without it, the name alone."""
+    """00's `replaced` record names what endpoint_structured was (the stand-in for the hosted model, or your
+    endpoint): the report's prompting line and 01's reading of the best prompt say so; without it, the name alone."""
     recs = with_04()
-    recs["01_baseline_prompting"] = {**recs["01_baseline_prompting"], "replaced": {
+    recs["00_baseline_prompting"] = {**recs["00_baseline_prompting"], "replaced": {
         "kind": "standin", "name": "the stand-in for the hosted model", "model": "hosted-standin",
         "set_by": "HOSTED_STANDIN"}}
     line = items(report.build(write_run(tmp_path, recs)))["tried_cheaper"]["summary"]
     assert "endpoint_structured (the stand-in for the hosted model) 0.580 (best prompt: endpoint_structured)" in line
     from ftplay import decide
 
-    said = decide.assess(decide.Checklist(), recs["01_baseline_prompting"])["reasons"]
-    assert any("01's best prompt 'endpoint_structured' (the stand-in for the hosted model)" in r for r in said)
+    said = decide.assess(decide.Checklist(), recs["00_baseline_prompting"])["reasons"]
+    assert any("00's best prompt 'endpoint_structured' (the stand-in for the hosted model)" in r for r in said)
     plain = items(report.build(write_run(tmp_path / "plain", with_04())))["tried_cheaper"]["summary"]
     assert "endpoint_structured 0.580 (best prompt" in plain
 
@@ -260,14 +260,14 @@ def test_unredacted_pii_blocks_unless_accepted(tmp_path):
     assert report.build(write_run(tmp_path, recs))["ship"]["verdict"] == "YES"
 
 
-def test_00_measured_do_not_fine_tune_blocks(tmp_path):
+def test_01_measured_do_not_fine_tune_blocks(tmp_path):
     recs = copy.deepcopy(RUN)
-    recs["00_decide_approach"] = {"proceed": False, "recommendation": "ship the classifier", "measured_baselines": True,
+    recs["01_decide_approach"] = {"proceed": False, "recommendation": "ship the classifier", "measured_baselines": True,
                                   "reasons": ["a cheap classifier already reaches the target: tfidf_logreg macro-F1 "
                                               "0.910 >= 0.850"]}
     rep = report.build(write_run(tmp_path, recs))
     assert rep["ship"]["verdict"] == "NO"
-    assert any("00 said do not fine-tune (ship the classifier)" in t and "0.910 >= 0.850" in t
+    assert any("01 said do not fine-tune (ship the classifier)" in t and "0.910 >= 0.850" in t
                for t in texts(rep, "blocks"))
 
 
@@ -286,11 +286,11 @@ def test_an_empty_run_directory_is_not_run_item_by_item(tmp_path):
 
 
 def test_missing_serving_stops_the_ship_and_says_which(tmp_path):
-    recs = {k: v for k, v in RUN.items() if k != "06_serve_vllm"}
+    recs = {k: v for k, v in RUN.items() if k != "05_serve_vllm"}
     rep = report.build(write_run(tmp_path, recs))
     assert items(rep)["served"]["status"] == "not run" and items(rep)["evaluated"]["status"] == "done"
     assert rep["ship"]["ship"] is False
-    assert rep["ship"]["reasons"][0]["text"].startswith("Served with vLLM: 06_serve_vllm.json is missing")
+    assert rep["ship"]["reasons"][0]["text"].startswith("Served with vLLM: 05_serve_vllm.json is missing")
 
 
 def test_a_record_from_before_the_checks_still_reads(tmp_path):
@@ -308,9 +308,9 @@ def test_leakage_loss_preflight_and_cost_failures_are_each_a_no(tmp_path):
     recs = copy.deepcopy(RUN)
     recs["02_curate_data"]["leakage"]["exact"] = 3
     recs["03_train_qlora"]["train_loss"] = 9.5
-    recs["06_serve_vllm"]["preflight"][1] = {"adapter": "triage", "check": "base", "ok": False,
+    recs["05_serve_vllm"]["preflight"][1] = {"adapter": "triage", "check": "base", "ok": False,
                                              "message": "revision differs"}
-    recs["05_compare_costs"]["verdict"]["cheaper"] = False
+    recs["06_compare_costs"]["verdict"]["cheaper"] = False
     it = items(report.build(write_run(tmp_path, recs)))
     assert {k: v["status"] for k, v in it.items() if v["status"] != "done"} == \
         {"curated": "no", "trained": "no", "served": "no", "cost": "no"}
@@ -323,17 +323,17 @@ def test_leakage_loss_preflight_and_cost_failures_are_each_a_no(tmp_path):
 def test_a_failed_notebook_marks_its_items_failed(tmp_path):
     status = {"04_evaluate": {"status": "failed", "cell": 7, "error": "RuntimeError: boom"}}
     rep = report.build(write_run(tmp_path, RUN), status)
-    # tried_cheaper reads 01 only (routing is 01's cheap classifier first, as 00 reads it): 04 failing leaves it done
+    # tried_cheaper reads 00 only (routing is 00's cheap classifier first, as 01 reads it): 04 failing leaves it done
     assert items(rep)["evaluated"]["status"] == "failed" and items(rep)["tried_cheaper"]["status"] == "done"
     assert rep["ship"]["ship"] is False and rep["ship"]["verdict"] == "NO"
     assert rep["ship"]["reasons"][0] == {"text": "notebook 04_evaluate failed at cell 7: RuntimeError: boom",
                                          "record": "summary.json", "field": "notebooks.04_evaluate", "effect": "blocks"}
-    # 00 is evidence for no item, yet a failed notebook still means no ship
-    rep = report.build(tmp_path, {"00_decide_approach": {"status": "failed", "cell": 2, "error": "x"}})
+    # 01 is evidence for no item, yet a failed notebook still means no ship
+    rep = report.build(tmp_path, {"01_decide_approach": {"status": "failed", "cell": 2, "error": "x"}})
     assert all(it["status"] == "done" for it in rep["items"]) and rep["ship"]["verdict"] == "NO"
 
 
-def test_route_line_when_05_compares_routes():
+def test_route_line_when_06_compares_routes():
     assert report.route_line({"routes": {"favoured": "modal", "headline": "Modal: $120/month"}}) == \
         "modal: Modal: $120/month"
     assert report.route_line({"routes": {"favoured": "hosted_fine_tune"}}) == "hosted_fine_tune"
@@ -377,7 +377,7 @@ def test_html_embeds_the_run_plots_as_data_uris(tmp_path):
 
 
 def test_summary_json_carries_the_report_and_its_verdict(tmp_path):
-    run = write_run(tmp_path, {k: v for k, v in RUN.items() if k != "05_compare_costs"})
+    run = write_run(tmp_path, {k: v for k, v in RUN.items() if k != "06_compare_costs"})
     s = run_summary.summarise(run, {"04_evaluate": {"status": "ok", "seconds": 1.0}})
     assert s["decision"] is s["ship_report"]["ship"] and s["decision"]["ship"] is False
     assert s["decision"]["verdict"] == "NOT PROVEN"
@@ -385,13 +385,13 @@ def test_summary_json_carries_the_report_and_its_verdict(tmp_path):
     assert items(s["ship_report"])["cost"]["status"] == "not run"
     text = run_summary.format_summary(s)
     assert "[ ] Cost compared: not run" in text and "[x] Examples curated: done" in text and "ship: NOT PROVEN" in text
-    assert "[05_compare_costs.json: (whole record)]" in text
+    assert "[06_compare_costs.json: (whole record)]" in text
 
 
 @pytest.mark.parametrize("stem", sorted(RUN))
 def test_any_single_missing_record_still_builds(tmp_path, stem):
     rep = report.build(write_run(tmp_path, {k: v for k, v in RUN.items() if k != stem}))
-    assert rep["ship"]["ship"] is (stem == "00_decide_approach")
+    assert rep["ship"]["ship"] is (stem == "01_decide_approach")
     report_page.html_page(rep)
 
 
@@ -410,7 +410,7 @@ def test_cli_report_prints_the_checklist_and_writes_the_page(tmp_path, capsys):
 
 def test_a_valid_but_wrong_structured_adapter_is_named(tmp_path):
     recs = copy.deepcopy(RUN)
-    recs["06_serve_vllm"]["structured_output"] = {"valid_rate": 1.0, "models": {
+    recs["05_serve_vllm"]["structured_output"] = {"valid_rate": 1.0, "models": {
         "base": {"valid_rate": 1.0, "accuracy": 0.1}, "triage": {"valid_rate": 1.0, "accuracy": 0.12,
                                                                  "valid_but_wrong": True}}}
     rep = report.build(write_run(tmp_path, recs))
@@ -435,11 +435,11 @@ def test_a_given_splits_own_leak_is_a_note_and_04s_recheck_decides(tmp_path):
 
 def test_each_task_of_a_run_gets_its_own_answers_and_verdict(tmp_path):
     """A two-task run: triage in the run directory, the reply task in reply/. Each task is answered on
-    its own records (a reply reason names reply/<record>), 05 and 06 are shared, and a failed reply
+    its own records (a reply reason names reply/<record>), 06 and 05 are shared, and a failed reply
     notebook fails the reply task's items only."""
     run = write_run(tmp_path, RUN)
     reply = {stem: dict(copy.deepcopy(rec), task="reply") for stem, rec in RUN.items()
-             if stem[:2] in ("01", "02", "03", "04")}
+             if stem[:2] in ("00", "02", "03", "04")}
     reply["02_curate_data"]["pii_rows"], reply["02_curate_data"]["pii_kinds"] = 4, {"phone": 4}
     write_run(tmp_path / "reply", reply)
     rep = report.build(run)

@@ -90,7 +90,7 @@ def test_summary_reads_recorded_results(tmp_path):
                                              "finetuned": {"accuracy": .8, "macro_f1": .7}}},
           "decision": {"ship": True, "reasons": ["held-out: better"]}}
     (tmp_path / "04_evaluate.json").write_text(json.dumps(ev))
-    (tmp_path / "05_compare_costs.json").write_text(json.dumps({"verdict": {"cheaper": False, "headline": "h",
+    (tmp_path / "06_compare_costs.json").write_text(json.dumps({"verdict": {"cheaper": False, "headline": "h",
                                                                             "reasons": ["cost: no"]}}))
     warning = {"label": "gift_cards", "kind": "train_only", "rows": 1, "message": "label 'gift_cards' has 1 row(s)"}
     (tmp_path / "02_curate_data.json").write_text(json.dumps({"label_warnings": [warning]}))
@@ -107,7 +107,7 @@ def test_bad_inputs_stop_before_any_notebook_runs(tmp_path):
     one = tmp_path / "one_label.csv"
     one.write_text("text,label\nmy card was charged,billing\nrefund please now,billing\n")
     with pytest.raises(ConfigError) as e:
-        run_checks.check_inputs(run_plan.plan(["01", "02"], {"MODEL": str(tmp_path / "nope"),
+        run_checks.check_inputs(run_plan.plan(["00", "02"], {"MODEL": str(tmp_path / "nope"),
                                                               "PRODUCTION_PATH": "data/missing.csv"}))
     msg = str(e.value)
     assert "MODEL=" in msg and "does not exist" in msg
@@ -136,7 +136,7 @@ def test_parameter_types_are_checked_for_every_notebook_before_anything_runs(tmp
                  "(written in quotes: drop them)", "LEARNING_RATE='2e-3' (str) must be Optional[float] (YAML read it "
                  "as text: write 0.002", "LOAD_IN_4BIT=1 (int) must be Optional[bool]",
                  "TARGET_MODULES=['q_proj', 3] (list)",
-                 "N_BOOT=100.5 (float) must be int", "01_baseline_prompting: SEED='7' (str) must be int"):
+                 "N_BOOT=100.5 (float) must be int", "00_baseline_prompting: SEED='7' (str) must be int"):
         assert text in msg, msg
     assert not (tmp_path / "run").exists(), "nothing runs or is written before the types are right"
     params.check_types(run_plan.plan(None, {"MODEL": "embedded", "SEED": 7},
@@ -148,14 +148,14 @@ def test_a_relative_out_is_the_callers_and_a_run_directory_is_locked(tmp_path, m
     monkeypatch.chdir(tmp_path)
     seen = {}
     monkeypatch.setattr(runner, "_execute", lambda todo, run_dir, progress, done=None: seen.setdefault("dir", run_dir))
-    runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
+    runner.run(None, only=["01"], out="rel/run", progress=lambda *_: None)
     assert seen["dir"] == tmp_path / "rel" / "run" and seen["dir"].is_absolute()
     assert not (seen["dir"] / ".ftplay.lock").exists(), "released when the run ends"
     (seen["dir"] / ".ftplay.lock").write_text(str(os.getppid()))  # a live process holds it
     with pytest.raises(ConfigError, match=f"being written by another ftplay run \\(pid {os.getppid()}\\)"):
-        runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
+        runner.run(None, only=["01"], out="rel/run", progress=lambda *_: None)
     (seen["dir"] / ".ftplay.lock").write_text("999999999")  # a killed run's lock is taken over
-    runner.run(None, only=["00"], out="rel/run", progress=lambda *_: None)
+    runner.run(None, only=["01"], out="rel/run", progress=lambda *_: None)
     assert not (seen["dir"] / ".ftplay.lock").exists()
 
 
@@ -173,9 +173,9 @@ def test_a_notebook_run_before_what_it_needs_says_which_to_run_first(tmp_path):
     assert str(e.value).count("needs 02_curate_data's output") == 2
     assert "run 02 first (--only 02,03 --out" in str(e.value)
     assert "04_evaluate needs 03_train_qlora" not in str(e.value), "03 is in the plan before 04"
-    with pytest.raises(ConfigError, match="06_serve_vllm needs 03_train_qlora's output.*or set ADAPTER_DIR"):
-        run_checks.check_order(run_plan.plan(["06"]), tmp_path)
-    run_checks.check_order(run_plan.plan(["06"], per_notebook={"06_serve_vllm": {"ADAPTER_DIR": "x"}}), tmp_path)
+    with pytest.raises(ConfigError, match="05_serve_vllm needs 03_train_qlora's output.*or set ADAPTER_DIR"):
+        run_checks.check_order(run_plan.plan(["05"]), tmp_path)
+    run_checks.check_order(run_plan.plan(["05"], per_notebook={"05_serve_vllm": {"ADAPTER_DIR": "x"}}), tmp_path)
     run_checks.check_order(run_plan.plan(None), None)  # the whole playbook needs nothing beforehand
     (tmp_path / "02_curate_data.json").write_text("{}")
     run_checks.check_order(run_plan.plan(["03"]), tmp_path)
@@ -188,7 +188,7 @@ def test_ctrl_c_is_one_line_naming_the_notebook_and_report_refuses_a_non_run(tmp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "_execute", interrupted)
-    assert cli.main(["run", "--only", "00", "--out", str(tmp_path / "run")]) == 130
+    assert cli.main(["run", "--only", "01", "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "interrupted (Ctrl-C) in 03_train_qlora" in err[0] and "--resume` goes on" in err[0]
     assert not (tmp_path / "run" / ".ftplay.lock").exists(), "the lock goes with the run"
@@ -223,22 +223,22 @@ def test_ranges_say_the_rule_and_hold_at_their_edges():
 
 
 def test_ranges_are_checked_for_every_notebook_of_the_plan_before_anything_runs(tmp_path):
-    todo = run_plan.plan(["01", "03", "05"], {"BATCH_SIZE": 0, "SEED": -1, "MAX_SEQ_LEN": 8},
+    todo = run_plan.plan(["00", "03", "06"], {"BATCH_SIZE": 0, "SEED": -1, "MAX_SEQ_LEN": 8},
                          {"03_train_qlora": {"LEARNING_RATE": 0.0, "LORA_R": 300},
-                          "05_compare_costs": {"SERVING_UTILISATION": 0.0}})
+                          "06_compare_costs": {"SERVING_UTILISATION": 0.0}})
     with pytest.raises(ConfigError) as e:
         params.check_ranges(todo)
     assert e.value.problems == [
-        "01_baseline_prompting: BATCH_SIZE=0 must be >= 1; set BATCH_SIZE in the params file to a value >= 1 such as "
+        "00_baseline_prompting: BATCH_SIZE=0 must be >= 1; set BATCH_SIZE in the params file to a value >= 1 such as "
         "16, its default",
-        "01_baseline_prompting: SEED=-1 must be in [0, 4294967295]; set SEED in the params file to a value in "
+        "00_baseline_prompting: SEED=-1 must be in [0, 4294967295]; set SEED in the params file to a value in "
         "[0, 4294967295] such as 0, its default",
-        "01_baseline_prompting: MAX_SEQ_LEN=8 must be >= 16; set MAX_SEQ_LEN in the params file to a value >= 16 "
+        "00_baseline_prompting: MAX_SEQ_LEN=8 must be >= 16; set MAX_SEQ_LEN in the params file to a value >= 16 "
         "such as 512, its default",
         "03_train_qlora: LEARNING_RATE=0.0 must be in (0, 1); set LEARNING_RATE in the params file to a value in "
         "(0, 1)",
         "03_train_qlora: LORA_R=300 must be in [1, 256]; set LORA_R in the params file to a value in [1, 256]",
-        "05_compare_costs: SERVING_UTILISATION=0.0 must be in (0, 1]; set SERVING_UTILISATION in the params file to a "
+        "06_compare_costs: SERVING_UTILISATION=0.0 must be in (0, 1]; set SERVING_UTILISATION in the params file to a "
         "value in (0, 1] such as 0.5, its default"]
     with pytest.raises(ConfigError, match="BATCH_SIZE=0 must be >= 1"):
         runner.run(None, only=["04"], params={"BATCH_SIZE": 0}, out=tmp_path / "run", progress=lambda *_: None)
@@ -248,31 +248,31 @@ def test_ranges_are_checked_for_every_notebook_of_the_plan_before_anything_runs(
 
 
 def test_a_text_parameter_of_a_few_values_is_checked_before_anything_runs(tmp_path):
-    """SCORING_METHOD (01 and 04) takes label scoring's methods only; a typo is one error (named once, as a number
+    """SCORING_METHOD (00 and 04) takes label scoring's methods only; a typo is one error (named once, as a number
     out of range is), with the values that work, before any notebook runs; both methods pass."""
     from ftplay import config, scoring
 
     # one tuple, three readers: the params check, the scoring config and the scorer (not three equal copies)
     assert params.CHOICES["SCORING_METHOD"] is config.SCORING_METHODS is scoring.LabelScorer.METHODS
     with pytest.raises(ConfigError) as e:
-        params.check_ranges(run_plan.plan(["01", "04"], {"SCORING_METHOD": "likelihood"}))
+        params.check_ranges(run_plan.plan(["00", "04"], {"SCORING_METHOD": "likelihood"}))
     assert e.value.problems == [
-        "01_baseline_prompting: SCORING_METHOD='likelihood' is not one of 'constrained', 'joint'; set SCORING_METHOD "
+        "00_baseline_prompting: SCORING_METHOD='likelihood' is not one of 'constrained', 'joint'; set SCORING_METHOD "
         "in the params file to one of them"]
     with pytest.raises(ConfigError, match="SCORING_METHOD='Joint' is not one of"):
         runner.run(None, only=["04"], params={"SCORING_METHOD": "Joint"}, out=tmp_path / "run",
                    progress=lambda *_: None)
     assert not (tmp_path / "run").exists()
     for method in scoring.LabelScorer.METHODS:
-        params.check_ranges(run_plan.plan(["01", "04"], {"SCORING_METHOD": method}))
-    assert "SCORING_METHOD" in params.RUN_IDENTITY  # 04 pairs its systems with 01's: one method for both
+        params.check_ranges(run_plan.plan(["00", "04"], {"SCORING_METHOD": method}))
+    assert "SCORING_METHOD" in params.RUN_IDENTITY  # 04 pairs its systems with 00's: one method for both
 
 
 def test_a_system_prompt_showing_json_passes_the_checks_and_renders_as_written():
     from ftplay import prompts
 
     text = 'Answer as JSON {"label": "<one of {labels}>"}; nothing else.'
-    todo = run_plan.plan(["01", "02"], {"SYSTEM_PROMPT": text})
+    todo = run_plan.plan(["00", "02"], {"SYSTEM_PROMPT": text})
     params.check_types(todo)
     params.check_ranges(todo)
     assert prompts.messages("my card", ["billing", "bug"], system_prompt=text)[0]["content"] == \
@@ -342,7 +342,7 @@ sys.exit(cli.main(["run", "--out", sys.argv[2]]))
 
 
 def _sleeping_notebook(nbdir, seconds=120):
-    """00, whose cell marks that it started, then sleeps."""
+    """01, whose cell marks that it started, then sleeps."""
     nbdir.mkdir(exist_ok=True)
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -350,7 +350,7 @@ def _sleeping_notebook(nbdir, seconds=120):
     c.metadata["tags"] = ["parameters"]
     nb.cells = [c, nbformat.v4.new_code_cell(f"import pathlib, time\npathlib.Path(RUN_DIR, 'started').touch()\n"
                                              f"time.sleep({seconds})")]
-    nbformat.write(nb, str(nbdir / "00_decide_approach.ipynb"))
+    nbformat.write(nb, str(nbdir / "01_decide_approach.ipynb"))
     return nbdir
 
 
@@ -384,8 +384,8 @@ def test_ctrl_c_in_a_cell_is_one_line_and_leaves_no_kernel_file(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == [f"ftplay: interrupted (Ctrl-C) in 00_decide_approach; what ran before it is "
-                                        f"in {out}: `ftplay run --out {out} --resume` goes on from 00_decide_approach"
+    assert err.strip().splitlines() == [f"ftplay: interrupted (Ctrl-C) in 01_decide_approach; what ran before it is "
+                                        f"in {out}: `ftplay run --out {out} --resume` goes on from 01_decide_approach"
                                         ], err
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
 
@@ -400,10 +400,10 @@ sys.exit(cli.main(sys.argv[2:]))
 
 
 def _recording_notebooks(nbdir, out):
-    """01 and 02, each writing its record; 02 of the first task marks that it started and sleeps unless
+    """00 and 02, each writing its record; 02 of the first task marks that it started and sleeps unless
     <out>/go-on exists."""
     nbdir.mkdir()
-    for stem in ("01_baseline_prompting", "02_curate_data"):
+    for stem in ("00_baseline_prompting", "02_curate_data"):
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         c = nbformat.v4.new_code_cell('RUN_DIR = "x"  # where')
@@ -445,17 +445,17 @@ def test_sigterm_in_a_two_task_run_ends_in_one_line_whose_command_goes_on_where_
     assert command == f"ftplay run --out {shlex.quote(str(out))} --resume", command
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
     stopped = json.loads((out / "summary.json").read_text())["notebooks"]
-    assert stopped["01_baseline_prompting"]["status"] == "ok" and stopped["02_curate_data"]["status"] == "stopped"
+    assert stopped["00_baseline_prompting"]["status"] == "ok" and stopped["02_curate_data"]["status"] == "stopped"
     assert not (out / "reply").exists() and not (out / "02_curate_data.json").exists()
 
     (out / "go-on").touch()
-    first = (out / "01_baseline_prompting.json").stat().st_mtime_ns
+    first = (out / "00_baseline_prompting.json").stat().st_mtime_ns
     again = subprocess.run([sys.executable, "-c", RESUME_DRIVER, str(nbdir), *shlex.split(command)[1:]], env=env,
                            capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr
-    assert (out / "01_baseline_prompting.json").stat().st_mtime_ns == first, "a finished notebook is not run again"
+    assert (out / "00_baseline_prompting.json").stat().st_mtime_ns == first, "a finished notebook is not run again"
     summary = json.loads((out / "summary.json").read_text())["notebooks"]
-    assert list(summary) == ["01_baseline_prompting", "02_curate_data", "reply/01_baseline_prompting",
+    assert list(summary) == ["00_baseline_prompting", "02_curate_data", "reply/00_baseline_prompting",
                              "reply/02_curate_data"] and {v["status"] for v in summary.values()} == {"ok"}
     assert (out / "reply" / "02_curate_data.json").exists() and not list(runtime.glob("*.json"))
     nothing = subprocess.run([sys.executable, "-c", RESUME_DRIVER, str(nbdir), *shlex.split(command)[1:]], env=env,
@@ -481,19 +481,19 @@ def test_after_sigkill_the_next_run_removes_the_kernel_file_and_takes_the_lock(t
                                             "PYTHONPATH": str(runner.ROOT)},
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert json.loads((out / "summary.json").read_text())["notebooks"]["00_decide_approach"]["status"] == "ok"
+    assert json.loads((out / "summary.json").read_text())["notebooks"]["01_decide_approach"]["status"] == "ok"
     assert not list(runtime.glob("*.json")) and not (out / ".ftplay.lock").exists()
 
 
 def test_the_default_playbook_runs_both_tasks_each_into_its_own_folder():
     groups = run_plan.plan_groups()
     assert [(g.task, g.sub, [t[0][:2] for t in g.todo]) for g in groups] == [
-        ("classify", "", ["01", "00", "02", "03", "04"]), ("reply", "reply", ["01", "02", "03", "04"]),
-        ("classify", "", ["06", "05"])]
+        ("classify", "", ["00", "01", "02", "03", "04"]), ("reply", "reply", ["00", "02", "03", "04"]),
+        ("classify", "", ["05", "06"])]
     reply = {stem: values for stem, _, values in groups[1].todo}
     assert reply["02_curate_data"]["TASK"] == "reply"
     assert reply["02_curate_data"]["TRAIN_PATH"] == run_plan.TASK_PARAMS["reply"]["TRAIN_PATH"]
-    assert "TASK" not in {k for _, _, v in groups[2].todo for k in v}, "05 and 06 serve and price every task"
+    assert "TASK" not in {k for _, _, v in groups[2].todo for k in v}, "06 and 05 serve and price every task"
 
 
 def test_flat_data_parameters_make_a_one_task_run_and_other_tasks_keep_their_own_data():
@@ -525,8 +525,8 @@ def test_choices_checked_up_front_are_the_ones_their_modules_take():
     assert all(f'\\"{r}\\": ' in nb03 for r in c["RECIPE"]), "03 maps every RECIPE the check allows"
 
 
-def test_a_model_folder_whose_tokenizer_outgrows_its_embeddings_is_refused_before_01(tmp_path, tiny_ref):
-    """8 tokens added to the tokenizer without resizing the embeddings passed pre-flight and died in 01 with
+def test_a_model_folder_whose_tokenizer_outgrows_its_embeddings_is_refused_before_00(tmp_path, tiny_ref):
+    """8 tokens added to the tokenizer without resizing the embeddings passed pre-flight and died in 00 with
     `IndexError: index out of range in self`."""
     import shutil
 
@@ -534,7 +534,7 @@ def test_a_model_folder_whose_tokenizer_outgrows_its_embeddings_is_refused_befor
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_ref.path, folder)
-    todo = run_plan.plan(["01"], {"MODEL": str(folder)})
+    todo = run_plan.plan(["00"], {"MODEL": str(folder)})
     run_checks.check_inputs(todo)   # the model as built: consistent
     tok = AutoTokenizer.from_pretrained(folder)
     tok.add_tokens([f"zzq{i}" for i in range(8)])
@@ -546,7 +546,7 @@ def test_a_model_folder_whose_tokenizer_outgrows_its_embeddings_is_refused_befor
 
 def test_an_endpoint_that_refuses_the_key_is_named_before_anything_runs(monkeypatch):
     """A real HTTP server on loopback answering 401 to /v1/models, and one answering 404 (a provider without
-    /models: left to 01)."""
+    /models: left to 00)."""
     import http.server
     import threading
 

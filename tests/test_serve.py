@@ -683,7 +683,7 @@ class TestRealServer:
 
     def test_a_triage_and_a_reply_adapter_from_one_base(self, ref, adapters, vllm_server, client, tmp_path_factory):
         """Issue 15: two adapters of different tasks on the running server (loaded at runtime, named by their
-        task as 06 finds them in a two-task run), each answering its own task's prompts: parity token for
+        task as 05 finds them in a two-task run), each answering its own task's prompts: parity token for
         token with transformers on both, and the mixed load test counting each model's requests."""
         import shutil as sh
 
@@ -766,7 +766,7 @@ class TestRealServer:
         with pytest.raises(FtplayError, match="404.*cannot be found"):
             client.unload_adapter("c")
 
-# Notebook 06 itself runs in tests/test_notebooks.py, inside the whole playbook.
+# Notebook 05 itself runs in tests/test_notebooks.py, inside the whole playbook.
 
 
 def test_tensor_parallel_size_is_passed_to_vllm_and_validated(ref, adapters):
@@ -787,7 +787,7 @@ def test_tensor_parallel_size_is_passed_to_vllm_and_validated(ref, adapters):
 
 
 def test_structured_frame_reads_as_a_table_not_interval_lists():
-    """Issue 28: 06's table showed intervals as lists ([0.133333, 0.333333]) and shares to six digits."""
+    """Issue 28: 05's table showed intervals as lists ([0.133333, 0.333333]) and shares to six digits."""
     res = serve_checks.structured_scores(FakeClassifier(), ["base", "fmt", "good"], ROWS, LABELS3, None, n_boot=200)
     t = serve_checks.structured_frame(res)
     cell = t.loc[("json_schema", "good"), "accuracy [95% CI]"]

@@ -1,5 +1,5 @@
 """The task interface (ftplay/tasks/): the registry, and a third task defined here alone, run through the
-package calls notebooks 01, 03 and 04 make and through the gate, as a new task would be."""
+package calls notebooks 00, 03 and 04 make and through the gate, as a new task would be."""
 import re
 
 import numpy as np
@@ -51,7 +51,7 @@ def test_02s_schema_holds_every_field_the_data_card_can_carry():
 def test_a_record_of_another_schema_version_is_refused(tmp_path):
     from ftplay.errors import FtplayError
 
-    (tmp_path / "01_baseline_prompting.json").write_text('{"schema": 1, "n": 3}')
+    (tmp_path / "00_baseline_prompting.json").write_text('{"schema": 1, "n": 3}')
     with pytest.raises(FtplayError, match="schema=1: it was written by another version of ftplay"):
         records.read(tmp_path, stages.BASELINE)
 
@@ -191,17 +191,17 @@ def order_task():
     tasks.REGISTRY.pop("order")
 
 
-def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, tmp_path):
-    """Registered here, the toy task goes the way the notebooks take every task: 01 scores the reference and
+def test_a_third_task_runs_through_00_03_04_and_the_gate(order_task, tiny_ref, tmp_path):
+    """Registered here, the toy task goes the way the notebooks take every task: 00 scores the reference and
     the base prompted and records them, 03 trains an adapter on the task's conversations (real steps), 04 scores
-    base and fine-tune, compares them with 01's systems, decides and records; no package module names it."""
+    base and fine-tune, compares them with 00's systems, decides and records; no package module names it."""
     from ftplay import models, train
 
     train_rows, heldout = rows_of(24, 1), rows_of(12, 2)
     tok = models.load_tokenizer(tiny_ref)
     task = order_task.bind(["shipping", "billing"], "Answer with the order number only.", tok)
 
-    # 01: the cheap reference and the base prompted, on the held-out rows; saved and recorded
+    # 00: the cheap reference and the base prompted, on the held-out rows; saved and recorded
     results, outputs = {}, {}
     ref_system = task.reference_system(train_rows)
     results[ref_system.name], outputs[ref_system.name] = task.run(ref_system, heldout)
@@ -210,7 +210,7 @@ def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, t
         results[name], outputs[name] = task.run(system, heldout)
     assert results["first_number"]["exact"] == 1.0 and 0 <= results["zero_shot"]["exact"] <= 1
     for name, o in outputs.items():
-        task.save(tmp_path / "predictions" / f"01_{name}.jsonl", heldout, o)
+        task.save(tmp_path / "predictions" / f"00_{name}.jsonl", heldout, o)
     fields, _ = task.baseline_fields(results, outputs, heldout)
     records.BASELINE.write(tmp_path, task, None, n=len(heldout), labels=task.labels, systems=results,
                            best=fields["best"], reference=fields["reference"], rows_in=36, rows_out=36,
@@ -224,7 +224,7 @@ def test_a_third_task_runs_through_01_03_04_and_the_gate(order_task, tiny_ref, t
     meta = task.write_adapter_meta(result.adapter_dir, tiny_ref)
     assert tasks.of_adapter(meta).name == "order"
 
-    # 04: base and fine-tune on held-out, 01's systems paired on the same rows, the gate, the record
+    # 04: base and fine-tune on held-out, 00's systems paired on the same rows, the gate, the record
     systems = {"base": task.system(base, "base"),
                "finetuned": task.system(models.load_model(tiny_ref, result.adapter_dir), "finetuned")}
     splits = {"heldout": heldout, "production": []}

@@ -1,5 +1,5 @@
 """Tokens a request costs, counted with a real tokenizer (tokencount), and the cost stage pricing each side
-with its own count: the hosted model its best prompt from 01, the fine-tune its prompt as served (04)."""
+with its own count: the hosted model its best prompt from 00, the fine-tune its prompt as served (04)."""
 from dataclasses import replace
 
 import pytest
@@ -100,7 +100,7 @@ def _run(d, endpoint=False):
                                   "exact": False, "why": "counted with Llama 3.1's tokenizer"}}
     if endpoint:
         priced["endpoint_structured"] = {**c, "prompt_tokens": 260.0, "answer_tokens": 7.0}
-    rundir.write_json(d / "01_baseline_prompting.json", {
+    rundir.write_json(d / "00_baseline_prompting.json", {
         "best": {"name": "few_shot_retrieved"}, "priced_tokens": priced,
         "hosted_request": tasks.get("classify").hosted_request(priced, "few_shot_retrieved")})
     rundir.write_json(d / "04_evaluate.json", {"heldout": {}, "priced_tokens": {
@@ -111,7 +111,7 @@ def _run(d, endpoint=False):
 
 @pytest.mark.parametrize("endpoint", [False, True])
 def test_the_run_prices_counted_tokens_for_the_embedded_model(tmp_path, endpoint):
-    """On the embedded default nothing about tokens is assumed: 04's counts price the fine-tune, 01's best prompt
+    """On the embedded default nothing about tokens is assumed: 04's counts price the fine-tune, 00's best prompt
     (or the endpoint's, when ENDPOINT_URL was scored) the hosted model, with the held-out rows' own answer length
     when no hosted model answered, and the verdict says the hosted count is a proxy."""
     _run(tmp_path, endpoint)
@@ -122,12 +122,12 @@ def test_the_run_prices_counted_tokens_for_the_embedded_model(tmp_path, endpoint
     assert (r["config"].input_tokens_per_request, r["config"].tokens_per_example) == (95.0, 97)
     # the hosted model's answers: the endpoint's own when scored, else the held-out rows' (not the prompted base's)
     assert r["config"].hosted_tokens == ((260.0, 7.0) if endpoint else (250.0, 3.0))
-    assert ("endpoint_structured" if endpoint else "few_shot_retrieved (01's best prompting system") in \
+    assert ("endpoint_structured" if endpoint else "few_shot_retrieved (00's best prompting system") in \
         r["measured"]["hosted_input_tokens_per_request"]["why"]
     assert any("hosted model's own tokenizer is not public" in x for x in r["verdict"]["reasons"])
 
 
-def test_01_says_which_prompt_05_prices_the_hosted_model_with():
+def test_00_says_which_prompt_06_prices_the_hosted_model_with():
     task = tasks.get("classify")
 
     def c(prompt, answer):
@@ -138,10 +138,10 @@ def test_01_says_which_prompt_05_prices_the_hosted_model_with():
     results = {"zero_shot": {"macro_f1": 0.1}, "few_shot_retrieved": {"macro_f1": 0.2}}
     rows, reading = task.priced_table(priced, results, task.hosted_request(priced, "few_shot_retrieved"))
     assert [r["system"] for r in rows] == ["zero_shot", "few_shot_retrieved"]
-    assert ("few_shot_retrieved's prompt (01's best prompting system): 250 prompt tokens a request (2.8x zero_shot's "
+    assert ("few_shot_retrieved's prompt (00's best prompting system): 250 prompt tokens a request (2.8x zero_shot's "
             "90), and 2.5 answer tokens, the held-out rows' own answers") in reading
     priced["endpoint_structured"], results["endpoint_structured"] = c(260.0, 7.0), {"macro_f1": 0.9}
-    # the endpoint is also 01's best here: its own answers still price it (not the held-out rows')
+    # the endpoint is also 00's best here: its own answers still price it (not the held-out rows')
     _, reading = task.priced_table(priced, results, task.hosted_request(priced, "endpoint_structured"))
     assert "endpoint_structured's prompt (the endpoint ENDPOINT_URL scored): 260 prompt tokens" in reading
     assert reading.endswith("and its 7.0 answer tokens.")

@@ -1,11 +1,11 @@
 """The task interface: what a task's systems are, how they are scored and compared, what its gate checks.
 
-A task is one class (one module under ftplay/tasks/, registered by name): notebooks 01-04 ask the registry for
+A task is one class (one module under ftplay/tasks/, registered by name): notebooks 00 and 02-04 ask the registry for
 `TASK` and call the task's methods, so they never branch on which task it is. In the manner of
-lm-evaluation-harness's `Task` (which 06 drives against the served adapters): a task knows how to ask a system
+lm-evaluation-harness's `Task` (which 05 drives against the served adapters): a task knows how to ask a system
 for its outputs on rows, how to score them (`score`, per split, with 95% intervals), how to compare two systems
 on the same rows (`paired`), which metric ranks systems (`primary`) and what its gate checks beyond the shared
-ones. What every task shares lives here: scoring every system on every split, reading 01's baselines, the
+ones. What every task shares lives here: scoring every system on every split, reading 00's baselines, the
 paired comparisons against every alternative, the gate's held-out/production checks and the verdict.
 """
 import logging
@@ -16,7 +16,7 @@ from .. import datachat, gate, recipes, records, stages, tokencount, train
 from ..config import ScoringConfig
 
 log = logging.getLogger(__name__)
-ENDPOINT_WORDS = "the endpoint ENDPOINT_URL scored"   # what 01 scored as the replaced model, before it was named
+ENDPOINT_WORDS = "the endpoint ENDPOINT_URL scored"   # what 00 scored as the replaced model, before it was named
 
 
 class Task:
@@ -24,9 +24,9 @@ class Task:
     an instance is bound to a run's labels, system prompt and tokenizer."""
     name = ""              # TASK's value, and the `task` field of every record
     description = ""       # one line: what the fine-tune does
-    adapter_name = ""      # the name 06 serves the task's adapter under
-    reference = ""         # the cheap non-LLM system 01 scores, and 04 scores on production
-    endpoint_system = ""   # 01's name for the model the fine-tune would replace (gate.ENDPOINT_PREFIX...)
+    adapter_name = ""      # the name 05 serves the task's adapter under
+    reference = ""         # the cheap non-LLM system 00 scores, and 04 scores on production
+    endpoint_system = ""   # 00's name for the model the fine-tune would replace (gate.ENDPOINT_PREFIX...)
     units = ""             # what the per-unit floor of the gate is over: "classes" (labels), "parts" (a format's)
     unit_word = ""         # the units in a sentence: "labels", "format parts"
     knobs = gate.KNOBS     # what to tune when the fine-tune does not beat the base
@@ -93,7 +93,7 @@ class Task:
     # ------------------------------------------------------------ per task
     @property
     def primary(self):
-        """The metric that ranks systems (01's best prompting system, the gate's alternatives)."""
+        """The metric that ranks systems (00's best prompting system, the gate's alternatives)."""
         raise NotImplementedError
 
     @property
@@ -159,7 +159,7 @@ class Task:
         return "\n".join(self.read_split(split, systems) for split, systems in results.items() if systems)
 
     def read_prompting(self, results):
-        """One sentence on what prompting gave in 01 (`results`: {system: metrics} on held-out)."""
+        """One sentence on what prompting gave in 00 (`results`: {system: metrics} on held-out)."""
         raise NotImplementedError
 
     def examples(self, rows, outputs, seed=0):
@@ -167,7 +167,7 @@ class Task:
         raise NotImplementedError
 
     def baseline_fields(self, results, outputs, rows):
-        """01's record fields of this task: the best prompting system and the reference, by `primary`."""
+        """00's record fields of this task: the best prompting system and the reference, by `primary`."""
         raise NotImplementedError
 
     def comparison_rows(self, paired):
@@ -217,7 +217,7 @@ class Task:
         raise NotImplementedError
 
     def figures(self, results, others=None, rows=None):
-        """04's figures of the fine-tune's answers: {file name under plots/: matplotlib figure}. `others` are 01's
+        """04's figures of the fine-tune's answers: {file name under plots/: matplotlib figure}. `others` are 00's
         systems on the held-out `rows` (`baselines`), for figures that put the fine-tune beside them."""
         return {}
 
@@ -254,7 +254,7 @@ class Task:
         return []
 
     def record_fields(self):
-        """The fields 01's and 04's records carry for this task beside the shared ones."""
+        """The fields 00's and 04's records carry for this task beside the shared ones."""
         return {}
 
     # ------------------------------------------------------------ shared
@@ -290,7 +290,7 @@ class Task:
     def priced_tokens(self, systems, rows, outputs, counter):
         """{name: tokens per request} for each system of `systems` that prompts a model (it has `messages`) and
         answered `rows` (`outputs[name]`): the prompt it sent and the answers it gave, counted by `counter`
-        (tokencount.Counter), so 05 prices each option with the prompt it was scored with."""
+        (tokencount.Counter), so 06 prices each option with the prompt it was scored with."""
         out = {name: counter.count([s.messages(r["text"]) for r in rows],
                                    [tokencount.answer_text(o) for o in outputs[name]])
                for name, s in systems.items() if hasattr(s, "messages") and name in outputs}
@@ -299,9 +299,9 @@ class Task:
         return out
 
     def hosted_request(self, priced, best, scored_as=""):
-        """What 05 prices a request to the hosted model at, from `priced_tokens`: the endpoint's prompt and answers
+        """What 06 prices a request to the hosted model at, from `priced_tokens`: the endpoint's prompt and answers
         when the replaced model was scored (`scored_as` names it: your provider at ENDPOINT_URL or the stand-in for
-        it, hosted_standin.Replaced.scored_as), else `best`'s prompt (01's best prompting system) with the held-out
+        it, hosted_standin.Replaced.scored_as), else `best`'s prompt (00's best prompting system) with the held-out
         rows' own answer length (the prompted base is not the hosted model: its answers say nothing of the hosted
         model's)."""
         scored = self.endpoint_system in priced
@@ -314,20 +314,20 @@ class Task:
 
     def priced_table(self, priced, results, hosted):
         """(rows, reading) of `priced_tokens`: each prompted system's tokens per request beside its primary metric,
-        and `hosted` (`hosted_request`), the request 05 prices the hosted model at."""
+        and `hosted` (`hosted_request`), the request 06 prices the hosted model at."""
         rows = [{"system": name, self.primary: round(results[name].get(self.primary) or 0.0, 3),
                  "prompt tokens": round(c["prompt_tokens"], 1), "answer tokens": round(c["answer_tokens"], 1)}
                 for name, c in priced.items() if name in results and "prompt_tokens" in c]
         if not rows:
             return rows, "no prompted system answered: nothing to count"
         h, cheap = hosted, min(rows, key=lambda r: r["prompt tokens"])
-        which = (h.get("scored_as") or ENDPOINT_WORDS) if h["endpoint"] else "01's best prompting system"
+        which = (h.get("scored_as") or ENDPOINT_WORDS) if h["endpoint"] else "00's best prompting system"
         answers = (f"its {h['answer_tokens']:,.1f} answer tokens" if h["endpoint"] else
                    f"{h['answer_tokens']:,.1f} answer tokens, the held-out rows' own answers (the prompted base is not "
                    "the hosted model: its answers say nothing of how long the hosted model's are)")
         times = (f" ({h['prompt_tokens'] / cheap['prompt tokens']:.1f}x {cheap['system']}'s "
                  f"{cheap['prompt tokens']:,.0f})" if cheap["system"] != h["system"] and cheap["prompt tokens"] else "")
-        reading = (f"Counted with {h['tokenizer']}'s tokenizer and chat template over {h['n']} held-out rows. 05 "
+        reading = (f"Counted with {h['tokenizer']}'s tokenizer and chat template over {h['n']} held-out rows. 06 "
                    f"prices the hosted model with {h['system']}'s prompt ({which}): {h['prompt_tokens']:,.0f} prompt "
                    f"tokens a request{times}, and {answers}")
         return rows, reading + "."
@@ -348,7 +348,7 @@ class Task:
         return results, outputs
 
     def references(self, train_rows):
-        """{name: system} of the cheap non-LLM systems fitted on `train_rows` that 01 scores and 04 scores on
+        """{name: system} of the cheap non-LLM systems fitted on `train_rows` that 00 scores and 04 scores on
         production: the reference, and whatever floor the task sets beside it."""
         ref = self.reference_system(train_rows)
         return {ref.name: ref}
@@ -363,19 +363,19 @@ class Task:
                 self.save(Path(out_dir) / f"{prefix}_{split}_{name}.jsonl", rows, outputs[(split, name)])
 
     def baselines(self, run_dir, heldout):
-        """Every system 01 scored, with its outputs on the rows of `heldout` that 01 scored (01 and 04 may each
-        score a MAX_ROWS sample): {name: {"name", "ids", "preds"}}; {} when 01 has not run here. Systems
+        """Every system 00 scored, with its outputs on the rows of `heldout` that 00 scored (00 and 04 may each
+        score a MAX_ROWS sample): {name: {"name", "ids", "preds"}}; {} when 00 has not run here. Systems
         sharing no row with `heldout` are left out."""
         rec = records.read_or_empty(run_dir, stages.BASELINE)
         here, out = {r["id"] for r in heldout}, {}
         for name in rec.at("systems", default={}):
-            path = Path(run_dir) / "predictions" / f"01_{name}.jsonl"
+            path = Path(run_dir) / "predictions" / f"00_{name}.jsonl"
             if not path.exists():
                 continue
             ids, preds = self.load(path)
             both = [(i, p) for i, p in zip(ids, preds) if i in here]
             if len(both) < len(ids):
-                log.warning("01 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
+                log.warning("00 scored %d rows, %d of them among these held-out rows: comparing with %s on those",
                             len(ids), len(both), name)
             if both:
                 out[name] = {"name": name, "ids": [i for i, _ in both], "preds": [p for _, p in both]}
@@ -391,7 +391,7 @@ class Task:
     def compare(self, splits, outputs, others):
         """04's paired comparisons: on every split of `splits` ({split: rows}), the fine-tune against every other
         system scored there (`outputs`: {(split, name): outputs}; 03's experiment `finetuned_b` aside), and on
-        held-out against every system 01 scored (`others`, from `baselines`) on the rows it scored:
+        held-out against every system 00 scored (`others`, from `baselines`) on the rows it scored:
         {split: {"finetuned_vs_<name>": paired}}."""
         out = {}
         for split, rows in splits.items():
@@ -410,7 +410,7 @@ class Task:
         """04's verdict from its own numbers: the checks every task shares (gate.held_and_production), the
         task's per-unit floor and the leakage re-check. Returns {"ship", "verdict": ship | stop | not proven,
         "checks", "reasons", "better", <units>: the unit table, "config"}. `teacher`: 04's teacher_check, read as
-        the replaced model's comparison when 01 scored none."""
+        the replaced model's comparison when 00 scored none."""
         checks, better = gate.held_and_production(results, paired, cfg, self, teacher)
         table = self.unit_table(results)
         checks.append(self.unit_floor(table, cfg))

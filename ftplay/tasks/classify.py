@@ -109,8 +109,8 @@ class ClassifyTask(Task):
         return evaluate.answer_examples(rows, outputs, n=4, seed=seed)
 
     def baseline_fields(self, results, outputs, rows):
-        """01's record: the best LLM system by macro-F1, and the TF-IDF reference with its speed and its
-        confidence curve (the cheapest routing there is). Returns (fields, what 01 shows of them)."""
+        """00's record: the best LLM system by macro-F1, and the TF-IDF reference with its speed and its
+        confidence curve (the cheapest routing there is). Returns (fields, what 00 shows of them)."""
         llm = {k: v for k, v in results.items() if k != self.reference}
         best = max(llm, key=lambda k: llm[k]["macro_f1"])
         ref = results[self.reference]
@@ -169,7 +169,7 @@ class ClassifyTask(Task):
                            f"before anything else: {'; '.join(self.knobs)}", field)]
 
     def alternatives(self, split, paired):
-        """The fine-tune against every other system scored on the same rows of `split` (01's prompts,
+        """The fine-tune against every other system scored on the same rows of `split` (00's prompts,
         the classical reference, the replaced model): blocks when one is better beyond its interval."""
         alts = gate.alternatives_of(paired)
         if not alts:

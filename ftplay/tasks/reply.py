@@ -82,13 +82,13 @@ class ReplyTask(Task):
     def floor_checks(self, paired, cfg):
         """Held-out: the fine-tune must beat constant_reply on the primary metric beyond its interval (the paired
         difference's 95% interval above zero; McNemar here tests validity, which a canned reply always has): one
-        reply for every ticket is what a fine-tune that learnt only the format writes. Not proven where 01 did
+        reply for every ticket is what a fine-tune that learnt only the format writes. Not proven where 00 did
         not score it."""
         d = (paired.get("heldout") or {}).get(f"finetuned_vs_{replies.CONSTANT}")
         name = f"beats_{replies.CONSTANT}"
         if d is None:
             return [gate.check(name, gate.NOT_PROVEN, f"held-out: {replies.CONSTANT} (the most common training "
-                               "reply) was not scored; run 01 into this RUN_DIR", "heldout.paired")]
+                               "reply) was not scored; run 00 into this RUN_DIR", "heldout.paired")]
         metric = d.get("primary", self.primary)
         what, a, b = METRIC_NAMES[metric], d[f"a_{metric}"], d[f"b_{metric}"]
         beats = d[f"{metric}_diff_ci"][0] > 0
@@ -127,7 +127,7 @@ class ReplyTask(Task):
         return system.reply([r["text"] for r in rows])
 
     def run(self, system, rows, seed=0):
-        """Task.run, with the replies' token counts ("output_tokens": 05 prices output tokens so)."""
+        """Task.run, with the replies' token counts ("output_tokens": 06 prices output tokens so)."""
         m, outputs = super().run(system, rows, seed)
         if self.tokenizer is not None:
             m["output_tokens"] = replies.token_stats(self.tokenizer, outputs)
@@ -141,7 +141,7 @@ class ReplyTask(Task):
         return replies.paired(rows, a, b, self.fmt, self.scoring.n_boot, seed)
 
     def figures(self, results, others=None, rows=None):
-        """Each part of the reply right, held-out: fine-tune and base, and 01's canned references (the constant
+        """Each part of the reply right, held-out: fine-tune and base, and 00's canned references (the constant
         reply and the nearest ticket's reply) scored on the same rows, so a part the fine-tune only gets as often
         as a canned reply shows as a bar no higher than theirs."""
         from .. import plots
@@ -153,7 +153,7 @@ class ReplyTask(Task):
         for name in (replies.CONSTANT, self.reference):
             o = (others or {}).get(name)
             if o and at:
-                systems[f"{name} (01)"] = self.score([at[i] for i in o["ids"]], o["preds"])["fields"]
+                systems[f"{name} (00)"] = self.score([at[i] for i in o["ids"]], o["preds"])["fields"]
         return {"04_reply_parts": plots.part_accuracy(systems, title="Each part of the reply right, held-out")}
 
     def save(self, path, rows, outputs):
@@ -204,15 +204,15 @@ class ReplyTask(Task):
 
     def examples(self, rows, outputs, seed=0):
         """Two tickets: the reference reply, the cheap references' replies, the first prompting system's and an
-        endpoint's, when scored (every system's replies are scored in 01's table and saved under predictions/)."""
+        endpoint's, when scored (every system's replies are scored in 00's table and saved under predictions/)."""
         llm = [k for k in outputs if k not in (self.reference, replies.CONSTANT) and not k.startswith("endpoint")]
         shown = {k: o for k, o in outputs.items() if k not in llm[1:]}
         return replies.examples(rows, shown, n=2, seed=seed)
 
     def baseline_fields(self, results, outputs, rows):
-        """01's record of the reply task: the primary metric, the best prompting system by it (chrF on a tie; the
+        """00's record of the reply task: the primary metric, the best prompting system by it (chrF on a tie; the
         reference and the floor excluded), the reference (nearest_reply) with its speed, and the floor
-        (constant_reply) with the share of training replies it is. Returns (fields, what 01 shows)."""
+        (constant_reply) with the share of training replies it is. Returns (fields, what 00 shows)."""
         keys = ("valid_rate", "field_accuracy", "chrf")
         llm = {k: m for k, m in results.items() if k not in (self.reference, replies.CONSTANT)}
         best = max(llm, key=lambda k: _rank(llm[k]))
