@@ -136,7 +136,10 @@ def test_results_render_as_rounded_tables():
     assert t.loc[("heldout", "finetuned"), "macro-F1 [95% CI]"] == "0.45 [0.39, 0.51]"  # a 0.12-wide CI: 2 decimals
     assert numbers.ci_decimals((0.101, 0.112)) == 3 and numbers.ci_decimals((0.1, 0.3)) == 2
     reading = tasks.get("classify").read_summary({"heldout": {"finetuned": m}})
-    assert "finetuned scores highest, macro-F1 0.45 (95% CI 0.39 to 0.51)" in reading
+    assert "heldout (237 rows), among this table's systems: finetuned scores highest, macro-F1 0.45 (95% CI 0.39 " \
+           "to 0.51)" in reading
+    # issue 28: 04's table holds the base and the fine-tune; "scores highest" is said of them, with 00's systems named
+    assert reading.endswith("against every system 00 scored on these rows too).")
     tab = plots.table({"cheaper": True, "payback_months": 6.8e-05, "share": 0.4249039332107116})
     assert tab["value"].tolist() == [True, 6.8e-05, 0.425] and list(tab.index) == ["cheaper", "payback_months", "share"]
     # issue 28: a small value keeps its significant digits instead of rounding to 0.0 or 0.001
@@ -216,3 +219,11 @@ def test_the_seed_case_is_explained_without_repeating_the_prices():
     assert "price     hosted_price_in_per_m = 3 " in whole and "assumption: FLOPs" in whole
     assert "price " not in short and "assumption: FLOPs" not in short
     assert [x for x in whole.splitlines() if not x.startswith(("price ", "  assumption"))] == short.splitlines()
+
+
+def test_mcnemar_p_shows_its_two_digits_not_pandas_six():
+    """issue 28: 04's comparisons showed 8.500000e-19 (a float column of mixed sizes)."""
+    d = {"n": 238, "a_macro_f1": 0.391, "b_macro_f1": 0.029, "macro_f1_diff": 0.363,
+         "macro_f1_diff_ci": [0.304, 0.415], "mcnemar_p": 8.5e-19}
+    rows = tasks.get("classify").comparison_rows({"heldout": {"finetuned_vs_base": d}})
+    assert rows[0]["McNemar p"] == "8.5e-19"

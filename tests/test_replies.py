@@ -138,7 +138,8 @@ def test_tables_and_readings_name_the_best_system():
     table = REPLY.summary_table(results)
     assert list(table.index) == [("heldout", "good"), ("heldout", "canned")]
     assert table.iloc[0]["valid [95% CI]"] == "100% [100%, 100%]"
-    assert "good restates the most fields right, 100%" in REPLY.read_summary(results)
+    assert "heldout (40 rows), among this table's systems: good restates the most fields right, 100%" in \
+        REPLY.read_summary(results)
     assert "Well-formed but canned: canned (1) distinct replies for 40 tickets" in REPLY.read_summary(results)
     ex = replies.examples(ROWS, {"good": GOOD}, n=2)
     assert len(ex) == 2 and ex[0]["reference"].startswith("Hello ") and " | Support Team" in ex[0]["good"]

@@ -96,9 +96,10 @@ class ClassifyTask(Task):
         best = max(systems, key=lambda k: systems[k]["macro_f1"])
         m = systems[best]
         lo, hi = m["macro_f1_ci"]
-        return (f"{split} ({m['n']} rows): {best} scores highest, macro-F1 {m['macro_f1']:.2f} "
-                f"(95% CI {lo:.2f} to {hi:.2f}); with intervals about {hi - lo:.2f} wide, systems closer than "
-                "that are not told apart here (the paired comparisons below say which differences are real).")
+        return (f"{split} ({m['n']} rows), among this table's systems: {best} scores highest, "
+                f"macro-F1 {m['macro_f1']:.2f} (95% CI {lo:.2f} to {hi:.2f}); with intervals about {hi - lo:.2f} "
+                "wide, systems closer than that are not told apart here (the paired comparisons below say which "
+                "differences are real, against every system 00 scored on these rows too).")
 
     def read_prompting(self, results):
         return (f"{len(self.labels)} labels: a uniform guess is right {1 / len(self.labels):.0%} of the time; the base "
@@ -135,7 +136,7 @@ class ClassifyTask(Task):
                  "fine-tune F1": round(d["a_macro_f1"], 3), "other F1": round(d["b_macro_f1"], 3),
                  "difference": round(d["macro_f1_diff"], 3),
                  "95% CI": f"[{d['macro_f1_diff_ci'][0]:+.3f}, {d['macro_f1_diff_ci'][1]:+.3f}]",
-                 "McNemar p": float(f"{d['mcnemar_p']:.2g}")}
+                 "McNemar p": f"{d['mcnemar_p']:.2g}"}
                 for split, by in paired.items() for key, d in by.items()]
 
     def read_comparisons(self, paired):

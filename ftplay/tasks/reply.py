@@ -184,9 +184,10 @@ class ReplyTask(Task):
         width = f"{hi - lo:.0%}" if m["primary"] == "field_accuracy" else f"{hi - lo:.1f} chrF points"
         canned = [f"{k} ({x['distinct']})" for k, x in systems.items()
                   if x.get("distinct") is not None and x["valid_rate"] >= 0.5 and x["distinct"] <= x["n"] / 10]
-        return (f"{split} ({m['n']} rows): {best} {said}; {valid} keeps the format most often, "
-                f"{v['valid_rate']:.0%} valid. Intervals about {width} wide: closer systems are not told apart "
-                "here (the paired comparisons say which differences are real)."
+        return (f"{split} ({m['n']} rows), among this table's systems: {best} {said}; {valid} "
+                f"keeps the format most often, {v['valid_rate']:.0%} valid. Intervals about {width} wide: closer "
+                "systems are not told apart here (the paired comparisons say which differences are real, against "
+                "every system 00 scored on these rows too)."
                 + (f" Well-formed but canned: {', '.join(canned)} distinct replies for {m['n']} tickets, the "
                    "format learnt without the ticket's content." if canned else ""))
 
@@ -239,7 +240,7 @@ class ReplyTask(Task):
 
         return [{"split": split, "fine-tune vs": key[len("finetuned_vs_"):], "rows": d["n"],
                  "valid (ft / other)": f"{d['a_valid_rate']:.0%} / {d['b_valid_rate']:.0%}",
-                 "valid diff [95% CI]": iv(d, "valid_rate"), "McNemar p": float(f"{d['mcnemar_p']:.2g}"),
+                 "valid diff [95% CI]": iv(d, "valid_rate"), "McNemar p": f"{d['mcnemar_p']:.2g}",
                  "fields diff [95% CI]": iv(d, "field_accuracy"), "chrF diff [95% CI]": iv(d, "chrf")}
                 for split, by in paired.items() for key, d in by.items()]
 
