@@ -176,7 +176,9 @@ def table(obj, decimals=3, column="value"):
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return pd.DataFrame({column: ["not recorded" if obj is None else _cell(obj, decimals)]})
     if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
-        return pd.DataFrame({k: {c: _cell(x, decimals) for c, x in v.items()} for k, v in obj.items()}).T
+        # one row per key, each column its own dtype: a count stays an int beside a rate
+        return pd.DataFrame.from_dict({k: {c: _cell(x, decimals) for c, x in v.items()} for k, v in obj.items()},
+                                      orient="index")
     if isinstance(obj, dict):
         return pd.DataFrame({column: {k: _cell(v, decimals) for k, v in obj.items()}})
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(v, dict) for v in obj):
